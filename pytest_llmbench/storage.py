@@ -1,0 +1,362 @@
+"""The files a run leaves in its output folder: safe names, atomic writes, readable completions.
+
+Test names come from user JSON and model names from servers, so every name is made valid on
+Linux and Windows and kept inside the output folder before it touches the disk. The controller
+writes two files per test, thousands of times a run: the per-test path never fsyncs and never
+lists a directory; only the batch file, written once, is made durable.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import re
+import secrets
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pytest_llmbench.result import dumps_strict
+
+TEMP_SUFFIX = ".llmbench-tmp"
+COMPLETION_SUFFIX = "_completion.txt"
+RESULT_SUFFIX = "_result.json"
+MAX_NAME_BYTES = 255  # the common per-name limit (ext4, NTFS in UTF-16 units, APFS)
+MAX_STEM_BYTES = MAX_NAME_BYTES - max(len(s.encode()) for s in (COMPLETION_SUFFIX, RESULT_SUFFIX))
+HASH_CHARS = 8
+
+# Path separators, characters Windows forbids, C0/C1 controls and lone surrogates (which no
+# file system encoding accepts).
+_UNSAFE = re.compile(r'[/\\<>:"|?*\x00-\x1f\x7f-\x9f\ud800-\udfff]')
+_RESERVED = frozenset(
+    ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
+    + [f"{port}{n}" for port in ("COM", "LPT") for n in (*"0123456789", "\u00b9", "\u00b2", "\u00b3")]
+)
+_FALLBACK_STEM = "test"
+_OPEN_FLAGS = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+class OutputNotWritable(Exception):
+    """The output folder cannot take files; raised before a run so nothing is lost at the end."""
+
+
+@dataclass(frozen=True)
+class WriteFailure:
+    path: Path
+    reason: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Names
+
+
+def _clean(name: str) -> str:
+    """The name with every unsafe character replaced; may still be too long (see _hashed)."""
+    stem = _UNSAFE.sub("_", name).strip(" .") or _FALLBACK_STEM
+    # Windows reserves device names whatever follows the first dot ("nul.txt" is NUL).
+    if stem.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
+        stem = "_" + stem
+    return stem
+
+
+def _fold(stem: str) -> str:
+    """What case-insensitive, normalizing file systems (NTFS, APFS) see as the same name."""
+    return unicodedata.normalize("NFC", stem).casefold()
+
+
+def _hashed(stem: str, key: str) -> str:
+    """The stem cut on a character boundary to leave room for a hash of the key, then the hash."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:HASH_CHARS]
+    room = MAX_STEM_BYTES - len(digest) - 2  # "-" before the hash, "_" a reserved name may gain
+    cut = stem.encode()[:room].decode("utf-8", "ignore")
+    return f"{_clean(cut)}-{digest}"
+
+
+class StemAllocator:
+    """Hands out stems one test at a time, for a controller that learns of tests as they finish.
+
+    A stem gets a hash suffix when its name had to change or when the stem is already taken
+    (case-insensitively), so distinct keys never share a file; the same key always gets the same stem.
+    """
+
+    def __init__(self, taken: Iterable[str] = ()) -> None:
+        self._used = {_fold(stem) for stem in taken}
+        self._by_key: dict[str, str] = {}
+
+    def claim(self, name: str, key: str, *, shared: bool = False) -> str:
+        """The stem for key; shared=True forces the hash (the name is known to repeat)."""
+        if key in self._by_key:
+            return self._by_key[key]
+        base = _clean(name)
+        stem = base
+        unchanged = base == name and len(base.encode()) <= MAX_STEM_BYTES
+        if shared or not unchanged or _fold(stem) in self._used:
+            stem = _hashed(base, key)
+            retry = 1
+            while _fold(stem) in self._used:  # a name crafted to look like another key's hash
+                retry += 1
+                stem = _hashed(base, f"{key}\x00{retry}")
+        self._used.add(_fold(stem))
+        self._by_key[key] = stem
+        return stem
+
+
+def file_stem(name: str, key: str, taken: Iterable[str] | None = None) -> str:
+    """A file-name stem for name, valid on Linux and Windows, distinct from every stem in taken."""
+    return StemAllocator(taken or ()).claim(name, key)
+
+
+def assign_stems(items: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Stems for a whole run's (key, name) pairs, independent of their order.
+
+    Every test whose name repeats (case-insensitively) gets a hash, not all but the first.
+    """
+    names = dict(items)
+    counts = Counter(_fold(_clean(name)) for name in names.values())
+    allocator = StemAllocator()
+    return {
+        key: allocator.claim(names[key], key, shared=counts[_fold(_clean(names[key]))] > 1)
+        for key in sorted(names)
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+def atomic_write_text(path: Path, text: str, *, durable: bool = False) -> None:
+    """Replace path with text whole, or leave it as it was.
+
+    The temporary name is short and independent of the target so that a target at the 255-byte
+    limit still has room; O_EXCL|O_NOFOLLOW keep a planted file or link from being written through.
+    Lone surrogates (valid in JSON strings) are written as \\uXXXX escapes instead of failing.
+    """
+    tmp = path.with_name(f".{secrets.token_hex(8)}{TEMP_SUFFIX}")
+    fd = os.open(tmp, _OPEN_FLAGS, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8", "backslashreplace"))
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.replace(tmp, path)  # replaces a symlink at path itself, never its target
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if durable:
+        _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make the rename itself durable; POSIX only (Windows cannot open a directory)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on directories; the data itself is synced
+    finally:
+        os.close(fd)
+
+
+def clean_temp_files(directory: Path) -> int:
+    """Remove the temporary files a killed run left behind; returns how many went."""
+    removed = 0
+    for folder, _dirs, files in os.walk(directory):  # does not follow links into other folders
+        for name in files:
+            if name.endswith(TEMP_SUFFIX):
+                try:
+                    os.unlink(os.path.join(folder, name))
+                    removed += 1
+                except OSError:
+                    pass  # gone already, or not ours to remove: not worth failing a run over
+    return removed
+
+
+_REASONS = {
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EEXIST: "the path exists and is not a folder",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.ENOSPC: "no space left on the device",
+}
+
+
+def check_writable(directory: Path) -> None:
+    """Fail before the run, not after an hour of requests, when results could not be saved."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".probe-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+        os.close(os.open(probe, _OPEN_FLAGS, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        reason = _REASONS.get(exc.errno or 0, exc.strerror or str(exc))
+        raise OutputNotWritable(f"llmbench output folder '{directory}' is not writable: {reason}") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# Content
+
+
+def _content_text(content: Any) -> str:
+    """Chat content is a string or a list of parts; only text parts are readable as text."""
+    if isinstance(content, list):
+        return "\n".join(
+            part.get("text", "") if part.get("type") == "text" else f"<{part.get('type')}>"
+            for part in content
+            if isinstance(part, dict)
+        )
+    return "" if content is None else str(content)
+
+
+def _prompt_text(request: dict[str, Any]) -> str:
+    if isinstance(request.get("messages"), list):
+        return "\n".join(
+            f"[{m.get('role', '?')}] {_content_text(m.get('content'))}"
+            for m in request["messages"]
+            if isinstance(m, dict)
+        )
+    prompt = request.get("prompt")
+    if isinstance(prompt, list):  # the completions API takes a list of prompts too
+        return "\n".join(str(p) for p in prompt)
+    return "(no prompt recorded)" if prompt is None else str(prompt)
+
+
+def _completion_text(result: dict[str, Any]) -> str:
+    text = result.get("response_text") or ""
+    if result.get("success"):
+        return text
+    error = result.get("error") or {}
+    message = result.get("error_message") or error.get("message") or "unknown error"
+    kind = f" ({error['kind']})" if error.get("kind") else ""
+    partial = f"\n\n--- partial response ---\n{text}" if text else ""
+    return f"ERROR{kind}: {message}{partial}"
+
+
+def _seconds(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f} s"
+
+
+def _tokens(value: Any, estimated: bool) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value} (estimated)" if estimated else str(value)
+
+
+def _metric_lines(result: dict[str, Any]) -> list[str]:
+    estimated = bool(result.get("tokens_estimated"))
+    speed = result.get("tokens_per_second")
+    lines = [
+        f"model: {result.get('model') or 'n/a'}",
+        f"category: {result.get('category') or 'n/a'}",
+        f"success: {bool(result.get('success'))}",
+        f"execution_time: {_seconds(result.get('execution_time'))}",
+        f"prompt_tokens: {_tokens(result.get('prompt_tokens'), estimated)}",
+        f"completion_tokens: {_tokens(result.get('completion_tokens'), estimated)}",
+        f"tokens_per_second: {'n/a' if speed is None else f'{speed:.2f}'}",
+        f"attempts: {result.get('attempts', 0)}",
+    ]
+    timings = ("ttft", "tpot", "e2e_latency")
+    lines += [f"{k}: {_seconds(result[k])}" for k in timings if result.get(k) is not None]
+    if result.get("reasoning_score") is not None:
+        lines.append(f"reasoning_score: {result['reasoning_score']}")
+    evaluation = result.get("evaluation_result")
+    if isinstance(evaluation, dict) and "passed" in evaluation:
+        lines.append(f"evaluation_passed: {evaluation['passed']}")
+    for key, value in (result.get("performance_metrics") or {}).items():
+        shown = value if isinstance(value, (str, int, float, bool)) or value is None else dumps_strict(value)
+        lines.append(f"{key}: {shown}")
+    return lines
+
+
+def render_completion_text(result: dict[str, Any]) -> str:
+    """The human-readable file: what was asked, what came back (raw), and how it went."""
+    sections = [
+        ("PROMPT", _prompt_text(result.get("request") or {})),
+        ("COMPLETION", _completion_text(result)),
+        ("METRICS", "\n".join(_metric_lines(result))),
+    ]
+    return "\n\n".join(f"=== {title} ===\n{body}" for title, body in sections) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# The writer
+
+
+class ResultWriter:
+    """Writes per-test files and the batch file; a failed write is recorded, never raised.
+
+    A full disk or a folder gone read-only must not end a run whose results are still being
+    counted: the caller warns about `failures` and lists the missing files in its summary.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.failures: list[WriteFailure] = []
+        self.written = 0
+        self._made: set[Path] = set()
+        self._subdirs = StemAllocator()
+
+    def write_test(self, result: dict[str, Any], stem: str, subdir: str | None = None) -> list[Path]:
+        """Write {stem}_completion.txt and {stem}_result.json; returns the paths written."""
+        folder = self.directory
+        if subdir is not None:
+            folder = folder / self._subdirs.claim(subdir, subdir)
+        stem = file_stem(stem, stem)  # a no-op for stems from assign_stems; a guard for others
+        files: list[tuple[Path, Callable[[], str]]] = [
+            (folder / f"{stem}{COMPLETION_SUFFIX}", lambda: render_completion_text(result)),
+            (folder / f"{stem}{RESULT_SUFFIX}", lambda: dumps_strict(result, indent=2)),
+        ]
+        return [path for path, render in files if self._write(path, render)]
+
+    def write_batch(self, batch: dict[str, Any], started: datetime) -> Path | None:
+        """Write batch_results_<UTC start>.json, never over an earlier run's file; durable.
+
+        A naive `started` is taken as local time (Python's rule for astimezone).
+        """
+        name = f"batch_results_{started.astimezone(timezone.utc):%Y%m%d-%H%M%S}"
+        path = self.directory / f"{name}.json"
+        number = 1
+        while os.path.lexists(path):
+            number += 1
+            path = self.directory / f"{name}-{number}.json"
+        return path if self._write(path, lambda: dumps_strict(batch, indent=2), durable=True) else None
+
+    def _write(self, path: Path, render: Callable[[], str], *, durable: bool = False) -> bool:
+        try:
+            self._ensure_folder(path.parent)
+            atomic_write_text(path, render(), durable=durable)
+        except (OSError, TypeError, ValueError) as exc:  # rendering can fail on non-JSON values
+            self.failures.append(WriteFailure(path, _describe(exc)))
+            self._made.discard(path.parent)  # check the folder again next time
+            return False
+        self.written += 1
+        return True
+
+    def _ensure_folder(self, folder: Path) -> None:
+        if folder in self._made:
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        if folder != self.directory and folder.is_symlink():
+            raise OSError(f"'{folder}' is a symbolic link; not followed")
+        self._made.add(folder)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{_REASONS.get(exc.errno, exc.strerror)} [{errno.errorcode.get(exc.errno, exc.errno)}]"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,490 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+import unicodedata
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from pytest_llmbench.result import ApiError, TestResult
+from pytest_llmbench.storage import (
+    MAX_STEM_BYTES,
+    TEMP_SUFFIX,
+    OutputNotWritable,
+    ResultWriter,
+    StemAllocator,
+    assign_stems,
+    atomic_write_text,
+    check_writable,
+    clean_temp_files,
+    file_stem,
+    render_completion_text,
+)
+
+# An independent statement of what Windows and Linux accept, so the tests do not trust the code's own rules.
+WINDOWS_FORBIDDEN = set('<>:"|?*/\\')
+WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
+    f"{port}{n}" for port in ("COM", "LPT") for n in "0123456789¹²³"
+}
+LONGEST_SUFFIX = "_completion.txt"
+
+HOSTILE_NAMES = [
+    "../../etc/passwd", "..", ".", "...", "", " ", "a/b", "a\\b", "C:\\Windows\\x", "/abs/path",
+    "nul\x00byte", "tab\there", "line\nbreak", "bell\x07", "del\x7f", "c1\x85",
+    "CON", "con", "Con.txt", "nul.txt", "NUL", "aux.tar.gz", "COM1", "lpt9.log", "COM¹", "conin$", "CON .txt",
+    "trailing dot.", "trailing space ", "dots...", " leading", ".hidden",
+    'quote"s', "a<b>c", "pipe|", "what?", "star*", "colon:stream",
+    "é" * 300, "日本語" * 100, "😀" * 80, "x" * 300, "e\u0301" * 200, "lone\ud800surrogate",
+    "Greeting", "greeting", "GREETING", "café", "cafe\u0301",  # case and normalization twins
+]
+
+
+def portable_name_problems(name: str) -> list[str]:
+    problems = []
+    if not name:
+        problems.append("empty")
+    if len(name.encode("utf-8")) > 255:
+        problems.append("longer than 255 bytes")
+    if any(c in WINDOWS_FORBIDDEN or ord(c) < 32 for c in name):
+        problems.append("forbidden character")
+    if name[-1:] in (" ", "."):
+        problems.append("trailing dot or space")
+    if name.split(".")[0].strip().upper() in WINDOWS_DEVICES:
+        problems.append("reserved device name")
+    return problems
+
+
+def random_names(count: int, seed: int = 1234) -> list[str]:
+    rng = random.Random(seed)
+    pieces = list("abcXYZ09 -_.") + ["/", "\\", "..", ":", "*", "?", '"', "<", ">", "|", "\x00", "\x1f", "\x7f",
+                                      "é", "日", "😀", "\u0301", "\ud800", "CON", "nul", "Lpt1", ".txt"]
+    return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 120))) for _ in range(count)]
+
+
+def make_result(test_id: str = "t1", **overrides) -> dict:
+    values = dict(
+        test_id=test_id, test_name=f"name {test_id}", success=True, response_text="Hello there.",
+        execution_time=1.25, prompt_tokens=12, completion_tokens=30, tokens_per_second=24.0,
+        model="tiny-model", category="greeting", attempts=1, request={"prompt": "Say hello"},
+    )
+    values.update(overrides)
+    return TestResult(**values).to_dict()
+
+
+def short_hash(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+def temp_leftovers(directory: Path) -> list[Path]:
+    return [p for p in directory.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
+
+
+# ----------------------------------------------------------------------------- names
+
+
+def test_plain_name_is_kept_as_is():
+    assert file_stem("Greeting test 1", "suite::t1::m") == "Greeting test 1"
+
+
+def test_changed_name_gets_hash_of_the_key():
+    assert file_stem("a/b", "suite::t1::m") == f"a_b-{short_hash('suite::t1::m')}"
+    assert file_stem("a/b", "suite::t1::m") != file_stem("a/b", "suite::t2::m")
+
+
+@pytest.mark.parametrize("name", ["CON", "con", "nul.txt", "Aux.tar.gz", "COM1", "lpt9.log", "PRN", "COM¹"])
+def test_windows_device_names_are_prefixed(name):
+    stem = file_stem(name, "k")
+    assert stem.startswith("_") and name in stem
+    assert portable_name_problems(stem + LONGEST_SUFFIX) == []
+
+
+@pytest.mark.parametrize("name", ["..", ".", "", "   ", "...", " . "])
+def test_names_with_nothing_usable_are_never_empty(name):
+    stem = file_stem(name, "k")
+    assert stem.startswith("test-") and ".." not in stem
+
+
+def test_trailing_dots_and_spaces_are_removed():
+    stem = file_stem("answer. . ", "k")
+    assert stem == f"answer-{short_hash('k')}"
+
+
+def test_long_multibyte_name_is_cut_on_a_character_boundary():
+    stem = file_stem("é" * 300, "k")
+    assert len(stem.encode()) <= MAX_STEM_BYTES
+    assert len((stem + LONGEST_SUFFIX).encode()) <= 255
+    assert stem == "é" * len(stem[:-9]) + f"-{short_hash('k')}"
+
+
+def test_name_exactly_at_the_limit_is_kept_and_one_byte_more_is_hashed():
+    assert file_stem("x" * MAX_STEM_BYTES, "k") == "x" * MAX_STEM_BYTES
+    longer = file_stem("x" * (MAX_STEM_BYTES + 1), "k")
+    assert longer.endswith(short_hash("k")) and len(longer.encode()) <= MAX_STEM_BYTES
+
+
+def test_taken_stem_is_matched_case_insensitively():
+    assert file_stem("Greeting", "k", taken={"greeting"}) == f"Greeting-{short_hash('k')}"
+    assert file_stem("Greeting", "k", taken={"other"}) == "Greeting"
+
+
+def test_stems_are_fixed_points_so_writer_guard_changes_nothing():
+    for name in HOSTILE_NAMES + random_names(200):
+        stem = file_stem(name, name)
+        assert file_stem(stem, "other key") == stem
+
+
+def test_same_names_all_get_hashes_whatever_the_order():
+    items = [("s::a::m", "Greeting"), ("s::b::m", "greeting"), ("s::c::m", "Unique")]
+    stems = assign_stems(items)
+    assert stems == assign_stems(list(reversed(items)))
+    assert stems["s::a::m"] == f"Greeting-{short_hash('s::a::m')}"
+    assert stems["s::b::m"] == f"greeting-{short_hash('s::b::m')}"
+    assert stems["s::c::m"] == "Unique"
+
+
+def test_name_crafted_like_another_keys_hash_does_not_collide():
+    crafted = f"foo-{short_hash('k2')}"
+    stems = assign_stems([("k1", crafted), ("k2", "foo/"), ("k3", "foo"), ("k4", "foo")])
+    assert len({s.casefold() for s in stems.values()}) == 4
+
+
+def test_allocator_gives_one_key_the_same_stem_and_later_twins_a_hash():
+    allocator = StemAllocator()
+    first = allocator.claim("Greeting", "k1")
+    assert allocator.claim("Greeting", "k1") == first == "Greeting"
+    assert allocator.claim("GREETING", "k2") == f"GREETING-{short_hash('k2')}"
+
+
+# ----------------------------------------------------------------------------- hostile names end to end
+
+
+def test_every_hostile_name_lands_inside_the_folder_with_a_valid_distinct_name(tmp_path):
+    out = tmp_path / "out"
+    names = HOSTILE_NAMES + random_names(250)
+    items = [(f"suite::{i}::model", name) for i, name in enumerate(names)]
+    items += [(f"suite::dup{i}::model", name) for i, name in enumerate(HOSTILE_NAMES)]  # same names again
+    stems = assign_stems(items)
+    writer = ResultWriter(out)
+    for key, name in items:
+        writer.write_test(make_result(key, test_name=name), stems[key])
+
+    assert writer.failures == []
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) == writer.written == 2 * len(items)
+    assert all(p.resolve().parent == out.resolve() for p in files)
+    assert {p.name: portable_name_problems(p.name) for p in files if portable_name_problems(p.name)} == {}
+    folded = {unicodedata.normalize("NFC", p.name).casefold() for p in files}
+    assert len(folded) == len(files)
+    for key, _name in items:
+        stored = json.loads((out / f"{stems[key]}_result.json").read_text(encoding="utf-8"))
+        assert stored["test_id"] == key
+
+
+def test_hostile_model_names_become_subfolders_inside_the_output(tmp_path):
+    out = tmp_path / "out"
+    writer = ResultWriter(out)
+    models = ["../escape", "org/model:7b", "CON", "Model", "model", "..", "m" * 300, "a\\b"]
+    for model in models:
+        writer.write_test(make_result(model=model), "t1", subdir=model)
+    folders = [p for p in out.iterdir()]
+    assert len(folders) == len(models) and all(p.is_dir() for p in folders)
+    assert all(p.resolve().parent == out.resolve() for p in folders)
+    assert all(portable_name_problems(p.name) == [] for p in folders)
+    assert not (tmp_path / "escape").exists()
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def test_atomic_write_replaces_content_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "a.txt"
+    atomic_write_text(target, "old")
+    atomic_write_text(target, "new\r\nline ", durable=True)
+    assert target.read_bytes() == b"new\r\nline "
+    assert temp_leftovers(tmp_path) == []
+
+
+def test_symlink_at_target_is_replaced_not_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("original")
+    out = tmp_path / "out"
+    out.mkdir()
+    link = out / "t1_result.json"
+    link.symlink_to(victim)
+    atomic_write_text(link, "new content")
+    assert victim.read_text() == "original"
+    assert not link.is_symlink() and link.read_text() == "new content"
+
+
+def test_failed_write_removes_its_temp_file(tmp_path):
+    target = tmp_path / "is_a_folder"
+    target.mkdir()
+    with pytest.raises(OSError):
+        atomic_write_text(target, "data")
+    assert temp_leftovers(tmp_path) == []
+
+
+def test_lone_surrogate_is_escaped_and_json_round_trips(tmp_path):
+    writer = ResultWriter(tmp_path)
+    writer.write_test(make_result(response_text="a\ud800b"), "t1")
+    raw = (tmp_path / "t1_result.json").read_bytes().decode("utf-8")  # strict: valid UTF-8
+    assert json.loads(raw)["response_text"] == "a\ud800b"
+
+
+CHILD_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from pytest_llmbench.storage import atomic_write_text
+    target, size = Path(sys.argv[1]), int(sys.argv[2])
+    contents = ["B" * size, "C" * size]
+    n = 0
+    while True:
+        atomic_write_text(target, contents[n % 2])
+        if n == 0:
+            print("replaced once", flush=True)
+        n += 1
+    """
+)
+
+
+def test_killed_writer_leaves_old_or_new_content_whole_and_a_cleanable_temp_file(tmp_path):
+    size = 8 * 2**20
+    target = tmp_path / "big.txt"
+    rng = random.Random(7)
+    leftovers_removed = 0
+    for _round in range(5):
+        atomic_write_text(target, "A" * size)
+        child = subprocess.Popen([sys.executable, "-c", CHILD_WRITER, str(target), str(size)],
+                                 stdout=subprocess.PIPE, text=True)
+        try:
+            assert child.stdout.readline() == "replaced once\n"
+            time.sleep(rng.uniform(0, 0.03))  # a random point in the write loop
+        finally:
+            child.kill()  # SIGKILL on POSIX: no cleanup handler runs
+            child.wait()
+            child.stdout.close()
+        content = target.read_text()
+        assert len(content) == size and content[0] in "BC" and content[0] * size == content
+        leftovers_removed += clean_temp_files(tmp_path)
+        assert temp_leftovers(tmp_path) == []
+    assert leftovers_removed >= 1  # most of the loop's time is spent writing the temp file
+
+
+def test_clean_temp_files_counts_leftovers_in_subfolders_and_keeps_the_rest(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / f".x{TEMP_SUFFIX}").write_text("partial")
+    (tmp_path / "model" / f".y{TEMP_SUFFIX}").write_text("partial")
+    (tmp_path / f"folder{TEMP_SUFFIX}").mkdir()
+    (tmp_path / "t1_result.json").write_text("{}")
+    assert clean_temp_files(tmp_path) == 2
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["folder" + TEMP_SUFFIX, "model", "t1_result.json"]
+    assert clean_temp_files(tmp_path / "missing") == 0
+
+
+# ----------------------------------------------------------------------------- writable checks
+
+
+def test_check_writable_creates_nested_folder_and_leaves_nothing_behind(tmp_path):
+    folder = tmp_path / "a" / "b"
+    check_writable(folder)
+    assert folder.is_dir() and list(folder.iterdir()) == []
+
+
+def test_output_path_that_is_a_file_is_reported(tmp_path):
+    path = tmp_path / "results"
+    path.write_text("not a folder")
+    with pytest.raises(OutputNotWritable, match=r"results.* not writable: the path exists and is not a folder"):
+        check_writable(path)
+
+
+def test_output_path_under_a_file_is_reported_even_for_root(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputNotWritable, match=r"not writable: a part of the path is a file"):
+        check_writable(tmp_path / "file" / "results")
+
+
+def chmod_stops_writes(tmp_path: Path) -> bool:
+    """False under root or CAP_DAC_OVERRIDE, where mode bits do not stop writes."""
+    probe = tmp_path / "chmod-probe"
+    probe.mkdir()
+    probe.chmod(0o500)
+    try:
+        (probe / "x").write_text("x")
+    except PermissionError:
+        return True
+    finally:
+        probe.chmod(0o700)
+    return False
+
+
+def test_read_only_folder_is_reported_before_and_recorded_during_a_run(tmp_path):
+    if not chmod_stops_writes(tmp_path):
+        pytest.skip("running as root: chmod 0o500 does not stop writes; root-proof failures are tested "
+                    "with a path under a file and with RLIMIT_FSIZE")
+    folder = tmp_path / "ro"
+    writer = ResultWriter(folder)
+    writer.write_test(make_result(), "t1")
+    folder.chmod(0o500)
+    try:
+        with pytest.raises(OutputNotWritable, match="permission denied"):
+            check_writable(folder)
+        assert writer.write_test(make_result(), "t2") == []
+    finally:
+        folder.chmod(0o700)
+    assert [f.reason for f in writer.failures] == ["permission denied [EACCES]"] * 2
+
+
+# ----------------------------------------------------------------------------- write failures
+
+
+def test_writes_into_a_subfolder_blocked_by_a_file_are_recorded_not_raised(tmp_path):
+    (tmp_path / "model-a").write_text("in the way")
+    writer = ResultWriter(tmp_path)
+    assert writer.write_test(make_result(), "t1", subdir="model-a") == []
+    assert [f.path.name for f in writer.failures] == ["t1_completion.txt", "t1_result.json"]
+    assert all(f.reason for f in writer.failures)
+    assert [p.name for p in writer.write_test(make_result(), "t2")] == ["t2_completion.txt", "t2_result.json"]
+    assert writer.written == 2
+
+
+def test_folder_removed_mid_run_is_recorded_then_recreated(tmp_path):
+    out = tmp_path / "out"
+    writer = ResultWriter(out)
+    writer.write_test(make_result(), "t1")
+    shutil.rmtree(out)
+    out.write_text("now a file")
+    assert writer.write_test(make_result(), "t2") == []
+    assert len(writer.failures) == 2
+    out.unlink()
+    assert len(writer.write_test(make_result(), "t3")) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["t3_completion.txt", "t3_result.json"]
+
+
+def test_symlinked_subfolder_is_not_followed(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model").symlink_to(outside, target_is_directory=True)
+    writer = ResultWriter(out)
+    assert writer.write_test(make_result(), "t1", subdir="model") == []
+    assert "symbolic link" in writer.failures[0].reason
+    assert list(outside.iterdir()) == []
+
+
+def test_result_that_is_not_json_is_recorded_and_the_text_file_still_written(tmp_path):
+    writer = ResultWriter(tmp_path)
+    result = make_result(api_response={"a set": {1, 2}})  # not shown in the text file
+    assert [p.name for p in writer.write_test(result, "t1")] == ["t1_completion.txt"]
+    assert writer.failures[0].path.name == "t1_result.json" and "TypeError" in writer.failures[0].reason
+
+
+CHILD_FULL_DISK = textwrap.dedent(
+    """
+    import json, resource, signal, sys
+    from pathlib import Path
+    from pytest_llmbench.result import TestResult
+    from pytest_llmbench.storage import ResultWriter
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
+    resource.setrlimit(resource.RLIMIT_FSIZE, (65536, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    writer = ResultWriter(Path(sys.argv[1]))
+    small = TestResult(test_id="small", test_name="small", success=True, response_text="ok").to_dict()
+    big = TestResult(test_id="big", test_name="big", success=True, response_text="x" * 200_000).to_dict()
+    paths = writer.write_test(small, "small") + writer.write_test(big, "big") + writer.write_test(small, "after")
+    print(json.dumps({"paths": [p.name for p in paths], "written": writer.written,
+                      "failures": [[f.path.name, f.reason] for f in writer.failures]}))
+    """
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_write_failing_midway_like_a_full_disk_is_recorded_and_the_run_goes_on(tmp_path):
+    # A file-size limit makes write() fail partway with EFBIG, even for root: the closest portable
+    # stand-in for ENOSPC without mounting a small file system.
+    run = subprocess.run([sys.executable, "-c", CHILD_FULL_DISK, str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["paths"] == ["small_completion.txt", "small_result.json",
+                               "after_completion.txt", "after_result.json"]
+    assert report["written"] == 4
+    assert [name for name, _ in report["failures"]] == ["big_completion.txt", "big_result.json"]
+    assert all("EFBIG" in reason for _, reason in report["failures"])
+    assert temp_leftovers(tmp_path) == []
+    assert not list(tmp_path.glob("big*"))
+
+
+# ----------------------------------------------------------------------------- batch file
+
+
+def test_batch_file_is_named_from_utc_start_and_never_overwritten(tmp_path):
+    started = datetime(2024, 5, 6, 9, 8, 7, tzinfo=timezone(timedelta(hours=2)))
+    writer = ResultWriter(tmp_path / "out")
+    paths = [writer.write_batch({"run": n}, started) for n in range(3)]
+    assert [p.name for p in paths] == ["batch_results_20240506-070807.json",
+                                       "batch_results_20240506-070807-2.json",
+                                       "batch_results_20240506-070807-3.json"]
+    assert [json.loads(p.read_text())["run"] for p in paths] == [0, 1, 2]
+    assert writer.written == 3
+
+
+def test_batch_write_failure_returns_none_and_is_recorded(tmp_path):
+    (tmp_path / "out").write_text("a file")
+    writer = ResultWriter(tmp_path / "out")
+    assert writer.write_batch({"run": 1}, datetime.now(timezone.utc)) is None
+    assert writer.failures[0].path.name.startswith("batch_results_")
+
+
+# ----------------------------------------------------------------------------- completion text
+
+
+def test_completion_text_has_prompt_completion_and_metrics_sections(tmp_path):
+    result = make_result(response_text="Hi!\r\n  trailing  ")
+    ResultWriter(tmp_path).write_test(result, "t1")
+    raw = (tmp_path / "t1_completion.txt").read_bytes()
+    assert raw.startswith(b"=== PROMPT ===\nSay hello\n\n=== COMPLETION ===\nHi!\r\n  trailing  \n\n=== METRICS ===\n")
+    metrics = raw.decode().split("=== METRICS ===\n")[1].splitlines()
+    assert metrics == ["model: tiny-model", "category: greeting", "success: True", "execution_time: 1.250 s",
+                       "prompt_tokens: 12", "completion_tokens: 30", "tokens_per_second: 24.00", "attempts: 1"]
+
+
+def test_chat_prompt_is_rendered_as_role_lines():
+    request = {"messages": [{"role": "system", "content": "Be brief."},
+                            {"role": "user", "content": [{"type": "text", "text": "Look:"},
+                                                         {"type": "image_url", "image_url": {"url": "x"}}]}]}
+    text = render_completion_text(make_result(request=request))
+    assert "=== PROMPT ===\n[system] Be brief.\n[user] Look:\n<image_url>\n\n=== COMPLETION ===" in text
+
+
+def test_failed_test_shows_the_error_and_any_partial_text():
+    error = ApiError(kind="stream", message="stream ended without [DONE]")
+    result = make_result(success=False, response_text="Half an ans", error=error,
+                         error_message="stream ended without [DONE]")
+    text = render_completion_text(TestResult.from_dict(result).to_dict())
+    assert ("=== COMPLETION ===\nERROR (stream): stream ended without [DONE]\n\n--- partial response ---\n"
+            "Half an ans\n\n=== METRICS ===") in text
+    assert "success: False" in text
+
+
+def test_optional_metrics_appear_only_when_present():
+    full = render_completion_text(make_result(
+        tokens_estimated=True, ttft=0.12, tpot=0.02, e2e_latency=1.5, reasoning_score=0.75,
+        evaluation_result={"passed": False, "checks": []}, performance_metrics={"gpu_util": 55, "mem": {"gb": 3}},
+    ))
+    for line in ["prompt_tokens: 12 (estimated)", "completion_tokens: 30 (estimated)", "ttft: 0.120 s",
+                 "tpot: 0.020 s", "e2e_latency: 1.500 s", "reasoning_score: 0.75", "evaluation_passed: False",
+                 "gpu_util: 55", 'mem: {"gb": 3}']:
+        assert line in full.splitlines()
+    bare = render_completion_text(make_result(completion_tokens=None, tokens_per_second=None))
+    assert "completion_tokens: n/a" in bare and "tokens_per_second: n/a" in bare
+    assert not any(word in bare for word in ("ttft", "tpot", "e2e_latency", "reasoning_score", "evaluation"))
