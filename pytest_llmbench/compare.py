@@ -1,0 +1,153 @@
+"""Comparison with a previous run's batch file, and regression gates in the manner of pytest-benchmark's
+--benchmark-compare-fail: a limit in percent per summary metric, signed by the direction that is worse.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .stats import finite_number, format_value, summary_keys
+
+# What the terminal table shows when no metric is named: the figures people watch between runs.
+DEFAULT_METRICS = (
+    "success_rate",
+    "goodput",
+    "mean_latency_ms",
+    "p50_latency_ms",
+    "p99_latency_ms",
+    "mean_ttft_ms",
+    "p99_ttft_ms",
+    "mean_tpot_ms",
+    "mean_itl_ms",
+    "mean_tokens_per_second",
+    "request_throughput",
+    "output_throughput",
+)
+
+
+@dataclass(frozen=True)
+class Delta:
+    name: str
+    baseline: float | None
+    current: float | None
+    change_pct: float | None  # None when either side is missing or the baseline is 0
+
+
+@dataclass(frozen=True)
+class Threshold:
+    metric: str
+    pct: float  # > 0: fail when the metric rises more than pct %; < 0: when it falls more than -pct %
+
+    @property
+    def text(self) -> str:
+        return f"limit {self.pct:+g}%"
+
+
+def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The whole batch document; its "aggregate" object is what compare() takes."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"baseline file {path} does not exist") from None
+    except OSError as exc:
+        raise ValueError(f"baseline file {path} cannot be read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"baseline file {path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("aggregate"), dict):
+        raise ValueError(
+            f'baseline file {path} has no "aggregate" object: pass a batch_results_*.json written by pytest-llmbench'
+        )
+    return data
+
+
+def compare(
+    baseline_aggregate: dict[str, Any], current_aggregate: dict[str, Any], metrics: Iterable[str] | None = None
+) -> list[Delta]:
+    deltas = []
+    for name in DEFAULT_METRICS if metrics is None else metrics:
+        baseline = finite_number(baseline_aggregate.get(name))
+        current = finite_number(current_aggregate.get(name))
+        change = None
+        if baseline and current is not None:
+            change = (current - baseline) / abs(baseline) * 100.0
+        deltas.append(Delta(name, baseline, current, change))
+    return deltas
+
+
+def parse_threshold(spec: str) -> Threshold:
+    """"p50_latency_ms:10%" (fail on a rise over 10%) or "mean_tokens_per_second:-5%" (on a fall over 5%)."""
+    metric, sep, pct_text = (part.strip() for part in spec.rpartition(":"))
+    if not sep or not metric:
+        raise ValueError(f"invalid threshold {spec!r}: write <metric>:<percent>, e.g. p50_latency_ms:10%")
+    known = summary_keys()
+    if metric not in known:
+        close = difflib.get_close_matches(metric, sorted(known), n=5, cutoff=0.5)
+        hint = f"; close matches: {', '.join(close)}" if close else ""
+        raise ValueError(f"invalid threshold {spec!r}: unknown metric {metric!r}{hint}")
+    try:
+        pct = float(pct_text.removesuffix("%"))
+    except ValueError:
+        pct = math.nan
+    if not math.isfinite(pct) or pct == 0:
+        raise ValueError(
+            f"invalid threshold {spec!r}: the limit must be a non-zero percentage, positive to fail on a rise "
+            "(latency) or negative to fail on a fall (throughput)"
+        )
+    return Threshold(metric, pct)
+
+
+def metrics_to_compare(thresholds: Iterable[Threshold]) -> list[str]:
+    """The default table plus every metric a threshold gates, so check_regressions finds each one."""
+    names = list(DEFAULT_METRICS)
+    names += [t.metric for t in thresholds if t.metric not in names]
+    return names
+
+
+def check_regressions(deltas: Sequence[Delta], thresholds: Iterable[Threshold]) -> list[str]:
+    """One message per threshold broken; a metric missing on either side fails rather than passing unseen."""
+    by_name = {delta.name: delta for delta in deltas}
+    failures = []
+    for threshold in thresholds:
+        delta = by_name.get(threshold.metric)
+        if delta is None:
+            raise ValueError(f"{threshold.metric} was not compared: pass metrics_to_compare(thresholds) to compare()")
+        message = _regression(delta, threshold)
+        if message:
+            failures.append(message)
+    return failures
+
+
+def _regression(delta: Delta, threshold: Threshold) -> str | None:
+    name, baseline, current = delta.name, delta.baseline, delta.current
+    values = f"({format_value(name, baseline, unit=False)} -> {format_value(name, current)})"
+    if baseline is None or current is None:
+        where = "the baseline" if baseline is None else "this run"
+        return f"{name} could not be compared {values}: not measured in {where}, {threshold.text}"
+    change = delta.change_pct
+    if change is None:  # a zero baseline: any change is infinitely large
+        change = math.copysign(math.inf, current - baseline) if current != baseline else 0.0
+    if (change > threshold.pct) if threshold.pct > 0 else (change < threshold.pct):
+        amount = f"{change:.1f}%" if math.isfinite(change) else "from zero"
+        return f"{name} regressed {amount} {values}, {threshold.text}"
+    return None
+
+
+def format_table(deltas: Sequence[Delta]) -> list[str]:
+    rows = [("metric", "baseline", "now", "change")]
+    for delta in deltas:
+        change = "n/a" if delta.change_pct is None else f"{delta.change_pct:+.1f}%"
+        rows.append((delta.name, format_value(delta.name, delta.baseline), format_value(delta.name, delta.current),
+                     change))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return [
+        f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}"
+        for row in rows
+    ]

@@ -1,0 +1,185 @@
+"""SLO gates: per-test limits from the suite JSON and run-wide limits on the summary statistics.
+
+A limit on a metric that was not measured (ttft without streaming) is a miss that says how to measure
+it: a gate that passes because nothing was checked would hide exactly what it is there to catch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .stats import (
+    RATE_METRIC,
+    SHARE_KEYS,
+    TIME_METRICS,
+    finite_number,
+    format_value,
+    metric_key,
+    unit_of,
+)
+
+STREAM_HINT = 'measured only on streamed responses: run with --llmbench-stream or set "stream": true on the test'
+
+
+@dataclass(frozen=True)
+class SloMiss:
+    metric: str  # "ttft" for a per-test SLO, the summary key ("p99_ttft_ms") for a run SLO
+    limit: float
+    measured: float | None  # None when the metric was not measured
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class _TestGate:
+    field: str  # the result's field, in seconds or tokens/s
+    metric: str
+    scale: float  # result units -> the limit's units
+    unit: str
+    maximum: bool
+    unmeasured: str  # why a value can be missing
+
+
+_TEST_GATES = {
+    "max_latency_s": _TestGate("execution_time", "latency", 1.0, "s", True, "the request has no timing"),
+    "max_ttft_s": _TestGate("ttft", "ttft", 1.0, "s", True, STREAM_HINT),
+    "max_tpot_ms": _TestGate("tpot", "tpot", 1000.0, "ms", True, STREAM_HINT),
+    "min_tokens_per_second": _TestGate(
+        RATE_METRIC, RATE_METRIC, 1.0, "tok/s", False, "the response reported no completion tokens"
+    ),
+}
+TEST_SLO_KEYS = tuple(_TEST_GATES)
+
+
+def validate_test_slo(slo: dict[str, Any]) -> None:
+    """Raise ValueError for unknown keys or non-numeric limits (suite loading can call this early)."""
+    for key, limit in slo.items():
+        if key not in _TEST_GATES:
+            raise ValueError(f"unknown SLO key {key!r}; valid keys: {', '.join(TEST_SLO_KEYS)}")
+        if finite_number(limit) is None or limit < 0:
+            raise ValueError(f"SLO {key} must be a non-negative number, got {limit!r}")
+
+
+def check_test_slo(slo: dict[str, Any] | None, result: dict[str, Any]) -> list[SloMiss]:
+    """Every limit the result missed; result is a TestResult.to_dict() or a controller row."""
+    if not slo:
+        return []
+    validate_test_slo(slo)
+    misses = []
+    for key, limit in slo.items():
+        gate = _TEST_GATES[key]
+        limit_text = f"{key} {limit:g} {gate.unit}"
+        raw = result.get(gate.field)
+        if raw is None:
+            message = f"{gate.metric} not measured, so {limit_text} could not be checked ({gate.unmeasured})"
+            misses.append(SloMiss(gate.metric, limit, None, message))
+            continue
+        measured = raw * gate.scale
+        if (measured > limit) if gate.maximum else (measured < limit):
+            shown = f"{measured:.3f}" if gate.unit == "s" else f"{measured:.1f}"
+            sign = ">" if gate.maximum else "<"
+            message = f"{gate.metric} {shown} {gate.unit} {sign} {limit_text}"
+            misses.append(SloMiss(gate.metric, limit, measured, message))
+    return misses
+
+
+# --- run-wide SLOs -------------------------------------------------------------------------------
+
+RUN_STATS = ("mean", "median", "p50", "p90", "p95", "p99", "p99.9", "max", "min")
+SCALAR_METRICS = ("success_rate", "goodput", "request_throughput", "output_throughput")
+RUN_METRICS = (*TIME_METRICS, RATE_METRIC, *SCALAR_METRICS)
+_RUN_KEYS = {
+    **{f"{metric}_{stat}": metric_key(stat.replace(".", "_"), metric)
+       for metric in (*TIME_METRICS, RATE_METRIC) for stat in RUN_STATS},
+    **{metric: metric for metric in SCALAR_METRICS},
+}
+_GATED_KEYS = frozenset(_RUN_KEYS.values())
+_VALUE = re.compile(r"(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)\s*(?P<unit>[a-z%/]*)")
+_SYNTAX = (
+    f"write <metric>_<stat>=<value><unit> with metric one of {', '.join(RUN_METRICS)} and stat one of "
+    f"{', '.join(RUN_STATS)} ({', '.join(SCALAR_METRICS)} take no stat), e.g. ttft_p99=500ms, "
+    "latency_p95=2s, success_rate=0.95, or a summary key such as p99_ttft_ms=500"
+)
+
+
+@dataclass(frozen=True)
+class RunSlo:
+    name: str  # as written: "ttft_p99" or "p99_ttft_ms"
+    key: str  # the summary key it gates
+    op: str  # "<=" for times, ">=" for rates and throughputs
+    limit: float  # in the summary key's units (ms for times, a fraction for shares)
+
+    @property
+    def text(self) -> str:
+        limit = f"{self.limit * 100:g}%" if unit_of(self.key) == "%" else f"{self.limit:g} {unit_of(self.key)}"
+        return f"{self.name} {self.op} {limit.strip()}"
+
+
+def _invalid(spec: str, why: str) -> ValueError:
+    return ValueError(f"invalid run SLO {spec!r}: {why}; {_SYNTAX}")
+
+
+def parse_run_slo(spec: str) -> RunSlo:
+    name, sep, value_text = (part.strip() for part in spec.partition("="))
+    if not sep or not name or not value_text:
+        raise _invalid(spec, "expected one '='")
+    if name in _RUN_KEYS:
+        key = _RUN_KEYS[name]
+    elif name in _GATED_KEYS:
+        key = name
+    else:
+        close = difflib.get_close_matches(name, [*_RUN_KEYS, *_GATED_KEYS], n=3)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise _invalid(spec, f"unknown metric and statistic {name!r}{hint}")
+    match = _VALUE.fullmatch(value_text.lower())
+    if not match:
+        raise _invalid(spec, f"{value_text!r} is not a non-negative number with an optional unit")
+    return RunSlo(name, key, "<=" if key.endswith("_ms") else ">=", _limit(spec, key, name, match))
+
+
+def _limit(spec: str, key: str, name: str, match: re.Match[str]) -> float:
+    value, unit = float(match["number"]), match["unit"]
+    if key.endswith("_ms"):
+        if not unit and name != key:
+            raise _invalid(spec, "a time needs a unit: ms or s")
+        if unit not in ("", "ms", "s"):
+            raise _invalid(spec, f"unit {unit!r} is not a time unit (ms or s)")
+        return value * 1000.0 if unit == "s" else value
+    if key in SHARE_KEYS:
+        if unit not in ("", "%"):
+            raise _invalid(spec, f"{key} is a share: write 0.95 or 95%, not {unit!r}")
+        share = value / 100.0 if unit == "%" else value
+        if share > 1:
+            raise _invalid(spec, f"{key} is a share between 0 and 1: write 0.95 or 95%")
+        return share
+    if unit:
+        raise _invalid(spec, f"{key} takes a plain number, not the unit {unit!r}")
+    return value
+
+
+def parse_run_slos(specs: Iterable[str]) -> list[RunSlo]:
+    """Options may repeat and each may hold several comma-separated SLOs."""
+    return [parse_run_slo(part) for spec in specs for part in spec.split(",") if part.strip()]
+
+
+def check_run_slos(slos: Iterable[RunSlo], summary: dict[str, Any]) -> list[SloMiss]:
+    misses = []
+    for slo in slos:
+        measured = finite_number(summary.get(slo.key))
+        if measured is None:
+            streamed = any(f"_{metric}_" in f"_{slo.key}_" for metric in ("ttft", "itl", "tpot", "e2el"))
+            why = STREAM_HINT if streamed else "no successful request or no wall time to measure it"
+            message = f"run SLO {slo.text} missed: not measured ({why})"
+        elif (measured > slo.limit) if slo.op == "<=" else (measured < slo.limit):
+            message = f"run SLO {slo.text} missed: measured {format_value(slo.key, measured)}"
+        else:
+            continue
+        misses.append(SloMiss(slo.key, slo.limit, measured, message))
+    return misses

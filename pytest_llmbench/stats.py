@@ -1,0 +1,296 @@
+"""Run statistics pooled over every result the controller saw.
+
+Percentiles are computed from all values at once, never averaged across xdist workers: an average of
+per-worker p99s is not a p99. To keep a 10,000-test run small, each metric is a flat array of 8-byte
+doubles (no Python float objects), and only the slowest few tests are remembered by name.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from array import array
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
+TIME_METRICS = ("latency", "ttft", "itl", "tpot", "e2el")
+RATE_METRIC = "tokens_per_second"
+# The statistic part of the vLLM-style keys: mean_ttft_ms, p99_9_ttft_ms, ...
+STATS = ("mean", "median", "std", "min", "max", "p50", "p90", "p95", "p99", "p99_9")
+SHARE_KEYS = ("success_rate", "goodput", "evaluation_pass_rate")
+NO_GROUP = "(none)"  # the group of results without a category or model
+
+_ROW_FIELDS = {"latency": "execution_time", "ttft": "ttft", "tpot": "tpot", "e2el": "e2e_latency"}
+_DESCRIBE_KEYS = ("count", "mean", "min", "max", "stdev", *(f"p{q:g}" for q in PERCENTILES))
+
+
+def percentile(ordered: Sequence[float], q: float) -> float:
+    """numpy's default "linear" method, so figures match vLLM's benchmark scripts (np.percentile)."""
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (rank - low) * (ordered[high] - ordered[low])
+
+
+def describe(values: Iterable[float]) -> dict[str, Any]:
+    """count, mean, min, max, sample stdev and percentiles; empty input gives count 0 and None elsewhere."""
+    return _describe_sorted(sorted(values))
+
+
+def _describe_sorted(ordered: Sequence[float]) -> dict[str, Any]:
+    count = len(ordered)
+    if count == 0:
+        return {"count": 0, **dict.fromkeys(_DESCRIBE_KEYS[1:])}
+    mean = math.fsum(ordered) / count
+    spread = math.fsum((x - mean) ** 2 for x in ordered) / (count - 1) if count > 1 else 0.0
+    out: dict[str, Any] = {
+        "count": count,
+        "mean": mean,
+        "min": ordered[0],
+        "max": ordered[-1],
+        "stdev": math.sqrt(spread),
+    }
+    for q in PERCENTILES:
+        out[f"p{q:g}"] = percentile(ordered, q)
+    return out
+
+
+def metric_key(stat: str, metric: str) -> str:
+    """The vLLM-style summary key: ("p99_9", "ttft") -> "p99_9_ttft_ms"; tokens/s keys carry no unit."""
+    return f"{stat}_{metric}" if metric == RATE_METRIC else f"{stat}_{metric}_ms"
+
+
+def _metric_fields(metric: str, desc: dict[str, Any], scale: float) -> dict[str, float | None]:
+    source = {"mean": "mean", "median": "p50", "std": "stdev", "min": "min", "max": "max", "p99_9": "p99.9"}
+    fields = {}
+    for stat in STATS:
+        value = desc[source.get(stat, stat)]
+        fields[metric_key(stat, metric)] = None if value is None else value * scale
+    return fields
+
+
+def finite_number(value: Any) -> float | None:
+    """A real, finite number from a result or a JSON file; anything else (None, bool, NaN, text) is None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
+
+
+def _ratio(part: float, whole: float) -> float | None:
+    return part / whole if whole else None
+
+
+_RUN = 1 << 16  # values sorted as Python floats at one time
+
+
+def _sorted_array(values: array) -> array:
+    """Sorted copy at 16 bytes a value at most: sorted() on the whole array would briefly turn every
+    value into a 32-byte Python float (a 40 MB spike for a million ITL gaps), so sort runs and merge them."""
+    for start in range(0, len(values), _RUN):
+        values[start : start + _RUN] = array("d", sorted(values[start : start + _RUN]))
+    view = memoryview(values)
+    return array("d", heapq.merge(*(view[start : start + _RUN] for start in range(0, len(values), _RUN))))
+
+
+class _Series:
+    """One metric's values; replaced by a sorted copy when described, which stays sorted until the next add."""
+
+    __slots__ = ("values", "_sorted")
+
+    def __init__(self) -> None:
+        self.values = array("d")
+        self._sorted = True
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+        self._sorted = False
+
+    def extend(self, values: Iterable[float]) -> None:
+        self.values.extend(values)
+        self._sorted = False
+
+    def describe(self) -> dict[str, Any]:
+        if not self._sorted:
+            self.values = _sorted_array(self.values)
+            self._sorted = True
+        return _describe_sorted(self.values)
+
+
+class _Mean:
+    """A running mean for figures that need nothing else (no percentiles, so no stored values)."""
+
+    __slots__ = ("total", "count")
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.count = 0
+
+    def add(self, value: float) -> None:
+        self.total += value
+        self.count += 1
+
+    @property
+    def value(self) -> float | None:
+        return _ratio(self.total, self.count)
+
+
+class _Pool:
+    """Totals and series for one set of results: the whole run, one category or one model."""
+
+    def __init__(self, pool_itl: bool) -> None:
+        self.total = 0
+        self.successful = 0
+        self.met_slos = 0
+        self.estimated = 0
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.evaluated = 0
+        self.evaluations_passed = 0
+        self.reasoning = _Mean()
+        self.itl_per_request = _Mean()
+        self.series = {name: _Series() for name in (*_ROW_FIELDS, RATE_METRIC)}
+        # Pooled ITL is one value per streamed chunk: the bulk of the memory, so only the run keeps it.
+        self.itl = _Series() if pool_itl else None
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.total += 1
+        if row.get("tokens_estimated"):
+            self.estimated += 1
+        if row.get("reasoning_score") is not None:
+            self.reasoning.add(row["reasoning_score"])
+        if row.get("evaluation_passed") is not None:
+            self.evaluated += 1
+            self.evaluations_passed += bool(row["evaluation_passed"])
+        if not row.get("success"):
+            return
+        self.successful += 1
+        if row.get("slo_passed") is not False:
+            self.met_slos += 1
+        self.prompt_tokens += row.get("prompt_tokens") or 0
+        self.completion_tokens += row.get("completion_tokens") or 0
+        for metric, field in (*_ROW_FIELDS.items(), (RATE_METRIC, RATE_METRIC)):
+            if row.get(field) is not None:
+                self.series[metric].add(row[field])
+        itl = row.get("itl") or ()
+        if itl:
+            self.itl_per_request.add(math.fsum(itl) / len(itl))
+            if self.itl is not None:
+                self.itl.extend(itl)
+
+    def fields(self) -> dict[str, Any]:
+        latency = self.series["latency"].describe()
+        rate = self.series[RATE_METRIC].describe()
+        out: dict[str, Any] = {
+            "total_tests": self.total,
+            "successful_tests": self.successful,
+            "failed_tests": self.total - self.successful,
+            "success_rate": _ratio(self.successful, self.total),
+            "goodput": _ratio(self.met_slos, self.total),
+            "average_execution_time": latency["mean"],
+            "total_prompt_tokens": self.prompt_tokens,
+            "total_completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "average_tokens_per_second": rate["mean"],
+            "estimated_token_counts": self.estimated,
+            "mean_reasoning_score": self.reasoning.value,
+            "evaluation_pass_rate": _ratio(self.evaluations_passed, self.evaluated),
+        }
+        out.update(_metric_fields("latency", latency, 1000.0))
+        for metric in ("ttft", "tpot", "e2el"):
+            out.update(_metric_fields(metric, self.series[metric].describe(), 1000.0))
+        if self.itl is not None:
+            out.update(_metric_fields("itl", self.itl.describe(), 1000.0))
+        per_request = self.itl_per_request.value
+        out["mean_itl_per_request_ms"] = None if per_request is None else per_request * 1000.0
+        out.update(_metric_fields(RATE_METRIC, rate, 1.0))
+        return out
+
+
+class StatsAccumulator:
+    """Fed one row per finished test on the controller; summarised once (or a few times) at the end.
+
+    goodput is the share of all tests that succeeded and did not miss a per-test SLO (slo_passed is
+    not False); with no SLOs defined it equals success_rate. It is a share, not vLLM's requests/s.
+    """
+
+    def __init__(self, slowest_kept: int = 10) -> None:
+        self._run = _Pool(pool_itl=True)
+        self._categories: dict[str, _Pool] = {}
+        self._models: dict[str, _Pool] = {}
+        self._slowest_kept = slowest_kept
+        self._slowest: list[tuple[float, int, str, str, bool]] = []  # a min-heap of the slowest seen
+        self._seen = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._run.add(row)
+        for groups, name in ((self._categories, row.get("category")), (self._models, row.get("model"))):
+            name = name or NO_GROUP
+            if name not in groups:
+                groups[name] = _Pool(pool_itl=False)
+            groups[name].add(row)
+        self._seen += 1
+        if row.get("execution_time") is not None and self._slowest_kept > 0:
+            # -seen: among equal times the earlier test stays
+            entry = (row["execution_time"], -self._seen, row.get("test_id", ""), row.get("test_name", ""),
+                     bool(row.get("success")))
+            if len(self._slowest) < self._slowest_kept:
+                heapq.heappush(self._slowest, entry)
+            else:
+                heapq.heappushpop(self._slowest, entry)
+
+    def summary(self, wall_time_s: float) -> dict[str, Any]:
+        """The run's figures; throughputs divide by the wall time, so they are None when it is 0."""
+        out = self._run.fields()
+        out["request_throughput"] = _ratio(self._run.successful, wall_time_s)
+        out["output_throughput"] = _ratio(self._run.completion_tokens, wall_time_s)
+        out["wall_time_s"] = wall_time_s
+        return out
+
+    def by_category(self) -> dict[str, dict[str, Any]]:
+        """Per-category figures: as summary() but without wall-time throughputs or pooled ITL."""
+        return {name: pool.fields() for name, pool in sorted(self._categories.items())}
+
+    def by_model(self) -> dict[str, dict[str, Any]]:
+        """Per-model figures: as summary() but without wall-time throughputs or pooled ITL."""
+        return {name: pool.fields() for name, pool in sorted(self._models.items())}
+
+    def slowest(self, n: int = 5) -> list[dict[str, Any]]:
+        """The n slowest tests, slowest first (at most slowest_kept of them, failures included)."""
+        return [
+            {"test_id": test_id, "test_name": name, "execution_time": time, "success": success}
+            for time, _, test_id, name, success in heapq.nlargest(n, self._slowest)
+        ]
+
+
+def summary_keys() -> frozenset[str]:
+    """Every key summary() writes: what baselines and thresholds may name."""
+    return frozenset(StatsAccumulator().summary(0.0))
+
+
+def unit_of(key: str) -> str:
+    if key.endswith("_ms"):
+        return "ms"
+    if key in SHARE_KEYS:
+        return "%"
+    if key.endswith(RATE_METRIC) or key == "output_throughput":
+        return "tok/s"
+    if key == "request_throughput":
+        return "req/s"
+    if key in ("average_execution_time", "wall_time_s"):
+        return "s"
+    return ""
+
+
+def format_value(key: str, value: Any, unit: bool = True) -> str:
+    """One display rule per summary key, shared by SLO messages and the baseline table."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    symbol = unit_of(key)
+    if symbol == "%":
+        return f"{value * 100:.1f}" + ("%" if unit else "")
+    digits = {"s": 3, "req/s": 2, "": 3}.get(symbol, 1)
+    text = f"{value:.{digits}f}"
+    return f"{text} {symbol}" if unit and symbol else text
