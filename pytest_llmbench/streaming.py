@@ -1,0 +1,280 @@
+"""Server-sent events from an OpenAI-compatible server, read on raw bytes with a time stamp per read.
+
+The parser works on bytes, not text: requests' ``iter_lines(decode_unicode=True)`` splits lines on
+U+2028 inside JSON strings, and decoding before the line split breaks multi-byte characters that
+straddle two reads. Each read is stamped with ``perf_counter_ns`` the moment it returns, so the
+timings measure when bytes arrived rather than when they were parsed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import urllib3.exceptions
+
+from pytest_llmbench.result import ApiError
+
+if TYPE_CHECKING:
+    import requests
+
+DONE = "[DONE]"
+READ_SIZE = 65536
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+_EXCERPT = 200
+# What a read of the body can raise: urllib3 wraps most socket and http.client failures, not all.
+_NETWORK_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+
+
+class SSEParser:
+    """Incremental SSE parser (WHATWG rules) that hands back the data of each complete event.
+
+    Only ``data`` fields matter to an OpenAI-style stream: comments (keep-alive pings), ``event``,
+    ``id`` and ``retry`` are dropped. Events are decoded as UTF-8 only once complete, so a character
+    split across reads is never cut.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = b""
+        self._data: list[bytes] = []
+        self._skip_lf = False  # a CR ended the last read: an LF opening the next one belongs to it
+
+    def feed(self, chunk: bytes) -> list[str]:
+        if self._skip_lf and chunk:
+            self._skip_lf = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+        buffer = self._buffer + chunk
+        events: list[str] = []
+        start = 0
+        for match in _LINE_END.finditer(buffer):
+            event = self._line(buffer[start : match.start()])
+            if event is not None:
+                events.append(event)
+            start = match.end()
+            self._skip_lf = match.group() == b"\r" and start == len(buffer)
+        self._buffer = buffer[start:]
+        return events
+
+    def close(self) -> str | None:
+        """The data of an event the stream cut off before its closing blank line, if any."""
+        if self._buffer:
+            self._line(self._buffer)
+            self._buffer = b""
+        if not self._data:
+            return None
+        return self._dispatch()
+
+    def _line(self, line: bytes) -> str | None:
+        if not line:
+            return self._dispatch() if self._data else None
+        name, _, value = line.partition(b":")  # a comment (": ping") has the empty name
+        if name == b"data":
+            self._data.append(value[1:] if value.startswith(b" ") else value)
+        return None
+
+    def _dispatch(self) -> str:
+        data = b"\n".join(self._data).decode("utf-8", errors="replace")
+        self._data = []
+        return data
+
+
+@dataclass
+class StreamOutcome:
+    """What one streamed answer delivered, with the arrival time of every chunk that carried text.
+
+    ``completion_tokens`` stays None when the server sent no usage chunk (llama.cpp's server sends
+    none even when asked): the caller then estimates the count from the text.
+    """
+
+    sent_ns: int
+    text: str = ""
+    reasoning: str = ""  # delta.reasoning_content: thinking, kept out of the answer
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    model: str | None = None
+    chunk_count: int = 0  # JSON chunks parsed, [DONE] not counted
+    content_ns: list[int] = field(default_factory=list)  # perf_counter_ns of each chunk adding text
+    end_ns: int | None = None  # when the stream ended, broke off or was given up
+    done: bool = False  # saw data: [DONE]
+    error: ApiError | None = None
+
+    @property
+    def first_content_ns(self) -> int | None:
+        return self.content_ns[0] if self.content_ns else None
+
+    @property
+    def last_content_ns(self) -> int | None:
+        return self.content_ns[-1] if self.content_ns else None
+
+    @property
+    def ttft(self) -> float | None:
+        """Seconds from sending the request to the first chunk that carried text."""
+        first = self.first_content_ns
+        return None if first is None else (first - self.sent_ns) / 1e9
+
+    @property
+    def itl(self) -> list[float]:
+        """Seconds between consecutive text chunks (0 for chunks that arrived in the same read)."""
+        stamps = self.content_ns
+        return [(later - earlier) / 1e9 for earlier, later in zip(stamps, stamps[1:])]
+
+    @property
+    def e2e_latency(self) -> float | None:
+        return None if self.end_ns is None else (self.end_ns - self.sent_ns) / 1e9
+
+
+def tpot(ttft: float | None, e2e_latency: float | None, completion_tokens: int | None) -> float | None:
+    """Time per output token after the first, the way vLLM's benchmarks define it."""
+    if ttft is None or e2e_latency is None or completion_tokens is None or completion_tokens < 2:
+        return None
+    return (e2e_latency - ttft) / (completion_tokens - 1)
+
+
+def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadline: float) -> StreamOutcome:
+    """Read a 200 streaming response to its end; failures come back in ``error`` with the text so far.
+
+    ``deadline`` is a ``time.monotonic()`` value checked between reads; a single blocked read is
+    bounded by the socket timeout the caller set.
+    """
+    outcome = StreamOutcome(sent_ns=sent_ns)
+    parser = SSEParser()
+    answer: list[str] = []
+    thinking: list[str] = []
+    raw = response.raw
+    try:
+        while outcome.error is None and not outcome.done:
+            if time.monotonic() > deadline:
+                outcome.error = _stream_error(outcome, "deadline", "the stream passed its deadline")
+                break
+            data = raw.read1(READ_SIZE, decode_content=True)
+            now = time.perf_counter_ns()
+            outcome.end_ns = now
+            if not data:
+                _end_without_done(outcome, parser.close())
+                break
+            for payload in parser.feed(data):
+                _take_event(outcome, payload, api_type, now, answer, thinking)
+                if outcome.error is not None or outcome.done:
+                    break
+    except _NETWORK_ERRORS as exc:
+        outcome.end_ns = time.perf_counter_ns()
+        outcome.error = _broken_off(outcome, exc)
+    outcome.text = "".join(answer)
+    outcome.reasoning = "".join(thinking)
+    if outcome.done:
+        _drain(raw, deadline)
+    return outcome
+
+
+def _take_event(
+    outcome: StreamOutcome, payload: str, api_type: str, now: int, answer: list[str], thinking: list[str]
+) -> None:
+    if payload == DONE:
+        outcome.done = True
+        return
+    if not payload.strip():
+        return
+    try:
+        chunk = json.loads(payload)
+    except ValueError:
+        outcome.error = _stream_error(outcome, "stream", f"a data line is not JSON: {payload[:_EXCERPT]!r}")
+        return
+    if not isinstance(chunk, dict):
+        outcome.error = _stream_error(outcome, "stream", f"a data line is not a JSON object: {payload[:_EXCERPT]!r}")
+        return
+    if chunk.get("error") or chunk.get("object") == "error":
+        outcome.error = _server_error(outcome, chunk, payload)
+        return
+    outcome.chunk_count += 1
+    outcome.model = chunk.get("model") or outcome.model
+    usage = chunk.get("usage")
+    if isinstance(usage, dict):
+        outcome.prompt_tokens = _int_or(usage.get("prompt_tokens"), outcome.prompt_tokens)
+        outcome.completion_tokens = _int_or(usage.get("completion_tokens"), outcome.completion_tokens)
+    choice = _first_choice(chunk)
+    if choice is None:
+        return
+    outcome.finish_reason = choice.get("finish_reason") or outcome.finish_reason
+    if api_type == "chat":
+        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        text = _text(delta.get("content"))
+        reasoning = _text(delta.get("reasoning_content")) or _text(delta.get("reasoning"))
+    else:
+        text = _text(choice.get("text"))
+        reasoning = ""
+    # Reasoning tokens are generated tokens too: they count for TTFT and ITL like answer text does.
+    if text or reasoning:
+        answer.append(text)
+        thinking.append(reasoning)
+        outcome.content_ns.append(now)
+
+
+def _first_choice(chunk: dict[str, Any]) -> dict[str, Any] | None:
+    """The choice with index 0; the usage chunk has none, and n > 1 streams interleave others."""
+    for choice in chunk.get("choices") or []:
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            return choice
+    return None
+
+
+def _text(value: Any) -> str:
+    """Text pieces are strings; null (or anything odd) adds nothing instead of breaking the join."""
+    return value if isinstance(value, str) else ""
+
+
+def _int_or(value: Any, fallback: int | None) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else fallback
+
+
+def _end_without_done(outcome: StreamOutcome, cut_event: str | None) -> None:
+    if cut_event == DONE:
+        outcome.done = True
+        return
+    where = " inside an event" if cut_event else ""
+    outcome.error = _stream_error(outcome, "stream", f"the stream ended{where} without data: [DONE]")
+
+
+def _broken_off(outcome: StreamOutcome, exc: Exception) -> ApiError:
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return _stream_error(outcome, "read_timeout", f"the server went silent mid-stream ({exc})")
+    return _stream_error(outcome, "stream", f"the connection broke off mid-stream ({exc})")
+
+
+def _server_error(outcome: StreamOutcome, chunk: dict[str, Any], payload: str) -> ApiError:
+    """An error the server reported inside the stream after it had already answered 200."""
+    body = chunk["error"] if isinstance(chunk.get("error"), dict) else chunk
+    message = body.get("message") if isinstance(body.get("message"), str) else str(chunk.get("error"))
+    code = body.get("code")
+    error = _stream_error(outcome, "stream", f"the server reported an error mid-stream: {message}")
+    error.type = body.get("type") if isinstance(body.get("type"), str) else None
+    error.body_excerpt = payload[:_EXCERPT]
+    if code is not None:
+        error.details["code"] = code
+    return error
+
+
+def _stream_error(outcome: StreamOutcome, kind: str, message: str) -> ApiError:
+    return ApiError(
+        kind=kind,
+        message=f"{message} after {outcome.chunk_count} chunks",
+        details={"chunks": outcome.chunk_count, "content_chunks": len(outcome.content_ns)},
+    )
+
+
+def _drain(raw: Any, deadline: float) -> None:
+    """Read the end of the HTTP body after [DONE] so the connection can go back to the pool.
+
+    Servers close the body right after [DONE]; a reused connection keeps TCP (and TLS) set-up out
+    of the next request's TTFT. Anything that goes wrong here is no longer the answer's business.
+    """
+    try:
+        while time.monotonic() < deadline and raw.read1(READ_SIZE, decode_content=True):
+            pass
+    except _NETWORK_ERRORS:
+        pass
