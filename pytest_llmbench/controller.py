@@ -1,0 +1,199 @@
+"""The controller's side of a session: endpoint set-up, result intake, batch file and summary.
+
+Registered only in the process that owns the session (the only one without xdist, the controller with it),
+so files and the terminal have exactly one writer.
+"""
+
+from __future__ import annotations
+
+import platform
+import signal
+import socket
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from . import __version__
+from .endpoint import Endpoint, EndpointError, output_folder, prepare
+from .options import Settings
+from .recorder import Recorder
+from .redact import redact_headers
+from .report import is_llmbench_nodeid, payload_of
+from .storage import OutputNotWritable, check_writable, clean_temp_files
+from .suite import SUITE_SUFFIX
+from .terminal import ProgressLine, is_live_terminal, write_summary
+
+
+WORKERINPUT_KEY = "llmbench_endpoint"
+
+
+class Controller:
+    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.output = output_folder(settings, config.invocation_params.dir)
+        self.recorder = Recorder(self.output)
+        self.endpoint: Endpoint | None = None
+        self.started = datetime.now(timezone.utc)
+        self._started_monotonic = time.monotonic()
+        self.partial_reason: str | None = None
+        self.batch_path: Path | None = None
+        self.line: ProgressLine | None = None
+        self._previous_sigterm: Any = None
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    @property
+    def distributed(self) -> bool:
+        return self.config.pluginmanager.has_plugin("dsession")  # xdist's controller is active
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self._install_sigterm()
+        # xdist starts its workers in its own sessionstart, and they need the endpoint from the start.
+        if self.distributed and not self.config.option.collectonly and self._suites_requested():
+            self.prepare()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> None:
+        if self.distributed or self.endpoint is not None or self.config.option.collectonly:
+            return
+        if session.testsfailed and not self.config.option.continue_on_collection_errors:
+            return  # pytest is about to stop on collection errors
+        if any(is_llmbench_nodeid(item.nodeid) and hasattr(item, "case") for item in session.items):
+            self.prepare()
+
+    def prepare(self) -> None:
+        """Check the output folder and the endpoint before any request is sent; stop the session if not."""
+        try:
+            check_writable(self.output)
+        except OutputNotWritable as exc:
+            pytest.exit(f"llmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+        clean_temp_files(self.output)
+        try:
+            self.endpoint = prepare(self.settings)
+        except EndpointError as exc:
+            pytest.exit(f"llmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        if self.endpoint is not None:
+            node.workerinput[WORKERINPUT_KEY] = self.endpoint.to_workerinput()
+
+    def _suites_requested(self) -> bool:
+        if self.settings.suite:
+            return True
+        for arg in self.config.args:
+            path = Path(arg.split("::", 1)[0])
+            if path.name.endswith(SUITE_SUFFIX) or (path.is_dir() and next(path.rglob(f"*{SUITE_SUFFIX}"), None)):
+                return True
+        return False
+
+    def _install_sigterm(self) -> None:
+        def on_sigterm(signum: int, frame: Any) -> None:
+            self.partial_reason = "terminated by SIGTERM"
+            raise KeyboardInterrupt("SIGTERM")
+
+        try:
+            self._previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
+        except ValueError:  # not the main thread (pytest run inside another program)
+            self._previous_sigterm = None
+
+    # -- results --------------------------------------------------------------------------------
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        self.recorder.tracker.set_total(sum(hasattr(item, "case") for item in session.items))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        total = sum(map(is_llmbench_nodeid, ids))
+        self.recorder.tracker.set_total(max(self.recorder.progress.total_tests, total))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        payload = payload_of(report)
+        if payload is not None:
+            progress = self.recorder.record(payload)
+        elif report.failed and report.when in ("call", "???") and is_llmbench_nodeid(report.nodeid) \
+                and not report.nodeid.endswith("::suite_error"):
+            progress = self.recorder.record_lost(report.nodeid, str(report.longrepr).splitlines()[0][:500])
+        else:
+            return
+        self.config.hook.pytest_llmbench_progress(progress=progress)
+        if self.line is None:
+            self.line = self._make_line()
+        if self.line is not None:
+            self.line.update(progress)
+
+    def _make_line(self) -> ProgressLine | None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None or self.config.get_verbosity() < 0:
+            return None
+        live = is_live_terminal(reporter) and self.config.get_verbosity() == 0
+        return ProgressLine(reporter, live=live)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+        """On a live terminal the progress line stands for llmbench items: no dot per item under it."""
+        if self.line is not None and self.line.live and report.when == "call" and hasattr(report, "llmbench"):
+            return report.outcome, "", ""
+        return None
+
+    def pytest_keyboard_interrupt(self) -> None:
+        self.partial_reason = self.partial_reason or "interrupted (KeyboardInterrupt)"
+
+    # -- end of the run -------------------------------------------------------------------------
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.line is not None:
+            self.line.interrupt()
+        if exitstatus == pytest.ExitCode.INTERRUPTED and self.partial_reason is None:
+            self.partial_reason = "interrupted"
+        progress = self.recorder.progress
+        if self.partial_reason is None and progress.completed_tests < progress.total_tests:
+            self.partial_reason = (f"{progress.total_tests - progress.completed_tests} of {progress.total_tests} "
+                                   f"tests did not finish ({session.shouldstop or session.shouldfail or 'stopped'})")
+        if not self.recorder.rows:
+            return
+        batch = self.recorder.build_batch(run=self._run_metadata(), partial_reason=self.partial_reason,
+                                          wall_time_s=time.monotonic() - self._started_monotonic)
+        self.config.hook.pytest_llmbench_batch(batch=batch)
+        self.batch = batch
+        self.batch_path = self.recorder.write_batch(batch, self.started)
+
+    def _run_metadata(self) -> dict[str, Any]:
+        s = self.settings
+        options = {k: v for k, v in vars(s).items() if k not in ("api_key", "header")}
+        options = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, tuple) else v)
+                   for k, v in options.items()}
+        options["api_key"] = "***" if s.api_key else None
+        options["header"] = [f"{k}: {v}" for k, v in redact_headers(s.headers()).items()]
+        return {
+            "plugin_version": __version__,
+            "pytest_version": pytest.__version__,
+            "python_version": platform.python_version(),
+            "hostname": socket.gethostname(),
+            "endpoint": self.endpoint.url if self.endpoint else s.endpoint,
+            "models": list(s.model) or ([self.endpoint.model] if self.endpoint and self.endpoint.model else []),
+            "workers": self.config.getoption("numprocesses", None) or 0,
+            "start_time": self.started.isoformat(timespec="seconds"),
+            "end_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "options": options,
+        }
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        batch = getattr(self, "batch", None)
+        if batch is None:
+            return
+        files = [str(self.batch_path)] if self.batch_path else []
+        files.append(f"{self.output}{'' if files else ' (per-test files)'}")
+        write_summary(terminalreporter, batch, files)
+
+    def pytest_unconfigure(self) -> None:
+        if self.endpoint is not None:
+            self.endpoint.stop()
+        if self._previous_sigterm is not None:
+            signal.signal(signal.SIGTERM, self._previous_sigterm)

@@ -1,0 +1,77 @@
+"""Where the session's requests go: a configured server, checked once, or the embedded local one.
+
+Done once per session by the process that owns it (the controller under xdist), so that an unreachable
+server stops the run with one error instead of failing every test the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .client import ClientConfig, EndpointUnreachable, LLMClient
+from .options import Settings
+
+
+class EndpointError(Exception):
+    """The session cannot talk to any server; the message says why and what to do."""
+
+
+@dataclass
+class Endpoint:
+    url: str
+    model: str | None  # None when several models were named: each item carries its own
+    server: Any = None  # the embedded server, which the owner stops at session end
+
+    def to_workerinput(self) -> dict[str, Any]:
+        return {"url": self.url, "model": self.model}
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+
+def client_config(settings: Settings, url: str) -> ClientConfig:
+    verify: bool | str = False if settings.insecure else (settings.ca_bundle or True)
+    return ClientConfig(endpoint=url, api_key=settings.api_key, headers=settings.headers(),
+                        timeout=settings.timeout, retries=settings.retries, retry_delay=settings.retry_delay,
+                        max_retry_wait=settings.max_retry_wait, retry_read_timeouts=settings.retry_read_timeouts,
+                        verify=verify)
+
+
+def prepare(settings: Settings) -> Endpoint:
+    """Start or check the server and settle the default model. Raises EndpointError."""
+    server = None
+    if settings.uses_local_server:
+        from .local_server import start_embedded_server
+
+        server = start_embedded_server(settings.output, startup_timeout=settings.local_startup_timeout)
+        url = server.url
+    else:
+        url = str(settings.endpoint)
+    try:
+        client = LLMClient(client_config(settings, url), model=_single(settings.model))
+        try:
+            client.check_reachable()
+            model = client.resolve_model() if len(settings.model) <= 1 else None
+        finally:
+            client.close()
+    except EndpointUnreachable as exc:
+        if server is not None:
+            server.stop()
+        raise EndpointError(str(exc)) from None
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
+    return Endpoint(url=url, model=model, server=server)
+
+
+def _single(models: tuple[str, ...]) -> str | None:
+    return models[0] if len(models) == 1 else None
+
+
+def output_folder(settings: Settings, invocation_dir: Path) -> Path:
+    return settings.output if settings.output.is_absolute() else invocation_dir / settings.output

@@ -1,0 +1,120 @@
+"""pytest collection: a suite file becomes a ``SuiteFile`` whose tests become ``LLMBenchItem``s."""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from .options import Settings
+from .result import TestResult
+from .runner import Runner, failure_message
+from .suite import SUITE_SUFFIX, SuiteError, TestCase, load_suite
+from .textsafe import escape_for_terminal
+
+# Set by plugin.py; items read them from the stash so that pytest's fixtures stay out of item setup.
+SETTINGS_KEY = pytest.StashKey[Settings]()
+RUNNER_KEY = pytest.StashKey[Runner]()
+MARKER = "llmbench"
+
+
+class LLMBenchFailure(Exception):
+    """A test's own failure (HTTP, answer check, SLO): shown as its short message, not a traceback."""
+
+
+class SuiteFile(pytest.File):
+    """A JSON suite. A broken one becomes a single erroring item, so the rest of the session still runs."""
+
+    def collect(self) -> Iterator[pytest.Item]:
+        settings = self.config.stash[SETTINGS_KEY]
+        try:
+            suite = load_suite(self.path, max_bytes=settings.max_suite_bytes)
+        except SuiteError as exc:
+            yield SuiteErrorItem.from_parent(self, name="suite_error", message=str(exc))
+            return
+        models: tuple[str | None, ...] = settings.model if len(settings.model) > 1 else (None,)
+        for case in suite.tests:
+            for model in models:
+                name = case.id if model is None else f"{case.id}[{model}]"
+                yield LLMBenchItem.from_parent(self, name=name, case=case, model=model)
+
+
+class SuiteErrorItem(pytest.Item):
+    def __init__(self, *, message: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.message = message
+        self.add_marker(MARKER)
+
+    def runtest(self) -> None:
+        raise LLMBenchFailure(self.message)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        return _printable(str(excinfo.value))
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"invalid llmbench suite {self.path.name}"
+
+
+class LLMBenchItem(pytest.Item):
+    """One JSON test (for one model). Its ``TestResult`` travels to the controller on the report."""
+
+    def __init__(self, *, case: TestCase, model: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.case = case
+        self.model = model
+        self.result: TestResult | None = None
+        self.window: tuple[float, float] | None = None
+        self.file_stem: str | None = None  # assigned for the whole run by assign_file_stems
+        self.add_marker(MARKER)
+        self.extra_keyword_matches.update({case.id, case.name, case.category})
+
+    @property
+    def output_subdir(self) -> str | None:
+        return self.model
+
+    def runtest(self) -> None:
+        runner = self.config.stash[RUNNER_KEY]
+        started = time.monotonic()
+        self.result = runner.run(self.case, self.model)
+        self.window = (started, time.monotonic())
+        self.config.hook.pytest_llmbench_result(result=self.result)
+        for name in ("execution_time", "completion_tokens", "tokens_per_second", "attempts"):
+            self.user_properties.append((name, getattr(self.result, name)))
+        message = failure_message(self.result)
+        if message:
+            raise LLMBenchFailure(message)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, LLMBenchFailure):
+            return _printable(str(excinfo.value))
+        return super().repr_failure(excinfo, style=style)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return self.path, None, f"llmbench {self.case.category}: {self.case.name}"
+
+
+def _printable(message: str) -> str:
+    """A failure message safe for the terminal, its own line breaks kept."""
+    return "\n".join(escape_for_terminal(line) for line in message.split("\n"))
+
+
+def is_suite_path(file_path: Path, suites: tuple[Path, ...]) -> bool:
+    """A named suite file, a ``*.json`` inside a named suite folder, or any ``*.llmbench.json``."""
+    if file_path.name.endswith(SUITE_SUFFIX):
+        return True
+    if not suites:
+        return False
+    resolved = file_path.resolve()
+    return resolved in suites or (file_path.suffix == ".json" and any(s in resolved.parents for s in suites))
+
+
+def matches_category(category: str, patterns: tuple[str, ...]) -> bool:
+    """Case-insensitive: a pattern with ``*`` is a wildcard over the whole name, otherwise a substring."""
+    name = category.lower()
+    for pattern in (p.lower() for p in patterns):
+        if ("*" in pattern and fnmatch.fnmatchcase(name, pattern)) or ("*" not in pattern and pattern in name):
+            return True
+    return False

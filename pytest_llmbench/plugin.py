@@ -1,0 +1,152 @@
+"""pytest hooks and fixtures, wired to the logic modules; nothing here decides more than where things go."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from . import hooks
+from .client import LLMClient
+from .controller import WORKERINPUT_KEY, Controller
+from .endpoint import Endpoint, EndpointError, client_config, prepare
+from .items import RUNNER_KEY, SETTINGS_KEY, LLMBenchItem, SuiteFile, is_suite_path, matches_category
+from .options import add_options, read_settings
+from .report import attach
+from .runner import Runner
+from .storage import assign_stems
+
+SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()
+OWN_ENDPOINT_KEY = pytest.StashKey[Endpoint]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    add_options(parser)
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hooks)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "llmbench: a test from an llmbench JSON suite")
+    try:
+        settings = read_settings(config.getoption, config.getini)
+        settings.headers()
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[SETTINGS_KEY] = settings
+    base = config.invocation_params.dir
+    suites = tuple((p if p.is_absolute() else base / p).resolve() for p in settings.suite)
+    config.stash[SUITES_KEY] = suites
+    _add_suites_to_args(config, suites)
+    if settings.insecure:
+        config.issue_config_time_warning(pytest.PytestWarning(
+            "llmbench: --llmbench-insecure is set: TLS certificates are not verified"), stacklevel=2)
+    if not hasattr(config, "workerinput"):
+        config.pluginmanager.register(Controller(config, settings), "llmbench-controller")
+
+
+def _add_suites_to_args(config: pytest.Config, suites: tuple[Path, ...]) -> None:
+    """Suites named on the command line alone run alone; beside test paths, or from the ini file, they join."""
+    existing = [str(p) for p in suites if p.exists()]
+    if not existing:
+        return
+    named_here = bool(config.getoption("llmbench_suite"))
+    if named_here and config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = existing
+    else:
+        config.args.extend(existing)
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SuiteFile | None:
+    if is_suite_path(file_path, parent.config.stash[SUITES_KEY]):
+        return SuiteFile.from_parent(parent, path=file_path)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    for missing in (p for p in config.stash[SUITES_KEY] if not p.exists()):
+        items.extend(SuiteFile.from_parent(session, path=missing).collect())
+    ours = [item for item in items if isinstance(item, LLMBenchItem)]
+    for subdir in {item.output_subdir for item in ours}:  # one folder per model: names clash only inside one
+        group = [item for item in ours if item.output_subdir == subdir]
+        stems = assign_stems((item.nodeid, item.case.name) for item in group)
+        for item in group:
+            item.file_stem = stems[item.nodeid]
+    patterns = config.stash[SETTINGS_KEY].category
+    if patterns:
+        deselected = [i for i in ours if not matches_category(i.case.category, patterns)]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            dropped = set(map(id, deselected))
+            items[:] = [i for i in items if id(i) not in dropped]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if isinstance(item, LLMBenchItem) and RUNNER_KEY not in item.config.stash:
+        item.config.stash[RUNNER_KEY] = _build_runner(item.config)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report = yield
+    if call.when == "call" and isinstance(item, LLMBenchItem) and item.result is not None:
+        attach(report, item.result, file_stem=item.file_stem or item.case.id, subdir=item.output_subdir,
+               window=item.window)
+    return report
+
+
+def _endpoint(config: pytest.Config) -> Endpoint:
+    """The controller's endpoint, handed to workers; prepared here only when no controller did."""
+    given = getattr(config, "workerinput", {}).get(WORKERINPUT_KEY)
+    if given:
+        return Endpoint(url=given["url"], model=given["model"])
+    controller = config.pluginmanager.get_plugin("llmbench-controller")
+    if controller is not None and controller.endpoint is not None:
+        return controller.endpoint
+    if OWN_ENDPOINT_KEY not in config.stash:
+        try:
+            config.stash[OWN_ENDPOINT_KEY] = prepare(config.stash[SETTINGS_KEY])
+        except EndpointError as exc:
+            pytest.exit(f"llmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+    return config.stash[OWN_ENDPOINT_KEY]
+
+
+def _build_runner(config: pytest.Config) -> Runner:
+    settings = config.stash[SETTINGS_KEY]
+    endpoint = _endpoint(config)
+    client = LLMClient(client_config(settings, endpoint.url), model=endpoint.model)
+    judge = None
+    if settings.judge_endpoint or settings.judge_model:
+        judge = LLMClient(client_config(settings, settings.judge_endpoint or endpoint.url),
+                          model=settings.judge_model or endpoint.model)
+
+    def build_request(case: Any, body: dict[str, Any]) -> None:
+        config.hook.pytest_llmbench_build_request(test_case=case, request=body)
+
+    def extra_checks(case: Any, result: Any) -> list[dict[str, Any]]:
+        answers = config.hook.pytest_llmbench_evaluate(test_case=case, result=result)
+        return [check for checks in answers for check in checks or ()]
+
+    return Runner(client=client, stream=settings.stream, evaluate=not settings.no_eval, judge=judge,
+                  build_request=build_request, extra_checks=extra_checks)
+
+
+@pytest.fixture(scope="session")
+def llm_client(pytestconfig: pytest.Config) -> LLMClient:
+    """The session's configured client, for hand-written tests: ``llm_client.complete(...)``, ``.chat(...)``."""
+    if RUNNER_KEY not in pytestconfig.stash:
+        pytestconfig.stash[RUNNER_KEY] = _build_runner(pytestconfig)
+    return pytestconfig.stash[RUNNER_KEY].client
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    runner = config.stash.get(RUNNER_KEY, None)
+    if runner is not None:
+        runner.close()
+    own = config.stash.get(OWN_ENDPOINT_KEY, None)
+    if own is not None:
+        own.stop()

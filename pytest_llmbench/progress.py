@@ -1,0 +1,60 @@
+"""How far the run is: one ``ExecutionProgress`` record, updated as each result reaches the controller."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class ExecutionProgress:
+    """A snapshot handed to ``pytest_llmbench_progress`` and drawn in the live line. Times in seconds."""
+
+    total_tests: int = 0
+    completed_tests: int = 0
+    successful_tests: int = 0
+    failed_tests: int = 0
+    current_test: str | None = None
+    estimated_remaining_time: float | None = None
+    average_execution_time: float = 0.0
+    start_time: float = 0.0  # Unix time
+    elapsed_time: float = 0.0
+    current_category: str | None = None
+    tests_per_second: float = 0.0
+    total_tokens_generated: int = 0
+    average_tokens_per_second: float = 0.0  # completion tokens over elapsed wall time, all workers together
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ProgressTracker:
+    """Keeps ``ExecutionProgress`` current; elapsed time runs on the monotonic clock."""
+
+    def __init__(self, total_tests: int = 0) -> None:
+        self.progress = ExecutionProgress(total_tests=total_tests, start_time=time.time())
+        self._started = time.monotonic()
+        self._execution_time_sum = 0.0
+
+    def set_total(self, total_tests: int) -> None:
+        self.progress.total_tests = total_tests
+
+    def update(self, *, name: str, category: str | None, success: bool, execution_time: float,
+               completion_tokens: int | None) -> ExecutionProgress:
+        p = self.progress
+        p.completed_tests += 1
+        p.successful_tests += success
+        p.failed_tests += not success
+        p.current_test, p.current_category = name, category
+        self._execution_time_sum += execution_time
+        p.average_execution_time = self._execution_time_sum / p.completed_tests
+        p.total_tokens_generated += completion_tokens or 0
+        p.elapsed_time = time.monotonic() - self._started
+        if p.elapsed_time > 0:
+            p.tests_per_second = p.completed_tests / p.elapsed_time
+            p.average_tokens_per_second = p.total_tokens_generated / p.elapsed_time
+        p.total_tests = max(p.total_tests, p.completed_tests)
+        remaining = p.total_tests - p.completed_tests
+        p.estimated_remaining_time = remaining / p.tests_per_second if p.tests_per_second else None
+        return p

@@ -1,0 +1,100 @@
+"""The controller's record of a run: every result that arrives is written at once and reduced to a row.
+
+Only the controller records, so per-test files and the batch file have one writer whatever the worker count;
+response texts are written and dropped, which keeps the controller's memory flat over long runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .progress import ExecutionProgress, ProgressTracker
+from .result import TestResult
+from .stats import StatsAccumulator
+from .storage import ResultWriter
+
+SCHEMA_VERSION = 1
+
+ROW_FIELDS = ("test_id", "test_name", "category", "model", "success", "execution_time", "prompt_tokens",
+              "completion_tokens", "tokens_per_second", "tokens_estimated", "attempts", "error_message",
+              "reasoning_score", "ttft", "tpot", "e2e_latency")
+
+
+def row_of(result: dict[str, Any]) -> dict[str, Any]:
+    """The batch file's row for one test: its figures without the response text."""
+    row = {name: result.get(name) for name in ROW_FIELDS}
+    evaluation = result.get("evaluation_result")
+    row["evaluation_passed"] = evaluation.get("passed") if evaluation else None
+    slo = result.get("slo_result")
+    row["slo_passed"] = slo.get("passed") if slo else None
+    return row
+
+
+@dataclass
+class Recorder:
+    output: Path
+    stats: StatsAccumulator = field(default_factory=StatsAccumulator)
+    monitor: Any = None  # a started PerformanceMonitor, or None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    lost: list[dict[str, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.writer = ResultWriter(self.output)
+        self.tracker = ProgressTracker()
+
+    @property
+    def progress(self) -> ExecutionProgress:
+        return self.tracker.progress
+
+    def record(self, payload: dict[str, Any]) -> ExecutionProgress:
+        """Take one finished test: attach its hardware window, write its files, keep its row."""
+        result = payload["result"]
+        window = payload.get("window")
+        if self.monitor is not None and window:
+            result["performance_metrics"] = {**self.monitor.window(*window),
+                                             **(result.get("performance_metrics") or {})}
+            energy = result["performance_metrics"].get("gpu_energy_j")
+            tokens = result.get("completion_tokens")
+            result["performance_metrics"]["joules_per_token"] = energy / tokens if energy and tokens else None
+        self.writer.write_test(result, payload["file_stem"], payload.get("subdir"))
+        row = row_of(result)
+        row["file_stem"] = payload["file_stem"]
+        self.rows.append(row)
+        self.stats.add({**row, "itl": result.get("itl") or []})
+        return self.tracker.update(name=result["test_name"], category=result.get("category"),
+                                   success=bool(result["success"]), execution_time=result["execution_time"],
+                                   completion_tokens=result.get("completion_tokens"))
+
+    def record_lost(self, nodeid: str, message: str) -> ExecutionProgress:
+        """A test that ended without a result (a crashed worker, an error outside the request)."""
+        test_id = nodeid.rsplit("::", 1)[-1]
+        result = TestResult(test_id=test_id, test_name=test_id, success=False, error_message=message)
+        row = row_of(result.to_dict())
+        self.lost.append({"nodeid": nodeid, "error_message": message})
+        self.rows.append(row)
+        self.stats.add({**row, "itl": []})
+        return self.tracker.update(name=test_id, category=None, success=False, execution_time=0.0,
+                                   completion_tokens=None)
+
+    def build_batch(self, *, run: dict[str, Any], partial_reason: str | None,
+                    wall_time_s: float) -> dict[str, Any]:
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "partial": partial_reason is not None,
+            "partial_reason": partial_reason,
+            "run": run,
+            "aggregate": self.stats.summary(wall_time_s),
+            "categories": self.stats.by_category(),
+            "models": self.stats.by_model(),
+            "slowest": self.stats.slowest(5),
+            "lost_tests": self.lost,
+            "missing_files": [{"path": str(f.path), "reason": f.reason} for f in self.writer.failures],
+            "tests": self.rows,
+        }
+
+    def write_batch(self, batch: dict[str, Any], started: Any) -> Path | None:
+        if len(self.rows) < 2:
+            return None
+        return self.writer.write_batch(batch, started)

@@ -1,0 +1,126 @@
+"""The record of one LLM exchange: what the plugin writes, sends between processes and reports on.
+
+Everything here is plain data made of JSON types, so that a result can cross from an xdist
+worker to the controller as a string and land in a file unchanged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+
+@dataclass
+class Attempt:
+    """One try at the HTTP request; a result keeps every one so that retries are never silent."""
+
+    number: int
+    status: int | None = None
+    error: str | None = None
+    elapsed_s: float = 0.0
+    delay_s: float = 0.0  # the wait before the next try (0 for the last)
+
+
+@dataclass
+class ApiError:
+    """A server's or the network's failure, normalized from whatever shape it came in."""
+
+    kind: str  # "http", "auth", "connection", "read_timeout", "deadline", "redirect", "bad_response", "stream", "request"
+    message: str
+    status: int | None = None
+    type: str | None = None
+    body_excerpt: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)  # e.g. context-length token figures
+
+
+@dataclass
+class TestResult:
+    """One test's outcome. Field names are the file format: change them only with the schema version."""
+
+    __test__ = False  # keep pytest from collecting this class
+
+    test_id: str
+    test_name: str
+    success: bool
+    response_text: str = ""
+    execution_time: float = 0.0  # seconds, the final attempt's HTTP exchange alone
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    tokens_per_second: float | None = None
+    error_message: str | None = None
+    timestamp: str = ""
+    api_response: Any = None
+    performance_metrics: dict[str, Any] = field(default_factory=dict)
+    evaluation_result: dict[str, Any] | None = None
+    reasoning_score: float | None = None
+    reasoning_type: str | None = None
+    slo_result: dict[str, Any] | None = None  # {"passed": bool, "misses": [...]} when the test has an slo
+    model: str | None = None
+    category: str | None = None
+    attempts: int = 0
+    attempt_log: list[Attempt] = field(default_factory=list)
+    error: ApiError | None = None
+    tokens_estimated: bool = False
+    finish_reason: str | None = None
+    api_type: str | None = None
+    suite_id: str | None = None
+    request: dict[str, Any] = field(default_factory=dict)  # the body sent; never headers
+    stream: bool = False
+    ttft: float | None = None  # seconds; streaming only
+    itl: list[float] = field(default_factory=list)  # seconds between content chunks; streaming only
+    tpot: float | None = None  # seconds
+    e2e_latency: float | None = None  # seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, indent: int | None = None) -> str:
+        return dumps_strict(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TestResult:
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known}
+        values["attempt_log"] = [Attempt(**a) for a in values.get("attempt_log") or []]
+        if values.get("error") is not None:
+            values["error"] = ApiError(**values["error"])
+        return cls(**values)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def tokens_per_second(completion_tokens: int | None, seconds: float) -> float | None:
+    if not completion_tokens or seconds <= 0:
+        return None
+    return completion_tokens / seconds
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough count for servers that send no usage: about four characters a token, words as a floor."""
+    if not text:
+        return 0
+    return max(len(text.split()), math.ceil(len(text) / 4))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dumps_strict(data: Any, indent: int | None = None) -> str:
+    """JSON that every parser accepts: NaN and infinities become null instead of invalid tokens."""
+    try:
+        return json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(data), indent=indent, ensure_ascii=False, allow_nan=False)

@@ -1,0 +1,128 @@
+"""What a person sees: the live progress line during the run and the summary section after it.
+
+Only the controller draws. On a terminal the line redraws in place; in a log (CI) it is a plain line now
+and then, so logs stay readable.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from .progress import ExecutionProgress
+from .textsafe import escape_for_terminal
+
+LOG_INTERVAL_S = 10.0  # at most one plain line this often when not on a terminal ...
+LOG_STEP_PCT = 10  # ... or whenever another tenth of the run is done
+REDRAW_INTERVAL_S = 0.1  # a terminal redraw costs little, but thousands of them still add up
+
+
+def _marks() -> tuple[str, str]:
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    return ("✓", "✗") if encoding.startswith("utf") else ("ok ", "fail ")
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def progress_text(p: ExecutionProgress) -> str:
+    ok, bad = _marks()
+    return (f"llmbench {p.completed_tests}/{p.total_tests} {ok}{p.successful_tests} {bad}{p.failed_tests}"
+            f" | {p.tests_per_second:.1f} tests/s | {p.average_tokens_per_second:.0f} tok/s"
+            f" | ETA {clock(p.estimated_remaining_time)}")
+
+
+class ProgressLine:
+    """Draws ExecutionProgress: in place on a terminal, as occasional plain lines otherwise."""
+
+    def __init__(self, reporter: Any, *, live: bool) -> None:
+        self.reporter = reporter
+        self.live = live
+        self._drawn = False
+        self._last_draw = 0.0
+        self._last_step = 0
+
+    def update(self, progress: ExecutionProgress) -> None:
+        now = time.monotonic()
+        last = progress.completed_tests >= progress.total_tests
+        if self.live:
+            if last or now - self._last_draw >= REDRAW_INTERVAL_S:
+                self.reporter.rewrite(progress_text(progress), erase=True)
+                self._drawn, self._last_draw = True, now
+            return
+        step = progress.completed_tests * 100 // max(progress.total_tests, 1) // LOG_STEP_PCT
+        if last or step > self._last_step or now - self._last_draw >= LOG_INTERVAL_S:
+            self.reporter.write_line(progress_text(progress))
+            self._last_step, self._last_draw = step, now
+
+    def interrupt(self) -> None:
+        """Leave the live line where it is before pytest writes something of its own."""
+        if self.live and self._drawn:
+            self.reporter.write("\n")
+            self.reporter.currentfspath = None
+            self._drawn = False
+
+
+def is_live_terminal(reporter: Any) -> bool:
+    isatty = getattr(reporter, "isatty", False)
+    return bool(isatty() if callable(isatty) else isatty)
+
+
+def safe(text: Any) -> str:
+    return escape_for_terminal(str(text))
+
+
+def _ms(value: Any) -> str:
+    return "-" if value is None else f"{value:,.1f}"
+
+
+LATENCY_ROWS = (("latency", "latency"), ("TTFT", "ttft"), ("ITL", "itl"), ("TPOT", "tpot"))
+
+
+def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> None:
+    """The llmbench section of pytest's summary, from the batch record."""
+    agg = batch["aggregate"]
+    reporter.section("llmbench summary", sep="=", bold=True)
+    if batch.get("partial"):
+        reporter.write_line(f"PARTIAL RUN: {safe(batch.get('partial_reason'))}", yellow=True, bold=True)
+    reporter.write_line(
+        f"tests {agg['total_tests']}: {agg['successful_tests']} passed, {agg['failed_tests']} failed"
+        f" | success rate {agg['success_rate'] * 100:.1f}% | wall time {clock(agg['wall_time_s'])}")
+    reporter.write_line(
+        f"tokens: {agg['total_prompt_tokens']} prompt, {agg['total_completion_tokens']} completion"
+        + (f" ({agg['estimated_token_counts']} results estimated)" if agg.get("estimated_token_counts") else "")
+        + f" | {agg['output_throughput']:.1f} tok/s aggregate | {agg['request_throughput']:.2f} req/s")
+    reporter.write_line(f"{'':10}{'mean':>10}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}  (ms)")
+    for label, key in LATENCY_ROWS:
+        if agg.get(f"mean_{key}_ms") is None:
+            continue
+        reporter.write_line(f"{label:10}" + "".join(
+            f"{_ms(agg.get(f'{stat}_{key}_ms')):>10}" for stat in ("mean", "p50", "p90", "p99", "max")))
+    _write_categories(reporter, batch.get("categories") or {})
+    slowest = batch.get("slowest") or []
+    if slowest:
+        reporter.write_line("slowest: " + ", ".join(
+            f"{safe(s['test_id'])} {s['execution_time']:.2f}s" for s in slowest))
+    for missing in batch.get("missing_files") or []:
+        reporter.write_line(f"NOT WRITTEN: {safe(missing['path'])} ({safe(missing['reason'])})", red=True)
+    for path in files:
+        reporter.write_line(f"results: {safe(path)}")
+
+
+def _write_categories(reporter: Any, categories: dict[str, dict[str, Any]]) -> None:
+    if len(categories) < 2:
+        return
+    width = min(max(len(name) for name in categories), 32)
+    reporter.write_line(f"{'category':<{width}}  {'tests':>5} {'pass%':>6} {'p50 ms':>9} {'tok/s':>8} {'score':>6}")
+    for name, cat in sorted(categories.items()):
+        score = cat.get("mean_reasoning_score")
+        reporter.write_line(
+            f"{safe(name)[:width]:<{width}}  {cat['total_tests']:>5} {cat['success_rate'] * 100:>5.1f}%"
+            f" {_ms(cat.get('p50_latency_ms')):>9} {_ms(cat.get('mean_tokens_per_second')):>8}"
+            f" {'-' if score is None else f'{score:.2f}':>6}")

@@ -1,0 +1,72 @@
+"""A small OpenAI-compatible server for plugin tests, on pytest-httpserver: real HTTP, scripted answers."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from werkzeug import Request, Response
+
+MODEL = "stub-model"
+
+
+@dataclass
+class OpenAIStub:
+    """Answers /v1/models, /v1/completions and /v1/chat/completions; records every request body.
+
+    ``answers`` maps a substring of the prompt (or last message) to the answer text; ``delay`` is
+    seconds before each answer; ``status`` maps a substring to an HTTP error status.
+    """
+
+    answers: dict[str, str] = field(default_factory=dict)
+    default_answer: str = "stub answer"
+    delay: float = 0.0
+    status: dict[str, int] = field(default_factory=dict)
+    usage: bool = True
+    models: tuple[str, ...] = (MODEL,)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def install(self, httpserver: Any) -> str:
+        httpserver.expect_request("/v1/models").respond_with_json(
+            {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]})
+        httpserver.expect_request("/v1/completions", method="POST").respond_with_handler(self._answer)
+        httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_handler(self._answer)
+        return httpserver.url_for("/v1")
+
+    def _answer(self, request: Request) -> Response:
+        body = json.loads(request.get_data())
+        with self._lock:
+            self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers)})
+        question = body.get("prompt") or (body.get("messages") or [{}])[-1].get("content", "")
+        for key, code in self.status.items():
+            if key in question:
+                return Response(json.dumps({"error": {"message": f"scripted {code}", "type": "stub"}}),
+                                status=code, content_type="application/json")
+        text = next((a for k, a in self.answers.items() if k in question), self.default_answer)
+        if self.delay:
+            time.sleep(self.delay)
+        chat = request.path.endswith("/chat/completions")
+        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                  if chat else {"index": 0, "text": text, "finish_reason": "stop"})
+        payload: dict[str, Any] = {"id": "x", "object": "chat.completion" if chat else "text_completion",
+                                   "model": body.get("model"), "choices": [choice]}
+        if self.usage:
+            payload["usage"] = {"prompt_tokens": 7, "completion_tokens": len(text.split()),
+                                "total_tokens": 7 + len(text.split())}
+        return Response(json.dumps(payload), content_type="application/json")
+
+
+def write_suite(path: Any, tests: list[dict[str, Any]], **top: Any) -> Any:
+    """Write a suite file; tests get defaults for the required fields they leave out."""
+    full = []
+    for n, test in enumerate(tests):
+        entry = {"id": f"t{n}", "name": f"Test {n}", "category": "general", **test}
+        if "prompt" not in entry and "messages" not in entry:
+            entry["prompt"] = f"prompt {n}"
+        full.append(entry)
+    path.write_text(json.dumps({"test_suite_id": top.pop("test_suite_id", "stub_suite"), **top, "tests": full}))
+    return path

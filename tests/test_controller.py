@@ -1,0 +1,179 @@
+"""The controller: one record of the run with and without xdist, progress, summary, hooks, crashes."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from openai_stub import OpenAIStub, write_suite
+
+CATEGORIES = ("alpha", "beta", "gamma")
+
+
+@pytest.fixture
+def stub(httpserver) -> OpenAIStub:
+    server = OpenAIStub(answers={"long": "one two three four five six"}, status={"refuse": 400})
+    server.url = server.install(httpserver)
+    return server
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> Path:
+    tests = [{"id": f"t{i:02d}", "category": CATEGORIES[i % 3], "prompt": "long" if i % 2 else "short"}
+             for i in range(11)]
+    tests.append({"id": "t11", "category": "gamma", "prompt": "refuse this"})
+    return write_suite(pytester.path / "suite.json", tests)
+
+
+def batch_of(folder: Path) -> dict:
+    [path] = folder.glob("batch_results_*.json")
+    return json.loads(path.read_text())
+
+
+def test_batch_statistics_are_the_same_with_and_without_xdist(pytester, stub, suite):
+    common = ("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "-p", "no:cacheprovider")
+    pytester.runpytest_subprocess(*common, "--llmbench-output", "one").assert_outcomes(passed=11, failed=1)
+    pytester.runpytest_subprocess(*common, "--llmbench-output", "two", "-n", "2").assert_outcomes(
+        passed=11, failed=1)
+    one, two = batch_of(pytester.path / "one"), batch_of(pytester.path / "two")
+    exact = ("total_tests", "successful_tests", "failed_tests", "success_rate", "total_prompt_tokens",
+             "total_completion_tokens", "total_tokens")
+    assert {k: one["aggregate"][k] for k in exact} == {k: two["aggregate"][k] for k in exact}
+    assert one["aggregate"]["total_completion_tokens"] == 5 * 6 + 6 * 2
+    for name in CATEGORIES:
+        assert one["categories"][name]["total_tests"] == two["categories"][name]["total_tests"] == 4
+    assert sorted(r["test_id"] for r in one["tests"]) == sorted(r["test_id"] for r in two["tests"])
+    assert two["run"]["workers"] == 2 and one["run"]["workers"] == 0
+    assert len(list((pytester.path / "two").glob("*_result.json"))) == 12
+
+
+def test_progress_hook_is_called_once_per_result_with_consistent_numbers(pytester, stub, suite):
+    pytester.makeconftest("""
+        import json
+        def pytest_llmbench_progress(progress):
+            with open("progress.jsonl", "a") as f:
+                f.write(json.dumps(progress.to_dict()) + "\\n")
+    """)
+    pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "-n", "2")
+    snapshots = [json.loads(line) for line in (pytester.path / "progress.jsonl").read_text().splitlines()]
+    assert [s["completed_tests"] for s in snapshots] == list(range(1, 13))
+    assert all(s["total_tests"] == 12 for s in snapshots)
+    assert all(s["successful_tests"] + s["failed_tests"] == s["completed_tests"] for s in snapshots)
+    assert snapshots[-1]["failed_tests"] == 1 and snapshots[-1]["estimated_remaining_time"] == 0
+    assert snapshots[-1]["total_tokens_generated"] == 5 * 6 + 6 * 2
+
+
+def test_crashed_worker_is_an_error_and_every_other_result_is_kept(pytester, stub, suite):
+    pytester.makeconftest("""
+        import os, signal
+        def pytest_llmbench_build_request(test_case, request):
+            if test_case.id == "t05":
+                os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
+                                           "-n", "2", "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*crashed while running*t05*"])
+    batch = batch_of(pytester.path / "llmbench_results")
+    ids = sorted(r["test_id"] for r in batch["tests"])
+    assert ids == sorted(f"t{i:02d}" for i in range(12))
+    assert batch["aggregate"]["failed_tests"] == 2
+    assert [lost["nodeid"] for lost in batch["lost_tests"]] == ["suite.json::t05"]
+
+
+def test_interrupted_run_writes_a_partial_batch_with_the_reason(pytester, stub, suite):
+    pytester.makeconftest("""
+        def pytest_llmbench_build_request(test_case, request):
+            if test_case.id == "t04":
+                raise KeyboardInterrupt
+    """)
+    result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    batch = batch_of(pytester.path / "llmbench_results")
+    assert batch["partial"] is True and "interrupted" in batch["partial_reason"].lower()
+    assert [r["test_id"] for r in batch["tests"]] == ["t00", "t01", "t02", "t03"]
+    assert len(list((pytester.path / "llmbench_results").glob("*_result.json"))) == 4
+
+
+def test_summary_section_shows_counts_latency_categories_and_files(pytester, stub, suite):
+    result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url)
+    result.stdout.fnmatch_lines([
+        "*llmbench summary*",
+        "tests 12: 11 passed, 1 failed | success rate 91.7%*",
+        "tokens: 77 prompt, 42 completion*",
+        "*mean*p50*p90*p99*max*",
+        "latency*",
+        "category*tests*pass%*",
+        "alpha*4*100.0%*",
+        "slowest: *",
+        "results: *batch_results_*.json",
+    ])
+
+
+def test_log_progress_is_plain_lines_without_carriage_returns(pytester, stub, suite):
+    result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url)
+    result.stdout.fnmatch_lines(["llmbench 12/12 * | * tests/s | * tok/s | ETA 0:00"])
+    assert "\r" not in result.stdout.str()
+    quiet = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "-q")
+    assert "llmbench 12/12" not in quiet.stdout.str()
+
+
+def test_terminal_progress_redraws_one_line_in_place(pytester, stub, suite):
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "COLUMNS": "120"}
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "--llmbench-suite", str(suite),
+                             "--llmbench-endpoint", stub.url, "-p", "no:cacheprovider"],
+                            cwd=pytester.path, stdout=secondary, stderr=secondary, stdin=subprocess.DEVNULL, env=env)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    output = b"".join(chunks).decode(errors="replace")
+    assert "\rllmbench 12/12" in output
+    line = [part for part in output.split("\n") if "llmbench 12/12" in part][0]
+    assert "....." not in line  # no per-item dots mixed into the live line
+
+
+def test_hooks_change_requests_results_and_the_batch(pytester, stub, suite):
+    pytester.makeconftest("""
+        def pytest_llmbench_build_request(test_case, request):
+            if test_case.category == "beta":
+                request["max_tokens"] = 3
+
+        def pytest_llmbench_result(result):
+            result.performance_metrics["seen_by_hook"] = True
+
+        def pytest_llmbench_batch(batch):
+            batch["team"] = "inference"
+    """)
+    pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "-n", "2")
+    betas = [r for r in stub.requests if r["body"].get("max_tokens") == 3]
+    assert len(betas) == 4
+    saved = json.loads((pytester.path / "llmbench_results" / "Test 0_result.json").read_text())
+    assert saved["performance_metrics"]["seen_by_hook"] is True
+    assert batch_of(pytester.path / "llmbench_results")["team"] == "inference"
+
+
+def test_batch_records_run_metadata_without_secrets(pytester, stub, suite):
+    pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
+                                  "--llmbench-api-key", "sk-do-not-leak-991",
+                                  "--llmbench-header", "X-Api-Key: also-secret-552")
+    raw = next((pytester.path / "llmbench_results").glob("batch_results_*.json")).read_text()
+    assert "sk-do-not-leak-991" not in raw and "also-secret-552" not in raw
+    run = json.loads(raw)["run"]
+    assert run["endpoint"] == stub.url and run["models"] == ["stub-model"]
+    assert run["options"]["api_key"] == "***"
+    assert {"plugin_version", "pytest_version", "python_version", "hostname", "start_time", "end_time"} <= run.keys()
+    assert json.loads(raw)["schema_version"] == 1

@@ -1,0 +1,123 @@
+"""Collection and selection of JSON suites, through real pytest sessions (pytester)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from openai_stub import write_suite
+
+SUITE = [
+    {"id": "complex_test_01", "name": "Complex Synthesis Test", "category": "complex_synthesis",
+     "prompt": "Analyze the following"},
+    {"id": "linux_monitor_01", "name": "System Monitoring", "category": "monitoring",
+     "messages": [{"role": "user", "content": "Write a bash script to monitor CPU"}]},
+    {"id": "math_01", "name": "Arithmetic", "category": "Math_Reasoning", "prompt": "2+2?"},
+]
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester):
+    return write_suite(pytester.path / "suite.json", SUITE)
+
+
+def collected_ids(result: pytest.RunResult) -> list[str]:
+    return [line.strip() for line in result.outlines if "::" in line and not line.startswith(("=", " "))]
+
+
+def test_each_json_test_becomes_an_item_named_file_and_id(pytester, suite):
+    result = pytester.runpytest("--llmbench-suite", str(suite), "--collect-only", "-q")
+    assert collected_ids(result) == ["suite.json::complex_test_01", "suite.json::linux_monitor_01",
+                                     "suite.json::math_01"]
+
+
+def test_several_models_give_one_item_per_test_and_model(pytester, suite):
+    result = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-model", "a",
+                                "--llmbench-model", "b", "--collect-only", "-q", "-k", "math")
+    assert collected_ids(result) == ["suite.json::math_01[a]", "suite.json::math_01[b]"]
+
+
+def test_keyword_matches_category_and_name(pytester, suite):
+    by_category = pytester.runpytest("--llmbench-suite", str(suite), "--co", "-q", "-k", "monitoring")
+    assert collected_ids(by_category) == ["suite.json::linux_monitor_01"]
+    by_name = pytester.runpytest("--llmbench-suite", str(suite), "--co", "-q", "-k", "Arithmetic")
+    assert collected_ids(by_name) == ["suite.json::math_01"]
+
+
+def test_marker_selects_llmbench_items_and_strict_markers_stays_clean(pytester, suite):
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = pytester.runpytest(str(suite), "test_plain.py", "--strict-markers", "-m", "not llmbench",
+                                "--co", "-q", "--llmbench-suite", str(suite))
+    assert collected_ids(result) == ["test_plain.py::test_plain"]
+    assert result.ret == 0
+
+
+@pytest.mark.parametrize(("pattern", "expected"), [
+    ("monitor", ["suite.json::linux_monitor_01"]),
+    ("math_*", ["suite.json::math_01"]),
+    ("MATH_REASONING", ["suite.json::math_01"]),
+    ("*synth*", ["suite.json::complex_test_01"]),
+])
+def test_category_option_keeps_matching_tests_and_deselects_the_rest(pytester, suite, pattern, expected):
+    result = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-category", pattern, "--co", "-q")
+    assert collected_ids(result) == expected
+    result.stdout.fnmatch_lines([f"*{3 - len(expected)} deselected*"])
+
+
+def test_broken_suite_is_one_error_naming_file_and_test_while_the_rest_runs(pytester, suite):
+    broken = pytester.path / "broken.json"
+    broken.write_text(json.dumps({"tests": [{"id": "x1", "name": "n", "category": "c"}]}))
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = pytester.runpytest("--llmbench-suite", str(broken), "test_plain.py", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*broken.json: tests[[]0[]] (id 'x1'): *prompt*messages*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_malformed_json_names_line_and_column(pytester):
+    bad = pytester.path / "bad.json"
+    bad.write_text('{"tests": [\n  {"id": "a",,}\n]}')
+    result = pytester.runpytest("--llmbench-suite", str(bad), "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*bad.json*line 2*column*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_missing_suite_file_is_an_error_and_other_suites_still_run(pytester, suite, httpserver):
+    from openai_stub import OpenAIStub
+
+    url = OpenAIStub().install(httpserver)
+    result = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-suite", "nowhere.json",
+                                "--llmbench-endpoint", url, "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["*nowhere.json*"])
+
+
+def test_llmbench_json_files_are_found_by_normal_discovery(pytester):
+    write_suite(pytester.path / "checks.llmbench.json", [{"id": "found"}])
+    (pytester.path / "other.json").write_text("{not a suite")
+    result = pytester.runpytest("--co", "-q")
+    assert collected_ids(result) == ["checks.llmbench.json::found"]
+
+
+def test_suite_option_alone_runs_only_the_suite_and_beside_paths_runs_both(pytester, suite):
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    alone = pytester.runpytest("--llmbench-suite", str(suite), "--co", "-q")
+    assert "test_plain.py::test_plain" not in collected_ids(alone)
+    both = pytester.runpytest("--llmbench-suite", str(suite), "test_plain.py", "--co", "-q")
+    assert "test_plain.py::test_plain" in collected_ids(both)
+    assert "suite.json::math_01" in collected_ids(both)
+
+
+def test_suite_directory_collects_every_json_file_in_it(pytester):
+    folder = pytester.mkdir("suites")
+    write_suite(folder / "a.json", [{"id": "a1"}])
+    write_suite(folder / "b.json", [{"id": "b1"}])
+    result = pytester.runpytest("--llmbench-suite", str(folder), "--co", "-q")
+    assert collected_ids(result) == ["suites/a.json::a1", "suites/b.json::b1"]
+
+
+def test_bad_option_value_is_a_usage_error(pytester, suite):
+    result = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-timeout", "soon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--llmbench-timeout*soon*"])
