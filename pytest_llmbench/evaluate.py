@@ -1,0 +1,348 @@
+"""Check a model's answer against a test's `expected` block.
+
+Every key of `expected` becomes one or more named checks; a failed check carries a short, escaped
+excerpt of the answer so that a failure can be understood without opening the result file.
+`rubric` is only recognised here: judge.py asks a model to grade it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .answers import answer_json, extract_answer, normalize_answer, number_value
+from .expectations import expectation_problems, problems_by_key, regex_flags
+from .textsafe import escape_for_terminal, excerpt
+
+__all__ = [
+    "Check",
+    "Evaluation",
+    "evaluate",
+    "expectation_problems",
+    "format_failures",
+    "needs_judge",
+    "KEY_CONCEPTS_PASS",
+]
+
+KEY_CONCEPTS_PASS = 0.5  # the key_concepts check passes when at least half of them are found
+DEFAULT_TOLERANCE = 1e-6
+_HEAD = 60  # characters of the answer shown when the problem has no position
+_OPERATORS = {
+    "answer": "==",
+    "min_length": ">=",
+    "max_length": "<=",
+    "min_tokens": ">=",
+    "max_tokens": "<=",
+    "judge": ">=",
+}
+# Keys that only tune another check; a problem in one is reported under the check it tunes.
+_MODIFIER_OF = {"regex_flags": "regex", "answer_tolerance": "answer", "rubric_min_score": "rubric"}
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    expected: Any = None
+    detail: str = ""
+
+    @property
+    def label(self) -> str:
+        """How the failure line names the check: `contains 'Paris'`, `answer == 42`, `is_json`."""
+        shown = _show(self.expected)
+        if shown is None:
+            return self.name
+        operator = _OPERATORS.get(self.name)
+        return f"{self.name} {operator} {shown}" if operator else f"{self.name} {shown}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "expected": self.expected, "detail": self.detail}
+
+
+@dataclass
+class Evaluation:
+    """The checks of one answer. `passed` and `reasoning_score` follow the list, so a judge's
+    check appended later counts like any other."""
+
+    checks: list[Check] = field(default_factory=list)
+    concept_coverage: float | None = None  # share of key_concepts found; None without key_concepts
+    judge: dict[str, Any] | None = None  # judge.run_judge's record, kept beside the checks
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [check for check in self.checks if not check.passed]
+
+    @property
+    def reasoning_score(self) -> float | None:
+        """Key-concept coverage when the test lists key concepts, else the share of checks passed."""
+        if self.concept_coverage is not None:
+            return self.concept_coverage
+        if not self.checks:
+            return None
+        return sum(check.passed for check in self.checks) / len(self.checks)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Evaluation:
+        checks = [
+            Check(str(c.get("name", "check")), bool(c.get("passed")), c.get("expected"), str(c.get("detail") or ""))
+            for c in data.get("checks", [])
+        ]
+        return cls(checks, judge=data.get("judge"))
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"passed": self.passed, "checks": [check.to_dict() for check in self.checks]}
+        if self.judge is not None:
+            data["judge"] = self.judge
+        return data
+
+
+@dataclass(frozen=True)
+class _Subject:
+    text: str
+    completion_tokens: int | None
+    expected: dict[str, Any]
+
+
+def evaluate(expected: dict[str, Any], response_text: str, completion_tokens: int | None) -> Evaluation:
+    """Run every check `expected` asks for. A malformed expectation is a failed check, never a crash."""
+    subject = _Subject(response_text, completion_tokens, expected)
+    problems = problems_by_key(expected)
+    evaluation = Evaluation()
+    for key, problem in problems.items():
+        owner = _MODIFIER_OF.get(key, key)
+        name = owner if owner in expected else key
+        evaluation.checks.append(Check(name, False, expected.get(name), f"invalid expectation: {key}: {problem}"))
+    broken = {_MODIFIER_OF.get(key, key) for key in problems}
+    for key, run in _CHECKS.items():
+        if key in expected and key not in broken:
+            evaluation.checks.extend(run(expected[key], subject))
+    if "key_concepts" in expected and "key_concepts" not in broken:
+        found, concepts = _concepts_found(expected["key_concepts"], response_text)
+        evaluation.concept_coverage = len(found) / len(concepts)
+    return evaluation
+
+
+def needs_judge(expected: dict[str, Any]) -> bool:
+    """True when the test has a usable rubric (a broken one is already a failed check)."""
+    return "rubric" in expected and not {"rubric", "rubric_min_score"} & problems_by_key(expected).keys()
+
+
+def format_failures(evaluation: Evaluation | dict[str, Any]) -> str:
+    """The failure message of a test item: a count, then one escaped line per failed check.
+
+    Takes an Evaluation or its to_dict() form, which may hold checks added by hooks."""
+    if isinstance(evaluation, dict):
+        evaluation = Evaluation.from_dict(evaluation)
+    failed = evaluation.failures
+    if not failed:
+        return ""
+    total = len(evaluation.checks)
+    lines = [f"{len(failed)} of {total} check{'' if total == 1 else 's'} failed:"]
+    for check in failed:
+        line = f"{check.label}: {check.detail}" if check.detail else check.label
+        lines.append(f"  ✗ {escape_for_terminal(line)}")
+    return "\n".join(lines)
+
+
+def _show(value: Any, limit: int = 60) -> str | None:
+    """A short display form of an expected value; None for values too large or plain to name."""
+    if isinstance(value, bool) or value is None or isinstance(value, dict):
+        return None
+    if isinstance(value, (int, float)):
+        return str(value)
+    if isinstance(value, str):
+        return "'" + excerpt(value, context=limit) + "'"
+    if isinstance(value, list):
+        shown = ", ".join(_show(item, limit) or "…" for item in value)
+        return "[" + (shown if len(shown) <= limit else shown[:limit] + "…") + "]"
+    return None
+
+
+def _strings(value: Any) -> list[str]:
+    return [value] if isinstance(value, str) else list(value)
+
+
+def _find(needle: str, text: str, ignore_case: bool = False) -> re.Match[str] | None:
+    return re.search(re.escape(needle), text, re.IGNORECASE if ignore_case else 0)
+
+
+def _head(text: str) -> str:
+    return f'"{excerpt(text, context=_HEAD)}"'
+
+
+def _around(text: str, match: re.Match[str]) -> str:
+    return f'"{excerpt(text, match.start(), match.end())}"'
+
+
+def _contains(value: Any, subject: _Subject, name: str = "contains", ignore_case: bool = False) -> list[Check]:
+    checks = []
+    for needle in _strings(value):
+        if _find(needle, subject.text, ignore_case):
+            checks.append(Check(name, True, needle))
+            continue
+        other_case = None if ignore_case else _find(needle, subject.text, ignore_case=True)
+        if other_case:
+            detail = f"found only with other letter case: {_around(subject.text, other_case)}"
+        else:
+            detail = f"not found in answer: {_head(subject.text)}"
+        checks.append(Check(name, False, needle, detail))
+    return checks
+
+
+def _icontains(value: Any, subject: _Subject) -> list[Check]:
+    return _contains(value, subject, "icontains", ignore_case=True)
+
+
+def _not_contains(value: Any, subject: _Subject) -> list[Check]:
+    checks = []
+    for needle in _strings(value):
+        hit = _find(needle, subject.text)
+        detail = f"found at character {hit.start()}: {_around(subject.text, hit)}" if hit else ""
+        checks.append(Check("not_contains", hit is None, needle, detail))
+    return checks
+
+
+def _contains_any(value: Any, subject: _Subject) -> list[Check]:
+    needles = _strings(value)
+    passed = any(_find(needle, subject.text) for needle in needles)
+    return [Check("contains_any", passed, needles, "" if passed else f"none found in answer: {_head(subject.text)}")]
+
+
+def _regex(value: Any, subject: _Subject) -> list[Check]:
+    spec = subject.expected.get("regex_flags")
+    flags = regex_flags(spec)
+    shown_flags = f" (flags {spec})" if spec else ""
+    checks = []
+    for pattern in _strings(value):
+        passed = re.search(pattern, subject.text, flags) is not None
+        detail = "" if passed else f"no match{shown_flags} in answer: {_head(subject.text)}"
+        checks.append(Check("regex", passed, pattern, detail))
+    return checks
+
+
+def _equals(value: Any, subject: _Subject) -> list[Check]:
+    want, got = str(value).strip(), subject.text.strip()
+    if want == got:
+        return [Check("equals", True, value)]
+    same = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
+    detail = f'answer differs from character {same}: "{excerpt(got, same, context=30)}"'
+    return [Check("equals", False, value, detail)]
+
+
+def _starts_with(value: Any, subject: _Subject) -> list[Check]:
+    text = subject.text.lstrip()
+    passed = text.startswith(value)
+    return [Check("starts_with", passed, value, "" if passed else f"answer starts: {_head(text)}")]
+
+
+def _is_json(value: Any, subject: _Subject) -> list[Check]:
+    if value is not True:
+        return []  # `is_json: false` asks for nothing
+    _, problem = answer_json(subject.text)
+    return [Check("is_json", problem is None, True, problem or "")]
+
+
+def _json_schema(value: Any, subject: _Subject) -> list[Check]:
+    parsed, problem = answer_json(subject.text)
+    if problem is None:
+        problem = _schema_violation(value, parsed)
+    return [Check("json_schema", problem is None, value, problem or "")]
+
+
+def _schema_violation(schema: Any, instance: Any) -> str | None:
+    try:
+        import jsonschema
+    except ImportError:
+        return "cannot validate: the jsonschema package is not installed (pip install jsonschema)"
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
+    if error is None:
+        return None
+    return f"{error.json_path}: {excerpt(error.message, context=120)}"
+
+
+def _bound(name: str, limit: int, actual: int, what: str) -> Check:
+    passed = actual >= limit if name.startswith("min_") else actual <= limit
+    return Check(name, passed, limit, "" if passed else what)
+
+
+def _length(name: str) -> Callable[[Any, _Subject], list[Check]]:
+    def check(value: Any, subject: _Subject) -> list[Check]:
+        text = subject.text.strip()
+        return [_bound(name, value, len(text), f"answer has {len(text)} characters: {_head(text)}")]
+
+    return check
+
+
+def _tokens(name: str) -> Callable[[Any, _Subject], list[Check]]:
+    def check(value: Any, subject: _Subject) -> list[Check]:
+        if subject.completion_tokens is None:
+            return [Check(name, False, value, "completion token count unknown (no usage from the server)")]
+        tokens = subject.completion_tokens
+        return [_bound(name, value, tokens, f"answer used {tokens} completion tokens")]
+
+    return check
+
+
+def _answer(value: Any, subject: _Subject) -> list[Check]:
+    text = subject.text
+    want = number_value(value)
+    tolerance = subject.expected.get("answer_tolerance", DEFAULT_TOLERANCE)
+    found = extract_answer(text, numeric=want is not None)
+    if found is None:
+        kind = "number" if want is not None else "answer"
+        ending = excerpt(text, len(text), context=_HEAD)
+        return [Check("answer", False, value, f'no {kind} found; answer ends: "{ending}"')]
+    if want is not None:
+        got = number_value(found.text)
+        passed = got is not None and abs(got - want) <= tolerance
+        shown = found.text
+    else:
+        passed = found.normalized == normalize_answer(value)
+        shown = "'" + excerpt(found.text, context=_HEAD) + "'"
+    if passed:
+        return [Check("answer", True, value, f"extracted {shown}")]
+    within = f" (tolerance {tolerance})" if want is not None and tolerance != DEFAULT_TOLERANCE else ""
+    context = excerpt(text, found.start, found.end)
+    return [Check("answer", False, value, f'extracted {shown}{within} from "{context}"')]
+
+
+def _concepts_found(value: Any, text: str) -> tuple[list[str], list[str]]:
+    concepts = _strings(value)
+    return [c for c in concepts if _find(c, text, ignore_case=True)], concepts
+
+
+def _key_concepts(value: Any, subject: _Subject) -> list[Check]:
+    found, concepts = _concepts_found(value, subject.text)
+    coverage = len(found) / len(concepts)
+    detail = f"found {len(found)} of {len(concepts)} ({coverage:.0%})"
+    missing = [c for c in concepts if c not in found]
+    if missing:
+        detail += f", missing {_show(missing)}"
+    return [Check("key_concepts", coverage >= KEY_CONCEPTS_PASS, concepts, detail)]
+
+
+# The order of this table is the order of the checks in results and failure messages.
+_CHECKS: dict[str, Callable[[Any, _Subject], list[Check]]] = {
+    "contains": _contains,
+    "icontains": _icontains,
+    "not_contains": _not_contains,
+    "contains_any": _contains_any,
+    "regex": _regex,
+    "equals": _equals,
+    "starts_with": _starts_with,
+    "is_json": _is_json,
+    "json_schema": _json_schema,
+    "min_length": _length("min_length"),
+    "max_length": _length("max_length"),
+    "min_tokens": _tokens("min_tokens"),
+    "max_tokens": _tokens("max_tokens"),
+    "answer": _answer,
+    "key_concepts": _key_concepts,
+}

@@ -1,0 +1,179 @@
+"""Validate a test's `expected` block before any answer is checked against it.
+
+A typo in a key or a regex that does not compile should stop a suite at load time with a clear
+message, not pass every test silently or fail each one for a reason that has nothing to do with
+the model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+_FLAGS = {
+    "I": re.IGNORECASE,
+    "IGNORECASE": re.IGNORECASE,
+    "M": re.MULTILINE,
+    "MULTILINE": re.MULTILINE,
+    "S": re.DOTALL,
+    "DOTALL": re.DOTALL,
+    "X": re.VERBOSE,
+    "VERBOSE": re.VERBOSE,
+    "A": re.ASCII,
+    "ASCII": re.ASCII,
+}
+
+_FLAG_HINT = "use I, M, S, X, A or IGNORECASE, MULTILINE, DOTALL, VERBOSE, ASCII"
+
+
+def regex_flags(spec: Any) -> int:
+    """`"IM"`, `"IGNORECASE"` or `["IGNORECASE", "MULTILINE"]` as re flags; raises ValueError."""
+    if spec is None:
+        return 0
+    if isinstance(spec, str):
+        names = [spec] if spec.upper().removeprefix("RE.") in _FLAGS else [c for c in spec if c not in " ,|"]
+    elif isinstance(spec, list) and all(isinstance(name, str) for name in spec):
+        names = spec
+    else:
+        raise ValueError(f'must be a string like "IM" or a list of flag names, not {_json_type(spec)}')
+    flags = 0
+    for name in names:
+        key = name.strip().upper().removeprefix("RE.")
+        if key not in _FLAGS:
+            raise ValueError(f"unknown flag {name!r} ({_FLAG_HINT})")
+        flags |= _FLAGS[key]
+    return flags
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "a boolean", str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _need_strings(value: Any) -> str | None:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(item, str) for item in items):
+        return f"must be a string or a non-empty list of strings, not {_json_type(value)}"
+    if not all(items):
+        return "holds an empty string, which every answer contains"
+    return None
+
+
+def _need_count(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return None
+    return f"must be a whole number >= 0, not {value!r}"
+
+
+def _need_text(value: Any) -> str | None:
+    return None if isinstance(value, str) and value.strip() else f"must be a non-empty string, not {value!r}"
+
+
+def _need_equals(value: Any) -> str | None:
+    if isinstance(value, str) or _is_number(value):
+        return None
+    return f"must be a string or a number, not {_json_type(value)}"
+
+
+def _need_answer(value: Any) -> str | None:
+    if _is_number(value) or (isinstance(value, str) and value.strip()):
+        return None
+    return f"must be a non-empty string or a number, not {value!r}"
+
+
+def _need_boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be true or false, not {value!r}"
+
+
+def _need_tolerance(value: Any) -> str | None:
+    return None if _is_number(value) and value >= 0 else f"must be a number >= 0, not {value!r}"
+
+
+def _need_judge_score(value: Any) -> str | None:
+    return None if _is_number(value) and 0 <= value <= 10 else f"must be a number from 0 to 10, not {value!r}"
+
+
+def _need_flags(value: Any) -> str | None:
+    try:
+        regex_flags(value)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _need_schema(value: Any) -> str | None:
+    if not isinstance(value, (dict, bool)):
+        return f"must be a JSON Schema object, not {_json_type(value)}"
+    try:
+        import jsonschema
+    except ImportError:
+        return None  # the check itself says how to install it
+    try:
+        jsonschema.validators.validator_for(value).check_schema(value)
+    except jsonschema.exceptions.SchemaError as error:
+        return f"is not a valid JSON Schema: {error.message}"
+    return None
+
+
+_VALIDATORS: dict[str, Callable[[Any], str | None]] = {
+    "contains": _need_strings,
+    "icontains": _need_strings,
+    "not_contains": _need_strings,
+    "contains_any": _need_strings,
+    "regex": _need_strings,
+    "regex_flags": _need_flags,
+    "equals": _need_equals,
+    "starts_with": _need_text,
+    "is_json": _need_boolean,
+    "json_schema": _need_schema,
+    "min_length": _need_count,
+    "max_length": _need_count,
+    "min_tokens": _need_count,
+    "max_tokens": _need_count,
+    "answer": _need_answer,
+    "answer_tolerance": _need_tolerance,
+    "key_concepts": _need_strings,
+    "rubric": _need_text,
+    "rubric_min_score": _need_judge_score,
+}
+KNOWN_KEYS = frozenset(_VALIDATORS)
+
+
+def problems_by_key(expected: dict[str, Any]) -> dict[str, str]:
+    """Each key's problem, shallow (types) and deep (patterns compile, min <= max, schema is valid)."""
+    problems: dict[str, str] = {}
+    for key, value in expected.items():
+        if key in _VALIDATORS:
+            problem = _VALIDATORS[key](value)
+        else:
+            close = difflib.get_close_matches(key, KNOWN_KEYS, n=1)
+            problem = "unknown expectation" + (f" (did you mean {close[0]!r}?)" if close else "")
+        if problem:
+            problems[key] = problem
+    if "regex" in expected and not {"regex", "regex_flags"} & problems.keys():
+        flags = regex_flags(expected.get("regex_flags"))
+        for pattern in [expected["regex"]] if isinstance(expected["regex"], str) else expected["regex"]:
+            try:
+                re.compile(pattern, flags)
+            except re.error as error:
+                problems["regex"] = f"pattern {pattern!r} does not compile: {error}"
+                break
+    for low, high in (("min_length", "max_length"), ("min_tokens", "max_tokens")):
+        if low in expected and high in expected and not {low, high} & problems.keys():
+            if expected[low] > expected[high]:
+                problems[high] = f"{expected[high]} is below {low} {expected[low]}"
+    return problems
+
+
+def expectation_problems(expected: dict[str, Any]) -> list[str]:
+    """Readable problems of an `expected` block ("regex: pattern '(' does not compile: ..."), [] if none."""
+    if not isinstance(expected, dict):
+        return [f"expected must be an object, not {_json_type(expected)}"]
+    return [f"{key}: {problem}" for key, problem in problems_by_key(expected).items()]
