@@ -1,0 +1,429 @@
+"""Suite files: read, validate and turn into TestCases.
+
+Every xdist worker loads the same file on its own, so loading is pure and deterministic. A broken
+file must give one readable error that lists every problem (file, test index and id), never a
+traceback, and a hostile file (huge, deeply nested, odd numbers) must fail fast instead of hanging.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import math
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .expectations import KNOWN_KEYS, problems_by_key
+from .slo import TEST_SLO_KEYS
+
+SUITE_SUFFIX = ".llmbench.json"
+DEFAULT_MAX_BYTES = 50 * 2**20
+MAX_DEPTH = 64
+MAX_INT_DIGITS = 100
+
+_BOM = b"\xef\xbb\xbf"
+# A lone surrogate escape decodes into a str that cannot be written back as UTF-8 later on.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+class SuiteError(Exception):
+    """A suite file that cannot be used; str() is the whole message, one problem a line."""
+
+    def __init__(self, path: str | Path, problems: str | list[str]) -> None:
+        self.path = str(path)
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(f"{self.path}: {problem}" for problem in self.problems))
+
+    def __reduce__(self) -> tuple[type[SuiteError], tuple[str, list[str]]]:
+        return type(self), (self.path, self.problems)  # so that it can be pickled across processes
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One prompt to send; defaults are already merged in, so consumers never look at the suite."""
+
+    __test__ = False  # keep pytest from collecting this class
+
+    id: str
+    name: str
+    category: str
+    prompt: str | None
+    messages: tuple[dict[str, Any], ...] | None
+    parameters: dict[str, Any]
+    reasoning_type: str | None = None
+    stream: bool | None = None  # per-test override of --llmbench-stream
+    expected: dict[str, Any] | None = None
+    slo: dict[str, Any] | None = None
+    index: int = 0
+    suite_id: str = ""
+    description: str | None = None
+    metadata: dict[str, Any] | None = None
+
+    @property
+    def api_type(self) -> str:
+        return "chat" if self.messages is not None else "completions"
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    test_suite_id: str
+    version: str | None
+    description: str | None
+    tests: tuple[TestCase, ...]
+
+
+def load_suite(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Suite:
+    """Read and validate one suite file; raises SuiteError naming every problem found."""
+    path = Path(path)
+    data = _parse(path, _read_text(path, max_bytes))
+    problems = _Problems([])
+    suite = _build_suite(path, data, problems)
+    if suite is None:
+        raise SuiteError(path, problems.lines)
+    return suite
+
+
+def _read_text(path: Path, max_bytes: int) -> str:
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise SuiteError(path, "is a directory, not a suite file")
+        if not stat.S_ISREG(info.st_mode):
+            raise SuiteError(path, "is not a regular file")
+        if info.st_size > max_bytes:
+            raise SuiteError(path, _too_big(info.st_size, max_bytes))
+        with path.open("rb") as handle:
+            raw = handle.read(max_bytes + 1)  # bounded even if the file grew since stat()
+    except FileNotFoundError:
+        raise SuiteError(path, "no such file") from None
+    except OSError as exc:
+        raise SuiteError(path, f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > max_bytes:
+        raise SuiteError(path, _too_big(len(raw), max_bytes))
+    skip = len(_BOM) if raw.startswith(_BOM) else 0
+    try:
+        return raw[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = exc.start + skip
+        line = raw.count(b"\n", 0, at) + 1
+        where = f"byte 0x{raw[at]:02x} at byte offset {at} (line {line})"
+        raise SuiteError(path, f"not valid UTF-8: {where}; save the file as UTF-8") from None
+
+
+def _too_big(size: int, limit: int) -> str:
+    return (
+        f"file is {size} bytes ({size / 2**20:.1f} MiB), over the limit of {limit} bytes "
+        f"({limit / 2**20:.1f} MiB); raise it with --llmbench-max-suite-bytes"
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise ValueError(f"integer with {digits} digits (at most {MAX_INT_DIGITS} allowed)")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{_short(text)} is too large for a number")
+    return value
+
+
+def _parse(path: Path, text: str) -> Any:
+    if not text.strip():
+        raise SuiteError(path, 'file is empty; a suite is a JSON object with a "tests" list')
+    too_deep = f"nesting deeper than {MAX_DEPTH} levels"
+    try:
+        hooks = {"parse_constant": _reject_constant, "parse_int": _bounded_int, "parse_float": _finite_float}
+        data = json.loads(text, **hooks)
+    except json.JSONDecodeError as exc:
+        raise SuiteError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except ValueError as exc:  # from the number hooks, which also keep int() under Python's digit limit
+        raise SuiteError(path, f"invalid JSON number: {exc}") from None
+    except RecursionError:
+        raise SuiteError(path, too_deep) from None
+    if _deeper_than(data, MAX_DEPTH):
+        raise SuiteError(path, too_deep)
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise SuiteError(path, "a string holds an unpaired surrogate escape (\\ud800-\\udfff)") from None
+    return data
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Iterative, so that a file that parsed can never blow the stack here."""
+    stack = [(data, 1)] if isinstance(data, (dict, list)) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+Rule = tuple[Callable[[Any], bool], str]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+_STRING: Rule = (lambda v: isinstance(v, str), "a string")
+_NAME: Rule = (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string")
+_STRINGS: Rule = (
+    lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(s, str) for s in v)),
+    "a string or a list of strings",
+)
+_OBJECT: Rule = (lambda v: isinstance(v, dict), "an object")
+_BOOL: Rule = (lambda v: isinstance(v, bool), "true or false")
+_NUMBER: Rule = (_is_number, "a number")
+_NON_NEGATIVE: Rule = (lambda v: _is_number(v) and v >= 0, "a number >= 0")
+_POSITIVE: Rule = (lambda v: _is_number(v) and v > 0, "a positive number")
+_POSITIVE_INT: Rule = (lambda v: _is_int(v) and v > 0, "a positive integer")
+
+_PARAMETER_RULES: dict[str, Rule] = {
+    "max_tokens": _POSITIVE_INT,
+    "temperature": _NON_NEGATIVE,
+    "top_p": (lambda v: _is_number(v) and 0 < v <= 1, "a number in (0, 1]"),
+    "stop": _STRINGS,
+    "seed": (_is_int, "an integer"),
+    "n": _POSITIVE_INT,
+    "presence_penalty": _NUMBER,
+    "frequency_penalty": _NUMBER,
+}
+_SLO_RULES: dict[str, Rule] = dict.fromkeys(TEST_SLO_KEYS, _POSITIVE)
+_EXPECTED_KEYS = sorted(KNOWN_KEYS)
+_TEST_RULES: dict[str, Rule] = {
+    **dict.fromkeys(("id", "name", "category"), _NAME),
+    **dict.fromkeys(("prompt", "reasoning_type", "description"), _STRING),
+    "stream": _BOOL,
+    "metadata": _OBJECT,
+}
+_MESSAGE_RULES: dict[str, Rule] = {
+    "role": _STRING,
+    "content": (
+        lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(p, dict) for p in v)),
+        "a string or a list of content-part objects",
+    ),
+}
+_SECTIONS = ("parameters", "expected", "slo")
+_TEST_FIELDS = (*_TEST_RULES, "messages", *_SECTIONS)
+_REQUIRED_TEST_FIELDS = ("id", "name", "category")
+_TOP_RULES: dict[str, Rule] = {
+    "test_suite_id": _NAME,
+    "version": _STRING,
+    "description": _STRING,
+    "metadata": _OBJECT,
+}
+_TOP_FIELDS = (*_TOP_RULES, "defaults", "tests")
+_JSON_TYPES = {
+    type(None): "null", bool: "boolean", int: "integer", float: "number",
+    str: "string", list: "array", dict: "object",
+}  # fmt: skip
+
+
+def _json_type(value: Any) -> str:
+    return _JSON_TYPES[type(value)]
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _describe(value: Any) -> str:
+    if value is None or isinstance(value, (dict, list)):
+        return _json_type(value)
+    return f"{_json_type(value)} {_short(json.dumps(value, ensure_ascii=False))}"
+
+
+@dataclass
+class _Problems:
+    """Collects every problem of a file, each prefixed with where it was found."""
+
+    lines: list[str]
+    where: str = ""
+
+    def at(self, where: str) -> _Problems:
+        return _Problems(self.lines, where)
+
+    def add(self, message: str) -> None:
+        self.lines.append(f"{self.where}: {message}" if self.where else message)
+
+    def check(self, value: Any, rule: Rule, name: str) -> None:
+        if not rule[0](value):
+            self.add(f"{name} must be {rule[1]}, got {_describe(value)}")
+
+    def require(self, obj: dict[str, Any], fields: Iterable[str], label: str = "") -> None:
+        for field in fields:
+            if field not in obj:
+                self.add(f"{label}missing required field '{field}'")
+
+    def check_fields(self, obj: dict[str, Any], rules: dict[str, Rule], prefix: str = "") -> None:
+        for field, rule in rules.items():
+            if field in obj:
+                self.check(obj[field], rule, prefix + field)
+
+    def unknown_keys(self, obj: dict[str, Any], allowed: Iterable[str], prefix: str = "") -> None:
+        allowed = list(allowed)
+        for key in obj:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f"did you mean '{close[0]}'?" if close else "allowed: " + ", ".join(allowed)
+                self.add(f"unknown field '{prefix}{_short(key)}' ({hint})")
+
+
+def _section(owner: dict[str, Any], key: str, problems: _Problems, prefix: str = "") -> dict[str, Any]:
+    """Validate the optional object owner[key]; a private deep copy, or {} when absent or invalid."""
+    if key not in owner:
+        return {}
+    value, name = owner[key], prefix + key
+    if not isinstance(value, dict):
+        problems.add(f"{name} must be an object, got {_describe(value)}")
+        return {}
+    if key == "parameters":
+        if "stream" in value:
+            problems.add(f"{name}.stream is not allowed: set the test's \"stream\" field instead")
+        problems.check_fields(value, _PARAMETER_RULES, prefix=f"{name}.")
+    elif key == "expected":  # evaluate's own rules, so that load time and check time agree
+        problems.unknown_keys(value, _EXPECTED_KEYS, prefix=f"{name}.")
+        for field, problem in problems_by_key(value).items():
+            if field in KNOWN_KEYS:
+                problems.add(f"{name}.{field}: {problem}")
+    else:
+        problems.unknown_keys(value, _SLO_RULES, prefix=f"{name}.")
+        problems.check_fields(value, _SLO_RULES, prefix=f"{name}.")
+    return copy.deepcopy(value)
+
+
+def _messages(value: Any, problems: _Problems) -> tuple[dict[str, Any], ...] | None:
+    if not isinstance(value, list) or not value:
+        problems.add(f"messages must be a non-empty list of objects, got {_describe(value)}")
+        return None
+    before = len(problems.lines)
+    for i, message in enumerate(value):
+        label = f"messages[{i}]"
+        if not isinstance(message, dict):
+            problems.add(f"{label} must be an object, got {_describe(message)}")
+            continue
+        problems.require(message, _MESSAGE_RULES, f"{label}: ")
+        problems.check_fields(message, _MESSAGE_RULES, f"{label}.")
+    return tuple(copy.deepcopy(value)) if len(problems.lines) == before else None
+
+
+def _defaults(top: dict[str, Any], problems: _Problems) -> dict[str, dict[str, Any]]:
+    """The suite's default parameters, expected and slo, keyed like _SECTIONS."""
+    raw = top.get("defaults", {})
+    if not isinstance(raw, dict):
+        problems.add(f"defaults must be an object, got {_describe(raw)}")
+        raw = {}
+    problems.unknown_keys(raw, _SECTIONS, prefix="defaults.")
+    return {key: _section(raw, key, problems, prefix="defaults.") for key in _SECTIONS}
+
+
+def _merged(defaults: dict[str, dict[str, Any]], own: dict[str, dict[str, Any]], key: str) -> dict[str, Any]:
+    """Test values win; the defaults are copied so that no two tests share a mutable dict."""
+    return {**copy.deepcopy(defaults[key]), **own[key]}
+
+
+def _test_case(
+    index: int, raw: Any, defaults: dict[str, dict[str, Any]], suite_id: str, problems: _Problems
+) -> TestCase | None:
+    where = f"tests[{index}]"
+    if not isinstance(raw, dict):
+        problems.at(where).add(f"must be an object, got {_describe(raw)}")
+        return None
+    if _NAME[0](raw.get("id")):
+        where += f" (id '{_short(raw['id'])}')"
+    here = problems.at(where)
+    before = len(problems.lines)
+    here.unknown_keys(raw, _TEST_FIELDS)
+    here.require(raw, _REQUIRED_TEST_FIELDS)
+    here.check_fields(raw, _TEST_RULES)
+    has_prompt, has_messages = "prompt" in raw, "messages" in raw
+    if has_prompt == has_messages:
+        which = "has both 'prompt' and" if has_prompt else "missing 'prompt' or"
+        here.add(f"{which} 'messages': give exactly one ('prompt' for /completions, 'messages' for chat)")
+    messages = _messages(raw["messages"], here) if has_messages else None
+    own = {key: _section(raw, key, here) for key in _SECTIONS}
+    if len(problems.lines) > before:
+        return None
+    return TestCase(
+        id=raw["id"],
+        name=raw["name"],
+        category=raw["category"],
+        prompt=raw.get("prompt"),
+        messages=messages,
+        parameters=_merged(defaults, own, "parameters"),
+        reasoning_type=raw.get("reasoning_type"),
+        stream=raw.get("stream"),
+        expected=_merged(defaults, own, "expected") or None,
+        slo=_merged(defaults, own, "slo") or None,
+        index=index,
+        suite_id=suite_id,
+        description=raw.get("description"),
+        metadata=copy.deepcopy(raw.get("metadata")),
+    )
+
+
+def _default_suite_id(path: Path) -> str:
+    for suffix in (SUITE_SUFFIX, ".json"):
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            return path.name[: -len(suffix)]
+    return path.name
+
+
+def _duplicate_ids(tests: list[Any], problems: _Problems) -> None:
+    first_index: dict[str, int] = {}
+    for index, raw in enumerate(tests):
+        test_id = raw.get("id") if isinstance(raw, dict) else None
+        if not _NAME[0](test_id):
+            continue
+        if test_id in first_index:
+            where = f"tests[{index}] (id '{_short(test_id)}')"
+            problems.add(f"{where}: duplicate id, also used by tests[{first_index[test_id]}]")
+        else:
+            first_index[test_id] = index
+
+
+def _build_suite(path: Path, top: Any, problems: _Problems) -> Suite | None:
+    if not isinstance(top, dict):
+        problems.add(f'top level must be a JSON object with a "tests" list, got {_describe(top)}')
+        return None
+    problems.unknown_keys(top, _TOP_FIELDS)
+    problems.check_fields(top, _TOP_RULES)
+    suite_id = top["test_suite_id"] if _NAME[0](top.get("test_suite_id")) else _default_suite_id(path)
+    defaults = _defaults(top, problems)
+    tests = top.get("tests")
+    if not isinstance(tests, list) or not tests:
+        shown = "nothing" if "tests" not in top else _describe(tests)
+        problems.add(f"tests must be a non-empty list of test objects, got {shown}")
+        return None
+    cases = [_test_case(i, raw, defaults, suite_id, problems) for i, raw in enumerate(tests)]
+    _duplicate_ids(tests, problems)
+    if problems.lines:
+        return None
+    return Suite(
+        path=path,
+        test_suite_id=suite_id,
+        version=top.get("version"),
+        description=top.get("description"),
+        tests=tuple(case for case in cases if case is not None),
+    )
