@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from . import __version__
+from .gates import GateResult, Gates
 from .endpoint import Endpoint, EndpointError, output_folder, prepare
 from .options import Settings
 from .recorder import Recorder
@@ -24,16 +25,17 @@ from .redact import redact_headers
 from .report import is_llmbench_nodeid, payload_of
 from .storage import OutputNotWritable, check_writable, clean_temp_files
 from .suite import SUITE_SUFFIX
-from .terminal import ProgressLine, is_live_terminal, write_summary
+from .terminal import ProgressLine, is_live_terminal, write_gates, write_summary
 
 
 WORKERINPUT_KEY = "llmbench_endpoint"
 
 
 class Controller:
-    def __init__(self, config: pytest.Config, settings: Settings) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings, gates: Gates) -> None:
         self.config = config
         self.settings = settings
+        self.gates = gates
         self.output = output_folder(settings, config.invocation_params.dir)
         self.recorder = Recorder(self.output)
         self.endpoint: Endpoint | None = None
@@ -42,6 +44,7 @@ class Controller:
         self.partial_reason: str | None = None
         self.batch_path: Path | None = None
         self.line: ProgressLine | None = None
+        self.gate_result: GateResult | None = None
         self._previous_sigterm: Any = None
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -160,6 +163,11 @@ class Controller:
             return
         batch = self.recorder.build_batch(run=self._run_metadata(), partial_reason=self.partial_reason,
                                           wall_time_s=time.monotonic() - self._started_monotonic)
+        if self.gates.active:
+            self.gate_result = self.gates.check(batch["aggregate"])
+            batch["gates"] = self.gate_result.to_dict()
+            if self.gate_result.failed and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
         self.config.hook.pytest_llmbench_batch(batch=batch)
         self.batch = batch
         self.batch_path = self.recorder.write_batch(batch, self.started)
@@ -191,6 +199,8 @@ class Controller:
         files = [str(self.batch_path)] if self.batch_path else []
         files.append(f"{self.output}{'' if files else ' (per-test files)'}")
         write_summary(terminalreporter, batch, files)
+        if self.gate_result is not None:
+            write_gates(terminalreporter, self.gate_result)
 
     def pytest_unconfigure(self) -> None:
         if self.endpoint is not None:

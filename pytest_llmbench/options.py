@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from .suite import DEFAULT_MAX_BYTES
+
 ENV_API_KEYS = ("LLMBENCH_API_KEY", "OPENAI_API_KEY")
 LOCAL_ENDPOINT = "local"
 
@@ -44,7 +46,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("output", "folder for result files", default="llmbench_results", metavar="DIR"),
     Option("category", "run only tests whose category matches (case-insensitive, * wildcards or substring; "
            "repeatable)", "list", metavar="PATTERN"),
-    Option("max-suite-bytes", "largest suite file accepted, in bytes", "int", 50 * 2**20, "BYTES"),
+    Option("max-suite-bytes", "largest suite file accepted, in bytes", "int", DEFAULT_MAX_BYTES, "BYTES"),
     Option("stream", "stream responses (SSE) and measure TTFT, ITL and TPOT", "bool", False),
     Option("no-eval", "skip every answer check: run as a pure benchmark", "bool", False),
     Option("judge-endpoint", "endpoint of the LLM judge for 'rubric' checks (default: the session's)",
@@ -83,7 +85,7 @@ class Settings:
     ca_bundle: str | None = None
     output: Path = Path("llmbench_results")
     category: tuple[str, ...] = ()
-    max_suite_bytes: int = 50 * 2**20
+    max_suite_bytes: int = DEFAULT_MAX_BYTES
     stream: bool = False
     no_eval: bool = False
     judge_endpoint: str | None = None

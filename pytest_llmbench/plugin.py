@@ -10,6 +10,7 @@ import pytest
 from . import hooks
 from .client import LLMClient
 from .controller import WORKERINPUT_KEY, Controller
+from .gates import Gates
 from .endpoint import Endpoint, EndpointError, client_config, prepare
 from .items import RUNNER_KEY, SETTINGS_KEY, LLMBenchItem, SuiteFile, is_suite_path, matches_category
 from .options import add_options, read_settings
@@ -34,6 +35,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         settings = read_settings(config.getoption, config.getini)
         settings.headers()
+        gates = Gates.from_settings(settings)
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
@@ -45,7 +47,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.issue_config_time_warning(pytest.PytestWarning(
             "llmbench: --llmbench-insecure is set: TLS certificates are not verified"), stacklevel=2)
     if not hasattr(config, "workerinput"):
-        config.pluginmanager.register(Controller(config, settings), "llmbench-controller")
+        config.pluginmanager.register(Controller(config, settings, gates), "llmbench-controller")
 
 
 def _add_suites_to_args(config: pytest.Config, suites: tuple[Path, ...]) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from .client import LLMClient, build_body
 from .exchange import result_from_exchange
 from .evaluate import evaluate, format_failures, needs_judge
-from .judge import run_judge
+from .judge import DEFAULT_MIN_SCORE, judge_question, run_judge
 from .result import TestResult
 from .slo import check_test_slo
 from .suite import TestCase
@@ -65,8 +65,9 @@ class Runner:
         if needs_judge(expected):
             judge = self.judge or self.client
             check, judge_record = run_judge(
-                judge.chat, question=_question(case), answer=result.response_text,
-                rubric=expected["rubric"], min_score=expected.get("rubric_min_score", 5))
+                judge.chat, question=judge_question(case.prompt, case.messages), answer=result.response_text,
+                rubric=expected["rubric"], min_score=expected.get("rubric_min_score", DEFAULT_MIN_SCORE),
+                model=judge.model)
             checks.append(check.to_dict())
         result.reasoning_score = evaluation.reasoning_score if "key_concepts" in expected else _share(checks)
         score_before_hook = result.reasoning_score
@@ -81,14 +82,6 @@ class Runner:
 
 def _share(checks: list[dict[str, Any]]) -> float | None:
     return sum(bool(c["passed"]) for c in checks) / len(checks) if checks else None
-
-
-def _question(case: TestCase) -> str:
-    if case.prompt is not None:
-        return case.prompt
-    users = [m for m in case.messages or () if m.get("role") == "user"]
-    content = users[-1]["content"] if users else ""
-    return content if isinstance(content, str) else str(content)
 
 
 def failure_message(result: TestResult) -> str | None:

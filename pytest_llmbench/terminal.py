@@ -126,3 +126,11 @@ def _write_categories(reporter: Any, categories: dict[str, dict[str, Any]]) -> N
             f"{safe(name)[:width]:<{width}}  {cat['total_tests']:>5} {cat['success_rate'] * 100:>5.1f}%"
             f" {_ms(cat.get('p50_latency_ms')):>9} {_ms(cat.get('mean_tokens_per_second')):>8}"
             f" {'-' if score is None else f'{score:.2f}':>6}")
+
+
+def write_gates(reporter: Any, gates: Any) -> None:
+    """Baseline table and every run-wide SLO or regression failure, each on its own line."""
+    for line in gates.table():
+        reporter.write_line(line)
+    for message in gates.failures():
+        reporter.write_line(f"FAILED {safe(message)}", red=True, bold=True)

@@ -1,0 +1,97 @@
+"""Per-test SLOs, run-wide SLOs and baseline regressions, through whole sessions against a stub server."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from openai_stub import OpenAIStub, write_suite
+
+
+@pytest.fixture
+def stub(httpserver) -> OpenAIStub:
+    server = OpenAIStub(delay=0.05)
+    server.url = server.install(httpserver)
+    return server
+
+
+def run(pytester, stub, *args):
+    return pytester.runpytest("--llmbench-endpoint", stub.url, "-p", "no:cacheprovider", *args)
+
+
+def test_per_test_slo_miss_fails_the_item_naming_metric_limit_and_value(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [
+        {"id": "tight", "slo": {"max_latency_s": 0.001}},
+        {"id": "loose", "slo": {"max_latency_s": 30}},
+    ])
+    result = run(pytester, stub, "--llmbench-suite", str(suite))
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*SLO missed: latency 0.0* s > max_latency_s 0.001 s*"])
+    saved = json.loads((pytester.path / "llmbench_results" / "Test 0_result.json").read_text())
+    assert saved["slo_result"]["passed"] is False
+    assert saved["slo_result"]["misses"][0]["metric"] == "latency"
+
+
+def test_ttft_slo_without_streaming_fails_and_says_how_to_measure_it(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "t", "slo": {"max_ttft_s": 5}}])
+    result = run(pytester, stub, "--llmbench-suite", str(suite))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ttft*not measured*--llmbench-stream*"])
+
+
+def test_run_slo_miss_fails_the_session_with_a_clear_line(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-slo", "latency_p99=1ms")
+    result.assert_outcomes(passed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["FAILED run SLO latency_p99 <= 1 ms missed: measured * ms"])
+    batch = json.loads(next((pytester.path / "llmbench_results").glob("batch_*.json")).read_text())
+    assert batch["gates"]["passed"] is False and batch["gates"]["slo_misses"][0]["metric"] == "p99_latency_ms"
+
+
+def test_run_slo_that_holds_keeps_the_session_green(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-slo", "latency_p99=20s",
+                 "--llmbench-slo", "success_rate=99%")
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_bad_run_slo_is_a_usage_error_before_any_request(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-slo", "latncy_p99=1ms")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert stub.requests == []
+
+
+def _baseline_run(pytester, stub, suite):
+    run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-output", "base").assert_outcomes(passed=3)
+    return next((pytester.path / "base").glob("batch_*.json"))
+
+
+def test_baseline_regression_beyond_threshold_fails_the_session(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}, {"id": "c"}])
+    baseline = _baseline_run(pytester, stub, suite)
+    stub.delay = 0.3  # six times slower
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", str(baseline),
+                 "--llmbench-compare-fail", "p50_latency_ms:10%")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*p50_latency_ms*", "FAILED p50_latency_ms regressed *%*limit +10%"])
+
+
+def test_baseline_within_threshold_passes_and_prints_the_table(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}, {"id": "c"}])
+    baseline = _baseline_run(pytester, stub, suite)
+    shutil.rmtree(pytester.path / "llmbench_results", ignore_errors=True)
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", str(baseline),
+                 "--llmbench-compare-fail", "p50_latency_ms:500%")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["metric*baseline*now*change*", "*p50_latency_ms*"])
+
+
+def test_missing_baseline_file_is_a_usage_error(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", "nope.json")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*nope.json*"])

@@ -1,0 +1,113 @@
+"""Answer checks, the evaluate hook and the LLM judge, as they fail or pass items in whole sessions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from openai_stub import OpenAIStub, write_suite
+
+
+@pytest.fixture
+def stub(httpserver) -> OpenAIStub:
+    server = OpenAIStub(answers={
+        "RUBRIC-GOOD": '{"score": 8, "reason": "names the right city"}',
+        "RUBRIC-BAD": 'Sure! ```json\n{"score": 2, "reason": "wrong city"}\n```',
+        "France": "The capital of France is Lyon, a big city.",
+        "sum": "We add them up, so the answer is 41.",
+    })
+    server.url = server.install(httpserver)
+    return server
+
+
+@pytest.fixture
+def httpserver_judge():
+    from pytest_httpserver import HTTPServer
+
+    server = HTTPServer(host="127.0.0.1", port=0)
+    server.start()
+    yield server
+    server.clear()
+    server.stop()
+
+
+def run(pytester, stub, *args):
+    return pytester.runpytest("--llmbench-endpoint", stub.url, "-p", "no:cacheprovider", *args)
+
+
+def saved(pytester, name="Test 0"):
+    return json.loads((pytester.path / "llmbench_results" / f"{name}_result.json").read_text())
+
+
+def test_failed_checks_fail_the_item_and_list_each_with_an_excerpt(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{
+        "id": "geo", "prompt": "Capital of France?",
+        "expected": {"contains": "Paris", "not_contains": "Lyon", "min_length": 5}}])
+    result = run(pytester, stub, "--llmbench-suite", str(suite))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*2 of 3 checks failed:*", "*contains 'Paris'*", "*not_contains 'Lyon'*Lyon*"])
+    evaluation = saved(pytester)["evaluation_result"]
+    assert evaluation["passed"] is False
+    assert [c["name"] for c in evaluation["checks"] if not c["passed"]] == ["contains", "not_contains"]
+    assert saved(pytester)["reasoning_score"] == pytest.approx(1 / 3)
+
+
+def test_answer_check_and_key_concepts_set_the_reasoning_score(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{
+        "id": "math", "prompt": "What is the sum?", "reasoning_type": "arithmetic",
+        "expected": {"answer": 41, "key_concepts": ["add", "answer", "multiply", "carry"]}}])
+    run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(passed=1)
+    result = saved(pytester)
+    assert result["evaluation_result"]["passed"] is True
+    assert result["reasoning_score"] == pytest.approx(0.5) and result["reasoning_type"] == "arithmetic"
+
+
+def test_no_eval_runs_as_a_pure_benchmark(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "geo", "prompt": "Capital of France?",
+                                                    "expected": {"contains": "Paris"}}])
+    run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-no-eval").assert_outcomes(passed=1)
+    assert saved(pytester)["evaluation_result"] is None
+
+
+def test_evaluate_hook_adds_checks_and_sets_the_score(pytester, stub):
+    pytester.makeconftest("""
+        def pytest_llmbench_evaluate(test_case, result):
+            if test_case.category == "medical_reasoning":
+                result.reasoning_score = 0.25
+                return [{"name": "mentions_dose", "passed": "mg" in result.response_text,
+                         "expected": "a dose in mg", "detail": "no dose given"}]
+    """)
+    suite = write_suite(pytester.path / "s.json", [
+        {"id": "med", "category": "medical_reasoning", "prompt": "Capital of France?"},
+        {"id": "other", "category": "general", "prompt": "Capital of France?"}])
+    result = run(pytester, stub, "--llmbench-suite", str(suite))
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*mentions_dose*no dose given*"])
+    med = saved(pytester)
+    assert med["reasoning_score"] == 0.25
+    assert med["evaluation_result"]["checks"][-1]["name"] == "mentions_dose"
+
+
+def test_judge_grades_against_the_rubric_and_its_record_is_kept(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [
+        {"id": "good", "prompt": "Capital of France?", "expected": {"rubric": "RUBRIC-GOOD", "rubric_min_score": 6}},
+        {"id": "bad", "prompt": "Capital of France?", "expected": {"rubric": "RUBRIC-BAD", "rubric_min_score": 6}}])
+    result = run(pytester, stub, "--llmbench-suite", str(suite))
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*rubric*2*6*"])
+    judge = saved(pytester)["evaluation_result"]["judge"]
+    assert judge["score"] == 8 and judge["reason"] == "names the right city"
+    judge_requests = [r for r in stub.requests if "RUBRIC" in json.dumps(r["body"])]
+    assert len(judge_requests) == 2 and all(r["body"]["temperature"] == 0 for r in judge_requests)
+
+
+def test_judge_endpoint_option_sends_grading_elsewhere(pytester, stub, httpserver_judge):
+    judge = OpenAIStub(default_answer='{"score": 9, "reason": "fine"}', models=("judge-model",))
+    judge_url = judge.install(httpserver_judge)
+    suite = write_suite(pytester.path / "s.json", [
+        {"id": "good", "prompt": "Capital of France?", "expected": {"rubric": "anything"}}])
+    run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-judge-endpoint", judge_url,
+        "--llmbench-judge-model", "judge-model").assert_outcomes(passed=1)
+    assert [r["body"]["model"] for r in judge.requests] == ["judge-model"]
+    assert all("RUBRIC" not in json.dumps(r["body"]) for r in stub.requests)
