@@ -1,0 +1,370 @@
+"""Hardware figures for a benchmark run: one background sampler, per-test windows and a run summary.
+
+Only one process should sample (the xdist controller): NVML and psutil figures are machine-wide.
+Times are `time.monotonic()` seconds; on Linux (CLOCK_MONOTONIC), Windows and macOS that clock is
+system-wide, so a worker's test start/end times can be handed to the controller's `window()`.
+Memory stays bounded in a long run: a capped deque of recent samples, running aggregates for the
+whole run and a timeline that halves its resolution whenever it fills up.
+"""
+
+from __future__ import annotations
+
+import bisect
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from .gpu import GIB, GpuProbe
+from .monitor_stats import (
+    DeviceTotals,
+    RunningStat,
+    Sample,
+    Timeline,
+    device_summary,
+    joules_per_token,
+    summarize_window,
+)
+
+__all__ = ["ErrorRateAlert", "Measurement", "PerformanceMonitor", "joules_per_token"]
+
+MIB = 2**20
+MAX_SAMPLES = 10_000  # 83 min at 0.5 s (~2 KB each); windows are asked for right after each test ends
+_PSUTIL_ERRORS = (OSError, RuntimeError, NotImplementedError, AttributeError)
+
+Collector = Callable[[Sample], None]
+
+
+class _Messages:
+    """Messages reported once each, with a cursor so a caller can fetch only the new ones."""
+
+    def __init__(self) -> None:
+        self.all: list[str] = []
+        self._keys: set[object] = set()
+        self._popped = 0
+
+    def add(self, message: str, key: object = None) -> None:
+        key = message if key is None else key
+        if key not in self._keys:
+            self._keys.add(key)
+            self.all.append(message)
+
+    def pop_new(self) -> list[str]:
+        new = self.all[self._popped :]
+        self._popped = len(self.all)
+        return new
+
+
+class _SystemSampler:
+    """psutil readings; built inside the sampling thread because psutil keeps cpu_percent state per thread."""
+
+    def __init__(self) -> None:
+        psutil.cpu_percent(interval=None)  # the first call only primes psutil's counters
+        psutil.cpu_percent(interval=None, percpu=True)
+        self._process = psutil.Process()
+        self._process.cpu_percent(interval=None)
+        self._last_t = time.monotonic()
+        self._last_disk = _optional(psutil.disk_io_counters)
+        self._last_net = _optional(psutil.net_io_counters)
+
+    def read(self, t: float) -> Sample:
+        dt = t - self._last_t
+        disk = _optional(psutil.disk_io_counters)
+        net = _optional(psutil.net_io_counters)
+        freq = _optional(psutil.cpu_freq)
+        memory = psutil.virtual_memory()
+        process_memory = _optional(self._process.memory_info)
+        sample = {
+            "t": t,
+            "wall_time": time.time(),
+            "gpu": [],
+            "cpu_percent": psutil.cpu_percent(interval=None),
+            "cpu_per_core": psutil.cpu_percent(interval=None, percpu=True),
+            "cpu_freq_mhz": freq.current if freq else None,
+            "memory_used_gb": memory.used / GIB,
+            "memory_available_gb": memory.available / GIB,
+            "memory_percent": memory.percent,
+            "disk_read_mb_s": _rate(disk, self._last_disk, "read_bytes", dt),
+            "disk_write_mb_s": _rate(disk, self._last_disk, "write_bytes", dt),
+            "net_sent_mb_s": _rate(net, self._last_net, "bytes_sent", dt),
+            "net_recv_mb_s": _rate(net, self._last_net, "bytes_recv", dt),
+            "process_cpu_pct": _optional(lambda: self._process.cpu_percent(interval=None)),
+            "process_rss_gb": process_memory.rss / GIB if process_memory else None,
+        }
+        self._last_t, self._last_disk, self._last_net = t, disk, net
+        return sample
+
+
+def _optional(read: Callable[[], Any]) -> Any:
+    """psutil readings that some platforms or containers lack: None instead of an error."""
+    try:
+        return read()
+    except _PSUTIL_ERRORS:
+        return None
+
+
+def _rate(now: Any, before: Any, counter: str, dt: float) -> float | None:
+    if now is None or before is None or dt <= 0:
+        return None
+    return max(getattr(now, counter) - getattr(before, counter), 0) / MIB / dt
+
+
+@dataclass
+class Measurement:
+    """What `PerformanceMonitor.measure()` yields; `metrics` is filled when the block exits."""
+
+    start_t: float
+    end_t: float | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class ErrorRateAlert:
+    """Says once that the API error rate over the last `window` results reached `threshold`."""
+
+    def __init__(self, window: int = 20, threshold: float = 0.5) -> None:
+        self.threshold = threshold
+        self._recent: deque[bool] = deque(maxlen=window)
+        self._fired = False
+
+    def add(self, success: bool) -> str | None:
+        self._recent.append(success)
+        if self._fired or len(self._recent) < (self._recent.maxlen or 0):
+            return None
+        rate = self._recent.count(False) / len(self._recent)
+        if rate < self.threshold:
+            return None
+        self._fired = True
+        return (
+            f"API error rate {rate:.0%} over the last {len(self._recent)} requests"
+            f" reached the {self.threshold:.0%} alert threshold"
+        )
+
+
+class PerformanceMonitor:
+    """Samples GPU, CPU, memory, disk and network on one daemon thread between start() and stop()."""
+
+    def __init__(
+        self,
+        interval: float = 0.5,
+        *,
+        gpu_temp_c: float = 85.0,
+        memory_pct: float = 95.0,
+        max_samples: int = MAX_SAMPLES,
+        max_points: int = 2000,
+        probe: GpuProbe | None = None,
+    ) -> None:
+        if interval <= 0:
+            raise ValueError(f"interval must be positive, got {interval}")
+        self.interval = interval
+        self.gpu_temp_c = gpu_temp_c
+        self.memory_pct = memory_pct
+        self.extra_collectors: list[Collector] = []
+        self.device_names: list[str] = []
+        self._probe = probe if probe is not None else GpuProbe()
+        self._probe_problems_seen = 0
+        self._near = max(3 * interval, 1.0)  # how far a nearby sample may lie from a window with none inside
+        self._lock = threading.Lock()
+        self._samples: deque[Sample] = deque(maxlen=max_samples)
+        self._timeline = Timeline(max_points)
+        self._devices: list[DeviceTotals] = []
+        self._cpu = RunningStat()
+        self._memory_pct = RunningStat()
+        self._memory_gb = RunningStat()
+        self._count = 0
+        self._first_t: float | None = None
+        self._last_t: float | None = None
+        self._alerts = _Messages()
+        self._problems = _Messages()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = False
+
+    @property
+    def gpu_unavailable_reason(self) -> str | None:
+        """Why there are no GPU figures (no library, no driver, no device); the caller warns once."""
+        return self._probe.unavailable_reason
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Open NVML and begin sampling; a monitor covers one run, so a second start() is refused."""
+        if self._started:
+            raise RuntimeError("this PerformanceMonitor has already run; make a new one")
+        self._started = True
+        self.device_names = self._probe.open()
+        if self._probe.unavailable_reason:
+            self._problem(self._probe.unavailable_reason)
+        self._devices = [DeviceTotals() for _ in self.device_names]
+        self._thread = threading.Thread(target=self._run, name="llmbench-monitor", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop sampling (one last sample covers the partial interval) and release NVML."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout)
+        if not self._thread.is_alive():  # a hung NVML call keeps its handle; the daemon thread dies at exit
+            self._probe.close()
+        self._thread = None
+
+    def _run(self) -> None:
+        try:
+            system = _SystemSampler()
+        except Exception as exc:  # psutil unusable on this platform: say so rather than die silently
+            self._problem(f"system sampling could not start: {exc!r}")
+            return
+        last = time.monotonic()
+        while True:
+            stopping = self._stop.wait(self.interval)
+            now = time.monotonic()
+            if now - last >= 0.01:  # skip a zero-length final interval (its cpu figure would be noise)
+                self._take(system, now)
+                last = now
+            if stopping:
+                return
+
+    def _take(self, system: _SystemSampler, now: float) -> None:
+        try:
+            sample = system.read(now)
+            sample["gpu"] = self._probe.sample()
+        except Exception as exc:  # never let one bad reading end the run's monitoring
+            self._problem(f"a hardware sample failed: {exc!r}", key=type(exc))
+            return
+        for collector in list(self.extra_collectors):
+            try:
+                collector(sample)
+            except Exception as exc:
+                name = getattr(collector, "__qualname__", repr(collector))
+                self._problem(f"metrics collector {name} failed: {exc!r}", key=collector)
+        self._record(sample)
+
+    def _problem(self, message: str, key: object = None) -> None:
+        with self._lock:
+            self._problems.add(message, key)
+
+    def _record(self, sample: Sample) -> None:
+        t = sample["t"]
+        with self._lock:
+            dt = 0.0 if self._last_t is None else t - self._last_t
+            if self._first_t is None:
+                self._first_t = t
+            self._last_t = t
+            self._count += 1
+            self._samples.append(sample)
+            self._cpu.add(sample["cpu_percent"])
+            self._memory_pct.add(sample["memory_percent"])
+            self._memory_gb.add(sample["memory_used_gb"])
+            for totals, device in zip(self._devices, sample["gpu"]):
+                totals.add(device, dt)
+            self._timeline.add(
+                {
+                    "t": t - self._first_t,
+                    "cpu_percent": sample["cpu_percent"],
+                    "memory_percent": sample["memory_percent"],
+                    "gpu_utilization_pct": [d["utilization_pct"] for d in sample["gpu"]],
+                    "gpu_power_w": [d["power_w"] for d in sample["gpu"]],
+                    "gpu_memory_used_gb": [d["memory_used_gb"] for d in sample["gpu"]],
+                }
+            )
+            self._check_health(sample)
+            for problem in self._probe.problems[self._probe_problems_seen :]:
+                self._problems.add(problem)
+            self._probe_problems_seen = len(self._probe.problems)
+
+    def _check_health(self, sample: Sample) -> None:
+        for device in sample["gpu"]:
+            temperature = device["temperature_c"]
+            if temperature is not None and temperature >= self.gpu_temp_c:
+                self._alerts.add(
+                    f"GPU {device['index']} ({device['name']}) reached {temperature:.0f} °C"
+                    f" (alert threshold {self.gpu_temp_c:.0f} °C)",
+                    key=("gpu_temp_c", device["index"]),
+                )
+        if sample["memory_percent"] >= self.memory_pct:
+            self._alerts.add(
+                f"system memory reached {sample['memory_percent']:.0f} % used"
+                f" (alert threshold {self.memory_pct:.0f} %)",
+                key="memory_pct",
+            )
+
+    def samples(self) -> list[Sample]:
+        """A copy of the retained samples, oldest first."""
+        with self._lock:
+            return list(self._samples)
+
+    def alerts(self) -> list[str]:
+        with self._lock:
+            return list(self._alerts.all)
+
+    def pop_new_alerts(self) -> list[str]:
+        with self._lock:
+            return self._alerts.pop_new()
+
+    @property
+    def problems(self) -> list[str]:
+        """Troubles of the monitoring itself (no GPU, failing collectors, lost GPUs), each once."""
+        with self._lock:
+            return list(self._problems.all)
+
+    def pop_new_problems(self) -> list[str]:
+        with self._lock:
+            return self._problems.pop_new()
+
+    def window(self, start_t: float, end_t: float) -> dict[str, Any]:
+        """Figures for a span of monotonic time (from this or another process on this machine)."""
+        if end_t < start_t:
+            raise ValueError(f"window ends ({end_t}) before it starts ({start_t})")
+        with self._lock:
+            samples = self._samples
+            lo = bisect.bisect_left(samples, start_t, key=_time)
+            hi = bisect.bisect_right(samples, end_t, key=_time)
+            inside = [samples[i] for i in range(lo, hi)]
+            before = samples[lo - 1] if lo > 0 and start_t - samples[lo - 1]["t"] <= self._near else None
+            after = samples[hi] if hi < len(samples) and samples[hi]["t"] - end_t <= self._near else None
+        bracket = ([before] if before else []) + inside + ([after] if after else [])
+        return summarize_window(inside, bracket, end_t - start_t)
+
+    @contextmanager
+    def measure(self) -> Iterator[Measurement]:
+        """`with monitor.measure() as m: ...` then read `m.metrics` (a window over the block)."""
+        measurement = Measurement(start_t=time.monotonic())
+        try:
+            yield measurement
+        finally:
+            measurement.end_t = time.monotonic()
+            measurement.metrics.update(self.window(measurement.start_t, measurement.end_t))
+
+    def summary(self) -> dict[str, Any]:
+        """Run-level figures and a plot-ready timeline of at most `max_points` points."""
+        with self._lock:
+            energies = [d.energy_j for d in self._devices if d.energy_j is not None]
+            return {
+                "interval_s": self.interval,
+                "samples": self._count,
+                "duration_s": None if self._first_t is None else self._last_t - self._first_t,
+                "gpu_devices": list(self.device_names),
+                "gpu_unavailable_reason": self.gpu_unavailable_reason,
+                "gpus": [device_summary(i, n, d) for i, (n, d) in enumerate(zip(self.device_names, self._devices))],
+                "gpu_energy_j": sum(energies) if energies else None,
+                "cpu_mean_pct": self._cpu.mean,
+                "cpu_peak_pct": self._cpu.peak,
+                "memory_mean_pct": self._memory_pct.mean,
+                "memory_peak_pct": self._memory_pct.peak,
+                "memory_mean_gb": self._memory_gb.mean,
+                "memory_peak_gb": self._memory_gb.peak,
+                "alerts": list(self._alerts.all),
+                "problems": list(self._problems.all),
+                "timeseries": list(self._timeline.points),
+            }
+
+
+def _time(sample: Sample) -> float:
+    return sample["t"]

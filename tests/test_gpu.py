@@ -1,0 +1,271 @@
+"""GPU paths through a stand-in NVML module (the machine has no GPU); it raises pynvml's real error classes."""
+
+from __future__ import annotations
+
+import sys
+import time
+from types import SimpleNamespace
+
+import pynvml
+import pytest
+
+from pytest_llmbench.gpu import GIB, GpuProbe
+from pytest_llmbench.monitor import PerformanceMonitor
+
+
+class FakeNvml:
+    """The slice of the pynvml module GpuProbe uses, with devices and failures set by each test."""
+
+    NVMLError = pynvml.NVMLError
+    NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
+    NVML_ERROR_NOT_SUPPORTED = pynvml.NVML_ERROR_NOT_SUPPORTED
+    NVML_ERROR_GPU_IS_LOST = pynvml.NVML_ERROR_GPU_IS_LOST
+    NVML_ERROR_UNKNOWN = pynvml.NVML_ERROR_UNKNOWN
+    NVML_ERROR_FUNCTION_NOT_FOUND = pynvml.NVML_ERROR_FUNCTION_NOT_FOUND
+    NVML_ERROR_ARGUMENT_VERSION_MISMATCH = pynvml.NVML_ERROR_ARGUMENT_VERSION_MISMATCH
+
+    def __init__(self, count: int = 1, *, init_error: int | None = None, versioned_temperature: bool = True) -> None:
+        self.devices = [
+            {
+                "name": f"Fake GPU {i}".encode(),  # older nvidia-ml-py returns bytes
+                "util": 40 + i,
+                "used": 6 * GIB,
+                "total": 24 * GIB,
+                "temp": 60,
+                "power_mw": 250_000,
+                "energy_mj": 1_000_000,
+            }
+            for i in range(count)
+        ]
+        self.failures: dict[tuple[int, str], int] = {}
+        self.temperature_calls: list[str] = []
+        self.calls = 0
+        self.shutdowns = 0
+        self._init_error = init_error
+        if versioned_temperature:
+            self.nvmlDeviceGetTemperatureV = self._temperature_v
+
+    def _read(self, index: int, metric: str) -> object:
+        self.calls += 1
+        code = self.failures.get((index, metric))
+        if code is not None:
+            raise pynvml.NVMLError(code)
+        return self.devices[index][metric]
+
+    def nvmlInit(self) -> None:
+        if self._init_error is not None:
+            raise pynvml.NVMLError(self._init_error)
+
+    def nvmlShutdown(self) -> None:
+        self.shutdowns += 1
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.devices)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> int:
+        return index
+
+    def nvmlDeviceGetName(self, handle: int) -> bytes:
+        return self.devices[handle]["name"]
+
+    def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:
+        return SimpleNamespace(gpu=self._read(handle, "util"), memory=10)
+
+    def nvmlDeviceGetMemoryInfo(self, handle: int) -> SimpleNamespace:
+        return SimpleNamespace(used=self._read(handle, "used"), total=self.devices[handle]["total"])
+
+    def _temperature_v(self, handle: int, sensor: int) -> int:
+        assert sensor == pynvml.NVML_TEMPERATURE_GPU
+        self.temperature_calls.append("versioned")
+        code = self.failures.get((handle, "temperature_v"))
+        if code is not None:
+            raise pynvml.NVMLError(code)
+        return self._read(handle, "temp")
+
+    def nvmlDeviceGetTemperature(self, handle: int, sensor: int) -> int:
+        assert sensor == pynvml.NVML_TEMPERATURE_GPU
+        self.temperature_calls.append("legacy")
+        return self._read(handle, "temp")
+
+    def nvmlDeviceGetPowerUsage(self, handle: int) -> int:
+        return self._read(handle, "power_mw")
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, handle: int) -> int:
+        energy = self._read(handle, "energy_mj")
+        self.devices[handle]["energy_mj"] += 1000  # the counter climbs 1 J between reads
+        return energy
+
+
+def test_missing_library_means_no_devices_and_a_reason(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)  # makes `import pynvml` raise ImportError
+    probe = GpuProbe()
+    assert probe.open() == []
+    assert probe.sample() == []
+    assert "nvidia-ml-py is not installed" in probe.unavailable_reason
+
+
+def test_no_library_injected_means_no_devices():
+    probe = GpuProbe(nvml=None)
+    assert probe.open() == []
+    assert probe.unavailable_reason
+
+
+def test_no_driver_means_no_devices_and_a_reason():
+    probe = GpuProbe(nvml=FakeNvml(init_error=pynvml.NVML_ERROR_DRIVER_NOT_LOADED))
+    assert probe.open() == []
+    assert probe.sample() == []
+    assert "Driver Not Loaded" in probe.unavailable_reason
+
+
+def test_this_machine_without_gpu_reports_why():
+    probe = GpuProbe()
+    names = probe.open()
+    probe.close()
+    if names:
+        pytest.skip("this machine has a GPU")
+    assert probe.unavailable_reason and "GPU metrics are off" in probe.unavailable_reason
+
+
+def test_sample_converts_milliwatts_millijoules_and_bytes():
+    probe = GpuProbe(nvml=FakeNvml(count=2))
+    assert probe.open() == ["Fake GPU 0", "Fake GPU 1"]
+    first, second = probe.sample()
+    assert first == {
+        "index": 0,
+        "name": "Fake GPU 0",
+        "utilization_pct": 40.0,
+        "memory_used_gb": 6.0,
+        "memory_total_gb": 24.0,
+        "temperature_c": 60.0,
+        "power_w": 250.0,
+        "energy_j": 1000.0,
+    }
+    assert second["utilization_pct"] == 41.0
+    assert probe.unavailable_reason is None and probe.problems == []
+
+
+def test_unsupported_metric_nulls_only_that_field():
+    nvml = FakeNvml()
+    nvml.failures[(0, "energy_mj")] = pynvml.NVML_ERROR_NOT_SUPPORTED
+    probe = GpuProbe(nvml=nvml)
+    probe.open()
+    (device,) = probe.sample()
+    assert device["energy_j"] is None
+    assert device["power_w"] == 250.0 and device["temperature_c"] == 60.0 and device["utilization_pct"] == 40.0
+    assert probe.problems == []
+
+
+def test_lost_gpu_nulls_its_fields_and_records_the_reason_once():
+    nvml = FakeNvml(count=2)
+    probe = GpuProbe(nvml=nvml)
+    probe.open()
+    assert probe.sample()[0]["power_w"] == 250.0
+    nvml.failures[(0, "used")] = pynvml.NVML_ERROR_GPU_IS_LOST
+    for _ in range(3):
+        lost, healthy = probe.sample()
+        fields = ("utilization_pct", "memory_used_gb", "temperature_c", "power_w", "energy_j")
+        assert all(lost[k] is None for k in fields)
+        assert healthy["power_w"] == 250.0
+    assert len(probe.problems) == 1 and "GPU 0 (Fake GPU 0) stopped answering" in probe.problems[0]
+
+
+def test_unknown_error_counts_as_a_lost_gpu():
+    nvml = FakeNvml()
+    nvml.failures[(0, "power_mw")] = pynvml.NVML_ERROR_UNKNOWN
+    probe = GpuProbe(nvml=nvml)
+    probe.open()
+    probe.sample()
+    calls = nvml.calls
+    (device,) = probe.sample()
+    assert device["utilization_pct"] is None
+    assert nvml.calls == calls  # a lost device is not asked again
+    assert len(probe.problems) == 1
+
+
+def test_versioned_temperature_call_is_preferred():
+    nvml = FakeNvml()
+    probe = GpuProbe(nvml=nvml)
+    probe.open()
+    probe.sample()
+    assert nvml.temperature_calls == ["versioned"]
+
+
+def test_missing_versioned_temperature_call_falls_back():
+    nvml = FakeNvml(versioned_temperature=False)
+    probe = GpuProbe(nvml=nvml)
+    probe.open()
+    assert probe.sample()[0]["temperature_c"] == 60.0
+    assert nvml.temperature_calls == ["legacy"]
+
+
+def test_driver_without_versioned_symbol_falls_back_for_good():
+    nvml = FakeNvml()
+    nvml.failures[(0, "temperature_v")] = pynvml.NVML_ERROR_FUNCTION_NOT_FOUND
+    probe = GpuProbe(nvml=nvml)
+    probe.open()
+    assert probe.sample()[0]["temperature_c"] == 60.0
+    probe.sample()
+    assert nvml.temperature_calls == ["versioned", "legacy", "legacy"]
+    assert probe.problems == []
+
+
+def test_close_shuts_nvml_down_once():
+    nvml = FakeNvml()
+    probe = GpuProbe(nvml=nvml)
+    probe.open()
+    probe.close()
+    probe.close()
+    assert nvml.shutdowns == 1
+
+
+def _run_monitor(nvml: FakeNvml, seconds: float = 0.4, **options) -> PerformanceMonitor:
+    monitor = PerformanceMonitor(interval=0.05, probe=GpuProbe(nvml=nvml), **options)
+    monitor.start()
+    time.sleep(seconds)
+    monitor.stop()
+    return monitor
+
+
+def test_run_energy_is_the_energy_counter_delta():
+    monitor = _run_monitor(FakeNvml())
+    summary = monitor.summary()
+    assert summary["samples"] >= 3
+    assert summary["gpu_energy_j"] == pytest.approx(summary["samples"] - 1)  # the fake adds 1 J per read
+    (device,) = summary["gpus"]
+    assert device["power_mean_w"] == 250.0 and device["util_peak_pct"] == 40.0
+
+
+def test_window_energy_is_the_counter_delta_over_its_samples():
+    monitor = _run_monitor(FakeNvml())
+    samples = monitor.samples()
+    window = monitor.window(samples[0]["t"], samples[-1]["t"])
+    assert window["samples"] == len(samples)
+    assert window["gpu_energy_j"] == pytest.approx(len(samples) - 1)
+    assert window["gpu_power_mean_w"] == 250.0 and window["gpu_memory_peak_gb"] == 6.0
+
+
+def test_energy_without_a_counter_integrates_power():
+    nvml = FakeNvml()
+    nvml.failures[(0, "energy_mj")] = pynvml.NVML_ERROR_NOT_SUPPORTED
+    summary = _run_monitor(nvml).summary()
+    assert summary["gpu_energy_j"] == pytest.approx(250.0 * summary["duration_s"])
+
+
+def test_gpu_temperature_alert_fires_once_per_device():
+    monitor = _run_monitor(FakeNvml(count=2), gpu_temp_c=60)
+    alerts = monitor.alerts()
+    assert len(alerts) == 2
+    assert "GPU 0 (Fake GPU 0) reached 60 °C" in alerts[0]
+
+
+def test_lost_gpu_mid_run_keeps_the_monitor_sampling():
+    nvml = FakeNvml()
+    monitor = PerformanceMonitor(interval=0.05, probe=GpuProbe(nvml=nvml))
+    monitor.start()
+    time.sleep(0.2)
+    nvml.failures[(0, "util")] = pynvml.NVML_ERROR_GPU_IS_LOST
+    time.sleep(0.3)
+    monitor.stop()
+    last = monitor.samples()[-1]
+    assert last["gpu"][0]["power_w"] is None and last["cpu_percent"] is not None
+    assert sum("stopped answering" in p for p in monitor.problems) == 1
