@@ -10,6 +10,7 @@ import platform
 import signal
 import socket
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,15 @@ from .redact import redact_headers
 from .report import is_llmbench_nodeid, payload_of
 from .storage import OutputNotWritable, check_writable, clean_temp_files
 from .suite import SUITE_SUFFIX
-from .terminal import ProgressLine, is_live_terminal, write_gates, write_summary
+from .monitor import ErrorRateAlert, PerformanceMonitor
+from .terminal import ProgressLine, is_live_terminal, safe, write_gates, write_summary
 
 
 WORKERINPUT_KEY = "llmbench_endpoint"
+
+
+class LLMBenchWarning(pytest.PytestWarning):
+    """A health alert or a result file that could not be written."""
 
 
 class Controller:
@@ -37,7 +43,8 @@ class Controller:
         self.settings = settings
         self.gates = gates
         self.output = output_folder(settings, config.invocation_params.dir)
-        self.recorder = Recorder(self.output)
+        self.recorder = Recorder(self.output, error_alert=ErrorRateAlert(threshold=settings.alert_error_rate))
+        self.warnings: list[str] = []
         self.endpoint: Endpoint | None = None
         self.started = datetime.now(timezone.utc)
         self._started_monotonic = time.monotonic()
@@ -56,6 +63,8 @@ class Controller:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self._install_sigterm()
+        if self.settings.monitor:
+            self.recorder.monitor = self.start_monitor()
         # xdist starts its workers in its own sessionstart, and they need the endpoint from the start.
         if self.distributed and not self.config.option.collectonly and self._suites_requested():
             self.prepare()
@@ -85,6 +94,14 @@ class Controller:
     def pytest_configure_node(self, node: Any) -> None:
         if self.endpoint is not None:
             node.workerinput[WORKERINPUT_KEY] = self.endpoint.to_workerinput()
+
+    def start_monitor(self) -> PerformanceMonitor:
+        """The one sampler of the session: under xdist only the controller watches the machine."""
+        s = self.settings
+        monitor = PerformanceMonitor(s.monitor_interval, gpu_temp_c=s.alert_gpu_temp, memory_pct=s.alert_memory)
+        monitor.extra_collectors.append(lambda sample: self.config.hook.pytest_llmbench_collect_metrics(sample=sample))
+        monitor.start()
+        return monitor
 
     def _suites_requested(self) -> bool:
         if self.settings.suite:
@@ -127,8 +144,22 @@ class Controller:
         self.config.hook.pytest_llmbench_progress(progress=progress)
         if self.line is None:
             self.line = self._make_line()
+        self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures())
         if self.line is not None:
             self.line.update(progress)
+
+    def _warn_live(self, messages: list[str]) -> None:
+        """Health alerts and lost files are shown at once, then again as pytest warnings at the end."""
+        if not messages:
+            return
+        self.warnings += messages
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+        if self.line is not None:
+            self.line.interrupt()
+        for message in messages:
+            reporter.write_line(f"llmbench WARNING: {safe(message)}", yellow=True, bold=True)
 
     def _make_line(self) -> ProgressLine | None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -159,6 +190,11 @@ class Controller:
         if self.partial_reason is None and progress.completed_tests < progress.total_tests:
             self.partial_reason = (f"{progress.total_tests - progress.completed_tests} of {progress.total_tests} "
                                    f"tests did not finish ({session.shouldstop or session.shouldfail or 'stopped'})")
+        if self.recorder.monitor is not None:
+            self.recorder.monitor.stop()
+        self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures())
+        for message in self.warnings:  # the warnings plugin records these in its final summary
+            warnings.warn(LLMBenchWarning(message), stacklevel=1)
         if not self.recorder.rows:
             return
         batch = self.recorder.build_batch(run=self._run_metadata(), partial_reason=self.partial_reason,

@@ -13,6 +13,7 @@ from .controller import WORKERINPUT_KEY, Controller
 from .gates import Gates
 from .endpoint import Endpoint, EndpointError, client_config, prepare
 from .items import RUNNER_KEY, SETTINGS_KEY, LLMBenchItem, SuiteFile, is_suite_path, matches_category
+from .monitor import PerformanceMonitor
 from .options import add_options, read_settings
 from .report import attach
 from .runner import Runner
@@ -143,6 +144,24 @@ def llm_client(pytestconfig: pytest.Config) -> LLMClient:
     if RUNNER_KEY not in pytestconfig.stash:
         pytestconfig.stash[RUNNER_KEY] = _build_runner(pytestconfig)
     return pytestconfig.stash[RUNNER_KEY].client
+
+
+@pytest.fixture(scope="session")
+def performance_monitor(pytestconfig: pytest.Config) -> Iterator[PerformanceMonitor]:
+    """The session's hardware monitor (``with performance_monitor.measure() as window: ...``).
+
+    With ``--llmbench-monitor`` it is the controller's sampler; otherwise one is started for the fixture's users.
+    """
+    controller = pytestconfig.pluginmanager.get_plugin("llmbench-controller")
+    if controller is not None and controller.recorder.monitor is not None:
+        yield controller.recorder.monitor
+        return
+    settings = pytestconfig.stash[SETTINGS_KEY]
+    monitor = PerformanceMonitor(settings.monitor_interval, gpu_temp_c=settings.alert_gpu_temp,
+                                 memory_pct=settings.alert_memory)
+    monitor.start()
+    yield monitor
+    monitor.stop()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .monitor import ErrorRateAlert, PerformanceMonitor, joules_per_token
 from .progress import ExecutionProgress, ProgressTracker
 from .result import TestResult
 from .stats import StatsAccumulator
@@ -36,13 +37,17 @@ def row_of(result: dict[str, Any]) -> dict[str, Any]:
 class Recorder:
     output: Path
     stats: StatsAccumulator = field(default_factory=StatsAccumulator)
-    monitor: Any = None  # a started PerformanceMonitor, or None
+    monitor: PerformanceMonitor | None = None
+    error_alert: ErrorRateAlert | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     lost: list[dict[str, str]] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.writer = ResultWriter(self.output)
         self.tracker = ProgressTracker()
+        self._unseen_alerts: list[str] = []
+        self._failures_reported = 0
 
     @property
     def progress(self) -> ExecutionProgress:
@@ -53,12 +58,11 @@ class Recorder:
         result = payload["result"]
         window = payload.get("window")
         if self.monitor is not None and window:
-            result["performance_metrics"] = {**self.monitor.window(*window),
-                                             **(result.get("performance_metrics") or {})}
-            energy = result["performance_metrics"].get("gpu_energy_j")
-            tokens = result.get("completion_tokens")
-            result["performance_metrics"]["joules_per_token"] = energy / tokens if energy and tokens else None
+            metrics = self.monitor.window(*window)
+            metrics["joules_per_token"] = joules_per_token(metrics, result.get("completion_tokens"))
+            result["performance_metrics"] = {**metrics, **(result.get("performance_metrics") or {})}
         self.writer.write_test(result, payload["file_stem"], payload.get("subdir"))
+        self._note_alert(self.error_alert.add(bool(result["success"])) if self.error_alert else None)
         row = row_of(result)
         row["file_stem"] = payload["file_stem"]
         self.rows.append(row)
@@ -72,11 +76,30 @@ class Recorder:
         test_id = nodeid.rsplit("::", 1)[-1]
         result = TestResult(test_id=test_id, test_name=test_id, success=False, error_message=message)
         row = row_of(result.to_dict())
+        self._note_alert(self.error_alert.add(False) if self.error_alert else None)
         self.lost.append({"nodeid": nodeid, "error_message": message})
         self.rows.append(row)
         self.stats.add({**row, "itl": []})
         return self.tracker.update(name=test_id, category=None, success=False, execution_time=0.0,
                                    completion_tokens=None)
+
+    def _note_alert(self, message: str | None) -> None:
+        if message:
+            self.alerts.append(message)
+            self._unseen_alerts.append(message)
+
+    def pop_new_alerts(self) -> list[str]:
+        """Alerts and monitoring problems not yet shown, each once: the health warnings of the run."""
+        if self.monitor is not None:
+            for message in self.monitor.pop_new_alerts() + self.monitor.pop_new_problems():
+                self._note_alert(message)
+        new, self._unseen_alerts = self._unseen_alerts, []
+        return new
+
+    def pop_new_write_failures(self) -> list[str]:
+        failures = self.writer.failures[self._failures_reported:]
+        self._failures_reported = len(self.writer.failures)
+        return [f"could not write {f.path}: {f.reason}" for f in failures]
 
     def build_batch(self, *, run: dict[str, Any], partial_reason: str | None,
                     wall_time_s: float) -> dict[str, Any]:
@@ -90,6 +113,8 @@ class Recorder:
             "models": self.stats.by_model(),
             "slowest": self.stats.slowest(5),
             "lost_tests": self.lost,
+            "alerts": self.alerts,
+            "hardware": self.monitor.summary() if self.monitor is not None else None,
             "missing_files": [{"path": str(f.path), "reason": f.reason} for f in self.writer.failures],
             "tests": self.rows,
         }

@@ -98,13 +98,21 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         f"tokens: {agg['total_prompt_tokens']} prompt, {agg['total_completion_tokens']} completion"
         + (f" ({agg['estimated_token_counts']} results estimated)" if agg.get("estimated_token_counts") else "")
         + f" | {agg['output_throughput']:.1f} tok/s aggregate | {agg['request_throughput']:.2f} req/s")
-    reporter.write_line(f"{'':10}{'mean':>10}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}  (ms)")
-    for label, key in LATENCY_ROWS:
-        if agg.get(f"mean_{key}_ms") is None:
-            continue
+    measured = [(label, key) for label, key in LATENCY_ROWS if agg.get(f"mean_{key}_ms") is not None]
+    if measured:
+        reporter.write_line(f"{'':10}{'mean':>10}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}  (ms)")
+    for label, key in measured:
         reporter.write_line(f"{label:10}" + "".join(
             f"{_ms(agg.get(f'{stat}_{key}_ms')):>10}" for stat in ("mean", "p50", "p90", "p99", "max")))
+    if agg.get("evaluation_pass_rate") is not None:
+        score = agg.get("mean_reasoning_score")
+        reporter.write_line(f"answers: {agg['evaluation_pass_rate'] * 100:.1f}% passed their checks"
+                            + ("" if score is None else f" | mean reasoning score {score:.2f}"))
     _write_categories(reporter, batch.get("categories") or {})
+    if batch.get("hardware"):
+        _write_hardware(reporter, batch["hardware"], agg.get("total_completion_tokens"))
+    if batch.get("alerts"):
+        reporter.write_line(f"alerts: {len(batch['alerts'])} (see the warnings summary)", yellow=True)
     slowest = batch.get("slowest") or []
     if slowest:
         reporter.write_line("slowest: " + ", ".join(
@@ -119,13 +127,30 @@ def _write_categories(reporter: Any, categories: dict[str, dict[str, Any]]) -> N
     if len(categories) < 2:
         return
     width = min(max(len(name) for name in categories), 32)
-    reporter.write_line(f"{'category':<{width}}  {'tests':>5} {'pass%':>6} {'p50 ms':>9} {'tok/s':>8} {'score':>6}")
+    reporter.write_line(f"{'category':<{width}}  {'tests':>5} {'pass%':>6} {'p50 ms':>9} {'tok/s':>8}"
+                        f" {'eval%':>6} {'score':>6}")
     for name, cat in sorted(categories.items()):
-        score = cat.get("mean_reasoning_score")
+        score, evaluated = cat.get("mean_reasoning_score"), cat.get("evaluation_pass_rate")
         reporter.write_line(
             f"{safe(name)[:width]:<{width}}  {cat['total_tests']:>5} {cat['success_rate'] * 100:>5.1f}%"
             f" {_ms(cat.get('p50_latency_ms')):>9} {_ms(cat.get('mean_tokens_per_second')):>8}"
+            f" {'-' if evaluated is None else f'{evaluated * 100:.0f}%':>6}"
             f" {'-' if score is None else f'{score:.2f}':>6}")
+
+
+def _write_hardware(reporter: Any, hw: dict[str, Any], completion_tokens: int | None) -> None:
+    gpus = ", ".join(safe(name) for name in hw.get("gpu_devices") or []) or \
+        f"none ({safe(hw.get('gpu_unavailable_reason') or 'not found')})"
+    reporter.write_line(f"hardware: GPU {gpus} | CPU mean {_ms(hw.get('cpu_mean_pct'))}%"
+                        f" peak {_ms(hw.get('cpu_peak_pct'))}% | memory peak {_ms(hw.get('memory_peak_gb'))} GB"
+                        f" ({_ms(hw.get('memory_peak_pct'))}%)")
+    for gpu in hw.get("gpus") or []:
+        reporter.write_line("  " + " | ".join(f"{key} {_ms(value) if isinstance(value, float) else safe(value)}"
+                                              for key, value in gpu.items()))
+    energy = hw.get("gpu_energy_j")
+    if energy:
+        per_joule = f" | {completion_tokens / energy:.2f} tokens/J" if completion_tokens else ""
+        reporter.write_line(f"energy: {energy:,.1f} J{per_joule}")
 
 
 def write_gates(reporter: Any, gates: Any) -> None:

@@ -177,3 +177,90 @@ def test_batch_records_run_metadata_without_secrets(pytester, stub, suite):
     assert run["options"]["api_key"] == "***"
     assert {"plugin_version", "pytest_version", "python_version", "hostname", "start_time", "end_time"} <= run.keys()
     assert json.loads(raw)["schema_version"] == 1
+
+
+def test_monitor_gives_each_result_its_window_and_the_batch_a_hardware_section(pytester, stub, suite):
+    stub.delay = 0.1
+    result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
+                                           "--llmbench-monitor", "--llmbench-monitor-interval", "0.05")
+    result.stdout.fnmatch_lines(["hardware: GPU none (*) | CPU mean *% peak *% | memory peak * GB (*%)"])
+    saved = json.loads((pytester.path / "llmbench_results" / "Test 0_result.json").read_text())
+    metrics = saved["performance_metrics"]
+    assert metrics["cpu_mean_pct"] is not None and metrics["memory_peak_gb"] > 0
+    assert metrics["gpu_util_mean_pct"] is None and metrics["joules_per_token"] is None
+    assert metrics["duration_s"] >= 0.09
+    completion = (pytester.path / "llmbench_results" / "Test 0_completion.txt").read_text()
+    assert "cpu_mean_pct" in completion
+    hardware = batch_of(pytester.path / "llmbench_results")["hardware"]
+    assert hardware["gpu_devices"] == [] and hardware["gpu_unavailable_reason"]
+    assert hardware["samples"] >= 5 and len(hardware["timeseries"]) >= 5
+    assert result.stdout.str().count("llmbench WARNING:") == 1  # no GPU: said once
+
+
+def test_under_xdist_only_the_controller_samples(pytester, stub, suite):
+    pytester.makeconftest("""
+        import os
+        def pytest_llmbench_collect_metrics(sample):
+            sample["sampler_pid"] = os.getpid()
+            with open("samplers.txt", "a") as f:
+                f.write(f"{os.getpid()}\\n")
+
+        def pytest_llmbench_build_request(test_case, request):
+            with open("senders.txt", "a") as f:
+                f.write(f"{os.getpid()}\\n")
+    """)
+    stub.delay = 0.05
+    pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "-n", "2",
+                                  "--llmbench-monitor", "--llmbench-monitor-interval", "0.05")
+    samplers = set((pytester.path / "samplers.txt").read_text().split())
+    senders = set((pytester.path / "senders.txt").read_text().split())
+    assert len(samplers) == 1 and len(senders) == 2 and not samplers & senders
+
+
+def test_alerts_fire_once_at_their_thresholds_and_reach_the_batch(pytester, stub):
+    tests = [{"id": f"t{i:02d}", "prompt": "refuse" if i % 2 else "fine"} for i in range(24)]
+    suite = write_suite(pytester.path / "suite.json", tests)
+    result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
+                                           "--llmbench-monitor", "--llmbench-monitor-interval", "0.05",
+                                           "--llmbench-alert-memory", "1", "--llmbench-alert-error-rate", "0.3")
+    out = result.stdout.str()
+    assert out.count("llmbench WARNING: system memory reached") == 1
+    assert sum("error rate" in line and "llmbench WARNING" in line for line in result.outlines) == 1
+    alerts = batch_of(pytester.path / "llmbench_results")["alerts"]
+    assert sum("error rate" in a for a in alerts) == 1 and len(alerts) >= 2
+    result.stdout.fnmatch_lines(["*warnings summary*", "*LLMBenchWarning*"])
+
+
+def test_performance_monitor_fixture_measures_ordinary_tests(pytester):
+    pytester.makepyfile(test_measure="""
+        import time
+        def test_busy(performance_monitor):
+            with performance_monitor.measure() as window:
+                end = time.monotonic() + 0.5
+                while time.monotonic() < end:
+                    pass
+            assert window.metrics["process_cpu_mean_pct"] > 20
+            assert window.metrics["gpu_util_mean_pct"] is None
+    """)
+    pytester.runpytest("--llmbench-monitor-interval", "0.05", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_files_that_cannot_be_written_are_warned_about_and_the_run_goes_on(pytester, stub):
+    stub.answers["big"] = "word " * 3000  # a 15 KB answer: its files exceed the 8 KB file-size limit
+    tests = [{"id": "a"}, {"id": "b", "prompt": "big"}, {"id": "c"}]
+    suite = write_suite(pytester.path / "suite.json", tests)
+
+    def limit_file_size():
+        import resource
+        import signal
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192))
+
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--llmbench-suite", str(suite),
+                           "--llmbench-endpoint", stub.url, "-p", "no:cacheprovider"],
+                          cwd=pytester.path, capture_output=True, text=True, preexec_fn=limit_file_size, timeout=120)
+    assert "3 passed" in proc.stdout
+    assert "llmbench WARNING: could not write" in proc.stdout and "NOT WRITTEN:" in proc.stdout
+    folder = pytester.path / "llmbench_results"
+    assert (folder / "Test 0_result.json").exists() and (folder / "Test 2_result.json").exists()
+    assert not list(folder.glob("*.llmbench-tmp"))
