@@ -1,0 +1,89 @@
+"""End to end: the plugin starts the embedded llama.cpp server itself and runs the quick-start suite on it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import psutil
+import pytest
+
+from pytest_llmbench.local_server import LOG_NAME, MODEL_ALIAS, LocalServerError, cache_dir, check_requirements
+
+try:
+    check_requirements()
+except LocalServerError as exc:
+    pytest.skip(f"real-LLM tests need the local extra: {exc}", allow_module_level=True)
+
+pytestmark = pytest.mark.real_llm
+
+QUICKSTART = Path(__file__).parent.parent / "example_suites" / "quickstart.json"
+QUICKSTART_TESTS = json.loads(QUICKSTART.read_text(encoding="utf-8"))["tests"]
+USER_CACHE = cache_dir()  # read now: pytester points HOME at each test's folder, which would mean 253 MB each
+
+
+@pytest.fixture(autouse=True)
+def shared_model_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMBENCH_CACHE_DIR", str(USER_CACHE))
+
+
+def run_quickstart(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, Path]:
+    """Run the suite with no endpoint option, so the plugin must start the embedded server."""
+    suite = pytester.path / "quickstart.json"
+    shutil.copy(QUICKSTART, suite)
+    run = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "-p", "no:cacheprovider", *args,
+                                        timeout=300)
+    run.assert_outcomes(passed=len(QUICKSTART_TESTS))
+    assert run.ret == 0
+    return run, pytester.path / "llmbench_results"
+
+
+def results(output: Path) -> list[dict]:
+    found = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(output.glob("*_result.json"))]
+    assert len(found) == len(QUICKSTART_TESTS)
+    return found
+
+
+def assert_server_ended(output: Path) -> str:
+    """The one server the session started has exited; returns its log."""
+    log = (output / LOG_NAME).read_text(encoding="utf-8", errors="replace")
+    pids = [int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", log)]
+    assert len(pids) == 1, log[-2000:]
+    try:
+        assert psutil.Process(pids[0]).status() == psutil.STATUS_ZOMBIE  # exited, left to a non-reaping init
+    except psutil.NoSuchProcess:
+        pass
+    return log
+
+
+def test_quickstart_passes_on_the_embedded_server(pytester: pytest.Pytester) -> None:
+    run, output = run_quickstart(pytester)
+    found = results(output)
+    assert {r["api_type"] for r in found} == {"chat", "completions"}
+    for result in found:
+        assert result["success"] and result["model"] == MODEL_ALIAS
+        assert not result["stream"] and not result["tokens_estimated"]  # counts from the server's usage
+        assert result["prompt_tokens"] > 0 and result["completion_tokens"] > 0
+        assert result["evaluation_result"]["passed"]
+    assert len(list(output.glob("batch_results_*.json"))) == 1
+    assert_server_ended(output)
+
+
+def test_streaming_run_measures_ttft_and_estimates_tokens(pytester: pytest.Pytester) -> None:
+    run, output = run_quickstart(pytester, "--llmbench-stream")
+    for result in results(output):
+        assert result["stream"] and result["success"]
+        assert result["ttft"] > 0 and result["completion_tokens"] > 0
+        # llama-cpp-python 0.3 sends no usage chunk in a stream, so the counts are estimates.
+        assert result["tokens_estimated"]
+    run.stdout.fnmatch_lines(["TTFT *"])
+    assert_server_ended(output)
+
+
+def test_two_workers_share_one_server(pytester: pytest.Pytester) -> None:
+    run, output = run_quickstart(pytester, "-n", "2")
+    assert all(r["success"] for r in results(output))
+    log = assert_server_ended(output)
+    assert len(re.findall(r'"POST /v1/(?:chat/)?completions HTTP/1\.1" 200', log)) == len(QUICKSTART_TESTS)
