@@ -86,7 +86,7 @@ class Controller:
             pytest.exit(f"llmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
         clean_temp_files(self.output)
         try:
-            self.endpoint = prepare(self.settings)
+            self.endpoint = prepare(self.settings, self.output)
         except EndpointError as exc:
             pytest.exit(f"llmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
 

@@ -41,13 +41,19 @@ def client_config(settings: Settings, url: str) -> ClientConfig:
                         verify=verify)
 
 
-def prepare(settings: Settings) -> Endpoint:
-    """Start or check the server and settle the default model. Raises EndpointError."""
+def prepare(settings: Settings, output: Path) -> Endpoint:
+    """Start or check the server and settle the default model. Raises EndpointError.
+
+    ``output`` is the resolved output folder, where the embedded server writes its log.
+    """
     server = None
     if settings.uses_local_server:
-        from .local_server import start_embedded_server
+        from .local_server import LocalServerError, start_embedded_server
 
-        server = start_embedded_server(settings.output, startup_timeout=settings.local_startup_timeout)
+        try:
+            server = start_embedded_server(output, startup_timeout=settings.local_startup_timeout)
+        except LocalServerError as exc:
+            raise EndpointError(str(exc)) from None
         url = server.url
     else:
         url = str(settings.endpoint)

@@ -11,7 +11,7 @@ from . import hooks
 from .client import LLMClient
 from .controller import WORKERINPUT_KEY, Controller
 from .gates import Gates
-from .endpoint import Endpoint, EndpointError, client_config, prepare
+from .endpoint import Endpoint, EndpointError, client_config, output_folder, prepare
 from .items import RUNNER_KEY, SETTINGS_KEY, LLMBenchItem, SuiteFile, is_suite_path, matches_category
 from .monitor import PerformanceMonitor
 from .options import add_options, read_settings
@@ -112,7 +112,8 @@ def _endpoint(config: pytest.Config) -> Endpoint:
         return controller.endpoint
     if OWN_ENDPOINT_KEY not in config.stash:
         try:
-            config.stash[OWN_ENDPOINT_KEY] = prepare(config.stash[SETTINGS_KEY])
+            settings = config.stash[SETTINGS_KEY]
+            config.stash[OWN_ENDPOINT_KEY] = prepare(settings, output_folder(settings, config.invocation_params.dir))
         except EndpointError as exc:
             pytest.exit(f"llmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
     return config.stash[OWN_ENDPOINT_KEY]

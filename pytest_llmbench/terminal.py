@@ -58,6 +58,9 @@ class ProgressLine:
             return
         step = progress.completed_tests * 100 // max(progress.total_tests, 1) // LOG_STEP_PCT
         if last or step > self._last_step or now - self._last_draw >= LOG_INTERVAL_S:
+            writer = getattr(self.reporter, "_tw", None)
+            if writer is not None and writer.width_of_current_line:
+                self.reporter.write("\n")  # after pytest's dots, which xdist leaves on an open line
             self.reporter.write_line(progress_text(progress))
             self._last_step, self._last_draw = step, now
 
