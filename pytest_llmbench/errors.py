@@ -1,0 +1,204 @@
+"""Every way a request can fail, turned into one ``ApiError`` a person can read.
+
+Servers disagree on error bodies: OpenAI, llama.cpp and vLLM >= 0.10.1 send ``{"error": {...}}``,
+older vLLM a top-level ``{"object": "error", ...}``, FastAPI ``{"detail": ...}``, proxies an HTML
+page, and a dying server half a JSON document or nothing. Network failures arrive as a chain of
+requests/urllib3/socket exceptions whose outer text is mostly noise. Both are normalized here.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import socket
+import ssl
+from collections.abc import Iterator
+from http import HTTPStatus
+from http.client import RemoteDisconnected
+from typing import Any
+
+import requests
+
+from .result import ApiError
+
+EXCERPT_LIMIT = 500
+_LINE_LIMIT = 200
+
+_HTML = re.compile(r"<!doctype\s+html|<html|<title|<body", re.IGNORECASE)
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_TAG_OR_SCRIPT = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
+_MESSAGE_FIELD = re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_NUMBER = r"(\d[\d,]*)"
+_FIGURES = (
+    ("max_context_tokens", re.compile(rf"maximum context length is {_NUMBER}", re.IGNORECASE)),
+    ("requested_tokens", re.compile(rf"(?:you requested|request has) {_NUMBER}", re.IGNORECASE)),
+    ("message_tokens", re.compile(rf"{_NUMBER} (?:tokens )?in the messages", re.IGNORECASE)),
+    ("completion_tokens", re.compile(rf"{_NUMBER} (?:tokens )?in the completion", re.IGNORECASE)),
+)
+_LLAMA_CPP_FIGURES = {"n_ctx": "max_context_tokens", "n_prompt_tokens": "requested_tokens"}
+_STANDARD_FIELDS = frozenset({"message", "type", "object"})
+
+
+def excerpt(text: str | None, limit: int = EXCERPT_LIMIT) -> str | None:
+    if not text:
+        return None
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def http_error(status: int, body: bytes) -> ApiError:
+    """The error a non-2xx answer stands for; 401 and 403 become kind "auth"."""
+    text = body.decode("utf-8", errors="replace")
+    message, type_, details = parse_error_body(text)
+    for name, value in context_figures(message, details).items():
+        details.setdefault(name, value)
+    kind = "http"
+    if status in (401, 403):
+        kind = "auth"
+        message = f"authentication failed: {message} (check the API key)"
+    return ApiError(kind, message, status, type_, excerpt(text), details)
+
+
+def bad_response(message: str, body: bytes | str) -> ApiError:
+    """A 200 that carries no usable answer: the request worked, the reply is unusable."""
+    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
+    return ApiError("bad_response", message, 200, None, excerpt(text))
+
+
+def parse_error_body(text: str) -> tuple[str, str | None, dict[str, Any]]:
+    """(message, error type, details) from an error body of any known shape, or a readable stand-in."""
+    stripped = text.strip()
+    if not stripped:
+        return "empty response body", None, {}
+    try:
+        data = json.loads(stripped)
+    except ValueError:
+        return _unparsed_message(stripped), None, {}
+    if isinstance(data, dict):
+        inner = data.get("error")
+        if isinstance(inner, dict):
+            return _from_error_object(inner)
+        if isinstance(inner, str) and inner:
+            return inner, None, {}
+        if data.get("object") == "error" or isinstance(data.get("message"), str):
+            return _from_error_object(data)
+        if data.get("detail"):
+            return _detail_message(data["detail"]), None, {}
+    return f"unexpected error body: {excerpt(stripped, _LINE_LIMIT)}", None, {}
+
+
+def context_figures(message: str, details: dict[str, Any]) -> dict[str, int]:
+    """Token figures of a context-length error, from the message text and llama.cpp's own fields."""
+    found = {}
+    for name, pattern in _FIGURES:
+        match = pattern.search(message)
+        if match:
+            found[name] = int(match.group(1).replace(",", ""))
+    for field_name, name in _LLAMA_CPP_FIGURES.items():
+        if isinstance(details.get(field_name), int):
+            found.setdefault(name, details[field_name])
+    return found
+
+
+def network_error(exc: BaseException, target: str) -> ApiError:
+    """A request that got no HTTP answer; ``type`` says why, which decides whether to retry."""
+    chain = list(_exception_chain(exc))
+    innermost = _innermost_text(chain)
+    if _has(chain, ssl.SSLError, requests.exceptions.SSLError):
+        return ApiError("connection", f"TLS failure talking to {target}: {innermost}", type="tls")
+    if _has(chain, socket.gaierror):
+        return ApiError("connection", f"cannot resolve the host of {target} (DNS failure)", type="dns")
+    if _has(chain, requests.exceptions.ConnectTimeout, socket.timeout):
+        return ApiError("connection", f"timed out connecting to {target}", type="connect_timeout")
+    if _has(chain, ConnectionRefusedError):
+        return ApiError("connection", f"connection refused by {target}", type="refused")
+    if _has(chain, ConnectionResetError, RemoteDisconnected, BrokenPipeError):
+        return ApiError("connection", f"{target} closed the connection without answering", type="reset")
+    return ApiError("connection", f"cannot talk to {target}: {innermost}", type="other")
+
+
+def broken_body(exc: BaseException, status: int) -> ApiError:
+    """The server answered but the connection broke before the body was complete."""
+    reason = _innermost_text(list(_exception_chain(exc)))
+    return ApiError("connection", f"the connection broke off while reading the response ({reason})", status,
+                    type="cut")
+
+
+def describe(error: ApiError, attempts: int = 1) -> str:
+    """One readable line: ``HTTP 503 (Service Unavailable): model overloaded — after 4 attempts``."""
+    line = error.message
+    if error.status is not None:
+        line = f"HTTP {error.status} ({_phrase(error.status)}): {line}"
+    if attempts > 1:
+        line += f" — after {attempts} attempts"
+    return line
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "unknown status"
+
+
+def _from_error_object(obj: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
+    message = obj.get("message")
+    if not isinstance(message, str):
+        message = "no message" if message is None else json.dumps(message)
+    type_ = obj.get("type") if isinstance(obj.get("type"), str) else None
+    details = {
+        key: value
+        for key, value in obj.items()
+        if key not in _STANDARD_FIELDS and isinstance(value, (str, int, float, bool))
+    }
+    return message, type_, details
+
+
+def _detail_message(detail: Any) -> str:
+    """FastAPI's ``detail``: a string, or a list of validation errors each with a ``msg``."""
+    if isinstance(detail, list):
+        parts = [str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail]
+        return "; ".join(parts)
+    return str(detail)
+
+
+def _unparsed_message(text: str) -> str:
+    """A message from a body that is not JSON: an HTML page, a cut-off JSON document or plain text."""
+    if _HTML.search(text):
+        title = _TITLE.search(text)
+        words = " ".join(html.unescape(_TAG_OR_SCRIPT.sub(" ", title.group(1) if title else text)).split())
+        return excerpt(words, _LINE_LIMIT) or "an HTML page without text"
+    field_match = _MESSAGE_FIELD.search(text)
+    if field_match:
+        try:
+            message = json.loads(f'"{field_match.group(1)}"')
+        except ValueError:
+            message = field_match.group(1)
+        return f"{message} (from a truncated or invalid JSON body)"
+    first_line = next(line.strip() for line in text.splitlines() if line.strip())
+    if text.startswith(("{", "[")):
+        return f"truncated or invalid JSON body: {excerpt(first_line, _LINE_LIMIT)}"
+    return excerpt(first_line, _LINE_LIMIT) or ""
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and what caused it: causes, contexts, wrapped args and urllib3's ``reason``."""
+    seen: set[int] = set()
+    pending = [exc]
+    while pending:
+        current = pending.pop(0)
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None), *current.args]
+        pending += [item for item in linked if isinstance(item, BaseException)]
+
+
+def _innermost_text(chain: list[BaseException]) -> str:
+    """The text of the deepest cause: the wrappers around it only repeat it with more noise."""
+    return str(chain[-1]) or type(chain[-1]).__name__
+
+
+def _has(chain: list[BaseException], *types: type[BaseException]) -> bool:
+    return any(isinstance(item, types) for item in chain)

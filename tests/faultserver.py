@@ -1,0 +1,261 @@
+"""A scriptable, misbehaving HTTP server on 127.0.0.1 for tests of the client and the plugin.
+
+pytest-httpserver answers politely; the client exists for servers that do not: that stall, trickle a
+byte a second, hang up mid-body, redirect, or stream chunks with pauses. ``FaultServer`` plays each
+reply from a script, one per request, and records what it received.
+
+    server.reply(Reply(503), Reply.json({"choices": [...]}))   # first request 503, then 200
+    server.always(Reply.json(models), path="/v1/models")      # every request to that path
+    server.received[0].json                                   # the first request body, parsed
+
+A request takes, in order: the next reply queued for its path, the ``always`` reply for its path,
+the next reply queued for any path, the ``always`` reply for any path (by default a 500 saying
+nothing was scripted, so a stray request cannot pass unnoticed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    body: bytes | str | dict | list | None = None  # dict and list are sent as JSON
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before the status line
+    trickle: float = 0.0  # seconds between body bytes, sent one at a time
+    cut_after: int | None = None  # hang up after this many body bytes (Content-Length promises all)
+    hang_up: bool = False  # close the connection without answering at all
+    chunks: Sequence[bytes | str | tuple[float, bytes | str]] | None = None  # chunked body; (delay, data) pauses
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, **options: Any) -> Reply:
+        return cls(status, data, **options)
+
+    @classmethod
+    def redirect(cls, location: str, status: int = 307) -> Reply:
+        return cls(status, b"", {"Location": location})
+
+    @classmethod
+    def sse(cls, events: Iterable[dict | str], gap: float = 0.0, done: bool = True) -> Reply:
+        """An event stream: each event a ``data:`` line, ``gap`` seconds apart, then ``[DONE]``."""
+        lines = [f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n" for e in events]
+        lines += ["data: [DONE]\n\n"] if done else []
+        return cls(200, chunks=[(gap, line) for line in lines], headers={"Content-Type": "text/event-stream"})
+
+    def payload(self) -> bytes:
+        if isinstance(self.body, (dict, list)):
+            return json.dumps(self.body).encode()
+        return self.body.encode() if isinstance(self.body, str) else self.body or b""
+
+    def content_type(self) -> str:
+        if self.chunks is not None:
+            return "text/event-stream"
+        return "application/json" if isinstance(self.body, (dict, list)) else "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]  # names lower-cased
+    body: bytes
+    client_port: int  # the same port twice means the client reused its connection
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+# Ordinary answers and errors, for tests that need the server to say something typical.
+COMPLETION = {"id": "c1", "object": "text_completion", "model": "m",
+              "choices": [{"index": 0, "text": "Paris", "finish_reason": "stop"}],
+              "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}
+CHAT = {"id": "c2", "object": "chat.completion", "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}}
+OVERLOADED = {"error": {"message": "model overloaded", "type": "ServiceUnavailableError", "code": 503}}
+
+UNSCRIPTED = Reply(500, {"error": {"message": "fault server: no reply scripted", "type": "test_setup"}})
+
+
+class FaultServer:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.received: list[Received] = []
+        self._scripts: dict[str | None, deque[Reply]] = {}
+        self._fallback: dict[str | None, Reply] = {None: UNSCRIPTED}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._httpd = _Server(("127.0.0.1", 0), _Handler)
+        self._httpd.fault = self
+        if ssl_context is not None:
+            # The handshake then happens in the handler thread, so a client that rejects the
+            # certificate cannot stall the accept loop.
+            self._httpd.socket = ssl_context.wrap_socket(
+                self._httpd.socket, server_side=True, do_handshake_on_connect=False
+            )
+        scheme = "https" if ssl_context else "http"
+        self.url = f"{scheme}://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), name="fault-server",
+                                        daemon=True)  # a short poll interval makes stop() quick
+
+    def url_for(self, path: str) -> str:
+        return self.url + path
+
+    def reply(self, *replies: Reply, path: str | None = None) -> FaultServer:
+        """Queue replies, used one per request in order (for ``path`` only, when given)."""
+        with self._lock:
+            self._scripts.setdefault(path, deque()).extend(replies)
+        return self
+
+    def always(self, reply: Reply, path: str | None = None) -> FaultServer:
+        """The reply once the script has run out (for ``path`` only, when given)."""
+        with self._lock:
+            self._fallback[path] = reply
+        return self
+
+    def paths(self) -> list[str]:
+        return [r.path for r in self.received]
+
+    def start(self) -> FaultServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()  # wakes replies that are waiting or trickling
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> FaultServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _next_reply(self, path: str) -> Reply:
+        with self._lock:
+            if self._scripts.get(path):
+                return self._scripts[path].popleft()
+            if path in self._fallback:
+                return self._fallback[path]
+            if self._scripts.get(None):
+                return self._scripts[None].popleft()
+            return self._fallback[None]
+
+    def _record(self, received: Received) -> None:
+        with self._lock:
+            self.received.append(received)
+
+    def _pause(self, seconds: float) -> bool:
+        """Sleep unless the server is stopping; True when it is."""
+        return self._stopping.wait(seconds) if seconds > 0 else self._stopping.is_set()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fault: FaultServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about clients that hang up or reject the certificate: tests provoke exactly that."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive and chunked bodies, as real LLM servers speak
+    timeout = 10  # an idle keep-alive connection gives up its thread after this
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_GET
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: tests read ``FaultServer.received`` instead."""
+
+    def _serve(self) -> None:
+        fault = self.server.fault  # type: ignore[attr-defined]
+        length = int(self.headers.get("Content-Length") or 0)
+        path = self.path.split("?", 1)[0]
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        fault._record(Received(self.command, path, headers, self.rfile.read(length), self.client_address[1]))
+        reply = fault._next_reply(path)
+        if fault._pause(reply.delay) or reply.hang_up:
+            self.close_connection = True
+            return
+        try:
+            self._send(fault, reply)
+        except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+            self.close_connection = True  # the client gave up: what the fault was for
+
+    def _send(self, fault: FaultServer, reply: Reply) -> None:
+        self.send_response(reply.status)
+        headers = {"Content-Type": reply.content_type(), **reply.headers}
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if reply.chunks is not None:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for item in reply.chunks:
+                gap, data = item if isinstance(item, tuple) else (0.0, item)
+                data = data.encode() if isinstance(data, str) else data
+                if fault._pause(gap):
+                    return
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        payload = reply.payload()
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        if reply.cut_after is not None:
+            self.wfile.write(payload[: reply.cut_after])
+            self.close_connection = True
+        elif reply.trickle:
+            for offset in range(len(payload)):
+                self.wfile.write(payload[offset : offset + 1])
+                self.wfile.flush()
+                if fault._pause(reply.trickle):
+                    return
+        else:
+            self.wfile.write(payload)
+
+
+def self_signed_cert(directory: Path) -> tuple[Path, Path]:
+    """(certificate, key) for 127.0.0.1, made with the openssl CLI; the certificate is its own CA."""
+    cert, key = directory / "cert.pem", directory / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )
+    return cert, key
+
+
+def server_context(cert: Path, key: Path) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+@contextlib.contextmanager
+def refusing_url() -> Iterator[str]:
+    """A URL on 127.0.0.1 that refuses connections: its port stays bound but never listens."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"

@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pytest_llmbench.redact import AUTH_HEADER_NAMES, MASK, redact_error, redact_headers, redact_text
+from pytest_llmbench.result import ApiError
+
+SECRET = "sk-redact-test-91c0d3"
+
+
+def test_credential_headers_are_masked_whatever_their_case():
+    headers = {"Authorization": "Bearer x", "X-API-Key": "k", "api-key": "a", "Cookie": "c=1",
+               "Set-Cookie": "s=2", "Proxy-Authorization": "Basic y", "Content-Type": "application/json"}
+
+    redacted = redact_headers(headers)
+
+    assert redacted == {"Authorization": MASK, "X-API-Key": MASK, "api-key": MASK, "Cookie": MASK,
+                        "Set-Cookie": MASK, "Proxy-Authorization": MASK, "Content-Type": "application/json"}
+    assert headers["Authorization"] == "Bearer x"  # the original is left alone
+
+
+def test_auth_header_names_are_lower_case_for_lookups():
+    assert all(name == name.lower() for name in AUTH_HEADER_NAMES)
+    assert {"authorization", "x-api-key", "cookie"} <= AUTH_HEADER_NAMES
+
+
+def test_every_occurrence_of_a_secret_is_masked():
+    text = f"key {SECRET} rejected; you sent {SECRET}"
+
+    assert redact_text(text, [SECRET]) == f"key {MASK} rejected; you sent {MASK}"
+
+
+def test_bearer_tokens_are_masked_without_knowing_them():
+    assert redact_text('header was "Authorization: Bearer abc.def-123"') == f'header was "Authorization: Bearer {MASK}"'
+
+
+def test_url_userinfo_is_masked():
+    text = "cannot reach https://alice:hunter2@127.0.0.1:8443/v1/models"
+
+    assert redact_text(text) == f"cannot reach https://{MASK}@127.0.0.1:8443/v1/models"
+
+
+def test_empty_and_missing_secrets_are_ignored():
+    assert redact_text("nothing to hide", [None, ""]) == "nothing to hide"
+
+
+def test_a_secret_containing_another_is_masked_whole():
+    assert redact_text("token abc123xyz", ["abc", "abc123xyz"]) == f"token {MASK}"
+
+
+def test_redact_error_cleans_message_excerpt_and_text_details():
+    error = ApiError("auth", f"bad key {SECRET}", 401, "invalid_api_key", f'{{"key": "{SECRET}"}}',
+                     {"param": SECRET, "n_ctx": 2048})
+
+    clean = redact_error(error, [SECRET])
+
+    assert SECRET not in repr(clean)
+    assert clean.details["n_ctx"] == 2048
+    assert (clean.kind, clean.status, clean.type) == ("auth", 401, "invalid_api_key")
+    assert SECRET in error.message  # a copy: the original is not changed
