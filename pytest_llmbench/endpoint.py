@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .client import ClientConfig, EndpointUnreachable, LLMClient
+from .client import ClientConfig, ClientError, LLMClient
 from .options import Settings
 
 
@@ -64,7 +64,7 @@ def prepare(settings: Settings, output: Path) -> Endpoint:
             model = client.resolve_model() if len(settings.model) <= 1 else None
         finally:
             client.close()
-    except EndpointUnreachable as exc:
+    except ClientError as exc:
         if server is not None:
             server.stop()
         raise EndpointError(str(exc)) from None
