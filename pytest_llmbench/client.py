@@ -277,13 +277,13 @@ class LLMClient:
     def _exchange(self, answer: _Answer, attempts: list[Attempt], api_type: str, request: dict[str, Any]) -> Exchange:
         exchange = Exchange(False, api_type, request, status=answer.status, execution_time=answer.elapsed,
                             attempts=attempts, stream=answer.streamed is not None, error=answer.error)
-        if answer.error is None and answer.streamed is not None:
-            from .streaming import tpot
-
+        if answer.streamed is not None:  # a broken stream keeps its partial text and timings
             outcome = answer.streamed
             exchange.text, exchange.finish_reason = outcome.text, outcome.finish_reason
             exchange.prompt_tokens, exchange.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
             exchange.ttft, exchange.itl, exchange.e2e_latency = outcome.ttft, outcome.itl, outcome.e2e_latency
+            if exchange.error is not None:
+                exchange.error = redact_error(exchange.error, self._secrets)
         elif answer.error is None:
             exchange.error = parse_answer(exchange, answer.payload)
             if exchange.error is not None:
@@ -294,6 +294,8 @@ class LLMClient:
         exchange.success = True
         fill_token_counts(exchange)
         if exchange.stream:
+            from .streaming import tpot
+
             exchange.tpot = tpot(exchange.ttft, exchange.e2e_latency, exchange.completion_tokens)
         return exchange
 

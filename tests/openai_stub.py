@@ -6,7 +6,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 from werkzeug import Request, Response
 
@@ -26,6 +26,8 @@ class OpenAIStub:
     delay: float = 0.0
     status: dict[str, int] = field(default_factory=dict)
     usage: bool = True
+    token_gap: float = 0.0  # seconds between streamed chunks
+    break_stream: bool = False  # end streams after the first chunk, without [DONE]
     models: tuple[str, ...] = (MODEL,)
     requests: list[dict[str, Any]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -50,6 +52,8 @@ class OpenAIStub:
         if self.delay:
             time.sleep(self.delay)
         chat = request.path.endswith("/chat/completions")
+        if body.get("stream"):
+            return Response(self._stream(text, chat), content_type="text/event-stream")
         choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
                   if chat else {"index": 0, "text": text, "finish_reason": "stop"})
         payload: dict[str, Any] = {"id": "x", "object": "chat.completion" if chat else "text_completion",
@@ -58,6 +62,21 @@ class OpenAIStub:
             payload["usage"] = {"prompt_tokens": 7, "completion_tokens": len(text.split()),
                                 "total_tokens": 7 + len(text.split())}
         return Response(json.dumps(payload), content_type="application/json")
+
+
+    def _stream(self, text: str, chat: bool) -> Iterator[bytes]:
+        words = text.split(" ")
+        for n, word in enumerate(words):
+            piece = word if n == 0 else " " + word
+            delta = {"delta": {"content": piece}} if chat else {"text": piece}
+            yield f"data: {json.dumps({'choices': [{'index': 0, **delta, 'finish_reason': None}]})}\n\n".encode()
+            if self.break_stream:
+                return
+            time.sleep(self.token_gap)
+        if self.usage:
+            usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
+            yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode()
+        yield b"data: [DONE]\n\n"
 
 
 def write_suite(path: Any, tests: list[dict[str, Any]], **top: Any) -> Any:

@@ -183,3 +183,43 @@ def test_output_option_and_ini_key_choose_the_folder(pytester, stub):
     assert (pytester.path / "from_ini" / "Test 0_result.json").exists()
     pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-output", os.fspath(pytester.path / "cli"))
     assert (pytester.path / "cli" / "Test 0_result.json").exists()
+
+
+def test_streaming_measures_ttft_itl_and_tpot_and_the_summary_shows_them(pytester, stub):
+    stub.token_gap = 0.02
+    stub.answers["count"] = "one two three four five"
+    suite = write_suite(pytester.path / "s.json", [{"id": "a", "prompt": "count"},
+                                                   {"id": "b", "messages": [{"role": "user", "content": "count"}]}])
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-stream")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["TTFT *", "ITL *", "TPOT *"])
+    saved = json.loads((results_dir(pytester) / "Test 0_result.json").read_text())
+    assert saved["stream"] is True and saved["response_text"] == "one two three four five"
+    assert saved["completion_tokens"] == 5 and saved["tokens_estimated"] is False
+    assert len(saved["itl"]) == 4 and all(0.015 < gap < 0.5 for gap in saved["itl"])
+    assert saved["tpot"] == pytest.approx((saved["e2e_latency"] - saved["ttft"]) / 4)
+    assert stub.requests[0]["body"]["stream_options"] == {"include_usage": True}
+    aggregate = json.loads(next(results_dir(pytester).glob("batch_*.json")).read_text())["aggregate"]
+    assert aggregate["p50_itl_ms"] > 15 and aggregate["mean_ttft_ms"] is not None
+
+
+def test_per_test_stream_flag_and_missing_usage_gives_an_estimate_marked_as_such(pytester, stub):
+    stub.usage = False
+    suite = write_suite(pytester.path / "s.json", [{"id": "a", "stream": True, "prompt": "Capital of France?"},
+                                                   {"id": "b"}])
+    run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(passed=2)
+    streamed = json.loads((results_dir(pytester) / "Test 0_result.json").read_text())
+    plain = json.loads((results_dir(pytester) / "Test 1_result.json").read_text())
+    assert streamed["stream"] is True and plain["stream"] is False
+    assert streamed["tokens_estimated"] is True and streamed["completion_tokens"] > 0
+    assert "(estimated)" in (results_dir(pytester) / "Test 0_completion.txt").read_text()
+
+
+def test_broken_stream_fails_the_item_and_keeps_the_partial_text(pytester, stub):
+    stub.break_stream = True
+    suite = write_suite(pytester.path / "s.json", [{"id": "a", "prompt": "Capital of France?"}])
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-stream")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*DONE*"])
+    saved = json.loads((results_dir(pytester) / "Test 0_result.json").read_text())
+    assert saved["success"] is False and saved["response_text"] == "Paris"
