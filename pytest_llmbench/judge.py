@@ -41,7 +41,7 @@ RETRY_PROMPT = (
     'Your reply could not be read. Reply with only the JSON object {"score": <number from 0 to 10>, '
     '"reason": "<one sentence>"} and nothing else.'
 )
-JUDGE_PARAMS: dict[str, Any] = {"temperature": 0, "max_tokens": 256}
+JUDGE_PARAMS: dict[str, Any] = {"temperature": 0, "max_tokens": 128}
 DEFAULT_MIN_SCORE = 5.0  # at least half marks, as key_concepts needs half the concepts
 MAX_ATTEMPTS = 2  # the first request and one follow-up asking for JSON only
 
