@@ -43,7 +43,8 @@ class Controller:
         self.settings = settings
         self.gates = gates
         self.output = output_folder(settings, config.invocation_params.dir)
-        self.recorder = Recorder(self.output, error_alert=ErrorRateAlert(threshold=settings.alert_error_rate))
+        self.recorder = Recorder(self.output, error_alert=ErrorRateAlert(threshold=settings.alert_error_rate),
+                                 secrets=tuple(settings.secrets()))
         self.warnings: list[str] = []
         self.endpoint: Endpoint | None = None
         self.started = datetime.now(timezone.utc)
@@ -63,6 +64,7 @@ class Controller:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self._install_sigterm()
+        self.line = self._make_line()
         if self.settings.monitor:
             self.recorder.monitor = self.start_monitor()
         # xdist starts its workers in its own sessionstart, and they need the endpoint from the start.
@@ -142,8 +144,6 @@ class Controller:
         else:
             return
         self.config.hook.pytest_llmbench_progress(progress=progress)
-        if self.line is None:
-            self.line = self._make_line()
         self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures())
         if self.line is not None:
             self.line.update(progress)
