@@ -142,7 +142,7 @@ def test_terminal_progress_redraws_one_line_in_place(pytester, stub, suite):
     proc.wait(timeout=60)
     output = b"".join(chunks).decode(errors="replace")
     assert "\rllmbench 12/12" in output
-    line = [part for part in output.split("\n") if "llmbench 12/12" in part][0]
+    line = [part for part in output.split("\r\n") if "llmbench 12/12" in part][0]  # a pty ends lines with \r\n
     assert line.split("\r")[-1].startswith("llmbench 12/12")  # what stays visible: the line, no dots
 
 
