@@ -29,12 +29,12 @@ def http(status: int) -> ApiError:
 
 
 @pytest.mark.parametrize("status", [408, 409, 429, 500, 502, 503, 504, 529])
-def test_transient_statuses_are_retried(status):
+def test_transient_statuses_are_classed_as_transient(status):
     assert status_is_transient(status)
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 413, 422])
-def test_client_errors_are_not_retried(status):
+def test_client_errors_are_classed_as_final(status):
     assert not status_is_transient(status)
     assert not decide(http(status), None, 0, POLICY).retry
 

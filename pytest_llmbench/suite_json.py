@@ -1,0 +1,126 @@
+"""Reading a suite file's JSON without trusting it: bounded size, strict UTF-8 and numbers, bounded depth.
+
+Every problem raises SuiteError with one readable sentence, so that a hostile or broken file fails fast
+and clearly instead of hanging or ending in a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import stat
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MAX_BYTES = 50 * 2**20
+MAX_DEPTH = 64
+MAX_INT_DIGITS = 100
+
+class SuiteError(Exception):
+    """A suite file that cannot be used; str() is the whole message, one problem a line."""
+
+    def __init__(self, path: str | Path, problems: str | list[str]) -> None:
+        self.path = str(path)
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(f"{self.path}: {problem}" for problem in self.problems))
+
+    def __reduce__(self) -> tuple[type[SuiteError], tuple[str, list[str]]]:
+        return type(self), (self.path, self.problems)  # so that it can be pickled across processes
+
+
+_BOM = b"\xef\xbb\xbf"
+# A lone surrogate escape decodes into a str that cannot be written back as UTF-8 later on.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def read_suite_json(path: Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+    """The parsed JSON of a suite file; raises SuiteError."""
+    return _parse(path, _read_text(path, max_bytes))
+
+
+def _read_text(path: Path, max_bytes: int) -> str:
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise SuiteError(path, "is a directory, not a suite file")
+        if not stat.S_ISREG(info.st_mode):
+            raise SuiteError(path, "is not a regular file")
+        if info.st_size > max_bytes:
+            raise SuiteError(path, _too_big(info.st_size, max_bytes))
+        with path.open("rb") as handle:
+            raw = handle.read(max_bytes + 1)  # bounded even if the file grew since stat()
+    except FileNotFoundError:
+        raise SuiteError(path, "no such file") from None
+    except OSError as exc:
+        raise SuiteError(path, f"cannot read: {exc.strerror or exc}") from None
+    if len(raw) > max_bytes:
+        raise SuiteError(path, _too_big(len(raw), max_bytes))
+    skip = len(_BOM) if raw.startswith(_BOM) else 0
+    try:
+        return raw[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = exc.start + skip
+        line = raw.count(b"\n", 0, at) + 1
+        where = f"byte 0x{raw[at]:02x} at byte offset {at} (line {line})"
+        raise SuiteError(path, f"not valid UTF-8: {where}; save the file as UTF-8") from None
+
+
+def _too_big(size: int, limit: int) -> str:
+    return (
+        f"file is {size} bytes ({size / 2**20:.1f} MiB), over the limit of {limit} bytes "
+        f"({limit / 2**20:.1f} MiB); raise it with --llmbench-max-suite-bytes"
+    )
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _bounded_int(text: str) -> int:
+    digits = len(text.lstrip("-"))
+    if digits > MAX_INT_DIGITS:
+        raise ValueError(f"integer with {digits} digits (at most {MAX_INT_DIGITS} allowed)")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:60]} is too large for a number")
+    return value
+
+
+def _parse(path: Path, text: str) -> Any:
+    if not text.strip():
+        raise SuiteError(path, 'file is empty; a suite is a JSON object with a "tests" list')
+    too_deep = f"nesting deeper than {MAX_DEPTH} levels"
+    try:
+        hooks = {"parse_constant": _reject_constant, "parse_int": _bounded_int, "parse_float": _finite_float}
+        data = json.loads(text, **hooks)
+    except json.JSONDecodeError as exc:
+        raise SuiteError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except ValueError as exc:  # from the number hooks, which also keep int() under Python's digit limit
+        raise SuiteError(path, f"invalid JSON number: {exc}") from None
+    except RecursionError:
+        raise SuiteError(path, too_deep) from None
+    if _deeper_than(data, MAX_DEPTH):
+        raise SuiteError(path, too_deep)
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise SuiteError(path, "a string holds an unpaired surrogate escape (\\ud800-\\udfff)") from None
+    return data
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Iterative, so that a file that parsed can never blow the stack here."""
+    stack = [(data, 1)] if isinstance(data, (dict, list)) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
