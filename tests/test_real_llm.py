@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import psutil
@@ -107,3 +111,32 @@ def test_the_real_model_can_be_the_judge(pytester: pytest.Pytester) -> None:
         assert 0 <= judge["score"] <= 10 and check["passed"] and run.ret == 0
     else:  # the judge never answered in JSON: a clear failed check, never a silent pass
         assert not check["passed"] and judge["error"] and run.ret == 1
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_session_leaves_no_server_behind(pytester: pytest.Pytester, signum: int) -> None:
+    """The plugin's own session, stopped mid-run: partial batch, status 2, and the server gone."""
+    suite = pytester.path / "quickstart.json"
+    shutil.copy(QUICKSTART, suite)
+    pytester.makeconftest("""
+        import time
+        def pytest_llmbench_build_request(test_case, request):
+            if test_case.index >= 2:
+                time.sleep(60)  # hold the session mid-run until the signal comes
+    """)
+    command = [sys.executable, "-m", "pytest", "--llmbench-suite", str(suite), "-p", "no:cacheprovider"]
+    proc = subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output = pytester.path / "llmbench_results"
+    deadline = time.monotonic() + 120
+    while len(list(output.glob("*_result.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    servers = [p for p in children if "llama_cpp.server" in " ".join(p.cmdline())]
+    assert len(servers) == 1
+    proc.send_signal(signum)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out[-2000:]
+    gone, alive = psutil.wait_procs(servers, timeout=15)
+    assert not alive
+    batch = json.loads(next(output.glob("batch_results_*.json")).read_text())
+    assert batch["partial"] is True and len(batch["tests"]) == 2
