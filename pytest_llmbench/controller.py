@@ -22,7 +22,7 @@ from .gates import GateResult, Gates
 from .endpoint import Endpoint, EndpointError, output_folder, prepare
 from .options import Settings
 from .recorder import Recorder
-from .redact import redact_headers
+from .redact import redact_headers, redact_text
 from .report import is_llmbench_nodeid, payload_of
 from .storage import OutputNotWritable, check_writable, clean_temp_files
 from .suite import SUITE_SUFFIX
@@ -73,7 +73,9 @@ class Controller:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
-        if self.distributed or self.endpoint is not None or self.config.option.collectonly:
+        option = self.config.option
+        if self.distributed or self.endpoint is not None or option.collectonly or option.setuponly \
+                or option.setupplan:
             return
         if session.testsfailed and not self.config.option.continue_on_collection_errors:
             return  # pytest is about to stop on collection errors
@@ -215,12 +217,14 @@ class Controller:
                    for k, v in options.items()}
         options["api_key"] = "***" if s.api_key else None
         options["header"] = [f"{k}: {v}" for k, v in redact_headers(s.headers()).items()]
+        for key in ("endpoint", "judge_endpoint"):  # a URL may carry user:password@
+            options[key] = options[key] and redact_text(options[key])
         return {
             "plugin_version": __version__,
             "pytest_version": pytest.__version__,
             "python_version": platform.python_version(),
             "hostname": socket.gethostname(),
-            "endpoint": self.endpoint.url if self.endpoint else s.endpoint,
+            "endpoint": redact_text(self.endpoint.url) if self.endpoint else options["endpoint"],
             "models": list(s.model) or ([self.endpoint.model] if self.endpoint and self.endpoint.model else []),
             "workers": self.config.getoption("numprocesses", None) or 0,
             "start_time": self.started.isoformat(timespec="seconds"),

@@ -88,7 +88,9 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             items[:] = [i for i in items if id(i) not in dropped]
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    """The runner is built by the first item that really runs, so --setup-only/--setup-plan stay offline."""
     if isinstance(item, LLMBenchItem) and RUNNER_KEY not in item.config.stash:
         item.config.stash[RUNNER_KEY] = _build_runner(item.config)
 

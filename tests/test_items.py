@@ -121,3 +121,10 @@ def test_bad_option_value_is_a_usage_error(pytester, suite):
     result = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-timeout", "soon")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--llmbench-timeout*soon*"])
+
+
+@pytest.mark.parametrize("mode", ["--setup-plan", "--setup-only", "--fixtures-per-test"])
+def test_setup_and_fixture_listings_work_without_a_server(pytester, suite, mode):
+    result = pytester.runpytest("--llmbench-suite", str(suite), mode, "--llmbench-endpoint", "http://127.0.0.1:9/v1")
+    assert result.ret == pytest.ExitCode.OK
+    assert "Cannot reach" not in result.stdout.str() + result.stderr.str()
