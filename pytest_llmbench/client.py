@@ -24,7 +24,7 @@ import urllib3
 from . import __version__
 from .errors import broken_body, describe, excerpt, http_error, network_error
 from .exchange import Exchange, fill_token_counts, parse_answer, result_from_exchange
-from .redact import AUTH_HEADER_NAMES, redact_error, redact_text
+from .redact import AUTH_HEADER_NAMES, mask_secrets, redact_error, redact_text
 from .result import ApiError, Attempt, TestResult
 from .retry import RetryPolicy, decide
 
@@ -184,7 +184,12 @@ class LLMClient:
 
     def check_reachable(self) -> None:
         """Raise EndpointUnreachable unless the server answers at all and accepts our credentials."""
-        url = models_url(self.config.endpoint)
+        try:
+            url = models_url(self.config.endpoint)
+            _target(url)  # a bad port only shows here; the messages below need the target
+        except ValueError as exc:  # urllib's text names no secret; the URL may hold one
+            raise EndpointUnreachable(f"The endpoint {self._redact(self.config.endpoint)} is not a valid URL: "
+                                      f"{self._redact(str(exc))}.") from None
         timeout = min(PROBE_TIMEOUT, self.config.timeout)
         try:
             with self._quiet_insecure():
@@ -289,6 +294,7 @@ class LLMClient:
             if exchange.error is not None:
                 exchange.error = redact_error(exchange.error, self._secrets)
                 attempts[-1].error = excerpt(describe(exchange.error), 300)
+        exchange.text = mask_secrets(exchange.text, self._secrets)  # before a failed check quotes the answer
         if exchange.error is not None:
             return exchange
         exchange.success = True

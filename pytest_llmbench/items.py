@@ -37,8 +37,8 @@ class SuiteFile(pytest.File):
             return
         models: tuple[str | None, ...] = settings.model if len(settings.model) > 1 else (None,)
         for case in suite.tests:
-            for model in models:
-                name = case.id if model is None else f"{case.id}[{model}]"
+            for model in models:  # pytest prints node ids as they are, control characters too
+                name = escape_for_terminal(case.id if model is None else f"{case.id}[{model}]")
                 yield LLMBenchItem.from_parent(self, name=name, case=case, model=model)
 
 
@@ -93,7 +93,7 @@ class LLMBenchItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"llmbench {self.case.category}: {self.case.name}"
+        return self.path, None, escape_for_terminal(f"llmbench {self.case.category}: {self.case.name}")
 
 
 def _printable(message: str) -> str:

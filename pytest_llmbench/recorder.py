@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .redact import mask_secrets
 from .monitor import ErrorRateAlert, PerformanceMonitor, joules_per_token
 from .progress import ExecutionProgress, ProgressTracker
 from .result import TestResult
@@ -42,6 +43,7 @@ class Recorder:
     rows: list[dict[str, Any]] = field(default_factory=list)
     lost: list[dict[str, str]] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
+    secrets: tuple[str, ...] = ()  # masked in every result: a hook may put one in the request body
 
     def __post_init__(self) -> None:
         self.writer = ResultWriter(self.output)
@@ -55,7 +57,7 @@ class Recorder:
 
     def record(self, payload: dict[str, Any]) -> ExecutionProgress:
         """Take one finished test: attach its hardware window, write its files, keep its row."""
-        result = payload["result"]
+        result = mask_secrets(payload["result"], self.secrets)
         window = payload.get("window")
         if self.monitor is not None and window:
             metrics = self.monitor.window(*window)

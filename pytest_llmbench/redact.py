@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .result import ApiError
 
@@ -49,3 +50,27 @@ def redact_error(error: ApiError, secrets: Iterable[str | None] = ()) -> ApiErro
         body_excerpt=clean(error.body_excerpt),  # type: ignore[arg-type]
         details={key: clean(value) for key, value in error.details.items()},
     )
+
+
+def mask_secrets(value: Any, secrets: Iterable[str | None]) -> Any:
+    """The value with each known secret, in every string and key, replaced by the mask.
+
+    For answers, which may repeat a key the model was shown: only the secrets are masked, the rest stays as
+    it came (redact_text's Bearer and URL patterns would also change ordinary answers about HTTP).
+    """
+    ordered = sorted({s for s in secrets if s}, key=len, reverse=True)
+    if not ordered:
+        return value
+
+    def mask(item: Any) -> Any:
+        if isinstance(item, str):
+            for secret in ordered:
+                item = item.replace(secret, MASK)
+            return item
+        if isinstance(item, dict):
+            return {mask(key): mask(val) for key, val in item.items()}
+        if isinstance(item, list):
+            return [mask(val) for val in item]
+        return item
+
+    return mask(value) if ordered else value
