@@ -1,0 +1,219 @@
+"""A fast OpenAI-compatible server for the benchmarks, and the helpers that drive it from another process.
+
+One asyncio protocol, no framework: HTTP/1.1 keep-alive, pre-built response bytes, so that the server
+costs far less per request than any client it measures. A delay is a timer (``call_later``), not a
+sleeping thread, so any number of delayed requests overlap. Each completion request's arrival and
+answer are stamped with ``perf_counter_ns`` (CLOCK_MONOTONIC on Linux: one clock for every process),
+and its arrival with the client's port, which tells keep-alive clients (xdist workers) apart;
+``GET /stamps`` returns them and ``GET /stamps?reset=1`` also clears them.
+
+    python benchmarks/openai_server.py --delay-ms 200 --answer-bytes 8192
+prints ``PORT <n>`` once it listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+MODEL = "bench-model"
+HERE = Path(__file__).resolve().parent
+
+
+def _response(body: bytes, status: str = "200 OK") -> bytes:
+    head = (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: keep-alive\r\n\r\n")
+    return head.encode() + body
+
+
+def _answers(answer_bytes: int) -> dict[str, bytes]:
+    """Every reply, built once: the text is `answer_bytes` of ASCII words, usage counts a token per word."""
+    text = ("word " * (answer_bytes // 5 + 1))[:answer_bytes]
+    usage = {"prompt_tokens": 8, "completion_tokens": len(text.split()), "total_tokens": 8 + len(text.split())}
+    completion = {"id": "cmpl-bench", "object": "text_completion", "model": MODEL, "usage": usage,
+                  "choices": [{"index": 0, "text": text, "finish_reason": "stop"}]}
+    chat = {"id": "chatcmpl-bench", "object": "chat.completion", "model": MODEL, "usage": usage,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+    models = {"object": "list", "data": [{"id": MODEL, "object": "model"}]}
+    return {"/v1/completions": _response(json.dumps(completion).encode()),
+            "/v1/chat/completions": _response(json.dumps(chat).encode()),
+            "/v1/models": _response(json.dumps(models).encode())}
+
+
+@dataclass
+class _State:
+    answers: dict[str, bytes]
+    delay_s: float
+    received_ns: list[int] = field(default_factory=list)
+    answered_ns: list[int] = field(default_factory=list)
+    client_ports: list[int] = field(default_factory=list)  # per received request
+
+    def reset(self) -> None:
+        self.received_ns, self.answered_ns, self.client_ports = [], [], []
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, state: _State) -> None:
+        self.state = state
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+        self.port = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.port = transport.get_extra_info("peername")[1]
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            end = self.buffer.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = self.buffer[:end].decode("latin-1")
+            length = 0
+            for line in head.split("\r\n")[1:]:
+                name, _, value = line.partition(":")
+                if name.strip().lower() == "content-length":
+                    length = int(value)
+            if len(self.buffer) < end + 4 + length:
+                return  # the body is still on its way
+            self.buffer = self.buffer[end + 4 + length:]
+            self._answer(head.split(" ", 2))
+
+    def _answer(self, request_line: list[str]) -> None:
+        method, target = request_line[0], request_line[1] if len(request_line) > 1 else "/"
+        path, _, query = target.partition("?")
+        state = self.state
+        if method == "GET" and path == "/stamps":
+            body = json.dumps({"received_ns": state.received_ns, "answered_ns": state.answered_ns,
+                               "client_ports": state.client_ports}).encode()
+            if "reset=1" in query:
+                state.reset()
+            self.transport.write(_response(body))
+            return
+        reply = state.answers.get(path)
+        if reply is None:
+            self.transport.write(_response(b'{"error": {"message": "not found"}}', "404 Not Found"))
+            return
+        if method == "GET":
+            self.transport.write(reply)
+            return
+        state.received_ns.append(time.perf_counter_ns())
+        state.client_ports.append(self.port)
+        if state.delay_s > 0:
+            asyncio.get_running_loop().call_later(state.delay_s, self._send, reply)
+        else:
+            self._send(reply)
+
+    def _send(self, reply: bytes) -> None:
+        if not self.transport.is_closing():
+            self.transport.write(reply)
+            self.state.answered_ns.append(time.perf_counter_ns())
+
+
+async def serve(delay_ms: float, answer_bytes: int) -> None:
+    state = _State(_answers(answer_bytes), delay_ms / 1000.0)
+    server = await asyncio.get_running_loop().create_server(
+        lambda: _Connection(state), "127.0.0.1", 0, backlog=512)
+    print("PORT", server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+# -- the benchmark scripts' side ------------------------------------------------------------------
+
+
+@dataclass
+class RunningServer:
+    url: str  # http://127.0.0.1:<port>/v1
+    process: subprocess.Popen
+
+    def stamps(self, reset: bool = False) -> dict[str, list[int]]:
+        """The server's request stamps (perf_counter_ns, comparable with this process's clock)."""
+        base = self.url.rsplit("/v1", 1)[0]
+        with urllib.request.urlopen(f"{base}/stamps{'?reset=1' if reset else ''}", timeout=30) as reply:
+            return json.loads(reply.read())
+
+
+@contextmanager
+def launch(delay_ms: float = 0.0, answer_bytes: int = 64) -> Iterator[RunningServer]:
+    """Run the server in its own process (so it never competes for this one's GIL); stop it afterwards."""
+    command = [sys.executable, str(HERE / "openai_server.py"), "--delay-ms", str(delay_ms),
+               "--answer-bytes", str(answer_bytes)]
+    print("server:", " ".join(command), flush=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        if not line.startswith("PORT "):
+            raise RuntimeError(f"benchmark server did not start: {line!r}")
+        yield RunningServer(f"http://127.0.0.1:{int(line.split()[1])}/v1", process)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()
+
+
+def write_suite(path: Path, tests: int, prompt_words: int = 8, parameters: dict[str, Any] | None = None) -> Path:
+    """A suite of `tests` completions tests with distinct ids and names (so each writes its own files)."""
+    prompt = " ".join(["benchmark"] * prompt_words)
+    cases = [{"id": f"t{n}", "name": f"Test {n}", "category": "bench", "prompt": f"{prompt} {n}",
+              "parameters": parameters or {"max_tokens": 16}} for n in range(tests)]
+    path.write_text(json.dumps({"test_suite_id": "bench", "tests": cases}))
+    return path
+
+
+def plugin_command(suite: Path, url: str, *extra: str) -> list[str]:
+    """The plugin run every benchmark measures, with its default settings."""
+    return [sys.executable, "-m", "pytest", "--llmbench-suite", str(suite), "--llmbench-endpoint", url,
+            "-p", "no:cacheprovider", "-q", *extra]
+
+
+@dataclass
+class Timing:
+    """A finished command: wall seconds seen from outside, and the CPU seconds its processes used."""
+
+    wall_s: float
+    user_s: float
+    sys_s: float
+    output: str
+
+
+def run_timed(command: list[str], cwd: Path) -> Timing:
+    """Run a pytest command with output captured; a failed run stops the benchmark with its tail."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} exited {done.returncode}:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return Timing(wall, after.ru_utime - before.ru_utime, after.ru_stime - before.ru_stime, done.stdout)
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="wait before each completion answer")
+    parser.add_argument("--answer-bytes", type=int, default=64, help="length of the answer text")
+    args = parser.parse_args(argv)
+    try:
+        asyncio.run(serve(args.delay_ms, args.answer_bytes))
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
