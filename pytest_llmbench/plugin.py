@@ -15,7 +15,7 @@ from .endpoint import Endpoint, EndpointError, client_config, output_folder, pre
 from .items import RUNNER_KEY, SETTINGS_KEY, LLMBenchItem, SuiteFile, is_suite_path, matches_category
 from .monitor import PerformanceMonitor
 from .options import add_options, read_settings
-from .report import attach
+from .report import attach, release
 from .runner import Runner
 from .storage import assign_stems
 
@@ -101,7 +101,14 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.when == "call" and isinstance(item, LLMBenchItem) and item.result is not None:
         attach(report, item.result, file_stem=item.file_stem or item.case.id, subdir=item.output_subdir,
                window=item.window)
+        item.result = None  # the report carries it now; items live until the session ends
     return report
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Once recorded (controller) or sent (xdist worker), drop the result's text: pytest keeps every report."""
+    release(report)
 
 
 def _endpoint(config: pytest.Config) -> Endpoint:

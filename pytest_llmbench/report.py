@@ -25,6 +25,11 @@ def payload_of(report: Any) -> dict[str, Any] | None:
     return json.loads(raw) if raw else None
 
 
+def release(report: Any) -> None:
+    if getattr(report, ATTRIBUTE, None) is not None:
+        setattr(report, ATTRIBUTE, None)
+
+
 def is_llmbench_nodeid(nodeid: str) -> bool:
     """True for ids of JSON suite items: only our collector makes items inside ``.json`` files."""
     return nodeid.split("::", 1)[0].endswith(".json")

@@ -76,7 +76,13 @@ class TestResult:
     e2e_latency: float | None = None  # seconds
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""
+        data = {name: getattr(self, name) for name in _FIELD_NAMES}
+        data["attempt_log"] = [dataclasses.asdict(a) for a in self.attempt_log]
+        data["itl"] = list(self.itl)
+        if self.error is not None:
+            data["error"] = dataclasses.asdict(self.error)
+        return data
 
     def to_json(self, indent: int | None = None) -> str:
         return dumps_strict(self.to_dict(), indent=indent)
@@ -89,6 +95,9 @@ class TestResult:
         if values.get("error") is not None:
             values["error"] = ApiError(**values["error"])
         return cls(**values)
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TestResult))
 
 
 def now_iso() -> str:

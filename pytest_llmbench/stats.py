@@ -239,12 +239,12 @@ class StatsAccumulator:
             else:
                 heapq.heappushpop(self._slowest, entry)
 
-    def summary(self, wall_time_s: float) -> dict[str, Any]:
+    def summary(self, duration_s: float) -> dict[str, Any]:
         """The run's figures; throughputs divide by the wall time, so they are None when it is 0."""
         out = self._run.fields()
-        out["request_throughput"] = _ratio(self._run.successful, wall_time_s)
-        out["output_throughput"] = _ratio(self._run.completion_tokens, wall_time_s)
-        out["wall_time_s"] = wall_time_s
+        out["request_throughput"] = _ratio(self._run.successful, duration_s)
+        out["output_throughput"] = _ratio(self._run.completion_tokens, duration_s)
+        out["duration_s"] = duration_s
         return out
 
     def by_category(self) -> dict[str, dict[str, Any]]:
@@ -277,7 +277,7 @@ def unit_of(key: str) -> str:
         return "tok/s"
     if key == "request_throughput":
         return "req/s"
-    if key in ("average_execution_time", "wall_time_s"):
+    if key in ("average_execution_time", "duration_s", "wall_time_s"):
         return "s"
     return ""
 

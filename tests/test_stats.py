@@ -165,7 +165,7 @@ def test_throughput_divides_by_wall_time_and_is_none_without_it():
     summary = acc.summary(8.0)
     assert summary["request_throughput"] == 0.5
     assert summary["output_throughput"] == 125.0
-    assert summary["wall_time_s"] == 8.0
+    assert summary["duration_s"] == 8.0
     assert acc.summary(0.0)["request_throughput"] is None
 
 
@@ -231,7 +231,7 @@ def test_summary_keys_cover_every_documented_field():
             assert f"{stat}_{metric}" in keys
     assert {"total_tests", "successful_tests", "failed_tests", "success_rate", "average_execution_time",
             "total_prompt_tokens", "total_completion_tokens", "total_tokens", "average_tokens_per_second",
-            "request_throughput", "output_throughput", "goodput", "wall_time_s", "estimated_token_counts",
+            "request_throughput", "output_throughput", "goodput", "duration_s", "estimated_token_counts",
             "mean_reasoning_score", "evaluation_pass_rate", "mean_itl_per_request_ms"} <= keys
 
 
