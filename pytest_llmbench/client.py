@@ -24,7 +24,7 @@ import urllib3
 from . import __version__
 from .errors import broken_body, describe, excerpt, http_error, network_error
 from .exchange import Exchange, fill_token_counts, parse_answer, result_from_exchange
-from .redact import AUTH_HEADER_NAMES, mask_secrets, redact_error, redact_text
+from .redact import AUTH_HEADER_NAMES, mask_secrets, redact_error, redact_text, url_secrets
 from .result import ApiError, Attempt, TestResult
 from .retry import RetryPolicy, decide
 
@@ -125,7 +125,8 @@ class LLMClient:
         self.model = model
         self._policy = RetryPolicy(config.retries, config.retry_delay, config.max_retry_wait,
                                    config.retry_read_timeouts)
-        self._secrets = [config.api_key, *(v for k, v in config.headers.items() if k.lower() in AUTH_HEADER_NAMES)]
+        self._secrets = [config.api_key, *(v for k, v in config.headers.items() if k.lower() in AUTH_HEADER_NAMES),
+                         *url_secrets(config.endpoint)]
         self._session = requests.Session()
         self._session.headers["User-Agent"] = USER_AGENT
         if config.api_key:

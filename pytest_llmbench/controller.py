@@ -217,14 +217,15 @@ class Controller:
                    for k, v in options.items()}
         options["api_key"] = "***" if s.api_key else None
         options["header"] = [f"{k}: {v}" for k, v in redact_headers(s.headers()).items()]
-        for key in ("endpoint", "judge_endpoint"):  # a URL may carry user:password@
-            options[key] = options[key] and redact_text(options[key])
+        secrets = s.secrets()
+        for key in ("endpoint", "judge_endpoint"):  # a URL may carry user:password@ or ?api_key=
+            options[key] = options[key] and redact_text(options[key], secrets)
         return {
             "plugin_version": __version__,
             "pytest_version": pytest.__version__,
             "python_version": platform.python_version(),
             "hostname": socket.gethostname(),
-            "endpoint": redact_text(self.endpoint.url) if self.endpoint else options["endpoint"],
+            "endpoint": redact_text(self.endpoint.url, secrets) if self.endpoint else options["endpoint"],
             "models": list(s.model) or ([self.endpoint.model] if self.endpoint and self.endpoint.model else []),
             "workers": self.config.getoption("numprocesses", None) or 0,
             "start_time": self.started.isoformat(timespec="seconds"),

@@ -115,11 +115,11 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every value that must never be written or printed."""
-        from .redact import AUTH_HEADER_NAMES
+        from .redact import AUTH_HEADER_NAMES, url_secrets
 
         found = [self.api_key] if self.api_key else []
         found += [v for k, v in self.headers().items() if k.lower() in AUTH_HEADER_NAMES and v]
-        return found
+        return found + url_secrets(self.endpoint) + url_secrets(self.judge_endpoint)
 
 
 def add_options(parser: Any) -> None:

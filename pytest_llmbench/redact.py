@@ -11,6 +11,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from .result import ApiError
 
@@ -27,6 +28,22 @@ _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """A copy of the headers with every credential-bearing value masked."""
     return {name: MASK if name.lower() in AUTH_HEADER_NAMES else value for name, value in headers.items()}
+
+
+_SECRET_PARAM = re.compile(r"key|token|secret|auth|password|signature|sig", re.IGNORECASE)
+
+
+def url_secrets(url: str | None) -> list[str]:
+    """Credentials riding in a URL: its password and query values whose names look like keys or tokens."""
+    if not url:
+        return []
+    try:
+        parts = urlsplit(url)
+        found = [parts.password] if parts.password else []
+    except ValueError:  # a malformed URL: the client rejects it with a message of its own
+        return []
+    found += [value for name, value in parse_qsl(parts.query) if value and _SECRET_PARAM.search(name)]
+    return found
 
 
 def redact_text(text: str, secrets: Iterable[str | None] = ()) -> str:

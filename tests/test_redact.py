@@ -56,3 +56,12 @@ def test_redact_error_cleans_message_excerpt_and_text_details():
     assert clean.details["n_ctx"] == 2048
     assert (clean.kind, clean.status, clean.type) == ("auth", 401, "invalid_api_key")
     assert SECRET in error.message  # a copy: the original is not changed
+
+
+def test_url_secrets_are_the_password_and_key_like_query_values():
+    from pytest_llmbench.redact import url_secrets
+
+    assert url_secrets("http://user:pw-123@127.0.0.1/v1?api_key=qk-9&token=tk-8&mode=fast") == ["pw-123", "qk-9",
+                                                                                               "tk-8"]
+    assert url_secrets("http://127.0.0.1:8000/v1") == [] and url_secrets(None) == []
+    assert url_secrets("http://[::1/v1") == []  # malformed: the client reports it, nothing to mask here
