@@ -132,6 +132,7 @@ class LLMClient:
         if config.api_key:
             self._session.headers["Authorization"] = f"Bearer {config.api_key}"
         self._session.headers.update(config.headers)
+        self._environment = _environment_settings(self._session, config)
 
     def resolve_model(self) -> str:
         """The configured model, or else the first one the server lists (asked once)."""
@@ -194,8 +195,7 @@ class LLMClient:
         timeout = min(PROBE_TIMEOUT, self.config.timeout)
         try:
             with self._quiet_insecure():
-                response = self._session.get(url, timeout=timeout, allow_redirects=False,
-                                             verify=self.config.verify)
+                response = self._session.get(url, timeout=timeout, allow_redirects=False, **self._environment)
         except requests.ReadTimeout:
             raise EndpointUnreachable(f"The LLM server at {self._redact(url)} accepted the connection but did "
                                       f"not answer within {timeout:g} s.") from None
@@ -251,7 +251,7 @@ class LLMClient:
         try:
             with self._quiet_insecure():
                 response = self._session.request(method, url, json=body, timeout=timeout, stream=True,
-                                                 allow_redirects=False, verify=self.config.verify)
+                                                 allow_redirects=False, **self._environment)
         except requests.ReadTimeout:
             return answer(error=ApiError("read_timeout", f"no answer within {timeout:g} s"))
         except _UNSENDABLE as exc:
@@ -314,6 +314,20 @@ class LLMClient:
         if self.config.verify is not False:
             return contextlib.nullcontext()
         return _ignoring(urllib3.exceptions.InsecureRequestWarning)
+
+
+def _environment_settings(session: requests.Session, config: ClientConfig) -> dict[str, Any]:
+    """Proxies and CA bundle from the environment, read once for the endpoint's host.
+
+    requests reads them again on every request (scanning os.environ twice), which costs more than a fast local
+    server takes to answer; every request of a client goes to one host, so once is enough.
+    """
+    try:
+        merged = session.merge_environment_settings(config.endpoint, {}, None, config.verify, None)
+    except ValueError:  # a malformed endpoint, which check_reachable reports in its own words
+        merged = {"proxies": {}, "verify": config.verify}
+    session.trust_env = False
+    return {"proxies": merged["proxies"], "verify": merged["verify"]}
 
 
 def _prompt_as_chat(body: dict[str, Any]) -> dict[str, Any]:

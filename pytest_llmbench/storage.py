@@ -319,7 +319,7 @@ class ResultWriter:
         stem = file_stem(stem, stem)  # a no-op for stems from assign_stems; a guard for others
         files: list[tuple[Path, Callable[[], str]]] = [
             (folder / f"{stem}{COMPLETION_SUFFIX}", lambda: render_completion_text(result)),
-            (folder / f"{stem}{RESULT_SUFFIX}", lambda: dumps_strict(result, indent=2)),
+            (folder / f"{stem}{RESULT_SUFFIX}", lambda: dumps_strict(result)),  # compact: C-speed encoder
         ]
         return [path for path, render in files if self._write(path, render)]
 

@@ -430,3 +430,14 @@ def test_a_server_that_ignores_stream_true_still_gives_its_answer(fault_server, 
 
     assert result.success and result.response_text == "Paris"
     assert not result.stream and result.ttft is None
+
+
+def test_proxy_settings_from_the_environment_are_honoured(fault_server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", fault_server.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    fault_server.reply(Reply.json(COMPLETION), Reply.json(COMPLETION))
+    client = client_for("http://127.0.0.2:9/v1")  # nothing listens there: only the proxy can answer
+
+    assert client.complete("x").success and client.complete("y").success
+    assert [r.path for r in fault_server.received] == ["http://127.0.0.2:9/v1/completions"] * 2
