@@ -53,9 +53,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def _add_suites_to_args(config: pytest.Config, suites: tuple[Path, ...]) -> None:
     """Suites named on the command line alone run alone; beside test paths, or from the ini file, they join."""
-    existing = [str(p) for p in suites if p.exists()]
-    if not existing:
-        return
+    existing = [str(p) for p in suites if p.exists()]  # missing ones become error items at collection
     named_here = bool(config.getoption("llmbench_suite"))
     if named_here and config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args[:] = existing

@@ -128,3 +128,10 @@ def test_setup_and_fixture_listings_work_without_a_server(pytester, suite, mode)
     result = pytester.runpytest("--llmbench-suite", str(suite), mode, "--llmbench-endpoint", "http://127.0.0.1:9/v1")
     assert result.ret == pytest.ExitCode.OK
     assert "Cannot reach" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_missing_suite_alone_is_one_error_and_runs_nothing_else(pytester):
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = pytester.runpytest("--llmbench-suite", "nowhere.json", "-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["FAILED nowhere.json::suite_error - *nowhere.json: no such file"])
