@@ -13,6 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from pytest_llmbench.evaluate import expectation_problems
 from pytest_llmbench.suite import SUITE_SUFFIX, SuiteError, load_suite
 
 EXAMPLE_SUITES = Path(__file__).resolve().parent.parent / "example_suites"
@@ -483,8 +484,11 @@ def example_suites() -> list[Path]:
 
 @pytest.mark.parametrize("path", example_suites(), ids=lambda path: path.name)
 def test_example_suite_loads_cleanly(path):
-    for case in load_suite(path).tests:
+    suite = load_suite(path)
+    assert suite.tests
+    for case in suite.tests:
         expected = case.expected or {}
+        assert expectation_problems(expected) == [], case.id
         if "regex" in expected:
             re.compile(expected["regex"])
         if "json_schema" in expected:
