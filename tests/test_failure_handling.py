@@ -284,7 +284,7 @@ def test_signal_ends_the_run_with_a_partial_batch_every_finished_result_and_no_o
                 proc.kill()
                 proc.wait()
     assert returncode == pytest.ExitCode.INTERRUPTED, log.read_text()
-    assert len(children) == (2 if workers else 0) and _alive(children) == []
+    assert (len(children) >= 2 if workers else not children) and _alive(children) == []  # xdist may respawn one
     batch = batch_of(folder)
     assert batch["partial"] is True
     assert ("SIGTERM" if signum == signal.SIGTERM else "interrupt") in batch["partial_reason"]
