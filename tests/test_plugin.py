@@ -224,3 +224,27 @@ def test_broken_stream_fails_the_item_and_keeps_the_partial_text(pytester, stub)
     result.stdout.fnmatch_lines(["*DONE*"])
     saved = json.loads((results_dir(pytester) / "Test 0_result.json").read_text())
     assert saved["success"] is False and saved["response_text"] == "Paris"
+
+
+def test_insecure_option_warns_once_that_tls_is_not_verified(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-insecure")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*--llmbench-insecure is set: TLS certificates are not verified*"])
+
+
+def test_result_files_are_strict_json_with_nan_as_null(pytester, stub):
+    pytester.makeconftest("""
+        def pytest_llmbench_result(result):
+            result.performance_metrics["odd"] = float("nan")
+            result.performance_metrics["huge"] = float("inf")
+    """)
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
+    run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(passed=2)
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in a result file"))
+
+    saved = strict((results_dir(pytester) / "Test 0_result.json").read_text())
+    assert saved["performance_metrics"]["odd"] is None and saved["performance_metrics"]["huge"] is None
+    strict(next(results_dir(pytester).glob("batch_results_*.json")).read_text())
