@@ -13,7 +13,7 @@ class ExecutionProgress:
 
     total_tests: int = 0
     completed_tests: int = 0
-    successful_tests: int = 0
+    successful_tests: int = 0  # items that passed: request, answer checks and SLOs
     failed_tests: int = 0
     current_test: str | None = None
     estimated_remaining_time: float | None = None

@@ -31,6 +31,9 @@ def row_of(result: dict[str, Any]) -> dict[str, Any]:
     row["evaluation_passed"] = evaluation.get("passed") if evaluation else None
     slo = result.get("slo_result")
     row["slo_passed"] = slo.get("passed") if slo else None
+    # The item's own outcome: the request succeeded and no answer check or SLO failed, as pytest reports it.
+    row["passed"] = bool(result.get("success")) and row["evaluation_passed"] is not False \
+        and row["slo_passed"] is not False
     return row
 
 
@@ -73,7 +76,7 @@ class Recorder:
         self.rows.append(row)
         self.stats.add({**row, "itl": result.get("itl") or []})
         return self.tracker.update(name=result["test_name"], category=result.get("category"),
-                                   success=bool(result["success"]), execution_time=result["execution_time"],
+                                   success=row["passed"], execution_time=result["execution_time"],
                                    completion_tokens=result.get("completion_tokens"))
 
     def record_lost(self, nodeid: str, message: str) -> ExecutionProgress:
@@ -129,6 +132,7 @@ class Recorder:
         duration_s = self._span[1] - self._span[0] if self._span else wall_time_s
         aggregate = self.stats.summary(duration_s)
         aggregate["wall_time_s"] = wall_time_s
+        aggregate["passed_tests"] = sum(row["passed"] for row in self.rows)
         return aggregate
 
     def write_batch(self, batch: dict[str, Any], started: Any) -> Path | None:

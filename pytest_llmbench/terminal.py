@@ -95,8 +95,8 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
     if batch.get("partial"):
         reporter.write_line(f"PARTIAL RUN: {safe(batch.get('partial_reason'))}", yellow=True, bold=True)
     reporter.write_line(
-        f"tests {agg['total_tests']}: {agg['successful_tests']} passed, {agg['failed_tests']} failed"
-        f" | success rate {agg['success_rate'] * 100:.1f}% | wall time {clock(agg['wall_time_s'])}")
+        f"tests {agg['total_tests']}: {agg['passed_tests']} passed, {agg['total_tests'] - agg['passed_tests']} failed"
+        f" | requests {agg['success_rate'] * 100:.1f}% successful | wall time {clock(agg['wall_time_s'])}")
     reporter.write_line(
         f"tokens: {agg['total_prompt_tokens']} prompt, {agg['total_completion_tokens']} completion"
         + (f" ({agg['estimated_token_counts']} results estimated)" if agg.get("estimated_token_counts") else "")

@@ -104,7 +104,7 @@ def test_summary_section_shows_counts_latency_categories_and_files(pytester, stu
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url)
     result.stdout.fnmatch_lines([
         "*llmbench summary*",
-        "tests 12: 11 passed, 1 failed | success rate 91.7%*",
+        "tests 12: 11 passed, 1 failed | requests 91.7% successful*",
         "tokens: 77 prompt, 42 completion*",
         "*mean*p50*p90*p99*max*",
         "latency*",
@@ -264,3 +264,15 @@ def test_files_that_cannot_be_written_are_warned_about_and_the_run_goes_on(pytes
     folder = pytester.path / "llmbench_results"
     assert (folder / "Test 0_result.json").exists() and (folder / "Test 2_result.json").exists()
     assert not list(folder.glob("*.llmbench-tmp"))
+
+
+def test_items_failing_their_checks_count_as_failed_in_progress_and_summary(pytester, stub):
+    suite = write_suite(pytester.path / "suite.json", [
+        {"id": "good", "expected": {"contains": "stub"}},
+        {"id": "wrong", "expected": {"contains": "Paris"}},
+        {"id": "refused", "prompt": "refuse"}])
+    result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url)
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["llmbench 3/3 ✓1 ✗2 *", "tests 3: 1 passed, 2 failed | requests 66.7% successful*"])
+    aggregate = batch_of(pytester.path / "llmbench_results")["aggregate"]
+    assert (aggregate["passed_tests"], aggregate["successful_tests"], aggregate["evaluation_pass_rate"]) == (1, 2, 0.5)
