@@ -122,6 +122,14 @@ class Settings:
         return found + url_secrets(self.endpoint) + url_secrets(self.judge_endpoint)
 
 
+# Numeric options' lower bounds: (bound, whether the bound itself is allowed).
+_LIMITS: dict[str, tuple[float, bool]] = {
+    "timeout": (0, False), "retries": (0, True), "retry-delay": (0, True), "max-retry-wait": (0, True),
+    "max-suite-bytes": (0, False), "monitor-interval": (0, False), "alert-error-rate": (0, True),
+    "local-startup-timeout": (0, False),
+}
+
+
 def add_options(parser: Any) -> None:
     group = parser.getgroup("llmbench", "LLM benchmarks (pytest-llmbench)")
     for opt in OPTIONS:
@@ -166,6 +174,11 @@ def read_settings(getoption: Callable[[str], Any], getini: Callable[[str], Any],
         values[dest[len("llmbench_"):]] = _convert(opt, value)
     if not values["api_key"]:
         values["api_key"] = next((env[k] for k in ENV_API_KEYS if env.get(k)), None)
+    for name, (low, inclusive) in _LIMITS.items():
+        value = values[name.replace("-", "_")]
+        if value is not None and (value < low if inclusive else value <= low):
+            bound = f">= {low:g}" if inclusive else f"> {low:g}"
+            raise ValueError(f"--llmbench-{name}: must be {bound}, got {value:g}")
     values["suite"] = tuple(Path(p) for p in values["suite"])
     values["output"] = Path(values["output"])
     values["compare"] = Path(values["compare"]) if values["compare"] else None

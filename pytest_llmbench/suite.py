@@ -259,6 +259,12 @@ def _test_case(
     own = {key: _section(raw, key, here) for key in _SECTIONS}
     if len(problems.lines) > before:
         return None
+    expected = _merged(defaults, own, "expected")
+    if defaults["expected"] and own["expected"]:  # each half was valid alone; together they may clash (min > max)
+        for field, problem in problems_by_key(expected).items():
+            here.add(f"expected.{field} (with the suite's defaults): {problem}")
+        if len(problems.lines) > before:
+            return None
     return TestCase(
         id=raw["id"],
         name=raw["name"],
@@ -268,7 +274,7 @@ def _test_case(
         parameters=_merged(defaults, own, "parameters"),
         reasoning_type=raw.get("reasoning_type"),
         stream=raw.get("stream"),
-        expected=_merged(defaults, own, "expected") or None,
+        expected=expected or None,
         slo=_merged(defaults, own, "slo") or None,
         index=index,
         suite_id=suite_id,

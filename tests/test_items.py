@@ -135,3 +135,14 @@ def test_a_missing_suite_alone_is_one_error_and_runs_nothing_else(pytester):
     result = pytester.runpytest("--llmbench-suite", "nowhere.json", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*nowhere.json: no such file", "FAILED nowhere.json::suite_error - *"])
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--llmbench-retries", "-1", "*--llmbench-retries: must be >= 0, got -1*"),
+    ("--llmbench-timeout", "0", "*--llmbench-timeout: must be > 0, got 0*"),
+    ("--llmbench-monitor-interval", "-0.5", "*--llmbench-monitor-interval: must be > 0*"),
+])
+def test_out_of_range_numbers_are_usage_errors(pytester, suite, option, value, message):
+    result = pytester.runpytest("--llmbench-suite", str(suite), f"{option}={value}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])

@@ -502,3 +502,12 @@ def test_example_suites_cover_both_api_types(name, api_type):
     tests = load_suite(EXAMPLE_SUITES / name).tests
     assert 5 <= len(tests) <= 8 and {case.api_type for case in tests} == {api_type}
 
+
+
+def test_defaults_and_a_tests_own_expectations_that_clash_are_reported_at_load(tmp_path):
+    path = tmp_path / "clash.json"
+    path.write_text(json.dumps({"defaults": {"expected": {"min_length": 10}}, "tests": [
+        {"id": "short", "name": "n", "category": "c", "prompt": "p", "expected": {"max_length": 5}}]}))
+    with pytest.raises(SuiteError) as info:
+        load_suite(path)
+    assert "tests[0] (id 'short'): expected.max_length (with the suite's defaults)" in str(info.value)
