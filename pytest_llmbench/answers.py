@@ -14,15 +14,19 @@ from typing import Any
 
 from .textsafe import excerpt
 
-# "answer:", "Final answer:", "**Answer:**", "the answer is:", and GSM8K's "#### 72" (only before a
-# number, since "####" is also a Markdown heading).
-_MARKER = re.compile(r"\banswer\b[\s*_]*(?:is[\s*_]*)?:|####(?=[ \t]*[-−$]?\.?\d)", re.IGNORECASE)
+# "answer:", "Final answer:", "**Answer:**", "the answer is:", and, only before a number, "the answer is"
+# ("the answer is not obvious" marks nothing) and GSM8K's "#### 72" ("####" is also a Markdown heading).
+_BEFORE_NUMBER = r"(?=[\s*_]*[-−$]?\.?\d)"
+_MARKER = re.compile(
+    rf"\banswer\b[\s*_]*(?:is[\s*_]*)?:|\banswer[\s*_]+is\b{_BEFORE_NUMBER}|####{_BEFORE_NUMBER}", re.IGNORECASE
+)
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 # 42, -3.5, .5, 1,234,567.89, $12.50, 3/4; a minus sign may be ASCII or U+2212.
 _NUMBER = re.compile(r"(?<![\w.])([-−]?)\$?((?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|\.\d+)(?:/(\d+))?")
 _EDGE_NOISE = " \t\r\n*_`'\".,;:!?()[]{}$"
 _LINE = re.compile(r"[^\r\n]+")
-_FENCE = re.compile(r"```[ \t]*(?:json)?[ \t]*\r?\n(.*?)```", re.DOTALL | re.IGNORECASE)
+# A run of 3+ backticks; when it opens a block, the rest of its line is the info string ("json").
+_FENCE = re.compile(r"(`{3,})([^`\r\n]*)(\r?\n)?")
 
 
 @dataclass(frozen=True)
@@ -68,16 +72,44 @@ def _match_value(match: re.Match[str]) -> float | None:
 
 def extract_answer(text: str, numeric: bool) -> Extracted | None:
     """The final answer: the first line after the last answer marker, else the last \\boxed{}; with
-    neither, the last number (numeric) or the last non-empty line. A numeric answer is the first
-    number inside that region."""
+    neither, the last number (numeric) or the last non-empty line.
+
+    In a marked line or \\boxed{} the number is the first one after the last "=" ("2+2=4" gives 4),
+    else the LAST one ("After 3 days she has 72 clips." gives 72); numbers in brackets are asides that
+    count only when there is no other ("42 apples (from 6 boxes)" and "42 (6 x 7 = 42, not 41)" give
+    42). The last rather than the first because a sentence ends on its result and what precedes it is
+    working; the price is that "72 clips in 2 bags" gives 2.
+    """
     region = _marked_region(text)
     if numeric:
-        match = _last(_NUMBER, text) if region is None else _NUMBER.search(text, *region)
+        match = _last(_NUMBER, text) if region is None else _number_in_region(text, *region)
         return Extracted(match.group(0), match.start(), match.end()) if match else None
     if region is None:
         lines = _content_lines(text, 0)
         region = lines[-1] if lines else None
     return Extracted(text[region[0] : region[1]], *region) if region else None
+
+
+def _number_in_region(text: str, start: int, end: int) -> re.Match[str] | None:
+    """The number a marked region gives as the answer (the rules are in extract_answer's docstring)."""
+    region = text[start:end]
+    aside = _in_brackets(region)
+    numbers = list(_NUMBER.finditer(text, start, end))
+    main = [number for number in numbers if not aside[number.start() - start]] or numbers
+    equals = [start + i for i, char in enumerate(region) if char == "=" and not aside[i]]
+    after = [number for number in main if equals and number.start() > equals[-1]]
+    return after[0] if after else (main[-1] if main else None)
+
+
+def _in_brackets(region: str) -> list[bool]:
+    """For each character, whether it stands inside (...) or [...]; a stray closer ("B) 42") opens nothing."""
+    depth, inside = 0, []
+    for char in region:
+        depth += char in "(["
+        inside.append(depth > 0)
+        if char in ")]":
+            depth = max(0, depth - 1)
+    return inside
 
 
 def _marked_region(text: str) -> tuple[int, int] | None:
@@ -109,21 +141,44 @@ def _content_lines(text: str, start: int) -> list[tuple[int, int]]:
 
 
 def answer_json(text: str) -> tuple[Any, str | None]:
-    """The JSON in an answer: the whole answer, else the first ```json fenced block.
+    """The JSON in an answer: the whole answer, else the first fenced block tagged `json` or untagged
+    that parses.
 
-    Returns (value, None), or (None, why not) with an excerpt around the parse error.
+    Returns (value, None), or (None, why not) with an excerpt around the parse error: of the first
+    such block when none parses, else of the whole answer.
     """
     whole = text.strip()
     try:
         return json.loads(whole), None
     except json.JSONDecodeError as error:
-        fence = _FENCE.search(text)
-        if fence is None:
-            return None, _json_problem("answer is not JSON", whole, error)
-    try:
-        return json.loads(fence.group(1)), None
-    except json.JSONDecodeError as error:
-        return None, _json_problem("the fenced block is not JSON", fence.group(1), error)
+        first_problem = _json_problem("answer is not JSON", whole, error)
+    blocks = [content for tag, content in _fenced_blocks(text) if tag in ("", "json")]
+    for i, content in enumerate(blocks):
+        try:
+            return json.loads(content), None
+        except json.JSONDecodeError as error:
+            if i == 0:
+                first_problem = _json_problem("the fenced block is not JSON", content, error)
+    return None, first_problem
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """(tag, content) of each fenced block, casefolded tag. Fences are paired in order, so the closing
+    fence of one block is never taken for the opening of the next; a closing fence needs at least as
+    many backticks as its opening, and an unclosed block is dropped."""
+    blocks: list[tuple[str, str]] = []
+    position = 0
+    while (opening := _FENCE.search(text, position)) is not None:
+        position = opening.end()
+        if opening.group(3) is None:  # inline (```x```) or at the very end: opens no block
+            continue
+        closing = re.compile(f"`{{{len(opening.group(1))},}}").search(text, position)
+        if closing is None:
+            break
+        tag = opening.group(2).strip().split(maxsplit=1)
+        blocks.append((tag[0].casefold() if tag else "", text[position : closing.start()]))
+        position = closing.end()
+    return blocks
 
 
 def _json_problem(what: str, document: str, error: json.JSONDecodeError) -> str:

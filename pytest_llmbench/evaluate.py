@@ -2,7 +2,7 @@
 
 Every key of `expected` becomes one or more named checks; a failed check carries a short, escaped
 excerpt of the answer so that a failure can be understood without opening the result file.
-`rubric` is only recognised here: judge.py asks a model to grade it.
+A `rubric` is only validated here: judge.py asks a model to grade it, in a check also named `rubric`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ __all__ = [
 ]
 
 KEY_CONCEPTS_PASS = 0.5  # the key_concepts check passes when at least half of them are found
-DEFAULT_TOLERANCE = 1e-6
+DEFAULT_MIN_SCORE = 5.0  # the rubric check: at least half marks, as key_concepts needs half the concepts
+DEFAULT_TOLERANCE = 1e-6  # for `answer` and numeric `equals`
 _HEAD = 60  # characters of the answer shown when the problem has no position
 _OPERATORS = {
     "answer": "==",
@@ -35,7 +36,7 @@ _OPERATORS = {
     "max_length": "<=",
     "min_tokens": ">=",
     "max_tokens": "<=",
-    "judge": ">=",
+    "rubric": ">=",
 }
 # Keys that only tune another check; a problem in one is reported under the check it tunes.
 _MODIFIER_OF = {"regex_flags": "regex", "answer_tolerance": "answer", "rubric_min_score": "rubric"}
@@ -63,12 +64,10 @@ class Check:
 
 @dataclass
 class Evaluation:
-    """The checks of one answer. `passed` and `reasoning_score` follow the list, so a judge's
-    check appended later counts like any other."""
+    """The checks of one answer; `passed` follows the list, so a check appended later counts like any other."""
 
     checks: list[Check] = field(default_factory=list)
     concept_coverage: float | None = None  # share of key_concepts found; None without key_concepts
-    judge: dict[str, Any] | None = None  # judge.run_judge's record, kept beside the checks
 
     @property
     def passed(self) -> bool:
@@ -78,46 +77,42 @@ class Evaluation:
     def failures(self) -> list[Check]:
         return [check for check in self.checks if not check.passed]
 
-    @property
-    def reasoning_score(self) -> float | None:
-        """Key-concept coverage when the test lists key concepts, else the share of checks passed."""
-        if self.concept_coverage is not None:
-            return self.concept_coverage
-        if not self.checks:
-            return None
-        return sum(check.passed for check in self.checks) / len(self.checks)
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Evaluation:
         checks = [
             Check(str(c.get("name", "check")), bool(c.get("passed")), c.get("expected"), str(c.get("detail") or ""))
             for c in data.get("checks", [])
         ]
-        return cls(checks, judge=data.get("judge"))
-
-    def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"passed": self.passed, "checks": [check.to_dict() for check in self.checks]}
-        if self.judge is not None:
-            data["judge"] = self.judge
-        return data
+        return cls(checks)
 
 
 @dataclass(frozen=True)
 class _Subject:
     text: str
     completion_tokens: int | None
+    tokens_estimated: bool
+    tolerance: float  # answer_tolerance, or the default when it is missing or broken (a failed check already)
     expected: dict[str, Any]
 
 
-def evaluate(expected: dict[str, Any], response_text: str, completion_tokens: int | None) -> Evaluation:
-    """Run every check `expected` asks for. A malformed expectation is a failed check, never a crash."""
-    subject = _Subject(response_text, completion_tokens, expected)
+def evaluate(
+    expected: dict[str, Any], response_text: str, completion_tokens: int | None, *, tokens_estimated: bool = False
+) -> Evaluation:
+    """Run every check `expected` asks for. A malformed expectation is a failed check, never a crash.
+
+    `tokens_estimated`: the server gave no usage, so the count is an estimate, which the token checks say."""
     problems = problems_by_key(expected)
+    tolerance = expected.get("answer_tolerance", DEFAULT_TOLERANCE)
+    if "answer_tolerance" in problems:
+        tolerance = DEFAULT_TOLERANCE
+    subject = _Subject(response_text, completion_tokens, tokens_estimated, tolerance, expected)
     evaluation = Evaluation()
     for key, problem in problems.items():
         owner = _MODIFIER_OF.get(key, key)
         name = owner if owner in expected else key
-        evaluation.checks.append(Check(name, False, expected.get(name), f"invalid expectation: {key}: {problem}"))
+        # A rubric check, broken here or graded by the judge, shows the score it needs: "rubric >= 6".
+        shown = expected.get("rubric_min_score", DEFAULT_MIN_SCORE) if name == "rubric" else expected.get(name)
+        evaluation.checks.append(Check(name, False, shown, f"invalid expectation: {key}: {problem}"))
     broken = {_MODIFIER_OF.get(key, key) for key in problems}
     for key, run in _CHECKS.items():
         if key in expected and key not in broken:
@@ -134,16 +129,18 @@ def needs_judge(expected: dict[str, Any]) -> bool:
 
 
 def format_failures(evaluation: Evaluation | dict[str, Any]) -> str:
-    """The failure message of a test item: a count, then one escaped line per failed check.
+    """The failure message of a test item: a count and the failed checks' labels on the first line (pytest's
+    one-line summary shows only that), then one escaped line per failed check with its detail.
 
-    Takes an Evaluation or its to_dict() form, which may hold checks added by hooks."""
+    Takes an Evaluation or the result's `evaluation_result` dict, which may hold checks added by hooks."""
     if isinstance(evaluation, dict):
         evaluation = Evaluation.from_dict(evaluation)
     failed = evaluation.failures
     if not failed:
         return ""
     total = len(evaluation.checks)
-    lines = [f"{len(failed)} of {total} check{'' if total == 1 else 's'} failed:"]
+    names = ", ".join(check.label for check in failed)
+    lines = [escape_for_terminal(f"{len(failed)} of {total} check{'' if total == 1 else 's'} failed: {names}")]
     for check in failed:
         line = f"{check.label}: {check.detail}" if check.detail else check.label
         lines.append(f"  ✗ {escape_for_terminal(line)}")
@@ -170,6 +167,14 @@ def _strings(value: Any) -> list[str]:
 
 def _find(needle: str, text: str, ignore_case: bool = False) -> re.Match[str] | None:
     return re.search(re.escape(needle), text, re.IGNORECASE if ignore_case else 0)
+
+
+def _find_word(needle: str, text: str) -> re.Match[str] | None:
+    """Case-insensitive, and not inside a longer word: "AI" is not found in "said", nor "heat" in "wheat".
+    Only an end that is a word character needs a boundary, so "C++" and ".NET" still work."""
+    before = r"(?<!\w)" if re.match(r"\w", needle) else ""
+    after = r"(?!\w)" if re.search(r"\w\Z", needle) else ""
+    return re.search(before + re.escape(needle) + after, text, re.IGNORECASE)
 
 
 def _head(text: str) -> str:
@@ -217,7 +222,7 @@ def _contains_any(value: Any, subject: _Subject) -> list[Check]:
 def _regex(value: Any, subject: _Subject) -> list[Check]:
     spec = subject.expected.get("regex_flags")
     flags = regex_flags(spec)
-    shown_flags = f" (flags {spec})" if spec else ""
+    shown_flags = f" (flags {spec if isinstance(spec, str) else ', '.join(spec)})" if spec else ""
     checks = []
     for pattern in _strings(value):
         passed = re.search(pattern, subject.text, flags) is not None
@@ -227,7 +232,14 @@ def _regex(value: Any, subject: _Subject) -> list[Check]:
 
 
 def _equals(value: Any, subject: _Subject) -> list[Check]:
-    want, got = str(value).strip(), subject.text.strip()
+    if not isinstance(value, str):  # a JSON number compares as a number: 42.0 equals "42"
+        got = subject.text.strip()
+        if _same_number(value, got, subject.tolerance):
+            return [Check("equals", True, value)]
+        if number_value(got) is None:
+            return [Check("equals", False, value, f"answer is not a single number: {_head(got)}")]
+        return [Check("equals", False, value, f"answer is {got}{_tolerance_note(subject.tolerance)}")]
+    want, got = value.strip(), subject.text.strip()
     if want == got:
         return [Check("equals", True, value)]
     same = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), min(len(want), len(got)))
@@ -237,7 +249,7 @@ def _equals(value: Any, subject: _Subject) -> list[Check]:
 
 def _starts_with(value: Any, subject: _Subject) -> list[Check]:
     text = subject.text.lstrip()
-    passed = text.startswith(value)
+    passed = text.startswith(value.lstrip())
     return [Check("starts_with", passed, value, "" if passed else f"answer starts: {_head(text)}")]
 
 
@@ -260,22 +272,23 @@ def _schema_violation(schema: Any, instance: Any) -> str | None:
         import jsonschema
     except ImportError:
         return "cannot validate: the jsonschema package is not installed (pip install jsonschema)"
-    validator = jsonschema.validators.validator_for(schema)(schema)
+    validator_cls = jsonschema.validators.validator_for(schema)
+    validator = validator_cls(schema, format_checker=validator_cls.FORMAT_CHECKER)
     error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
     if error is None:
         return None
     return f"{error.json_path}: {excerpt(error.message, context=120)}"
 
 
-def _bound(name: str, limit: int, actual: int, what: str) -> Check:
-    passed = actual >= limit if name.startswith("min_") else actual <= limit
-    return Check(name, passed, limit, "" if passed else what)
+def _within(name: str, limit: int, actual: int) -> bool:
+    return actual >= limit if name.startswith("min_") else actual <= limit
 
 
 def _length(name: str) -> Callable[[Any, _Subject], list[Check]]:
     def check(value: Any, subject: _Subject) -> list[Check]:
         text = subject.text.strip()
-        return [_bound(name, value, len(text), f"answer has {len(text)} characters: {_head(text)}")]
+        passed = _within(name, value, len(text))
+        return [Check(name, passed, value, "" if passed else f"answer has {len(text)} characters: {_head(text)}")]
 
     return check
 
@@ -285,7 +298,8 @@ def _tokens(name: str) -> Callable[[Any, _Subject], list[Check]]:
         if subject.completion_tokens is None:
             return [Check(name, False, value, "completion token count unknown (no usage from the server)")]
         tokens = subject.completion_tokens
-        return [_bound(name, value, tokens, f"answer used {tokens} completion tokens")]
+        estimated = " (estimated)" if subject.tokens_estimated else ""  # no usage from the server: counted here
+        return [Check(name, _within(name, value, tokens), value, f"answer used {tokens} completion tokens{estimated}")]
 
     return check
 
@@ -293,29 +307,36 @@ def _tokens(name: str) -> Callable[[Any, _Subject], list[Check]]:
 def _answer(value: Any, subject: _Subject) -> list[Check]:
     text = subject.text
     want = number_value(value)
-    tolerance = subject.expected.get("answer_tolerance", DEFAULT_TOLERANCE)
     found = extract_answer(text, numeric=want is not None)
     if found is None:
         kind = "number" if want is not None else "answer"
         ending = excerpt(text, len(text), context=_HEAD)
         return [Check("answer", False, value, f'no {kind} found; answer ends: "{ending}"')]
     if want is not None:
-        got = number_value(found.text)
-        passed = got is not None and abs(got - want) <= tolerance
+        passed = _same_number(want, found.text, subject.tolerance)
         shown = found.text
     else:
         passed = found.normalized == normalize_answer(value)
         shown = "'" + excerpt(found.text, context=_HEAD) + "'"
     if passed:
         return [Check("answer", True, value, f"extracted {shown}")]
-    within = f" (tolerance {tolerance})" if want is not None and tolerance != DEFAULT_TOLERANCE else ""
+    within = _tolerance_note(subject.tolerance) if want is not None else ""
     context = excerpt(text, found.start, found.end)
     return [Check("answer", False, value, f'extracted {shown}{within} from "{context}"')]
 
 
+def _same_number(want: float, text: str, tolerance: float) -> bool:
+    got = number_value(text)
+    return got is not None and abs(got - want) <= tolerance
+
+
+def _tolerance_note(tolerance: float) -> str:
+    return f" (tolerance {tolerance})" if tolerance != DEFAULT_TOLERANCE else ""
+
+
 def _concepts_found(value: Any, text: str) -> tuple[list[str], list[str]]:
     concepts = _strings(value)
-    return [c for c in concepts if _find(c, text, ignore_case=True)], concepts
+    return [c for c in concepts if _find_word(c, text)], concepts
 
 
 def _key_concepts(value: Any, subject: _Subject) -> list[Check]:

@@ -26,25 +26,33 @@ _FLAGS = {
     "ASCII": re.ASCII,
 }
 
+_FLAG_SEPARATORS = re.compile(r"[\s,|]+")
 _FLAG_HINT = "use I, M, S, X, A or IGNORECASE, MULTILINE, DOTALL, VERBOSE, ASCII"
 
 
 def regex_flags(spec: Any) -> int:
-    """`"IM"`, `"IGNORECASE"` or `["IGNORECASE", "MULTILINE"]` as re flags; raises ValueError."""
+    """`"IM"`, `"IGNORECASE"`, `"Multiline,IgnoreCase"`, `"re.I|re.M"` or `["IGNORECASE", "M"]` as re
+    flags; raises ValueError.
+
+    Each token between separators (commas, spaces, `|`) is a full flag name or a run of flag letters,
+    so an unknown token is named whole rather than by its first letter that is not a flag.
+    """
     if spec is None:
         return 0
     if isinstance(spec, str):
-        names = [spec] if spec.upper().removeprefix("RE.") in _FLAGS else [c for c in spec if c not in " ,|"]
-    elif isinstance(spec, list) and all(isinstance(name, str) for name in spec):
-        names = spec
-    else:
+        spec = [spec]
+    elif not (isinstance(spec, list) and all(isinstance(name, str) for name in spec)):
         raise ValueError(f'must be a string like "IM" or a list of flag names, not {_json_type(spec)}')
     flags = 0
-    for name in names:
-        key = name.strip().upper().removeprefix("RE.")
-        if key not in _FLAGS:
-            raise ValueError(f"unknown flag {name!r} ({_FLAG_HINT})")
-        flags |= _FLAGS[key]
+    for token in (token for item in spec for token in _FLAG_SEPARATORS.split(item) if token):
+        key = token.upper().removeprefix("RE.")
+        if key in _FLAGS:
+            flags |= _FLAGS[key]
+        elif key and all(letter in _FLAGS for letter in key):
+            for letter in key:
+                flags |= _FLAGS[letter]
+        else:
+            raise ValueError(f"unknown flag {token!r} ({_FLAG_HINT})")
     return flags
 
 

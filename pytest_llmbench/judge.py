@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from .evaluate import Check
+from .evaluate import DEFAULT_MIN_SCORE, Check
 from .textsafe import excerpt
 
 JUDGE_PROMPT = """You are grading an answer against a rubric.
@@ -42,7 +42,6 @@ RETRY_PROMPT = (
     '"reason": "<one sentence>"} and nothing else.'
 )
 JUDGE_PARAMS: dict[str, Any] = {"temperature": 0, "max_tokens": 128}
-DEFAULT_MIN_SCORE = 5.0  # at least half marks, as key_concepts needs half the concepts
 MAX_ATTEMPTS = 2  # the first request and one follow-up asking for JSON only
 
 
@@ -120,7 +119,7 @@ def run_judge(
     *,
     model: str | None = None,
 ) -> tuple[Check, dict[str, Any]]:
-    """Ask the judge through `chat(messages, **params)` (LLMClient.chat); return the "judge" check
+    """Ask the judge through `chat(messages, **params)` (LLMClient.chat); return the "rubric" check
     and the record to keep in the result (score, reason, reply excerpt, attempts, seconds, model)."""
     messages = [{"role": "user", "content": JUDGE_PROMPT.format(question=question, answer=answer, rubric=rubric)}]
     record: dict[str, Any] = {
@@ -153,10 +152,10 @@ def run_judge(
             continue
         record.update(score=score, reason=reason)
         passed = score >= min_score
-        return Check("judge", passed, min_score, f"score {score:g}/10: {excerpt(reason, context=200)}"), record
+        return Check("rubric", passed, min_score, f"score {score:g}/10: {excerpt(reason, context=200)}"), record
     return _failed(record, min_score, f"judge reply unreadable after {MAX_ATTEMPTS} attempts: {problem}")
 
 
 def _failed(record: dict[str, Any], min_score: float, why: str) -> tuple[Check, dict[str, Any]]:
     record["error"] = why
-    return Check("judge", False, min_score, why), record
+    return Check("rubric", False, min_score, why), record

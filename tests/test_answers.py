@@ -24,6 +24,15 @@ from pytest_llmbench.answers import answer_json, extract_answer, normalize_answe
         ("It costs $12.50 in total.", "$12.50"),
         ("The probability is 3/4.", "3/4"),
         ("The change is −5 degrees.", "−5"),
+        ("The answer is 42 (6 x 7 = 42, not 41).", "42"),  # "answer is" marks; brackets are asides
+        ("The answer is **7**, as 3 + 4 = 7 and not 8", "7"),
+        ("The answer is not obvious: 3 or 4", "4"),  # "answer is" marks only before a number
+        ("Answer: 2+2=4", "4"),  # after the last "="
+        ("Final answer: 72 clips", "72"),
+        ("Final answer: After 3 days she has 72 clips.", "72"),  # else the last number
+        ("Answer: (B) 42", "42"),
+        ("So \\boxed{x = 12}", "12"),
+        ("Answer: (42)", "42"),  # only bracketed numbers: they count
     ],
 )
 def test_numeric_answer_extraction(text: str, found: str) -> None:
@@ -75,6 +84,16 @@ def test_answer_json_reads_the_whole_answer_or_the_first_fenced_block() -> None:
     assert answer_json(' [1, 2] ') == ([1, 2], None)
     assert answer_json('Sure:\n```JSON\n{"a": 1}\n```\nand\n```json\n{"b": 2}\n```') == ({"a": 1}, None)
     assert answer_json('```\n{"bare": true}\n```') == ({"bare": True}, None)
+
+
+def test_closing_fence_of_an_earlier_block_does_not_open_one() -> None:
+    text = 'Run:\n```bash\necho hi\n```\nThen:\n```json\n{"a": 1}\n```'
+    assert answer_json(text) == ({"a": 1}, None)
+
+
+def test_answer_json_takes_the_first_json_or_untagged_block_that_parses() -> None:
+    text = 'Draft:\n```json\n{"a": 1,}\n```\n```python\nx = {"p": 1}\n```\nFixed:\n```\n{"a": 1}```'
+    assert answer_json(text) == ({"a": 1}, None)
 
 
 def test_answer_json_names_the_parse_error_position() -> None:

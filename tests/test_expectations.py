@@ -66,7 +66,17 @@ def test_modifier_without_its_check_is_fine_because_suite_defaults_merge_in() ->
         ("re.DOTALL", re.DOTALL),
         (["IGNORECASE", "m", "X"], re.IGNORECASE | re.MULTILINE | re.VERBOSE),
         ("I, M", re.IGNORECASE | re.MULTILINE),
+        ("Multiline,IgnoreCase", re.MULTILINE | re.IGNORECASE),
+        ("re.I|re.M", re.IGNORECASE | re.MULTILINE),
+        ("DOTALL im", re.DOTALL | re.IGNORECASE | re.MULTILINE),
+        (["MULTILINE|S"], re.MULTILINE | re.DOTALL),
     ],
 )
 def test_regex_flags_accept_letters_and_names(spec: Any, flags: int) -> None:
     assert regex_flags(spec) == flags
+
+
+@pytest.mark.parametrize(("spec", "token"), [("Multiline,IgnoreCase,Verbos", "Verbos"), ("IQ", "IQ"), ("re.", "re.")])
+def test_unknown_flag_is_named_as_written_between_separators(spec: str, token: str) -> None:
+    with pytest.raises(ValueError, match=f"^unknown flag {re.escape(repr(token))} "):
+        regex_flags(spec)

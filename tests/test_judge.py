@@ -8,6 +8,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from pytest_llmbench.client import ClientConfig, LLMClient
+from pytest_llmbench.evaluate import evaluate
 from pytest_llmbench.judge import (
     JUDGE_PARAMS,
     RETRY_PROMPT,
@@ -55,7 +56,7 @@ def grade(judge: LLMClient, min_score: float = 7) -> tuple[Any, dict[str, Any]]:
 def test_clean_json_reply_passes_and_is_recorded(httpserver: HTTPServer, judge: LLMClient) -> None:
     script(httpserver, '{"score": 9, "reason": "Names Paris and the Seine."}')
     check, record = grade(judge)
-    assert (check.name, check.passed, check.expected) == ("judge", True, 7)
+    assert (check.name, check.passed, check.expected) == ("rubric", True, 7)
     assert check.detail == "score 9/10: Names Paris and the Seine."
     assert record["score"] == 9.0
     assert record["reason"] == "Names Paris and the Seine."
@@ -120,9 +121,16 @@ def test_score_below_minimum_fails_the_check(httpserver: HTTPServer, judge: LLMC
     script(httpserver, '{"score": 4, "reason": "Does not mention the river."}')
     check, record = grade(judge, min_score=6)
     assert not check.passed
-    assert check.label == "judge >= 6"
+    assert check.label == "rubric >= 6"
     assert check.detail == "score 4/10: Does not mention the river."
     assert record["score"] == 4.0
+
+
+def test_graded_and_broken_rubrics_fail_under_one_name_and_label(httpserver: HTTPServer, judge: LLMClient) -> None:
+    script(httpserver, '{"score": 2, "reason": "No river."}')
+    graded, _ = grade(judge, min_score=6)
+    [broken] = evaluate({"rubric": "", "rubric_min_score": 6}, ANSWER, None).checks
+    assert (graded.name, graded.label) == (broken.name, broken.label) == ("rubric", "rubric >= 6")
 
 
 def test_failed_judge_request_is_a_failed_check_without_retry(httpserver: HTTPServer, judge: LLMClient) -> None:

@@ -20,6 +20,8 @@ from pytest_llmbench.textsafe import escape_for_terminal, excerpt
         ("\u2066x\u2069 \u200fy", "\\u2066x\\u2069 \\u200fy"),  # isolates, right-to-left mark
         ("line\u2028para\u2029", "line\\u2028para\\u2029"),
         ("\ufeffzero\u200bwidth", "\\ufeffzero\\u200bwidth"),
+        ("soft\u00adhy\u2060phen", "soft\\xadhy\\u2060phen"),  # soft hyphen, word joiner
+        ("tag\U000e0001\U000e0041", "tag\\U000e0001\\U000e0041"),  # plane-14 tags hide text
     ],
 )
 def test_controls_and_invisible_marks_become_visible_escapes(raw: str, shown: str) -> None:
@@ -38,6 +40,14 @@ def test_no_control_format_or_separator_character_survives_except_joiners() -> N
     bidi = {ch for ch in escaped if unicodedata.bidirectional(ch) in ("LRE", "RLE", "LRO", "RLO", "PDF", "LRI", "RLI", "FSI", "PDI")}
     assert survivors == set()
     assert bidi == set()
+
+
+def test_every_format_character_on_every_plane_is_escaped_except_the_joiners() -> None:
+    every_cf = [chr(code) for code in range(0x110000) if unicodedata.category(chr(code)) == "Cf"]
+    joiners = {"\u200c", "\u200d"}
+    assert joiners < set(every_cf)
+    survivors = [f"U+{ord(ch):04X}" for ch in every_cf if escape_for_terminal(ch) == ch and ch not in joiners]
+    assert survivors == []
 
 
 def test_escaping_twice_changes_nothing_more() -> None:
