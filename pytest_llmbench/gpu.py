@@ -7,6 +7,7 @@ and nothing here raises once the probe is open.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Callable
 from types import ModuleType
@@ -35,10 +36,13 @@ class GpuProbe:
     """Reads per-device figures through NVML; `nvml` may be a stand-in module object for tests.
 
     Pass `nvml=None` for "no library". After open(), `unavailable_reason` says why there are no
-    devices (the caller warns once), and `problems` lists each mid-run trouble once.
+    devices (the caller warns once), and `problems` lists each mid-run trouble once. The sampling
+    thread and callers' measure() blocks share one probe, so reads and close() take turns; one that
+    waits over `wait_s` for another thread's call gives up, so a hung driver call cannot stall a
+    measured block or stop() for good.
     """
 
-    def __init__(self, nvml: Any = _IMPORT) -> None:
+    def __init__(self, nvml: Any = _IMPORT, *, wait_s: float = 2.0) -> None:
         self.unavailable_reason: str | None = None
         self.problems: list[str] = []
         self.names: list[str] = []
@@ -47,6 +51,8 @@ class GpuProbe:
         self._lost: set[int] = set()
         self._versioned_temperature = True
         self._initialized = False
+        self._lock = threading.Lock()
+        self._wait_s = wait_s
         if nvml is _IMPORT:
             try:
                 nvml = import_nvml()
@@ -82,18 +88,29 @@ class GpuProbe:
         return list(self.names)
 
     def sample(self) -> list[dict[str, Any]]:
-        """One dict per device; a field is None where the card cannot or can no longer say."""
-        return [self._sample_device(i, h) for i, h in enumerate(self._handles)]
+        """One dict per device; a field is None where the card cannot or can no longer say.
+
+        All fields are None when another thread's reading does not finish within `wait_s`.
+        """
+        if not self._lock.acquire(timeout=self._wait_s):
+            return [_figures(i, name) for i, name in enumerate(self.names)]
+        try:
+            return [self._sample_device(i, h) for i, h in enumerate(self._handles)]
+        finally:
+            self._lock.release()
 
     def close(self) -> None:
-        if not self._initialized:
+        """Shut NVML down, unless a reading on another thread hangs (then it stays open until exit)."""
+        if not self._initialized or not self._lock.acquire(timeout=self._wait_s):
             return
-        self._initialized = False
-        self._handles = []
         try:
+            self._initialized = False
+            self._handles = []
             self._nvml.nvmlShutdown()
         except self._nvml.NVMLError:
             pass
+        finally:
+            self._lock.release()
 
     def _sample_device(self, index: int, handle: Any) -> dict[str, Any]:
         nvml = self._nvml
@@ -103,16 +120,16 @@ class GpuProbe:
         temperature = read(index, "temperature", lambda: self._temperature(handle))
         milliwatts = read(index, "power", lambda: nvml.nvmlDeviceGetPowerUsage(handle))
         millijoules = read(index, "energy", lambda: nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
-        return {
-            "index": index,
-            "name": self.names[index],
-            "utilization_pct": None if utilization is None else float(utilization.gpu),
-            "memory_used_gb": None if memory is None else memory.used / GIB,
-            "memory_total_gb": None if memory is None else memory.total / GIB,
-            "temperature_c": None if temperature is None else float(temperature),
-            "power_w": None if milliwatts is None else milliwatts / 1000.0,
-            "energy_j": None if millijoules is None else millijoules / 1000.0,
-        }
+        return _figures(
+            index,
+            self.names[index],
+            util=None if utilization is None else float(utilization.gpu),
+            memory_used=None if memory is None else memory.used / GIB,
+            memory_total=None if memory is None else memory.total / GIB,
+            temperature=None if temperature is None else float(temperature),
+            power=None if milliwatts is None else milliwatts / 1000.0,
+            energy_counter=None if millijoules is None else millijoules / 1000.0,
+        )
 
     def _read(self, index: int, metric: str, read: Callable[[], Any]) -> Any:
         if index in self._lost:
@@ -152,6 +169,31 @@ class GpuProbe:
     def _note(self, message: str) -> None:
         if message not in self.problems:
             self.problems.append(message)
+
+
+def _figures(
+    index: int,
+    name: str,
+    *,
+    util: float | None = None,
+    memory_used: float | None = None,
+    memory_total: float | None = None,
+    temperature: float | None = None,
+    power: float | None = None,
+    energy_counter: float | None = None,
+) -> dict[str, Any]:
+    """One device's sample. The energy counter is the card's running total since the driver loaded;
+    windows and summaries turn differences of it into `gpu_energy_j`."""
+    return {
+        "index": index,
+        "name": name,
+        "gpu_util_pct": util,
+        "gpu_memory_used_gb": memory_used,
+        "gpu_memory_total_gb": memory_total,
+        "gpu_temperature_c": temperature,
+        "gpu_power_w": power,
+        "gpu_energy_counter_j": energy_counter,
+    }
 
 
 def _text(name: str | bytes) -> str:

@@ -4,7 +4,8 @@ Only one process should sample (the xdist controller): NVML and psutil figures a
 Times are `time.monotonic()` seconds; on Linux (CLOCK_MONOTONIC), Windows and macOS that clock is
 system-wide, so a worker's test start/end times can be handed to the controller's `window()`.
 Memory stays bounded in a long run: a capped deque of recent samples, running aggregates for the
-whole run and a timeline that halves its resolution whenever it fills up.
+whole run and a timeline that halves its resolution whenever it fills up. Rates come from counter
+readings that any thread may take (see `Counters`), so `measure()` reads on the caller's thread too.
 """
 
 from __future__ import annotations
@@ -22,18 +23,20 @@ import psutil
 
 from .gpu import GIB, GpuProbe
 from .monitor_stats import (
+    Counters,
     DeviceTotals,
     RunningStat,
     Sample,
     Timeline,
     device_summary,
     joules_per_token,
+    rates,
+    summarize_block,
     summarize_window,
 )
 
 __all__ = ["ErrorRateAlert", "Measurement", "PerformanceMonitor", "joules_per_token"]
 
-MIB = 2**20
 MAX_SAMPLES = 10_000  # 83 min at 0.5 s (~2 KB each); windows are asked for right after each test ends
 _PSUTIL_ERRORS = (OSError, RuntimeError, NotImplementedError, AttributeError)
 
@@ -60,46 +63,6 @@ class _Messages:
         return new
 
 
-class _SystemSampler:
-    """psutil readings; built inside the sampling thread because psutil keeps cpu_percent state per thread."""
-
-    def __init__(self) -> None:
-        psutil.cpu_percent(interval=None)  # the first call only primes psutil's counters
-        psutil.cpu_percent(interval=None, percpu=True)
-        self._process = psutil.Process()
-        self._process.cpu_percent(interval=None)
-        self._last_t = time.monotonic()
-        self._last_disk = _optional(psutil.disk_io_counters)
-        self._last_net = _optional(psutil.net_io_counters)
-
-    def read(self, t: float) -> Sample:
-        dt = t - self._last_t
-        disk = _optional(psutil.disk_io_counters)
-        net = _optional(psutil.net_io_counters)
-        freq = _optional(psutil.cpu_freq)
-        memory = psutil.virtual_memory()
-        process_memory = _optional(self._process.memory_info)
-        sample = {
-            "t": t,
-            "wall_time": time.time(),
-            "gpu": [],
-            "cpu_percent": psutil.cpu_percent(interval=None),
-            "cpu_per_core": psutil.cpu_percent(interval=None, percpu=True),
-            "cpu_freq_mhz": freq.current if freq else None,
-            "memory_used_gb": memory.used / GIB,
-            "memory_available_gb": memory.available / GIB,
-            "memory_percent": memory.percent,
-            "disk_read_mb_s": _rate(disk, self._last_disk, "read_bytes", dt),
-            "disk_write_mb_s": _rate(disk, self._last_disk, "write_bytes", dt),
-            "net_sent_mb_s": _rate(net, self._last_net, "bytes_sent", dt),
-            "net_recv_mb_s": _rate(net, self._last_net, "bytes_recv", dt),
-            "process_cpu_pct": _optional(lambda: self._process.cpu_percent(interval=None)),
-            "process_rss_gb": process_memory.rss / GIB if process_memory else None,
-        }
-        self._last_t, self._last_disk, self._last_net = t, disk, net
-        return sample
-
-
 def _optional(read: Callable[[], Any]) -> Any:
     """psutil readings that some platforms or containers lack: None instead of an error."""
     try:
@@ -108,15 +71,41 @@ def _optional(read: Callable[[], Any]) -> Any:
         return None
 
 
-def _rate(now: Any, before: Any, counter: str, dt: float) -> float | None:
-    if now is None or before is None or dt <= 0:
-        return None
-    return max(getattr(now, counter) - getattr(before, counter), 0) / MIB / dt
+def _counters() -> Counters:
+    return Counters(
+        t=time.monotonic(),
+        cpu=_optional(psutil.cpu_times),
+        per_core=_optional(lambda: psutil.cpu_times(percpu=True)),
+        process_cpu_s=time.process_time(),
+        disk=_optional(psutil.disk_io_counters),
+        net=_optional(psutil.net_io_counters),
+    )
+
+
+def _system_sample(process: psutil.Process, before: Counters | None, now: Counters) -> Sample:
+    """The system part of a sample; it keeps no state, so the sampler and measure() can share it."""
+    freq = _optional(psutil.cpu_freq)
+    memory = psutil.virtual_memory()
+    process_memory = _optional(process.memory_info)
+    return {
+        "t": now.t,
+        "wall_time": time.time(),
+        "gpu": [],
+        **rates(before, now),
+        "cpu_freq_mhz": freq.current if freq else None,
+        "memory_used_gb": memory.used / GIB,
+        "memory_available_gb": memory.available / GIB,
+        "memory_pct": memory.percent,
+        "process_rss_gb": process_memory.rss / GIB if process_memory else None,
+    }
 
 
 @dataclass
 class Measurement:
-    """What `PerformanceMonitor.measure()` yields; `metrics` is filled when the block exits."""
+    """What `PerformanceMonitor.measure()` yields; `metrics` is filled when the block exits.
+
+    `metrics["samples"]` counts the block's two own readings and the sampler's samples in between.
+    """
 
     start_t: float
     end_t: float | None = None
@@ -146,7 +135,10 @@ class ErrorRateAlert:
 
 
 class PerformanceMonitor:
-    """Samples GPU, CPU, memory, disk and network on one daemon thread between start() and stop()."""
+    """Samples GPU, CPU, memory, disk and network between start() and stop().
+
+    The sampler is a daemon thread, so a hung driver call can never keep the test process alive.
+    """
 
     def __init__(
         self,
@@ -167,6 +159,7 @@ class PerformanceMonitor:
         self.device_names: list[str] = []
         self._probe = probe if probe is not None else GpuProbe()
         self._probe_problems_seen = 0
+        self._process = psutil.Process()
         self._near = max(3 * interval, 1.0)  # how far a nearby sample may lie from a window with none inside
         self._lock = threading.Lock()
         self._samples: deque[Sample] = deque(maxlen=max_samples)
@@ -216,35 +209,36 @@ class PerformanceMonitor:
         self._thread = None
 
     def _run(self) -> None:
-        try:
-            system = _SystemSampler()
-        except Exception as exc:  # psutil unusable on this platform: say so rather than die silently
-            self._problem(f"system sampling could not start: {exc!r}")
-            return
-        last = time.monotonic()
+        last = _counters()
         while True:
             stopping = self._stop.wait(self.interval)
-            now = time.monotonic()
-            if now - last >= 0.01:  # skip a zero-length final interval (its cpu figure would be noise)
-                self._take(system, now)
+            now = _counters()
+            if now.t - last.t >= 0.01:  # skip a zero-length final interval (its cpu figure would be noise)
+                sample = self._read(last, now)
+                if sample is not None:
+                    self._collect(sample)
+                    self._record(sample)
                 last = now
             if stopping:
                 return
 
-    def _take(self, system: _SystemSampler, now: float) -> None:
+    def _read(self, before: Counters | None, now: Counters) -> Sample | None:
+        """A sample of the whole machine; None (and a problem noted) when a reading fails."""
         try:
-            sample = system.read(now)
+            sample = _system_sample(self._process, before, now)
             sample["gpu"] = self._probe.sample()
-        except Exception as exc:  # never let one bad reading end the run's monitoring
+        except Exception as exc:  # never let one bad reading end the run's monitoring or a measured block
             self._problem(f"a hardware sample failed: {exc!r}", key=type(exc))
-            return
+            return None
+        return sample
+
+    def _collect(self, sample: Sample) -> None:
         for collector in list(self.extra_collectors):
             try:
                 collector(sample)
             except Exception as exc:
                 name = getattr(collector, "__qualname__", repr(collector))
                 self._problem(f"metrics collector {name} failed: {exc!r}", key=collector)
-        self._record(sample)
 
     def _problem(self, message: str, key: object = None) -> None:
         with self._lock:
@@ -259,19 +253,19 @@ class PerformanceMonitor:
             self._last_t = t
             self._count += 1
             self._samples.append(sample)
-            self._cpu.add(sample["cpu_percent"])
-            self._memory_pct.add(sample["memory_percent"])
+            self._cpu.add(sample["cpu_pct"])
+            self._memory_pct.add(sample["memory_pct"])
             self._memory_gb.add(sample["memory_used_gb"])
             for totals, device in zip(self._devices, sample["gpu"]):
                 totals.add(device, dt)
             self._timeline.add(
                 {
                     "t": t - self._first_t,
-                    "cpu_percent": sample["cpu_percent"],
-                    "memory_percent": sample["memory_percent"],
-                    "gpu_utilization_pct": [d["utilization_pct"] for d in sample["gpu"]],
-                    "gpu_power_w": [d["power_w"] for d in sample["gpu"]],
-                    "gpu_memory_used_gb": [d["memory_used_gb"] for d in sample["gpu"]],
+                    "cpu_pct": sample["cpu_pct"],
+                    "memory_pct": sample["memory_pct"],
+                    "gpu_util_pct": [d["gpu_util_pct"] for d in sample["gpu"]],
+                    "gpu_power_w": [d["gpu_power_w"] for d in sample["gpu"]],
+                    "gpu_memory_used_gb": [d["gpu_memory_used_gb"] for d in sample["gpu"]],
                 }
             )
             self._check_health(sample)
@@ -281,22 +275,22 @@ class PerformanceMonitor:
 
     def _check_health(self, sample: Sample) -> None:
         for device in sample["gpu"]:
-            temperature = device["temperature_c"]
+            temperature = device["gpu_temperature_c"]
             if temperature is not None and temperature >= self.gpu_temp_c:
                 self._alerts.add(
                     f"GPU {device['index']} ({device['name']}) reached {temperature:.0f} °C"
                     f" (alert threshold {self.gpu_temp_c:.0f} °C)",
                     key=("gpu_temp_c", device["index"]),
                 )
-        if sample["memory_percent"] >= self.memory_pct:
+        if sample["memory_pct"] >= self.memory_pct:
             self._alerts.add(
-                f"system memory reached {sample['memory_percent']:.0f} % used"
+                f"system memory reached {sample['memory_pct']:.0f} % used"
                 f" (alert threshold {self.memory_pct:.0f} %)",
                 key="memory_pct",
             )
 
     def samples(self) -> list[Sample]:
-        """A copy of the retained samples, oldest first."""
+        """The retained samples, oldest first: a copy, so a caller can iterate while sampling goes on."""
         with self._lock:
             return list(self._samples)
 
@@ -322,6 +316,12 @@ class PerformanceMonitor:
         """Figures for a span of monotonic time (from this or another process on this machine)."""
         if end_t < start_t:
             raise ValueError(f"window ends ({end_t}) before it starts ({start_t})")
+        inside, before, after = self._span(start_t, end_t)
+        bracket = ([before] if before else []) + inside + ([after] if after else [])
+        return summarize_window(inside, bracket, end_t - start_t)
+
+    def _span(self, start_t: float, end_t: float) -> tuple[list[Sample], Sample | None, Sample | None]:
+        """The samples inside [start_t, end_t], and the nearby ones just before and after it."""
         with self._lock:
             samples = self._samples
             lo = bisect.bisect_left(samples, start_t, key=_time)
@@ -329,18 +329,32 @@ class PerformanceMonitor:
             inside = [samples[i] for i in range(lo, hi)]
             before = samples[lo - 1] if lo > 0 and start_t - samples[lo - 1]["t"] <= self._near else None
             after = samples[hi] if hi < len(samples) and samples[hi]["t"] - end_t <= self._near else None
-        bracket = ([before] if before else []) + inside + ([after] if after else [])
-        return summarize_window(inside, bracket, end_t - start_t)
+        return inside, before, after
 
     @contextmanager
     def measure(self) -> Iterator[Measurement]:
-        """`with monitor.measure() as m: ...` then read `m.metrics` (a window over the block)."""
-        measurement = Measurement(start_t=time.monotonic())
+        """`with monitor.measure() as m: ...` then read `m.metrics`.
+
+        The block is read on the caller's thread as it starts and as it ends, so a block shorter than
+        the interval, or one right after start() (or without start()), still has figures; CPU, disk and
+        network are rates over exactly the block (system CPU is None for a block too short for the
+        kernel's CPU tick, a few ms). These two readings stay out of the run's samples, alerts and
+        collectors. Should a reading fail, the block falls back to `window()`.
+        """
+        entry_counters = _counters()
+        entry = self._read(None, entry_counters)
+        measurement = Measurement(start_t=entry_counters.t)
         try:
             yield measurement
         finally:
-            measurement.end_t = time.monotonic()
-            measurement.metrics.update(self.window(measurement.start_t, measurement.end_t))
+            exit_counters = _counters()
+            exit_ = self._read(entry_counters, exit_counters)
+            measurement.end_t = exit_counters.t
+            if entry is None or exit_ is None:
+                measurement.metrics.update(self.window(measurement.start_t, measurement.end_t))
+            else:
+                inside, _, _ = self._span(measurement.start_t, measurement.end_t)
+                measurement.metrics.update(summarize_block(entry, inside, exit_))
 
     def summary(self) -> dict[str, Any]:
         """Run-level figures and a plot-ready timeline of at most `max_points` points."""

@@ -1,7 +1,8 @@
-"""The monitor's arithmetic: figures for a span of samples, running run totals and a bounded timeline.
+"""The monitor's arithmetic: rates between counter readings, figures for a span of samples, running
+run totals and a bounded timeline.
 
-Pure functions and small classes on sample dicts (see `PerformanceMonitor`); nothing here touches
-hardware or threads, so the figures can be checked on their own.
+Pure functions and small classes on readings and sample dicts (see `PerformanceMonitor`); nothing
+here touches hardware or threads, so the figures can be checked on their own.
 """
 
 from __future__ import annotations
@@ -11,6 +12,82 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Sample = dict[str, Any]
+MIB = 2**20
+
+_IO_COUNTERS = {  # sample key: (Counters field, psutil counter)
+    "disk_read_mb_s": ("disk", "read_bytes"),
+    "disk_write_mb_s": ("disk", "write_bytes"),
+    "net_sent_mb_s": ("net", "bytes_sent"),
+    "net_recv_mb_s": ("net", "bytes_recv"),
+}
+
+# A measured block's own figures: rates over exactly its span, taken from the readings at its ends.
+_BLOCK_RATES = {
+    "cpu_mean_pct": "cpu_pct",
+    "process_cpu_mean_pct": "process_cpu_pct",
+    "disk_read_mb_s": "disk_read_mb_s",
+    "disk_write_mb_s": "disk_write_mb_s",
+    "net_sent_mb_s": "net_sent_mb_s",
+    "net_recv_mb_s": "net_recv_mb_s",
+}
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Cumulative counters read at one moment (psutil named tuples, or None where a platform lacks one).
+
+    Rates come from the difference of two readings, not from psutil.cpu_percent, which keeps its last
+    reading per thread: so the sampling thread and any caller's thread can each hold their own.
+    """
+
+    t: float
+    cpu: Any
+    per_core: Any
+    process_cpu_s: float  # time.process_time(): every thread of this process, at nanosecond resolution
+    disk: Any
+    net: Any
+
+
+def _busy_and_total(times: Any) -> tuple[float, float]:
+    # Linux counts guest time inside user and nice as well, so it is taken out once (as psutil does).
+    total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+    return total - times.idle - getattr(times, "iowait", 0.0), total
+
+
+def busy_pct(before: Any, after: Any) -> float | None:
+    """psutil.cpu_percent's arithmetic; None while the kernel's tick counters have not moved."""
+    if before is None or after is None:
+        return None
+    busy_before, total_before = _busy_and_total(before)
+    busy_after, total_after = _busy_and_total(after)
+    if total_after <= total_before:
+        return None
+    return min(max((busy_after - busy_before) / (total_after - total_before) * 100.0, 0.0), 100.0)
+
+
+def _rate(before: Any, now: Any, counter: str, dt: float) -> float | None:
+    if now is None or before is None or dt <= 0:
+        return None
+    return max(getattr(now, counter) - getattr(before, counter), 0) / MIB / dt
+
+
+def rates(before: Counters | None, now: Counters) -> dict[str, Any]:
+    """CPU (100 = all cores; the process figure: 100 = one core) and disk and network MiB/s between
+    two readings; all None without an earlier reading."""
+    if before is None:
+        return dict.fromkeys(("cpu_pct", "cpu_per_core_pct", "process_cpu_pct", *_IO_COUNTERS))
+    dt = now.t - before.t
+    per_core = None
+    if before.per_core is not None and now.per_core is not None:
+        per_core = [busy_pct(a, b) for a, b in zip(before.per_core, now.per_core)]
+    out: dict[str, Any] = {
+        "cpu_pct": busy_pct(before.cpu, now.cpu),
+        "cpu_per_core_pct": per_core,
+        "process_cpu_pct": (now.process_cpu_s - before.process_cpu_s) / dt * 100.0 if dt > 0 else None,
+    }
+    for key, (device, counter) in _IO_COUNTERS.items():
+        out[key] = _rate(getattr(before, device), getattr(now, device), counter, dt)
+    return out
 
 
 @dataclass
@@ -35,25 +112,29 @@ class RunningStat:
 
 @dataclass
 class DeviceTotals:
-    utilization: RunningStat = field(default_factory=RunningStat)
+    util: RunningStat = field(default_factory=RunningStat)
     memory: RunningStat = field(default_factory=RunningStat)
     temperature: RunningStat = field(default_factory=RunningStat)
     power: RunningStat = field(default_factory=RunningStat)
+    memory_total_gb: float | None = None  # the last size the card reported (a lost card keeps it)
     counter_j: float | None = None  # summed energy counter deltas (a counter reset adds nothing)
     last_counter_j: float | None = None
     integrated_j: float | None = None  # power x time, for cards without an energy counter
 
     def add(self, device: dict[str, Any], dt: float) -> None:
-        self.utilization.add(device["utilization_pct"])
-        self.memory.add(device["memory_used_gb"])
-        self.temperature.add(device["temperature_c"])
-        self.power.add(device["power_w"])
-        if device["energy_j"] is not None:
+        self.util.add(device["gpu_util_pct"])
+        self.memory.add(device["gpu_memory_used_gb"])
+        self.temperature.add(device["gpu_temperature_c"])
+        self.power.add(device["gpu_power_w"])
+        if device["gpu_memory_total_gb"] is not None:
+            self.memory_total_gb = device["gpu_memory_total_gb"]
+        counter = device["gpu_energy_counter_j"]
+        if counter is not None:
             if self.last_counter_j is not None:
-                self.counter_j = (self.counter_j or 0.0) + max(device["energy_j"] - self.last_counter_j, 0.0)
-            self.last_counter_j = device["energy_j"]
-        if device["power_w"] is not None:
-            self.integrated_j = (self.integrated_j or 0.0) + device["power_w"] * dt
+                self.counter_j = (self.counter_j or 0.0) + max(counter - self.last_counter_j, 0.0)
+            self.last_counter_j = counter
+        if device["gpu_power_w"] is not None:
+            self.integrated_j = (self.integrated_j or 0.0) + device["gpu_power_w"] * dt
 
     @property
     def energy_j(self) -> float | None:
@@ -104,11 +185,12 @@ def _window_energy(bracket: list[Sample], used: list[Sample], duration: float) -
     span = last["t"] - first["t"]
     total: float | None = None
     for index, (start, end) in enumerate(zip(first["gpu"], last["gpu"])):
-        delta = None if start["energy_j"] is None or end["energy_j"] is None else end["energy_j"] - start["energy_j"]
+        before, after = start["gpu_energy_counter_j"], end["gpu_energy_counter_j"]
+        delta = None if before is None or after is None else after - before
         if delta is not None and delta >= 0 and span > 0:  # a counter reset falls back to power x time
             joules = delta * duration / span
         else:
-            power = _mean(s["gpu"][index]["power_w"] for s in used)
+            power = _mean(s["gpu"][index]["gpu_power_w"] for s in used)
             joules = None if power is None else power * duration
         if joules is not None:
             total = (total or 0.0) + joules
@@ -119,16 +201,16 @@ def summarize_window(inside: list[Sample], bracket: list[Sample], duration: floa
     """Figures for one span. `bracket` is `inside` plus the nearby samples just before and after it."""
     used = inside or bracket
     return {
-        "gpu_util_mean_pct": _mean(_device_values(used, "utilization_pct")),
-        "gpu_util_peak_pct": _peak(_device_values(used, "utilization_pct")),
-        "gpu_memory_peak_gb": _peak(_gpu_sum(s, "memory_used_gb") for s in used),
-        "gpu_power_mean_w": _mean(_gpu_sum(s, "power_w") for s in used),
+        "gpu_util_mean_pct": _mean(_device_values(used, "gpu_util_pct")),
+        "gpu_util_peak_pct": _peak(_device_values(used, "gpu_util_pct")),
+        "gpu_memory_peak_gb": _peak(_gpu_sum(s, "gpu_memory_used_gb") for s in used),
+        "gpu_power_mean_w": _mean(_gpu_sum(s, "gpu_power_w") for s in used),
         "gpu_energy_j": _window_energy(bracket, used, duration) if bracket else None,
-        "cpu_mean_pct": _mean(s["cpu_percent"] for s in used),
-        "cpu_peak_pct": _peak(s["cpu_percent"] for s in used),
-        "process_cpu_mean_pct": _mean(s["process_cpu_pct"] for s in used),  # the sampling process (100 = a core)
+        "cpu_mean_pct": _mean(s["cpu_pct"] for s in used),
+        "cpu_peak_pct": _peak(s["cpu_pct"] for s in used),
+        "process_cpu_mean_pct": _mean(s["process_cpu_pct"] for s in used),  # this process (100 = one core)
         "memory_peak_gb": _peak(s["memory_used_gb"] for s in used),
-        "memory_peak_pct": _peak(s["memory_percent"] for s in used),
+        "memory_peak_pct": _peak(s["memory_pct"] for s in used),
         "disk_read_mb_s": _mean(s["disk_read_mb_s"] for s in used),
         "disk_write_mb_s": _mean(s["disk_write_mb_s"] for s in used),
         "net_sent_mb_s": _mean(s["net_sent_mb_s"] for s in used),
@@ -137,6 +219,19 @@ def summarize_window(inside: list[Sample], bracket: list[Sample], duration: floa
         "nearest": not inside and bool(bracket),  # figures come from the samples next to a short window
         "duration_s": duration,
     }
+
+
+def summarize_block(entry: Sample, inside: list[Sample], exit_: Sample) -> dict[str, Any]:
+    """Figures for a measured block from its own readings at entry and exit and the samples between.
+
+    CPU, disk and network are the exit reading's rates over exactly the block, not a mean of sampler
+    intervals that began before it; peaks, memory and GPU figures count every reading.
+    """
+    used = [entry, *inside, exit_]
+    figures = summarize_window(used, used, exit_["t"] - entry["t"])
+    figures.update({key: exit_[source] for key, source in _BLOCK_RATES.items()})
+    figures["samples"] = len(used)
+    return figures
 
 
 def joules_per_token(window: dict[str, Any], tokens: int | None) -> float | None:
@@ -150,13 +245,14 @@ def device_summary(index: int, name: str, totals: DeviceTotals) -> dict[str, Any
     return {
         "index": index,
         "name": name,
-        "util_mean_pct": totals.utilization.mean,
-        "util_peak_pct": totals.utilization.peak,
-        "memory_mean_gb": totals.memory.mean,
-        "memory_peak_gb": totals.memory.peak,
-        "temperature_mean_c": totals.temperature.mean,
-        "temperature_peak_c": totals.temperature.peak,
-        "power_mean_w": totals.power.mean,
-        "power_peak_w": totals.power.peak,
-        "energy_j": totals.energy_j,
+        "gpu_util_mean_pct": totals.util.mean,
+        "gpu_util_peak_pct": totals.util.peak,
+        "gpu_memory_mean_gb": totals.memory.mean,
+        "gpu_memory_peak_gb": totals.memory.peak,
+        "gpu_memory_total_gb": totals.memory_total_gb,
+        "gpu_temperature_mean_c": totals.temperature.mean,
+        "gpu_temperature_peak_c": totals.temperature.peak,
+        "gpu_power_mean_w": totals.power.mean,
+        "gpu_power_peak_w": totals.power.peak,
+        "gpu_energy_j": totals.energy_j,
     }

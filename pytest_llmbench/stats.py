@@ -230,10 +230,11 @@ class StatsAccumulator:
                 groups[name] = _Pool(pool_itl=False)
             groups[name].add(row)
         self._seen += 1
-        if row.get("execution_time") is not None and self._slowest_kept > 0:
+        seconds = finite_number(row.get("execution_time"))
+        # A lost test (a crashed worker) carries 0.0 for a time nobody measured: not a candidate.
+        if seconds is not None and seconds > 0 and self._slowest_kept > 0:
             # -seen: among equal times the earlier test stays
-            entry = (row["execution_time"], -self._seen, row.get("test_id", ""), row.get("test_name", ""),
-                     bool(row.get("success")))
+            entry = (seconds, -self._seen, row.get("test_id", ""), row.get("test_name", ""), bool(row.get("success")))
             if len(self._slowest) < self._slowest_kept:
                 heapq.heappush(self._slowest, entry)
             else:
@@ -256,7 +257,7 @@ class StatsAccumulator:
         return {name: pool.fields() for name, pool in sorted(self._models.items())}
 
     def slowest(self, n: int = 5) -> list[dict[str, Any]]:
-        """The n slowest tests, slowest first (at most slowest_kept of them, failures included)."""
+        """The n slowest tests, slowest first (at most slowest_kept of them, timed failures included)."""
         return [
             {"test_id": test_id, "test_name": name, "execution_time": time, "success": success}
             for time, _, test_id, name, success in heapq.nlargest(n, self._slowest)

@@ -67,6 +67,15 @@ def _clean(name: str) -> str:
     return stem
 
 
+def is_portable_stem(stem: str) -> bool:
+    """Whether stem is already a valid name on Linux and Windows, within the byte limit.
+
+    The writer checks every stem it is handed, thousands of times a run; this is the cheap part
+    of file_stem, so only a stem that fails it pays for a hash.
+    """
+    return _clean(stem) == stem and len(stem.encode()) <= MAX_STEM_BYTES
+
+
 def _fold(stem: str) -> str:
     """What case-insensitive, normalizing file systems (NTFS, APFS) see as the same name."""
     return unicodedata.normalize("NFC", stem).casefold()
@@ -95,10 +104,9 @@ class StemAllocator:
         """The stem for key; shared=True forces the hash (the name is known to repeat)."""
         if key in self._by_key:
             return self._by_key[key]
-        base = _clean(name)
-        stem = base
-        unchanged = base == name and len(base.encode()) <= MAX_STEM_BYTES
-        if shared or not unchanged or _fold(stem) in self._used:
+        stem = name
+        if shared or not is_portable_stem(name) or _fold(name) in self._used:
+            base = _clean(name)
             stem = _hashed(base, key)
             retry = 1
             while _fold(stem) in self._used:  # a name crafted to look like another key's hash
@@ -316,7 +324,8 @@ class ResultWriter:
         folder = self.directory
         if subdir is not None:
             folder = folder / self._subdirs.claim(subdir, subdir)
-        stem = file_stem(stem, stem)  # a no-op for stems from assign_stems; a guard for others
+        if not is_portable_stem(stem):  # stems from assign_stems pass; a hand-made one is made safe
+            stem = file_stem(stem, stem)
         files: list[tuple[Path, Callable[[], str]]] = [
             (folder / f"{stem}{COMPLETION_SUFFIX}", lambda: render_completion_text(result)),
             (folder / f"{stem}{RESULT_SUFFIX}", lambda: dumps_strict(result)),  # compact: C-speed encoder
@@ -340,7 +349,7 @@ class ResultWriter:
         try:
             self._ensure_folder(path.parent)
             atomic_write_text(path, render(), durable=durable)
-        except (OSError, TypeError, ValueError) as exc:  # rendering can fail on non-JSON values
+        except (OSError, TypeError, ValueError, RecursionError) as exc:  # a hook's value may not render
             self.failures.append(WriteFailure(path, _describe(exc)))
             self._made.discard(path.parent)  # check the folder again next time
             return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from types import SimpleNamespace
 
@@ -133,14 +134,14 @@ def test_sample_converts_milliwatts_millijoules_and_bytes():
     assert first == {
         "index": 0,
         "name": "Fake GPU 0",
-        "utilization_pct": 40.0,
-        "memory_used_gb": 6.0,
-        "memory_total_gb": 24.0,
-        "temperature_c": 60.0,
-        "power_w": 250.0,
-        "energy_j": 1000.0,
+        "gpu_util_pct": 40.0,
+        "gpu_memory_used_gb": 6.0,
+        "gpu_memory_total_gb": 24.0,
+        "gpu_temperature_c": 60.0,
+        "gpu_power_w": 250.0,
+        "gpu_energy_counter_j": 1000.0,
     }
-    assert second["utilization_pct"] == 41.0
+    assert second["gpu_util_pct"] == 41.0
     assert probe.unavailable_reason is None and probe.problems == []
 
 
@@ -150,8 +151,8 @@ def test_unsupported_metric_nulls_only_that_field():
     probe = GpuProbe(nvml=nvml)
     probe.open()
     (device,) = probe.sample()
-    assert device["energy_j"] is None
-    assert device["power_w"] == 250.0 and device["temperature_c"] == 60.0 and device["utilization_pct"] == 40.0
+    assert device["gpu_energy_counter_j"] is None
+    assert device["gpu_power_w"] == 250.0 and device["gpu_temperature_c"] == 60.0 and device["gpu_util_pct"] == 40.0
     assert probe.problems == []
 
 
@@ -159,13 +160,13 @@ def test_lost_gpu_nulls_its_fields_and_records_the_reason_once():
     nvml = FakeNvml(count=2)
     probe = GpuProbe(nvml=nvml)
     probe.open()
-    assert probe.sample()[0]["power_w"] == 250.0
+    assert probe.sample()[0]["gpu_power_w"] == 250.0
     nvml.failures[(0, "used")] = pynvml.NVML_ERROR_GPU_IS_LOST
     for _ in range(3):
         lost, healthy = probe.sample()
-        fields = ("utilization_pct", "memory_used_gb", "temperature_c", "power_w", "energy_j")
+        fields = ("gpu_util_pct", "gpu_memory_used_gb", "gpu_temperature_c", "gpu_power_w", "gpu_energy_counter_j")
         assert all(lost[k] is None for k in fields)
-        assert healthy["power_w"] == 250.0
+        assert healthy["gpu_power_w"] == 250.0
     assert len(probe.problems) == 1 and "GPU 0 (Fake GPU 0) stopped answering" in probe.problems[0]
 
 
@@ -177,7 +178,7 @@ def test_unknown_error_counts_as_a_lost_gpu():
     probe.sample()
     calls = nvml.calls
     (device,) = probe.sample()
-    assert device["utilization_pct"] is None
+    assert device["gpu_util_pct"] is None
     assert nvml.calls == calls  # a lost device is not asked again
     assert len(probe.problems) == 1
 
@@ -194,7 +195,7 @@ def test_missing_versioned_temperature_call_falls_back():
     nvml = FakeNvml(versioned_temperature=False)
     probe = GpuProbe(nvml=nvml)
     probe.open()
-    assert probe.sample()[0]["temperature_c"] == 60.0
+    assert probe.sample()[0]["gpu_temperature_c"] == 60.0
     assert nvml.temperature_calls == ["legacy"]
 
 
@@ -203,10 +204,36 @@ def test_driver_without_versioned_symbol_falls_back_for_good():
     nvml.failures[(0, "temperature_v")] = pynvml.NVML_ERROR_FUNCTION_NOT_FOUND
     probe = GpuProbe(nvml=nvml)
     probe.open()
-    assert probe.sample()[0]["temperature_c"] == 60.0
+    assert probe.sample()[0]["gpu_temperature_c"] == 60.0
     probe.sample()
     assert nvml.temperature_calls == ["versioned", "legacy", "legacy"]
     assert probe.problems == []
+
+
+def test_a_reading_stuck_on_another_thread_gives_null_figures_instead_of_waiting():
+    nvml = FakeNvml()
+    probe = GpuProbe(nvml=nvml, wait_s=0.1)
+    probe.open()
+    stuck, release = threading.Event(), threading.Event()
+    power = nvml.nvmlDeviceGetPowerUsage
+
+    def hang(handle: int) -> int:
+        stuck.set()
+        release.wait(10)
+        return power(handle)
+
+    nvml.nvmlDeviceGetPowerUsage = hang
+    reader = threading.Thread(target=probe.sample)
+    reader.start()
+    assert stuck.wait(10)
+    (device,) = probe.sample()
+    assert device["name"] == "Fake GPU 0" and device["gpu_util_pct"] is None and device["gpu_power_w"] is None
+    probe.close()
+    assert nvml.shutdowns == 0  # NVML stays open under the hung call
+    release.set()
+    reader.join()
+    probe.close()
+    assert nvml.shutdowns == 1
 
 
 def test_close_shuts_nvml_down_once():
@@ -232,7 +259,20 @@ def test_run_energy_is_the_energy_counter_delta():
     assert summary["samples"] >= 3
     assert summary["gpu_energy_j"] == pytest.approx(summary["samples"] - 1)  # the fake adds 1 J per read
     (device,) = summary["gpus"]
-    assert device["power_mean_w"] == 250.0 and device["util_peak_pct"] == 40.0
+    assert device == {
+        "index": 0,
+        "name": "Fake GPU 0",
+        "gpu_util_mean_pct": 40.0,
+        "gpu_util_peak_pct": 40.0,
+        "gpu_memory_mean_gb": 6.0,
+        "gpu_memory_peak_gb": 6.0,
+        "gpu_memory_total_gb": 24.0,
+        "gpu_temperature_mean_c": 60.0,
+        "gpu_temperature_peak_c": 60.0,
+        "gpu_power_mean_w": 250.0,
+        "gpu_power_peak_w": 250.0,
+        "gpu_energy_j": pytest.approx(summary["samples"] - 1),
+    }
 
 
 def test_window_energy_is_the_counter_delta_over_its_samples():
@@ -242,6 +282,18 @@ def test_window_energy_is_the_counter_delta_over_its_samples():
     assert window["samples"] == len(samples)
     assert window["gpu_energy_j"] == pytest.approx(len(samples) - 1)
     assert window["gpu_power_mean_w"] == 250.0 and window["gpu_memory_peak_gb"] == 6.0
+
+
+def test_a_measured_block_gets_gpu_figures_and_energy_from_its_own_readings():
+    monitor = PerformanceMonitor(interval=30.0, probe=GpuProbe(nvml=FakeNvml()))
+    monitor.start()
+    with monitor.measure() as window:
+        pass
+    monitor.stop()
+    metrics = window.metrics
+    assert metrics["gpu_util_mean_pct"] == 40.0 and metrics["gpu_util_peak_pct"] == 40.0
+    assert metrics["gpu_memory_peak_gb"] == 6.0 and metrics["gpu_power_mean_w"] == 250.0
+    assert metrics["gpu_energy_j"] == pytest.approx(1.0)  # the counter's climb between the block's two readings
 
 
 def test_energy_without_a_counter_integrates_power():
@@ -267,5 +319,5 @@ def test_lost_gpu_mid_run_keeps_the_monitor_sampling():
     time.sleep(0.3)
     monitor.stop()
     last = monitor.samples()[-1]
-    assert last["gpu"][0]["power_w"] is None and last["cpu_percent"] is not None
+    assert last["gpu"][0]["gpu_power_w"] is None and last["cpu_pct"] is not None
     assert sum("stopped answering" in p for p in monitor.problems) == 1

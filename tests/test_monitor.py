@@ -7,12 +7,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections import namedtuple
 from collections.abc import Iterator
 
 import pytest
 
 from pytest_llmbench.gpu import GpuProbe
 from pytest_llmbench.monitor import ErrorRateAlert, PerformanceMonitor, joules_per_token
+from pytest_llmbench.monitor_stats import busy_pct
 
 GPU_FIELDS = ("gpu_util_mean_pct", "gpu_util_peak_pct", "gpu_memory_peak_gb", "gpu_power_mean_w", "gpu_energy_j")
 
@@ -188,9 +190,7 @@ def test_summary_timeseries_stays_within_max_points():
     offsets = [p["t"] for p in points]
     assert offsets[0] == 0.0 and offsets == sorted(offsets)
     assert offsets[-1] > summary["duration_s"] / 2  # spread over the whole run, not its first moments
-    assert set(points[0]) == {
-        "t", "cpu_percent", "memory_percent", "gpu_utilization_pct", "gpu_power_w", "gpu_memory_used_gb"
-    }
+    assert set(points[0]) == {"t", "cpu_pct", "memory_pct", "gpu_util_pct", "gpu_power_w", "gpu_memory_used_gb"}
 
 
 def test_run_summary_has_cpu_and_memory_figures(monitor):
@@ -210,6 +210,82 @@ def test_measure_fills_metrics_when_the_block_exits(monitor):
     assert measured.metrics["cpu_mean_pct"] is not None and measured.metrics["memory_peak_pct"] > 0
 
 
+def test_a_block_right_after_start_has_figures_though_no_sample_was_taken():
+    monitor = PerformanceMonitor(interval=30.0)
+    monitor.start()
+    with monitor.measure() as window:
+        pass
+    assert monitor.samples() == []  # the block's own readings are not the run's samples
+    monitor.stop()
+    metrics = window.metrics
+    assert 0 < metrics["memory_peak_pct"] <= 100 and metrics["memory_peak_gb"] > 0
+    assert metrics["process_cpu_mean_pct"] is not None and metrics["net_sent_mb_s"] is not None
+    assert metrics["samples"] == 2 and metrics["nearest"] is False
+
+
+def test_a_block_shorter_than_the_interval_reports_its_own_cpu():
+    monitor = PerformanceMonitor(interval=30.0)
+    monitor.start()
+    with monitor.measure() as busy:
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            pass
+    with monitor.measure() as idle:
+        time.sleep(0.3)
+    monitor.stop()
+    # the caller's own thread spun: about one core of this process, even with other work on the machine
+    assert busy.metrics["process_cpu_mean_pct"] > idle.metrics["process_cpu_mean_pct"] + 30
+    assert busy.metrics["cpu_peak_pct"] >= busy.metrics["cpu_mean_pct"] > 0
+    assert busy.metrics["duration_s"] == pytest.approx(0.3, abs=0.2)
+
+
+def test_measure_needs_no_running_sampler():
+    monitor = PerformanceMonitor(interval=0.05)
+    with monitor.measure() as window:
+        time.sleep(0.02)
+    assert window.metrics["memory_peak_pct"] > 0 and window.metrics["gpu_util_mean_pct"] is None
+
+
+def test_blocks_measured_on_many_threads_while_sampling_all_get_figures():
+    monitor = PerformanceMonitor(interval=0.01)
+    monitor.start()
+    measured: list[dict] = []
+    errors: list[Exception] = []
+
+    def measure_often() -> None:
+        try:
+            for _ in range(15):
+                with monitor.measure() as window:
+                    time.sleep(0.003)
+                measured.append(window.metrics)
+        except Exception as exc:  # reported by the assertion below, not lost in the thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=measure_often) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    monitor.stop()
+    assert errors == [] and len(measured) == 60
+    assert all(m["memory_peak_pct"] > 0 and m["process_cpu_mean_pct"] is not None for m in measured)
+    assert not [p for p in monitor.problems if "failed" in p]
+    times = [s["t"] for s in monitor.samples()]
+    assert len(times) >= 3 and times == sorted(times)
+
+
+CpuTimes = namedtuple("CpuTimes", "user nice system idle iowait guest guest_nice")
+
+
+def test_busy_share_counts_guest_time_once_and_iowait_as_idle():
+    before = CpuTimes(user=10, nice=0, system=5, idle=80, iowait=5, guest=2, guest_nice=0)
+    after = CpuTimes(user=30, nice=0, system=10, idle=100, iowait=10, guest=12, guest_nice=0)
+    # total 100 -> 150 (guest is inside user), busy 15 -> 40: 25 of 50
+    assert busy_pct(before, after) == pytest.approx(50.0)
+    assert busy_pct(after, after) is None  # no tick has passed: unknown, not 0 %
+    assert busy_pct(None, after) is None
+
+
 def test_short_window_between_samples_uses_the_nearest_sample():
     monitor = PerformanceMonitor(interval=0.3)
     monitor.start()
@@ -218,7 +294,7 @@ def test_short_window_between_samples_uses_the_nearest_sample():
     before, after = monitor.samples()[:2]
     window = monitor.window(before["t"] + 0.001, before["t"] + 0.002)
     assert window["samples"] == 0 and window["nearest"] is True
-    assert window["cpu_mean_pct"] == pytest.approx((before["cpu_percent"] + after["cpu_percent"]) / 2)
+    assert window["cpu_mean_pct"] == pytest.approx((before["cpu_pct"] + after["cpu_pct"]) / 2)
 
 
 def test_window_long_before_the_samples_has_no_figures(monitor):

@@ -224,6 +224,15 @@ def test_slowest_lists_the_longest_tests_first_failures_included():
     assert [s["test_id"] for s in acc.slowest(10)] == ["t1", "t4", "t3"]
 
 
+def test_lost_tests_without_a_time_are_not_among_the_slowest():
+    acc = StatsAccumulator(slowest_kept=3)
+    acc.add({"test_id": "ok", "test_name": "ok", "success": True, "execution_time": 0.4})
+    for index in range(3):  # what the recorder adds for a crashed worker's test
+        acc.add({"test_id": f"lost{index}", "test_name": f"lost{index}", "success": False, "execution_time": 0.0})
+    acc.add({"test_id": "timed_out", "test_name": "timed_out", "success": False, "execution_time": 30.0})
+    assert [s["test_id"] for s in acc.slowest(5)] == ["timed_out", "ok"]
+
+
 def test_summary_keys_cover_every_documented_field():
     keys = summary_keys()
     for metric in ("latency_ms", "ttft_ms", "itl_ms", "tpot_ms", "e2el_ms", "tokens_per_second"):

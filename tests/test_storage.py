@@ -26,6 +26,7 @@ from pytest_llmbench.storage import (
     check_writable,
     clean_temp_files,
     file_stem,
+    is_portable_stem,
     render_completion_text,
 )
 
@@ -139,6 +140,23 @@ def test_stems_are_fixed_points_so_writer_guard_changes_nothing():
     for name in HOSTILE_NAMES + random_names(200):
         stem = file_stem(name, name)
         assert file_stem(stem, "other key") == stem
+
+
+def test_portable_stem_check_accepts_exactly_the_stems_file_stem_keeps():
+    names = HOSTILE_NAMES + random_names(300) + ["x" * MAX_STEM_BYTES, "x" * (MAX_STEM_BYTES + 1), "Greeting 1"]
+    for name in names:
+        assert is_portable_stem(name) == (file_stem(name, name) == name), repr(name)
+        assert is_portable_stem(file_stem(name, name))
+
+
+def test_writer_makes_a_hand_made_stem_safe_and_keeps_a_safe_one(tmp_path):
+    writer = ResultWriter(tmp_path)
+    hostile = writer.write_test(make_result(), "../up/CON")
+    plain = writer.write_test(make_result(), "t1")
+    stem = f"_up_CON-{short_hash('../up/CON')}"
+    assert [p.name for p in hostile] == [f"{stem}_completion.txt", f"{stem}_result.json"]
+    assert all(p.parent == tmp_path for p in hostile)
+    assert [p.name for p in plain] == ["t1_completion.txt", "t1_result.json"]
 
 
 def test_same_names_all_get_hashes_whatever_the_order():
@@ -381,11 +399,13 @@ def test_symlinked_subfolder_is_not_followed(tmp_path):
     assert list(outside.iterdir()) == []
 
 
-def test_result_that_is_not_json_is_recorded_and_the_text_file_still_written(tmp_path):
+def test_result_that_cannot_be_json_is_recorded_and_the_text_file_still_written(tmp_path):
     writer = ResultWriter(tmp_path)
-    result = make_result(api_response={"a set": {1, 2}})  # not shown in the text file
-    assert [p.name for p in writer.write_test(result, "t1")] == ["t1_completion.txt"]
-    assert writer.failures[0].path.name == "t1_result.json" and "TypeError" in writer.failures[0].reason
+    loop: dict = {}
+    loop["self"] = loop  # a hook's circular value; not shown in the text file
+    assert [p.name for p in writer.write_test(make_result(api_response=loop), "t1")] == ["t1_completion.txt"]
+    assert writer.failures[0].path.name == "t1_result.json"
+    assert "Recursion" in writer.failures[0].reason or "Circular" in writer.failures[0].reason
 
 
 CHILD_FULL_DISK = textwrap.dedent(
