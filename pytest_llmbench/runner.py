@@ -7,12 +7,15 @@ arrive as plain callables.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from .client import LLMClient, build_body
+from .endpoint import chat_endpoint, client_config
 from .exchange import result_from_exchange
 from .evaluate import evaluate, format_failures, needs_judge
 from .judge import DEFAULT_MIN_SCORE, judge_question, run_judge
+from .options import Settings
 from .result import TestResult
 from .slo import check_test_slo
 from .suite import TestCase
@@ -22,7 +25,7 @@ def _no_request_hook(test_case: TestCase, request: dict[str, Any]) -> None:
     return None
 
 
-def _no_extra_checks(test_case: TestCase, result: TestResult) -> list[dict[str, Any]]:
+def _no_extra_checks(test_case: TestCase, result: TestResult) -> list[Any]:
     return []
 
 
@@ -35,7 +38,7 @@ class Runner:
     evaluate: bool = True
     judge: LLMClient | None = None  # None: the session's own client judges
     build_request: Callable[[TestCase, dict[str, Any]], None] = _no_request_hook
-    extra_checks: Callable[[TestCase, TestResult], list[dict[str, Any]]] = _no_extra_checks
+    extra_checks: Callable[[TestCase, TestResult], list[Any]] = _no_extra_checks  # each hook's answer
 
     def run(self, case: TestCase, model: str | None = None) -> TestResult:
         stream = self.stream if case.stream is None else case.stream
@@ -59,9 +62,10 @@ class Runner:
 
     def _evaluate(self, case: TestCase, result: TestResult) -> None:
         expected = case.expected or {}
-        evaluation = evaluate(expected, result.response_text, result.completion_tokens)
+        evaluation = evaluate(expected, result.response_text, result.completion_tokens,
+                              tokens_estimated=result.tokens_estimated)
         checks = [c.to_dict() for c in evaluation.checks]
-        judge_record: dict[str, Any] = {}
+        judge_record: dict[str, Any] | None = None
         if needs_judge(expected):
             judge = self.judge or self.client
             check, judge_record = run_judge(
@@ -69,15 +73,61 @@ class Runner:
                 rubric=expected["rubric"], min_score=expected.get("rubric_min_score", DEFAULT_MIN_SCORE),
                 model=judge.model)
             checks.append(check.to_dict())
-        result.reasoning_score = evaluation.reasoning_score if "key_concepts" in expected else _share(checks)
-        score_before_hook = result.reasoning_score
-        checks += self.extra_checks(case, result) or []
-        if result.reasoning_score == score_before_hook and "key_concepts" not in expected:
-            result.reasoning_score = _share(checks)
-        if checks:
-            result.evaluation_result = {"passed": all(c["passed"] for c in checks), "checks": checks}
-        if judge_record:
-            result.evaluation_result["judge"] = judge_record
+        _set_evaluation(result, checks, judge_record)  # the hook sees the built-in outcome ...
+        result.reasoning_score = None  # ... and may set the score; left None, the rule below decides
+        checks += self._hook_checks(case, result)
+        _set_evaluation(result, checks, judge_record)
+        if result.reasoning_score is None:
+            result.reasoning_score = evaluation.concept_coverage if "key_concepts" in expected else _share(checks)
+
+    def _hook_checks(self, case: TestCase, result: TestResult) -> list[dict[str, Any]]:
+        """Checks from pytest_llmbench_evaluate; a hook that raises or answers in the wrong shape is a failed
+        check of its own, so the result and its files are never lost to a conftest bug."""
+        try:
+            answers = self.extra_checks(case, result)
+        except Exception as exc:  # noqa: BLE001 - any error in user code becomes a readable failed check
+            return [_hook_problem(f"raised {type(exc).__name__}: {exc}")]
+        checks: list[dict[str, Any]] = []
+        for answer in answers:  # one answer per hook implementation
+            if answer is None:
+                continue
+            if isinstance(answer, Mapping) or not isinstance(answer, (list, tuple)):
+                checks.append(_hook_problem(f"returned {type(answer).__name__}, not a list of checks"))
+                continue
+            for check in answer:
+                if isinstance(check, Mapping) and "name" in check and "passed" in check:
+                    checks.append({"name": str(check["name"]), "passed": bool(check["passed"]),
+                                   "expected": check.get("expected"), "detail": check.get("detail")})
+                else:
+                    checks.append(_hook_problem(f"returned a check without 'name' and 'passed': {check!r:.80}"))
+        return checks
+
+
+def build_runner(settings: Settings, url: str, model: str | None, *,
+                 build_request: Callable[[TestCase, dict[str, Any]], None] = _no_request_hook,
+                 extra_checks: Callable[[TestCase, TestResult], list[Any]] = _no_extra_checks) -> Runner:
+    """The runner for one process. The judge is a client of its own only when it talks elsewhere: another
+    endpoint or model, or chat where the session is fixed on /completions."""
+    model = model or (settings.model[0] if settings.model else None)
+    client = LLMClient(client_config(settings, url), model=model)
+    judge_url = settings.judge_endpoint or chat_endpoint(url)
+    judge = None
+    if judge_url != url or settings.judge_model:
+        judge = LLMClient(client_config(settings, judge_url), model=settings.judge_model or model)
+    return Runner(client=client, stream=settings.stream, evaluate=not settings.no_eval, judge=judge,
+                  build_request=build_request, extra_checks=extra_checks)
+
+
+def _hook_problem(detail: str) -> dict[str, Any]:
+    return {"name": "pytest_llmbench_evaluate", "passed": False, "expected": "a list of checks", "detail": detail}
+
+
+def _set_evaluation(result: TestResult, checks: list[dict[str, Any]], judge_record: dict[str, Any] | None) -> None:
+    if not checks:
+        return
+    result.evaluation_result = {"passed": all(c["passed"] for c in checks), "checks": checks}
+    if judge_record:
+        result.evaluation_result["judge"] = judge_record
 
 
 def _share(checks: list[dict[str, Any]]) -> float | None:

@@ -95,7 +95,7 @@ def test_judge_grades_against_the_rubric_and_its_record_is_kept(pytester, stub):
         {"id": "bad", "prompt": "Capital of France?", "expected": {"rubric": "RUBRIC-BAD", "rubric_min_score": 6}}])
     result = run(pytester, stub, "--llmbench-suite", str(suite))
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*rubric*2*6*"])
+    result.stdout.fnmatch_lines(["*rubric >= 6: score 2*wrong city*"])
     judge = saved(pytester)["evaluation_result"]["judge"]
     assert judge["score"] == 8 and judge["reason"] == "names the right city"
     judge_requests = [r for r in stub.requests if "RUBRIC" in json.dumps(r["body"])]
@@ -111,3 +111,57 @@ def test_judge_endpoint_option_sends_grading_elsewhere(pytester, stub, httpserve
         "--llmbench-judge-model", "judge-model").assert_outcomes(passed=1)
     assert [r["body"]["model"] for r in judge.requests] == ["judge-model"]
     assert all("RUBRIC" not in json.dumps(r["body"]) for r in stub.requests)
+
+
+def test_evaluate_hook_sees_the_built_in_checks_and_its_score_wins(pytester, stub):
+    pytester.makeconftest("""
+        def pytest_llmbench_evaluate(test_case, result):
+            built_in = result.evaluation_result["checks"]
+            result.reasoning_score = 0.5
+            return [{"name": "saw_built_in", "passed": len(built_in) == 2, "expected": 2, "detail": ""}]
+    """)
+    suite = write_suite(pytester.path / "s.json", [
+        {"id": "geo", "prompt": "Capital of France?", "expected": {"contains": "Lyon", "min_length": 1000}}])
+    run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(failed=1)
+    result = saved(pytester)
+    assert [c["name"] for c in result["evaluation_result"]["checks"]] == ["contains", "min_length", "saw_built_in"]
+    assert result["evaluation_result"]["checks"][-1]["passed"] is True
+    assert result["reasoning_score"] == 0.5  # the hook's, though the share of checks passed is 2/3
+
+
+def test_without_a_hook_score_the_share_counts_the_hooks_checks_too(pytester, stub):
+    pytester.makeconftest("""
+        def pytest_llmbench_evaluate(test_case, result):
+            return [{"name": "extra", "passed": False, "expected": None, "detail": "no"}]
+    """)
+    suite = write_suite(pytester.path / "s.json", [{"id": "geo", "prompt": "Capital of France?",
+                                                    "expected": {"contains": "Lyon"}}])
+    run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(failed=1)
+    assert saved(pytester)["reasoning_score"] == 0.5
+
+
+@pytest.mark.parametrize(("body", "detail"), [
+    ("raise RuntimeError('boom')", "*raised RuntimeError: boom*"),
+    ("return {'name': 'x', 'passed': True}", "*returned dict, not a list of checks*"),
+    ("return [{'passed': True}]", "*without 'name' and 'passed'*"),
+])
+def test_a_broken_evaluate_hook_is_a_failed_check_and_the_result_is_kept(pytester, stub, body, detail):
+    pytester.makeconftest(f"""
+        def pytest_llmbench_evaluate(test_case, result):
+            {body}
+    """)
+    suite = write_suite(pytester.path / "s.json", [{"id": "geo", "prompt": "Capital of France?"}])
+    result = run(pytester, stub, "--llmbench-suite", str(suite))
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([detail])
+    assert "Traceback" not in result.stdout.str()
+    check = saved(pytester)["evaluation_result"]["checks"][-1]
+    assert check["name"] == "pytest_llmbench_evaluate" and check["passed"] is False
+
+
+def test_a_session_fixed_on_completions_still_judges_through_chat(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [
+        {"id": "good", "prompt": "Capital of France?", "expected": {"rubric": "RUBRIC-GOOD"}}])
+    pytester.runpytest("--llmbench-endpoint", stub.url + "/completions", "-p", "no:cacheprovider",
+                       "--llmbench-suite", str(suite)).assert_outcomes(passed=1)
+    assert [r["path"] for r in stub.requests] == ["/v1/completions", "/v1/chat/completions"]
