@@ -6,6 +6,7 @@ so files and the terminal have exactly one writer.
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import signal
 import socket
@@ -19,7 +20,8 @@ import pytest
 
 from . import __version__
 from .gates import GateResult, Gates
-from .endpoint import Endpoint, EndpointError, output_folder, prepare
+from .endpoint import Endpoint, EndpointError, output_folder, prepare, single_model
+from .items import LLMBenchItem
 from .options import Settings
 from .recorder import Recorder
 from .redact import redact_headers, redact_text
@@ -31,6 +33,14 @@ from .terminal import ProgressLine, is_live_terminal, safe, write_gates, write_s
 
 
 WORKERINPUT_KEY = "llmbench_endpoint"
+
+
+def make_monitor(config: pytest.Config, settings: Settings) -> PerformanceMonitor:
+    """A monitor with the session's thresholds and the pytest_llmbench_collect_metrics hook attached."""
+    monitor = PerformanceMonitor(settings.monitor_interval, gpu_temp_c=settings.alert_gpu_temp,
+                                 memory_pct=settings.alert_memory)
+    monitor.extra_collectors.append(lambda sample: config.hook.pytest_llmbench_collect_metrics(sample=sample))
+    return monitor
 
 
 class LLMBenchWarning(pytest.PytestWarning):
@@ -53,6 +63,7 @@ class Controller:
         self.batch_path: Path | None = None
         self.line: ProgressLine | None = None
         self.gate_result: GateResult | None = None
+        self.batch: dict[str, Any] | None = None
         self._previous_sigterm: Any = None
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -65,22 +76,27 @@ class Controller:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self._install_sigterm()
         self.line = self._make_line()
-        if self.settings.monitor:
-            self.recorder.monitor = self.start_monitor()
-        # xdist starts its workers in its own sessionstart, and they need the endpoint from the start.
-        if self.distributed and not self.config.option.collectonly and self._suites_requested():
+        # xdist starts its workers in its own sessionstart and hands them the endpoint then: an embedded server
+        # must be running by that time. A remote endpoint is checked once the workers report llmbench items.
+        if self.distributed and not self.config.option.collectonly and self.settings.uses_local_server \
+                and self._suites_requested():
             self.prepare()
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> None:
         option = self.config.option
-        if self.distributed or self.endpoint is not None or option.collectonly or option.setuponly \
-                or option.setupplan:
+        if option.collectonly or option.setuponly or option.setupplan:
             return
-        if session.testsfailed and not self.config.option.continue_on_collection_errors:
-            return  # pytest is about to stop on collection errors
-        if any(is_llmbench_nodeid(item.nodeid) and hasattr(item, "case") for item in session.items):
+        if not self.distributed and self.endpoint is None:
+            if session.testsfailed and not option.continue_on_collection_errors:
+                return  # pytest is about to stop on collection errors
+            if not any(isinstance(item, LLMBenchItem) for item in session.items):
+                return
             self.prepare()
+        self.recorder.tracker.restart()  # rates and ETA count from here, not from pytest's start-up
+        if self.settings.monitor:  # after the embedded server's start, so its model load is not in the figures
+            self.recorder.monitor = make_monitor(self.config, self.settings)
+            self.recorder.monitor.start()
 
     def prepare(self) -> None:
         """Check the output folder and the endpoint before any request is sent; stop the session if not."""
@@ -96,16 +112,11 @@ class Controller:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        if self.endpoint is not None:
-            node.workerinput[WORKERINPUT_KEY] = self.endpoint.to_workerinput()
-
-    def start_monitor(self) -> PerformanceMonitor:
-        """The one sampler of the session: under xdist only the controller watches the machine."""
-        s = self.settings
-        monitor = PerformanceMonitor(s.monitor_interval, gpu_temp_c=s.alert_gpu_temp, memory_pct=s.alert_memory)
-        monitor.extra_collectors.append(lambda sample: self.config.hook.pytest_llmbench_collect_metrics(sample=sample))
-        monitor.start()
-        return monitor
+        endpoint = self.endpoint
+        if endpoint is None and not self.settings.uses_local_server:  # checked later, once items are known
+            endpoint = Endpoint(url=str(self.settings.endpoint), model=single_model(self.settings))
+        if endpoint is not None:
+            node.workerinput[WORKERINPUT_KEY] = endpoint.to_workerinput()
 
     def _suites_requested(self) -> bool:
         if self.settings.suite:
@@ -129,23 +140,24 @@ class Controller:
     # -- results --------------------------------------------------------------------------------
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.recorder.tracker.set_total(sum(hasattr(item, "case") for item in session.items))
+        self.recorder.tracker.set_total(sum(isinstance(item, LLMBenchItem) for item in session.items))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         total = sum(map(is_llmbench_nodeid, ids))
         self.recorder.tracker.set_total(max(self.recorder.progress.total_tests, total))
+        if total and self.endpoint is None:  # before the first item is scheduled
+            self.prepare()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = payload_of(report)
         if payload is not None:
-            progress = self.recorder.record(payload)
-        elif report.failed and report.when in ("call", "???") and is_llmbench_nodeid(report.nodeid) \
-                and not report.nodeid.endswith("::suite_error"):
+            progress = self.recorder.record(payload, passed=report.passed)
+        elif report.failed and report.when in ("call", "???") and is_llmbench_nodeid(report.nodeid):
             progress = self.recorder.record_lost(report.nodeid, str(report.longrepr).splitlines()[0][:500])
         else:
             return
-        self.config.hook.pytest_llmbench_progress(progress=progress)
+        self.config.hook.pytest_llmbench_progress(progress=dataclasses.replace(progress))  # a snapshot to keep
         self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures())
         if self.line is not None:
             self.line.update(progress)
@@ -172,9 +184,13 @@ class Controller:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
-        """On a live terminal the progress line stands for llmbench items: no dot per item under it."""
-        if self.line is not None and self.line.live and report.when == "call" and hasattr(report, "llmbench"):
-            return report.outcome, "", ""
+        """On a live terminal the progress line stands for llmbench items: no dot of their own (the word keeps
+        pytest counting them for its percentage); any other test first moves the line out of its way."""
+        if self.line is None or not self.line.live:
+            return None
+        if is_llmbench_nodeid(report.nodeid):
+            return (report.outcome, "", report.outcome.upper()) if report.when == "call" else None
+        self.line.interrupt()
         return None
 
     def pytest_keyboard_interrupt(self) -> None:
@@ -234,7 +250,7 @@ class Controller:
         }
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        batch = getattr(self, "batch", None)
+        batch = self.batch
         if batch is None:
             return
         files = [str(self.batch_path)] if self.batch_path else []

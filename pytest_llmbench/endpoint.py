@@ -58,7 +58,7 @@ def prepare(settings: Settings, output: Path) -> Endpoint:
     else:
         url = str(settings.endpoint)
     try:
-        client = LLMClient(client_config(settings, url), model=_single(settings.model))
+        client = LLMClient(client_config(settings, url), model=single_model(settings))
         try:
             client.check_reachable()
             model = client.resolve_model() if len(settings.model) <= 1 else None
@@ -75,8 +75,17 @@ def prepare(settings: Settings, output: Path) -> Endpoint:
     return Endpoint(url=url, model=model, server=server)
 
 
-def _single(models: tuple[str, ...]) -> str | None:
-    return models[0] if len(models) == 1 else None
+def chat_endpoint(url: str) -> str:
+    """Where the judge can chat: a session fixed on ``/completions`` (a base model) judges through the base URL."""
+    stripped = url.rstrip("/")
+    if stripped.endswith("/completions") and not stripped.endswith("/chat/completions"):
+        return stripped[: -len("/completions")]
+    return url
+
+
+def single_model(settings: Settings) -> str | None:
+    """The one model named, if exactly one was; several mean one item per model, each naming its own."""
+    return settings.model[0] if len(settings.model) == 1 else None
 
 
 def output_folder(settings: Settings, invocation_dir: Path) -> Path:

@@ -12,6 +12,7 @@ import pytest
 from .options import Settings
 from .result import TestResult
 from .runner import Runner, failure_message
+from .storage import assign_stems
 from .suite import SUITE_SUFFIX, SuiteError, TestCase, load_suite
 from .textsafe import escape_for_terminal
 
@@ -67,7 +68,7 @@ class LLMBenchItem(pytest.Item):
         self.model = model
         self.result: TestResult | None = None
         self.window: tuple[float, float] | None = None
-        self.file_stem: str | None = None  # assigned for the whole run by assign_file_stems
+        self.file_stem: str | None = None  # assigned for the whole run by assign_file_stems()
         self.add_marker(MARKER)
         self.extra_keyword_matches.update({case.id, case.name, case.category})
 
@@ -118,3 +119,39 @@ def matches_category(category: str, patterns: tuple[str, ...]) -> bool:
         if ("*" in pattern and fnmatch.fnmatchcase(name, pattern)) or ("*" not in pattern and pattern in name):
             return True
     return False
+
+
+def add_suites_to_args(config: pytest.Config, suites: tuple[Path, ...]) -> None:
+    """Suites named on the command line alone run alone; beside test paths, or from the ini file, they join."""
+    existing = [str(p) for p in suites if p.exists()]  # missing ones become error items at collection
+    named_here = bool(config.getoption("llmbench_suite"))
+    if named_here and config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args[:] = existing
+    else:
+        config.args.extend(existing)
+
+
+def missing_suite_items(session: pytest.Session, suites: tuple[Path, ...]) -> list[pytest.Item]:
+    """A named suite that does not exist still reports itself, as one error item."""
+    return [item for path in suites if not path.exists()
+            for item in SuiteFile.from_parent(session, path=path).collect()]
+
+
+def assign_file_stems(items: list[pytest.Item]) -> None:
+    """File names for the whole run, the same in every xdist worker; names clash only inside one model's folder."""
+    ours = [item for item in items if isinstance(item, LLMBenchItem)]
+    for subdir in {item.output_subdir for item in ours}:
+        group = [item for item in ours if item.output_subdir == subdir]
+        stems = assign_stems((item.nodeid, item.case.name) for item in group)
+        for item in group:
+            item.file_stem = stems[item.nodeid]
+
+
+def deselect_categories(config: pytest.Config, items: list[pytest.Item], patterns: tuple[str, ...]) -> None:
+    if not patterns:
+        return
+    deselected = [i for i in items if isinstance(i, LLMBenchItem) and not matches_category(i.case.category, patterns)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        dropped = set(map(id, deselected))
+        items[:] = [i for i in items if id(i) not in dropped]

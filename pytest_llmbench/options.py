@@ -5,6 +5,7 @@ Every option ``--llmbench-<name>`` has an ini twin ``llmbench_<name>``; the comm
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -122,12 +123,14 @@ class Settings:
         return found + url_secrets(self.endpoint) + url_secrets(self.judge_endpoint)
 
 
-# Numeric options' lower bounds: (bound, whether the bound itself is allowed).
-_LIMITS: dict[str, tuple[float, bool]] = {
-    "timeout": (0, False), "retries": (0, True), "retry-delay": (0, True), "max-retry-wait": (0, True),
-    "max-suite-bytes": (0, False), "monitor-interval": (0, False), "alert-error-rate": (0, True),
-    "local-startup-timeout": (0, False),
+# Numeric options' bounds: (lowest, highest or None, whether the lowest itself is allowed).
+_LIMITS: dict[str, tuple[float, float | None, bool]] = {
+    "timeout": (0, None, False), "retries": (0, None, True), "retry-delay": (0, None, True),
+    "max-retry-wait": (0, None, True), "max-suite-bytes": (0, None, False), "monitor-interval": (0, None, False),
+    "alert-gpu-temp": (0, None, False), "alert-memory": (0, 100, False), "alert-error-rate": (0, 1, True),
+    "local-startup-timeout": (0, None, False),
 }
+_PATH_OPTIONS = ("suite", "output", "compare", "ca-bundle")
 
 
 def add_options(parser: Any) -> None:
@@ -160,8 +163,12 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {"float": float, "int": int, "str": 
 
 
 def read_settings(getoption: Callable[[str], Any], getini: Callable[[str], Any],
-                  environ: dict[str, str] | None = None) -> Settings:
-    """Resolve every option: command line first, then ini, then the default. Raises ValueError on bad values."""
+                  environ: dict[str, str] | None = None, ini_dir: Path | None = None) -> Settings:
+    """Resolve every option: command line first, then ini, then the default. Raises ValueError on bad values.
+
+    Relative paths from the ini file are relative to the ini file's folder, as pytest's own ini paths are;
+    from the command line, to the folder pytest was started in (the caller resolves those).
+    """
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for opt in OPTIONS:
@@ -169,16 +176,21 @@ def read_settings(getoption: Callable[[str], Any], getini: Callable[[str], Any],
         value = getoption(dest)
         if value is None or value == []:
             value = getini(dest)
+            if ini_dir is not None and opt.name in _PATH_OPTIONS and value:
+                value = [str(ini_dir / v) for v in value] if opt.kind == "list" else str(ini_dir / value)
         if value is None or value == "" or value == []:
             value = opt.default
         values[dest[len("llmbench_"):]] = _convert(opt, value)
     if not values["api_key"]:
         values["api_key"] = next((env[k] for k in ENV_API_KEYS if env.get(k)), None)
-    for name, (low, inclusive) in _LIMITS.items():
+    for name, (low, high, inclusive) in _LIMITS.items():
         value = values[name.replace("-", "_")]
-        if value is not None and (value < low if inclusive else value <= low):
-            bound = f">= {low:g}" if inclusive else f"> {low:g}"
-            raise ValueError(f"--llmbench-{name}: must be {bound}, got {value:g}")
+        if value is None:
+            continue
+        too_low = value < low if inclusive else value <= low
+        if not math.isfinite(value) or too_low or (high is not None and value > high):
+            bound = (f">= {low:g}" if inclusive else f"> {low:g}") + ("" if high is None else f" and <= {high:g}")
+            raise ValueError(f"--llmbench-{name}: must be a number {bound}, got {value:g}")
     values["suite"] = tuple(Path(p) for p in values["suite"])
     values["output"] = Path(values["output"])
     values["compare"] = Path(values["compare"]) if values["compare"] else None

@@ -9,15 +9,15 @@ import pytest
 
 from . import hooks
 from .client import LLMClient
-from .controller import WORKERINPUT_KEY, Controller
+from .controller import WORKERINPUT_KEY, Controller, make_monitor
 from .gates import Gates
-from .endpoint import Endpoint, EndpointError, client_config, output_folder, prepare
-from .items import RUNNER_KEY, SETTINGS_KEY, LLMBenchItem, SuiteFile, is_suite_path, matches_category
+from .endpoint import Endpoint, EndpointError, output_folder, prepare
+from .items import RUNNER_KEY, SETTINGS_KEY, LLMBenchItem, SuiteFile, add_suites_to_args, assign_file_stems, \
+    deselect_categories, is_suite_path, missing_suite_items
 from .monitor import PerformanceMonitor
 from .options import add_options, read_settings
 from .report import attach, release
-from .runner import Runner
-from .storage import assign_stems
+from .runner import Runner, build_runner
 
 SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()
 OWN_ENDPOINT_KEY = pytest.StashKey[Endpoint]()
@@ -34,7 +34,8 @@ def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "llmbench: a test from an llmbench JSON suite")
     try:
-        settings = read_settings(config.getoption, config.getini)
+        settings = read_settings(config.getoption, config.getini,
+                                 ini_dir=config.inipath.parent if config.inipath else None)
         settings.headers()
         gates = Gates.from_settings(settings)
     except ValueError as exc:
@@ -43,22 +44,12 @@ def pytest_configure(config: pytest.Config) -> None:
     base = config.invocation_params.dir
     suites = tuple((p if p.is_absolute() else base / p).resolve() for p in settings.suite)
     config.stash[SUITES_KEY] = suites
-    _add_suites_to_args(config, suites)
+    add_suites_to_args(config, suites)
     if settings.insecure:
         config.issue_config_time_warning(pytest.PytestWarning(
             "llmbench: --llmbench-insecure is set: TLS certificates are not verified"), stacklevel=2)
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Controller(config, settings, gates), "llmbench-controller")
-
-
-def _add_suites_to_args(config: pytest.Config, suites: tuple[Path, ...]) -> None:
-    """Suites named on the command line alone run alone; beside test paths, or from the ini file, they join."""
-    existing = [str(p) for p in suites if p.exists()]  # missing ones become error items at collection
-    named_here = bool(config.getoption("llmbench_suite"))
-    if named_here and config.args_source != pytest.Config.ArgsSource.ARGS:
-        config.args[:] = existing
-    else:
-        config.args.extend(existing)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SuiteFile | None:
@@ -69,21 +60,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SuiteFile 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    for missing in (p for p in config.stash[SUITES_KEY] if not p.exists()):
-        items.extend(SuiteFile.from_parent(session, path=missing).collect())
-    ours = [item for item in items if isinstance(item, LLMBenchItem)]
-    for subdir in {item.output_subdir for item in ours}:  # one folder per model: names clash only inside one
-        group = [item for item in ours if item.output_subdir == subdir]
-        stems = assign_stems((item.nodeid, item.case.name) for item in group)
-        for item in group:
-            item.file_stem = stems[item.nodeid]
-    patterns = config.stash[SETTINGS_KEY].category
-    if patterns:
-        deselected = [i for i in ours if not matches_category(i.case.category, patterns)]
-        if deselected:
-            config.hook.pytest_deselected(items=deselected)
-            dropped = set(map(id, deselected))
-            items[:] = [i for i in items if id(i) not in dropped]
+    items.extend(missing_suite_items(session, config.stash[SUITES_KEY]))
+    assign_file_stems(items)
+    deselect_categories(config, items, config.stash[SETTINGS_KEY].category)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -127,23 +106,16 @@ def _endpoint(config: pytest.Config) -> Endpoint:
 
 
 def _build_runner(config: pytest.Config) -> Runner:
-    settings = config.stash[SETTINGS_KEY]
     endpoint = _endpoint(config)
-    client = LLMClient(client_config(settings, endpoint.url), model=endpoint.model)
-    judge = None
-    if settings.judge_endpoint or settings.judge_model:
-        judge = LLMClient(client_config(settings, settings.judge_endpoint or endpoint.url),
-                          model=settings.judge_model or endpoint.model)
 
     def build_request(case: Any, body: dict[str, Any]) -> None:
         config.hook.pytest_llmbench_build_request(test_case=case, request=body)
 
-    def extra_checks(case: Any, result: Any) -> list[dict[str, Any]]:
-        answers = config.hook.pytest_llmbench_evaluate(test_case=case, result=result)
-        return [check for checks in answers for check in checks or ()]
+    def extra_checks(case: Any, result: Any) -> list[Any]:
+        return config.hook.pytest_llmbench_evaluate(test_case=case, result=result)
 
-    return Runner(client=client, stream=settings.stream, evaluate=not settings.no_eval, judge=judge,
-                  build_request=build_request, extra_checks=extra_checks)
+    return build_runner(config.stash[SETTINGS_KEY], endpoint.url, endpoint.model,
+                        build_request=build_request, extra_checks=extra_checks)
 
 
 @pytest.fixture(scope="session")
@@ -164,9 +136,7 @@ def performance_monitor(pytestconfig: pytest.Config) -> Iterator[PerformanceMoni
     if controller is not None and controller.recorder.monitor is not None:
         yield controller.recorder.monitor
         return
-    settings = pytestconfig.stash[SETTINGS_KEY]
-    monitor = PerformanceMonitor(settings.monitor_interval, gpu_temp_c=settings.alert_gpu_temp,
-                                 memory_pct=settings.alert_memory)
+    monitor = make_monitor(pytestconfig, pytestconfig.stash[SETTINGS_KEY])
     monitor.start()
     yield monitor
     monitor.stop()

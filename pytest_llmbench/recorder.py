@@ -31,9 +31,6 @@ def row_of(result: dict[str, Any]) -> dict[str, Any]:
     row["evaluation_passed"] = evaluation.get("passed") if evaluation else None
     slo = result.get("slo_result")
     row["slo_passed"] = slo.get("passed") if slo else None
-    # The item's own outcome: the request succeeded and no answer check or SLO failed, as pytest reports it.
-    row["passed"] = bool(result.get("success")) and row["evaluation_passed"] is not False \
-        and row["slo_passed"] is not False
     return row
 
 
@@ -59,8 +56,11 @@ class Recorder:
     def progress(self) -> ExecutionProgress:
         return self.tracker.progress
 
-    def record(self, payload: dict[str, Any]) -> ExecutionProgress:
-        """Take one finished test: attach its hardware window, write its files, keep its row."""
+    def record(self, payload: dict[str, Any], *, passed: bool) -> ExecutionProgress:
+        """Take one finished test: attach its hardware window, write its files, keep its row.
+
+        ``passed`` is the item's outcome as pytest reported it (request, answer checks, SLOs, hooks).
+        """
         result = mask_secrets(payload["result"], self.secrets)
         window = payload.get("window")
         if window:
@@ -72,24 +72,27 @@ class Recorder:
         self.writer.write_test(result, payload["file_stem"], payload.get("subdir"))
         self._note_alert(self.error_alert.add(bool(result["success"])) if self.error_alert else None)
         row = row_of(result)
-        row["file_stem"] = payload["file_stem"]
+        row["passed"], row["file_stem"] = passed, payload["file_stem"]
         self.rows.append(row)
         self.stats.add({**row, "itl": result.get("itl") or []})
         return self.tracker.update(name=result["test_name"], category=result.get("category"),
-                                   success=row["passed"], execution_time=result["execution_time"],
-                                   completion_tokens=result.get("completion_tokens"))
+                                   success=bool(result["success"]), passed=passed,
+                                   execution_time=result["execution_time"],
+                                   completion_tokens=result.get("completion_tokens"),
+                                   tokens_per_second=result.get("tokens_per_second"))
 
     def record_lost(self, nodeid: str, message: str) -> ExecutionProgress:
         """A test that ended without a result (a crashed worker, an error outside the request)."""
         test_id = nodeid.rsplit("::", 1)[-1]
         result = TestResult(test_id=test_id, test_name=test_id, success=False, error_message=message)
         row = row_of(result.to_dict())
+        row["passed"] = False
         self._note_alert(self.error_alert.add(False) if self.error_alert else None)
         self.lost.append({"nodeid": nodeid, "error_message": message})
         self.rows.append(row)
         self.stats.add({**row, "itl": []})
-        return self.tracker.update(name=test_id, category=None, success=False, execution_time=0.0,
-                                   completion_tokens=None)
+        return self.tracker.update(name=test_id, category=None, success=False, passed=False, execution_time=0.0,
+                                   completion_tokens=None, tokens_per_second=None)
 
     def _note_alert(self, message: str | None) -> None:
         if message:

@@ -128,8 +128,9 @@ def _finite(value: Any) -> Any:
 
 
 def dumps_strict(data: Any, indent: int | None = None) -> str:
-    """JSON that every parser accepts: NaN and infinities become null instead of invalid tokens."""
+    """JSON that every parser accepts: NaN and infinities become null instead of invalid tokens, and a value
+    JSON has no type for (a hook's datetime or numpy number) is written as its text rather than lost."""
     try:
-        return json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False)
+        return json.dumps(data, indent=indent, ensure_ascii=False, allow_nan=False, default=str)
     except ValueError:
-        return json.dumps(_finite(data), indent=indent, ensure_ascii=False, allow_nan=False)
+        return json.dumps(_finite(data), indent=indent, ensure_ascii=False, allow_nan=False, default=str)

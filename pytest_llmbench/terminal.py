@@ -33,8 +33,8 @@ def clock(seconds: float | None) -> str:
 
 def progress_text(p: ExecutionProgress) -> str:
     ok, bad = _marks()
-    return (f"llmbench {p.completed_tests}/{p.total_tests} {ok}{p.successful_tests} {bad}{p.failed_tests}"
-            f" | {p.tests_per_second:.1f} tests/s | {p.average_tokens_per_second:.0f} tok/s"
+    return (f"llmbench {p.completed_tests}/{p.total_tests} {ok}{p.passed_tests} {bad}{p.completed_tests - p.passed_tests}"
+            f" | {p.tests_per_second:.1f} tests/s | {p.output_throughput:.0f} tok/s"
             f" | ETA {clock(p.estimated_remaining_time)}")
 
 
@@ -45,6 +45,7 @@ class ProgressLine:
         self.reporter = reporter
         self.live = live
         self._drawn = False
+        self._width = 0
         self._last_draw = 0.0
         self._last_step = 0
 
@@ -53,23 +54,38 @@ class ProgressLine:
         last = progress.completed_tests >= progress.total_tests
         if self.live:
             if last or now - self._last_draw >= REDRAW_INTERVAL_S:
-                self.reporter.rewrite(progress_text(progress), erase=True)
-                self._drawn, self._last_draw = True, now
+                self._redraw(progress_text(progress))
+                self._last_draw = now
             return
         step = progress.completed_tests * 100 // max(progress.total_tests, 1) // LOG_STEP_PCT
         if last or step > self._last_step or now - self._last_draw >= LOG_INTERVAL_S:
-            writer = getattr(self.reporter, "_tw", None)
-            if writer is not None and writer.width_of_current_line:
-                self.reporter.write("\n")  # after pytest's dots, which xdist leaves on an open line
+            self._open_line()
             self.reporter.write_line(progress_text(progress))
             self._last_step, self._last_draw = step, now
+
+    def _redraw(self, text: str) -> None:
+        if not self._drawn:
+            self._open_line()
+        writer = self.reporter._tw
+        writer.write("\r" + text.ljust(self._width), flush=True)  # spaces only over what the last line left
+        # TerminalWriter appends every "\r" redraw to what it thinks the current line is: reset it, or the line
+        # it tracks grows for the whole run and pytest's own width checks go wrong.
+        writer._current_line = text
+        self._drawn, self._width = True, len(text)
+
+    def _open_line(self) -> None:
+        """Start on a line of our own when pytest left one open (its dots, a file name)."""
+        writer = getattr(self.reporter, "_tw", None)
+        if writer is not None and writer.width_of_current_line:
+            self.reporter.write("\n")
+            self.reporter.currentfspath = None  # so pytest names the file again before its next dot
 
     def interrupt(self) -> None:
         """Leave the live line where it is before pytest writes something of its own."""
         if self.live and self._drawn:
             self.reporter.write("\n")
             self.reporter.currentfspath = None
-            self._drawn = False
+            self._drawn, self._width = False, 0
 
 
 def is_live_terminal(reporter: Any) -> bool:

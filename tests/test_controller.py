@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -123,11 +124,11 @@ def test_log_progress_is_plain_lines_without_carriage_returns(pytester, stub, su
     assert "llmbench 12/12" not in quiet.stdout.str()
 
 
-def test_terminal_progress_redraws_one_line_in_place(pytester, stub, suite):
+def run_in_pty(pytester, *args: str) -> str:
+    """Run pytest on a pseudo-terminal, as a person would see it."""
     primary, secondary = pty.openpty()
     env = {**os.environ, "COLUMNS": "120"}
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "--llmbench-suite", str(suite),
-                             "--llmbench-endpoint", stub.url, "-p", "no:cacheprovider"],
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
                             cwd=pytester.path, stdout=secondary, stderr=secondary, stdin=subprocess.DEVNULL, env=env)
     os.close(secondary)
     chunks = []
@@ -140,10 +141,15 @@ def test_terminal_progress_redraws_one_line_in_place(pytester, stub, suite):
             break
         chunks.append(data)
     proc.wait(timeout=60)
-    output = b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_terminal_progress_redraws_one_line_in_place(pytester, stub, suite):
+    output = run_in_pty(pytester, "--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url)
     assert "\rllmbench 12/12" in output
     line = [part for part in output.split("\r\n") if "llmbench 12/12" in part][0]  # a pty ends lines with \r\n
     assert line.split("\r")[-1].startswith("llmbench 12/12")  # what stays visible: the line, no dots
+    assert "[100%]" in output
 
 
 def test_hooks_change_requests_results_and_the_batch(pytester, stub, suite):
@@ -276,3 +282,19 @@ def test_items_failing_their_checks_count_as_failed_in_progress_and_summary(pyte
     result.stdout.fnmatch_lines(["llmbench 3/3 ✓1 ✗2 *", "tests 3: 1 passed, 2 failed | requests 66.7% successful*"])
     aggregate = batch_of(pytester.path / "llmbench_results")["aggregate"]
     assert (aggregate["passed_tests"], aggregate["successful_tests"], aggregate["evaluation_pass_rate"]) == (1, 2, 0.5)
+
+
+def test_terminal_progress_keeps_clear_of_ordinary_tests_and_pytests_percentage(pytester, stub, suite):
+    pytester.makepyfile(test_plain="""
+        import pytest
+        @pytest.mark.parametrize("n", range(6))
+        def test_plain(n):
+            assert n != 4
+    """)
+    output = run_in_pty(pytester, "--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "test_plain.py",
+                        "-n", "2")
+    visible = [re.sub(r"\x1b\[[0-9;]*m", "", line).split("\r")[-1] for line in output.split("\r\n")]
+    final = [line for line in visible if line.startswith("llmbench 12/12")]
+    assert final and final[0].endswith("[100%]")  # pytest still counts our items towards its percentage
+    letters = [line for line in visible if line and set(line) <= {".", "F"}]
+    assert "".join(letters).count("F") == 1 and "".join(letters).count(".") == 5  # ordinary tests' letters stay

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -138,11 +140,22 @@ def test_a_missing_suite_alone_is_one_error_and_runs_nothing_else(pytester):
 
 
 @pytest.mark.parametrize(("option", "value", "message"), [
-    ("--llmbench-retries", "-1", "*--llmbench-retries: must be >= 0, got -1*"),
-    ("--llmbench-timeout", "0", "*--llmbench-timeout: must be > 0, got 0*"),
-    ("--llmbench-monitor-interval", "-0.5", "*--llmbench-monitor-interval: must be > 0*"),
+    ("--llmbench-retries", "-1", "*--llmbench-retries: must be a number >= 0, got -1*"),
+    ("--llmbench-timeout", "0", "*--llmbench-timeout: must be a number > 0, got 0*"),
+    ("--llmbench-timeout", "nan", "*--llmbench-timeout: must be a number > 0, got nan*"),
+    ("--llmbench-monitor-interval", "-0.5", "*--llmbench-monitor-interval: must be a number > 0*"),
+    ("--llmbench-alert-error-rate", "1.5", "*--llmbench-alert-error-rate: must be a number >= 0 and <= 1, got 1.5*"),
 ])
 def test_out_of_range_numbers_are_usage_errors(pytester, suite, option, value, message):
     result = pytester.runpytest("--llmbench-suite", str(suite), f"{option}={value}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
+
+
+def test_ini_paths_are_relative_to_the_ini_file(pytester):
+    write_suite(pytester.mkdir("suites") / "s.json", [{"id": "from_ini"}])
+    pytester.makeini("[pytest]\nllmbench_suite = suites/s.json\n")
+    sub = pytester.mkdir("sub")
+    run = subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider"], cwd=sub,
+                         capture_output=True, text=True, timeout=60)
+    assert "suites/s.json::from_ini" in run.stdout, run.stdout + run.stderr
