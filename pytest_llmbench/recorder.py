@@ -114,21 +114,30 @@ class Recorder:
 
     def build_batch(self, *, run: dict[str, Any], partial_reason: str | None,
                     wall_time_s: float) -> dict[str, Any]:
+        aggregate = self._aggregate(wall_time_s)
         return {
             "schema_version": SCHEMA_VERSION,
             "partial": partial_reason is not None,
             "partial_reason": partial_reason,
             "run": run,
-            "aggregate": self._aggregate(wall_time_s),
+            "aggregate": aggregate,
             "categories": self.stats.by_category(),
             "models": self.stats.by_model(),
             "slowest": self.stats.slowest(5),
             "lost_tests": self.lost,
             "alerts": self.alerts,
-            "hardware": self.monitor.summary() if self.monitor is not None else None,
+            "hardware": self._hardware(aggregate),
             "missing_files": [{"path": str(f.path), "reason": f.reason} for f in self.writer.failures],
             "tests": self.rows,
         }
+
+    def _hardware(self, aggregate: dict[str, Any]) -> dict[str, Any] | None:
+        if self.monitor is None:
+            return None
+        hardware = self.monitor.summary()
+        energy, tokens = hardware.get("gpu_energy_j"), aggregate["total_completion_tokens"]
+        hardware["tokens_per_joule"] = tokens / energy if energy and tokens else None
+        return hardware
 
     def _aggregate(self, wall_time_s: float) -> dict[str, Any]:
         """Throughput over the requests' own span (as vLLM's ``duration``), not over pytest's start-up."""

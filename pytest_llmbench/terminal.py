@@ -129,7 +129,7 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
                             + ("" if score is None else f" | mean reasoning score {score:.2f}"))
     _write_categories(reporter, batch.get("categories") or {})
     if batch.get("hardware"):
-        _write_hardware(reporter, batch["hardware"], agg.get("total_completion_tokens"))
+        _write_hardware(reporter, batch["hardware"])
     if batch.get("alerts"):
         reporter.write_line(f"alerts: {len(batch['alerts'])} (see the warnings summary)", yellow=True)
     slowest = batch.get("slowest") or []
@@ -157,7 +157,7 @@ def _write_categories(reporter: Any, categories: dict[str, dict[str, Any]]) -> N
             f" {'-' if score is None else f'{score:.2f}':>6}")
 
 
-def _write_hardware(reporter: Any, hw: dict[str, Any], completion_tokens: int | None) -> None:
+def _write_hardware(reporter: Any, hw: dict[str, Any]) -> None:
     gpus = ", ".join(safe(name) for name in hw.get("gpu_devices") or []) or \
         f"none ({safe(hw.get('gpu_unavailable_reason') or 'not found')})"
     reporter.write_line(f"hardware: GPU {gpus} | CPU mean {_ms(hw.get('cpu_mean_pct'))}%"
@@ -168,13 +168,5 @@ def _write_hardware(reporter: Any, hw: dict[str, Any], completion_tokens: int | 
                                               for key, value in gpu.items()))
     energy = hw.get("gpu_energy_j")
     if energy:
-        per_joule = f" | {completion_tokens / energy:.2f} tokens/J" if completion_tokens else ""
+        per_joule = f" | {hw['tokens_per_joule']:.2f} tokens/J" if hw.get("tokens_per_joule") else ""
         reporter.write_line(f"energy: {energy:,.1f} J{per_joule}")
-
-
-def write_gates(reporter: Any, gates: Any) -> None:
-    """Baseline table and every run-wide SLO or regression failure, each on its own line."""
-    for line in gates.table():
-        reporter.write_line(line)
-    for message in gates.failures():
-        reporter.write_line(f"FAILED {safe(message)}", red=True, bold=True)
