@@ -170,3 +170,11 @@ def _write_hardware(reporter: Any, hw: dict[str, Any]) -> None:
     if energy:
         per_joule = f" | {hw['tokens_per_joule']:.2f} tokens/J" if hw.get("tokens_per_joule") else ""
         reporter.write_line(f"energy: {energy:,.1f} J{per_joule}")
+
+
+def write_gates(reporter: Any, gates: Any) -> None:
+    """Baseline table and every run-wide SLO or regression failure, each on its own line."""
+    for line in gates.table():
+        reporter.write_line(line)
+    for message in gates.failures():
+        reporter.write_line(f"FAILED {safe(message)}", red=True, bold=True)
