@@ -298,3 +298,19 @@ def test_terminal_progress_keeps_clear_of_ordinary_tests_and_pytests_percentage(
     assert final and final[0].endswith("[100%]")  # pytest still counts our items towards its percentage
     letters = [line for line in visible if line and set(line) <= {".", "F"}]
     assert "".join(letters).count("F") == 1 and "".join(letters).count(".") == 5  # ordinary tests' letters stay
+
+
+def test_under_xdist_a_run_without_llmbench_items_needs_no_server(pytester, suite):
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
+    result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "test_plain.py", "-m", "not llmbench",
+                                           "--llmbench-endpoint", "http://127.0.0.1:9/v1", "-n", "2")
+    result.assert_outcomes(passed=1)  # (xdist does not report its workers' deselections)
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_under_xdist_an_unreachable_endpoint_stops_the_session_once(pytester, suite):
+    result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint",
+                                           "http://127.0.0.1:9/v1", "--llmbench-retries", "0", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert output.count("Cannot reach the LLM server") == 1 and "INTERNALERROR" not in output
