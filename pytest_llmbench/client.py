@@ -8,34 +8,25 @@ result, a message or an exception.
 
 from __future__ import annotations
 
-import contextlib
-import http.client
 import json
 import time
-import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
-import urllib3
-
 from . import __version__
-from .errors import broken_body, describe, excerpt, http_error, network_error
+from .errors import clip, describe
 from .exchange import Exchange, fill_token_counts, parse_answer, result_from_exchange
-from .redact import AUTH_HEADER_NAMES, mask_secrets, redact_error, redact_text, url_secrets
+from .redact import Secrets, header_secrets, url_secrets
 from .result import ApiError, Attempt, TestResult
 from .retry import RetryPolicy, decide
+from .streaming import tpot
+from .transport import Answer, Transport, target
 
 USER_AGENT = f"pytest-llmbench/{__version__}"
-READ_SIZE = 65536
-PROBE_TIMEOUT = 10.0  # seconds: check_reachable's connect and read timeout, so a dead host fails fast
+PROBE_TIMEOUT = 10.0  # seconds: check_reachable's whole deadline, so a dead or trickling host fails fast
 _PATHS = {"chat": "/chat/completions", "completions": "/completions"}
-_BODY_READ_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
-# Failures before anything went on the wire that no retry can fix: a bad URL, a body that is no JSON.
-_UNSENDABLE = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
-               requests.exceptions.InvalidHeader, requests.exceptions.InvalidJSONError)
 
 
 class ClientError(Exception):
@@ -62,17 +53,15 @@ class ClientConfig:
     retry_read_timeouts: bool = False
     verify: bool | str = True  # False = insecure, str = CA bundle path
 
-
-@dataclass
-class _Answer:
-    """What one attempt got, before it is judged a success or parsed."""
-
-    elapsed: float
-    status: int | None = None
-    headers: Mapping[str, str] | None = None
-    payload: bytes = b""
-    streamed: Any = None  # streaming.StreamOutcome
-    error: ApiError | None = None
+    def __post_init__(self) -> None:
+        """Reject settings no request could honour, naming the setting (NaN fails every check too)."""
+        if not (isinstance(self.retries, int) and self.retries >= 0):
+            raise ValueError(f"retries must be a whole number, 0 or more; got {self.retries!r}")
+        if not self.timeout > 0:
+            raise ValueError(f"timeout must be more than 0 seconds; got {self.timeout!r}")
+        for name in ("retry_delay", "max_retry_wait"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be 0 seconds or more; got {getattr(self, name)!r}")
 
 
 def resolve_url(endpoint: str, api_type: str) -> tuple[str, str]:
@@ -125,14 +114,12 @@ class LLMClient:
         self.model = model
         self._policy = RetryPolicy(config.retries, config.retry_delay, config.max_retry_wait,
                                    config.retry_read_timeouts)
-        self._secrets = [config.api_key, *(v for k, v in config.headers.items() if k.lower() in AUTH_HEADER_NAMES),
-                         *url_secrets(config.endpoint)]
-        self._session = requests.Session()
-        self._session.headers["User-Agent"] = USER_AGENT
+        self._secrets = Secrets([config.api_key, *header_secrets(config.headers), *url_secrets(config.endpoint)])
+        headers = {"User-Agent": USER_AGENT}
         if config.api_key:
-            self._session.headers["Authorization"] = f"Bearer {config.api_key}"
-        self._session.headers.update(config.headers)
-        self._environment = _environment_settings(self._session, config)
+            headers["Authorization"] = f"Bearer {config.api_key}"
+        self._transport = Transport({**headers, **config.headers}, config.endpoint, config.verify)
+        self._urls: dict[str, tuple[str, str]] = {}
 
     def resolve_model(self) -> str:
         """The configured model, or else the first one the server lists (asked once)."""
@@ -145,7 +132,9 @@ class LLMClient:
 
     def send(self, api_type: str, body: dict[str, Any]) -> Exchange:
         """One logical request with its retries; failures come back in the Exchange, never raised."""
-        url, used = resolve_url(self.config.endpoint, api_type)
+        if api_type not in self._urls:
+            self._urls[api_type] = resolve_url(self.config.endpoint, api_type)
+        url, used = self._urls[api_type]
         request = dict(body)
         if used == "chat" and "prompt" in request:
             request = _prompt_as_chat(request)
@@ -180,36 +169,41 @@ class LLMClient:
         except (ValueError, KeyError, TypeError):
             ids = None
         if ids is None or not all(isinstance(i, str) for i in ids):
-            raw = excerpt(self._redact(answer.payload.decode("utf-8", errors="replace")), 200)
+            raw = clip(self._redact(answer.payload.decode("utf-8", errors="replace")), 200)
             raise ClientError(f"{self._redact(url)} did not answer with a model list (data[].id): {raw}")
         return ids
 
     def check_reachable(self) -> None:
-        """Raise EndpointUnreachable unless the server answers at all and accepts our credentials."""
+        """Raise EndpointUnreachable unless the server answers at all and accepts our credentials.
+
+        One attempt with a total deadline of PROBE_TIMEOUT (or the configured timeout, if shorter), so a
+        server that trickles bytes cannot stall start-up. A redirect counts as unreachable: requests are
+        never redirected, so every one of them would fail.
+        """
         try:
             url = models_url(self.config.endpoint)
-            _target(url)  # a bad port only shows here; the messages below need the target
+            target(url)  # a bad port only shows here; the messages below need the target
         except ValueError as exc:  # urllib's text names no secret; the URL may hold one
             raise EndpointUnreachable(f"The endpoint {self._redact(self.config.endpoint)} is not a valid URL: "
                                       f"{self._redact(str(exc))}.") from None
         timeout = min(PROBE_TIMEOUT, self.config.timeout)
-        try:
-            with self._quiet_insecure():
-                response = self._session.get(url, timeout=timeout, allow_redirects=False, **self._environment)
-        except requests.ReadTimeout:
-            raise EndpointUnreachable(f"The LLM server at {self._redact(url)} accepted the connection but did "
-                                      f"not answer within {timeout:g} s.") from None
-        except requests.RequestException as exc:
-            error = redact_error(network_error(exc, _target(url)), self._secrets)
-            raise EndpointUnreachable(f"Cannot reach the LLM server at {self._redact(url)}: {error.message}.",
-                                      error) from None
-        if response.status_code in (401, 403):
-            error = redact_error(http_error(response.status_code, response.content), self._secrets)
-            raise EndpointUnreachable(f"The LLM server at {self._redact(url)} rejected the request: {describe(error)}",
-                                      error)
+        answer = self._transport.attempt("GET", url, None, None, timeout)
+        if answer.error is None or answer.error.kind == "http":  # any answer but these means it is there
+            return
+        error = self._secrets.redact_error(answer.error)
+        where = self._redact(url)
+        if error.kind == "auth":
+            raise EndpointUnreachable(f"The LLM server at {where} rejected the request: {describe(error)}", error)
+        if error.kind == "deadline":
+            message = f"The LLM server at {where} accepted the connection but did not answer within {timeout:g} s."
+        elif error.kind == "redirect":
+            message = f"The LLM server at {where} answered HTTP {error.status}: {error.message}."
+        else:
+            message = f"Cannot reach the LLM server at {where}: {error.message}."
+        raise EndpointUnreachable(message, error)
 
     def close(self) -> None:
-        self._session.close()
+        self._transport.close()
 
     def _adhoc(self, api_type: str, params: dict[str, Any], **source: Any) -> TestResult:
         model = params.pop("model", None)
@@ -219,115 +213,51 @@ class LLMClient:
 
     def _with_retries(
         self, method: str, url: str, body: dict[str, Any] | None, stream_api: str | None
-    ) -> tuple[_Answer, list[Attempt]]:
+    ) -> tuple[Answer, list[Attempt]]:
         """Attempts until one succeeds or the policy says stop; every attempt is recorded."""
         attempts: list[Attempt] = []
         for retry_index in range(self._policy.retries + 1):
-            answer = self._attempt(method, url, body, stream_api)
+            answer = self._transport.attempt(method, url, body, stream_api, self.config.timeout)
             attempt = Attempt(number=retry_index + 1, status=answer.status, elapsed_s=answer.elapsed)
             attempts.append(attempt)
             if answer.error is None:
                 break
-            answer.error = redact_error(answer.error, self._secrets)
+            answer.error = self._secrets.redact_error(answer.error)
             decision = decide(answer.error, answer.headers, retry_index, self._policy)
             if decision.refusal:
                 answer.error.message += f"; {decision.refusal}"
-            attempt.error = excerpt(describe(answer.error), 300)
+            attempt.error = clip(describe(answer.error), 300)
             if not decision.retry:
                 break
             attempt.delay_s = decision.delay
             time.sleep(decision.delay)
         return answer, attempts
 
-    def _attempt(self, method: str, url: str, body: dict[str, Any] | None, stream_api: str | None) -> _Answer:
-        timeout = self.config.timeout
-        deadline = time.monotonic() + timeout
-        sent_ns = time.perf_counter_ns()
-        started = time.perf_counter()
-
-        def answer(**fields: Any) -> _Answer:
-            return _Answer(elapsed=time.perf_counter() - started, **fields)
-
-        try:
-            with self._quiet_insecure():
-                response = self._session.request(method, url, json=body, timeout=timeout, stream=True,
-                                                 allow_redirects=False, **self._environment)
-        except requests.ReadTimeout:
-            return answer(error=ApiError("read_timeout", f"no answer within {timeout:g} s"))
-        except _UNSENDABLE as exc:
-            return answer(error=ApiError("request", f"the request could not be sent: {exc}"))
-        except requests.RequestException as exc:
-            return answer(error=network_error(exc, _target(url)))
-        with response:
-            status, headers = response.status_code, response.headers
-            if 300 <= status < 400:
-                target = redact_text(headers.get("Location") or "(no Location header)")
-                message = f"redirected to {target}, not followed: set the endpoint to the final URL"
-                return answer(status=status, headers=headers, error=ApiError("redirect", message, status))
-            response.raw = _DeadlineReader(response.raw, deadline)
-            if status == 200 and stream_api and not _is_json(headers):  # some servers ignore "stream"
-                from .streaming import read_stream  # lazily: only streamed runs need it
-
-                outcome = read_stream(response, stream_api, sent_ns, deadline)
-                return answer(status=status, headers=headers, streamed=outcome, error=outcome.error)
-            try:
-                payload = b"".join(iter(lambda: response.raw.read1(READ_SIZE, decode_content=True), b""))
-            except urllib3.exceptions.ReadTimeoutError:
-                message = f"the response was not complete within the {timeout:g} s deadline"
-                return answer(status=status, headers=headers, error=ApiError("deadline", message, status))
-            except _BODY_READ_ERRORS as exc:
-                return answer(status=status, headers=headers, error=broken_body(exc, status))
-        error = http_error(status, payload) if status >= 300 else None
-        return answer(status=status, headers=headers, payload=payload, error=error)
-
-    def _exchange(self, answer: _Answer, attempts: list[Attempt], api_type: str, request: dict[str, Any]) -> Exchange:
+    def _exchange(self, answer: Answer, attempts: list[Attempt], api_type: str, request: dict[str, Any]) -> Exchange:
+        outcome = answer.streamed
         exchange = Exchange(False, api_type, request, status=answer.status, execution_time=answer.elapsed,
-                            attempts=attempts, stream=answer.streamed is not None, error=answer.error)
-        if answer.streamed is not None:  # a broken stream keeps its partial text and timings
-            outcome = answer.streamed
+                            attempts=attempts, stream=outcome is not None, error=answer.error)
+        if outcome is not None:  # a broken stream keeps its partial text and timings
             exchange.text, exchange.finish_reason = outcome.text, outcome.finish_reason
             exchange.prompt_tokens, exchange.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
             exchange.ttft, exchange.itl, exchange.e2e_latency = outcome.ttft, outcome.itl, outcome.e2e_latency
-            if exchange.error is not None:
-                exchange.error = redact_error(exchange.error, self._secrets)
         elif answer.error is None:
-            exchange.error = parse_answer(exchange, answer.payload)
-            if exchange.error is not None:
-                exchange.error = redact_error(exchange.error, self._secrets)
-                attempts[-1].error = excerpt(describe(exchange.error), 300)
-        exchange.text = mask_secrets(exchange.text, self._secrets)  # before a failed check quotes the answer
+            error = parse_answer(exchange, answer.payload)
+            if error is not None:
+                exchange.error = self._secrets.redact_error(error)
+                attempts[-1].error = clip(describe(exchange.error), 300)
+        # Before a failed check quotes the answer: a model may repeat a key it was shown.
+        exchange.text, exchange.data = self._secrets.mask(exchange.text), self._secrets.mask(exchange.data)
         if exchange.error is not None:
             return exchange
         exchange.success = True
-        fill_token_counts(exchange)
-        if exchange.stream:
-            from .streaming import tpot
-
+        fill_token_counts(exchange, None if outcome is None else len(outcome.content_ns))
+        if outcome is not None:
             exchange.tpot = tpot(exchange.ttft, exchange.e2e_latency, exchange.completion_tokens)
         return exchange
 
     def _redact(self, text: str) -> str:
-        return redact_text(text, self._secrets)
-
-    def _quiet_insecure(self) -> contextlib.AbstractContextManager[Any]:
-        """In insecure mode urllib3 warns on every request; the plugin warns once instead."""
-        if self.config.verify is not False:
-            return contextlib.nullcontext()
-        return _ignoring(urllib3.exceptions.InsecureRequestWarning)
-
-
-def _environment_settings(session: requests.Session, config: ClientConfig) -> dict[str, Any]:
-    """Proxies and CA bundle from the environment, read once for the endpoint's host.
-
-    requests reads them again on every request (scanning os.environ twice), which costs more than a fast local
-    server takes to answer; every request of a client goes to one host, so once is enough.
-    """
-    try:
-        merged = session.merge_environment_settings(config.endpoint, {}, None, config.verify, None)
-    except ValueError:  # a malformed endpoint, which check_reachable reports in its own words
-        merged = {"proxies": {}, "verify": config.verify}
-    session.trust_env = False
-    return {"proxies": merged["proxies"], "verify": merged["verify"]}
+        return self._secrets.redact(text)
 
 
 def _prompt_as_chat(body: dict[str, Any]) -> dict[str, Any]:
@@ -336,46 +266,3 @@ def _prompt_as_chat(body: dict[str, Any]) -> dict[str, Any]:
         ("messages" if key == "prompt" else key): [{"role": "user", "content": value}] if key == "prompt" else value
         for key, value in body.items()
     }
-
-
-class _DeadlineReader:
-    """``response.raw`` whose every read may block only until the attempt's deadline.
-
-    requests' read timeout is only the gap between bytes, so a server sending a byte a second would
-    never time out; shrinking the socket timeout to the time left before each read makes it total.
-    Past the deadline a read fails the way a socket timeout does, so every reader handles one case.
-    """
-
-    def __init__(self, raw: Any, deadline: float) -> None:
-        self._raw = raw
-        self._deadline = deadline
-
-    def read1(self, amt: int = -1, decode_content: bool | None = None) -> bytes:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise urllib3.exceptions.ReadTimeoutError(None, None, "the deadline has passed")  # type: ignore[arg-type]
-        sock = getattr(self._raw.connection, "sock", None)
-        if sock is not None:
-            sock.settimeout(remaining)
-        return self._raw.read1(amt, decode_content=decode_content)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._raw, name)
-
-
-def _is_json(headers: Mapping[str, str]) -> bool:
-    return (headers.get("Content-Type") or "").split(";")[0].strip().lower() == "application/json"
-
-
-def _target(url: str) -> str:
-    """host:port for messages; never the userinfo a URL may carry."""
-    parts = urlsplit(url)
-    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
-    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
-
-
-@contextlib.contextmanager
-def _ignoring(category: type[Warning]) -> Iterator[None]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", category)
-        yield

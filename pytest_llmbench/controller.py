@@ -24,7 +24,7 @@ from .endpoint import Endpoint, EndpointError, output_folder, prepare, single_mo
 from .items import LLMBenchItem
 from .options import Settings
 from .recorder import Recorder
-from .redact import redact_headers, redact_text
+from .redact import Secrets, redact_headers, redact_text
 from .report import is_llmbench_nodeid, payload_of
 from .storage import OutputNotWritable, check_writable, clean_temp_files
 from .suite import SUITE_SUFFIX
@@ -54,7 +54,7 @@ class Controller:
         self.gates = gates
         self.output = output_folder(settings, config.invocation_params.dir)
         self.recorder = Recorder(self.output, error_alert=ErrorRateAlert(threshold=settings.alert_error_rate),
-                                 secrets=tuple(settings.secrets()))
+                                 secrets=Secrets(settings.secrets()))
         self.warnings: list[str] = []
         self.endpoint: Endpoint | None = None
         self.started = datetime.now(timezone.utc)

@@ -9,26 +9,34 @@ requests/urllib3/socket exceptions whose outer text is mostly noise. Both are no
 from __future__ import annotations
 
 import html
+import http.client
 import json
 import re
 import socket
 import ssl
+import string
 from collections.abc import Iterator
 from http import HTTPStatus
 from http.client import RemoteDisconnected
 from typing import Any
 
 import requests
+import urllib3
 
 from .result import ApiError
 
 EXCERPT_LIMIT = 500
+ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error body worth reading: the message is near the start
+MESSAGE_LIMIT = 1000  # characters of a server's message kept in an error
 _LINE_LIMIT = 200
+CUT = "cut"  # ApiError.type of a body that broke off after the headers: the request had reached the server
+
+# What a read of a response body can raise: urllib3 wraps most socket and http.client failures, not all.
+BODY_READ_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
 
 _HTML = re.compile(r"<!doctype\s+html|<html|<title|<body", re.IGNORECASE)
-_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
-_TAG_OR_SCRIPT = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
-_MESSAGE_FIELD = re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # keeps every index in place
+_MESSAGE_FIELD = re.compile(r'"message"\s*:\s*"((?:[^"\\]|\\.)*)')  # no closing quote: the body may be cut
 _NUMBER = r"(\d[\d,]*)"
 _FIGURES = (
     ("max_context_tokens", re.compile(rf"maximum context length is {_NUMBER}", re.IGNORECASE)),
@@ -40,15 +48,20 @@ _LLAMA_CPP_FIGURES = {"n_ctx": "max_context_tokens", "n_prompt_tokens": "request
 _STANDARD_FIELDS = frozenset({"message", "type", "object"})
 
 
-def excerpt(text: str | None, limit: int = EXCERPT_LIMIT) -> str | None:
+def clip(text: str | None, limit: int = EXCERPT_LIMIT) -> str | None:
+    """The text cut to ``limit`` characters with an ellipsis; None for no text."""
     if not text:
         return None
     return text if len(text) <= limit else text[:limit] + "…"
 
 
 def http_error(status: int, body: bytes) -> ApiError:
-    """The error a non-2xx answer stands for; 401 and 403 become kind "auth"."""
-    text = body.decode("utf-8", errors="replace")
+    """The error a non-2xx answer stands for; 401 and 403 become kind "auth".
+
+    Only the first ``ERROR_BODY_LIMIT`` bytes are looked at, and the message is kept to
+    ``MESSAGE_LIMIT`` characters: an error page can be any size, an error line should not be.
+    """
+    text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
     message, type_, details = parse_error_body(text)
     for name, value in context_figures(message, details).items():
         details.setdefault(name, value)
@@ -56,17 +69,25 @@ def http_error(status: int, body: bytes) -> ApiError:
     if status in (401, 403):
         kind = "auth"
         message = f"authentication failed: {message} (check the API key)"
-    return ApiError(kind, message, status, type_, excerpt(text), details)
+    return ApiError(kind, message, status, type_, clip(text), details)
 
 
-def bad_response(message: str, body: bytes | str) -> ApiError:
+def bad_response(message: str, body: bytes) -> ApiError:
     """A 200 that carries no usable answer: the request worked, the reply is unusable."""
-    text = body.decode("utf-8", errors="replace") if isinstance(body, bytes) else body
-    return ApiError("bad_response", message, 200, None, excerpt(text))
+    return ApiError("bad_response", message, 200, None, clip(body[:EXCERPT_LIMIT * 4].decode("utf-8", "replace")))
 
 
 def parse_error_body(text: str) -> tuple[str, str | None, dict[str, Any]]:
-    """(message, error type, details) from an error body of any known shape, or a readable stand-in."""
+    """(message, error type, details) from an error body of any known shape, or a readable stand-in.
+
+    Text values are kept to ``MESSAGE_LIMIT`` characters.
+    """
+    message, type_, details = _parse_error_body(text)
+    clipped = {key: clip(value, MESSAGE_LIMIT) if isinstance(value, str) else value for key, value in details.items()}
+    return clip(message, MESSAGE_LIMIT) or "", type_, clipped
+
+
+def _parse_error_body(text: str) -> tuple[str, str | None, dict[str, Any]]:
     stripped = text.strip()
     if not stripped:
         return "empty response body", None, {}
@@ -84,7 +105,7 @@ def parse_error_body(text: str) -> tuple[str, str | None, dict[str, Any]]:
             return _from_error_object(data)
         if data.get("detail"):
             return _detail_message(data["detail"]), None, {}
-    return f"unexpected error body: {excerpt(stripped, _LINE_LIMIT)}", None, {}
+    return f"unexpected error body: {clip(stripped, _LINE_LIMIT)}", None, {}
 
 
 def context_figures(message: str, details: dict[str, Any]) -> dict[str, int]:
@@ -121,7 +142,7 @@ def broken_body(exc: BaseException, status: int) -> ApiError:
     """The server answered but the connection broke before the body was complete."""
     reason = _innermost_text(list(_exception_chain(exc)))
     return ApiError("connection", f"the connection broke off while reading the response ({reason})", status,
-                    type="cut")
+                    type=CUT)
 
 
 def describe(error: ApiError, attempts: int = 1) -> str:
@@ -165,9 +186,7 @@ def _detail_message(detail: Any) -> str:
 def _unparsed_message(text: str) -> str:
     """A message from a body that is not JSON: an HTML page, a cut-off JSON document or plain text."""
     if _HTML.search(text):
-        title = _TITLE.search(text)
-        words = " ".join(html.unescape(_TAG_OR_SCRIPT.sub(" ", title.group(1) if title else text)).split())
-        return excerpt(words, _LINE_LIMIT) or "an HTML page without text"
+        return clip(_page_words(text), _LINE_LIMIT) or "an HTML page without text"
     field_match = _MESSAGE_FIELD.search(text)
     if field_match:
         try:
@@ -177,8 +196,42 @@ def _unparsed_message(text: str) -> str:
         return f"{message} (from a truncated or invalid JSON body)"
     first_line = next(line.strip() for line in text.splitlines() if line.strip())
     if text.startswith(("{", "[")):
-        return f"truncated or invalid JSON body: {excerpt(first_line, _LINE_LIMIT)}"
-    return excerpt(first_line, _LINE_LIMIT) or ""
+        return f"truncated or invalid JSON body: {clip(first_line, _LINE_LIMIT)}"
+    return clip(first_line, _LINE_LIMIT) or ""
+
+
+def _page_words(page: str) -> str:
+    """An HTML page's title, else its text outside tags, scripts and styles.
+
+    Plain ``find`` calls that only move forward: regular expressions with lazy or back-referenced
+    groups take quadratic time on a hostile page (many unclosed ``<title`` or ``<script`` tags).
+    """
+    lower = page.translate(_ASCII_LOWER)
+    start = lower.find("<title")
+    opened = lower.find(">", start) + 1 if start >= 0 else 0
+    end = lower.find("</title", opened) if opened else -1
+    title = _text_between(page, lower, opened, end) if end >= 0 else ""
+    return title or _text_between(page, lower, 0, len(page))
+
+
+def _text_between(page: str, lower: str, start: int, end: int) -> str:
+    parts = []
+    position = start
+    while position < end:
+        tag = lower.find("<", position, end)
+        if tag < 0:
+            tag = end
+        parts.append(page[position:tag])
+        if tag == end:
+            break
+        for name in ("<script", "<style"):
+            if lower.startswith(name, tag):
+                closing = lower.find("</" + name[1:], tag, end)
+                tag = end if closing < 0 else closing
+                break
+        closed = lower.find(">", tag, end)
+        position = end if closed < 0 else closed + 1
+    return " ".join(html.unescape(" ".join(parts)).split())
 
 
 def _exception_chain(exc: BaseException) -> Iterator[BaseException]:

@@ -7,7 +7,6 @@ body, and filling the result record, do not depend on how the bytes arrived.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +24,11 @@ class Exchange:
     status: int | None = None
     data: Any = None  # the parsed JSON answer (non-streaming)
     text: str = ""
-    prompt_tokens: int | None = None
+    prompt_tokens: int | None = None  # as reported; None when the server did not say
     completion_tokens: int | None = None
-    tokens_estimated: bool = False
+    tokens_estimated: bool = False  # completion_tokens is an estimate (see fill_token_counts)
     finish_reason: str | None = None
-    execution_time: float = 0.0  # the final attempt alone, request sent to last byte read
+    execution_time: float = 0.0  # the final attempt alone, request sent to the answer's last byte ([DONE] if streamed)
     attempts: list[Attempt] = field(default_factory=list)
     error: ApiError | None = None
     stream: bool = False
@@ -108,33 +107,24 @@ def parse_answer(exchange: Exchange, payload: bytes) -> ApiError | None:
         return bad_response("choices[0] has no text", payload)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     exchange.data, exchange.text, exchange.finish_reason = data, text, choice.get("finish_reason")
-    exchange.prompt_tokens = _count(usage.get("prompt_tokens"))
-    exchange.completion_tokens = _count(usage.get("completion_tokens"))
+    exchange.prompt_tokens = usage_count(usage.get("prompt_tokens"))
+    exchange.completion_tokens = usage_count(usage.get("completion_tokens"))
     return None
 
 
-def fill_token_counts(exchange: Exchange) -> None:
-    """Estimate whatever count the server did not report, and say so."""
-    if exchange.prompt_tokens is None:
-        exchange.prompt_tokens = estimate_tokens(_prompt_text(exchange.request))
-        exchange.tokens_estimated = True
+def fill_token_counts(exchange: Exchange, content_chunks: int | None = None) -> None:
+    """Estimate the completion count when the server did not report it, and flag it.
+
+    Only the completion count is estimated: it is the one tokens/s, TPOT and the token checks use,
+    and ``tokens_estimated`` says it is a guess. A prompt count the server did not report stays None.
+    A stream is estimated at one token per chunk that carried text (llama.cpp's server and others send
+    about one token a chunk and no usage); a whole answer at ``estimate_tokens`` of its text.
+    """
     if exchange.completion_tokens is None:
-        exchange.completion_tokens = estimate_tokens(exchange.text)
+        exchange.completion_tokens = estimate_tokens(exchange.text) if content_chunks is None else content_chunks
         exchange.tokens_estimated = True
 
 
-def _prompt_text(request: Mapping[str, Any]) -> str:
-    if isinstance(request.get("prompt"), str):
-        return request["prompt"]
-    parts = []
-    for message in request.get("messages") or ():
-        content = message.get("content") if isinstance(message, Mapping) else None
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):  # multi-part content: only the text parts count
-            parts += [p["text"] for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str)]
-    return "\n".join(parts)
-
-
-def _count(value: Any) -> int | None:
+def usage_count(value: Any) -> int | None:
+    """A token count from a usage object, or None for anything that is not a count."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None

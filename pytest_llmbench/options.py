@@ -116,11 +116,10 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every value that must never be written or printed."""
-        from .redact import AUTH_HEADER_NAMES, url_secrets
+        from .redact import header_secrets, url_secrets
 
         found = [self.api_key] if self.api_key else []
-        found += [v for k, v in self.headers().items() if k.lower() in AUTH_HEADER_NAMES and v]
-        return found + url_secrets(self.endpoint) + url_secrets(self.judge_endpoint)
+        return found + header_secrets(self.headers()) + url_secrets(self.endpoint) + url_secrets(self.judge_endpoint)
 
 
 # Numeric options' bounds: (lowest, highest or None, whether the lowest itself is allowed).

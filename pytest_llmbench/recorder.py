@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .redact import mask_secrets
+from .redact import Secrets, mask_secrets
 from .monitor import ErrorRateAlert, PerformanceMonitor, joules_per_token
 from .progress import ExecutionProgress, ProgressTracker
 from .result import TestResult
@@ -43,7 +43,7 @@ class Recorder:
     rows: list[dict[str, Any]] = field(default_factory=list)
     lost: list[dict[str, str]] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
-    secrets: tuple[str, ...] = ()  # masked in every result: a hook may put one in the request body
+    secrets: Secrets = field(default_factory=lambda: Secrets(()))  # masked in every result: a hook may add one
 
     def __post_init__(self) -> None:
         self.writer = ResultWriter(self.output)

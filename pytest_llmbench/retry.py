@@ -2,9 +2,14 @@
 
 The rules follow openai-python, the client most servers are tested against: 408, 409, 429 and 5xx
 are transient, other 4xx are the caller's fault, ``x-should-retry`` lets the server overrule both,
-and ``retry-after-ms`` / ``Retry-After`` say how long to wait. A failure after the request was sent
-(a read timeout, a passed deadline) is retried only on request, because the server may still be
-working on it and a retry doubles the load being measured.
+and ``retry-after-ms`` / ``Retry-After`` say how long to wait (a wait of zero or less, such as a
+date already past, gets our own backoff: retrying at once would hammer a server that is limiting us).
+
+Two exceptions to the header's power: a rejected credential (401, 403, kind "auth") is never
+retried, since asking again with the same key cannot succeed and may lock the key out. And a
+failure after the request reached the server (a read timeout, a passed deadline, a body cut off
+after the headers) is retried only on request, because the server may still be working on it and
+a retry doubles the load being measured.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Callable
 
+from .errors import CUT
 from .result import ApiError
 
 BACKOFF_CAP = 30.0  # seconds: the longest backoff of our own, whatever the attempt number
@@ -48,12 +54,12 @@ def status_is_transient(status: int, headers: Mapping[str, str] | None = None) -
 
 
 def is_retryable(error: ApiError, headers: Mapping[str, str] | None, policy: RetryPolicy) -> bool:
-    if error.kind in ("http", "auth") and error.status is not None:
+    if error.kind == "http" and error.status is not None:
         return status_is_transient(error.status, headers)
+    if error.kind in SENT_KINDS or (error.kind == "connection" and error.type == CUT):
+        return policy.retry_read_timeouts
     if error.kind == "connection":
         return error.type != "tls"  # a certificate does not get better by asking again
-    if error.kind in SENT_KINDS:
-        return policy.retry_read_timeouts
     return False  # redirects, bad 200 bodies, broken streams, requests we refused to send
 
 
@@ -93,13 +99,13 @@ def decide(
     if retry_index >= policy.retries or not is_retryable(error, headers, policy):
         return RetryDecision(False)
     requested = retry_after(headers)
-    if requested is None:
+    if requested is None or requested <= 0:
         return RetryDecision(True, backoff(retry_index, policy.retry_delay, rand))
     if requested > policy.max_retry_wait:
         return RetryDecision(
             False,
             refusal=f"the server asked to wait {requested:g} s before retrying, more than the "
-            f"{policy.max_retry_wait:g} s allowed (max_retry_wait): not waiting",
+            f"{policy.max_retry_wait:g} s allowed (--llmbench-max-retry-wait): not waiting",
         )
     return RetryDecision(True, requested)
 

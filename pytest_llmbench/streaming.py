@@ -8,7 +8,6 @@ timings measure when bytes arrived rather than when they were parsed.
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import time
@@ -17,17 +16,23 @@ from typing import TYPE_CHECKING, Any
 
 import urllib3.exceptions
 
-from pytest_llmbench.result import ApiError
+from .errors import BODY_READ_ERRORS, MESSAGE_LIMIT, clip
+from .exchange import usage_count
+from .result import ApiError
 
 if TYPE_CHECKING:
     import requests
 
 DONE = "[DONE]"
 READ_SIZE = 65536
+MAX_EVENT_BYTES = 16 * 2**20  # no answer chunk comes near this; a server sending one is broken
+DRAIN_LIMIT = 0.5  # seconds to wait for the end of the body after [DONE] before closing the connection
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _EXCERPT = 200
-# What a read of the body can raise: urllib3 wraps most socket and http.client failures, not all.
-_NETWORK_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+
+
+class EventTooLarge(ValueError):
+    """An event (or a line) grew past ``MAX_EVENT_BYTES`` without ending."""
 
 
 class SSEParser:
@@ -35,36 +40,44 @@ class SSEParser:
 
     Only ``data`` fields matter to an OpenAI-style stream: comments (keep-alive pings), ``event``,
     ``id`` and ``retry`` are dropped. Events are decoded as UTF-8 only once complete, so a character
-    split across reads is never cut.
+    split across reads is never cut. Each read is scanned once: the unfinished line kept between reads
+    holds no line end, so a large event arriving in small reads costs linear time.
     """
 
     def __init__(self) -> None:
-        self._buffer = b""
+        self._partial = bytearray()  # the current line so far: never holds a line end
         self._data: list[bytes] = []
+        self._size = 0  # bytes held for the current event: its data lines and the partial line
         self._skip_lf = False  # a CR ended the last read: an LF opening the next one belongs to it
 
     def feed(self, chunk: bytes) -> list[str]:
+        """The events this read completed; raises EventTooLarge past ``MAX_EVENT_BYTES``."""
         if self._skip_lf and chunk:
             self._skip_lf = False
             if chunk.startswith(b"\n"):
                 chunk = chunk[1:]
-        buffer = self._buffer + chunk
         events: list[str] = []
         start = 0
-        for match in _LINE_END.finditer(buffer):
-            event = self._line(buffer[start : match.start()])
+        for match in _LINE_END.finditer(chunk):
+            line = chunk[start : match.start()]
+            if self._partial:
+                line = bytes(self._partial) + line
+                self._partial.clear()
+            event = self._line(line)
             if event is not None:
                 events.append(event)
             start = match.end()
-            self._skip_lf = match.group() == b"\r" and start == len(buffer)
-        self._buffer = buffer[start:]
+            self._skip_lf = match.group() == b"\r" and start == len(chunk)
+        self._partial += chunk[start:]
+        if self._size + len(self._partial) > MAX_EVENT_BYTES:
+            raise EventTooLarge(f"an event grew past {MAX_EVENT_BYTES // 2**20} MB without ending")
         return events
 
     def close(self) -> str | None:
         """The data of an event the stream cut off before its closing blank line, if any."""
-        if self._buffer:
-            self._line(self._buffer)
-            self._buffer = b""
+        if self._partial:
+            self._line(bytes(self._partial))
+            self._partial.clear()
         if not self._data:
             return None
         return self._dispatch()
@@ -74,12 +87,15 @@ class SSEParser:
             return self._dispatch() if self._data else None
         name, _, value = line.partition(b":")  # a comment (": ping") has the empty name
         if name == b"data":
-            self._data.append(value[1:] if value.startswith(b" ") else value)
+            value = value[1:] if value.startswith(b" ") else value
+            self._data.append(value)
+            self._size += len(value) + 1
         return None
 
     def _dispatch(self) -> str:
         data = b"\n".join(self._data).decode("utf-8", errors="replace")
         self._data = []
+        self._size = 0
         return data
 
 
@@ -88,29 +104,23 @@ class StreamOutcome:
     """What one streamed answer delivered, with the arrival time of every chunk that carried text.
 
     ``completion_tokens`` stays None when the server sent no usage chunk (llama.cpp's server sends
-    none even when asked): the caller then estimates the count from the text.
+    none even when asked): the caller then estimates it, e.g. from ``len(content_ns)``.
     """
 
     sent_ns: int
-    text: str = ""
-    reasoning: str = ""  # delta.reasoning_content: thinking, kept out of the answer
+    text: str = ""  # the answer; reasoning (thinking) text is timed but kept out of it
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     finish_reason: str | None = None
-    model: str | None = None
     chunk_count: int = 0  # JSON chunks parsed, [DONE] not counted
     content_ns: list[int] = field(default_factory=list)  # perf_counter_ns of each chunk adding text
-    end_ns: int | None = None  # when the stream ended, broke off or was given up
+    end_ns: int | None = None  # when the answer ended ([DONE] read), broke off or was given up
     done: bool = False  # saw data: [DONE]
     error: ApiError | None = None
 
     @property
     def first_content_ns(self) -> int | None:
         return self.content_ns[0] if self.content_ns else None
-
-    @property
-    def last_content_ns(self) -> int | None:
-        return self.content_ns[-1] if self.content_ns else None
 
     @property
     def ttft(self) -> float | None:
@@ -128,6 +138,14 @@ class StreamOutcome:
     def e2e_latency(self) -> float | None:
         return None if self.end_ns is None else (self.end_ns - self.sent_ns) / 1e9
 
+    def failure(self, kind: str, message: str) -> ApiError:
+        """An error that says how far the stream got."""
+        return ApiError(
+            kind=kind,
+            message=f"{message} after {self.chunk_count} chunks",
+            details={"chunks": self.chunk_count, "content_chunks": len(self.content_ns)},
+        )
+
 
 def tpot(ttft: float | None, e2e_latency: float | None, completion_tokens: int | None) -> float | None:
     """Time per output token after the first, the way vLLM's benchmarks define it."""
@@ -140,17 +158,17 @@ def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadli
     """Read a 200 streaming response to its end; failures come back in ``error`` with the text so far.
 
     ``deadline`` is a ``time.monotonic()`` value checked between reads; a single blocked read is
-    bounded by the socket timeout the caller set.
+    bounded by the socket timeout the caller set (or by the caller closing the socket). ``end_ns`` is
+    the read that brought [DONE]: the wait for the rest of the body after it is not the answer's time.
     """
     outcome = StreamOutcome(sent_ns=sent_ns)
     parser = SSEParser()
     answer: list[str] = []
-    thinking: list[str] = []
     raw = response.raw
     try:
         while outcome.error is None and not outcome.done:
             if time.monotonic() > deadline:
-                outcome.error = _stream_error(outcome, "deadline", "the stream passed its deadline")
+                outcome.error = outcome.failure("deadline", "the stream passed its deadline")
                 break
             data = raw.read1(READ_SIZE, decode_content=True)
             now = time.perf_counter_ns()
@@ -159,22 +177,21 @@ def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadli
                 _end_without_done(outcome, parser.close())
                 break
             for payload in parser.feed(data):
-                _take_event(outcome, payload, api_type, now, answer, thinking)
+                _take_event(outcome, payload, api_type, now, answer)
                 if outcome.error is not None or outcome.done:
                     break
-    except _NETWORK_ERRORS as exc:
+    except EventTooLarge as exc:
+        outcome.error = outcome.failure("stream", str(exc))
+    except BODY_READ_ERRORS as exc:
         outcome.end_ns = time.perf_counter_ns()
         outcome.error = _broken_off(outcome, exc)
     outcome.text = "".join(answer)
-    outcome.reasoning = "".join(thinking)
     if outcome.done:
-        _drain(raw, deadline)
+        _drain(raw, min(deadline, time.monotonic() + DRAIN_LIMIT))
     return outcome
 
 
-def _take_event(
-    outcome: StreamOutcome, payload: str, api_type: str, now: int, answer: list[str], thinking: list[str]
-) -> None:
+def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, answer: list[str]) -> None:
     if payload == DONE:
         outcome.done = True
         return
@@ -183,20 +200,20 @@ def _take_event(
     try:
         chunk = json.loads(payload)
     except ValueError:
-        outcome.error = _stream_error(outcome, "stream", f"a data line is not JSON: {payload[:_EXCERPT]!r}")
+        outcome.error = outcome.failure("stream", f"a data line is not JSON: {payload[:_EXCERPT]!r}")
         return
     if not isinstance(chunk, dict):
-        outcome.error = _stream_error(outcome, "stream", f"a data line is not a JSON object: {payload[:_EXCERPT]!r}")
+        outcome.error = outcome.failure("stream", f"a data line is not a JSON object: {payload[:_EXCERPT]!r}")
         return
     if chunk.get("error") or chunk.get("object") == "error":
         outcome.error = _server_error(outcome, chunk, payload)
         return
     outcome.chunk_count += 1
-    outcome.model = chunk.get("model") or outcome.model
     usage = chunk.get("usage")
     if isinstance(usage, dict):
-        outcome.prompt_tokens = _int_or(usage.get("prompt_tokens"), outcome.prompt_tokens)
-        outcome.completion_tokens = _int_or(usage.get("completion_tokens"), outcome.completion_tokens)
+        prompt, completion = usage_count(usage.get("prompt_tokens")), usage_count(usage.get("completion_tokens"))
+        outcome.prompt_tokens = outcome.prompt_tokens if prompt is None else prompt
+        outcome.completion_tokens = outcome.completion_tokens if completion is None else completion
     choice = _first_choice(chunk)
     if choice is None:
         return
@@ -211,7 +228,6 @@ def _take_event(
     # Reasoning tokens are generated tokens too: they count for TTFT and ITL like answer text does.
     if text or reasoning:
         answer.append(text)
-        thinking.append(reasoning)
         outcome.content_ns.append(now)
 
 
@@ -228,22 +244,18 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _int_or(value: Any, fallback: int | None) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else fallback
-
-
 def _end_without_done(outcome: StreamOutcome, cut_event: str | None) -> None:
     if cut_event == DONE:
         outcome.done = True
         return
     where = " inside an event" if cut_event else ""
-    outcome.error = _stream_error(outcome, "stream", f"the stream ended{where} without data: [DONE]")
+    outcome.error = outcome.failure("stream", f"the stream ended{where} without data: [DONE]")
 
 
 def _broken_off(outcome: StreamOutcome, exc: Exception) -> ApiError:
     if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
-        return _stream_error(outcome, "read_timeout", f"the server went silent mid-stream ({exc})")
-    return _stream_error(outcome, "stream", f"the connection broke off mid-stream ({exc})")
+        return outcome.failure("read_timeout", f"the server went silent mid-stream ({exc})")
+    return outcome.failure("stream", f"the connection broke off mid-stream ({exc})")
 
 
 def _server_error(outcome: StreamOutcome, chunk: dict[str, Any], payload: str) -> ApiError:
@@ -251,7 +263,7 @@ def _server_error(outcome: StreamOutcome, chunk: dict[str, Any], payload: str) -
     body = chunk["error"] if isinstance(chunk.get("error"), dict) else chunk
     message = body.get("message") if isinstance(body.get("message"), str) else str(chunk.get("error"))
     code = body.get("code")
-    error = _stream_error(outcome, "stream", f"the server reported an error mid-stream: {message}")
+    error = outcome.failure("stream", f"the server reported an error mid-stream: {clip(message, MESSAGE_LIMIT)}")
     error.type = body.get("type") if isinstance(body.get("type"), str) else None
     error.body_excerpt = payload[:_EXCERPT]
     if code is not None:
@@ -259,22 +271,20 @@ def _server_error(outcome: StreamOutcome, chunk: dict[str, Any], payload: str) -
     return error
 
 
-def _stream_error(outcome: StreamOutcome, kind: str, message: str) -> ApiError:
-    return ApiError(
-        kind=kind,
-        message=f"{message} after {outcome.chunk_count} chunks",
-        details={"chunks": outcome.chunk_count, "content_chunks": len(outcome.content_ns)},
-    )
-
-
-def _drain(raw: Any, deadline: float) -> None:
+def _drain(raw: Any, until: float) -> None:
     """Read the end of the HTTP body after [DONE] so the connection can go back to the pool.
 
     Servers close the body right after [DONE]; a reused connection keeps TCP (and TLS) set-up out
-    of the next request's TTFT. Anything that goes wrong here is no longer the answer's business.
+    of the next request's TTFT. A server holding the body open is not waited for past ``until``:
+    the connection is closed instead. Anything that goes wrong here is no longer the answer's business.
     """
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
     try:
-        while time.monotonic() < deadline and raw.read1(READ_SIZE, decode_content=True):
-            pass
-    except _NETWORK_ERRORS:
-        pass
+        while (left := until - time.monotonic()) > 0:
+            if sock is not None:
+                sock.settimeout(left)
+            if not raw.read1(READ_SIZE, decode_content=True):
+                return
+        raw.close()  # still open at the limit: not a connection to hand to the next request
+    except BODY_READ_ERRORS:
+        pass  # urllib3 has closed the connection

@@ -29,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from pytest_llmbench.client import ClientConfig, LLMClient
+
 
 @dataclass
 class Reply:
@@ -36,10 +38,12 @@ class Reply:
     body: bytes | str | dict | list | None = None  # dict and list are sent as JSON
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before the status line
+    header_trickle: float = 0.0  # seconds between the bytes of the status line and headers, sent one at a time
     trickle: float = 0.0  # seconds between body bytes, sent one at a time
     cut_after: int | None = None  # hang up after this many body bytes (Content-Length promises all)
     hang_up: bool = False  # close the connection without answering at all
     chunks: Sequence[bytes | str | tuple[float, bytes | str]] | None = None  # chunked body; (delay, data) pauses
+    hold_end: float = 0.0  # seconds between the last chunk and the chunked body's terminator
 
     @classmethod
     def json(cls, data: Any, status: int = 200, **options: Any) -> Reply:
@@ -88,6 +92,11 @@ CHAT = {"id": "c2", "object": "chat.completion", "model": "m",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello!"}, "finish_reason": "length"}],
         "usage": {"prompt_tokens": 9, "completion_tokens": 2, "total_tokens": 11}}
 OVERLOADED = {"error": {"message": "model overloaded", "type": "ServiceUnavailableError", "code": 503}}
+
+def client_for(url: str, model: str | None = "m", **config: Any) -> LLMClient:
+    """A client for a fault server: fast retries and a short deadline unless the test says otherwise."""
+    return LLMClient(ClientConfig(url, **{"retries": 3, "retry_delay": 0.01, "timeout": 5.0, **config}), model=model)
+
 
 UNSCRIPTED = Reply(500, {"error": {"message": "fault server: no reply scripted", "type": "test_setup"}})
 
@@ -209,7 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         if reply.chunks is not None:
             self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
+            if self._end_headers(fault, reply):
+                return
             for item in reply.chunks:
                 gap, data = item if isinstance(item, tuple) else (0.0, item)
                 data = data.encode() if isinstance(data, str) else data
@@ -217,11 +227,13 @@ class _Handler(BaseHTTPRequestHandler):
                     return
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
-            self.wfile.write(b"0\r\n\r\n")
+            if not fault._pause(reply.hold_end):
+                self.wfile.write(b"0\r\n\r\n")
             return
         payload = reply.payload()
         self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
+        if self._end_headers(fault, reply):
+            return
         if reply.cut_after is not None:
             self.wfile.write(payload[: reply.cut_after])
             self.close_connection = True
@@ -233,6 +245,22 @@ class _Handler(BaseHTTPRequestHandler):
                     return
         else:
             self.wfile.write(payload)
+
+    def _end_headers(self, fault: FaultServer, reply: Reply) -> bool:
+        """Send the status line and headers, a byte at a time with ``header_trickle``; True when stopping."""
+        if not reply.header_trickle:
+            self.end_headers()
+            return False
+        self.send_header("Connection", "close")  # the client gives up in the middle: nothing to reuse
+        self.close_connection = True
+        head = b"".join(self._headers_buffer) + b"\r\n"  # what end_headers would send in one write
+        self._headers_buffer = []
+        for offset in range(len(head)):
+            self.wfile.write(head[offset : offset + 1])
+            self.wfile.flush()
+            if fault._pause(reply.header_trickle):
+                return True
+        return False
 
 
 def self_signed_cert(directory: Path) -> tuple[Path, Path]:

@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 
 import pytest
-from faultserver import CHAT, COMPLETION, OVERLOADED, FaultServer, Reply, refusing_url, self_signed_cert, server_context
+from faultserver import CHAT, COMPLETION, OVERLOADED, FaultServer, Reply, client_for, refusing_url
 
 from pytest_llmbench import __version__
 from pytest_llmbench.client import (
@@ -20,11 +19,6 @@ from pytest_llmbench.client import (
 from pytest_llmbench.result import estimate_tokens
 
 KEY = "sk-llmbench-unique-7f3a9c51e2"
-
-
-def client_for(url: str, model: str | None = "m", **config) -> LLMClient:
-    config = {"retries": 3, "retry_delay": 0.01, "timeout": 5.0, **config}
-    return LLMClient(ClientConfig(url, **config), model=model)
 
 
 @pytest.fixture
@@ -65,6 +59,22 @@ def test_build_body_streaming_asks_for_usage():
 
     assert body == {"model": "m", "messages": [{"role": "user", "content": "Hi"}], "stream": True,
                     "stream_options": {"include_usage": True}}
+
+
+@pytest.mark.parametrize(("setting", "value"), [("retries", -1), ("retries", 1.5), ("timeout", 0), ("timeout", -2.0),
+                                                ("timeout", float("nan")), ("retry_delay", -0.1),
+                                                ("max_retry_wait", -1)])
+def test_impossible_settings_are_refused_by_name(setting, value):
+    with pytest.raises(ValueError, match=setting):
+        ClientConfig("http://127.0.0.1:9/v1", **{setting: value})
+
+
+def test_no_retries_still_makes_one_attempt(fault_server, v1):
+    fault_server.always(Reply(503, OVERLOADED))
+
+    result = client_for(v1, retries=0).complete("x")
+
+    assert result.attempts == 1 and result.error.status == 503
 
 
 def test_build_body_needs_exactly_one_of_prompt_and_messages():
@@ -196,7 +206,7 @@ def test_an_empty_model_list_fails_the_request_with_a_reason(fault_server, v1):
     assert fault_server.paths() == ["/v1/models"]
 
 
-# --- Authentication, deadlines, redirects, connections ----------------------------------------------
+# --- Authentication (deadlines, redirects and connections: test_transport.py) -------------------------
 
 @pytest.mark.parametrize("status", [401, 403])
 def test_auth_failures_say_authentication_failed(fault_server, v1, status):
@@ -206,50 +216,6 @@ def test_auth_failures_say_authentication_failed(fault_server, v1, status):
 
     assert result.error.kind == "auth"
     assert "authentication failed" in result.error_message
-
-
-def test_total_deadline_holds_against_a_trickling_server(fault_server, v1):
-    fault_server.always(Reply.json(COMPLETION, trickle=0.1))  # ~200 bytes: 20 s if the client waited
-
-    started = time.monotonic()
-    result = client_for(v1, timeout=0.6).complete("x")
-
-    assert time.monotonic() - started < 4
-    assert result.error.kind == "deadline"
-    assert result.attempts == 1
-
-
-def test_redirects_are_not_followed(fault_server, v1):
-    fault_server.always(Reply.redirect("http://127.0.0.1:9/v1/completions", status=308))
-
-    result = client_for(v1).complete("x")
-
-    assert result.error.kind == "redirect"
-    assert "http://127.0.0.1:9/v1/completions" in result.error_message
-    assert result.attempts == 1 and len(fault_server.received) == 1
-
-
-def test_a_stream_that_goes_silent_is_cut_at_the_total_deadline(fault_server, v1):
-    chunk = f"data: {json.dumps({'choices': [{'index': 0, 'text': 'w', 'finish_reason': None}]})}\n\n"
-    fault_server.always(Reply(200, chunks=[(0.5, chunk)] * 3 + [(10.0, "data: [DONE]\n\n")]))
-
-    started = time.monotonic()
-    result = client_for(v1, timeout=2.0).complete("x", stream=True)
-
-    # silent from 1.5 s on: a per-read timeout alone would wait until 3.5 s
-    assert time.monotonic() - started < 3.0
-    assert not result.success and result.error.kind in ("read_timeout", "deadline")
-    assert result.attempts == 1
-
-
-def test_the_connection_is_kept_for_the_next_request(fault_server, v1):
-    fault_server.always(Reply.json(COMPLETION))
-    client = client_for(v1)
-
-    client.complete("a")
-    client.complete("b")
-
-    assert fault_server.received[0].client_port == fault_server.received[1].client_port
 
 
 # --- Execution time -------------------------------------------------------------------------------
@@ -299,13 +265,14 @@ def test_a_200_without_an_answer_fails_without_retrying(fault_server, v1):
     assert result.attempts == 1 and result.attempt_log[0].error == result.error_message
 
 
-def test_a_200_without_usage_gets_estimated_counts(fault_server, v1):
+def test_a_200_without_usage_gets_an_estimated_completion_count(fault_server, v1):
     fault_server.reply(Reply.json({"choices": [{"index": 0, "text": "a rather longer answer text"}]}))
 
     result = client_for(v1).complete("What is the question?")
 
     assert result.tokens_estimated
     assert result.completion_tokens == estimate_tokens("a rather longer answer text")
+    assert result.prompt_tokens is None  # not reported: no guess passed off as a count
 
 
 # --- Reachability -----------------------------------------------------------------------------------
@@ -334,46 +301,59 @@ def test_any_other_answer_counts_as_reachable(fault_server, v1, status):
     assert fault_server.paths() == ["/v1/models"]
 
 
-# --- TLS --------------------------------------------------------------------------------------------
+def test_check_reachable_does_not_wait_for_a_trickling_server(fault_server, v1):
+    fault_server.always(Reply.json({"data": []}, header_trickle=0.2))
 
-@pytest.fixture(scope="module")
-def tls_server(tmp_path_factory):
-    cert, key = self_signed_cert(tmp_path_factory.mktemp("tls"))
-    with FaultServer(ssl_context=server_context(cert, key)) as server:
-        server.always(Reply.json(COMPLETION))
-        yield server, cert
+    started = time.monotonic()
+    with pytest.raises(EndpointUnreachable, match="did not answer within 1 s"):
+        client_for(v1, timeout=1.0).check_reachable()
 
-
-def test_a_ca_bundle_verifies_a_self_signed_server(tls_server):
-    server, cert = tls_server
-
-    result = client_for(server.url_for("/v1"), verify=str(cert)).complete("x")
-
-    assert result.success and result.response_text == "Paris"
+    assert time.monotonic() - started < 4
 
 
-def test_an_unknown_certificate_is_rejected_without_retries(tls_server):
-    server, _ = tls_server
+def test_check_reachable_treats_a_redirect_as_unreachable_and_names_the_target(fault_server, v1):
+    fault_server.always(Reply.redirect("https://127.0.0.1:8443/v1/models", status=301))
 
-    result = client_for(server.url_for("/v1")).complete("x")
+    with pytest.raises(EndpointUnreachable) as caught:
+        client_for(v1).check_reachable()
 
-    assert (result.error.kind, result.error.type) == ("connection", "tls")
-    assert "TLS" in result.error_message and "certificate" in result.error_message.lower()
-    assert result.attempts == 1
-
-
-def test_insecure_mode_skips_verification_without_warning_each_request(tls_server):
-    server, _ = tls_server
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        result = client_for(server.url_for("/v1"), verify=False).complete("x")
-
-    assert result.success
-    assert not [w for w in caught if "Unverified HTTPS" in str(w.message)]
+    assert "HTTP 301" in str(caught.value) and "https://127.0.0.1:8443/v1/models" in str(caught.value)
 
 
 # --- Secrets ----------------------------------------------------------------------------------------
+
+def test_a_key_the_model_repeats_is_masked_in_the_text_and_the_api_response(fault_server, v1):
+    answer = {**CHAT, "choices": [{"index": 0, "message": {"role": "assistant", "content": f"Your key is {KEY}."},
+                                   "finish_reason": "stop"}]}
+    fault_server.always(Reply.json(answer))
+
+    result = client_for(v1, api_key=KEY).chat([{"role": "user", "content": f"Repeat {KEY}"}])
+
+    assert result.success and result.response_text == "Your key is ***."
+    assert result.api_response["choices"][0]["message"]["content"] == "Your key is ***."
+    assert KEY not in json.dumps(result.api_response)
+
+
+def test_a_key_in_an_authorization_header_is_masked_when_echoed_alone(fault_server, v1):
+    fault_server.always(Reply(401, {"error": {"message": f"Incorrect API key provided: {KEY}"}}))
+    client = client_for(v1, headers={"Authorization": f"Bearer {KEY}"})
+
+    result = client.complete("x")
+
+    assert fault_server.received[0].headers["authorization"] == f"Bearer {KEY}"
+    assert result.error.kind == "auth" and KEY not in result.to_json()
+    assert "Incorrect API key provided: ***" in result.error_message
+
+
+def test_a_mid_stream_error_quoting_the_key_is_masked(fault_server, v1):
+    chunk = {"choices": [{"index": 0, "text": "Hi", "finish_reason": None}]}
+    fault_server.always(Reply.sse([chunk, {"error": {"message": f"key {KEY} revoked mid-stream"}}], done=False))
+
+    result = client_for(v1, api_key=KEY).complete("x", stream=True)
+
+    assert result.error.kind == "stream" and "key *** revoked" in result.error_message
+    assert KEY not in result.to_json()
+
 
 def test_the_key_never_appears_in_results_messages_or_exceptions(fault_server, v1):
     other = "hdr-secret-0b8e44"
@@ -408,7 +388,7 @@ def test_url_credentials_never_appear():
     assert "pw-31337" not in result.to_json() and "pw-31337" not in str(caught.value)
 
 
-# --- Streaming hand-off (the parsing itself is tested in test_streaming.py) --------------------------
+# --- Streamed answers (parsing: test_streaming.py; reading: test_transport.py) ------------------------
 
 def test_a_streamed_answer_comes_back_with_timings(fault_server, v1):
     chunks = [{"choices": [{"index": 0, "text": word, "finish_reason": None}]} for word in ("Pa", "ris")]
@@ -423,21 +403,12 @@ def test_a_streamed_answer_comes_back_with_timings(fault_server, v1):
     assert result.ttft is not None and len(result.itl) == 1 and result.tpot is not None
 
 
-def test_a_server_that_ignores_stream_true_still_gives_its_answer(fault_server, v1):
-    fault_server.reply(Reply.json(COMPLETION))
+def test_a_stream_without_usage_counts_one_token_per_text_chunk(fault_server, v1):
+    words = ["The", " answer", " is", " a", " fairly", " long", " sentence."]
+    fault_server.reply(Reply.sse([{"choices": [{"index": 0, "text": w, "finish_reason": None}]} for w in words]))
 
     result = client_for(v1).complete("x", stream=True)
 
-    assert result.success and result.response_text == "Paris"
-    assert not result.stream and result.ttft is None
-
-
-def test_proxy_settings_from_the_environment_are_honoured(fault_server, monkeypatch):
-    monkeypatch.setenv("HTTP_PROXY", fault_server.url)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    fault_server.reply(Reply.json(COMPLETION), Reply.json(COMPLETION))
-    client = client_for("http://127.0.0.2:9/v1")  # nothing listens there: only the proxy can answer
-
-    assert client.complete("x").success and client.complete("y").success
-    assert [r.path for r in fault_server.received] == ["http://127.0.0.2:9/v1/completions"] * 2
+    assert result.success and result.response_text == "".join(words)
+    assert (result.completion_tokens, result.tokens_estimated, result.prompt_tokens) == (len(words), True, None)
+    assert result.tpot is not None

@@ -2,12 +2,22 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 
 import pytest
 import requests
 from faultserver import FaultServer, Reply, refusing_url
 
-from pytest_llmbench.errors import EXCERPT_LIMIT, describe, http_error, network_error, parse_error_body
+from pytest_llmbench.errors import (
+    EXCERPT_LIMIT,
+    MESSAGE_LIMIT,
+    bad_response,
+    clip,
+    describe,
+    http_error,
+    network_error,
+    parse_error_body,
+)
 from pytest_llmbench.result import ApiError
 
 
@@ -61,6 +71,65 @@ def test_html_page_without_title_gives_its_first_text():
     page = b"<!DOCTYPE html><html><style>p{}</style><body><p>Upstream &amp; proxy down</p></body></html>"
 
     assert http_error(503, page).message == "Upstream & proxy down"
+
+
+def test_html_is_read_whatever_the_case_of_its_tags():
+    titled = b"<HTML><HEAD><TITLE>Real &amp; true</TITLE></HEAD><BODY>other</BODY></HTML>"
+    untitled = b"<HTML><BODY><SCRIPT>var x = '<p>no</p>';</Script><STYLE>p {}</STYLE><P>Down</P></BODY></HTML>"
+
+    assert http_error(502, titled).message == "Real & true"
+    assert http_error(502, untitled).message == "Down"
+
+
+@pytest.mark.parametrize("page", [
+    b"<html>" + b"<title>" * 150_000,  # every title open, none closed
+    b"<html><body>" + b"<script>x" * 100_000 + b"<style>" * 50_000,  # scripts and styles never closed
+    b"<!doctype html>" + b"<" * 1_000_000,
+    b"<html><title>" + b"word " * 200_000 + b"</title>",
+], ids=["unclosed-titles", "unclosed-scripts", "bare-brackets", "huge-title"])
+def test_a_hostile_html_page_is_read_fast_and_gives_a_bounded_message(page):
+    started = time.monotonic()
+    error = http_error(502, page)
+
+    assert time.monotonic() - started < 2  # generous: a backtracking regex took many seconds on 256 KB
+    assert 0 < len(error.message) <= 201 and len(error.body_excerpt) <= EXCERPT_LIMIT + 1
+
+
+@pytest.mark.parametrize("message", ["m" * 30_000, "1" * 30_000, "maximum context length is " + "9" * 30_000])
+def test_a_huge_server_message_is_kept_to_its_limit(message):
+    started = time.monotonic()
+    error = http_error(400, body({"error": {"message": message, "param": message}}))
+
+    assert time.monotonic() - started < 2
+    assert len(error.message) == MESSAGE_LIMIT + 1 and error.message.endswith("…")
+    assert len(error.details["param"]) == MESSAGE_LIMIT + 1
+
+
+def test_a_message_longer_than_the_body_limit_keeps_its_start():
+    error = http_error(500, body({"error": {"message": "GPU fault: " + "m" * 100_000}}))
+
+    assert error.message.startswith("GPU fault: mmm") and len(error.message) < MESSAGE_LIMIT + 50
+
+
+def test_only_the_start_of_a_huge_error_body_is_looked_at():
+    big = body({"error": {"message": "starts well", "pad": "x" * 2_000_000}})
+
+    error = http_error(500, big)
+
+    assert error.message == "starts well (from a truncated or invalid JSON body)"
+
+
+def test_clip_cuts_with_an_ellipsis_and_keeps_short_text():
+    assert clip("abcdef", 3) == "abc…"
+    assert clip("abc", 3) == "abc"
+    assert clip("") is None and clip(None) is None
+
+
+def test_bad_response_excerpt_is_bounded_and_starts_the_body():
+    error = bad_response("the response body is not JSON", "é".encode() * 1_000_000)
+
+    assert (error.kind, error.status) == ("bad_response", 200)
+    assert error.body_excerpt.startswith("éé") and len(error.body_excerpt) <= EXCERPT_LIMIT + 1
 
 
 def test_truncated_json_keeps_the_message_it_got():

@@ -1,6 +1,16 @@
 from __future__ import annotations
 
-from pytest_llmbench.redact import AUTH_HEADER_NAMES, MASK, redact_error, redact_headers, redact_text
+from pytest_llmbench.redact import (
+    AUTH_HEADER_NAMES,
+    MASK,
+    Secrets,
+    header_secrets,
+    mask_secrets,
+    redact_error,
+    redact_headers,
+    redact_text,
+    url_secrets,
+)
 from pytest_llmbench.result import ApiError
 
 SECRET = "sk-redact-test-91c0d3"
@@ -59,9 +69,39 @@ def test_redact_error_cleans_message_excerpt_and_text_details():
 
 
 def test_url_secrets_are_the_password_and_key_like_query_values():
-    from pytest_llmbench.redact import url_secrets
-
     assert url_secrets("http://user:pw-123@127.0.0.1/v1?api_key=qk-9&token=tk-8&mode=fast") == ["pw-123", "qk-9",
                                                                                                "tk-8"]
     assert url_secrets("http://127.0.0.1:8000/v1") == [] and url_secrets(None) == []
     assert url_secrets("http://[::1/v1") == []  # malformed: the client reports it, nothing to mask here
+
+
+def test_header_secrets_are_each_credential_value_and_its_last_word():
+    headers = {"Authorization": f"Bearer {SECRET}", "X-API-Key": "xk-1", "X-Team": "bench", "Cookie": ""}
+
+    assert header_secrets(headers) == [f"Bearer {SECRET}", SECRET, "xk-1"]
+
+
+def test_a_bearer_key_quoted_alone_is_masked_through_header_secrets():
+    secrets = Secrets(header_secrets({"authorization": f"Bearer {SECRET}"}))
+
+    assert secrets.redact(f"Incorrect API key provided: {SECRET}") == f"Incorrect API key provided: {MASK}"
+
+
+def test_mask_walks_dicts_and_lists_and_leaves_other_values_alone():
+    value = {"choices": [{"text": f"key {SECRET}", "index": 0}], SECRET: [1.5, None, True, SECRET]}
+
+    assert mask_secrets(value, [SECRET]) == {"choices": [{"text": f"key {MASK}", "index": 0}],
+                                             MASK: [1.5, None, True, MASK]}
+
+
+def test_mask_changes_only_known_secrets_not_http_looking_text():
+    text = "Send Authorization: Bearer <token> to https://user:pw@host"
+
+    assert Secrets(["unrelated-secret"]).mask(text) == text
+
+
+def test_secrets_are_ordered_once_longest_first():
+    secrets = Secrets(["abc", None, "abc123xyz", "", "abc"])
+
+    assert secrets.ordered == ("abc123xyz", "abc")
+    assert mask_secrets("token abc123xyz", secrets) == f"token {MASK}"

@@ -5,18 +5,13 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
-from faultserver import COMPLETION, OVERLOADED, FaultServer, Reply, refusing_url
+from faultserver import COMPLETION, OVERLOADED, FaultServer, Reply, client_for, refusing_url
 from requests.structures import CaseInsensitiveDict
 
-from pytest_llmbench.client import ClientConfig, LLMClient
 from pytest_llmbench.result import ApiError
 from pytest_llmbench.retry import BACKOFF_CAP, RetryPolicy, backoff, decide, retry_after, status_is_transient
 
 POLICY = RetryPolicy(retries=3, retry_delay=1.0, max_retry_wait=120.0)
-
-
-def client_for(url: str, **config) -> LLMClient:
-    return LLMClient(ClientConfig(url, **{"retries": 3, "retry_delay": 0.01, "timeout": 5.0, **config}), model="m")
 
 
 @pytest.fixture
@@ -45,6 +40,11 @@ def test_x_should_retry_overrides_the_status_rule_both_ways():
     assert status_is_transient(503, {"x-should-retry": "maybe"})  # anything else: the status rule
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_rejected_credentials_are_never_retried_whatever_the_server_says(status):
+    assert not decide(http(status), {"x-should-retry": "true"}, 0, POLICY).retry
+
+
 def test_retry_after_seconds_and_fractions():
     assert retry_after({"Retry-After": "7"}) == 7.0
     assert retry_after({"retry-after": "0.25"}) == 0.25
@@ -61,10 +61,21 @@ def test_retry_after_http_date_is_relative_to_now():
     assert retry_after({"Retry-After": header}, now=now) == 42.0
 
 
-def test_retry_after_in_the_past_or_negative_means_now():
+def test_retry_after_in_the_past_or_negative_reads_as_zero():
     now = datetime(2026, 1, 1, tzinfo=timezone.utc)
     assert retry_after({"Retry-After": format_datetime(now - timedelta(hours=1), usegmt=True)}, now=now) == 0.0
     assert retry_after({"Retry-After": "-3"}) == 0.0
+
+
+@pytest.mark.parametrize("headers", [
+    {"Retry-After": "0"},
+    {"retry-after-ms": "-50"},
+    {"Retry-After": format_datetime(datetime.now(timezone.utc) - timedelta(hours=1), usegmt=True)},
+])
+def test_a_wait_of_zero_or_a_date_in_the_past_gets_our_backoff_not_an_instant_retry(headers):
+    decision = decide(http(429), headers, 1, POLICY, rand=lambda: 1.0)
+
+    assert decision.retry and decision.delay == 2.0
 
 
 @pytest.mark.parametrize("headers", [None, {}, {"Retry-After": "soon"}, {"Retry-After": "nan"}])
@@ -102,6 +113,7 @@ def test_decide_refuses_a_wait_beyond_the_cap_and_says_why():
 
     assert not decision.retry
     assert "300 s" in decision.refusal and "120 s" in decision.refusal
+    assert "--llmbench-max-retry-wait" in decision.refusal
 
 
 def test_decide_stops_when_retries_are_used_up():
@@ -110,15 +122,15 @@ def test_decide_stops_when_retries_are_used_up():
     assert not decide(http(503), None, 0, RetryPolicy(retries=0)).retry
 
 
-def test_connection_failures_retry_except_tls():
-    for type_ in ("refused", "reset", "dns", "connect_timeout", "cut"):
+def test_connection_failures_before_an_answer_retry_except_tls():
+    for type_ in ("refused", "reset", "dns", "connect_timeout"):
         assert decide(ApiError("connection", "no", type=type_), None, 0, POLICY).retry
     assert not decide(ApiError("connection", "bad cert", type="tls"), None, 0, POLICY).retry
 
 
-@pytest.mark.parametrize("kind", ["read_timeout", "deadline"])
-def test_failures_after_sending_retry_only_when_opted_in(kind):
-    error = ApiError(kind, "slow")
+@pytest.mark.parametrize(("kind", "type_"), [("read_timeout", None), ("deadline", None), ("connection", "cut")])
+def test_failures_after_sending_retry_only_when_opted_in(kind, type_):
+    error = ApiError(kind, "slow", type=type_)
 
     assert not decide(error, None, 0, POLICY).retry
     assert decide(error, None, 0, RetryPolicy(retry_read_timeouts=True)).retry
@@ -204,7 +216,15 @@ def test_retry_after_beyond_the_cap_fails_at_once_and_says_so(fault_server, v1):
 
     assert time.monotonic() - started < 10
     assert result.attempts == 1
-    assert "300 s" in result.error_message and "max_retry_wait" in result.error_message
+    assert "300 s" in result.error_message and "--llmbench-max-retry-wait" in result.error_message
+
+
+def test_retry_after_zero_waits_the_backoff_instead(fault_server, v1):
+    fault_server.reply(Reply(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"}), Reply.json(COMPLETION))
+
+    result = client_for(v1, retry_delay=0.2).complete("x")
+
+    assert result.success and 0.15 <= result.attempt_log[0].delay_s <= 0.2
 
 
 def test_x_should_retry_false_stops_a_503(fault_server, v1):
@@ -219,6 +239,14 @@ def test_x_should_retry_true_retries_a_400(fault_server, v1):
     result = client_for(v1).complete("x")
 
     assert result.success and result.attempts == 2
+
+
+def test_x_should_retry_true_does_not_retry_a_401(fault_server, v1):
+    fault_server.always(Reply(401, {"error": {"message": "bad key"}}, {"x-should-retry": "true"}))
+
+    result = client_for(v1).complete("x")
+
+    assert result.error.kind == "auth" and result.attempts == 1 and len(fault_server.received) == 1
 
 
 def test_connection_refused_is_retried():
@@ -240,28 +268,37 @@ def test_a_hang_up_before_answering_is_retried(fault_server, v1):
     assert result.attempt_log[0].status is None
 
 
-def test_a_body_cut_short_is_retried(fault_server, v1):
-    fault_server.reply(Reply.json(COMPLETION, cut_after=10), Reply.json(COMPLETION))
+def test_a_body_cut_short_is_not_retried_by_default(fault_server, v1):
+    fault_server.always(Reply.json(COMPLETION, cut_after=10))
 
     result = client_for(v1).complete("x")
 
+    assert (result.error.kind, result.error.type) == ("connection", "cut")
+    assert result.attempts == 1 and len(fault_server.received) == 1
+    assert "broke off" in result.error_message and "10 bytes read" in result.error_message
+
+
+def test_a_body_cut_short_is_retried_when_opted_in(fault_server, v1):
+    fault_server.reply(Reply.json(COMPLETION, cut_after=10), Reply.json(COMPLETION))
+
+    result = client_for(v1, retry_read_timeouts=True).complete("x")
+
     assert result.success and result.attempts == 2
-    assert "broke off" in result.attempt_log[0].error and "10 bytes read" in result.attempt_log[0].error
 
 
-def test_read_timeout_is_not_retried_by_default(fault_server, v1):
+def test_a_silent_server_is_not_retried_by_default(fault_server, v1):
     fault_server.always(Reply.json(COMPLETION, delay=1.5))
 
     result = client_for(v1, timeout=0.3).complete("x")
 
-    assert result.error.kind == "read_timeout"
+    assert result.error.kind == "deadline"
     assert result.attempts == 1 and len(fault_server.received) == 1
 
 
-def test_read_timeout_is_retried_when_opted_in(fault_server, v1):
+def test_a_silent_server_is_retried_when_opted_in(fault_server, v1):
     fault_server.reply(Reply.json(COMPLETION, delay=1.5), Reply.json(COMPLETION))
 
     result = client_for(v1, timeout=0.3, retry_read_timeouts=True).complete("x")
 
     assert result.success and result.attempts == 2
-    assert "no answer within 0.3 s" in result.attempt_log[0].error
+    assert "no response came within the 0.3 s deadline (--llmbench-timeout)" in result.attempt_log[0].error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,7 +13,15 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from pytest_llmbench.streaming import SSEParser, StreamOutcome, read_stream, tpot
+from pytest_llmbench.streaming import (
+    DRAIN_LIMIT,
+    MAX_EVENT_BYTES,
+    EventTooLarge,
+    SSEParser,
+    StreamOutcome,
+    read_stream,
+    tpot,
+)
 
 
 @dataclass
@@ -22,6 +31,7 @@ class Script:
     steps: list[tuple[float, bytes]]
     chunked: bool = True  # False: no length, Connection: close, the body ends when the socket does
     break_off: bool = False  # announce a chunk, send half of it and drop the connection
+    hold_end: float = 0.0  # seconds before the chunked body's terminator
 
 
 @dataclass
@@ -58,6 +68,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b'64\r\ndata: {"choi')
                 self.close_connection = True
             elif script.chunked:
+                self.wfile.flush()
+                time.sleep(script.hold_end)
                 self.wfile.write(b"0\r\n\r\n")
         except OSError:  # the client gave up first (deadline and timeout tests)
             self.close_connection = True
@@ -66,9 +78,16 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet about clients that hang up mid-body (the oversized-event test does): that is the point."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[ScriptServer]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd = _Server(("127.0.0.1", 0), _Handler)
     httpd.state = ScriptServer(url=f"http://127.0.0.1:{httpd.server_address[1]}/v1/chat/completions")
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -124,7 +143,6 @@ def test_chat_stream_assembles_text_usage_and_finish_reason(server: ScriptServer
     assert outcome.text == "Hello, world"
     assert (outcome.prompt_tokens, outcome.completion_tokens) == (7, 3)
     assert outcome.finish_reason == "stop"
-    assert outcome.model == "m1"
     assert outcome.chunk_count == 5
     assert len(outcome.content_ns) == 2  # the role-only, finish and usage chunks carry no text
 
@@ -190,11 +208,18 @@ def test_multiline_data_is_joined_with_newline_even_when_crlf_is_split(server: S
     assert (outcome.text, outcome.chunk_count, outcome.error) == ("joined", 1, None)
 
 
-def test_reasoning_is_kept_apart_from_the_answer_but_timed(server: ScriptServer) -> None:
+def test_reasoning_is_kept_out_of_the_answer_but_timed(server: ScriptServer) -> None:
     outcome = run(server, Script(steps(event(chat(reasoning="think ")), event(chat(reasoning="more")),
                                        event(chat("answer")), DONE)))
-    assert (outcome.text, outcome.reasoning) == ("answer", "think more")
+    assert outcome.text == "answer"
     assert len(outcome.content_ns) == 3
+
+
+@pytest.mark.parametrize("value", [-1, True, "7", 2.5])
+def test_usage_figures_that_are_not_counts_are_ignored(server: ScriptServer, value: Any) -> None:
+    bad = {"choices": [], "usage": {"prompt_tokens": value, "completion_tokens": value}}
+    outcome = run(server, Script(steps(event(chat("a")), event(usage(3, 4)), event(bad), DONE)))
+    assert (outcome.prompt_tokens, outcome.completion_tokens) == (3, 4)
 
 
 def test_missing_usage_leaves_token_counts_to_the_caller(server: ScriptServer) -> None:
@@ -211,6 +236,24 @@ def test_parser_gives_the_same_events_whatever_the_read_boundaries() -> None:
     one_by_one = [e for i in range(len(body)) for e in parser.feed(body[i:i + 1])]
     assert one_by_one == whole == ["\u65e5\u2028\ntwo", "cr", "lf", "", "[DONE]"]
     assert parser.close() is None
+
+
+def test_a_large_event_in_small_reads_is_parsed_whole() -> None:
+    text = "x" * 2_000_000
+    body = b"data: " + json.dumps(chat(text)).encode() + b"\n\n"
+    parser = SSEParser()
+    started = time.monotonic()
+    events = [e for i in range(0, len(body), 512) for e in parser.feed(body[i:i + 512])]
+    assert time.monotonic() - started < 5  # generous: rescanning the buffer on every read took far longer
+    assert len(events) == 1 and json.loads(events[0])["choices"][0]["delta"]["content"] == text
+
+
+def test_an_event_past_the_size_cap_is_refused() -> None:
+    parser = SSEParser()
+    piece = b"data: " + b"x" * (2**20) + b"\n"  # a megabyte a data line, never a blank line to end the event
+    with pytest.raises(EventTooLarge, match="16 MB"):
+        for _ in range(MAX_EVENT_BYTES // len(piece) + 2):
+            parser.feed(piece)
 
 
 def test_parser_close_returns_an_event_cut_before_its_blank_line() -> None:
@@ -264,6 +307,13 @@ def test_deadline_stops_reading_and_keeps_text(server: ScriptServer) -> None:
     assert 1 <= len(outcome.text) < 40
 
 
+def test_an_oversized_event_is_a_stream_error_keeping_text(server: ScriptServer) -> None:
+    huge = b"data: " + b"y" * (MAX_EVENT_BYTES + 1)
+    outcome = run(server, Script(steps(event(chat("kept")), huge)))
+    assert outcome.error is not None and outcome.error.kind == "stream"
+    assert "16 MB" in outcome.error.message and outcome.text == "kept"
+
+
 def test_silent_server_is_a_read_timeout_keeping_text(server: ScriptServer) -> None:
     outcome = run(server, Script([(0.0, event(chat("before"))), (1.0, DONE)]), timeout=(5.0, 0.2))
     assert outcome.error is not None and outcome.error.kind == "read_timeout"
@@ -291,6 +341,15 @@ def test_tpot_spreads_decode_time_over_tokens_after_the_first() -> None:
     assert tpot(0.2, 1.0, 1) is None
     assert tpot(0.2, 1.0, None) is None
     assert tpot(None, 1.0, 5) is None
+
+
+def test_a_server_holding_the_body_open_after_done_is_not_waited_for(server: ScriptServer) -> None:
+    started = time.monotonic()
+    outcome = run(server, Script(steps(event(chat("a")), event(usage(1, 1)), DONE), hold_end=3.0))
+    waited = time.monotonic() - started
+    assert outcome.done and outcome.error is None
+    assert waited < DRAIN_LIMIT + 1.5  # the terminator came 3 s later
+    assert outcome.e2e_latency is not None and outcome.e2e_latency < 0.4  # ends at [DONE], not at the drain
 
 
 def test_connection_is_reused_after_done(server: ScriptServer) -> None:

@@ -1,0 +1,293 @@
+"""One HTTP attempt, from sending the request to the last byte, bounded by a total deadline.
+
+requests' timeouts bound each socket operation, not the attempt: a server sending a header byte every
+0.2 s never trips a 1 s read timeout. So a watchdog thread shuts the attempt's socket down when its
+deadline passes, whatever the attempt is doing (sending, waiting for headers, reading the body); the
+blocked read returns at once and the attempt is reported as kind "deadline". The socket is found
+through urllib3 connection classes that attach themselves to the current thread's watch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from .errors import BODY_READ_ERRORS, ERROR_BODY_LIMIT, broken_body, clip, http_error, network_error
+from .redact import redact_text
+from .result import ApiError
+from .streaming import READ_SIZE, StreamOutcome, read_stream
+
+# Failures before anything went on the wire that no retry can fix: a bad URL, a body that is no JSON.
+_UNSENDABLE = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
+               requests.exceptions.InvalidHeader, requests.exceptions.InvalidJSONError)
+_TIMEOUT_OPTION = "--llmbench-timeout"
+
+
+@dataclass
+class Answer:
+    """What one attempt got, before it is judged a success or parsed."""
+
+    elapsed: float  # seconds from sending to the answer's last byte ([DONE] for a stream)
+    status: int | None = None
+    headers: Mapping[str, str] | None = None
+    payload: bytes = b""
+    streamed: StreamOutcome | None = None
+    error: ApiError | None = None
+
+
+class Transport:
+    """A requests session whose every attempt ends by its deadline; proxies and CA bundle read once."""
+
+    def __init__(self, headers: Mapping[str, str], endpoint: str, verify: bool | str) -> None:
+        self._session = requests.Session()
+        self._session.headers.update(headers)
+        adapter = _WatchedAdapter(_UNVERIFIED_POOLS if verify is False else _POOLS)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._environment = _environment_settings(self._session, endpoint, verify)
+
+    def attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float) -> Answer:
+        """One try; ``stream_api`` ("chat" or "completions") asks for a streamed answer to be read as SSE."""
+        deadline = time.monotonic() + timeout
+        sent_ns = time.perf_counter_ns()
+        with WATCHDOG.watching(deadline) as watch:
+            return self._attempt(method, url, body, stream_api, timeout, sent_ns, watch)
+
+    def close(self) -> None:
+        self._session.close()
+
+    def _attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float, sent_ns: int,
+                 watch: Watch) -> Answer:
+        def answer(**fields: Any) -> Answer:
+            return Answer(elapsed=(time.perf_counter_ns() - sent_ns) / 1e9, **fields)
+
+        def late() -> bool:  # a socket read timeout (as long as the whole attempt) may beat the watchdog
+            return watch.expired or time.monotonic() >= watch.deadline
+
+        try:
+            response = self._session.request(method, url, json=body, timeout=timeout, stream=True,
+                                             allow_redirects=False, **self._environment)
+        except requests.ConnectTimeout as exc:  # before the deadline check: the request never reached the server
+            return answer(error=network_error(exc, target(url)))
+        except _UNSENDABLE as exc:
+            return answer(error=ApiError("request", f"the request could not be sent: {exc}"))
+        except requests.RequestException as exc:
+            if late():
+                return answer(error=ApiError("deadline", _past_deadline("no response came", timeout)))
+            return answer(error=network_error(exc, target(url)))
+        with response:
+            status, headers = response.status_code, response.headers
+            if 300 <= status < 400:
+                where = clip(redact_text(headers.get("Location") or "(no Location header)"), 300)
+                message = f"redirected to {where}, not followed: set the endpoint to the final URL"
+                return answer(status=status, headers=headers, error=ApiError("redirect", message, status))
+            if status == 200 and stream_api and _is_event_stream(headers):  # some servers ignore "stream"
+                outcome = read_stream(response, stream_api, sent_ns, watch.deadline)
+                if outcome.error is not None and (outcome.error.kind == "deadline" or late()):
+                    outcome.error = outcome.failure("deadline", _past_deadline("the stream was not complete", timeout))
+                elapsed = ((outcome.end_ns or time.perf_counter_ns()) - sent_ns) / 1e9  # [DONE], not the drain
+                return Answer(elapsed, status, headers, streamed=outcome, error=outcome.error)
+            try:
+                payload, error = _read_body(response.raw, ERROR_BODY_LIMIT if status >= 300 else None), None
+            except BODY_READ_ERRORS as exc:
+                payload, error = b"", broken_body(exc, status)
+            if late():  # also when the body looks whole: one without a length ends when the watchdog closes it
+                error = ApiError("deadline", _past_deadline("the response was not complete", timeout), status)
+            if error is not None:
+                return answer(status=status, headers=headers, error=error)
+        error = http_error(status, payload) if status >= 300 else None
+        return answer(status=status, headers=headers, payload=payload, error=error)
+
+
+def target(url: str) -> str:
+    """host:port for messages; never the userinfo a URL may carry. Raises ValueError for a bad port."""
+    parts = urlsplit(url)
+    host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    return f"{host}:{parts.port or (443 if parts.scheme == 'https' else 80)}"
+
+
+def _past_deadline(what: str, timeout: float) -> str:
+    return f"{what} within the {timeout:g} s deadline ({_TIMEOUT_OPTION})"
+
+
+def _read_body(raw: Any, limit: int | None) -> bytes:
+    """The body, or its first ``limit`` bytes (the rest is left unread and the connection closed)."""
+    parts: list[bytes] = []
+    size = 0
+    while limit is None or size < limit:
+        data = raw.read1(READ_SIZE, decode_content=True)
+        if not data:
+            break
+        parts.append(data)
+        size += len(data)
+    return b"".join(parts)
+
+
+def _is_event_stream(headers: Mapping[str, str]) -> bool:
+    """SSE, or no content type at all: anything else (JSON, an HTML error page) is read as a whole answer."""
+    return (headers.get("Content-Type") or "").split(";")[0].strip().lower() in ("text/event-stream", "")
+
+
+def _environment_settings(session: requests.Session, endpoint: str, verify: bool | str) -> dict[str, Any]:
+    """Proxies and CA bundle from the environment, read once for the endpoint's host.
+
+    requests reads them again on every request (scanning os.environ twice), which costs more than a fast local
+    server takes to answer; every request of a client goes to one host, so once is enough.
+    """
+    try:
+        merged = session.merge_environment_settings(endpoint, {}, None, verify, None)
+    except ValueError:  # a malformed endpoint, which check_reachable reports in its own words
+        merged = {"proxies": {}, "verify": verify}
+    session.trust_env = False
+    return {"proxies": merged["proxies"], "verify": merged["verify"]}
+
+
+# --- The watchdog -----------------------------------------------------------------------------------
+
+
+class DeadlinePassed(ConnectionAbortedError):
+    """Raised by a connection asked to go on after its attempt's deadline (urllib3 reports it as a
+    broken connection, which the attempt then reports as the deadline)."""
+
+
+class Watch:
+    """One attempt's deadline and the connection it is using."""
+
+    __slots__ = ("deadline", "expired", "connection")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.expired = False
+        self.connection: Any = None
+
+    def expire(self) -> None:
+        self.expired = True
+        sock = getattr(self.connection, "sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):  # the plain socket call: an SSL socket's own would drop its state
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class Watchdog:
+    """One thread for the whole process, asleep until the nearest deadline of the attempts in flight."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._watches: set[Watch] = set()
+        self._wake_at = math.inf
+        self._thread: threading.Thread | None = None
+        self._current = threading.local()
+
+    @contextlib.contextmanager
+    def watching(self, deadline: float) -> Iterator[Watch]:
+        watch = Watch(deadline)
+        with self._cond:
+            self._watches.add(watch)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="llmbench-deadline", daemon=True)
+                self._thread.start()
+            elif deadline < self._wake_at:
+                self._cond.notify()
+        self._current.watch = watch
+        try:
+            yield watch
+        finally:
+            self._current.watch = None
+            with self._cond:
+                self._watches.discard(watch)
+                watch.connection = None
+
+    def attach(self, connection: Any) -> None:
+        """Called by a connection about to send or to wait for headers, in the attempt's thread."""
+        watch = getattr(self._current, "watch", None)
+        if watch is None:
+            return
+        with self._cond:
+            if watch.expired:
+                raise DeadlinePassed("the attempt's deadline passed")
+            watch.connection = connection
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for watch in [w for w in self._watches if w.deadline <= now]:
+                    self._watches.discard(watch)
+                    watch.expire()
+                self._wake_at = min((w.deadline for w in self._watches), default=math.inf)
+                self._cond.wait(None if self._wake_at == math.inf else self._wake_at - now)
+
+
+WATCHDOG = Watchdog()
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=WATCHDOG.__init__)  # a lock held by the parent's thread stays held in a child
+
+
+class _Watched:
+    """Mixin for urllib3 connections: attach to the current attempt before sending and before the headers."""
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        WATCHDOG.attach(self)
+        super().request(*args, **kwargs)  # type: ignore[misc]
+
+    def getresponse(self) -> Any:
+        WATCHDOG.attach(self)  # a socket opened after the deadline fired is caught here
+        return super().getresponse()  # type: ignore[misc]
+
+
+class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_Watched, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+class _UnverifiedHTTPSPool(_HTTPSPool):
+    """Insecure mode, which the user chose and the plugin warns about once: urllib3 would warn on every
+    request. Without warnings.catch_warnings per request, which is slow and not thread-safe, and without a
+    global filter, which a -W error run would override."""
+
+    def _validate_conn(self, conn: Any) -> None:
+        if conn.is_closed:  # what urllib3's own check does before its warning
+            conn.connect()
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+_UNVERIFIED_POOLS = {"http": _HTTPPool, "https": _UnverifiedHTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    def __init__(self, pools: dict[str, type[urllib3.HTTPConnectionPool]]) -> None:
+        self._pools = pools
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._pools
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if manager.pool_classes_by_scheme is urllib3.poolmanager.pool_classes_by_scheme:  # not SOCKS: its own
+            manager.pool_classes_by_scheme = self._pools
+        return manager

@@ -1,0 +1,190 @@
+"""One attempt over real HTTP: the total deadline, redirects, connection reuse, TLS, proxies and what is read."""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+
+import pytest
+from faultserver import COMPLETION, FaultServer, Reply, client_for, self_signed_cert, server_context
+
+from pytest_llmbench.errors import ERROR_BODY_LIMIT
+
+
+@pytest.fixture
+def v1(fault_server: FaultServer) -> str:
+    return fault_server.url_for("/v1")
+
+
+# --- The total deadline ---------------------------------------------------------------------------
+
+def test_total_deadline_holds_against_a_trickling_server(fault_server, v1):
+    fault_server.always(Reply.json(COMPLETION, trickle=0.1))  # ~200 bytes: 20 s if the client waited
+
+    started = time.monotonic()
+    result = client_for(v1, timeout=0.6).complete("x")
+
+    assert time.monotonic() - started < 4
+    assert result.error.kind == "deadline"
+    assert "0.6 s deadline (--llmbench-timeout)" in result.error_message
+    assert result.attempts == 1
+
+
+def test_total_deadline_holds_against_headers_sent_a_byte_at_a_time(fault_server, v1):
+    fault_server.always(Reply.json(COMPLETION, header_trickle=0.2))  # ~100 header bytes: 20 s if waited for
+
+    started = time.monotonic()
+    result = client_for(v1, timeout=1.0).complete("x")
+
+    assert time.monotonic() - started < 4
+    assert (result.error.kind, result.attempt_log[0].status) == ("deadline", None)
+    assert "no response came within the 1 s deadline (--llmbench-timeout)" in result.error_message
+    assert result.attempts == 1
+
+
+def test_a_silent_server_meets_the_same_deadline(fault_server, v1):
+    fault_server.always(Reply.json(COMPLETION, delay=3.0))
+
+    started = time.monotonic()
+    result = client_for(v1, timeout=0.5).complete("x")
+
+    assert time.monotonic() - started < 2.5
+    assert result.error.kind == "deadline" and result.attempts == 1
+
+
+def test_a_stream_that_goes_silent_is_cut_at_the_total_deadline(fault_server, v1):
+    chunk = f"data: {json.dumps({'choices': [{'index': 0, 'text': 'w', 'finish_reason': None}]})}\n\n"
+    fault_server.always(Reply(200, chunks=[(0.5, chunk)] * 3 + [(10.0, "data: [DONE]\n\n")]))
+
+    started = time.monotonic()
+    result = client_for(v1, timeout=2.0).complete("x", stream=True)
+
+    # silent from 1.5 s on: a per-read timeout alone would wait until 3.5 s
+    assert time.monotonic() - started < 3.0
+    assert not result.success and result.error.kind == "deadline"
+    assert "the stream was not complete within the 2 s deadline (--llmbench-timeout) after 3 chunks" in (
+        result.error_message)
+    assert result.response_text == "www"
+    assert result.attempts == 1
+
+
+def test_the_wait_for_the_end_of_the_body_after_done_is_not_the_answers_time(fault_server, v1):
+    chunks = [{"choices": [{"index": 0, "text": w, "finish_reason": None}]} for w in ("Pa", "ris")]
+    chunks.append({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2}})
+    reply = Reply.sse(chunks)
+    reply.hold_end = 3.0  # the chunked terminator comes 3 s after [DONE]
+    fault_server.reply(reply)
+
+    started = time.monotonic()
+    result = client_for(v1).complete("x", stream=True)
+
+    assert time.monotonic() - started < 2  # gave up on the terminator after about half a second
+    assert result.success and result.response_text == "Paris"
+    assert result.execution_time < 0.4 and result.execution_time == result.e2e_latency
+    assert result.tokens_per_second > 5
+
+
+# --- What is read ---------------------------------------------------------------------------------
+
+def test_redirects_are_not_followed(fault_server, v1):
+    fault_server.always(Reply.redirect("http://127.0.0.1:9/v1/completions", status=308))
+
+    result = client_for(v1).complete("x")
+
+    assert result.error.kind == "redirect"
+    assert "http://127.0.0.1:9/v1/completions" in result.error_message
+    assert result.attempts == 1 and len(fault_server.received) == 1
+
+
+def test_an_error_body_is_read_only_up_to_its_limit(fault_server, v1):
+    page = b"x" * (ERROR_BODY_LIMIT + 10_000)
+    fault_server.always(Reply(500, chunks=[page, (30.0, b"the rest, much later")],
+                              headers={"Content-Type": "text/plain"}))
+
+    started = time.monotonic()
+    result = client_for(v1, retries=0, timeout=10.0).complete("x")
+
+    assert time.monotonic() - started < 5  # did not wait for the rest of the body
+    assert (result.error.kind, result.error.status) == ("http", 500)
+    assert len(result.error_message) < 1100
+
+
+def test_a_streamed_request_answered_with_an_html_page_is_a_bad_response(fault_server, v1):
+    fault_server.reply(Reply(200, "<html><body>Sign in to continue</body></html>", {"Content-Type": "text/html"}))
+
+    result = client_for(v1).complete("x", stream=True)
+
+    assert (result.error.kind, result.stream) == ("bad_response", False)
+    assert "not JSON" in result.error_message and "Sign in to continue" in result.error.body_excerpt
+
+
+def test_a_server_that_ignores_stream_true_still_gives_its_answer(fault_server, v1):
+    fault_server.reply(Reply.json(COMPLETION))
+
+    result = client_for(v1).complete("x", stream=True)
+
+    assert result.success and result.response_text == "Paris"
+    assert not result.stream and result.ttft is None
+
+
+# --- Connections ----------------------------------------------------------------------------------
+
+def test_the_connection_is_kept_for_the_next_request(fault_server, v1):
+    fault_server.always(Reply.json(COMPLETION))
+    client = client_for(v1)
+
+    client.complete("a")
+    client.complete("b")
+
+    assert fault_server.received[0].client_port == fault_server.received[1].client_port
+
+
+def test_proxy_settings_from_the_environment_are_honoured(fault_server, monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", fault_server.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    fault_server.reply(Reply.json(COMPLETION), Reply.json(COMPLETION))
+    client = client_for("http://127.0.0.2:9/v1")  # nothing listens there: only the proxy can answer
+
+    assert client.complete("x").success and client.complete("y").success
+    assert [r.path for r in fault_server.received] == ["http://127.0.0.2:9/v1/completions"] * 2
+
+
+# --- TLS ------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory):
+    cert, key = self_signed_cert(tmp_path_factory.mktemp("tls"))
+    with FaultServer(ssl_context=server_context(cert, key)) as server:
+        server.always(Reply.json(COMPLETION))
+        yield server, cert
+
+
+def test_a_ca_bundle_verifies_a_self_signed_server(tls_server):
+    server, cert = tls_server
+
+    result = client_for(server.url_for("/v1"), verify=str(cert)).complete("x")
+
+    assert result.success and result.response_text == "Paris"
+
+
+def test_an_unknown_certificate_is_rejected_without_retries(tls_server):
+    server, _ = tls_server
+
+    result = client_for(server.url_for("/v1")).complete("x")
+
+    assert (result.error.kind, result.error.type) == ("connection", "tls")
+    assert "TLS" in result.error_message and "certificate" in result.error_message.lower()
+    assert result.attempts == 1
+
+
+def test_insecure_mode_skips_verification_without_warning_each_request(tls_server):
+    server, _ = tls_server
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as under -W error: a warning would fail the request
+        client = client_for(server.url_for("/v1"), verify=False)
+        results = [client.complete("x"), client.complete("y")]
+
+    assert all(result.success for result in results)
