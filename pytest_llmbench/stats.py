@@ -63,7 +63,7 @@ def metric_key(stat: str, metric: str) -> str:
 
 def _metric_fields(metric: str, desc: dict[str, Any], scale: float) -> dict[str, float | None]:
     source = {"mean": "mean", "median": "p50", "std": "stdev", "min": "min", "max": "max", "p99_9": "p99.9"}
-    fields = {}
+    fields: dict[str, float | None] = {f"count_{metric}": desc["count"]}  # how many values each figure rests on
     for stat in STATS:
         value = desc[source.get(stat, stat)]
         fields[metric_key(stat, metric)] = None if value is None else value * scale

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from .progress import ExecutionProgress
+from .stats import metric_key
 from .textsafe import escape_for_terminal
 
 LOG_INTERVAL_S = 10.0  # at most one plain line this often when not on a terminal ...
@@ -101,7 +102,10 @@ def _ms(value: Any) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
-LATENCY_ROWS = (("latency", "latency"), ("TTFT", "ttft"), ("ITL", "itl"), ("TPOT", "tpot"))
+METRIC_ROWS = (("latency ms", "latency"), ("TTFT ms", "ttft"), ("ITL ms", "itl"), ("TPOT ms", "tpot"),
+               ("E2E ms", "e2el"), ("tokens/s", "tokens_per_second"))
+TABLE_STATS = (("n", "count"), ("mean", "mean"), ("std", "std"), ("min", "min"), ("p50", "p50"), ("p90", "p90"),
+               ("p95", "p95"), ("p99", "p99"), ("p99.9", "p99_9"), ("max", "max"))
 
 
 def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> None:
@@ -117,12 +121,15 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         f"tokens: {agg['total_prompt_tokens']} prompt, {agg['total_completion_tokens']} completion"
         + (f" ({agg['estimated_token_counts']} results estimated)" if agg.get("estimated_token_counts") else "")
         + f" | {agg['output_throughput']:.1f} tok/s aggregate | {agg['request_throughput']:.2f} req/s")
-    measured = [(label, key) for label, key in LATENCY_ROWS if agg.get(f"mean_{key}_ms") is not None]
-    if measured:
-        reporter.write_line(f"{'':10}{'mean':>10}{'p50':>10}{'p90':>10}{'p99':>10}{'max':>10}  (ms)")
-    for label, key in measured:
-        reporter.write_line(f"{label:10}" + "".join(
-            f"{_ms(agg.get(f'{stat}_{key}_ms')):>10}" for stat in ("mean", "p50", "p90", "p99", "max")))
+    _write_metric_table(reporter, agg)
+    models = batch.get("models") or {}
+    if len(models) > 1:
+        for name, model in sorted(models.items()):
+            reporter.write_line(
+                f"model {safe(name)}: {model['total_tests']} tests, {model['success_rate'] * 100:.1f}% ok"
+                f" | latency p50 {_ms(model.get('p50_latency_ms'))} p99 {_ms(model.get('p99_latency_ms'))} ms"
+                + (f" | TTFT p50 {_ms(model.get('p50_ttft_ms'))} ms" if model.get("p50_ttft_ms") is not None else "")
+                + f" | {_ms(model.get('mean_tokens_per_second'))} tok/s")
     if agg.get("evaluation_pass_rate") is not None:
         score = agg.get("mean_reasoning_score")
         reporter.write_line(f"answers: {agg['evaluation_pass_rate'] * 100:.1f}% passed their checks"
@@ -140,6 +147,21 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         reporter.write_line(f"NOT WRITTEN: {safe(missing['path'])} ({safe(missing['reason'])})", red=True)
     for path in files:
         reporter.write_line(f"results: {safe(path)}")
+
+
+def _write_metric_table(reporter: Any, agg: dict[str, Any]) -> None:
+    """Pooled statistics of every metric that was measured, one row each."""
+    rows = [(label, metric) for label, metric in METRIC_ROWS if agg.get(f"count_{metric}")]
+    if not rows:
+        return
+    reporter.write_line(f"{'':11}" + "".join(f"{title:>9}" for title, _ in TABLE_STATS))
+    for label, metric in rows:
+        cells = []
+        for _, stat in TABLE_STATS:
+            key = f"count_{metric}" if stat == "count" else metric_key(stat, metric)
+            value = agg.get(key)
+            cells.append(f"{value:>9}" if stat == "count" else f"{_ms(value):>9}")
+        reporter.write_line(f"{label:11}" + "".join(cells))
 
 
 def _write_categories(reporter: Any, categories: dict[str, dict[str, Any]]) -> None:

@@ -314,3 +314,17 @@ def test_under_xdist_an_unreachable_endpoint_stops_the_session_once(pytester, su
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     output = result.stdout.str() + result.stderr.str()
     assert output.count("Cannot reach the LLM server") == 1 and "INTERNALERROR" not in output
+
+
+def test_summary_tables_every_measured_metric_and_each_model(pytester, stub, suite):
+    result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
+                                           "--llmbench-model", "m1", "--llmbench-model", "m2")
+    result.stdout.fnmatch_lines([
+        "*n*mean*std*min*p50*p90*p95*p99*p99.9*max",
+        "latency ms*22*",
+        "tokens/s*22*",
+        "model m1: 12 tests, 91.7% ok | latency p50 * p99 * ms | * tok/s",
+        "model m2: 12 tests, 91.7% ok*",
+    ])
+    aggregate = batch_of(pytester.path / "llmbench_results")["aggregate"]
+    assert aggregate["count_latency"] == 22 and aggregate["count_ttft"] == 0
