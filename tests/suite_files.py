@@ -1,0 +1,43 @@
+"""Writing suite files for the suite tests: shared by test_suite.py and test_suite_json.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_llmbench.suite import SUITE_SUFFIX, SuiteError, load_suite
+
+
+def prompt_test(**fields: Any) -> dict[str, Any]:
+    return {"id": "t1", "name": "Test one", "category": "general", "prompt": "Hello", **fields}
+
+
+def chat_test(**fields: Any) -> dict[str, Any]:
+    messages = [{"role": "user", "content": "Hi"}]
+    return {"id": "c1", "name": "Chat one", "category": "chat", "messages": messages, **fields}
+
+
+def write(tmp_path: Path, content: Any, name: str = "suite" + SUITE_SUFFIX) -> Path:
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
+    return path
+
+
+def write_suite(tmp_path: Path, *tests: Any, **top: Any) -> Path:
+    return write(tmp_path, {"test_suite_id": "s", **top, "tests": list(tests)})
+
+
+def error_of(path: Path, **kwargs: Any) -> SuiteError:
+    with pytest.raises(SuiteError) as info:
+        load_suite(path, **kwargs)
+    return info.value
+
+
+def problems_of(tmp_path: Path, *tests: Any, **top: Any) -> list[str]:
+    return error_of(write_suite(tmp_path, *tests, **top)).problems
