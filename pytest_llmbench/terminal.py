@@ -167,8 +167,8 @@ def _write_metric_table(reporter: Any, agg: dict[str, Any]) -> None:
 def _write_categories(reporter: Any, categories: dict[str, dict[str, Any]]) -> None:
     if len(categories) < 2:
         return
-    width = min(max(len(name) for name in categories), 32)
-    reporter.write_line(f"{'category':<{width}}  {'tests':>5} {'pass%':>6} {'p50 ms':>9} {'tok/s':>8}"
+    width = min(max(len("category"), *(len(name) for name in categories)), 32)
+    reporter.write_line(f"{'category':<{width}}  {'tests':>5} {'ok%':>6} {'p50 ms':>9} {'tok/s':>8}"
                         f" {'eval%':>6} {'score':>6}")
     for name, cat in sorted(categories.items()):
         score, evaluated = cat.get("mean_reasoning_score"), cat.get("evaluation_pass_rate")

@@ -109,7 +109,7 @@ def test_summary_section_shows_counts_latency_categories_and_files(pytester, stu
         "tokens: 77 prompt, 42 completion*",
         "*mean*p50*p90*p99*max*",
         "latency*",
-        "category*tests*pass%*",
+        "category*tests*ok%*",
         "alpha*4*100.0%*",
         "slowest: *",
         "results: *batch_results_*.json",
