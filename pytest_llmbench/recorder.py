@@ -70,9 +70,20 @@ class Recorder:
             metrics["joules_per_token"] = joules_per_token(metrics, result.get("completion_tokens"))
             result["performance_metrics"] = {**metrics, **(result.get("performance_metrics") or {})}
         self.writer.write_test(result, payload["file_stem"], payload.get("subdir"))
+        return self._count(result, passed=passed, file_stem=payload["file_stem"])
+
+    def record_lost(self, nodeid: str, message: str) -> ExecutionProgress:
+        """A test that ended without a result (a crashed worker, an error outside the request)."""
+        test_id = nodeid.rsplit("::", 1)[-1]
+        result = TestResult(test_id=test_id, test_name=test_id, success=False, error_message=message).to_dict()
+        self.lost.append({"nodeid": nodeid, "error_message": message})
+        return self._count(result, passed=False, file_stem=None)
+
+    def _count(self, result: dict[str, Any], *, passed: bool, file_stem: str | None) -> ExecutionProgress:
+        """The one place a result enters the run's record: error-rate alert, row, statistics, progress."""
         self._note_alert(self.error_alert.add(bool(result["success"])) if self.error_alert else None)
         row = row_of(result)
-        row["passed"], row["file_stem"] = passed, payload["file_stem"]
+        row["passed"], row["file_stem"] = passed, file_stem
         self.rows.append(row)
         self.stats.add({**row, "itl": result.get("itl") or []})
         return self.tracker.update(name=result["test_name"], category=result.get("category"),
@@ -80,19 +91,6 @@ class Recorder:
                                    execution_time=result["execution_time"],
                                    completion_tokens=result.get("completion_tokens"),
                                    tokens_per_second=result.get("tokens_per_second"))
-
-    def record_lost(self, nodeid: str, message: str) -> ExecutionProgress:
-        """A test that ended without a result (a crashed worker, an error outside the request)."""
-        test_id = nodeid.rsplit("::", 1)[-1]
-        result = TestResult(test_id=test_id, test_name=test_id, success=False, error_message=message)
-        row = row_of(result.to_dict())
-        row["passed"] = False
-        self._note_alert(self.error_alert.add(False) if self.error_alert else None)
-        self.lost.append({"nodeid": nodeid, "error_message": message})
-        self.rows.append(row)
-        self.stats.add({**row, "itl": []})
-        return self.tracker.update(name=test_id, category=None, success=False, passed=False, execution_time=0.0,
-                                   completion_tokens=None, tokens_per_second=None)
 
     def _note_alert(self, message: str | None) -> None:
         if message:
