@@ -67,9 +67,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> None:
-    """The runner is built by the first item that really runs, so --setup-only/--setup-plan stay offline."""
-    if isinstance(item, LLMBenchItem) and RUNNER_KEY not in item.config.stash:
-        item.config.stash[RUNNER_KEY] = _build_runner(item.config)
+    if isinstance(item, LLMBenchItem):
+        _runner(item.config)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -97,12 +96,21 @@ def _endpoint(config: pytest.Config) -> Endpoint:
     if controller is not None and controller.endpoint is not None:
         return controller.endpoint
     if OWN_ENDPOINT_KEY not in config.stash:
-        try:
-            settings = config.stash[SETTINGS_KEY]
-            config.stash[OWN_ENDPOINT_KEY] = prepare(settings, output_folder(settings, config.invocation_params.dir))
+        settings = config.stash[SETTINGS_KEY]
+        output = output_folder(settings, config.invocation_params.dir)
+        worker = getattr(config, "workerinput", {}).get("workerid")
+        try:  # a worker's own embedded server logs into a folder of its own, so the workers' logs stay apart
+            config.stash[OWN_ENDPOINT_KEY] = prepare(settings, output / worker if worker else output)
         except EndpointError as exc:
             pytest.exit(f"llmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
     return config.stash[OWN_ENDPOINT_KEY]
+
+
+def _runner(config: pytest.Config) -> Runner:
+    """The process's runner, built on first use so that --setup-only/--setup-plan stay offline."""
+    if RUNNER_KEY not in config.stash:
+        config.stash[RUNNER_KEY] = _build_runner(config)
+    return config.stash[RUNNER_KEY]
 
 
 def _build_runner(config: pytest.Config) -> Runner:
@@ -121,9 +129,7 @@ def _build_runner(config: pytest.Config) -> Runner:
 @pytest.fixture(scope="session")
 def llm_client(pytestconfig: pytest.Config) -> LLMClient:
     """The session's configured client, for hand-written tests: ``llm_client.complete(...)``, ``.chat(...)``."""
-    if RUNNER_KEY not in pytestconfig.stash:
-        pytestconfig.stash[RUNNER_KEY] = _build_runner(pytestconfig)
-    return pytestconfig.stash[RUNNER_KEY].client
+    return _runner(pytestconfig).client
 
 
 @pytest.fixture(scope="session")
