@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import os
 import re
 import secrets
@@ -140,21 +141,27 @@ def assign_stems(items: Iterable[tuple[str, str]]) -> dict[str, str]:
 # Writing
 
 
-def atomic_write_text(path: Path, text: str, *, durable: bool = False) -> None:
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, durable: bool = False) -> None:
     """Replace path with text whole, or leave it as it was.
 
     The temporary name is short and independent of the target so that a target at the 255-byte
     limit still has room; O_EXCL|O_NOFOLLOW keep a planted file or link from being written through.
     Lone surrogates (valid in JSON strings) are written as \\uXXXX escapes instead of failing.
+    Plain strings and os calls: this runs twice per test, and pathlib and buffered files cost more
+    than the write itself.
     """
-    tmp = path.with_name(f".{secrets.token_hex(8)}{TEMP_SUFFIX}")
+    path = os.fspath(path)
+    tmp = os.path.join(os.path.dirname(path), _temp_name())
     fd = os.open(tmp, _OPEN_FLAGS, 0o666)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(text.encode("utf-8", "backslashreplace"))
+        try:
+            data = memoryview(text.encode("utf-8", "backslashreplace"))
+            while data:
+                data = data[os.write(fd, data):]
             if durable:
-                handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)  # replaces a symlink at path itself, never its target
     except BaseException:
         try:
@@ -163,10 +170,20 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = False) -> None:
             pass
         raise
     if durable:
-        _fsync_directory(path.parent)
+        _fsync_directory(os.path.dirname(path))
 
 
-def _fsync_directory(directory: Path) -> None:
+_temp_names = itertools.count()
+_TEMP_PREFIX = secrets.token_hex(4)
+
+
+def _temp_name() -> str:
+    """Unique within the process by the counter, across processes by the random prefix and the pid
+    (O_EXCL turns any collision into an error, never into a shared file)."""
+    return f".{_TEMP_PREFIX}{os.getpid():x}-{next(_temp_names)}{TEMP_SUFFIX}"
+
+
+def _fsync_directory(directory: str) -> None:
     """Make the rename itself durable; POSIX only (Windows cannot open a directory)."""
     try:
         fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
@@ -316,21 +333,22 @@ class ResultWriter:
         self.directory = Path(directory)
         self.failures: list[WriteFailure] = []
         self.written = 0
-        self._made: set[Path] = set()
+        self._made: set[str] = set()
         self._subdirs = StemAllocator()
 
     def write_test(self, result: dict[str, Any], stem: str, subdir: str | None = None) -> list[Path]:
         """Write {stem}_completion.txt and {stem}_result.json; returns the paths written."""
-        folder = self.directory
+        folder = os.fspath(self.directory)
         if subdir is not None:
-            folder = folder / self._subdirs.claim(subdir, subdir)
+            folder = os.path.join(folder, self._subdirs.claim(subdir, subdir))
         if not is_portable_stem(stem):  # stems from assign_stems pass; a hand-made one is made safe
             stem = file_stem(stem, stem)
-        files: list[tuple[Path, Callable[[], str]]] = [
-            (folder / f"{stem}{COMPLETION_SUFFIX}", lambda: render_completion_text(result)),
-            (folder / f"{stem}{RESULT_SUFFIX}", lambda: dumps_strict(result)),  # compact: C-speed encoder
+        base = os.path.join(folder, stem)
+        files: list[tuple[str, Callable[[], str]]] = [
+            (base + COMPLETION_SUFFIX, lambda: render_completion_text(result)),
+            (base + RESULT_SUFFIX, lambda: dumps_strict(result)),  # compact: C-speed encoder
         ]
-        return [path for path, render in files if self._write(path, render)]
+        return [Path(path) for path, render in files if self._write(path, render)]
 
     def write_batch(self, batch: dict[str, Any], started: datetime) -> Path | None:
         """Write batch_results_<UTC start>.json, never over an earlier run's file; durable.
@@ -343,24 +361,25 @@ class ResultWriter:
         while os.path.lexists(path):
             number += 1
             path = self.directory / f"{name}-{number}.json"
-        return path if self._write(path, lambda: dumps_strict(batch, indent=2), durable=True) else None
+        return path if self._write(os.fspath(path), lambda: dumps_strict(batch, indent=2), durable=True) else None
 
-    def _write(self, path: Path, render: Callable[[], str], *, durable: bool = False) -> bool:
+    def _write(self, path: str, render: Callable[[], str], *, durable: bool = False) -> bool:
+        folder = os.path.dirname(path)
         try:
-            self._ensure_folder(path.parent)
+            self._ensure_folder(folder)
             atomic_write_text(path, render(), durable=durable)
-        except (OSError, TypeError, ValueError, RecursionError) as exc:  # a hook's value may not render
-            self.failures.append(WriteFailure(path, _describe(exc)))
-            self._made.discard(path.parent)  # check the folder again next time
+        except Exception as exc:  # a disk error, or a value a hook put in the result that does not render
+            self.failures.append(WriteFailure(Path(path), _describe(exc)))
+            self._made.discard(folder)  # check the folder again next time
             return False
         self.written += 1
         return True
 
-    def _ensure_folder(self, folder: Path) -> None:
+    def _ensure_folder(self, folder: str) -> None:
         if folder in self._made:
             return
-        folder.mkdir(parents=True, exist_ok=True)
-        if folder != self.directory and folder.is_symlink():
+        os.makedirs(folder, exist_ok=True)
+        if folder != os.fspath(self.directory) and os.path.islink(folder):
             raise OSError(f"'{folder}' is a symbolic link; not followed")
         self._made.add(folder)
 

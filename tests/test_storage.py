@@ -220,6 +220,14 @@ def test_result_that_cannot_be_json_is_recorded_and_the_text_file_still_written(
     assert "Recursion" in writer.failures[0].reason or "Circular" in writer.failures[0].reason
 
 
+def test_result_whose_metrics_are_not_a_mapping_fails_the_text_file_only(tmp_path):
+    writer = ResultWriter(tmp_path)
+    written = writer.write_test(make_result(performance_metrics=[1, 2]), "t1")  # a hook's list, not a dict
+    assert [p.name for p in written] == ["t1_result.json"]
+    assert [f.path.name for f in writer.failures] == ["t1_completion.txt"]
+    assert writer.failures[0].reason.startswith("AttributeError")
+
+
 CHILD_FULL_DISK = textwrap.dedent(
     """
     import json, resource, signal, sys
