@@ -25,7 +25,7 @@ from .items import LLMBenchItem
 from .options import Settings
 from .recorder import Recorder
 from .redact import Secrets, redact_headers, redact_text
-from .report import is_llmbench_nodeid, payload_of
+from .report import Inbox, is_llmbench_nodeid, payload_of
 from .storage import OutputNotWritable, check_writable, clean_temp_files
 from .suite import SUITE_SUFFIX
 from .monitor import ErrorRateAlert, PerformanceMonitor
@@ -64,6 +64,8 @@ class Controller:
         self.line: ProgressLine | None = None
         self.gate_result: GateResult | None = None
         self.batch: dict[str, Any] | None = None
+        self._progress_hook = config.hook.pytest_llmbench_progress
+        self.inbox: Inbox = {}  # results of tests run in this process, by node id (see report.py)
         self._previous_sigterm: Any = None
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -150,14 +152,15 @@ class Controller:
             self.prepare()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        payload = payload_of(report)
+        payload = payload_of(report, self.inbox)
         if payload is not None:
             progress = self.recorder.record(payload, passed=report.passed)
         elif report.failed and report.when in ("call", "???") and is_llmbench_nodeid(report.nodeid):
             progress = self.recorder.record_lost(report.nodeid, str(report.longrepr).splitlines()[0][:500])
         else:
             return
-        self.config.hook.pytest_llmbench_progress(progress=dataclasses.replace(progress))  # a snapshot to keep
+        if self._progress_hook.get_hookimpls():  # a snapshot to keep, made only for someone who listens
+            self._progress_hook(progress=dataclasses.replace(progress))
         self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures())
         if self.line is not None:
             self.line.update(progress)

@@ -75,9 +75,10 @@ def pytest_runtest_call(item: pytest.Item) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
     report = yield
     if call.when == "call" and isinstance(item, LLMBenchItem) and item.result is not None:
+        controller = item.config.pluginmanager.get_plugin("llmbench-controller")  # None in an xdist worker
         attach(report, item.result, file_stem=item.file_stem or item.case.id, subdir=item.output_subdir,
-               window=item.window)
-        item.result = None  # the report carries it now; items live until the session ends
+               window=item.window, inbox=controller.inbox if controller is not None else None)
+        item.result = None  # handed on; items live until the session ends
     return report
 
 

@@ -1,7 +1,9 @@
-"""How a result crosses from the process that ran the test to the controller: a JSON string on the report.
+"""How a result crosses from the process that ran the test to the controller.
 
-execnet (pytest-xdist's channel) carries only built-in types, and pytest copies a report's ``__dict__``
-when it serializes it, so one string attribute travels intact with or without ``-n``.
+From an xdist worker it travels as a JSON string on the report: execnet carries only built-in types, and
+pytest copies a report's ``__dict__`` when it serializes it, so one string attribute arrives intact. In the
+controller's own process (no ``-n``) it waits in the controller's inbox under the report's node id instead,
+so the hot path pays for no JSON round trip and the report stays small for any plugin that serializes it.
 """
 
 from __future__ import annotations
@@ -13,16 +15,24 @@ from .result import TestResult, dumps_strict
 
 ATTRIBUTE = "llmbench"
 
+Inbox = dict[str, dict[str, Any]]
+
 
 def attach(report: Any, result: TestResult, *, file_stem: str, subdir: str | None,
-           window: tuple[float, float] | None) -> None:
+           window: tuple[float, float] | None, inbox: Inbox | None) -> None:
+    """Hand the result on: into ``inbox`` when the controller shares this process, else onto the report."""
     payload = {"result": result.to_dict(), "file_stem": file_stem, "subdir": subdir, "window": window}
-    setattr(report, ATTRIBUTE, dumps_strict(payload))
+    if inbox is None:
+        setattr(report, ATTRIBUTE, dumps_strict(payload))
+    else:
+        inbox[report.nodeid] = payload
 
 
-def payload_of(report: Any) -> dict[str, Any] | None:
+def payload_of(report: Any, inbox: Inbox) -> dict[str, Any] | None:
     raw = getattr(report, ATTRIBUTE, None)
-    return json.loads(raw) if raw else None
+    if raw:
+        return json.loads(raw)
+    return inbox.pop(report.nodeid, None) if report.when == "call" else None
 
 
 def release(report: Any) -> None:
