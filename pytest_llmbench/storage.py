@@ -1,4 +1,4 @@
-"""The files a run leaves in its output folder: safe names, atomic writes, readable completions.
+"""The files a run leaves in its output folder: safe names, atomic writes, write failures recorded.
 
 Test names come from user JSON and model names from servers, so every name is made valid on
 Linux and Windows and kept inside the output folder before it touches the disk. The controller
@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from pytest_llmbench.render import batch_json, render_completion_text
 from pytest_llmbench.result import dumps_strict
 
 TEMP_SUFFIX = ".llmbench-tmp"
@@ -141,8 +142,8 @@ def assign_stems(items: Iterable[tuple[str, str]]) -> dict[str, str]:
 # Writing
 
 
-def atomic_write_text(path: str | os.PathLike[str], text: str, *, durable: bool = False) -> None:
-    """Replace path with text whole, or leave it as it was.
+def atomic_write_text(path: str | os.PathLike[str], text: str | Iterable[str], *, durable: bool = False) -> None:
+    """Replace path with text (a string, or pieces of one) whole, or leave it as it was.
 
     The temporary name is short and independent of the target so that a target at the 255-byte
     limit still has room; O_EXCL|O_NOFOLLOW keep a planted file or link from being written through.
@@ -155,9 +156,7 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, durable: bool 
     fd = os.open(tmp, _OPEN_FLAGS, 0o666)
     try:
         try:
-            data = memoryview(text.encode("utf-8", "backslashreplace"))
-            while data:
-                data = data[os.write(fd, data):]
+            _write_all(fd, (text,) if isinstance(text, str) else text)
             if durable:
                 os.fsync(fd)
         finally:
@@ -171,6 +170,22 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, durable: bool 
         raise
     if durable:
         _fsync_directory(os.path.dirname(path))
+
+
+def _write_all(fd: int, pieces: Iterable[str], flush_at: int = 1 << 18) -> None:
+    pending = bytearray()
+    for piece in pieces:
+        pending += piece.encode("utf-8", "backslashreplace")
+        if len(pending) >= flush_at:
+            _write_bytes(fd, pending)
+            pending.clear()
+    _write_bytes(fd, pending)
+
+
+def _write_bytes(fd: int, data: bytes | bytearray) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 _temp_names = itertools.count()
@@ -234,91 +249,6 @@ def check_writable(directory: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Content
-
-
-def _content_text(content: Any) -> str:
-    """Chat content is a string or a list of parts; only text parts are readable as text."""
-    if isinstance(content, list):
-        return "\n".join(
-            part.get("text", "") if part.get("type") == "text" else f"<{part.get('type')}>"
-            for part in content
-            if isinstance(part, dict)
-        )
-    return "" if content is None else str(content)
-
-
-def _prompt_text(request: dict[str, Any]) -> str:
-    if isinstance(request.get("messages"), list):
-        return "\n".join(
-            f"[{m.get('role', '?')}] {_content_text(m.get('content'))}"
-            for m in request["messages"]
-            if isinstance(m, dict)
-        )
-    prompt = request.get("prompt")
-    if isinstance(prompt, list):  # the completions API takes a list of prompts too
-        return "\n".join(str(p) for p in prompt)
-    return "(no prompt recorded)" if prompt is None else str(prompt)
-
-
-def _completion_text(result: dict[str, Any]) -> str:
-    text = result.get("response_text") or ""
-    if result.get("success"):
-        return text
-    error = result.get("error") or {}
-    message = result.get("error_message") or error.get("message") or "unknown error"
-    kind = f" ({error['kind']})" if error.get("kind") else ""
-    partial = f"\n\n--- partial response ---\n{text}" if text else ""
-    return f"ERROR{kind}: {message}{partial}"
-
-
-def _seconds(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3f} s"
-
-
-def _tokens(value: Any, estimated: bool) -> str:
-    if value is None:
-        return "n/a"
-    return f"{value} (estimated)" if estimated else str(value)
-
-
-def _metric_lines(result: dict[str, Any]) -> list[str]:
-    estimated = bool(result.get("tokens_estimated"))
-    speed = result.get("tokens_per_second")
-    lines = [
-        f"model: {result.get('model') or 'n/a'}",
-        f"category: {result.get('category') or 'n/a'}",
-        f"success: {bool(result.get('success'))}",
-        f"execution_time: {_seconds(result.get('execution_time'))}",
-        f"prompt_tokens: {_tokens(result.get('prompt_tokens'), estimated)}",
-        f"completion_tokens: {_tokens(result.get('completion_tokens'), estimated)}",
-        f"tokens_per_second: {'n/a' if speed is None else f'{speed:.2f}'}",
-        f"attempts: {result.get('attempts', 0)}",
-    ]
-    timings = ("ttft", "tpot", "e2e_latency")
-    lines += [f"{k}: {_seconds(result[k])}" for k in timings if result.get(k) is not None]
-    if result.get("reasoning_score") is not None:
-        lines.append(f"reasoning_score: {result['reasoning_score']}")
-    evaluation = result.get("evaluation_result")
-    if isinstance(evaluation, dict) and "passed" in evaluation:
-        lines.append(f"evaluation_passed: {evaluation['passed']}")
-    for key, value in (result.get("performance_metrics") or {}).items():
-        shown = value if isinstance(value, (str, int, float, bool)) or value is None else dumps_strict(value)
-        lines.append(f"{key}: {shown}")
-    return lines
-
-
-def render_completion_text(result: dict[str, Any]) -> str:
-    """The human-readable file: what was asked, what came back (raw), and how it went."""
-    sections = [
-        ("PROMPT", _prompt_text(result.get("request") or {})),
-        ("COMPLETION", _completion_text(result)),
-        ("METRICS", "\n".join(_metric_lines(result))),
-    ]
-    return "\n\n".join(f"=== {title} ===\n{body}" for title, body in sections) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
 # The writer
 
 
@@ -361,9 +291,9 @@ class ResultWriter:
         while os.path.lexists(path):
             number += 1
             path = self.directory / f"{name}-{number}.json"
-        return path if self._write(os.fspath(path), lambda: dumps_strict(batch, indent=2), durable=True) else None
+        return path if self._write(os.fspath(path), lambda: batch_json(batch), durable=True) else None
 
-    def _write(self, path: str, render: Callable[[], str], *, durable: bool = False) -> bool:
+    def _write(self, path: str, render: Callable[[], str | Iterable[str]], *, durable: bool = False) -> bool:
         folder = os.path.dirname(path)
         try:
             self._ensure_folder(folder)

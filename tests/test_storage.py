@@ -23,8 +23,8 @@ from pytest_llmbench.storage import (
     atomic_write_text,
     check_writable,
     clean_temp_files,
-    render_completion_text,
 )
+from pytest_llmbench.render import render_completion_text
 from storage_results import make_result
 
 def temp_leftovers(directory: Path) -> list[Path]:
@@ -327,3 +327,15 @@ def test_optional_metrics_appear_only_when_present():
     bare = render_completion_text(make_result(completion_tokens=None, tokens_per_second=None))
     assert "completion_tokens: n/a" in bare and "tokens_per_second: n/a" in bare
     assert not any(word in bare for word in ("ttft", "tpot", "e2e_latency", "reasoning_score", "evaluation"))
+
+
+def test_batch_file_is_indented_json_with_one_line_per_test(tmp_path):
+    writer = ResultWriter(tmp_path)
+    rows = [{"test_id": f"t{n}", "execution_time": float("nan") if n == 1 else 0.5} for n in range(3)]
+    batch = {"schema_version": 1, "aggregate": {"total_tests": 3}, "tests": rows, "added_by_hook": True}
+    path = writer.write_batch(batch, datetime(2024, 5, 6, 7, 8, 9, tzinfo=timezone.utc))
+    text = path.read_text()
+    assert json.loads(text) == {**batch, "tests": [rows[0], {"test_id": "t1", "execution_time": None}, rows[2]]}
+    lines = text.splitlines()
+    assert '    {"test_id": "t0", "execution_time": 0.5},' in lines and '  "schema_version": 1,' in lines
+    assert len(lines) == len(json.dumps(batch["aggregate"], indent=2).splitlines()) + 2 + 2 + 3 + 2

@@ -1,0 +1,103 @@
+"""What the result files say: the readable completion text of a test, and the batch file's JSON layout."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from .result import dumps_strict
+
+
+def _content_text(content: Any) -> str:
+    """Chat content is a string or a list of parts; only text parts are readable as text."""
+    if isinstance(content, list):
+        return "\n".join(
+            part.get("text", "") if part.get("type") == "text" else f"<{part.get('type')}>"
+            for part in content
+            if isinstance(part, dict)
+        )
+    return "" if content is None else str(content)
+
+
+def _prompt_text(request: dict[str, Any]) -> str:
+    if isinstance(request.get("messages"), list):
+        return "\n".join(
+            f"[{m.get('role', '?')}] {_content_text(m.get('content'))}"
+            for m in request["messages"]
+            if isinstance(m, dict)
+        )
+    prompt = request.get("prompt")
+    if isinstance(prompt, list):  # the completions API takes a list of prompts too
+        return "\n".join(str(p) for p in prompt)
+    return "(no prompt recorded)" if prompt is None else str(prompt)
+
+
+def _completion_text(result: dict[str, Any]) -> str:
+    text = result.get("response_text") or ""
+    if result.get("success"):
+        return text
+    error = result.get("error") or {}
+    message = result.get("error_message") or error.get("message") or "unknown error"
+    kind = f" ({error['kind']})" if error.get("kind") else ""
+    partial = f"\n\n--- partial response ---\n{text}" if text else ""
+    return f"ERROR{kind}: {message}{partial}"
+
+
+def _seconds(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f} s"
+
+
+def _tokens(value: Any, estimated: bool) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value} (estimated)" if estimated else str(value)
+
+
+def _metric_lines(result: dict[str, Any]) -> list[str]:
+    estimated = bool(result.get("tokens_estimated"))
+    speed = result.get("tokens_per_second")
+    lines = [
+        f"model: {result.get('model') or 'n/a'}",
+        f"category: {result.get('category') or 'n/a'}",
+        f"success: {bool(result.get('success'))}",
+        f"execution_time: {_seconds(result.get('execution_time'))}",
+        f"prompt_tokens: {_tokens(result.get('prompt_tokens'), estimated)}",
+        f"completion_tokens: {_tokens(result.get('completion_tokens'), estimated)}",
+        f"tokens_per_second: {'n/a' if speed is None else f'{speed:.2f}'}",
+        f"attempts: {result.get('attempts', 0)}",
+    ]
+    timings = ("ttft", "tpot", "e2e_latency")
+    lines += [f"{k}: {_seconds(result[k])}" for k in timings if result.get(k) is not None]
+    if result.get("reasoning_score") is not None:
+        lines.append(f"reasoning_score: {result['reasoning_score']}")
+    evaluation = result.get("evaluation_result")
+    if isinstance(evaluation, dict) and "passed" in evaluation:
+        lines.append(f"evaluation_passed: {evaluation['passed']}")
+    for key, value in (result.get("performance_metrics") or {}).items():
+        shown = value if isinstance(value, (str, int, float, bool)) or value is None else dumps_strict(value)
+        lines.append(f"{key}: {shown}")
+    return lines
+
+
+def render_completion_text(result: dict[str, Any]) -> str:
+    """The human-readable file: what was asked, what came back (raw), and how it went."""
+    sections = [
+        ("PROMPT", _prompt_text(result.get("request") or {})),
+        ("COMPLETION", _completion_text(result)),
+        ("METRICS", "\n".join(_metric_lines(result))),
+    ]
+    return "\n\n".join(f"=== {title} ===\n{body}" for title, body in sections) + "\n"
+
+
+def batch_json(batch: dict[str, Any]) -> Iterator[str]:
+    """The batch file in pieces: indented, but one line per test row, so that neither the whole text nor the
+    pure-Python indenting encoder's millions of fragments are ever held at once (10,000 rows made 35 MB)."""
+    rows = batch.get("tests")
+    head = {key: value for key, value in batch.items() if key != "tests"}
+    if rows is None:
+        yield dumps_strict(head, indent=2)
+        return
+    yield (dumps_strict(head, indent=2)[:-2] + ",\n" if head else "{\n") + '  "tests": ['
+    for number, row in enumerate(rows):
+        yield ("\n    " if number == 0 else ",\n    ") + dumps_strict(row)
+    yield ("\n  ]" if rows else "]") + "\n}"
