@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime
 
 import pytest
-from faultserver import COMPLETION, OVERLOADED, FaultServer, Reply, client_for, refusing_url
+from faultserver import COMPLETION, OVERLOADED, Reply, client_for, refusing_url
 from requests.structures import CaseInsensitiveDict
 
 from pytest_llmbench.result import ApiError
@@ -13,10 +13,6 @@ from pytest_llmbench.retry import BACKOFF_CAP, RetryPolicy, backoff, decide, ret
 
 POLICY = RetryPolicy(retries=3, retry_delay=1.0, max_retry_wait=120.0)
 
-
-@pytest.fixture
-def v1(fault_server: FaultServer) -> str:
-    return fault_server.url_for("/v1")
 
 
 def http(status: int) -> ApiError:

@@ -12,10 +12,6 @@ from faultserver import COMPLETION, FaultServer, Reply, client_for, self_signed_
 from pytest_llmbench.errors import ERROR_BODY_LIMIT
 
 
-@pytest.fixture
-def v1(fault_server: FaultServer) -> str:
-    return fault_server.url_for("/v1")
-
 
 # --- The total deadline ---------------------------------------------------------------------------
 
