@@ -137,13 +137,19 @@ def add_options(parser: Any) -> None:
     for opt in OPTIONS:
         flag, dest = f"--llmbench-{opt.name}", f"llmbench_{opt.name.replace('-', '_')}"
         if opt.kind == "bool":
-            group.addoption(flag, action="store_true", default=None, dest=dest, help=opt.help)
+            group.addoption(flag, action="store_true", default=None, dest=dest, help=_escape(opt.help))
         elif opt.kind == "list":
-            group.addoption(flag, action="append", default=None, dest=dest, metavar=opt.metavar, help=opt.help)
+            group.addoption(flag, action="append", default=None, dest=dest, metavar=opt.metavar,
+                            help=_escape(opt.help))
         else:
-            group.addoption(flag, default=None, dest=dest, metavar=opt.metavar, help=_with_default(opt))
+            group.addoption(flag, default=None, dest=dest, metavar=opt.metavar, help=_escape(_with_default(opt)))
         ini_type = {"bool": "bool", "list": "linelist"}.get(opt.kind, "string")
         parser.addini(dest, opt.help, type=ini_type, default=_ini_default(opt))
+
+
+def _escape(text: str) -> str:
+    """argparse %-formats help texts: a literal '%' (as in '10%') must be doubled or ``--help`` crashes."""
+    return text.replace("%", "%%")
 
 
 def _with_default(opt: Option) -> str:

@@ -1,0 +1,17 @@
+"""Options and ini keys as a user meets them: ``pytest --help`` lists them all and does not crash."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_llmbench.options import OPTIONS
+
+
+def test_help_lists_every_option_and_ini_key(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest_subprocess("--help")
+    assert result.ret == 0, result.stderr.str()
+    text = result.stdout.str()
+    for opt in OPTIONS:
+        assert f"--llmbench-{opt.name}" in text
+        assert f"llmbench_{opt.name.replace('-', '_')}" in text
+    assert "p50_latency_ms:10%" in text
