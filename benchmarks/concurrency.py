@@ -20,7 +20,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from openai_server import RunningServer, Timing, launch, plugin_command, run_timed, verdict, write_suite
+from openai_server import (
+    RunningServer,
+    Timing,
+    launch,
+    plugin_command,
+    run_timed,
+    verdict,
+    write_suite,
+)
 
 TARGET = 0.9
 

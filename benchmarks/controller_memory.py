@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-
 from openai_server import RunningServer, launch, plugin_command, verdict, write_suite
 
 TARGET_MB = 150.0

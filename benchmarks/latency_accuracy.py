@@ -28,7 +28,7 @@ from pathlib import Path
 
 import requests
 
-from pytest_llmbench.streaming import StreamOutcome, read_stream
+from pytest_llmbench.http.sse import StreamOutcome, read_stream
 
 TARGETS_MS = {"p50": 2.0, "p99": 5.0}
 

@@ -13,7 +13,7 @@ import shlex
 import sys
 import time
 
-from pytest_llmbench.monitor import PerformanceMonitor
+from pytest_llmbench.metrics.hardware.monitor import PerformanceMonitor
 
 TARGETS = {0.5: 1.0, 0.1: 3.0}  # interval s -> max overhead, % of one core
 

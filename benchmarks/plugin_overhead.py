@@ -29,9 +29,18 @@ import tempfile
 import time
 from pathlib import Path
 
-from openai_server import MODEL, RunningServer, Timing, launch, plugin_command, run_timed, verdict, write_suite
+from openai_server import (
+    MODEL,
+    RunningServer,
+    Timing,
+    launch,
+    plugin_command,
+    run_timed,
+    verdict,
+    write_suite,
+)
 
-from pytest_llmbench.storage import atomic_write_text
+from pytest_llmbench.session.storage import atomic_write_text
 
 TARGET = 1.15
 MAX_TOKENS = 16

@@ -3,16 +3,24 @@
 The public API: what hooks receive and what ordinary tests and scripts may use directly.
 """
 
-__version__ = "0.1.0"
-
-from .client import ClientConfig, ClientError, EndpointUnreachable, LLMClient  # noqa: E402
-from .controller import LLMBenchWarning  # noqa: E402
-from .monitor import Measurement, PerformanceMonitor  # noqa: E402
-from .progress import ExecutionProgress  # noqa: E402
-from .result import ApiError, Attempt, TestResult  # noqa: E402
-from .suite import Suite, SuiteError, TestCase, load_suite  # noqa: E402
+from ._version import __version__
+from .collect.suite import Suite, TestCase, load_suite
+from .exceptions import (
+    ClientError,
+    ConfigurationError,
+    EndpointUnreachable,
+    LLMBenchError,
+    LLMBenchWarning,
+    StorageError,
+    SuiteError,
+)
+from .http.client import ClientConfig, LLMClient
+from .metrics.hardware.monitor import Measurement, PerformanceMonitor
+from .result import ApiError, Attempt, TestResult
+from .session.progress import ExecutionProgress
 
 __all__ = [
-    "ApiError", "Attempt", "ClientConfig", "ClientError", "EndpointUnreachable", "ExecutionProgress", "LLMBenchWarning",
-    "LLMClient", "Measurement", "PerformanceMonitor", "Suite", "SuiteError", "TestCase", "TestResult", "__version__", "load_suite",
+    "ApiError", "Attempt", "ClientConfig", "ClientError", "ConfigurationError", "EndpointUnreachable",
+    "ExecutionProgress", "LLMBenchError", "LLMBenchWarning", "LLMClient", "Measurement", "PerformanceMonitor",
+    "StorageError", "Suite", "SuiteError", "TestCase", "TestResult", "__version__", "load_suite",
 ]

@@ -7,17 +7,27 @@ from typing import Any, Iterator
 
 import pytest
 
-from . import hooks
-from .client import LLMClient
-from .controller import WORKERINPUT_KEY, Controller, make_monitor
-from .gates import Gates
-from .endpoint import Endpoint, EndpointError, output_folder, prepare
-from .items import RUNNER_KEY, SETTINGS_KEY, LLMBenchItem, SuiteFile, add_suites_to_args, assign_file_stems, \
-    deselect_categories, is_suite_path, missing_suite_items
-from .monitor import PerformanceMonitor
+from . import hookspecs
+from .collect.items import (
+    RUNNER_KEY,
+    SETTINGS_KEY,
+    LLMBenchItem,
+    SuiteFile,
+    add_suites_to_args,
+    assign_file_stems,
+    deselect_categories,
+    is_suite_path,
+    missing_suite_items,
+)
+from .exceptions import ConfigurationError, EndpointError
+from .http.client import LLMClient
+from .metrics.gates import Gates
+from .metrics.hardware.monitor import PerformanceMonitor
 from .options import add_options, read_settings
-from .report import attach, release
 from .runner import Runner, build_runner
+from .session.controller import WORKERINPUT_KEY, Controller, make_monitor
+from .session.endpoint import Endpoint, output_folder, prepare
+from .session.handoff import attach, release
 
 SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()
 OWN_ENDPOINT_KEY = pytest.StashKey[Endpoint]()
@@ -28,7 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
-    pluginmanager.add_hookspecs(hooks)
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -38,7 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                  ini_dir=config.inipath.parent if config.inipath else None)
         settings.headers()
         gates = Gates.from_settings(settings)
-    except ValueError as exc:
+    except (ConfigurationError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
     base = config.invocation_params.dir

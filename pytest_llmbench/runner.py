@@ -6,19 +6,19 @@ arrive as plain callables.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Callable
 
-from .client import LLMClient, build_body
-from .endpoint import chat_endpoint, client_config
-from .exchange import result_from_exchange
-from .evaluate import evaluate, format_failures, needs_judge
-from .judge import DEFAULT_MIN_SCORE, judge_question, run_judge
+from .checks.evaluate import evaluate, format_failures, needs_judge
+from .checks.judge import DEFAULT_MIN_SCORE, judge_question, run_judge
+from .collect.suite import TestCase
+from .http.client import ClientConfig, LLMClient, build_body
+from .http.exchange import result_from_exchange
+from .metrics.slo import check_test_slo
 from .options import Settings
 from .result import TestResult
-from .slo import check_test_slo
-from .suite import TestCase
+from .session.endpoint import chat_endpoint
 
 
 def _no_request_hook(test_case: TestCase, request: dict[str, Any]) -> None:
@@ -109,11 +109,11 @@ def build_runner(settings: Settings, url: str, model: str | None, *,
     """The runner for one process. The judge is a client of its own only when it talks elsewhere: another
     endpoint or model, or chat where the session is fixed on /completions."""
     model = model or (settings.model[0] if settings.model else None)
-    client = LLMClient(client_config(settings, url), model=model)
+    client = LLMClient(ClientConfig.from_settings(settings, url), model=model)
     judge_url = settings.judge_endpoint or chat_endpoint(url)
     judge = None
     if judge_url != url or settings.judge_model:
-        judge = LLMClient(client_config(settings, judge_url), model=settings.judge_model or model)
+        judge = LLMClient(ClientConfig.from_settings(settings, judge_url), model=settings.judge_model or model)
     return Runner(client=client, stream=settings.stream, evaluate=not settings.no_eval, judge=judge,
                   build_request=build_request, extra_checks=extra_checks)
 

@@ -29,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pytest_llmbench.client import ClientConfig, LLMClient
+from pytest_llmbench.http.client import ClientConfig, LLMClient
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmbench.suite import SUITE_SUFFIX, SuiteError, load_suite
+from pytest_llmbench.collect.suite import SUITE_SUFFIX, SuiteError, load_suite
 
 
 def prompt_test(**fields: Any) -> dict[str, Any]:

@@ -4,7 +4,12 @@ from typing import Any
 
 import pytest
 
-from pytest_llmbench.answers import answer_json, extract_answer, normalize_answer, number_value
+from pytest_llmbench.checks.extract import (
+    answer_json,
+    extract_answer,
+    normalize_answer,
+    number_value,
+)
 
 
 @pytest.mark.parametrize(

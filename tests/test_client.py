@@ -6,7 +6,7 @@ import pytest
 from faultserver import CHAT, COMPLETION, OVERLOADED, Reply, client_for, refusing_url
 
 from pytest_llmbench import __version__
-from pytest_llmbench.client import (
+from pytest_llmbench.http.client import (
     ClientConfig,
     ClientError,
     EndpointUnreachable,

@@ -1,4 +1,4 @@
-"""The client never shows a credential (pytest_llmbench.client with redact): keys a model or a server repeats,
+"""The client never shows a credential (pytest_llmbench.http.client with redact): keys a model or a server repeats,
 header values, URL userinfo; against a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
@@ -8,7 +8,12 @@ import json
 import pytest
 from faultserver import CHAT, Reply, client_for, refusing_url
 
-from pytest_llmbench.client import ClientConfig, ClientError, EndpointUnreachable, LLMClient
+from pytest_llmbench.http.client import (
+    ClientConfig,
+    ClientError,
+    EndpointUnreachable,
+    LLMClient,
+)
 
 KEY = "sk-llmbench-unique-7f3a9c51e2"
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from pytest_llmbench.compare import (
+from pytest_llmbench.metrics.baseline import (
     DEFAULT_METRICS,
     Delta,
     Threshold,
@@ -15,7 +15,7 @@ from pytest_llmbench.compare import (
     metrics_to_compare,
     parse_threshold,
 )
-from pytest_llmbench.stats import StatsAccumulator
+from pytest_llmbench.metrics.stats import StatsAccumulator
 
 
 def aggregate_of(latencies: list[float], tokens_per_second: float) -> dict:

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from openai_stub import OpenAIStub, write_suite
 
 CATEGORIES = ("alpha", "beta", "gamma")

@@ -8,7 +8,7 @@ import pytest
 import requests
 from faultserver import FaultServer, Reply, refusing_url
 
-from pytest_llmbench.errors import (
+from pytest_llmbench.http.api_errors import (
     EXCERPT_LIMIT,
     MESSAGE_LIMIT,
     bad_response,

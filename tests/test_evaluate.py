@@ -5,8 +5,13 @@ from typing import Any
 
 import pytest
 
-from pytest_llmbench.evaluate import Check, evaluate, format_failures, needs_judge
-from pytest_llmbench.expectations import KNOWN_KEYS
+from pytest_llmbench.checks.evaluate import (
+    Check,
+    evaluate,
+    format_failures,
+    needs_judge,
+)
+from pytest_llmbench.checks.expectations import KNOWN_KEYS
 
 PARIS = "The capital of France is Paris.\nIt has been the capital since 987."
 JSON_ANSWER = 'Here you go:\n```json\n{"name": "Ada", "age": 36}\n```\nAnything else?'

@@ -5,7 +5,12 @@ import json
 import pytest
 from faultserver import CHAT, COMPLETION
 
-from pytest_llmbench.exchange import Exchange, fill_token_counts, parse_answer, result_from_exchange
+from pytest_llmbench.http.exchange import (
+    Exchange,
+    fill_token_counts,
+    parse_answer,
+    result_from_exchange,
+)
 from pytest_llmbench.result import ApiError, Attempt, TestResult, estimate_tokens
 
 

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmbench.expectations import expectation_problems, regex_flags
+from pytest_llmbench.checks.expectations import expectation_problems, regex_flags
 
 
 def test_a_complete_valid_expectation_has_no_problems() -> None:

@@ -18,11 +18,10 @@ from typing import Any
 
 import psutil
 import pytest
-from pytest_httpserver.httpserver import RequestMatcher
-from werkzeug import Request, Response
-
 from faultserver import FaultServer, Reply, refusing_url
 from openai_stub import OpenAIStub, write_suite
+from pytest_httpserver.httpserver import RequestMatcher
+from werkzeug import Request, Response
 
 OUTPUT = "llmbench_results"
 XDIST = ("-n", "2")

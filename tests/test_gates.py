@@ -6,7 +6,6 @@ import json
 import shutil
 
 import pytest
-
 from openai_stub import OpenAIStub, write_suite
 
 

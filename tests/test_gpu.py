@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 
-from pytest_llmbench.gpu import GIB, GpuProbe
-from pytest_llmbench.monitor import PerformanceMonitor
+from pytest_llmbench.metrics.hardware.monitor import PerformanceMonitor
+from pytest_llmbench.metrics.hardware.nvml import GIB, GpuProbe
 
 
 class FakeNvml:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from openai_stub import write_suite
 
 SUITE = [

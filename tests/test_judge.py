@@ -7,9 +7,8 @@ from typing import Any
 import pytest
 from pytest_httpserver import HTTPServer
 
-from pytest_llmbench.client import ClientConfig, LLMClient
-from pytest_llmbench.evaluate import evaluate
-from pytest_llmbench.judge import (
+from pytest_llmbench.checks.evaluate import evaluate
+from pytest_llmbench.checks.judge import (
     JUDGE_PARAMS,
     RETRY_PROMPT,
     JudgeParseError,
@@ -17,6 +16,7 @@ from pytest_llmbench.judge import (
     parse_judge_reply,
     run_judge,
 )
+from pytest_llmbench.http.client import ClientConfig, LLMClient
 
 CHAT = "/v1/chat/completions"
 QUESTION = "What is the capital of France?"

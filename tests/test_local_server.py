@@ -17,7 +17,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_llmbench.local_server import (
+from pytest_llmbench.session.embedded import (
     LOG_NAME,
     MODEL_ALIAS,
     REQUIRED_MODULES,
@@ -221,7 +221,7 @@ def test_startup_timeout_stops_the_server(tmp_path: Path) -> None:
 BLOCKING_SESSION = """
     import time
     from pathlib import Path
-    from pytest_llmbench.local_server import start_embedded_server
+    from pytest_llmbench.session.embedded import start_embedded_server
 
     def test_blocks():
         server = start_embedded_server(Path("out"))  # no stop(): the guards must do it

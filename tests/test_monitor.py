@@ -12,9 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_llmbench.gpu import GpuProbe
-from pytest_llmbench.monitor import ErrorRateAlert, PerformanceMonitor, joules_per_token
-from pytest_llmbench.monitor_stats import busy_pct
+from pytest_llmbench.metrics.hardware.monitor import (
+    ErrorRateAlert,
+    PerformanceMonitor,
+    joules_per_token,
+)
+from pytest_llmbench.metrics.hardware.nvml import GpuProbe
+from pytest_llmbench.metrics.hardware.window import busy_pct
 
 GPU_FIELDS = ("gpu_util_mean_pct", "gpu_util_peak_pct", "gpu_memory_peak_gb", "gpu_power_mean_w", "gpu_energy_j")
 

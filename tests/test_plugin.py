@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from openai_stub import MODEL, OpenAIStub, write_suite
 
 

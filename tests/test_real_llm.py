@@ -15,7 +15,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pytest_llmbench.local_server import LOG_NAME, MODEL_ALIAS, LocalServerError, cache_dir, check_requirements
+from pytest_llmbench.session.embedded import (
+    LOG_NAME,
+    MODEL_ALIAS,
+    LocalServerError,
+    cache_dir,
+    check_requirements,
+)
 
 try:
     check_requirements()

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pytest_llmbench.redact import (
+from pytest_llmbench.http.redact import (
     AUTH_HEADER_NAMES,
     MASK,
     Secrets,

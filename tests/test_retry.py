@@ -8,8 +8,15 @@ import pytest
 from faultserver import COMPLETION, OVERLOADED, Reply, client_for, refusing_url
 from requests.structures import CaseInsensitiveDict
 
+from pytest_llmbench.http.retry import (
+    BACKOFF_CAP,
+    RetryPolicy,
+    backoff,
+    decide,
+    retry_after,
+    status_is_transient,
+)
 from pytest_llmbench.result import ApiError
-from pytest_llmbench.retry import BACKOFF_CAP, RetryPolicy, backoff, decide, retry_after, status_is_transient
 
 POLICY = RetryPolicy(retries=3, retry_delay=1.0, max_retry_wait=120.0)
 

@@ -2,8 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_llmbench.slo import RunSlo, check_run_slos, check_test_slo, parse_run_slo, parse_run_slos
-from pytest_llmbench.stats import StatsAccumulator
+from pytest_llmbench.metrics.slo import (
+    RunSlo,
+    check_run_slos,
+    check_test_slo,
+    parse_run_slo,
+    parse_run_slos,
+)
+from pytest_llmbench.metrics.stats import StatsAccumulator
 
 FAST_STREAMED = {"success": True, "execution_time": 1.2, "ttft": 0.2, "tpot": 0.03, "tokens_per_second": 40.0}
 ALL_TEST_SLOS = {"max_latency_s": 5, "max_ttft_s": 0.5, "max_tpot_ms": 50, "min_tokens_per_second": 20}

@@ -7,7 +7,14 @@ import tracemalloc
 
 import pytest
 
-from pytest_llmbench.stats import NO_GROUP, StatsAccumulator, describe, format_value, percentile, summary_keys
+from pytest_llmbench.metrics.stats import (
+    NO_GROUP,
+    StatsAccumulator,
+    describe,
+    format_value,
+    percentile,
+    summary_keys,
+)
 
 
 def reference_percentile(values: list[float], q: float) -> float:

@@ -1,4 +1,4 @@
-"""Writing result files (pytest_llmbench.storage): atomic writes, write failures, the batch file and the
+"""Writing result files (pytest_llmbench.session.storage): atomic writes, write failures, the batch file and the
 completion text, on real files in tmp_path."""
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from storage_results import make_result
 
 from pytest_llmbench.result import ApiError, TestResult
-from pytest_llmbench.storage import (
+from pytest_llmbench.session.render import render_completion_text
+from pytest_llmbench.session.storage import (
     TEMP_SUFFIX,
     OutputNotWritable,
     ResultWriter,
@@ -24,8 +26,7 @@ from pytest_llmbench.storage import (
     check_writable,
     clean_temp_files,
 )
-from pytest_llmbench.render import render_completion_text
-from storage_results import make_result
+
 
 def temp_leftovers(directory: Path) -> list[Path]:
     return [p for p in directory.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
@@ -73,7 +74,7 @@ CHILD_WRITER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from pytest_llmbench.storage import atomic_write_text
+    from pytest_llmbench.session.storage import atomic_write_text
     target, size = Path(sys.argv[1]), int(sys.argv[2])
     contents = ["B" * size, "C" * size]
     n = 0
@@ -233,7 +234,7 @@ CHILD_FULL_DISK = textwrap.dedent(
     import json, resource, signal, sys
     from pathlib import Path
     from pytest_llmbench.result import TestResult
-    from pytest_llmbench.storage import ResultWriter
+    from pytest_llmbench.session.storage import ResultWriter
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
     resource.setrlimit(resource.RLIMIT_FSIZE, (65536, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
     writer = ResultWriter(Path(sys.argv[1]))

@@ -1,4 +1,4 @@
-"""File names for the result files (pytest_llmbench.storage): safe on Linux and Windows, inside the output
+"""File names for the result files (pytest_llmbench.session.storage): safe on Linux and Windows, inside the output
 folder, distinct for distinct tests — checked against an independent statement of the rules."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import random
 import unicodedata
 
 import pytest
-
 from storage_results import make_result
-from pytest_llmbench.storage import (
+
+from pytest_llmbench.session.storage import (
     MAX_STEM_BYTES,
     ResultWriter,
     StemAllocator,

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 import requests
 
-from pytest_llmbench.streaming import (
+from pytest_llmbench.http.sse import (
     DRAIN_LIMIT,
     MAX_EVENT_BYTES,
     EventTooLarge,

@@ -1,4 +1,4 @@
-"""Loading and validating suite files (pytest_llmbench.suite), on real files in tmp_path."""
+"""Loading and validating suite files (pytest_llmbench.collect.suite), on real files in tmp_path."""
 
 from __future__ import annotations
 
@@ -10,10 +10,17 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from suite_files import (
+    chat_test,
+    error_of,
+    problems_of,
+    prompt_test,
+    write,
+    write_suite,
+)
 
-from pytest_llmbench.evaluate import expectation_problems
-from pytest_llmbench.suite import SuiteError, load_suite
-from suite_files import chat_test, error_of, problems_of, prompt_test, write, write_suite
+from pytest_llmbench.checks.evaluate import expectation_problems
+from pytest_llmbench.collect.suite import SuiteError, load_suite
 
 EXAMPLE_SUITES = Path(__file__).resolve().parent.parent / "example_suites"
 

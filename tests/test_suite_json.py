@@ -1,4 +1,4 @@
-"""Reading untrusted suite files safely (pytest_llmbench.suite_json, through load_suite): encodings, sizes,
+"""Reading untrusted suite files safely (pytest_llmbench.collect.suite_json, through load_suite): encodings, sizes,
 numbers and nesting, on real files in tmp_path."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import json
 import os
 
 import pytest
-
-from pytest_llmbench.suite import load_suite
 from suite_files import error_of, prompt_test, write, write_suite
+
+from pytest_llmbench.collect.suite import load_suite
 
 
 def test_utf8_bom_is_accepted(tmp_path):

@@ -7,11 +7,16 @@ import time
 import warnings
 
 import pytest
-from faultserver import COMPLETION, FaultServer, Reply, client_for, self_signed_cert, server_context
+from faultserver import (
+    COMPLETION,
+    FaultServer,
+    Reply,
+    client_for,
+    self_signed_cert,
+    server_context,
+)
 
-from pytest_llmbench.errors import ERROR_BODY_LIMIT
-
-
+from pytest_llmbench.http.api_errors import ERROR_BODY_LIMIT
 
 # --- The total deadline ---------------------------------------------------------------------------
 

@@ -10,8 +10,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import bad_response, describe, parse_error_body
-from .result import ApiError, Attempt, TestResult, estimate_tokens, now_iso, tokens_per_second
+from ..result import (
+    ApiError,
+    Attempt,
+    TestResult,
+    estimate_tokens,
+    now_iso,
+    tokens_per_second,
+)
+from .api_errors import bad_response, describe, parse_error_body
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Union
 from urllib.parse import parse_qsl, urlsplit
 
-from .result import ApiError
+from ..result import ApiError
 
 MASK = "***"
 

@@ -24,10 +24,17 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from .errors import BODY_READ_ERRORS, ERROR_BODY_LIMIT, broken_body, clip, http_error, network_error
+from ..result import ApiError
+from .api_errors import (
+    BODY_READ_ERRORS,
+    ERROR_BODY_LIMIT,
+    broken_body,
+    clip,
+    http_error,
+    network_error,
+)
 from .redact import redact_text
-from .result import ApiError
-from .streaming import READ_SIZE, StreamOutcome, read_stream
+from .sse import READ_SIZE, StreamOutcome, read_stream
 
 # Failures before anything went on the wire that no retry can fix: a bad URL, a body that is no JSON.
 _UNSENDABLE = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,

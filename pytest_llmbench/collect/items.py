@@ -9,12 +9,13 @@ from typing import Any, Iterator
 
 import pytest
 
-from .options import Settings
-from .result import TestResult
-from .runner import Runner, failure_message
-from .storage import assign_stems
-from .suite import SUITE_SUFFIX, SuiteError, TestCase, load_suite
-from .textsafe import escape_for_terminal
+from ..exceptions import SuiteError
+from ..options import Settings
+from ..result import TestResult
+from ..runner import Runner, failure_message
+from ..session.storage import assign_stems
+from ..textsafe import escape_for_terminal
+from .suite import SUITE_SUFFIX, TestCase, load_suite
 
 # Set by plugin.py; items read them from the stash so that pytest's fixtures stay out of item setup.
 SETTINGS_KEY = pytest.StashKey[Settings]()

@@ -10,9 +10,9 @@ import sys
 import time
 from typing import Any
 
+from ..metrics.stats import metric_key
+from ..textsafe import escape_for_terminal
 from .progress import ExecutionProgress
-from .stats import metric_key
-from .textsafe import escape_for_terminal
 
 LOG_INTERVAL_S = 10.0  # at most one plain line this often when not on a terminal ...
 LOG_STEP_PCT = 10  # ... or whenever another tenth of the run is done

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answers import answer_json, extract_answer, normalize_answer, number_value
+from ..textsafe import escape_for_terminal, excerpt
 from .expectations import expectation_problems, problems_by_key, regex_flags
-from .textsafe import escape_for_terminal, excerpt
+from .extract import answer_json, extract_answer, normalize_answer, number_value
 
 __all__ = [
     "Check",

@@ -22,8 +22,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pytest_llmbench.render import batch_json, render_completion_text
-from pytest_llmbench.result import dumps_strict
+from ..exceptions import OutputNotWritable
+from ..result import dumps_strict
+from .render import batch_json, render_completion_text
 
 TEMP_SUFFIX = ".llmbench-tmp"
 COMPLETION_SUFFIX = "_completion.txt"
@@ -44,10 +45,6 @@ _OPEN_FLAGS = (
     os.O_WRONLY | os.O_CREAT | os.O_EXCL
     | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 )
-
-
-class OutputNotWritable(Exception):
-    """The output folder cannot take files; raised before a run so nothing is lost at the end."""
 
 
 @dataclass(frozen=True)

@@ -13,20 +13,11 @@ import stat
 from pathlib import Path
 from typing import Any
 
+from ..exceptions import SuiteError
+
 DEFAULT_MAX_BYTES = 50 * 2**20
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 100
-
-class SuiteError(Exception):
-    """A suite file that cannot be used; str() is the whole message, one problem a line."""
-
-    def __init__(self, path: str | Path, problems: str | list[str]) -> None:
-        self.path = str(path)
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__("\n".join(f"{self.path}: {problem}" for problem in self.problems))
-
-    def __reduce__(self) -> tuple[type[SuiteError], tuple[str, list[str]]]:
-        return type(self), (self.path, self.problems)  # so that it can be pickled across processes
 
 
 _BOM = b"\xef\xbb\xbf"

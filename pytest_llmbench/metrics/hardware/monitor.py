@@ -21,8 +21,8 @@ from typing import Any
 
 import psutil
 
-from .gpu import GIB, GpuProbe
-from .monitor_stats import (
+from .nvml import GIB, GpuProbe
+from .window import (
     Counters,
     DeviceTotals,
     RunningStat,
@@ -37,6 +37,10 @@ from .monitor_stats import (
 
 __all__ = ["ErrorRateAlert", "Measurement", "PerformanceMonitor", "joules_per_token"]
 
+DEFAULT_INTERVAL = 0.5  # seconds between samples
+DEFAULT_GPU_TEMP_C = 85.0  # the GPU-temperature alert
+DEFAULT_MEMORY_PCT = 95.0  # the system-memory alert
+DEFAULT_ERROR_RATE = 0.5  # the API-error-rate alert, a share of the last results
 MAX_SAMPLES = 10_000  # 83 min at 0.5 s (~2 KB each); windows are asked for right after each test ends
 _PSUTIL_ERRORS = (OSError, RuntimeError, NotImplementedError, AttributeError)
 
@@ -115,7 +119,7 @@ class Measurement:
 class ErrorRateAlert:
     """Says once that the API error rate over the last `window` results reached `threshold`."""
 
-    def __init__(self, window: int = 20, threshold: float = 0.5) -> None:
+    def __init__(self, window: int = 20, threshold: float = DEFAULT_ERROR_RATE) -> None:
         self.threshold = threshold
         self._recent: deque[bool] = deque(maxlen=window)
         self._fired = False
@@ -142,10 +146,10 @@ class PerformanceMonitor:
 
     def __init__(
         self,
-        interval: float = 0.5,
+        interval: float = DEFAULT_INTERVAL,
         *,
-        gpu_temp_c: float = 85.0,
-        memory_pct: float = 95.0,
+        gpu_temp_c: float = DEFAULT_GPU_TEMP_C,
+        memory_pct: float = DEFAULT_MEMORY_PCT,
         max_samples: int = MAX_SAMPLES,
         max_points: int = 2000,
         probe: GpuProbe | None = None,

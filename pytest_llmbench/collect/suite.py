@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .expectations import KNOWN_KEYS, problems_by_key
-from .slo import TEST_SLO_KEYS
-from .suite_json import DEFAULT_MAX_BYTES, MAX_DEPTH, MAX_INT_DIGITS, SuiteError, read_suite_json
+from ..checks.expectations import KNOWN_KEYS, problems_by_key
+from ..exceptions import SuiteError
+from ..metrics.slo import TEST_SLO_KEYS
+from .suite_json import DEFAULT_MAX_BYTES, MAX_DEPTH, MAX_INT_DIGITS, read_suite_json
 
 __all__ = ["DEFAULT_MAX_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS", "SUITE_SUFFIX", "Suite", "SuiteError", "TestCase",
            "load_suite"]

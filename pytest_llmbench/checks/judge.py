@@ -12,8 +12,8 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from ..textsafe import excerpt
 from .evaluate import DEFAULT_MIN_SCORE, Check
-from .textsafe import excerpt
 
 JUDGE_PROMPT = """You are grading an answer against a rubric.
 

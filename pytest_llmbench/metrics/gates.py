@@ -9,9 +9,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .compare import Delta, Threshold, check_regressions, compare, format_table, load_baseline, \
-    metrics_to_compare, parse_threshold
-from .options import Settings
+from ..options import Settings
+from .baseline import (
+    Delta,
+    Threshold,
+    check_regressions,
+    compare,
+    format_table,
+    load_baseline,
+    metrics_to_compare,
+    parse_threshold,
+)
 from .slo import RunSlo, SloMiss, check_run_slos, parse_run_slos
 
 

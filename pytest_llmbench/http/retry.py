@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Callable
 
-from .errors import CUT
-from .result import ApiError
+from ..result import ApiError
+from .api_errors import CUT
 
 BACKOFF_CAP = 30.0  # seconds: the longest backoff of our own, whatever the attempt number
 RETRY_STATUSES = frozenset({408, 409, 429})

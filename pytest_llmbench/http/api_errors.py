@@ -23,7 +23,7 @@ from typing import Any
 import requests
 import urllib3
 
-from .result import ApiError
+from ..result import ApiError
 
 EXCERPT_LIMIT = 500
 ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error body worth reading: the message is near the start

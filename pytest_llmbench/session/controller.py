@@ -18,19 +18,19 @@ from typing import Any
 
 import pytest
 
-from . import __version__
-from .gates import GateResult, Gates
-from .endpoint import Endpoint, EndpointError, output_folder, prepare, single_model
-from .items import LLMBenchItem
-from .options import Settings
+from .._version import __version__
+from ..collect.items import LLMBenchItem
+from ..collect.suite import SUITE_SUFFIX
+from ..exceptions import EndpointError, LLMBenchWarning, OutputNotWritable
+from ..http.redact import Secrets, redact_headers, redact_text
+from ..metrics.gates import GateResult, Gates
+from ..metrics.hardware.monitor import ErrorRateAlert, PerformanceMonitor
+from ..options import Settings
+from .endpoint import Endpoint, output_folder, prepare, single_model
+from .handoff import Inbox, is_llmbench_nodeid, payload_of
 from .recorder import Recorder
-from .redact import Secrets, redact_headers, redact_text
-from .report import Inbox, is_llmbench_nodeid, payload_of
-from .storage import OutputNotWritable, check_writable, clean_temp_files
-from .suite import SUITE_SUFFIX
-from .monitor import ErrorRateAlert, PerformanceMonitor
+from .storage import check_writable, clean_temp_files
 from .terminal import ProgressLine, is_live_terminal, safe, write_gates, write_summary
-
 
 WORKERINPUT_KEY = "llmbench_endpoint"
 
@@ -41,10 +41,6 @@ def make_monitor(config: pytest.Config, settings: Settings) -> PerformanceMonito
                                  memory_pct=settings.alert_memory)
     monitor.extra_collectors.append(lambda sample: config.hook.pytest_llmbench_collect_metrics(sample=sample))
     return monitor
-
-
-class LLMBenchWarning(pytest.PytestWarning):
-    """A health alert or a result file that could not be written."""
 
 
 class Controller:

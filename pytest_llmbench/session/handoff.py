@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .result import TestResult, dumps_strict
+from ..result import TestResult, dumps_strict
 
 ATTRIBUTE = "llmbench"
 

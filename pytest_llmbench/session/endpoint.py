@@ -10,12 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .client import ClientConfig, ClientError, LLMClient
-from .options import Settings
-
-
-class EndpointError(Exception):
-    """The session cannot talk to any server; the message says why and what to do."""
+from ..exceptions import ClientError, EndpointError
+from ..http.client import ClientConfig, LLMClient
+from ..options import Settings
 
 
 @dataclass
@@ -33,14 +30,6 @@ class Endpoint:
             self.server = None
 
 
-def client_config(settings: Settings, url: str) -> ClientConfig:
-    verify: bool | str = False if settings.insecure else (settings.ca_bundle or True)
-    return ClientConfig(endpoint=url, api_key=settings.api_key, headers=settings.headers(),
-                        timeout=settings.timeout, retries=settings.retries, retry_delay=settings.retry_delay,
-                        max_retry_wait=settings.max_retry_wait, retry_read_timeouts=settings.retry_read_timeouts,
-                        verify=verify)
-
-
 def prepare(settings: Settings, output: Path) -> Endpoint:
     """Start or check the server and settle the default model. Raises EndpointError.
 
@@ -48,17 +37,16 @@ def prepare(settings: Settings, output: Path) -> Endpoint:
     """
     server = None
     if settings.uses_local_server:
-        from .local_server import LocalServerError, start_embedded_server
+        from .embedded import (
+            start_embedded_server,  # raises LocalServerError, an EndpointError
+        )
 
-        try:
-            server = start_embedded_server(output, startup_timeout=settings.local_startup_timeout)
-        except LocalServerError as exc:
-            raise EndpointError(str(exc)) from None
+        server = start_embedded_server(output, startup_timeout=settings.local_startup_timeout)
         url = server.url
     else:
         url = str(settings.endpoint)
     try:
-        client = LLMClient(client_config(settings, url), model=single_model(settings))
+        client = LLMClient(ClientConfig.from_settings(settings, url), model=single_model(settings))
         try:
             client.check_reachable()
             model = client.resolve_model() if len(settings.model) <= 1 else None

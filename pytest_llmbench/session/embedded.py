@@ -30,6 +30,8 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from ..exceptions import LocalServerError
+
 try:
     import fcntl
 except ImportError:  # Windows: independent temp files and an atomic rename still keep the model whole
@@ -50,10 +52,6 @@ INSTALL_HINT = (
 
 _PR_SET_PDEATHSIG = 1
 _live_servers: set[EmbeddedServer] = set()
-
-
-class LocalServerError(Exception):
-    """The embedded server cannot run; the message says why and what to do instead."""
 
 
 def check_requirements(modules: Iterable[str] = REQUIRED_MODULES) -> None:

@@ -12,33 +12,27 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from . import __version__
-from .errors import clip, describe
+from .._version import __version__
+from ..exceptions import ClientError, EndpointUnreachable
+from ..result import ApiError, Attempt, TestResult
+from .api_errors import clip, describe
 from .exchange import Exchange, fill_token_counts, parse_answer, result_from_exchange
 from .redact import Secrets, header_secrets, url_secrets
-from .result import ApiError, Attempt, TestResult
 from .retry import RetryPolicy, decide
-from .streaming import tpot
+from .sse import tpot
 from .transport import Answer, Transport, target
+
+if TYPE_CHECKING:
+    from ..options import Settings
 
 USER_AGENT = f"pytest-llmbench/{__version__}"
 PROBE_TIMEOUT = 10.0  # seconds: check_reachable's whole deadline, so a dead or trickling host fails fast
 _PATHS = {"chat": "/chat/completions", "completions": "/completions"}
 
 
-class ClientError(Exception):
-    """A request the client could not complete; ``str()`` is one readable line without secrets."""
-
-    def __init__(self, message: str, error: ApiError | None = None) -> None:
-        super().__init__(message)
-        self.error = error
-
-
-class EndpointUnreachable(ClientError):
-    """The server cannot be reached at all, or it rejected our credentials."""
 
 
 @dataclass
@@ -47,11 +41,20 @@ class ClientConfig:
     api_key: str | None = field(default=None, repr=False)
     headers: dict[str, str] = field(default_factory=dict, repr=False)  # may carry credentials too
     timeout: float = 600.0  # TOTAL deadline per attempt, seconds
-    retries: int = 3  # retries after the first attempt
-    retry_delay: float = 1.0  # backoff base, seconds
-    max_retry_wait: float = 120.0  # a Retry-After beyond this fails at once
-    retry_read_timeouts: bool = False
+    retries: int = RetryPolicy.retries  # retries after the first attempt
+    retry_delay: float = RetryPolicy.retry_delay  # backoff base, seconds
+    max_retry_wait: float = RetryPolicy.max_retry_wait  # a Retry-After beyond this fails at once
+    retry_read_timeouts: bool = RetryPolicy.retry_read_timeouts
     verify: bool | str = True  # False = insecure, str = CA bundle path
+
+    @classmethod
+    def from_settings(cls, settings: Settings, url: str) -> ClientConfig:
+        """The client the session's options describe, talking to ``url``."""
+        verify: bool | str = False if settings.insecure else (settings.ca_bundle or True)
+        return cls(endpoint=url, api_key=settings.api_key, headers=settings.headers(), timeout=settings.timeout,
+                   retries=settings.retries, retry_delay=settings.retry_delay,
+                   max_retry_wait=settings.max_retry_wait, retry_read_timeouts=settings.retry_read_timeouts,
+                   verify=verify)
 
     def __post_init__(self) -> None:
         """Reject settings no request could honour, naming the setting (NaN fails every check too)."""

@@ -10,11 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .redact import Secrets, mask_secrets
-from .monitor import ErrorRateAlert, PerformanceMonitor, joules_per_token
+from ..http.redact import Secrets, mask_secrets
+from ..metrics.hardware.monitor import (
+    ErrorRateAlert,
+    PerformanceMonitor,
+    joules_per_token,
+)
+from ..metrics.stats import StatsAccumulator
+from ..result import TestResult
 from .progress import ExecutionProgress, ProgressTracker
-from .result import TestResult
-from .stats import StatsAccumulator
 from .storage import ResultWriter
 
 SCHEMA_VERSION = 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from .result import dumps_strict
+from ..result import dumps_strict
 
 
 def _content_text(content: Any) -> str:

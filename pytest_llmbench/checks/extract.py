@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from .textsafe import excerpt
+from ..textsafe import excerpt
 
 # "answer:", "Final answer:", "**Answer:**", "the answer is:", and, only before a number, "the answer is"
 # ("the answer is not obvious" marks nothing) and GSM8K's "#### 72" ("####" is also a Markdown heading).

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import urllib3.exceptions
 
-from .errors import BODY_READ_ERRORS, MESSAGE_LIMIT, clip
+from ..result import ApiError
+from .api_errors import BODY_READ_ERRORS, MESSAGE_LIMIT, clip
 from .exchange import usage_count
-from .result import ApiError
 
 if TYPE_CHECKING:
     import requests
