@@ -21,10 +21,11 @@ import subprocess
 import sys
 import time
 import urllib.request
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 MODEL = "bench-model"
 HERE = Path(__file__).resolve().parent
@@ -192,7 +193,7 @@ def run_timed(command: list[str], cwd: Path) -> Timing:
     """Run a pytest command with output captured; a failed run stops the benchmark with its tail."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=cwd, check=False, capture_output=True, text=True)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -209,10 +210,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay-ms", type=float, default=0.0, help="wait before each completion answer")
     parser.add_argument("--answer-bytes", type=int, default=64, help="length of the answer text")
     args = parser.parse_args(argv)
-    try:
+    with suppress(KeyboardInterrupt):
         asyncio.run(serve(args.delay_ms, args.answer_bytes))
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

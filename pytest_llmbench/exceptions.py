@@ -8,6 +8,10 @@ the options, a suite file, the HTTP exchange or the output folder. Free of pytes
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .result import ApiError
 
 
 class LLMBenchError(Exception):
@@ -41,7 +45,7 @@ class SuiteError(LLMBenchError):
 class ClientError(LLMBenchError):
     """A request the client could not complete; ``str()`` is one readable line without secrets."""
 
-    def __init__(self, message: str, error: object | None = None) -> None:
+    def __init__(self, message: str, error: ApiError | None = None) -> None:
         super().__init__(message)
         self.error = error  # the normalized ApiError, when there is one
 

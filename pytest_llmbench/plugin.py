@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -105,7 +106,8 @@ def _endpoint(config: pytest.Config) -> Endpoint:
         return Endpoint(url=given["url"], model=given["model"])
     controller = config.pluginmanager.get_plugin("llmbench-controller")
     if controller is not None and controller.endpoint is not None:
-        return controller.endpoint
+        endpoint: Endpoint = controller.endpoint
+        return endpoint
     if OWN_ENDPOINT_KEY not in config.stash:
         settings = config.stash[SETTINGS_KEY]
         output = output_folder(settings, config.invocation_params.dir)
@@ -131,7 +133,8 @@ def _build_runner(config: pytest.Config) -> Runner:
         config.hook.pytest_llmbench_build_request(test_case=case, request=body)
 
     def extra_checks(case: Any, result: Any) -> list[Any]:
-        return config.hook.pytest_llmbench_evaluate(test_case=case, result=result)
+        answers: list[Any] = config.hook.pytest_llmbench_evaluate(test_case=case, result=result)
+        return answers
 
     return build_runner(config.stash[SETTINGS_KEY], endpoint.url, endpoint.model,
                         build_request=build_request, extra_checks=extra_checks)

@@ -29,7 +29,8 @@ class Attempt:
 class ApiError:
     """A server's or the network's failure, normalized from whatever shape it came in."""
 
-    kind: str  # "http", "auth", "connection", "read_timeout", "deadline", "redirect", "bad_response", "stream", "request"
+    # "http", "auth", "connection", "read_timeout", "deadline", "redirect", "bad_response", "stream" or "request"
+    kind: str
     message: str
     status: int | None = None
     type: str | None = None

@@ -6,12 +6,12 @@ arrive as plain callables.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from .checks.evaluate import evaluate, format_failures, needs_judge
-from .checks.judge import DEFAULT_MIN_SCORE, judge_question, run_judge
+from .checks.evaluate import DEFAULT_MIN_SCORE, evaluate, format_failures, needs_judge
+from .checks.judge import judge_question, run_judge
 from .collect.suite import TestCase
 from .http.client import ClientConfig, LLMClient, build_body
 from .http.exchange import result_from_exchange

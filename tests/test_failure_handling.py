@@ -60,7 +60,7 @@ def error_reply(status: int, message: str) -> Callable[[Request], Response]:
 
 def session(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """A pytest subprocess with its output kept as raw bytes: what a terminal or a CI log would receive."""
-    return subprocess.run([sys.executable, "-m", "pytest", "--color=no", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pytest", "--color=no", *args], cwd=cwd, check=False, capture_output=True,
                           timeout=120, env={**os.environ, **(env or {})})
 
 

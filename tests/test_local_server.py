@@ -165,7 +165,7 @@ def test_temp_file_of_a_killed_assembly_is_removed(fresh_cache: Path) -> None:
 @needs_local
 def test_unusable_cache_folder_says_how_to_choose_another(tmp_path: Path) -> None:
     (tmp_path / "a_file").write_text("")
-    with pytest.raises(LocalServerError, match="cannot prepare the model in .*a_file.*LLMBENCH_CACHE_DIR"):
+    with pytest.raises(LocalServerError, match=r"cannot prepare the model in .*a_file.*LLMBENCH_CACHE_DIR"):
         ensure_model(tmp_path / "a_file" / "cache")
 
 

@@ -262,7 +262,7 @@ def test_blocks_measured_on_many_threads_while_sampling_all_get_figures():
                 with monitor.measure() as window:
                     time.sleep(0.003)
                 measured.append(window.metrics)
-        except Exception as exc:  # reported by the assertion below, not lost in the thread
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below, not lost in the thread
             errors.append(exc)
 
     threads = [threading.Thread(target=measure_often) for _ in range(4)]

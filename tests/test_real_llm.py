@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -30,7 +31,7 @@ except LocalServerError as exc:
         raise
     pytest.skip(f"real-LLM tests need the local extra: {exc}", allow_module_level=True)
 
-pytestmark = pytest.mark.real_llm
+pytestmark = [pytest.mark.real_llm, pytest.mark.timeout(900)]  # a first run builds the model cache
 
 QUICKSTART = Path(__file__).parent.parent / "example_suites" / "quickstart.json"
 QUICKSTART_TESTS = json.loads(QUICKSTART.read_text(encoding="utf-8"))["tests"]
@@ -64,15 +65,13 @@ def assert_server_ended(output: Path) -> str:
     log = (output / LOG_NAME).read_text(encoding="utf-8", errors="replace")
     pids = [int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", log)]
     assert len(pids) == 1, log[-2000:]
-    try:
+    with contextlib.suppress(psutil.NoSuchProcess):
         assert psutil.Process(pids[0]).status() == psutil.STATUS_ZOMBIE  # exited, left to a non-reaping init
-    except psutil.NoSuchProcess:
-        pass
     return log
 
 
 def test_quickstart_passes_on_the_embedded_server(pytester: pytest.Pytester) -> None:
-    run, output = run_quickstart(pytester)
+    _run, output = run_quickstart(pytester)
     found = results(output)
     assert {r["api_type"] for r in found} == {"chat", "completions"}
     for result in found:
@@ -96,7 +95,7 @@ def test_streaming_run_measures_ttft_and_estimates_tokens(pytester: pytest.Pytes
 
 
 def test_two_workers_share_one_server(pytester: pytest.Pytester) -> None:
-    run, output = run_quickstart(pytester, "-n", "2")
+    _run, output = run_quickstart(pytester, "-n", "2")
     assert all(r["success"] for r in results(output))
     log = assert_server_ended(output)
     assert len(re.findall(r'"POST /v1/(?:chat/)?completions HTTP/1\.1" 200', log)) == len(QUICKSTART_TESTS)
@@ -145,7 +144,7 @@ def test_an_interrupted_session_leaves_no_server_behind(pytester: pytest.Pyteste
     proc.send_signal(signum)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, out[-2000:]
-    gone, alive = psutil.wait_procs(servers, timeout=15)
+    _gone, alive = psutil.wait_procs(servers, timeout=15)
     assert not alive
     batch = json.loads(next(output.glob("batch_results_*.json")).read_text())
     assert batch["partial"] is True and len(batch["tests"]) == 2

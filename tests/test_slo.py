@@ -53,7 +53,7 @@ def test_ttft_limit_without_streaming_is_a_miss_that_says_how_to_measure():
 
 
 def test_unknown_or_non_numeric_test_slo_is_rejected():
-    with pytest.raises(ValueError, match="unknown SLO key 'max_ttft'.*max_ttft_s"):
+    with pytest.raises(ValueError, match=r"unknown SLO key 'max_ttft'.*max_ttft_s"):
         check_test_slo({"max_ttft": 0.5}, FAST_STREAMED)
     with pytest.raises(ValueError, match="max_ttft_s must be a non-negative number"):
         check_test_slo({"max_ttft_s": "fast"}, FAST_STREAMED)

@@ -55,8 +55,8 @@ def portable_name_problems(name: str) -> list[str]:
 
 def random_names(count: int, seed: int = 1234) -> list[str]:
     rng = random.Random(seed)
-    pieces = list("abcXYZ09 -_.") + ["/", "\\", "..", ":", "*", "?", '"', "<", ">", "|", "\x00", "\x1f", "\x7f",
-                                      "é", "日", "😀", "\u0301", "\ud800", "CON", "nul", "Lpt1", ".txt"]
+    pieces = [*"abcXYZ09 -_.", "/", "\\", "..", ":", "*", "?", '"', "<", ">", "|", "\x00", "\x1f", "\x7f",
+              "é", "日", "😀", "\u0301", "\ud800", "CON", "nul", "Lpt1", ".txt"]
     return ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 120))) for _ in range(count)]
 
 
@@ -188,7 +188,7 @@ def test_hostile_model_names_become_subfolders_inside_the_output(tmp_path):
     models = ["../escape", "org/model:7b", "CON", "Model", "model", "..", "m" * 300, "a\\b"]
     for model in models:
         writer.write_test(make_result(model=model), "t1", subdir=model)
-    folders = [p for p in out.iterdir()]
+    folders = list(out.iterdir())
     assert len(folders) == len(models) and all(p.is_dir() for p in folders)
     assert all(p.resolve().parent == out.resolve() for p in folders)
     assert all(portable_name_problems(p.name) == [] for p in folders)

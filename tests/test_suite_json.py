@@ -91,7 +91,7 @@ def test_default_limit_is_50_mib_checked_before_reading(tmp_path):
     ids=["nan", "inf", "-inf", "overflow", "101-digits", "5000-digits"],
 )
 def test_unsafe_numbers_are_rejected(tmp_path, number, problem):
-    path = write(tmp_path, '{"tests": [], "metadata": {"x": %s}}' % number)
+    path = write(tmp_path, f'{{"tests": [], "metadata": {{"x": {number}}}}}')
     assert str(error_of(path)) == f"{path}: invalid JSON number: {problem}"
 
 

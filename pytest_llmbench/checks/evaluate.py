@@ -17,13 +17,13 @@ from .expectations import expectation_problems, problems_by_key, regex_flags
 from .extract import answer_json, extract_answer, normalize_answer, number_value
 
 __all__ = [
+    "KEY_CONCEPTS_PASS",
     "Check",
     "Evaluation",
     "evaluate",
     "expectation_problems",
     "format_failures",
     "needs_judge",
-    "KEY_CONCEPTS_PASS",
 ]
 
 KEY_CONCEPTS_PASS = 0.5  # the key_concepts check passes when at least half of them are found

@@ -124,7 +124,7 @@ def _need_schema(value: Any) -> str | None:
     except ImportError:
         return None  # the check itself says how to install it
     try:
-        jsonschema.validators.validator_for(value).check_schema(value)
+        jsonschema.validators.validator_for(value).check_schema(value)  # type: ignore[arg-type]
     except jsonschema.exceptions.SchemaError as error:
         return f"is not a valid JSON Schema: {error.message}"
     return None
@@ -174,9 +174,9 @@ def problems_by_key(expected: dict[str, Any]) -> dict[str, str]:
                 problems["regex"] = f"pattern {pattern!r} does not compile: {error}"
                 break
     for low, high in (("min_length", "max_length"), ("min_tokens", "max_tokens")):
-        if low in expected and high in expected and not {low, high} & problems.keys():
-            if expected[low] > expected[high]:
-                problems[high] = f"{expected[high]} is below {low} {expected[low]}"
+        if (low in expected and high in expected and not {low, high} & problems.keys()
+                and expected[low] > expected[high]):
+            problems[high] = f"{expected[high]} is below {low} {expected[low]}"
     return problems
 
 

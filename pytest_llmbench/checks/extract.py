@@ -122,10 +122,10 @@ def _marked_region(text: str) -> tuple[int, int] | None:
 
 
 def _last(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
-    match = None
-    for match in pattern.finditer(text):
+    last = None
+    for last in pattern.finditer(text):  # noqa: B007 - the loop's last value is the answer
         pass
-    return match
+    return last
 
 
 def _content_lines(text: str, start: int) -> list[tuple[int, int]]:

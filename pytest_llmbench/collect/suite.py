@@ -10,9 +10,10 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from ..checks.expectations import KNOWN_KEYS, problems_by_key
 from ..exceptions import SuiteError
@@ -295,7 +296,7 @@ def _duplicate_ids(tests: list[Any], problems: _Problems) -> None:
     first_index: dict[str, int] = {}
     for index, raw in enumerate(tests):
         test_id = raw.get("id") if isinstance(raw, dict) else None
-        if not _NAME[0](test_id):
+        if not isinstance(test_id, str) or not _NAME[0](test_id):
             continue
         if test_id in first_index:
             where = f"tests[{index}] (id '{_short(test_id)}')"

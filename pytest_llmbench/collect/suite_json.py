@@ -87,8 +87,7 @@ def _parse(path: Path, text: str) -> Any:
         raise SuiteError(path, 'file is empty; a suite is a JSON object with a "tests" list')
     too_deep = f"nesting deeper than {MAX_DEPTH} levels"
     try:
-        hooks = {"parse_constant": _reject_constant, "parse_int": _bounded_int, "parse_float": _finite_float}
-        data = json.loads(text, **hooks)
+        data = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise SuiteError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except ValueError as exc:  # from the number hooks, which also keep int() under Python's digit limit

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Union
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..result import ApiError
@@ -72,7 +72,7 @@ class Secrets:
         )
 
 
-SecretsLike = Union[Secrets, Iterable[Union[str, None]]]
+SecretsLike = Secrets | Iterable[str | None]
 
 
 def as_secrets(secrets: SecretsLike) -> Secrets:

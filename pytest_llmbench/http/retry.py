@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from typing import Callable
 
 from ..result import ApiError
 from .api_errors import CUT
@@ -85,7 +84,7 @@ def retry_after(headers: Mapping[str, str] | None, now: datetime | None = None) 
 
 def backoff(retry_index: int, base: float, rand: Callable[[], float] = random.random) -> float:
     """Capped exponential backoff, scaled down by up to a quarter so that clients spread out."""
-    return min(base * 2**retry_index, BACKOFF_CAP) * (0.75 + 0.25 * rand())
+    return float(min(base * 2**retry_index, BACKOFF_CAP) * (0.75 + 0.25 * rand()))
 
 
 def decide(

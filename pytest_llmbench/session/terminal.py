@@ -27,14 +27,15 @@ def _marks() -> tuple[str, str]:
 def clock(seconds: float | None) -> str:
     if seconds is None:
         return "?"
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 def progress_text(p: ExecutionProgress) -> str:
     ok, bad = _marks()
-    return (f"llmbench {p.completed_tests}/{p.total_tests} {ok}{p.passed_tests} {bad}{p.completed_tests - p.passed_tests}"
+    failed = p.completed_tests - p.passed_tests
+    return (f"llmbench {p.completed_tests}/{p.total_tests} {ok}{p.passed_tests} {bad}{failed}"
             f" | {p.tests_per_second:.1f} tests/s | {p.output_throughput:.0f} tok/s"
             f" | ETA {clock(p.estimated_remaining_time)}")
 

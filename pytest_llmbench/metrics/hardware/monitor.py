@@ -231,7 +231,7 @@ class PerformanceMonitor:
         try:
             sample = _system_sample(self._process, before, now)
             sample["gpu"] = self._probe.sample()
-        except Exception as exc:  # never let one bad reading end the run's monitoring or a measured block
+        except Exception as exc:  # noqa: BLE001 - never let one bad reading end the run's monitoring or a measured block
             self._problem(f"a hardware sample failed: {exc!r}", key=type(exc))
             return None
         return sample
@@ -240,7 +240,7 @@ class PerformanceMonitor:
         for collector in list(self.extra_collectors):
             try:
                 collector(sample)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - a user's collector must not end the sampling
                 name = getattr(collector, "__qualname__", repr(collector))
                 self._problem(f"metrics collector {name} failed: {exc!r}", key=collector)
 
@@ -367,7 +367,7 @@ class PerformanceMonitor:
             return {
                 "interval_s": self.interval,
                 "samples": self._count,
-                "duration_s": None if self._first_t is None else self._last_t - self._first_t,
+                "duration_s": None if self._first_t is None or self._last_t is None else self._last_t - self._first_t,
                 "gpu_devices": list(self.device_names),
                 "gpu_unavailable_reason": self.gpu_unavailable_reason,
                 "gpus": [device_summary(i, n, d) for i, (n, d) in enumerate(zip(self.device_names, self._devices))],
@@ -385,4 +385,4 @@ class PerformanceMonitor:
 
 
 def _time(sample: Sample) -> float:
-    return sample["t"]
+    return float(sample["t"])

@@ -29,7 +29,8 @@ def import_nvml() -> ModuleType:
         warnings.simplefilter("ignore", FutureWarning)
         import pynvml
 
-    return pynvml
+    module: ModuleType = pynvml
+    return module
 
 
 class GpuProbe:
@@ -155,12 +156,12 @@ class GpuProbe:
         versioned = getattr(nvml, "nvmlDeviceGetTemperatureV", None)
         if versioned is not None and self._versioned_temperature:
             try:
-                return versioned(handle, sensor)
+                return int(versioned(handle, sensor))
             except nvml.NVMLError as exc:
                 if not any(self._code_is(exc, name) for name in _NO_VERSIONED_CODES):
                     raise
                 self._versioned_temperature = False
-        return nvml.nvmlDeviceGetTemperature(handle, sensor)
+        return int(nvml.nvmlDeviceGetTemperature(handle, sensor))
 
     def _code_is(self, exc: Exception, name: str) -> bool:
         code = getattr(self._nvml, name, None)

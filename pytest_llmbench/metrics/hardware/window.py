@@ -68,7 +68,8 @@ def busy_pct(before: Any, after: Any) -> float | None:
 def _rate(before: Any, now: Any, counter: str, dt: float) -> float | None:
     if now is None or before is None or dt <= 0:
         return None
-    return max(getattr(now, counter) - getattr(before, counter), 0) / MIB / dt
+    delta: float = max(getattr(now, counter) - getattr(before, counter), 0)
+    return delta / MIB / dt
 
 
 def rates(before: Counters | None, now: Counters) -> dict[str, Any]:
@@ -238,7 +239,7 @@ def joules_per_token(window: dict[str, Any], tokens: int | None) -> float | None
     energy = window.get("gpu_energy_j")
     if energy is None or not tokens:
         return None
-    return energy / tokens
+    return float(energy) / tokens
 
 
 def device_summary(index: int, name: str, totals: DeviceTotals) -> dict[str, Any]:
