@@ -28,7 +28,7 @@ from .options import add_options, read_settings
 from .runner import Runner, build_runner
 from .session.controller import WORKERINPUT_KEY, Controller, make_monitor
 from .session.endpoint import Endpoint, output_folder, prepare
-from .session.handoff import attach, release
+from .session.handoff import Delivery, attach, release
 
 SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()
 OWN_ENDPOINT_KEY = pytest.StashKey[Endpoint]()
@@ -87,8 +87,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if call.when == "call" and isinstance(item, LLMBenchItem) and item.result is not None:
         controller = item.config.pluginmanager.get_plugin("llmbench-controller")  # None in an xdist worker
-        attach(report, item.result, file_stem=item.file_stem or item.case.id, subdir=item.output_subdir,
-               window=item.window, inbox=controller.inbox if controller is not None else None)
+        delivery = Delivery(item.result, item.file_stem or item.case.id, item.output_subdir, item.window)
+        attach(report, delivery, inbox=controller.inbox if controller is not None else None)
         item.result = None  # handed on; items live until the session ends
     return report
 

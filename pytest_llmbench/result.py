@@ -1,4 +1,4 @@
-"""The record of one LLM exchange: what the plugin writes, sends between processes and reports on.
+"""The record of one test: what the client fills, the plugin writes, sends between processes and reports on.
 
 Everything here is plain data made of JSON types, so that a result can cross from an xdist
 worker to the controller as a string and land in a file unchanged.
@@ -40,34 +40,39 @@ class ApiError:
 
 @dataclass
 class TestResult:
-    """One test's outcome. Field names are the file format: change them only with the schema version."""
+    """One test's outcome, filled by the client as the request goes and by the runner's checks.
+
+    Field names are the file format: change them only with the schema version. A new per-request metric is a
+    field here and an entry in ``METRICS`` below; statistics, the batch rows, the summary table and the
+    completion text pick it up from there (CONTRIBUTING.md walks through it).
+    """
 
     __test__ = False  # keep pytest from collecting this class
 
-    test_id: str
-    test_name: str
-    success: bool
+    test_id: str = ""
+    test_name: str = ""
+    success: bool = False
     response_text: str = ""
-    execution_time: float = 0.0  # seconds, the final attempt's HTTP exchange alone
-    prompt_tokens: int | None = None
+    execution_time: float = 0.0  # seconds, the final attempt alone: request sent to the last byte ([DONE] if streamed)
+    prompt_tokens: int | None = None  # as reported; None when the server did not say
     completion_tokens: int | None = None
     tokens_per_second: float | None = None
     error_message: str | None = None
     timestamp: str = ""
-    api_response: Any = None
+    api_response: Any = None  # the parsed JSON answer (non-streaming)
     performance_metrics: dict[str, Any] = field(default_factory=dict)
     evaluation_result: dict[str, Any] | None = None
     reasoning_score: float | None = None
     reasoning_type: str | None = None
     slo_result: dict[str, Any] | None = None  # {"passed": bool, "misses": [...]} when the test has an slo
-    model: str | None = None
+    model: str | None = None  # the one actually sent
     category: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # len(attempt_log), kept as a number for the batch rows
     attempt_log: list[Attempt] = field(default_factory=list)
     error: ApiError | None = None
-    tokens_estimated: bool = False
+    tokens_estimated: bool = False  # completion_tokens is an estimate (the server sent no usage)
     finish_reason: str | None = None
-    api_type: str | None = None
+    api_type: str | None = None  # the shape actually sent, which the endpoint URL may have fixed
     suite_id: str | None = None
     request: dict[str, Any] = field(default_factory=dict)  # the body sent; never headers
     stream: bool = False
@@ -90,8 +95,7 @@ class TestResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TestResult:
-        known = {f.name for f in dataclasses.fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in _FIELD_SET}
         values["attempt_log"] = [Attempt(**a) for a in values.get("attempt_log") or []]
         if values.get("error") is not None:
             values["error"] = ApiError(**values["error"])
@@ -99,6 +103,38 @@ class TestResult:
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TestResult))
+_FIELD_SET = frozenset(_FIELD_NAMES)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One per-request figure of ``TestResult``, as statistics, batch rows and the texts show it.
+
+    ``key`` names it in the batch's summary keys (``p99_<key>_ms``, ``count_<key>``), in run SLOs (``<key>_p99``)
+    and baselines; ``seconds`` metrics are summarised in milliseconds, the others as they are.
+    """
+
+    field: str  # the TestResult field
+    key: str  # the summary's name for it: "latency" for execution_time, as vLLM's benchmark calls it
+    label: str  # the summary table's row title
+    seconds: bool = True  # a duration in seconds (shown in ms in the summary); False: a rate shown as it is
+    always_shown: bool = False  # in the completion text even when not measured ("n/a")
+    per_chunk: bool = False  # a list of values per request (ITL): pooled over chunks, and its mean per request
+
+    @property
+    def unit(self) -> str:
+        return "ms" if self.seconds else "tok/s"
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("execution_time", "latency", "latency ms", always_shown=True),
+    Metric("ttft", "ttft", "TTFT ms"),
+    Metric("itl", "itl", "ITL ms", per_chunk=True),
+    Metric("tpot", "tpot", "TPOT ms"),
+    Metric("e2e_latency", "e2el", "E2E ms"),
+    Metric("tokens_per_second", "tokens_per_second", "tokens/s", seconds=False, always_shown=True),
+)
+"""Every per-request metric, in the order the summary table lists them."""
 
 
 def now_iso() -> str:

@@ -13,8 +13,8 @@ from typing import Any
 from .checks.evaluate import DEFAULT_MIN_SCORE, evaluate, format_failures, needs_judge
 from .checks.judge import judge_question, run_judge
 from .collect.suite import TestCase
-from .http.client import ClientConfig, LLMClient, build_body
-from .http.exchange import result_from_exchange
+from .http.client import ClientConfig, LLMClient
+from .http.openai import build_body
 from .metrics.slo import check_test_slo
 from .options import Settings
 from .result import TestResult
@@ -45,9 +45,9 @@ class Runner:
         body = build_body(prompt=case.prompt, messages=case.messages, parameters=case.parameters,
                           model=model or self.client.resolve_model(), stream=stream)
         self.build_request(case, body)
-        exchange = self.client.send(case.api_type, body)
-        result = result_from_exchange(exchange, test_id=case.id, test_name=case.name, category=case.category,
-                                      reasoning_type=case.reasoning_type, suite_id=case.suite_id)
+        result = self.client.send(case.api_type, body)
+        result.test_id, result.test_name, result.category = case.id, case.name, case.category
+        result.reasoning_type, result.suite_id = case.reasoning_type, case.suite_id
         if result.success and self.evaluate:
             self._evaluate(case, result)
         if result.success and case.slo:

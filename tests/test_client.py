@@ -6,14 +6,9 @@ import pytest
 from faultserver import CHAT, COMPLETION, OVERLOADED, Reply, client_for, refusing_url
 
 from pytest_llmbench import __version__
-from pytest_llmbench.http.client import (
-    ClientConfig,
-    ClientError,
-    EndpointUnreachable,
-    build_body,
-    models_url,
-    resolve_url,
-)
+from pytest_llmbench.exceptions import ClientError, EndpointUnreachable
+from pytest_llmbench.http.client import ClientConfig
+from pytest_llmbench.http.openai import build_body, models_url, resolve_url
 from pytest_llmbench.result import estimate_tokens
 
 KEY = "sk-llmbench-unique-7f3a9c51e2"
@@ -338,3 +333,24 @@ def test_a_stream_without_usage_counts_one_token_per_text_chunk(fault_server, v1
     assert result.success and result.response_text == "".join(words)
     assert (result.completion_tokens, result.tokens_estimated, result.prompt_tokens) == (len(words), True, None)
     assert result.tpot is not None
+
+
+# --- The finished result ---------------------------------------------------------------------------
+
+def test_a_failed_request_gives_one_readable_line_naming_every_attempt(fault_server, v1):
+    fault_server.always(Reply(503, OVERLOADED))
+
+    result = client_for(v1, retries=3, retry_delay=0).complete("x")
+
+    assert result.error_message == "HTTP 503 (Service Unavailable): model overloaded — after 4 attempts"
+    assert (result.success, result.attempts, len(result.attempt_log)) == (False, 4, 4)
+    assert result.tokens_per_second is None and result.timestamp
+
+
+def test_a_finished_result_has_its_speed_and_the_model_sent(fault_server, v1):
+    fault_server.reply(Reply.json(COMPLETION))
+
+    result = client_for(v1, model="m").complete("x")
+
+    assert result.tokens_per_second == pytest.approx(result.completion_tokens / result.execution_time)
+    assert (result.model, result.error, result.error_message) == ("m", None, None)

@@ -294,8 +294,8 @@ def test_completion_text_has_prompt_completion_and_metrics_sections(tmp_path):
     raw = (tmp_path / "t1_completion.txt").read_bytes()
     assert raw.startswith(b"=== PROMPT ===\nSay hello\n\n=== COMPLETION ===\nHi!\r\n  trailing  \n\n=== METRICS ===\n")
     metrics = raw.decode().split("=== METRICS ===\n")[1].splitlines()
-    assert metrics == ["model: tiny-model", "category: greeting", "success: True", "execution_time: 1.250 s",
-                       "prompt_tokens: 12", "completion_tokens: 30", "tokens_per_second: 24.00", "attempts: 1"]
+    assert metrics == ["model: tiny-model", "category: greeting", "success: True", "prompt_tokens: 12",
+                       "completion_tokens: 30", "attempts: 1", "execution_time: 1.250 s", "tokens_per_second: 24.00"]
 
 
 def test_chat_prompt_is_rendered_as_role_lines():

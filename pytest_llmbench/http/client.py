@@ -10,29 +10,24 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 from .._version import __version__
 from ..exceptions import ClientError, EndpointUnreachable
-from ..result import ApiError, Attempt, TestResult
+from ..result import ApiError, Attempt, TestResult, now_iso, tokens_per_second
 from .api_errors import clip, describe
-from .exchange import Exchange, fill_token_counts, parse_answer, result_from_exchange
+from .openai import build_body, fill_token_counts, models_url, prompt_as_chat, read_completion_body, resolve_url
 from .redact import Secrets, header_secrets, url_secrets
 from .retry import RetryPolicy, decide
 from .sse import tpot
-from .transport import Answer, Transport, target
+from .transport import Reply, Transport, target
 
 if TYPE_CHECKING:
     from ..options import Settings
 
 USER_AGENT = f"pytest-llmbench/{__version__}"
 PROBE_TIMEOUT = 10.0  # seconds: check_reachable's whole deadline, so a dead or trickling host fails fast
-_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
-
-
 
 
 @dataclass
@@ -67,50 +62,6 @@ class ClientConfig:
                 raise ValueError(f"{name} must be 0 seconds or more; got {getattr(self, name)!r}")
 
 
-def resolve_url(endpoint: str, api_type: str) -> tuple[str, str]:
-    """(URL to POST to, API shape used): a URL ending in a shape's path fixes it, anything else is a base."""
-    parts = urlsplit(endpoint)
-    path = parts.path.rstrip("/")
-    for fixed, suffix in _PATHS.items():
-        if path.endswith(suffix):
-            return urlunsplit(parts._replace(path=path)), fixed
-    return urlunsplit(parts._replace(path=path + _PATHS[api_type])), api_type
-
-
-def models_url(endpoint: str) -> str:
-    parts = urlsplit(endpoint)
-    path = parts.path.rstrip("/")
-    for suffix in _PATHS.values():
-        if path.endswith(suffix):
-            path = path.removesuffix(suffix)
-            break
-    return urlunsplit(parts._replace(path=path + "/models"))
-
-
-def build_body(
-    prompt: str | None = None,
-    messages: Sequence[Mapping[str, Any]] | None = None,
-    parameters: Mapping[str, Any] | None = None,
-    model: str | None = None,
-    stream: bool = False,
-) -> dict[str, Any]:
-    """The JSON body: parameters set to None are left out, unknown ones pass through to the server."""
-    if (prompt is None) == (messages is None):
-        raise ValueError("build_body needs exactly one of prompt and messages")
-    body: dict[str, Any] = {"model": model} if model else {}
-    if prompt is not None:
-        body["prompt"] = prompt
-    else:
-        body["messages"] = [dict(message) for message in messages or ()]
-    for key, value in (parameters or {}).items():
-        if value is not None and key not in body and key not in ("stream", "stream_options"):
-            body[key] = value
-    body["stream"] = stream
-    if stream:
-        body["stream_options"] = {"include_usage": True}
-    return body
-
-
 class LLMClient:
     def __init__(self, config: ClientConfig, model: str | None = None) -> None:
         self.config = config
@@ -133,27 +84,29 @@ class LLMClient:
             self.model = models[0]
         return self.model
 
-    def send(self, api_type: str, body: dict[str, Any]) -> Exchange:
-        """One logical request with its retries; failures come back in the Exchange, never raised."""
+    def send(self, api_type: str, body: dict[str, Any]) -> TestResult:
+        """One logical request with its retries, as a result without the test's identity (the caller adds it);
+        failures come back in the result, never raised."""
         if api_type not in self._urls:
             self._urls[api_type] = resolve_url(self.config.endpoint, api_type)
         url, used = self._urls[api_type]
         request = dict(body)
         if used == "chat" and "prompt" in request:
-            request = _prompt_as_chat(request)
+            request = prompt_as_chat(request)
         elif used == "completions" and "messages" in request:
             message = (
                 f"the endpoint {self._redact(url)} only takes completions, but this test has chat messages: "
                 "point the endpoint at the base URL (.../v1) or at .../v1/chat/completions"
             )
-            return Exchange(False, used, request, error=ApiError("request", message))
+            return _finished(TestResult(api_type=used, request=request), ApiError("request", message))
         if request.get("model") is None:
             try:
                 request = {"model": self.resolve_model(), **{k: v for k, v in request.items() if k != "model"}}
             except ClientError as exc:
-                return Exchange(False, used, request, error=exc.error or ApiError("request", str(exc)))
-        answer, attempts = self._with_retries("POST", url, request, used if request.get("stream") is True else None)
-        return self._exchange(answer, attempts, used, request)
+                error = exc.error or ApiError("request", str(exc))
+                return _finished(TestResult(api_type=used, request=request), error)
+        reply, attempts = self._with_retries("POST", url, request, used if request.get("stream") is True else None)
+        return self._result(reply, attempts, used, request)
 
     def complete(self, prompt: str, **params: Any) -> TestResult:
         return self._adhoc("completions", params, prompt=prompt)
@@ -163,16 +116,16 @@ class LLMClient:
 
     def list_models(self) -> list[str]:
         url = models_url(self.config.endpoint)
-        answer, attempts = self._with_retries("GET", url, None, None)
-        if answer.error is not None:
-            raise ClientError(f"listing models at {self._redact(url)} failed: {describe(answer.error, len(attempts))}",
-                              answer.error)
+        reply, attempts = self._with_retries("GET", url, None, None)
+        if reply.error is not None:
+            raise ClientError(f"listing models at {self._redact(url)} failed: {describe(reply.error, len(attempts))}",
+                              reply.error)
         try:
-            ids = [entry["id"] for entry in json.loads(answer.payload)["data"]]
+            ids = [entry["id"] for entry in json.loads(reply.payload)["data"]]
         except (ValueError, KeyError, TypeError):
             ids = None
         if ids is None or not all(isinstance(i, str) for i in ids):
-            raw = clip(self._redact(answer.payload.decode("utf-8", errors="replace")), 200)
+            raw = clip(self._redact(reply.payload.decode("utf-8", errors="replace")), 200)
             raise ClientError(f"{self._redact(url)} did not answer with a model list (data[].id): {raw}")
         return ids
 
@@ -190,10 +143,10 @@ class LLMClient:
             raise EndpointUnreachable(f"The endpoint {self._redact(self.config.endpoint)} is not a valid URL: "
                                       f"{self._redact(str(exc))}.") from None
         timeout = min(PROBE_TIMEOUT, self.config.timeout)
-        answer = self._transport.attempt("GET", url, None, None, timeout)
-        if answer.error is None or answer.error.kind == "http":  # any answer but these means it is there
+        reply = self._transport.attempt("GET", url, None, None, timeout)
+        if reply.error is None or reply.error.kind == "http":  # any answer but these means it is there
             return
-        error = self._secrets.redact_error(answer.error)
+        error = self._secrets.redact_error(reply.error)
         where = self._redact(url)
         if error.kind == "auth":
             raise EndpointUnreachable(f"The LLM server at {where} rejected the request: {describe(error)}", error)
@@ -212,60 +165,66 @@ class LLMClient:
         model = params.pop("model", None)
         stream = bool(params.pop("stream", False))
         body = build_body(parameters=params, model=model, stream=stream, **source)
-        return result_from_exchange(self.send(api_type, body), test_id="adhoc", test_name="adhoc", category="adhoc")
+        result = self.send(api_type, body)
+        result.test_id = result.test_name = result.category = "adhoc"
+        return result
 
     def _with_retries(
         self, method: str, url: str, body: dict[str, Any] | None, stream_api: str | None
-    ) -> tuple[Answer, list[Attempt]]:
+    ) -> tuple[Reply, list[Attempt]]:
         """Attempts until one succeeds or the policy says stop; every attempt is recorded."""
         attempts: list[Attempt] = []
         for retry_index in range(self._policy.retries + 1):
-            answer = self._transport.attempt(method, url, body, stream_api, self.config.timeout)
-            attempt = Attempt(number=retry_index + 1, status=answer.status, elapsed_s=answer.elapsed)
+            reply = self._transport.attempt(method, url, body, stream_api, self.config.timeout)
+            attempt = Attempt(number=retry_index + 1, status=reply.status, elapsed_s=reply.elapsed)
             attempts.append(attempt)
-            if answer.error is None:
+            if reply.error is None:
                 break
-            answer.error = self._secrets.redact_error(answer.error)
-            decision = decide(answer.error, answer.headers, retry_index, self._policy)
+            reply.error = self._secrets.redact_error(reply.error)
+            decision = decide(reply.error, reply.headers, retry_index, self._policy)
             if decision.refusal:
-                answer.error.message += f"; {decision.refusal}"
-            attempt.error = clip(describe(answer.error), 300)
+                reply.error.message += f"; {decision.refusal}"
+            attempt.error = clip(describe(reply.error), 300)
             if not decision.retry:
                 break
             attempt.delay_s = decision.delay
             time.sleep(decision.delay)
-        return answer, attempts
+        return reply, attempts
 
-    def _exchange(self, answer: Answer, attempts: list[Attempt], api_type: str, request: dict[str, Any]) -> Exchange:
-        outcome = answer.streamed
-        exchange = Exchange(False, api_type, request, status=answer.status, execution_time=answer.elapsed,
-                            attempts=attempts, stream=outcome is not None, error=answer.error)
+    def _result(self, reply: Reply, attempts: list[Attempt], api_type: str, request: dict[str, Any]) -> TestResult:
+        outcome = reply.streamed
+        result = TestResult(api_type=api_type, request=request, execution_time=reply.elapsed, attempt_log=attempts,
+                            stream=outcome is not None)
+        error = reply.error
         if outcome is not None:  # a broken stream keeps its partial text and timings
-            exchange.text, exchange.finish_reason = outcome.text, outcome.finish_reason
-            exchange.prompt_tokens, exchange.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
-            exchange.ttft, exchange.itl, exchange.e2e_latency = outcome.ttft, outcome.itl, outcome.e2e_latency
-        elif answer.error is None:
-            error = parse_answer(exchange, answer.payload)
+            result.response_text, result.finish_reason = outcome.text, outcome.finish_reason
+            result.prompt_tokens, result.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
+            result.ttft, result.itl, result.e2e_latency = outcome.ttft, outcome.itl, outcome.e2e_latency
+        elif error is None:
+            error = read_completion_body(result, reply.payload)
             if error is not None:
-                exchange.error = self._secrets.redact_error(error)
-                attempts[-1].error = clip(describe(exchange.error), 300)
+                error = self._secrets.redact_error(error)
+                attempts[-1].error = clip(describe(error), 300)
         # Before a failed check quotes the answer: a model may repeat a key it was shown.
-        exchange.text, exchange.data = self._secrets.mask(exchange.text), self._secrets.mask(exchange.data)
-        if exchange.error is not None:
-            return exchange
-        exchange.success = True
-        fill_token_counts(exchange, None if outcome is None else len(outcome.content_ns))
-        if outcome is not None:
-            exchange.tpot = tpot(exchange.ttft, exchange.e2e_latency, exchange.completion_tokens)
-        return exchange
+        result.response_text = self._secrets.mask(result.response_text)
+        result.api_response = self._secrets.mask(result.api_response)
+        if error is None:
+            fill_token_counts(result, None if outcome is None else len(outcome.content_ns))
+            if outcome is not None:
+                result.tpot = tpot(result.ttft, result.e2e_latency, result.completion_tokens)
+        return _finished(result, error)
 
     def _redact(self, text: str) -> str:
         return self._secrets.redact(text)
 
 
-def _prompt_as_chat(body: dict[str, Any]) -> dict[str, Any]:
-    """The body with its prompt sent as one user message, for an endpoint that only takes chat."""
-    return {
-        ("messages" if key == "prompt" else key): [{"role": "user", "content": value}] if key == "prompt" else value
-        for key, value in body.items()
-    }
+def _finished(result: TestResult, error: ApiError | None) -> TestResult:
+    """The figures every result carries once its request is over: success, attempts, speed, stamp and model."""
+    result.error = error
+    result.success = error is None
+    result.attempts = len(result.attempt_log)
+    result.error_message = describe(error, result.attempts) if error is not None else None
+    result.tokens_per_second = tokens_per_second(result.completion_tokens, result.execution_time)
+    result.timestamp = now_iso()
+    result.model = result.request.get("model")
+    return result

@@ -19,7 +19,7 @@ import urllib3.exceptions
 
 from ..result import ApiError
 from .api_errors import BODY_READ_ERRORS, MESSAGE_LIMIT, clip
-from .exchange import usage_count
+from .openai import usage_count
 
 if TYPE_CHECKING:
     import requests

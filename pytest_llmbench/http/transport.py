@@ -43,8 +43,8 @@ _TIMEOUT_OPTION = "--llmbench-timeout"
 
 
 @dataclass
-class Answer:
-    """What one attempt got, before it is judged a success or parsed."""
+class Reply:
+    """What one HTTP attempt got back, before it is judged a success or read as an answer."""
 
     elapsed: float  # seconds from sending to the answer's last byte ([DONE] for a stream)
     status: int | None = None
@@ -65,7 +65,7 @@ class Transport:
         self._session.mount("https://", adapter)
         self._environment = _environment_settings(self._session, endpoint, verify)
 
-    def attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float) -> Answer:
+    def attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float) -> Reply:
         """One try; ``stream_api`` ("chat" or "completions") asks for a streamed answer to be read as SSE."""
         deadline = time.monotonic() + timeout
         sent_ns = time.perf_counter_ns()
@@ -76,9 +76,9 @@ class Transport:
         self._session.close()
 
     def _attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float, sent_ns: int,
-                 watch: Watch) -> Answer:
-        def answer(**fields: Any) -> Answer:
-            return Answer(elapsed=(time.perf_counter_ns() - sent_ns) / 1e9, **fields)
+                 watch: Watch) -> Reply:
+        def reply(**fields: Any) -> Reply:
+            return Reply(elapsed=(time.perf_counter_ns() - sent_ns) / 1e9, **fields)
 
         def late() -> bool:  # a socket read timeout (as long as the whole attempt) may beat the watchdog
             return watch.expired or time.monotonic() >= watch.deadline
@@ -87,25 +87,25 @@ class Transport:
             response = self._session.request(method, url, json=body, timeout=timeout, stream=True,
                                              allow_redirects=False, **self._environment)
         except requests.ConnectTimeout as exc:  # before the deadline check: the request never reached the server
-            return answer(error=network_error(exc, target(url)))
+            return reply(error=network_error(exc, target(url)))
         except _UNSENDABLE as exc:
-            return answer(error=ApiError("request", f"the request could not be sent: {exc}"))
+            return reply(error=ApiError("request", f"the request could not be sent: {exc}"))
         except requests.RequestException as exc:
             if late():
-                return answer(error=ApiError("deadline", _past_deadline("no response came", timeout)))
-            return answer(error=network_error(exc, target(url)))
+                return reply(error=ApiError("deadline", _past_deadline("no response came", timeout)))
+            return reply(error=network_error(exc, target(url)))
         with response:
             status, headers = response.status_code, response.headers
             if 300 <= status < 400:
                 where = clip(redact_text(headers.get("Location") or "(no Location header)"), 300)
                 message = f"redirected to {where}, not followed: set the endpoint to the final URL"
-                return answer(status=status, headers=headers, error=ApiError("redirect", message, status))
+                return reply(status=status, headers=headers, error=ApiError("redirect", message, status))
             if status == 200 and stream_api and _is_event_stream(headers):  # some servers ignore "stream"
                 outcome = read_stream(response, stream_api, sent_ns, watch.deadline)
                 if outcome.error is not None and (outcome.error.kind == "deadline" or late()):
                     outcome.error = outcome.failure("deadline", _past_deadline("the stream was not complete", timeout))
                 elapsed = ((outcome.end_ns or time.perf_counter_ns()) - sent_ns) / 1e9  # [DONE], not the drain
-                return Answer(elapsed, status, headers, streamed=outcome, error=outcome.error)
+                return Reply(elapsed, status, headers, streamed=outcome, error=outcome.error)
             try:
                 payload, error = _read_body(response.raw, ERROR_BODY_LIMIT if status >= 300 else None), None
             except BODY_READ_ERRORS as exc:
@@ -113,9 +113,9 @@ class Transport:
             if late():  # also when the body looks whole: one without a length ends when the watchdog closes it
                 error = ApiError("deadline", _past_deadline("the response was not complete", timeout), status)
             if error is not None:
-                return answer(status=status, headers=headers, error=error)
+                return reply(status=status, headers=headers, error=error)
         error = http_error(status, payload) if status >= 300 else None
-        return answer(status=status, headers=headers, payload=payload, error=error)
+        return reply(status=status, headers=headers, payload=payload, error=error)
 
 
 def target(url: str) -> str:

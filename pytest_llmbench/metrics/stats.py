@@ -13,15 +13,16 @@ from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from ..result import METRICS, Metric
+
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
-TIME_METRICS = ("latency", "ttft", "itl", "tpot", "e2el")
+TIME_METRICS = tuple(metric.key for metric in METRICS if metric.seconds)  # summarised in ms
 RATE_METRIC = "tokens_per_second"
 # The statistic part of the vLLM-style keys: mean_ttft_ms, p99_9_ttft_ms, ...
 STATS = ("mean", "median", "std", "min", "max", "p50", "p90", "p95", "p99", "p99_9")
 SHARE_KEYS = ("success_rate", "goodput", "evaluation_pass_rate")
 NO_GROUP = "(none)"  # the group of results without a category or model
 
-_ROW_FIELDS = {"latency": "execution_time", "ttft": "ttft", "tpot": "tpot", "e2el": "e2e_latency"}
 _DESCRIBE_KEYS = ("count", "mean", "min", "max", "stdev", *(f"p{q:g}" for q in PERCENTILES))
 
 
@@ -33,12 +34,8 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[low] + (rank - low) * (ordered[high] - ordered[low])
 
 
-def describe(values: Iterable[float]) -> dict[str, Any]:
-    """count, mean, min, max, sample stdev and percentiles; empty input gives count 0 and None elsewhere."""
-    return _describe_sorted(sorted(values))
-
-
-def _describe_sorted(ordered: Sequence[float]) -> dict[str, Any]:
+def describe_sorted(ordered: Sequence[float]) -> dict[str, Any]:
+    """count, mean, min, max, sample stdev and percentiles of sorted values; none gives count 0 and None elsewhere."""
     count = len(ordered)
     if count == 0:
         return {"count": 0, **dict.fromkeys(_DESCRIBE_KEYS[1:])}
@@ -58,15 +55,19 @@ def _describe_sorted(ordered: Sequence[float]) -> dict[str, Any]:
 
 def metric_key(stat: str, metric: str) -> str:
     """The vLLM-style summary key: ("p99_9", "ttft") -> "p99_9_ttft_ms"; tokens/s keys carry no unit."""
-    return f"{stat}_{metric}" if metric == RATE_METRIC else f"{stat}_{metric}_ms"
+    return f"{stat}_{metric}_ms" if metric in TIME_METRICS else f"{stat}_{metric}"
 
 
-def _metric_fields(metric: str, desc: dict[str, Any], scale: float) -> dict[str, float | None]:
+def _scale(metric: Metric) -> float:
+    return 1000.0 if metric.seconds else 1.0
+
+
+def _metric_fields(metric: Metric, desc: dict[str, Any]) -> dict[str, float | None]:
     source = {"mean": "mean", "median": "p50", "std": "stdev", "min": "min", "max": "max", "p99_9": "p99.9"}
-    fields: dict[str, float | None] = {f"count_{metric}": desc["count"]}  # how many values each figure rests on
+    fields: dict[str, float | None] = {f"count_{metric.key}": desc["count"]}  # how many values each figure rests on
     for stat in STATS:
         value = desc[source.get(stat, stat)]
-        fields[metric_key(stat, metric)] = None if value is None else value * scale
+        fields[metric_key(stat, metric.key)] = None if value is None else value * _scale(metric)
     return fields
 
 
@@ -114,7 +115,7 @@ class _Series:
         if not self._sorted:
             self.values = _sorted_array(self.values)
             self._sorted = True
-        return _describe_sorted(self.values)
+        return describe_sorted(self.values)
 
 
 class _Mean:
@@ -138,7 +139,7 @@ class _Mean:
 class _Pool:
     """Totals and series for one set of results: the whole run, one category or one model."""
 
-    def __init__(self, pool_itl: bool) -> None:
+    def __init__(self, pool_chunks: bool) -> None:
         self.total = 0
         self.successful = 0
         self.met_slos = 0
@@ -148,10 +149,10 @@ class _Pool:
         self.evaluated = 0
         self.evaluations_passed = 0
         self.reasoning = _Mean()
-        self.itl_per_request = _Mean()
-        self.series = {name: _Series() for name in (*_ROW_FIELDS, RATE_METRIC)}
-        # Pooled ITL is one value per streamed chunk: the bulk of the memory, so only the run keeps it.
-        self.itl = _Series() if pool_itl else None
+        # A per-chunk metric (ITL) pools one value per streamed chunk: the bulk of the memory, so only the run
+        # keeps those values; every pool keeps their mean per request.
+        self.series = {m.key: _Series() for m in METRICS if pool_chunks or not m.per_chunk}
+        self.per_request = {m.key: _Mean() for m in METRICS if m.per_chunk}
 
     def add(self, row: dict[str, Any]) -> None:
         self.total += 1
@@ -169,14 +170,16 @@ class _Pool:
             self.met_slos += 1
         self.prompt_tokens += row.get("prompt_tokens") or 0
         self.completion_tokens += row.get("completion_tokens") or 0
-        for metric, field in (*_ROW_FIELDS.items(), (RATE_METRIC, RATE_METRIC)):
-            if row.get(field) is not None:
-                self.series[metric].add(row[field])
-        itl = row.get("itl") or ()
-        if itl:
-            self.itl_per_request.add(math.fsum(itl) / len(itl))
-            if self.itl is not None:
-                self.itl.extend(itl)
+        for metric in METRICS:
+            value = row.get(metric.field)
+            if value is None or (metric.per_chunk and not value):
+                continue
+            if metric.per_chunk:
+                self.per_request[metric.key].add(math.fsum(value) / len(value))
+                if metric.key in self.series:
+                    self.series[metric.key].extend(value)
+            else:
+                self.series[metric.key].add(value)
 
     def fields(self) -> dict[str, Any]:
         latency = self.series["latency"].describe()
@@ -196,14 +199,12 @@ class _Pool:
             "mean_reasoning_score": self.reasoning.value,
             "evaluation_pass_rate": _ratio(self.evaluations_passed, self.evaluated),
         }
-        out.update(_metric_fields("latency", latency, 1000.0))
-        for metric in ("ttft", "tpot", "e2el"):
-            out.update(_metric_fields(metric, self.series[metric].describe(), 1000.0))
-        if self.itl is not None:
-            out.update(_metric_fields("itl", self.itl.describe(), 1000.0))
-        per_request = self.itl_per_request.value
-        out["mean_itl_per_request_ms"] = None if per_request is None else per_request * 1000.0
-        out.update(_metric_fields(RATE_METRIC, rate, 1.0))
+        for metric in METRICS:
+            if metric.key in self.series:
+                out.update(_metric_fields(metric, self.series[metric.key].describe()))
+            if metric.per_chunk:
+                mean = self.per_request[metric.key].value
+                out[f"mean_{metric.key}_per_request_ms"] = None if mean is None else mean * _scale(metric)
         return out
 
 
@@ -215,7 +216,7 @@ class StatsAccumulator:
     """
 
     def __init__(self, slowest_kept: int = 10) -> None:
-        self._run = _Pool(pool_itl=True)
+        self._run = _Pool(pool_chunks=True)
         self._categories: dict[str, _Pool] = {}
         self._models: dict[str, _Pool] = {}
         self._slowest_kept = slowest_kept
@@ -227,7 +228,7 @@ class StatsAccumulator:
         for groups, name in ((self._categories, row.get("category")), (self._models, row.get("model"))):
             name = name or NO_GROUP
             if name not in groups:
-                groups[name] = _Pool(pool_itl=False)
+                groups[name] = _Pool(pool_chunks=False)
             groups[name].add(row)
         self._seen += 1
         seconds = finite_number(row.get("execution_time"))

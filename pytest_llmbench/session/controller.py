@@ -27,7 +27,7 @@ from ..metrics.gates import GateResult, Gates
 from ..metrics.hardware.monitor import ErrorRateAlert, PerformanceMonitor
 from ..options import Settings
 from .endpoint import Endpoint, output_folder, prepare, single_model
-from .handoff import Inbox, is_llmbench_nodeid, payload_of
+from .handoff import Inbox, delivery_of, is_llmbench_nodeid
 from .recorder import Recorder
 from .storage import check_writable, clean_temp_files
 from .terminal import ProgressLine, is_live_terminal, safe, write_gates, write_summary
@@ -148,9 +148,9 @@ class Controller:
             self.prepare()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        payload = payload_of(report, self.inbox)
-        if payload is not None:
-            progress = self.recorder.record(payload, passed=report.passed)
+        delivery = delivery_of(report, self.inbox)
+        if delivery is not None:
+            progress = self.recorder.record(delivery, passed=report.passed)
         elif report.failed and report.when in ("call", "???") and is_llmbench_nodeid(report.nodeid):
             progress = self.recorder.record_lost(report.nodeid, str(report.longrepr).splitlines()[0][:500])
         else:

@@ -9,30 +9,50 @@ so the hot path pays for no JSON round trip and the report stays small for any p
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from ..result import TestResult, dumps_strict
 
 ATTRIBUTE = "llmbench"
 
-Inbox = dict[str, dict[str, Any]]
+
+@dataclass
+class Delivery:
+    """One finished test on its way to the controller: the result and where its files go."""
+
+    result: TestResult
+    file_stem: str
+    subdir: str | None = None
+    window: tuple[float, float] | None = None  # monotonic start and end of the item's run
+
+    def to_json(self) -> str:
+        return dumps_strict({"result": self.result.to_dict(), "file_stem": self.file_stem, "subdir": self.subdir,
+                             "window": self.window})
+
+    @classmethod
+    def from_json(cls, raw: str) -> Delivery:
+        data = json.loads(raw)
+        window = data.get("window")
+        return cls(TestResult.from_dict(data["result"]), data["file_stem"], data.get("subdir"),
+                   tuple(window) if window else None)
 
 
-def attach(report: Any, result: TestResult, *, file_stem: str, subdir: str | None,
-           window: tuple[float, float] | None, inbox: Inbox | None) -> None:
+Inbox = dict[str, Delivery]
+
+
+def attach(report: Any, delivery: Delivery, inbox: Inbox | None) -> None:
     """Hand the result on: into ``inbox`` when the controller shares this process, else onto the report."""
-    payload = {"result": result.to_dict(), "file_stem": file_stem, "subdir": subdir, "window": window}
     if inbox is None:
-        setattr(report, ATTRIBUTE, dumps_strict(payload))
+        setattr(report, ATTRIBUTE, delivery.to_json())
     else:
-        inbox[report.nodeid] = payload
+        inbox[report.nodeid] = delivery
 
 
-def payload_of(report: Any, inbox: Inbox) -> dict[str, Any] | None:
+def delivery_of(report: Any, inbox: Inbox) -> Delivery | None:
     raw = getattr(report, ATTRIBUTE, None)
     if raw:
-        payload: dict[str, Any] = json.loads(raw)
-        return payload
+        return Delivery.from_json(raw)
     return inbox.pop(report.nodeid, None) if report.when == "call" else None
 
 

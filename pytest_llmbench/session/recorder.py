@@ -10,30 +10,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..http.redact import Secrets, mask_secrets
+from ..http.redact import Secrets
 from ..metrics.hardware.monitor import (
     ErrorRateAlert,
     PerformanceMonitor,
     joules_per_token,
 )
 from ..metrics.stats import StatsAccumulator
-from ..result import TestResult
+from ..result import METRICS, TestResult
+from .handoff import Delivery
 from .progress import ExecutionProgress, ProgressTracker
 from .storage import ResultWriter
 
 SCHEMA_VERSION = 1
 
-ROW_FIELDS = ("test_id", "test_name", "category", "model", "success", "execution_time", "prompt_tokens",
-              "completion_tokens", "tokens_per_second", "tokens_estimated", "attempts", "error_message",
-              "reasoning_score", "ttft", "tpot", "e2e_latency")
+# A row carries every scalar metric; per-chunk ones (ITL) go to the statistics only, or rows would hold every chunk.
+ROW_FIELDS = ("test_id", "test_name", "category", "model", "success", "prompt_tokens", "completion_tokens",
+              "tokens_estimated", "attempts", "error_message", "reasoning_score",
+              *(metric.field for metric in METRICS if not metric.per_chunk))
 
 
-def row_of(result: dict[str, Any]) -> dict[str, Any]:
+def row_of(result: TestResult) -> dict[str, Any]:
     """The batch file's row for one test: its figures without the response text."""
-    row = {name: result.get(name) for name in ROW_FIELDS}
-    evaluation = result.get("evaluation_result")
+    row = {name: getattr(result, name) for name in ROW_FIELDS}
+    evaluation, slo = result.evaluation_result, result.slo_result
     row["evaluation_passed"] = evaluation.get("passed") if evaluation else None
-    slo = result.get("slo_result")
     row["slo_passed"] = slo.get("passed") if slo else None
     return row
 
@@ -60,41 +61,41 @@ class Recorder:
     def progress(self) -> ExecutionProgress:
         return self.tracker.progress
 
-    def record(self, payload: dict[str, Any], *, passed: bool) -> ExecutionProgress:
+    def record(self, delivery: Delivery, *, passed: bool) -> ExecutionProgress:
         """Take one finished test: attach its hardware window, write its files, keep its row.
 
         ``passed`` is the item's outcome as pytest reported it (request, answer checks, SLOs, hooks).
         """
-        result = mask_secrets(payload["result"], self.secrets)
-        window = payload.get("window")
+        data = self.secrets.mask(delivery.result.to_dict())  # a hook may have put a secret anywhere
+        result = TestResult.from_dict(data) if self.secrets.ordered else delivery.result
+        window = delivery.window
         if window:
             self._span = [min(self._span[0], window[0]), max(self._span[1], window[1])] if self._span else list(window)
         if self.monitor is not None and window:
             metrics = self.monitor.window(*window)
-            metrics["joules_per_token"] = joules_per_token(metrics, result.get("completion_tokens"))
-            result["performance_metrics"] = {**metrics, **(result.get("performance_metrics") or {})}
-        self.writer.write_test(result, payload["file_stem"], payload.get("subdir"))
-        return self._count(result, passed=passed, file_stem=payload["file_stem"])
+            metrics["joules_per_token"] = joules_per_token(metrics, result.completion_tokens)
+            result.performance_metrics = data["performance_metrics"] = {**metrics, **result.performance_metrics}
+        self.writer.write_test(data, delivery.file_stem, delivery.subdir)
+        return self._count(result, passed=passed, file_stem=delivery.file_stem)
 
     def record_lost(self, nodeid: str, message: str) -> ExecutionProgress:
         """A test that ended without a result (a crashed worker, an error outside the request)."""
         test_id = nodeid.rsplit("::", 1)[-1]
-        result = TestResult(test_id=test_id, test_name=test_id, success=False, error_message=message).to_dict()
+        result = TestResult(test_id=test_id, test_name=test_id, success=False, error_message=message)
         self.lost.append({"nodeid": nodeid, "error_message": message})
         return self._count(result, passed=False, file_stem=None)
 
-    def _count(self, result: dict[str, Any], *, passed: bool, file_stem: str | None) -> ExecutionProgress:
+    def _count(self, result: TestResult, *, passed: bool, file_stem: str | None) -> ExecutionProgress:
         """The one place a result enters the run's record: error-rate alert, row, statistics, progress."""
-        self._note_alert(self.error_alert.add(bool(result["success"])) if self.error_alert else None)
+        self._note_alert(self.error_alert.add(result.success) if self.error_alert else None)
         row = row_of(result)
         row["passed"], row["file_stem"] = passed, file_stem
         self.rows.append(row)
-        self.stats.add({**row, "itl": result.get("itl") or []})
-        return self.tracker.update(name=result["test_name"], category=result.get("category"),
-                                   success=bool(result["success"]), passed=passed,
-                                   execution_time=result["execution_time"],
-                                   completion_tokens=result.get("completion_tokens"),
-                                   tokens_per_second=result.get("tokens_per_second"))
+        self.stats.add({**row, **{m.field: getattr(result, m.field) for m in METRICS if m.per_chunk}})
+        return self.tracker.update(name=result.test_name, category=result.category, success=result.success,
+                                   passed=passed, execution_time=result.execution_time,
+                                   completion_tokens=result.completion_tokens,
+                                   tokens_per_second=result.tokens_per_second)
 
     def _note_alert(self, message: str | None) -> None:
         if message:

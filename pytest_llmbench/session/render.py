@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from ..result import dumps_strict
+from ..result import METRICS, Metric, dumps_strict
 
 
 def _content_text(content: Any) -> str:
@@ -43,31 +43,30 @@ def _completion_text(result: dict[str, Any]) -> str:
     return f"ERROR{kind}: {message}{partial}"
 
 
-def _seconds(value: Any) -> str:
-    return "n/a" if value is None else f"{value:.3f} s"
-
-
 def _tokens(value: Any, estimated: bool) -> str:
     if value is None:
         return "n/a"
     return f"{value} (estimated)" if estimated else str(value)
 
 
+def _metric_value(metric: Metric, value: Any) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:.3f} s" if metric.seconds else f"{value:.2f}"
+
+
 def _metric_lines(result: dict[str, Any]) -> list[str]:
     estimated = bool(result.get("tokens_estimated"))
-    speed = result.get("tokens_per_second")
     lines = [
         f"model: {result.get('model') or 'n/a'}",
         f"category: {result.get('category') or 'n/a'}",
         f"success: {bool(result.get('success'))}",
-        f"execution_time: {_seconds(result.get('execution_time'))}",
         f"prompt_tokens: {_tokens(result.get('prompt_tokens'), estimated)}",
         f"completion_tokens: {_tokens(result.get('completion_tokens'), estimated)}",
-        f"tokens_per_second: {'n/a' if speed is None else f'{speed:.2f}'}",
         f"attempts: {result.get('attempts', 0)}",
     ]
-    timings = ("ttft", "tpot", "e2e_latency")
-    lines += [f"{k}: {_seconds(result[k])}" for k in timings if result.get(k) is not None]
+    lines += [f"{m.field}: {_metric_value(m, result.get(m.field))}" for m in METRICS
+              if not m.per_chunk and (m.always_shown or result.get(m.field) is not None)]
     if result.get("reasoning_score") is not None:
         lines.append(f"reasoning_score: {result['reasoning_score']}")
     evaluation = result.get("evaluation_result")

@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from ..metrics.stats import metric_key
+from ..result import METRICS
 from ..textsafe import escape_for_terminal
 from .progress import ExecutionProgress
 
@@ -103,8 +104,6 @@ def _ms(value: Any) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
-METRIC_ROWS = (("latency ms", "latency"), ("TTFT ms", "ttft"), ("ITL ms", "itl"), ("TPOT ms", "tpot"),
-               ("E2E ms", "e2el"), ("tokens/s", "tokens_per_second"))
 TABLE_STATS = (("n", "count"), ("mean", "mean"), ("std", "std"), ("min", "min"), ("p50", "p50"), ("p90", "p90"),
                ("p95", "p95"), ("p99", "p99"), ("p99.9", "p99_9"), ("max", "max"))
 
@@ -152,7 +151,7 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
 
 def _write_metric_table(reporter: Any, agg: dict[str, Any]) -> None:
     """Pooled statistics of every metric that was measured, one row each."""
-    rows = [(label, metric) for label, metric in METRIC_ROWS if agg.get(f"count_{metric}")]
+    rows = [(metric.label, metric.key) for metric in METRICS if agg.get(f"count_{metric.key}")]
     if not rows:
         return
     reporter.write_line(f"{'':11}" + "".join(f"{title:>9}" for title, _ in TABLE_STATS))

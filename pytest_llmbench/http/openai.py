@@ -1,0 +1,121 @@
+"""The OpenAI request and response format: the body we send, where it goes, and reading a JSON answer into a
+``TestResult``.
+
+Kept apart from the HTTP code in client.py: building a body and reading an answer's text and token counts out of
+a JSON body do not depend on how the bytes travel.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..result import ApiError, TestResult, estimate_tokens
+from .api_errors import bad_response, parse_error_body
+
+PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+
+
+def build_body(
+    prompt: str | None = None,
+    messages: Sequence[Mapping[str, Any]] | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    model: str | None = None,
+    stream: bool = False,
+) -> dict[str, Any]:
+    """The JSON body: parameters set to None are left out, unknown ones pass through to the server."""
+    if (prompt is None) == (messages is None):
+        raise ValueError("build_body needs exactly one of prompt and messages")
+    body: dict[str, Any] = {"model": model} if model else {}
+    if prompt is not None:
+        body["prompt"] = prompt
+    else:
+        body["messages"] = [dict(message) for message in messages or ()]
+    for key, value in (parameters or {}).items():
+        if value is not None and key not in body and key not in ("stream", "stream_options"):
+            body[key] = value
+    body["stream"] = stream
+    if stream:
+        body["stream_options"] = {"include_usage": True}
+    return body
+
+
+def prompt_as_chat(body: dict[str, Any]) -> dict[str, Any]:
+    """The body with its prompt sent as one user message, for an endpoint that only takes chat."""
+    return {
+        ("messages" if key == "prompt" else key): [{"role": "user", "content": value}] if key == "prompt" else value
+        for key, value in body.items()
+    }
+
+
+def resolve_url(endpoint: str, api_type: str) -> tuple[str, str]:
+    """(URL to POST to, API shape used): a URL ending in a shape's path fixes it, anything else is a base."""
+    parts = urlsplit(endpoint)
+    path = parts.path.rstrip("/")
+    for fixed, suffix in PATHS.items():
+        if path.endswith(suffix):
+            return urlunsplit(parts._replace(path=path)), fixed
+    return urlunsplit(parts._replace(path=path + PATHS[api_type])), api_type
+
+
+def models_url(endpoint: str) -> str:
+    parts = urlsplit(endpoint)
+    path = parts.path.rstrip("/")
+    for suffix in PATHS.values():
+        if path.endswith(suffix):
+            path = path.removesuffix(suffix)
+            break
+    return urlunsplit(parts._replace(path=path + "/models"))
+
+
+def read_completion_body(result: TestResult, payload: bytes) -> ApiError | None:
+    """Fill the result from a 2xx JSON body (text, usage, finish reason), or say why the body is no answer."""
+    if not payload.strip():
+        return bad_response("the response body is empty", payload)
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        return bad_response("the response body is not JSON", payload)
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        message = "the response has no choices"
+        if isinstance(data, dict) and ("error" in data or data.get("object") == "error"):
+            message += f": {parse_error_body(payload.decode('utf-8', errors='replace'))[0]}"
+        return bad_response(message, payload)
+    choice = choices[0]
+    if result.api_type == "chat":
+        message_obj = choice.get("message")
+        if not isinstance(message_obj, dict):
+            return bad_response("choices[0] has no message", payload)
+        text = message_obj.get("content")
+        text = "" if text is None else text  # a reply of tool calls or reasoning alone has no content
+    else:
+        text = choice.get("text")
+    if not isinstance(text, str):
+        return bad_response("choices[0] has no text", payload)
+    usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+    result.api_response, result.response_text, result.finish_reason = data, text, choice.get("finish_reason")
+    result.prompt_tokens = usage_count(usage.get("prompt_tokens"))
+    result.completion_tokens = usage_count(usage.get("completion_tokens"))
+    return None
+
+
+def fill_token_counts(result: TestResult, content_chunks: int | None = None) -> None:
+    """Estimate the completion count when the server did not report it, and flag it.
+
+    Only the completion count is estimated: it is the one tokens/s, TPOT and the token checks use,
+    and ``tokens_estimated`` says it is a guess. A prompt count the server did not report stays None.
+    A stream is estimated at one token per chunk that carried text (llama.cpp's server and others send
+    about one token a chunk and no usage); a whole answer at ``estimate_tokens`` of its text.
+    """
+    if result.completion_tokens is None:
+        result.completion_tokens = (estimate_tokens(result.response_text) if content_chunks is None
+                                    else content_chunks)
+        result.tokens_estimated = True
+
+
+def usage_count(value: Any) -> int | None:
+    """A token count from a usage object, or None for anything that is not a count."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
