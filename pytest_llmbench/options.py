@@ -88,6 +88,8 @@ class Settings:
                                       "results passes this share", "SHARE", low=0, high=1)
     local_startup_timeout: float = _option(180.0, "seconds to wait for the embedded server to answer", "SECONDS",
                                            low=0, inclusive=False)
+    html: str | None = _option(None, "where the HTML report goes (default: report.html in the output folder); "
+                                     "'none' writes no report", "PATH")
 
     @property
     def uses_local_server(self) -> bool:

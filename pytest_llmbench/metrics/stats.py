@@ -257,6 +257,16 @@ class StatsAccumulator:
         """Per-model figures: as summary() but without wall-time throughputs or pooled ITL."""
         return {name: pool.fields() for name, pool in sorted(self._models.items())}
 
+    def quantiles(self, metric: str = "itl", points: int = 201) -> list[float]:
+        """Evenly spaced quantiles (p0 to p100) of a pooled metric, in ms: the shape of a distribution whose
+        values are too many to keep in a file (one ITL gap per streamed chunk), for histograms and CDFs."""
+        series = self._run.series.get(metric)
+        if series is None or not series.values:
+            return []
+        series.describe()  # sorts the values in place, once
+        ordered = series.values
+        return [round(percentile(ordered, 100.0 * i / (points - 1)) * 1000.0, 4) for i in range(points)]
+
     def slowest(self, n: int = 5) -> list[dict[str, Any]]:
         """The n slowest tests, slowest first (at most slowest_kept of them, timed failures included)."""
         return [

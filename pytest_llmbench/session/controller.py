@@ -29,6 +29,7 @@ from ..options import Settings
 from .endpoint import Endpoint, output_folder, prepare, single_model
 from .handoff import Inbox, delivery_of, is_llmbench_nodeid
 from .recorder import Recorder
+from .report_html import DEFAULT_NAME, write_report
 from .storage import check_writable, clean_temp_files
 from .terminal import ProgressLine, is_live_terminal, safe, write_gates, write_summary
 
@@ -57,6 +58,7 @@ class Controller:
         self._started_monotonic = time.monotonic()
         self.partial_reason: str | None = None
         self.batch_path: Path | None = None
+        self.report_path: Path | None = None
         self.line: ProgressLine | None = None
         self.gate_result: GateResult | None = None
         self.batch: dict[str, Any] | None = None
@@ -224,6 +226,21 @@ class Controller:
         self.config.hook.pytest_llmbench_batch(batch=batch)
         self.batch = batch
         self.batch_path = self.recorder.write_batch(batch, self.started)
+        self.report_path = self._write_report(batch)
+
+    def _write_report(self, batch: dict[str, Any]) -> Path | None:
+        """The HTML report, after the batch file is safe on disk: a report that fails is a warning, nothing more."""
+        html = self.settings.html
+        if (html or "").strip().lower() == "none" or len(self.recorder.rows) < 2:
+            return None
+        # the default follows the output folder; a given path is relative to where pytest started
+        path = self.config.invocation_params.dir / html if html else self.output / DEFAULT_NAME
+        try:
+            return write_report([(batch, self.started.strftime("%Y-%m-%d %H:%M:%S UTC"), self.output)], path)
+        except Exception as exc:  # a bad value from a hook, a full disk: the batch is written already
+            message = f"could not write the HTML report {path}: {type(exc).__name__}: {exc}"
+            warnings.warn(LLMBenchWarning(message), stacklevel=1)
+            return None
 
     def _run_metadata(self) -> dict[str, Any]:
         s = self.settings
@@ -253,6 +270,8 @@ class Controller:
         if batch is None:
             return
         files = [str(self.batch_path)] if self.batch_path else []
+        if self.report_path is not None:
+            files.append(str(self.report_path))
         files.append(f"{self.output}{'' if files else ' (per-test files)'}")
         write_summary(terminalreporter, batch, files)
         if self.gate_result is not None:

@@ -20,7 +20,7 @@ from ..metrics.stats import StatsAccumulator
 from ..result import METRICS, TestResult
 from .handoff import Delivery
 from .progress import ExecutionProgress, ProgressTracker
-from .storage import ResultWriter
+from .storage import COMPLETION_SUFFIX, ResultWriter
 
 SCHEMA_VERSION = 1
 
@@ -30,13 +30,30 @@ ROW_FIELDS = ("test_id", "test_name", "category", "model", "success", "prompt_to
               *(metric.field for metric in METRICS if not metric.per_chunk))
 
 
+EXCERPT_CHARS = 300  # of a failed test's answer, kept in the batch for the report
+
+
 def row_of(result: TestResult) -> dict[str, Any]:
-    """The batch file's row for one test: its figures without the response text."""
+    """The batch file's row for one test: its figures without the response text (a failure keeps an excerpt)."""
     row = {name: getattr(result, name) for name in ROW_FIELDS}
+    row["itl_mean"] = sum(result.itl) / len(result.itl) if result.itl else None
     evaluation, slo = result.evaluation_result, result.slo_result
     row["evaluation_passed"] = evaluation.get("passed") if evaluation else None
     row["slo_passed"] = slo.get("passed") if slo else None
+    if not result.success or row["evaluation_passed"] is False or row["slo_passed"] is False:
+        row["failure"] = _failure_of(result)
     return row
+
+
+def _failure_of(result: TestResult) -> dict[str, Any]:
+    """What a reader of the report needs to see why a test failed, without opening its files."""
+    checks = [c for c in (result.evaluation_result or {}).get("checks") or [] if not c.get("passed")]
+    misses = (result.slo_result or {}).get("misses") or []
+    return {
+        "checks": [f"{c.get('name')}: {c.get('detail') or ''}"[:EXCERPT_CHARS] for c in checks[:10]],
+        "slo_misses": [str(m.get("message") if isinstance(m, dict) else m)[:EXCERPT_CHARS] for m in misses[:10]],
+        "answer_excerpt": (result.response_text or "")[:EXCERPT_CHARS],
+    }
 
 
 @dataclass
@@ -55,6 +72,7 @@ class Recorder:
         self.tracker = ProgressTracker()
         self._unseen_alerts: list[str] = []
         self._span: list[float] = []  # [first request started, last answer done], monotonic
+        self._starts: list[float | None] = []  # each row's request start, monotonic
         self._failures_reported = 0
 
     @property
@@ -75,8 +93,11 @@ class Recorder:
             metrics = self.monitor.window(*window)
             metrics["joules_per_token"] = joules_per_token(metrics, result.completion_tokens)
             result.performance_metrics = data["performance_metrics"] = {**metrics, **result.performance_metrics}
-        self.writer.write_test(data, delivery.file_stem, delivery.subdir)
-        return self._count(result, passed=passed, file_stem=delivery.file_stem)
+        written = self.writer.write_test(data, delivery.file_stem, delivery.subdir)
+        completion = next((str(p.relative_to(self.output)) for p in written if p.name.endswith(COMPLETION_SUFFIX)),
+                          None)
+        return self._count(result, passed=passed, file_stem=delivery.file_stem, completion_file=completion,
+                           started=window[0] if window else None)
 
     def record_lost(self, nodeid: str, message: str) -> ExecutionProgress:
         """A test that ended without a result (a crashed worker, an error outside the request)."""
@@ -85,11 +106,14 @@ class Recorder:
         self.lost.append({"nodeid": nodeid, "error_message": message})
         return self._count(result, passed=False, file_stem=None)
 
-    def _count(self, result: TestResult, *, passed: bool, file_stem: str | None) -> ExecutionProgress:
+    def _count(self, result: TestResult, *, passed: bool, file_stem: str | None,
+               completion_file: str | None = None, started: float | None = None) -> ExecutionProgress:
         """The one place a result enters the run's record: error-rate alert, row, statistics, progress."""
         self._note_alert(self.error_alert.add(result.success) if self.error_alert else None)
         row = row_of(result)
-        row["passed"], row["file_stem"] = passed, file_stem
+        row["passed"], row["file_stem"], row["completion_file"] = passed, file_stem, completion_file
+        row["start_s"] = None  # set by build_batch, from the first request on
+        self._starts.append(started)
         self.rows.append(row)
         self.stats.add({**row, **{m.field: getattr(result, m.field) for m in METRICS if m.per_chunk}})
         return self.tracker.update(name=result.test_name, category=result.category, success=result.success,
@@ -118,6 +142,9 @@ class Recorder:
     def build_batch(self, *, run: dict[str, Any], partial_reason: str | None,
                     wall_time_s: float) -> dict[str, Any]:
         aggregate = self._aggregate(wall_time_s)
+        first = self._span[0] if self._span else 0.0
+        for row, started in zip(self.rows, self._starts):  # send times for the report's timeline
+            row["start_s"] = None if started is None else round(started - first, 6)
         return {
             "schema_version": SCHEMA_VERSION,
             "partial": partial_reason is not None,
@@ -127,6 +154,7 @@ class Recorder:
             "categories": self.stats.by_category(),
             "models": self.stats.by_model(),
             "slowest": self.stats.slowest(5),
+            "distributions": {"itl_ms": self.stats.quantiles("itl")},
             "lost_tests": self.lost,
             "alerts": self.alerts,
             "hardware": self._hardware(aggregate),

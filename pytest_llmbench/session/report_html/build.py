@@ -1,0 +1,361 @@
+"""What one run's report shows, taken from its batch file: plain data for the template and the charts.
+
+Everything here reads the batch defensively (``.get`` with defaults): a batch from an older version, a partial
+run, or one without the optional sections (timeline, sweep, hardware, server) still makes a report.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from ...metrics.stats import finite_number, format_value
+
+# The distributions the report draws: (key in the view, batch row field, summary-key metric, title)
+DISTRIBUTIONS = (
+    ("latency", "execution_time", "latency", "Latency"),
+    ("ttft", "ttft", "ttft", "Time to first token"),
+    ("itl", None, "itl", "Inter-token latency"),  # pooled per chunk: from the batch's quantiles
+    ("tpot", "tpot", "tpot", "Time per output token"),
+)
+MARKED = ("p50", "p90", "p99")
+TIMELINE_POINTS = 200  # buckets of the throughput timeline derived from the rows
+FAILURES_SHOWN = 200
+SLOWEST_SHOWN = 10
+
+# Headline figures: (summary key, label, which way is better). Units follow stats.format_value.
+HEADLINE = (
+    ("total_tests", "tests", None),
+    ("passed_tests", "passed", "higher"),
+    ("success_rate", "request success", "higher"),
+    ("goodput", "goodput", "higher"),
+    ("request_throughput", "request throughput", "higher"),
+    ("output_throughput", "output throughput", "higher"),
+    ("p50_latency_ms", "latency p50", "lower"),
+    ("p90_latency_ms", "latency p90", "lower"),
+    ("p99_latency_ms", "latency p99", "lower"),
+    ("p50_ttft_ms", "TTFT p50", "lower"),
+    ("p99_ttft_ms", "TTFT p99", "lower"),
+    ("p50_itl_ms", "ITL p50", "lower"),
+    ("p99_itl_ms", "ITL p99", "lower"),
+    ("p50_tpot_ms", "TPOT p50", "lower"),
+    ("p99_tpot_ms", "TPOT p99", "lower"),
+    ("mean_tokens_per_second", "tokens/s per request", "higher"),
+    ("evaluation_pass_rate", "answer checks passed", "higher"),
+    ("mean_reasoning_score", "reasoning score", "higher"),
+    ("duration_s", "duration", None),
+)
+
+
+def _ms(value: Any) -> float | None:
+    number = finite_number(value)
+    return None if number is None else round(number * 1000.0, 3)
+
+
+def outcome_of(row: dict[str, Any]) -> str:
+    """passed / failed (a check, an SLO or a hook failed it) / error (no usable answer)."""
+    if not row.get("success"):
+        return "error"
+    return "passed" if row.get("passed", True) else "failed"
+
+
+def file_link(batch_dir: Path | None, completion_file: Any, report_dir: Path) -> str | None:
+    """A relative URL from the report to a test's completion file (absolute file URL across drives)."""
+    if batch_dir is None or not isinstance(completion_file, str) or not completion_file:
+        return None
+    target = (batch_dir / completion_file).resolve()
+    try:
+        relative = os.path.relpath(target, report_dir.resolve())
+    except ValueError:  # another drive on Windows
+        return target.as_uri()
+    return "/".join(quote(part) for part in Path(relative).parts)
+
+
+def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
+    """Columns, not objects: a 10,000-test report stays small and parses fast; repeated texts go by index."""
+    names: dict[str, int] = {}
+
+    def index(text: Any) -> int:
+        return names.setdefault("" if text is None else str(text), len(names))
+
+    tests: dict[str, list[Any]] = {key: [] for key in (
+        "id", "name", "category", "model", "outcome", "latency", "ttft", "itl", "tpot", "tps", "tokens",
+        "start", "file")}
+    for row in rows:
+        tests["id"].append(str(row.get("test_id", "")))
+        tests["name"].append(str(row.get("test_name", "")))
+        tests["category"].append(index(row.get("category")))
+        tests["model"].append(index(row.get("model")))
+        tests["outcome"].append(outcome_of(row))
+        tests["latency"].append(_ms(row.get("execution_time")) if row.get("success") else None)
+        tests["ttft"].append(_ms(row.get("ttft")))
+        tests["itl"].append(_ms(row.get("itl_mean")))
+        tests["tpot"].append(_ms(row.get("tpot")))
+        speed = finite_number(row.get("tokens_per_second"))
+        tests["tps"].append(None if speed is None else round(speed, 2))
+        tests["tokens"].append(row.get("completion_tokens"))
+        start = finite_number(row.get("start_s"))
+        tests["start"].append(None if start is None else round(start, 4))
+        tests["file"].append(file_link(batch_dir, row.get("completion_file"), report_dir))
+    tests["texts"] = list(names)
+    return tests
+
+
+def _percentiles(aggregate: dict[str, Any]) -> dict[str, dict[str, float | None]]:
+    return {key: {mark: finite_number(aggregate.get(f"{mark}_{metric}_ms")) for mark in MARKED}
+            for key, _, metric, _ in DISTRIBUTIONS}
+
+
+def _group_table(groups: dict[str, Any]) -> list[dict[str, str]]:
+    table = []
+    for name, figures in (groups or {}).items():
+        if not isinstance(figures, dict):
+            continue
+        table.append({"name": str(name), **{key: format_value(key, figures.get(key)) for key in (
+            "total_tests", "success_rate", "goodput", "evaluation_pass_rate", "p50_latency_ms", "p99_latency_ms",
+            "p50_ttft_ms", "p99_ttft_ms", "mean_tokens_per_second", "mean_reasoning_score")}})
+    return table
+
+
+def _failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    failed = [row for row in rows if outcome_of(row) != "passed"]
+    shown = []
+    for row in failed[:FAILURES_SHOWN]:
+        failure = row.get("failure") or {}
+        shown.append({
+            "id": str(row.get("test_id", "")),
+            "name": str(row.get("test_name", "")),
+            "model": str(row.get("model") or ""),
+            "outcome": outcome_of(row),
+            "error": row.get("error_message") or "",
+            "checks": [str(c) for c in failure.get("checks") or []],
+            "slo_misses": [str(m) for m in failure.get("slo_misses") or []],
+            "answer": str(failure.get("answer_excerpt") or ""),
+        })
+    return shown
+
+
+def _slowest(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    timed = [row for row in rows if row.get("success") and finite_number(row.get("execution_time"))]
+    timed.sort(key=lambda row: row["execution_time"], reverse=True)
+    return [{"id": str(row.get("test_id", "")), "name": str(row.get("test_name", "")),
+             "model": str(row.get("model") or ""), "latency": format_value("x_ms", row["execution_time"] * 1000),
+             "ttft": format_value("x_ms", _ms(row.get("ttft"))),
+             "tokens": format_value("n", row.get("completion_tokens"))}
+            for row in timed[:SLOWEST_SHOWN]]
+
+
+def derived_timeline(rows: list[dict[str, Any]]) -> dict[str, list[float]] | None:
+    """Throughput and requests in flight over time from the rows' send times, for batches without a timeline."""
+    spans = []
+    for row in rows:
+        start, seconds = finite_number(row.get("start_s")), finite_number(row.get("execution_time"))
+        if start is not None and seconds is not None:
+            spans.append((start, start + seconds, row.get("completion_tokens") or 0, bool(row.get("success"))))
+    if len(spans) < 2:
+        return None
+    end = max(span[1] for span in spans)
+    bucket = max(end / TIMELINE_POINTS, 0.05)
+    count = int(end / bucket) + 1
+    done, tokens, errors = [0.0] * count, [0.0] * count, [0.0] * count
+    for _, finish, n_tokens, success in spans:
+        slot = min(int(finish / bucket), count - 1)
+        done[slot] += success
+        errors[slot] += not success
+        tokens[slot] += n_tokens
+    starts = sorted(span[0] for span in spans)
+    ends = sorted(span[1] for span in spans)
+    times = [round((i + 0.5) * bucket, 4) for i in range(count)]
+    in_flight = [bisect.bisect_right(starts, t) - bisect.bisect_right(ends, t) for t in times]
+    return {"t": times, "completed_per_s": [round(d / bucket, 3) for d in done],
+            "output_tokens_per_s": [round(x / bucket, 2) for x in tokens],
+            "errors_per_s": [round(e / bucket, 3) for e in errors], "in_flight": in_flight,
+            "bucket_s": [bucket]}
+
+
+def batch_timeline(batch: dict[str, Any]) -> dict[str, list[Any]] | None:
+    """The batch's own timeline (a list of per-bucket points, or a section holding one) as columns."""
+    section = batch.get("timeline")
+    points = section.get("buckets") or section.get("points") if isinstance(section, dict) else section
+    if not isinstance(points, list) or not points or not all(isinstance(p, dict) for p in points):
+        return None
+    keys = [k for k in points[0] if all(finite_number(p.get(k)) is not None or p.get(k) is None for p in points)]
+    return {key: [finite_number(p.get(key)) for p in points] for key in keys}
+
+
+def _first(mapping: dict[str, Any], *keys: str) -> Any:
+    return next((mapping[k] for k in keys if mapping.get(k) is not None), None)
+
+
+def sweep_view(sweep: Any) -> dict[str, Any] | None:
+    """The sweep section as points: achieved throughput against latency p50/p99 per level, the knee flagged."""
+    levels = sweep.get("levels") if isinstance(sweep, dict) else sweep
+    if not isinstance(levels, list) or not levels:
+        return None
+    knee = _first(sweep, "knee", "knee_level") if isinstance(sweep, dict) else None
+    if isinstance(knee, dict):
+        knee = _first(knee, "level", "value")
+    points = []
+    for level in levels:
+        if not isinstance(level, dict):
+            continue
+        name = _first(level, "level", "value", "concurrency", "rate", "label")
+        points.append({
+            "label": str(name),
+            "x": finite_number(_first(level, "request_throughput", "achieved_request_rate", "achieved_rate",
+                                      "output_throughput")),
+            "p50": finite_number(_first(level, "p50_latency_ms", "latency_p50_ms", "median_latency_ms")),
+            "p99": finite_number(_first(level, "p99_latency_ms", "latency_p99_ms")),
+            "knee": bool(level.get("knee")) or (knee is not None and str(knee) == str(name)),
+        })
+    points = [p for p in points if p["x"] is not None]
+    return {"levels": points, "x_label": "achieved throughput, requests/s"} if points else None
+
+
+def hardware_columns(timeseries: Any) -> dict[str, list[Any]] | None:
+    """The monitor's timeline (per-device lists inside each point) as one column per series."""
+    if not isinstance(timeseries, list) or not timeseries:
+        return None
+    columns: dict[str, list[Any]] = {"t": [], "CPU %": [], "memory %": []}
+    devices = max(len(p.get("gpu_util_pct") or []) for p in timeseries)
+    names = [(key, f"GPU{d} {unit}", d) for d in range(devices)
+             for key, unit in (("gpu_util_pct", "util %"), ("gpu_power_w", "power W"), ("gpu_memory_used_gb", "memory GB"))]
+    for _, name, _ in names:
+        columns[name] = []
+    for point in timeseries:
+        columns["t"].append(finite_number(point.get("t")))
+        columns["CPU %"].append(finite_number(point.get("cpu_pct")))
+        columns["memory %"].append(finite_number(point.get("memory_pct")))
+        for key, name, device in names:
+            values = point.get(key) or []
+            columns[name].append(finite_number(values[device]) if device < len(values) else None)
+    return columns
+
+
+def _header(batch: dict[str, Any], label: str) -> dict[str, Any]:
+    run = batch.get("run") or {}
+    aggregate = batch.get("aggregate") or {}
+    options = run.get("options") or {}
+    shown = {key: value for key, value in options.items() if value not in (None, "", [], False)}
+    return {
+        "label": label,
+        "endpoint": run.get("endpoint") or "",
+        "models": ", ".join(str(m) for m in run.get("models") or []),
+        "versions": f"pytest-llmbench {run.get('plugin_version', '?')} · pytest {run.get('pytest_version', '?')}"
+                    f" · Python {run.get('python_version', '?')}",
+        "host": run.get("hostname") or "",
+        "start": run.get("start_time") or "",
+        "end": run.get("end_time") or "",
+        "workers": run.get("workers"),
+        "partial": bool(batch.get("partial")),
+        "partial_reason": batch.get("partial_reason") or "",
+        "total": aggregate.get("total_tests", 0),
+        "passed": aggregate.get("passed_tests", 0),
+        "failed": (aggregate.get("total_tests") or 0) - (aggregate.get("passed_tests") or 0),
+        "options": sorted((str(k), v if isinstance(v, str) else str(v)) for k, v in shown.items()),
+        "alerts": [str(a) for a in batch.get("alerts") or []],
+        "lost": batch.get("lost_tests") or [],
+    }
+
+
+def _gates(batch: dict[str, Any]) -> dict[str, Any] | None:
+    gates = batch.get("gates")
+    if not isinstance(gates, dict):
+        return None
+    comparison = gates.get("comparison") or None
+    deltas = []
+    for delta in (comparison or {}).get("deltas") or []:
+        name, change = str(delta.get("name")), finite_number(delta.get("change_pct"))
+        better = _better(name)
+        verdict = "" if change is None or better is None or change == 0 else (
+            "better" if (change < 0) == (better == "lower") else "worse")
+        deltas.append({"name": name, "baseline": format_value(name, delta.get("baseline")),
+                       "current": format_value(name, delta.get("current")),
+                       "change": "n/a" if change is None else f"{change:+.1f}%", "verdict": verdict})
+    return {
+        "passed": bool(gates.get("passed", True)),
+        "slo_misses": [str(m.get("message") if isinstance(m, dict) else m) for m in gates.get("slo_misses") or []],
+        "baseline": None if comparison is None else str(comparison.get("baseline") or ""),
+        "regressions": [str(r) for r in (comparison or {}).get("regressions") or []],
+        "deltas": deltas,
+        "checks": [{"passed": bool(g.get("passed")), "text": " ".join(
+            str(g[k]) for k in ("name", "gate", "message") if g.get(k) is not None)}
+            for g in gates.get("checks") or [] if isinstance(g, dict)],  # every gate, when the batch lists them
+    }
+
+
+def _hardware_note(hardware: dict[str, Any]) -> str:
+    """One line of run-level hardware figures under the hardware chart."""
+    parts = [f"{label} {format_value('x', hardware.get(key))} %" for key, label in (
+        ("cpu_mean_pct", "CPU mean"), ("cpu_peak_pct", "CPU peak"), ("memory_peak_pct", "memory peak"))]
+    gpus = ", ".join(str(g) for g in hardware.get("gpu_devices") or []) or str(
+        hardware.get("gpu_unavailable_reason") or "none")
+    energy = finite_number(hardware.get("gpu_energy_j"))
+    return " · ".join(parts + [f"GPUs: {gpus}"] + ([f"GPU energy {energy:.0f} J"] if energy is not None else []))
+
+
+def _better(key: str) -> str | None:
+    """Which way a summary figure should move: latencies down, rates and shares up."""
+    for known, _, better in HEADLINE:
+        if known == key:
+            return better
+    if key.endswith("_ms") or key in ("average_execution_time",):
+        return "lower"
+    if "throughput" in key or "rate" in key or "tokens_per_second" in key or key == "goodput":
+        return "higher"
+    return None
+
+
+def build_run(batch: dict[str, Any], *, label: str, batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
+    """One run's part of the report: header and tables for the template, `chart` data for the scripts."""
+    rows = [row for row in batch.get("tests") or [] if isinstance(row, dict)]
+    aggregate = batch.get("aggregate") or {}
+    hardware = batch.get("hardware") if isinstance(batch.get("hardware"), dict) else None
+    server = batch.get("server") if isinstance(batch.get("server"), dict) else None
+    chart = {
+        "label": label,
+        "tests": _tests(rows, batch_dir, report_dir),
+        "percentiles": _percentiles(aggregate),
+        "itl_quantiles": [q for q in ((batch.get("distributions") or {}).get("itl_ms") or [])
+                          if finite_number(q) is not None],
+        "timeline": batch_timeline(batch) or derived_timeline(rows),
+        "sweep": sweep_view(batch.get("sweep")),
+        "hardware": hardware_columns((hardware or {}).get("timeseries")),
+        "server": batch_timeline(server) if server else None,
+    }
+    return {
+        "header": _header(batch, label),
+        "figures": {key: format_value(key, aggregate.get(key)) for key, _, _ in HEADLINE},
+        "raw": {key: finite_number(aggregate.get(key)) for key, _, _ in HEADLINE},
+        "gates": _gates(batch),
+        "categories": _group_table(batch.get("categories") or {}),
+        "models": _group_table(batch.get("models") or {}),
+        "failures": _failures(rows),
+        "failure_count": sum(outcome_of(row) != "passed" for row in rows),
+        "slowest": _slowest(rows),
+        "hardware": _hardware_note(hardware) if hardware else None,
+        "server": server,
+        "sweep": chart["sweep"],
+        "chart": chart,
+    }
+
+
+def comparison(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Headline figures side by side, each later run's change against the first, coloured better or worse."""
+    table = []
+    for key, label, better in HEADLINE:
+        base = runs[0]["raw"][key]
+        cells = []
+        for run in runs:
+            value = run["raw"][key]
+            change = None if value is None or not base else (value - base) / abs(base) * 100.0
+            verdict = "" if change is None or better is None or abs(change) < 0.05 else (
+                "better" if (change < 0) == (better == "lower") else "worse")
+            cells.append({"value": run["figures"][key], "change": None if change is None else f"{change:+.1f}%",
+                          "verdict": verdict})
+        if any(run["raw"][key] is not None for run in runs):
+            table.append({"label": label, "cells": cells})
+    return table

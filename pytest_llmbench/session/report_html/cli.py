@@ -1,0 +1,71 @@
+"""`llmbench-report BATCH.json [BATCH2.json ...] -o report.html`: the report from batch files after the fact.
+
+With two or more batches the report compares them: the first is the reference every delta is measured against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from .write import DEFAULT_NAME, write_report
+
+
+class BatchFileError(Exception):
+    """A batch file that cannot be read: the message names the file and what is wrong."""
+
+
+def load_batch(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            batch = json.load(handle)
+    except OSError as exc:
+        raise BatchFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise BatchFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except json.JSONDecodeError as exc:
+        raise BatchFileError(f"{path}: not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    if not isinstance(batch, dict) or not isinstance(batch.get("tests"), list):
+        raise BatchFileError(f"{path}: not an llmbench batch file (no 'tests' list)")
+    return batch
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="llmbench-report",
+        description="Write the pytest-llmbench HTML report from batch files; two or more are compared, the first "
+                    "being the reference.")
+    parser.add_argument("batches", nargs="+", type=Path, metavar="BATCH.json", help="batch_results_*.json files")
+    parser.add_argument("-o", "--output", type=Path, default=Path(DEFAULT_NAME),
+                        help=f"the HTML file to write (default: {DEFAULT_NAME})")
+    parser.add_argument("--label", action="append", default=[],
+                        help="a name for each run, in the order of the batch files (default: the file name)")
+    parser.add_argument("--title", help="the report's title")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if len(args.label) > len(args.batches):
+        print(f"llmbench-report: {len(args.label)} labels for {len(args.batches)} batch files", file=sys.stderr)
+        return 2
+    labels = args.label + [path.stem for path in args.batches[len(args.label):]]
+    try:
+        runs = [(load_batch(path), label, path.resolve().parent) for path, label in zip(args.batches, labels)]
+    except BatchFileError as exc:
+        print(f"llmbench-report: {exc}", file=sys.stderr)
+        return 2
+    try:
+        written = write_report(runs, args.output, args.title)
+    except OSError as exc:
+        print(f"llmbench-report: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"llmbench report: {written}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The report as one HTML file: Jinja2 with autoescaping, the chart library and our script inlined once.
+
+Hostile text (test names, answers, server messages) reaches the page two ways, both inert: as template values,
+which Jinja escapes, and inside the JSON data island, whose `<`, `>`, `&` and line separators are written as
+`\\uXXXX` escapes, so no answer can close the `<script>` element or start markup.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from functools import cache, lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ..._version import __version__
+from .build import DISTRIBUTIONS, HEADLINE, build_run, comparison
+
+_PACKAGE = "pytest_llmbench.session.report_html"
+_SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
+                   0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def script_json(data: Any) -> str:
+    """JSON that is safe inside a <script> element: it cannot end the element or open a comment."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_plain)
+    return text.translate(_SCRIPT_ESCAPES)
+
+
+def _plain(value: Any) -> Any:
+    """A value JSON has no type for (a hook's datetime, a NaN inside a hook's figures) as text or null."""
+    return str(value)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+@cache
+def _asset(*parts: str) -> str:
+    text = resources.files(_PACKAGE).joinpath(*parts).read_text(encoding="utf-8")
+    if "</script" in text.lower():  # an inlined script must not be able to end its own element
+        raise ValueError(f"{'/'.join(parts)} contains '</script' and cannot be inlined")
+    return text
+
+
+@lru_cache(maxsize=1)
+def _environment() -> jinja2.Environment:
+    loader = jinja2.PackageLoader(_PACKAGE, "templates")
+    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+
+
+def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report_path: Path,
+                  title: str | None = None) -> str:
+    """The HTML text for one or more runs: (batch, label, folder its test files are relative to) each."""
+    report_dir = report_path.parent
+    runs = [build_run(batch, label=label, batch_dir=folder, report_dir=report_dir)
+            for batch, label, folder in batches]
+    data = {"runs": [run["chart"] for run in runs],
+            "distributions": [[key, title] for key, _, _, title in DISTRIBUTIONS]}
+    try:
+        payload = script_json(data)
+    except ValueError:  # NaN or infinity from a hook's figures
+        payload = script_json(_finite(data))
+    template = _environment().get_template("report.html.j2")
+    return template.render(
+        title=title or ("llmbench comparison" if len(runs) > 1 else "llmbench report"),
+        runs=runs,
+        comparison=comparison(runs) if len(runs) > 1 else None,
+        headline=HEADLINE,
+        generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        version=__version__,
+        chart_js=_asset("vendor", "chart.umd.min.js"),
+        report_js=_asset("templates", "report.js"),
+        report_css=_asset("templates", "report.css"),
+        payload=payload,
+    )

@@ -1,0 +1,300 @@
+/* pytest-llmbench report: draws the charts (Chart.js) and the test table from the JSON data island.
+   Text from the runs reaches the page only through textContent and Chart.js's canvas: never as markup. */
+(function () {
+  "use strict";
+  var started = performance.now();
+  var data = JSON.parse(document.getElementById("llmbench-data").textContent);
+  var runs = data.runs;
+  var multi = runs.length > 1;
+  var RUN_COLOURS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#be185d", "#4d7c0f"];
+  var OUTCOME_COLOURS = {passed: "#16a34a", failed: "#d97706", error: "#dc2626"};
+  var MARK_DASH = {p50: [2, 2], p90: [6, 3], p99: [10, 4]};
+  var charts = [];
+  window.llmbenchCharts = charts;
+
+  Chart.defaults.animation = false;
+  Chart.defaults.maintainAspectRatio = false;
+  Chart.defaults.font.size = 11;
+
+  function colour(i) { return RUN_COLOURS[i % RUN_COLOURS.length]; }
+  function alpha(hex, a) {
+    var n = parseInt(hex.slice(1), 16);
+    return "rgba(" + (n >> 16) + "," + ((n >> 8) & 255) + "," + (n & 255) + "," + a + ")";
+  }
+  function make(tag, cls, text) {
+    var node = document.createElement(tag);
+    if (cls) { node.className = cls; }
+    if (text !== undefined && text !== null) { node.textContent = String(text); }
+    return node;
+  }
+  function draw(canvas, config) {
+    config.options = config.options || {};
+    var legend = config.options.plugins && config.options.plugins.legend;
+    config.options.plugins = config.options.plugins || {};
+    config.options.plugins.legend = legend || {labels: {filter: function (item, d) {
+      return !d.datasets[item.datasetIndex].marker;
+    }}};
+    var chart = new Chart(canvas, config);
+    charts.push(chart);
+    return chart;
+  }
+  function chartBox(parent, title, tall) {
+    var box = make("div", "chart" + (tall ? " tall" : ""));
+    if (title) { box.appendChild(make("h3", null, title)); }
+    var canvas = make("canvas");
+    box.appendChild(canvas);
+    parent.appendChild(box);
+    return canvas;
+  }
+  function present(values) { return values.filter(function (v) { return v !== null && v !== undefined; }); }
+  function label(run, text) { return multi ? run.label + " · " + text : text; }
+
+  /* ---- distributions: histogram + empirical CDF per metric, p50/p90/p99 marked ---- */
+  function metricValues(run, key) {
+    return key === "itl" ? run.itl_quantiles : present(run.tests[key]);
+  }
+  function cdfPoints(sorted) {
+    var n = sorted.length, m = Math.min(n, 400), out = [];
+    for (var i = 0; i < m; i++) {
+      var k = m === 1 ? 0 : Math.round(i * (n - 1) / (m - 1));
+      out.push({x: sorted[k], y: (k + 1) / n});
+    }
+    return out;
+  }
+  function markers(run, ri, key, top) {
+    var sets = [];
+    ["p50", "p90", "p99"].forEach(function (mark) {
+      var value = (run.percentiles[key] || {})[mark];
+      if (value === null || value === undefined) { return; }
+      sets.push({type: "line", marker: true, label: label(run, mark + " " + value.toFixed(1) + " ms"),
+        data: [{x: value, y: 0}, {x: value, y: top}], borderColor: colour(ri), borderWidth: 1.5,
+        borderDash: MARK_DASH[mark], pointRadius: 0, pointHitRadius: 6});
+    });
+    return sets;
+  }
+  function distributions() {
+    var box = document.getElementById("distribution-charts");
+    data.distributions.forEach(function (pair) {
+      var key = pair[0], title = pair[1];
+      var series = runs.map(function (run) { return metricValues(run, key).slice().sort(function (a, b) { return a - b; }); });
+      var all = [].concat.apply([], series);
+      if (!all.length) { return; }
+      var lo = Math.min.apply(null, series.map(function (s) { return s.length ? s[0] : Infinity; }));
+      var hi = Math.max.apply(null, series.map(function (s) { return s.length ? s[s.length - 1] : -Infinity; }));
+      var bins = Math.max(10, Math.min(60, Math.round(Math.sqrt(all.length / runs.length))));
+      var width = (hi - lo) / bins || 1;
+      var hist = [], cdf = [], histTop = 0;
+      series.forEach(function (values, ri) {
+        if (!values.length) { return; }
+        var counts = new Array(bins).fill(0);
+        values.forEach(function (v) { counts[Math.min(bins - 1, Math.floor((v - lo) / width))] += 1; });
+        var points = counts.map(function (c, b) { return {x: lo + (b + 0.5) * width, y: 100 * c / values.length}; });
+        points.forEach(function (p) { histTop = Math.max(histTop, p.y); });
+        hist.push({type: "bar", label: label(runs[ri], title), data: points, backgroundColor: alpha(colour(ri), multi ? 0.45 : 0.7),
+          borderColor: colour(ri), borderWidth: 1, barPercentage: 1, categoryPercentage: 1, grouped: false});
+        cdf.push({type: "line", label: label(runs[ri], "CDF"), data: cdfPoints(values), borderColor: colour(ri),
+          backgroundColor: colour(ri), pointRadius: 0, borderWidth: 2, stepped: true});
+      });
+      runs.forEach(function (run, ri) {
+        hist = hist.concat(markers(run, ri, key, histTop));
+        cdf = cdf.concat(markers(run, ri, key, 1));
+      });
+      var note = key === "itl" ? " (per chunk, from 201 pooled quantiles)" : "";
+      var xAxis = {type: "linear", title: {display: true, text: title + ", ms" + note}};
+      draw(chartBox(box, title + " — histogram"), {type: "bar", data: {datasets: hist}, options: {
+        scales: {x: xAxis, y: {title: {display: true, text: "% of requests"}, beginAtZero: true}}}});
+      draw(chartBox(box, title + " — CDF"), {type: "line", data: {datasets: cdf}, options: {
+        scales: {x: xAxis, y: {min: 0, max: 1, title: {display: true, text: "share at or below"}}}}});
+    });
+  }
+
+  /* ---- per-request timeline: send time against latency, one dataset per outcome, category or model ---- */
+  var timelineChart = null;
+  function timeline() {
+    var mode = document.getElementById("timeline-colour").value;
+    var groups = {}, order = [];
+    runs.forEach(function (run, ri) {
+      var t = run.tests;
+      for (var i = 0; i < t.id.length; i++) {
+        if (t.start[i] === null || t.latency[i] === null && t.outcome[i] !== "error") { continue; }
+        var name = mode === "outcome" ? t.outcome[i] : t.texts[t[mode][i]] || "(none)";
+        var keyName = (multi ? run.label + " · " : "") + name;
+        if (!groups[keyName]) {
+          var c = mode === "outcome" && !multi ? OUTCOME_COLOURS[name] : RUN_COLOURS[order.length % RUN_COLOURS.length];
+          groups[keyName] = {label: keyName, data: [], backgroundColor: alpha(c, 0.65), borderColor: c,
+            pointRadius: 2.5, pointHoverRadius: 5, pointStyle: ri % 2 ? "rectRot" : "circle"};
+          order.push(keyName);
+        }
+        groups[keyName].data.push({x: t.start[i], y: t.latency[i] === null ? 0 : t.latency[i], id: t.id[i],
+          outcome: t.outcome[i]});
+      }
+    });
+    if (timelineChart) { timelineChart.destroy(); charts.splice(charts.indexOf(timelineChart), 1); }
+    timelineChart = draw(document.getElementById("chart-timeline"), {type: "scatter",
+      data: {datasets: order.map(function (k) { return groups[k]; })},
+      options: {scales: {x: {title: {display: true, text: "sent, s from the first request"}},
+        y: {title: {display: true, text: "latency, ms (errors at 0)"}, beginAtZero: true}},
+        plugins: {tooltip: {callbacks: {label: function (ctx) {
+          return ctx.raw.id + " — " + ctx.raw.outcome + ", " + ctx.raw.y.toFixed(1) + " ms at " + ctx.raw.x.toFixed(2) + " s";
+        }}}}}});
+  }
+
+  /* ---- time series given as columns {t: [...], name: [...]}: throughput, hardware, server ---- */
+  var X_KEYS = ["t", "t_s", "time_s", "elapsed_s", "second"];
+  function xKeyOf(columns) {
+    for (var i = 0; i < X_KEYS.length; i++) { if (columns[X_KEYS[i]]) { return X_KEYS[i]; } }
+    return null;
+  }
+  function columnSets(run, ri, columns, names, axisOf) {
+    var xKey = xKeyOf(columns);
+    return names.map(function (name, ni) {
+      var points = [];
+      columns[xKey].forEach(function (x, i) { if (x !== null && columns[name][i] !== null) { points.push({x: x, y: columns[name][i]}); } });
+      var c = multi ? colour(ri) : RUN_COLOURS[ni % RUN_COLOURS.length];
+      return {type: "line", label: label(run, name), data: points, yAxisID: axisOf(name), borderColor: c,
+        backgroundColor: c, pointRadius: 0, borderWidth: 1.5, borderDash: multi && ni % 2 ? [5, 3] : []};
+    });
+  }
+  function seriesNames(columns) {
+    var xKey = xKeyOf(columns);
+    return Object.keys(columns).filter(function (k) { return k !== xKey && k !== "bucket_s" && present(columns[k]).length; });
+  }
+  function timeChart(canvas, pick, axisOf, axes) {
+    var sets = [];
+    runs.forEach(function (run, ri) {
+      var columns = pick(run);
+      if (columns && xKeyOf(columns)) { sets = sets.concat(columnSets(run, ri, columns, seriesNames(columns), axisOf)); }
+    });
+    if (!sets.length || !canvas) { return; }
+    var scales = {x: {type: "linear", title: {display: true, text: "s from the start"}}};
+    Object.keys(axes).forEach(function (id, i) {
+      scales[id] = {position: i ? "right" : "left", beginAtZero: true, title: {display: true, text: axes[id]},
+        grid: {drawOnChartArea: i === 0}};
+    });
+    draw(canvas, {type: "line", data: {datasets: sets}, options: {scales: scales, interaction: {mode: "nearest", intersect: false}}});
+  }
+  function throughput() {
+    timeChart(document.getElementById("chart-throughput"), function (run) { return run.timeline; },
+      function (name) { return /token/.test(name) ? "y1" : "y"; },
+      {y: "requests/s · in flight", y1: "tokens/s"});
+  }
+  function hardware() {
+    timeChart(document.getElementById("chart-hardware"), function (run) { return run.hardware; },
+      function (name) { return /%/.test(name) ? "y" : "y1"; }, {y: "%", y1: "W · GB"});
+  }
+  function server() {
+    var box = document.getElementById("server-charts");
+    if (!box) { return; }
+    var names = [];
+    runs.forEach(function (run) {
+      if (run.server && xKeyOf(run.server)) {
+        seriesNames(run.server).forEach(function (n) { if (names.indexOf(n) < 0) { names.push(n); } });
+      }
+    });
+    names.slice(0, 12).forEach(function (name) {
+      timeChart(chartBox(box, name), function (run) {
+        if (!run.server || !run.server[name]) { return null; }
+        var cols = {}; cols[xKeyOf(run.server)] = run.server[xKeyOf(run.server)]; cols[name] = run.server[name];
+        return cols;
+      }, function () { return "y"; }, {y: name});
+    });
+  }
+
+  /* ---- sweep: achieved throughput against latency p50/p99 per level, the knee marked ---- */
+  function sweep() {
+    var canvas = document.getElementById("chart-sweep");
+    if (!canvas) { return; }
+    var sets = [];
+    runs.forEach(function (run, ri) {
+      var s = run.sweep;
+      if (!s || !s.levels.length) { return; }
+      ["p50", "p99"].forEach(function (mark, mi) {
+        sets.push({type: "line", label: label(run, "latency " + mark), borderColor: colour(ri + mi), backgroundColor: colour(ri + mi),
+          borderDash: mi ? [6, 3] : [], data: s.levels.map(function (l) { return {x: l.x, y: l[mark], level: l.label}; }),
+          pointRadius: s.levels.map(function (l) { return l.knee ? 9 : 4; }),
+          pointStyle: s.levels.map(function (l) { return l.knee ? "star" : "circle"; })});
+      });
+    });
+    if (!sets.length) { return; }
+    var xTitle = runs.filter(function (r) { return r.sweep; })[0].sweep.x_label;
+    draw(canvas, {type: "line", data: {datasets: sets}, options: {
+      scales: {x: {type: "linear", title: {display: true, text: xTitle}}, y: {beginAtZero: true, title: {display: true, text: "latency, ms"}}},
+      plugins: {tooltip: {callbacks: {label: function (ctx) {
+        return ctx.dataset.label + " at " + ctx.raw.level + ": " + (ctx.raw.y === null ? "n/a" : ctx.raw.y.toFixed(1) + " ms");
+      }}}}}});
+  }
+
+  /* ---- the table of every test: filter, sort, link to the completion file ---- */
+  var COLUMNS = ["id", "name", "category", "model", "outcome", "latency", "ttft", "itl", "tpot", "tps", "tokens", "start"];
+  var TEXT_INDEXED = {category: true, model: true};
+  var rows = [];
+  runs.forEach(function (run, ri) { for (var i = 0; i < run.tests.id.length; i++) { rows.push([ri, i]); } });
+  var sortKey = null, sortDir = 1;
+  function cell(ri, i, key) {
+    if (key === "run") { return runs[ri].label; }
+    var t = runs[ri].tests, v = t[key][i];
+    return TEXT_INDEXED[key] ? t.texts[v] : v;
+  }
+  function compare(a, b) {
+    var x = cell(a[0], a[1], sortKey), y = cell(b[0], b[1], sortKey);
+    if (x === y) { return 0; }
+    if (x === null || x === undefined) { return 1; }
+    if (y === null || y === undefined) { return -1; }
+    return (typeof x === "number" ? x - y : String(x).localeCompare(String(y))) * sortDir;
+  }
+  function renderTable() {
+    var text = document.getElementById("test-filter").value.toLowerCase();
+    var outcome = document.getElementById("test-outcome").value;
+    var shown = rows.filter(function (r) {
+      var t = runs[r[0]].tests, i = r[1];
+      if (outcome && t.outcome[i] !== outcome) { return false; }
+      if (!text) { return true; }
+      return (t.id[i] + "\u0000" + t.name[i] + "\u0000" + t.texts[t.category[i]] + "\u0000" + t.texts[t.model[i]])
+        .toLowerCase().indexOf(text) >= 0;
+    });
+    if (sortKey) { shown.sort(compare); }
+    var body = document.createDocumentFragment();
+    var keys = (multi ? ["run"] : []).concat(COLUMNS);
+    shown.forEach(function (r) {
+      var tr = document.createElement("tr");
+      tr.className = runs[r[0]].tests.outcome[r[1]];
+      keys.forEach(function (key) {
+        var v = cell(r[0], r[1], key);
+        tr.appendChild(make("td", typeof v === "number" ? "num" : null, v === null ? "—" : v));
+      });
+      var td = document.createElement("td"), file = runs[r[0]].tests.file[r[1]];
+      if (file) { var a = make("a", null, "completion"); a.href = file; td.appendChild(a); }
+      tr.appendChild(td);
+      body.appendChild(tr);
+    });
+    var tbody = document.querySelector("#test-table tbody");
+    tbody.replaceChildren(body);
+    document.getElementById("test-count").textContent = shown.length + " of " + rows.length + " tests";
+  }
+  function table() {
+    document.querySelectorAll("#test-table th[data-key]").forEach(function (th) {
+      th.addEventListener("click", function () {
+        var key = th.getAttribute("data-key");
+        sortDir = sortKey === key ? -sortDir : 1;
+        sortKey = key;
+        document.querySelectorAll("#test-table th").forEach(function (h) { h.removeAttribute("aria-sort"); });
+        th.setAttribute("aria-sort", sortDir > 0 ? "ascending" : "descending");
+        renderTable();
+      });
+    });
+    document.getElementById("test-filter").addEventListener("input", renderTable);
+    document.getElementById("test-outcome").addEventListener("change", renderTable);
+    renderTable();
+  }
+
+  distributions();
+  timeline();
+  document.getElementById("timeline-colour").addEventListener("change", timeline);
+  throughput();
+  sweep();
+  hardware();
+  server();
+  table();
+  window.llmbenchDrawnMs = performance.now() - started;
+  window.llmbenchReady = true;
+})();
