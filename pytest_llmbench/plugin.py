@@ -29,6 +29,7 @@ from .runner import Runner, build_runner
 from .session.controller import WORKERINPUT_KEY, Controller, make_monitor
 from .session.endpoint import Endpoint, output_folder, prepare
 from .session.handoff import Delivery, attach, release
+from .session.report_html.pytest_html import PytestHtmlColumns, add_html_extras, html_report_wanted
 
 SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()
 OWN_ENDPOINT_KEY = pytest.StashKey[Endpoint]()
@@ -61,6 +62,8 @@ def pytest_configure(config: pytest.Config) -> None:
             "llmbench: --llmbench-insecure is set: TLS certificates are not verified"), stacklevel=2)
     if not hasattr(config, "workerinput"):
         config.pluginmanager.register(Controller(config, settings, gates), "llmbench-controller")
+    if config.pluginmanager.hasplugin("html"):
+        config.pluginmanager.register(PytestHtmlColumns(), "llmbench-pytest-html")
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SuiteFile | None:
@@ -86,6 +89,8 @@ def pytest_runtest_call(item: pytest.Item) -> None:
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
     report = yield
     if call.when == "call" and isinstance(item, LLMBenchItem) and item.result is not None:
+        if html_report_wanted(item.config):
+            add_html_extras(report, item.result, item.config.stash[SETTINGS_KEY].secrets())
         controller = item.config.pluginmanager.get_plugin("llmbench-controller")  # None in an xdist worker
         delivery = Delivery(item.result, item.file_stem or item.case.id, item.output_subdir, item.window)
         attach(report, delivery, inbox=controller.inbox if controller is not None else None)

@@ -1,0 +1,204 @@
+"""The HTML report in a real browser (Debian's headless Chromium through playwright): reports made by real
+sessions against the stub server open without errors, draw every chart, and filter, sort and compare.
+
+Locally these tests skip when Chromium or playwright is missing; under CI (.ci/run installs both) they never skip.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pytest
+from report_sessions import batch_file, report_file, run_session, start_stub
+
+INSTALL_HINT = ("the browser tests need Chromium and playwright: `sudo apt-get install chromium` (Debian/Ubuntu) "
+                "and `pip install -e '.[test]'`; they run under CI")
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):  # .ci/run installs the browser: a skip there would hide a broken set-up
+        pytest.fail(f"{reason}; {INSTALL_HINT}")
+    pytest.skip(f"{reason}; {INSTALL_HINT}")
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        _unavailable("no chromium on PATH")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@dataclass
+class OpenReport:
+    page: Any
+    problems: list[str] = field(default_factory=list)  # console errors, uncaught exceptions, dialogs
+
+    def js(self, script: str, arg: Any = None) -> Any:
+        return self.page.evaluate(script, arg)
+
+    def rows(self) -> int:
+        return self.js("document.querySelectorAll('#test-table tbody tr').length")
+
+    def column(self, index: int) -> list[str]:
+        return self.js(f"[...document.querySelectorAll('#test-table tbody tr')].map(r => r.cells[{index}].textContent)")
+
+
+@pytest.fixture
+def open_report(chromium) -> Iterator[Any]:
+    pages = []
+
+    def open_(path: Path) -> OpenReport:
+        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+        pages.append(page)
+        opened = OpenReport(page)
+        page.on("console", lambda m: opened.problems.append(f"console {m.type}: {m.text}")
+                if m.type in ("error", "warning") else None)
+        page.on("pageerror", lambda e: opened.problems.append(f"uncaught: {e}"))
+        page.on("dialog", lambda d: (opened.problems.append(f"dialog: {d.message}"), d.dismiss()))
+        page.goto(path.as_uri())
+        page.wait_for_function("window.llmbenchReady === true", timeout=30_000)
+        return opened
+
+    yield open_
+    for page in pages:
+        page.close()
+
+
+@pytest.fixture
+def stub(httpserver):
+    return start_stub(httpserver)
+
+
+# Each chart's drawn marks: elements with finite positions inside the plot area, and painted pixels there.
+CHART_MARKS = """() => window.llmbenchCharts.map(chart => {
+  const area = chart.chartArea, box = chart.canvas.closest('.chart').querySelector('h3');
+  const marks = chart.data.datasets.map((d, i) => d.marker ? null : chart.getDatasetMeta(i).data.filter(e =>
+      Number.isFinite(e.x) && Number.isFinite(e.y) && e.x >= area.left - 1 && e.x <= area.right + 1).length)
+    .filter(n => n !== null);
+  const ctx = chart.canvas.getContext('2d');
+  const pixels = ctx.getImageData(area.left, area.top, area.right - area.left, area.bottom - area.top).data;
+  let painted = 0;
+  for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] > 0) painted++; }
+  return {name: chart.canvas.id || (box && box.textContent) || '?', marks, painted};
+})"""
+
+
+def test_a_session_report_opens_without_errors_and_every_chart_draws_its_marks(pytester, stub, open_report):
+    run_session(pytester, stub)
+    report = open_report(report_file(pytester))
+    assert report.problems == []
+    charts = report.js(CHART_MARKS)
+    names = [c["name"] for c in charts]
+    for metric in ("Latency", "Time to first token", "Inter-token latency", "Time per output token"):
+        assert f"{metric} — histogram" in names and f"{metric} — CDF" in names
+    assert "chart-timeline" in names and "chart-throughput" in names
+    for chart in charts:
+        assert chart["marks"] and all(n > 0 for n in chart["marks"]), chart
+        assert chart["painted"] > 200, chart
+
+
+def test_the_timeline_shows_the_test_id_on_hover(pytester, stub, open_report):
+    run_session(pytester, stub)
+    report = open_report(report_file(pytester))
+    point = report.js("""() => { const c = Chart.getChart('chart-timeline'); const e = c.getDatasetMeta(0).data[0];
+        const r = c.canvas.getBoundingClientRect(); return {x: r.left + e.x, y: r.top + e.y + window.scrollY,
+        id: c.data.datasets[0].data[0].id}; }""")
+    report.page.evaluate("document.getElementById('chart-timeline').scrollIntoView()")
+    box = report.page.locator("#chart-timeline").bounding_box()
+    element = report.js("() => { const e = Chart.getChart('chart-timeline').getDatasetMeta(0).data[0]; return {x: e.x, y: e.y}; }")
+    report.page.mouse.move(box["x"] + element["x"], box["y"] + element["y"])
+    report.page.wait_for_timeout(100)
+    tooltip = report.js("() => Chart.getChart('chart-timeline').tooltip.body.map(b => b.lines.join(' ')).join(' ')")
+    assert tooltip.startswith(point["id"] + " — ")
+
+
+def test_the_test_table_has_every_test_and_filters_and_sorts(pytester, stub, open_report):
+    run_session(pytester, stub)
+    report = open_report(report_file(pytester))
+    assert report.rows() == 11
+    assert report.js("document.getElementById('test-count').textContent") == "11 of 11 tests"
+    report.page.fill("#test-filter", "q0")
+    assert sorted(report.column(0)) == [f"q{n:02d}" for n in range(9)]
+    report.page.fill("#test-filter", "")
+    report.page.select_option("#test-outcome", "error")
+    assert report.column(0) == ["broken"]
+    report.page.select_option("#test-outcome", "")
+    latency = 5  # id, name, category, model, outcome, latency
+    report.page.click("#test-table th[data-key=latency]")
+    ascending = report.column(latency)
+    timed = [float(v) for v in ascending if v != "—"]
+    assert timed == sorted(timed) and ascending[-1] == "—"  # the failed request has no latency: last
+    report.page.click("#test-table th[data-key=latency]")
+    descending = [float(v) for v in report.column(latency) if v != "—"]
+    assert descending == sorted(timed, reverse=True)
+    link = report.js("document.querySelector('#test-table tbody a').href")  # as the browser resolved it
+    assert link.startswith("file://") and Path(unquote(urlparse(link).path)).is_file()
+
+
+def test_a_comparison_report_shows_both_runs(pytester, stub, open_report, httpserver):
+    from pytest_llmbench.session.report_html.cli import main
+
+    run_session(pytester, stub)
+    before = batch_file(pytester).rename(pytester.path / "before.json")
+    stub.delay = 0.02  # the second run is slower: its latency deltas are "worse"
+    run_session(pytester, stub)
+    out = pytester.path / "compare.html"
+    assert main([str(before), str(batch_file(pytester)), "-o", str(out), "--label", "before", "--label", "after"]) == 0
+    report = open_report(out)
+    assert report.problems == []
+    assert report.js("[...document.querySelectorAll('#comparison thead th')].map(t => t.textContent.trim())") == [
+        "metric", "before", "after"]
+    latency_delta = report.js("""[...document.querySelectorAll('#comparison tbody tr')]
+        .find(r => r.cells[0].textContent === 'latency p50').querySelector('.delta').className""")
+    assert latency_delta == "delta worse"
+    labels = report.js("Chart.getChart(document.querySelector('#distribution-charts canvas')).data.datasets"
+                       ".filter(d => !d.marker).map(d => d.label)")
+    assert labels == ["before · Latency", "after · Latency"]
+    assert report.rows() == 22 and set(report.column(0)) == {"before", "after"}
+    assert all(all(n > 0 for n in c["marks"]) for c in report.js(CHART_MARKS))
+
+
+def test_a_hostile_answer_opens_no_dialog_and_runs_no_script(pytester, stub, open_report):
+    run_session(pytester, stub, hostile=True)
+    report = open_report(report_file(pytester))
+    assert report.problems == []
+    assert report.js("window.__pwned") is None
+    assert report.js("document.querySelectorAll('img, iframe, object, embed').length") == 0
+    assert report.js("document.querySelectorAll('script').length") == 3
+    text = report.js("document.body.innerText")
+    assert "</script><script>window.__pwned = 1; alert(1)</script>" in text  # shown as text
+    report.page.fill("#test-filter", "hostile")
+    assert report.column(0) == ["hostile"]
+    assert report.js("window.__pwned") is None
+
+
+def test_a_screenshot_of_the_report_is_not_blank(pytester, stub, open_report, tmp_path):
+    run_session(pytester, stub)
+    report = open_report(report_file(pytester))
+    png = report.page.screenshot(full_page=True)
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    colours = report.js("""async (data) => {
+        const img = new Image(); img.src = 'data:image/png;base64,' + data; await img.decode();
+        const c = document.createElement('canvas'); c.width = img.width; c.height = img.height;
+        const ctx = c.getContext('2d'); ctx.drawImage(img, 0, 0);
+        const px = ctx.getImageData(0, 0, c.width, c.height).data, seen = new Set();
+        for (let i = 0; i < px.length; i += 4 * 7) seen.add((px[i] << 16) | (px[i + 1] << 8) | px[i + 2]);
+        return {width: c.width, height: c.height, colours: seen.size};
+    }""", base64.b64encode(png).decode())
+    assert colours["width"] == 1400 and colours["height"] > 2000
+    assert colours["colours"] > 50  # text, charts in several colours, badges: not a blank page

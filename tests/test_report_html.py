@@ -1,0 +1,183 @@
+"""The HTML report without a browser: when it is written, what the batch carries for it, escaping, the
+llmbench-report command and the pytest-html columns. What it looks like in Chromium: test_report_browser.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from report_sessions import HOSTILE, batch_file, load_batch, report_file, results, run_session, start_stub
+
+from pytest_llmbench.session.report_html.render import script_json
+
+
+@pytest.fixture
+def stub(httpserver):
+    return start_stub(httpserver)
+
+
+def report_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest_llmbench.session.report_html.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=120)
+
+
+# -- written at the end of a session ---------------------------------------------------------------------
+
+
+def test_a_session_writes_the_report_after_the_batch_and_prints_its_path(pytester, stub):
+    run_session(pytester, stub).assert_outcomes(passed=9, failed=2)
+    report, batch = report_file(pytester), batch_file(pytester)
+    assert report.stat().st_mtime_ns >= batch.stat().st_mtime_ns
+    html = report.read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>") and html.rstrip().endswith("</html>")
+    for section in ("runs", "distributions", "timeline", "groups", "failures", "slowest", "tests"):
+        assert f'id="{section}"' in html
+
+
+def test_the_report_path_is_printed_with_the_other_result_paths(pytester, stub):
+    result = run_session(pytester, stub)
+    lines = [line for line in result.outlines if line.startswith("results: ")]
+    assert f"results: {report_file(pytester)}" in lines
+    assert f"results: {batch_file(pytester)}" in lines
+
+
+def test_the_report_needs_no_network(pytester, stub):
+    run_session(pytester, stub)
+    html = report_file(pytester).read_text(encoding="utf-8")
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", html)  # nothing fetched, nothing linked in
+    assert html.count("<script") == 3  # the data island, Chart.js once, the report's own script
+    assert html.count("Chart.js v4") == 1
+
+
+def test_html_option_moves_the_report_and_none_turns_it_off(pytester, stub):
+    run_session(pytester, stub, "--llmbench-html", "out/mine.html")
+    assert (pytester.path / "out" / "mine.html").is_file()
+    assert not report_file(pytester).exists()
+    for old in results(pytester).rglob("*"):
+        if old.is_file():
+            old.unlink()
+    result = run_session(pytester, stub, "--llmbench-html", "none")
+    assert batch_file(pytester).is_file()
+    assert not report_file(pytester).exists()
+    assert not any("report.html" in line for line in result.outlines)
+
+
+def test_a_single_result_writes_no_report(pytester, stub):
+    suite = pytester.path / "one.json"
+    suite.write_text(json.dumps({"tests": [{"id": "a", "name": "A", "category": "c", "prompt": "France?"}]}))
+    run_session(pytester, stub, suite=suite).assert_outcomes(passed=1)
+    assert not list(results(pytester).rglob("*.html"))
+
+
+def test_a_partial_session_still_writes_its_report(pytester, stub):
+    run_session(pytester, stub, "-x").assert_outcomes(passed=9, failed=1)
+    assert load_batch(pytester)["partial"] is True
+    assert "PARTIAL" in report_file(pytester).read_text(encoding="utf-8")
+
+
+def test_a_report_that_cannot_be_written_is_a_warning_and_the_batch_is_kept(pytester, stub):
+    (pytester.path / "taken.html").mkdir()  # a folder where the report should go
+    result = run_session(pytester, stub, "--llmbench-html", "taken.html")
+    result.assert_outcomes(passed=9, failed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # from the tests, not from the report
+    assert "could not write the HTML report" in result.stdout.str()
+    assert len(load_batch(pytester)["tests"]) == 11
+
+
+# -- what the batch carries for the report ---------------------------------------------------------------
+
+
+def test_batch_rows_carry_send_time_itl_completion_file_and_failure_excerpt(pytester, stub):
+    run_session(pytester, stub)
+    batch = load_batch(pytester)
+    rows = {row["test_id"]: row for row in batch["tests"]}
+    starts = sorted(row["start_s"] for row in rows.values())
+    assert starts[0] == 0.0 and all(later >= 0 for later in starts)
+    assert rows["q00"]["itl_mean"] > 0 and rows["q00"]["ttft"] > 0 and rows["q00"]["tpot"] > 0
+    folder = batch_file(pytester).parent
+    assert all((folder / row["completion_file"]).is_file() for row in rows.values())
+    assert "failure" not in rows["q00"]
+    assert rows["wrong"]["failure"]["checks"][0].startswith("contains: ")
+    assert rows["wrong"]["failure"]["answer_excerpt"] == "Paris is the capital of France."
+    assert rows["broken"]["failure"]["answer_excerpt"] == ""
+    assert "500" in rows["broken"]["error_message"]
+    quantiles = batch["distributions"]["itl_ms"]
+    assert len(quantiles) == 201 and quantiles == sorted(quantiles)
+
+
+# -- hostile text ----------------------------------------------------------------------------------------
+
+
+def test_json_in_a_script_element_cannot_end_it():
+    data = {"answer": HOSTILE, "name": "a\u2029b & <c>"}
+    text = script_json(data)
+    assert not re.search(r"[<>&\u2028\u2029]", text)
+    assert json.loads(text) == data
+
+
+def test_hostile_answers_and_names_appear_only_escaped(pytester, stub):
+    run_session(pytester, stub, hostile=True)
+    html = report_file(pytester).read_text(encoding="utf-8")
+    assert html.count("<script") == 3 and html.count("</script>") == 3
+    assert "<img" not in html and "onerror=\"window" not in html
+    assert "&lt;/script&gt;&lt;script&gt;window.__pwned = 1" in html  # shown, as text, in the failure section
+
+
+# -- llmbench-report ------------------------------------------------------------------------------------
+
+
+def test_report_command_compares_two_batches(pytester, stub):
+    run_session(pytester, stub)
+    first = batch_file(pytester).rename(pytester.path / "before.json")
+    run_session(pytester, stub)
+    second = batch_file(pytester)
+    out = pytester.path / "compare.html"
+    done = report_cli(first, second, "-o", out, "--label", "before", "--label", "after")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"llmbench report: {out}"
+    html = out.read_text(encoding="utf-8")
+    assert 'id="comparison"' in html
+    header = re.search(r'<table class="compare">.*?</thead>', html, re.S).group(0)
+    assert "before" in header and "after" in header
+    assert re.search(r'class="delta (better|worse|)">[+-]\d', html)
+
+
+def test_report_command_names_the_file_it_cannot_read(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"tests": [')
+    done = report_cli(bad, "-o", tmp_path / "r.html")
+    assert done.returncode == 2
+    assert f"{bad}: not JSON" in done.stderr and "line 1" in done.stderr
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}')
+    done = report_cli(other, "-o", tmp_path / "r.html")
+    assert done.returncode == 2 and "not an llmbench batch file" in done.stderr
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_report_command_is_installed_as_a_console_script():
+    from importlib.metadata import entry_points
+
+    (script,) = [e for e in entry_points(group="console_scripts") if e.name == "llmbench-report"] or [None]
+    if script is None:
+        pytest.skip("the installed metadata predates llmbench-report: pip install -e . again")
+    assert script.value == "pytest_llmbench.session.report_html.cli:main"
+
+
+# -- pytest-html ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["in-process", "xdist"])
+def test_pytest_html_rows_get_llmbench_columns_and_an_escaped_prompt_and_answer(pytester, stub, workers):
+    pytest.importorskip("pytest_html")
+    run_session(pytester, stub, "--html", "ph.html", *workers, hostile=True)
+    html = (pytester.path / "ph.html").read_text(encoding="utf-8")
+    for column in ("Latency s", "TTFT s", "Tokens/s"):
+        assert column in html
+    assert re.search(r"col-llmbench_latency\\&#34;&gt;0\.\d{3}", html)
+    assert "=== PROMPT ===\\nFrance, 0?" in html
+    assert "window.__pwned" in html and "<script>window" not in html and "&lt;script&gt;window" not in html
