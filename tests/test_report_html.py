@@ -4,7 +4,6 @@ llmbench-report command and the pytest-html columns. What it looks like in Chrom
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,7 +21,7 @@ def stub(httpserver):
 
 def report_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pytest_llmbench.session.report_html.cli", *map(str, args)],
-                          capture_output=True, text=True, timeout=120)
+                          check=False, capture_output=True, text=True, timeout=120)
 
 
 # -- written at the end of a session ---------------------------------------------------------------------

@@ -237,7 +237,7 @@ class Controller:
         path = self.config.invocation_params.dir / html if html else self.output / DEFAULT_NAME
         try:
             return write_report([(batch, self.started.strftime("%Y-%m-%d %H:%M:%S UTC"), self.output)], path)
-        except Exception as exc:  # a bad value from a hook, a full disk: the batch is written already
+        except Exception as exc:  # noqa: BLE001 - a bad value from a hook, a full disk: the batch is safe already
             message = f"could not write the HTML report {path}: {type(exc).__name__}: {exc}"
             warnings.warn(LLMBenchWarning(message), stacklevel=1)
             return None

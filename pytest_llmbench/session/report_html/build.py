@@ -148,7 +148,7 @@ def _slowest(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
             for row in timed[:SLOWEST_SHOWN]]
 
 
-def derived_timeline(rows: list[dict[str, Any]]) -> dict[str, list[float]] | None:
+def derived_timeline(rows: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
     """Throughput and requests in flight over time from the rows' send times, for batches without a timeline."""
     spans = []
     for row in rows:
@@ -221,8 +221,8 @@ def hardware_columns(timeseries: Any) -> dict[str, list[Any]] | None:
         return None
     columns: dict[str, list[Any]] = {"t": [], "CPU %": [], "memory %": []}
     devices = max(len(p.get("gpu_util_pct") or []) for p in timeseries)
-    names = [(key, f"GPU{d} {unit}", d) for d in range(devices)
-             for key, unit in (("gpu_util_pct", "util %"), ("gpu_power_w", "power W"), ("gpu_memory_used_gb", "memory GB"))]
+    series = (("gpu_util_pct", "util %"), ("gpu_power_w", "power W"), ("gpu_memory_used_gb", "memory GB"))
+    names = [(key, f"GPU{d} {unit}", d) for d in range(devices) for key, unit in series]
     for _, name, _ in names:
         columns[name] = []
     for point in timeseries:
