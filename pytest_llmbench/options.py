@@ -90,6 +90,11 @@ class Settings:
                                            low=0, inclusive=False)
     html: str | None = _option(None, "where the HTML report goes (default: report.html in the output folder); "
                                      "'none' writes no report", "PATH")
+    max_response_bytes: int = _option(ClientConfig.max_response_bytes, "largest answer read, in decoded bytes "
+                                      "(after gzip); a larger one fails its test", "BYTES", low=0, inclusive=False)
+    connect_timeout: float = _option(ClientConfig.connect_timeout, "seconds to open a connection (within "
+                                     "--llmbench-timeout); a connect timeout is retried", "SECONDS",
+                                     low=0, inclusive=False)
 
     @property
     def uses_local_server(self) -> bool:

@@ -23,6 +23,7 @@ class Attempt:
     error: str | None = None
     elapsed_s: float = 0.0
     delay_s: float = 0.0  # the wait before the next try (0 for the last)
+    possibly_duplicated: bool = False  # sent again after an earlier try may have reached the server
 
 
 @dataclass
@@ -80,6 +81,7 @@ class TestResult:
     itl: list[float] = field(default_factory=list)  # seconds between content chunks; streaming only
     tpot: float | None = None  # seconds
     e2e_latency: float | None = None  # seconds
+    possibly_duplicated: bool = False  # retried after a try that may have been processed (a read timeout)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""

@@ -11,19 +11,25 @@ reply from a script, one per request, and records what it received.
 A request takes, in order: the next reply queued for its path, the ``always`` reply for its path,
 the next reply queued for any path, the ``always`` reply for any path (by default a 500 saying
 nothing was scripted, so a stray request cannot pass unnoticed).
+
+Hostile servers are scripted the same way: ``Reply.gzip_bomb`` (a small body that inflates to a huge one),
+``Reply.endless_sse`` (an event stream that never ends), ``Reply(echo=...)`` (a reply built from the request,
+e.g. one quoting the key it was sent) and ``unanswered_url()`` (an address whose connect never completes).
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import socket
 import ssl
 import subprocess
 import sys
 import threading
+import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,8 +48,9 @@ class Reply:
     trickle: float = 0.0  # seconds between body bytes, sent one at a time
     cut_after: int | None = None  # hang up after this many body bytes (Content-Length promises all)
     hang_up: bool = False  # close the connection without answering at all
-    chunks: Sequence[bytes | str | tuple[float, bytes | str]] | None = None  # chunked body; (delay, data) pauses
+    chunks: Iterable[bytes | str | tuple[float, bytes | str]] | None = None  # chunked body; (delay, data) pauses
     hold_end: float = 0.0  # seconds between the last chunk and the chunked body's terminator
+    echo: Callable[[Received], Reply] | None = None  # build the real reply from the request (e.g. quote its key)
 
     @classmethod
     def json(cls, data: Any, status: int = 200, **options: Any) -> Reply:
@@ -59,6 +66,26 @@ class Reply:
         lines = [f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n" for e in events]
         lines += ["data: [DONE]\n\n"] if done else []
         return cls(200, chunks=[(gap, line) for line in lines], headers={"Content-Type": "text/event-stream"})
+
+    @classmethod
+    def gzip_bomb(cls, inflated: int, head: bytes = b"", tail: bytes = b"", fill: bytes = b"a") -> Reply:
+        """A gzip body of about inflated/1000 bytes that inflates to ``head + fill * n + tail`` (``inflated``
+        bytes in all); compressed piece by piece, so making a 1 GiB bomb holds 1 MB, not 1 GiB."""
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
+        parts = [packer.compress(head)]
+        block = fill * (2**20 // len(fill))
+        left = inflated - len(head) - len(tail)
+        while left > 0:
+            parts.append(packer.compress(block[:left]))
+            left -= len(block)
+        parts += [packer.compress(tail), packer.flush()]
+        return cls(200, b"".join(parts), {"Content-Encoding": "gzip", "Content-Type": "application/json"})
+
+    @classmethod
+    def endless_sse(cls, text: str = "word ", gap: float = 0.0) -> Reply:
+        """An event stream that never ends: the same text chunk forever, ``gap`` seconds apart, no [DONE]."""
+        event = "data: " + json.dumps({"choices": [{"index": 0, "text": text, "delta": {"content": text}}]}) + "\n\n"
+        return cls(200, chunks=((gap, event) for _ in itertools.count()), headers={"Content-Type": "text/event-stream"})
 
     def payload(self) -> bytes:
         if isinstance(self.body, (dict, list)):
@@ -203,6 +230,8 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         fault._record(Received(self.command, path, headers, self.rfile.read(length), self.client_address[1]))
         reply = fault._next_reply(path)
+        if reply.echo is not None:
+            reply = reply.echo(fault.received[-1])
         if fault._pause(reply.delay) or reply.hang_up:
             self.close_connection = True
             return
@@ -279,6 +308,23 @@ def server_context(cert: Path, key: Path) -> ssl.SSLContext:
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     return context
+
+
+@contextlib.contextmanager
+def unanswered_url() -> Iterator[str]:
+    """A URL on 127.0.0.1 whose connect never completes: a listening socket whose backlog is full, so the
+    kernel drops every further SYN, as a firewall or a dead host does."""
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(socket.socket())
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        for _ in range(4):  # more than the backlog holds
+            filler = stack.enter_context(socket.socket())
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.1", port))
+        yield f"http://127.0.0.1:{port}"
 
 
 @contextlib.contextmanager

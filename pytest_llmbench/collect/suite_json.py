@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import SuiteError
+from ..jsonbound import deeper_than
 
 DEFAULT_MAX_BYTES = 50 * 2**20
 MAX_DEPTH = 64
@@ -94,7 +95,7 @@ def _parse(path: Path, text: str) -> Any:
         raise SuiteError(path, f"invalid JSON number: {exc}") from None
     except RecursionError:
         raise SuiteError(path, too_deep) from None
-    if _deeper_than(data, MAX_DEPTH):
+    if deeper_than(data, MAX_DEPTH):
         raise SuiteError(path, too_deep)
     if _SURROGATE_ESCAPE.search(text):
         try:
@@ -102,15 +103,3 @@ def _parse(path: Path, text: str) -> Any:
         except UnicodeEncodeError:
             raise SuiteError(path, "a string holds an unpaired surrogate escape (\\ud800-\\udfff)") from None
     return data
-
-
-def _deeper_than(data: Any, limit: int) -> bool:
-    """Iterative, so that a file that parsed can never blow the stack here."""
-    stack = [(data, 1)] if isinstance(data, (dict, list)) else []
-    while stack:
-        value, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = value.values() if isinstance(value, dict) else value
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False

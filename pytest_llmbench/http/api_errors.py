@@ -23,7 +23,9 @@ from typing import Any
 import requests
 import urllib3
 
+from ..jsonbound import loads_bounded
 from ..result import ApiError
+from .redact import NO_SECRETS, Secrets
 
 EXCERPT_LIMIT = 500
 ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error body worth reading: the message is near the start
@@ -55,13 +57,24 @@ def clip(text: str | None, limit: int = EXCERPT_LIMIT) -> str | None:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
-def http_error(status: int, body: bytes) -> ApiError:
+def size_text(size: int) -> str:
+    """32 MiB, 64 KiB or 1000 bytes: as the option was most likely written."""
+    for unit, name in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if size >= unit and size % unit == 0:
+            return f"{size // unit} {name}"
+    return f"{size:,} bytes"
+
+
+def http_error(status: int, body: bytes, secrets: Secrets = NO_SECRETS) -> ApiError:
     """The error a non-2xx answer stands for; 401 and 403 become kind "auth".
 
     Only the first ``ERROR_BODY_LIMIT`` bytes are looked at, and the message is kept to
     ``MESSAGE_LIMIT`` characters: an error page can be any size, an error line should not be.
+    Secrets are masked in the whole text before anything is cut from it.
     """
-    text = body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace")
+    text = secrets.redact(body[:ERROR_BODY_LIMIT].decode("utf-8", errors="replace"))
+    if len(body) >= ERROR_BODY_LIMIT:  # the read limit cut it: a key may end there half-way
+        text = secrets.mask_edge(text)
     message, type_, details = parse_error_body(text)
     for name, value in context_figures(message, details).items():
         details.setdefault(name, value)
@@ -72,9 +85,10 @@ def http_error(status: int, body: bytes) -> ApiError:
     return ApiError(kind, message, status, type_, clip(text), details)
 
 
-def bad_response(message: str, body: bytes) -> ApiError:
+def bad_response(message: str, body: bytes, secrets: Secrets = NO_SECRETS) -> ApiError:
     """A 200 that carries no usable answer: the request worked, the reply is unusable."""
-    return ApiError("bad_response", message, 200, None, clip(body[:EXCERPT_LIMIT * 4].decode("utf-8", "replace")))
+    head = body[:EXCERPT_LIMIT * 4].decode("utf-8", "replace")  # more than the excerpt: a key may straddle it
+    return ApiError("bad_response", message, 200, None, secrets.clip(head, EXCERPT_LIMIT))
 
 
 def parse_error_body(text: str) -> tuple[str, str | None, dict[str, Any]]:
@@ -92,7 +106,7 @@ def _parse_error_body(text: str) -> tuple[str, str | None, dict[str, Any]]:
     if not stripped:
         return "empty response body", None, {}
     try:
-        data = json.loads(stripped)
+        data = loads_bounded(stripped)
     except ValueError:
         return _unparsed_message(stripped), None, {}
     if isinstance(data, dict):

@@ -8,20 +8,20 @@ result, a message or an exception.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
 from ..exceptions import ClientError, EndpointUnreachable
+from ..jsonbound import loads_bounded
 from ..result import ApiError, Attempt, TestResult, now_iso, tokens_per_second
 from .api_errors import clip, describe
 from .openai import build_body, fill_token_counts, models_url, prompt_as_chat, read_completion_body, resolve_url
 from .redact import Secrets, header_secrets, url_secrets
-from .retry import RetryPolicy, decide
+from .retry import RetryPolicy, decide, may_have_run
 from .sse import tpot
-from .transport import Reply, Transport, target
+from .transport import CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, Reply, Transport, target
 
 if TYPE_CHECKING:
     from ..options import Settings
@@ -41,6 +41,9 @@ class ClientConfig:
     max_retry_wait: float = RetryPolicy.max_retry_wait  # a Retry-After beyond this fails at once
     retry_read_timeouts: bool = RetryPolicy.retry_read_timeouts
     verify: bool | str = True  # False = insecure, str = CA bundle path
+    connect_timeout: float = CONNECT_TIMEOUT  # seconds to open a connection, within the total deadline
+    max_response_bytes: int = MAX_RESPONSE_BYTES  # decoded bytes of one answer; past it the answer fails
+    secrets: tuple[str, ...] = field(default=(), repr=False)  # more values to mask (the session's other ones)
 
     @classmethod
     def from_settings(cls, settings: Settings, url: str) -> ClientConfig:
@@ -49,14 +52,18 @@ class ClientConfig:
         return cls(endpoint=url, api_key=settings.api_key, headers=settings.headers(), timeout=settings.timeout,
                    retries=settings.retries, retry_delay=settings.retry_delay,
                    max_retry_wait=settings.max_retry_wait, retry_read_timeouts=settings.retry_read_timeouts,
-                   verify=verify)
+                   verify=verify, connect_timeout=settings.connect_timeout,
+                   max_response_bytes=settings.max_response_bytes, secrets=tuple(settings.secrets()))
 
     def __post_init__(self) -> None:
         """Reject settings no request could honour, naming the setting (NaN fails every check too)."""
         if not (isinstance(self.retries, int) and self.retries >= 0):
             raise ValueError(f"retries must be a whole number, 0 or more; got {self.retries!r}")
-        if not self.timeout > 0:
-            raise ValueError(f"timeout must be more than 0 seconds; got {self.timeout!r}")
+        for name in ("timeout", "connect_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be more than 0 seconds; got {getattr(self, name)!r}")
+        if not (isinstance(self.max_response_bytes, int) and self.max_response_bytes > 0):
+            raise ValueError(f"max_response_bytes must be a whole number above 0; got {self.max_response_bytes!r}")
         for name in ("retry_delay", "max_retry_wait"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be 0 seconds or more; got {getattr(self, name)!r}")
@@ -68,11 +75,14 @@ class LLMClient:
         self.model = model
         self._policy = RetryPolicy(config.retries, config.retry_delay, config.max_retry_wait,
                                    config.retry_read_timeouts)
-        self._secrets = Secrets([config.api_key, *header_secrets(config.headers), *url_secrets(config.endpoint)])
+        self._secrets = Secrets([config.api_key, *header_secrets(config.headers), *url_secrets(config.endpoint),
+                                 *config.secrets])
         headers = {"User-Agent": USER_AGENT}
         if config.api_key:
             headers["Authorization"] = f"Bearer {config.api_key}"
-        self._transport = Transport({**headers, **config.headers}, config.endpoint, config.verify)
+        self._transport = Transport({**headers, **config.headers}, config.endpoint, config.verify,
+                                    connect_timeout=config.connect_timeout,
+                                    max_response_bytes=config.max_response_bytes, secrets=self._secrets)
         self._urls: dict[str, tuple[str, str]] = {}
 
     def resolve_model(self) -> str:
@@ -121,11 +131,11 @@ class LLMClient:
             raise ClientError(f"listing models at {self._redact(url)} failed: {describe(reply.error, len(attempts))}",
                               reply.error)
         try:
-            ids = [entry["id"] for entry in json.loads(reply.payload)["data"]]
+            ids = [entry["id"] for entry in loads_bounded(reply.payload)["data"]]
         except (ValueError, KeyError, TypeError):
             ids = None
         if ids is None or not all(isinstance(i, str) for i in ids):
-            raw = clip(self._redact(reply.payload.decode("utf-8", errors="replace")), 200)
+            raw = self._secrets.clip(reply.payload[:4096].decode("utf-8", errors="replace"), 200)
             raise ClientError(f"{self._redact(url)} did not answer with a model list (data[].id): {raw}")
         return ids
 
@@ -174,9 +184,11 @@ class LLMClient:
     ) -> tuple[Reply, list[Attempt]]:
         """Attempts until one succeeds or the policy says stop; every attempt is recorded."""
         attempts: list[Attempt] = []
+        resent = False
         for retry_index in range(self._policy.retries + 1):
             reply = self._transport.attempt(method, url, body, stream_api, self.config.timeout)
-            attempt = Attempt(number=retry_index + 1, status=reply.status, elapsed_s=reply.elapsed)
+            attempt = Attempt(number=retry_index + 1, status=reply.status, elapsed_s=reply.elapsed,
+                              possibly_duplicated=resent)
             attempts.append(attempt)
             if reply.error is None:
                 break
@@ -187,6 +199,7 @@ class LLMClient:
             attempt.error = clip(describe(reply.error), 300)
             if not decision.retry:
                 break
+            resent = resent or may_have_run(reply.error)  # the server may have done the work already: say so
             attempt.delay_s = decision.delay
             time.sleep(decision.delay)
         return reply, attempts
@@ -201,7 +214,7 @@ class LLMClient:
             result.prompt_tokens, result.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
             result.ttft, result.itl, result.e2e_latency = outcome.ttft, outcome.itl, outcome.e2e_latency
         elif error is None:
-            error = read_completion_body(result, reply.payload)
+            error = read_completion_body(result, reply.payload, self._secrets)
             if error is not None:
                 error = self._secrets.redact_error(error)
                 attempts[-1].error = clip(describe(error), 300)
@@ -223,6 +236,7 @@ def _finished(result: TestResult, error: ApiError | None) -> TestResult:
     result.error = error
     result.success = error is None
     result.attempts = len(result.attempt_log)
+    result.possibly_duplicated = any(attempt.possibly_duplicated for attempt in result.attempt_log)
     result.error_message = describe(error, result.attempts) if error is not None else None
     result.tokens_per_second = tokens_per_second(result.completion_tokens, result.execution_time)
     result.timestamp = now_iso()

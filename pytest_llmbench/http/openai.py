@@ -7,13 +7,14 @@ a JSON body do not depend on how the bytes travel.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from ..jsonbound import TooDeep, loads_bounded
 from ..result import ApiError, TestResult, estimate_tokens
 from .api_errors import bad_response, parse_error_body
+from .redact import NO_SECRETS, Secrets
 
 PATHS = {"chat": "/chat/completions", "completions": "/completions"}
 
@@ -70,31 +71,33 @@ def models_url(endpoint: str) -> str:
     return urlunsplit(parts._replace(path=path + "/models"))
 
 
-def read_completion_body(result: TestResult, payload: bytes) -> ApiError | None:
+def read_completion_body(result: TestResult, payload: bytes, secrets: Secrets = NO_SECRETS) -> ApiError | None:
     """Fill the result from a 2xx JSON body (text, usage, finish reason), or say why the body is no answer."""
     if not payload.strip():
-        return bad_response("the response body is empty", payload)
+        return bad_response("the response body is empty", payload, secrets)
     try:
-        data = json.loads(payload)
+        data = loads_bounded(payload)
+    except TooDeep as exc:  # "[[[[...": no answer, never a crash
+        return bad_response(f"the response body is {exc}", payload, secrets)
     except ValueError:
-        return bad_response("the response body is not JSON", payload)
+        return bad_response("the response body is not JSON", payload, secrets)
     choices = data.get("choices") if isinstance(data, dict) else None
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         message = "the response has no choices"
         if isinstance(data, dict) and ("error" in data or data.get("object") == "error"):
-            message += f": {parse_error_body(payload.decode('utf-8', errors='replace'))[0]}"
-        return bad_response(message, payload)
+            message += f": {parse_error_body(secrets.redact(payload.decode('utf-8', errors='replace')))[0]}"
+        return bad_response(message, payload, secrets)
     choice = choices[0]
     if result.api_type == "chat":
         message_obj = choice.get("message")
         if not isinstance(message_obj, dict):
-            return bad_response("choices[0] has no message", payload)
+            return bad_response("choices[0] has no message", payload, secrets)
         text = message_obj.get("content")
         text = "" if text is None else text  # a reply of tool calls or reasoning alone has no content
     else:
         text = choice.get("text")
     if not isinstance(text, str):
-        return bad_response("choices[0] has no text", payload)
+        return bad_response("choices[0] has no text", payload, secrets)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     result.api_response, result.response_text, result.finish_reason = data, text, choice.get("finish_reason")
     result.prompt_tokens = usage_count(usage.get("prompt_tokens"))

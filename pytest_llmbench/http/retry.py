@@ -52,10 +52,15 @@ def status_is_transient(status: int, headers: Mapping[str, str] | None = None) -
     return status in RETRY_STATUSES or status >= 500
 
 
+def may_have_run(error: ApiError) -> bool:
+    """The request reached the server before it failed: sent again, it may be processed twice."""
+    return error.kind in SENT_KINDS or (error.kind == "connection" and error.type == CUT)
+
+
 def is_retryable(error: ApiError, headers: Mapping[str, str] | None, policy: RetryPolicy) -> bool:
     if error.kind == "http" and error.status is not None:
         return status_is_transient(error.status, headers)
-    if error.kind in SENT_KINDS or (error.kind == "connection" and error.type == CUT):
+    if may_have_run(error):
         return policy.retry_read_timeouts
     if error.kind == "connection":
         return error.type != "tls"  # a certificate does not get better by asking again

@@ -9,7 +9,6 @@ timings measure when bytes arrived rather than when they were parsed.
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -17,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import urllib3.exceptions
 
+from ..jsonbound import loads_bounded
 from ..result import ApiError
-from .api_errors import BODY_READ_ERRORS, MESSAGE_LIMIT, clip
+from .api_errors import BODY_READ_ERRORS, MESSAGE_LIMIT, size_text
 from .openai import usage_count
+from .redact import NO_SECRETS, Secrets
 
 if TYPE_CHECKING:
     import requests
@@ -155,17 +156,20 @@ def tpot(ttft: float | None, e2e_latency: float | None, completion_tokens: int |
     return (e2e_latency - ttft) / (completion_tokens - 1)
 
 
-def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadline: float) -> StreamOutcome:
+def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadline: float,
+                max_bytes: int | None = None, secrets: Secrets = NO_SECRETS) -> StreamOutcome:
     """Read a 200 streaming response to its end; failures come back in ``error`` with the text so far.
 
     ``deadline`` is a ``time.monotonic()`` value checked between reads; a single blocked read is
     bounded by the socket timeout the caller set (or by the caller closing the socket). ``end_ns`` is
     the read that brought [DONE]: the wait for the rest of the body after it is not the answer's time.
+    A stream past ``max_bytes`` decoded bytes is read no further: the answer so far is kept, the error says so.
     """
     outcome = StreamOutcome(sent_ns=sent_ns)
     parser = SSEParser()
     answer: list[str] = []
     raw = response.raw
+    left = max_bytes
     try:
         while outcome.error is None and not outcome.done:
             if time.monotonic() > deadline:
@@ -177,10 +181,16 @@ def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadli
             if not data:
                 _end_without_done(outcome, parser.close())
                 break
+            over = left is not None and len(data) > left
+            if left is not None:
+                data, left = data[:left], left - min(left, len(data))
             for payload in parser.feed(data):
-                _take_event(outcome, payload, api_type, now, answer)
+                _take_event(outcome, payload, api_type, now, answer, secrets)
                 if outcome.error is not None or outcome.done:
                     break
+            if over and outcome.error is None and not outcome.done:
+                message = f"response exceeded {size_text(max_bytes or 0)} (--llmbench-max-response-bytes)"
+                outcome.error = outcome.failure("too_large", message)
     except EventTooLarge as exc:
         outcome.error = outcome.failure("stream", str(exc))
     except BODY_READ_ERRORS as exc:
@@ -192,22 +202,24 @@ def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadli
     return outcome
 
 
-def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, answer: list[str]) -> None:
+def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, answer: list[str],
+                secrets: Secrets = NO_SECRETS) -> None:
     if payload == DONE:
         outcome.done = True
         return
     if not payload.strip():
         return
     try:
-        chunk = json.loads(payload)
+        chunk = loads_bounded(payload)
     except ValueError:
-        outcome.error = outcome.failure("stream", f"a data line is not JSON: {payload[:_EXCERPT]!r}")
+        outcome.error = outcome.failure("stream", f"a data line is not JSON: {secrets.clip(payload, _EXCERPT)!r}")
         return
     if not isinstance(chunk, dict):
-        outcome.error = outcome.failure("stream", f"a data line is not a JSON object: {payload[:_EXCERPT]!r}")
+        shown = secrets.clip(payload, _EXCERPT)
+        outcome.error = outcome.failure("stream", f"a data line is not a JSON object: {shown!r}")
         return
     if chunk.get("error") or chunk.get("object") == "error":
-        outcome.error = _server_error(outcome, chunk, payload)
+        outcome.error = _server_error(outcome, chunk, payload, secrets)
         return
     outcome.chunk_count += 1
     usage = chunk.get("usage")
@@ -260,14 +272,15 @@ def _broken_off(outcome: StreamOutcome, exc: Exception) -> ApiError:
     return outcome.failure("stream", f"the connection broke off mid-stream ({exc})")
 
 
-def _server_error(outcome: StreamOutcome, chunk: dict[str, Any], payload: str) -> ApiError:
+def _server_error(outcome: StreamOutcome, chunk: dict[str, Any], payload: str, secrets: Secrets) -> ApiError:
     """An error the server reported inside the stream after it had already answered 200."""
     body = chunk["error"] if isinstance(chunk.get("error"), dict) else chunk
     message = body.get("message") if isinstance(body.get("message"), str) else str(chunk.get("error"))
     code = body.get("code")
-    error = outcome.failure("stream", f"the server reported an error mid-stream: {clip(message, MESSAGE_LIMIT)}")
+    shown = secrets.clip(message, MESSAGE_LIMIT)
+    error = outcome.failure("stream", f"the server reported an error mid-stream: {shown}")
     error.type = body.get("type") if isinstance(body.get("type"), str) else None
-    error.body_excerpt = payload[:_EXCERPT]
+    error.body_excerpt = secrets.clip(payload, _EXCERPT)
     if code is not None:
         error.details["code"] = code
     return error

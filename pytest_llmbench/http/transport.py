@@ -29,17 +29,19 @@ from .api_errors import (
     BODY_READ_ERRORS,
     ERROR_BODY_LIMIT,
     broken_body,
-    clip,
     http_error,
     network_error,
+    size_text,
 )
-from .redact import redact_text
+from .redact import NO_SECRETS, Secrets
 from .sse import READ_SIZE, StreamOutcome, read_stream
 
 # Failures before anything went on the wire that no retry can fix: a bad URL, a body that is no JSON.
 _UNSENDABLE = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
                requests.exceptions.InvalidHeader, requests.exceptions.InvalidJSONError)
 _TIMEOUT_OPTION = "--llmbench-timeout"
+CONNECT_TIMEOUT = 10.0  # seconds to open a connection: an address that never answers fails fast and is retried
+MAX_RESPONSE_BYTES = 32 * 2**20  # decoded bytes of one answer, streamed or not
 
 
 @dataclass
@@ -57,7 +59,12 @@ class Reply:
 class Transport:
     """A requests session whose every attempt ends by its deadline; proxies and CA bundle read once."""
 
-    def __init__(self, headers: Mapping[str, str], endpoint: str, verify: bool | str) -> None:
+    def __init__(self, headers: Mapping[str, str], endpoint: str, verify: bool | str, *,
+                 connect_timeout: float = CONNECT_TIMEOUT, max_response_bytes: int = MAX_RESPONSE_BYTES,
+                 secrets: Secrets = NO_SECRETS) -> None:
+        self.connect_timeout = connect_timeout
+        self.max_response_bytes = max_response_bytes
+        self.secrets = secrets  # masked in what the server sends back before any of it is cut
         self._session = requests.Session()
         self._session.headers.update(headers)
         adapter = _WatchedAdapter(_UNVERIFIED_POOLS if verify is False else _POOLS)
@@ -84,10 +91,13 @@ class Transport:
             return watch.expired or time.monotonic() >= watch.deadline
 
         try:
-            response = self._session.request(method, url, json=body, timeout=timeout, stream=True,
-                                             allow_redirects=False, **self._environment)
+            response = self._session.request(method, url, json=body, stream=True, allow_redirects=False,
+                                             timeout=(min(self.connect_timeout, timeout), timeout),
+                                             **self._environment)
         except requests.ConnectTimeout as exc:  # before the deadline check: the request never reached the server
-            return reply(error=network_error(exc, target(url)))
+            error = network_error(exc, target(url))
+            error.message += f" within {min(self.connect_timeout, timeout):g} s (--llmbench-connect-timeout)"
+            return reply(error=error)
         except _UNSENDABLE as exc:
             return reply(error=ApiError("request", f"the request could not be sent: {exc}"))
         except requests.RequestException as exc:
@@ -97,24 +107,30 @@ class Transport:
         with response:
             status, headers = response.status_code, response.headers
             if 300 <= status < 400:
-                where = clip(redact_text(headers.get("Location") or "(no Location header)"), 300)
+                where = self.secrets.clip(headers.get("Location") or "(no Location header)", 300)
                 message = f"redirected to {where}, not followed: set the endpoint to the final URL"
                 return reply(status=status, headers=headers, error=ApiError("redirect", message, status))
             if status == 200 and stream_api and _is_event_stream(headers):  # some servers ignore "stream"
-                outcome = read_stream(response, stream_api, sent_ns, watch.deadline)
+                outcome = read_stream(response, stream_api, sent_ns, watch.deadline, self.max_response_bytes,
+                                      self.secrets)
                 if outcome.error is not None and (outcome.error.kind == "deadline" or late()):
                     outcome.error = outcome.failure("deadline", _past_deadline("the stream was not complete", timeout))
                 elapsed = ((outcome.end_ns or time.perf_counter_ns()) - sent_ns) / 1e9  # [DONE], not the drain
                 return Reply(elapsed, status, headers, streamed=outcome, error=outcome.error)
+            limit = ERROR_BODY_LIMIT if status >= 300 else self.max_response_bytes + 1  # one more: past the cap
             try:
-                payload, error = _read_body(response.raw, ERROR_BODY_LIMIT if status >= 300 else None), None
+                payload, error = _read_body(response.raw, limit), None
             except BODY_READ_ERRORS as exc:
                 payload, error = b"", broken_body(exc, status)
+            if status < 300 and len(payload) > self.max_response_bytes:  # the rest is never read nor inflated
+                message = f"response exceeded {size_text(self.max_response_bytes)} (--llmbench-max-response-bytes)"
+                error = ApiError("too_large", message, status, body_excerpt=self.secrets.clip(
+                    payload[:4096].decode("utf-8", "replace"), 500))
             if late():  # also when the body looks whole: one without a length ends when the watchdog closes it
                 error = ApiError("deadline", _past_deadline("the response was not complete", timeout), status)
             if error is not None:
                 return reply(status=status, headers=headers, error=error)
-        error = http_error(status, payload) if status >= 300 else None
+        error = http_error(status, payload, self.secrets) if status >= 300 else None
         return reply(status=status, headers=headers, payload=payload, error=error)
 
 
@@ -129,12 +145,16 @@ def _past_deadline(what: str, timeout: float) -> str:
     return f"{what} within the {timeout:g} s deadline ({_TIMEOUT_OPTION})"
 
 
-def _read_body(raw: Any, limit: int | None) -> bytes:
-    """The body, or its first ``limit`` bytes (the rest is left unread and the connection closed)."""
+def _read_body(raw: Any, limit: int) -> bytes:
+    """The body, or its first ``limit`` decoded bytes (the rest is left unread and the connection closed).
+
+    urllib3 (>= 2.6) inflates a compressed body only as far as each read asks, so a gzip bomb costs
+    ``limit`` bytes of memory, never its inflated size.
+    """
     parts: list[bytes] = []
     size = 0
-    while limit is None or size < limit:
-        data = raw.read1(READ_SIZE, decode_content=True)
+    while size < limit:
+        data = raw.read1(min(READ_SIZE, limit - size), decode_content=True)
         if not data:
             break
         parts.append(data)

@@ -1,0 +1,40 @@
+"""JSON from untrusted sources (answers, error bodies, events), parsed without unbounded recursion.
+
+``json.loads`` recurses once per nesting level: 100,000 ``[`` raise RecursionError, and a document that
+parsed just under the interpreter's limit can still overflow the stack of whatever walks it next (the
+encoder writing the result file, a schema validator). So parsing stops at a fixed depth, with a ValueError.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_ANSWER_DEPTH = 100  # far beyond any real answer or error body; far below the interpreter's stack
+
+
+class TooDeep(ValueError):
+    """A JSON document nested deeper than allowed."""
+
+
+def deeper_than(data: Any, limit: int) -> bool:
+    """Iterative, so that a document that parsed can never blow the stack here."""
+    stack = [(data, 1)] if isinstance(data, (dict, list)) else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = value.values() if isinstance(value, dict) else value
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
+
+
+def loads_bounded(text: str | bytes, max_depth: int = MAX_ANSWER_DEPTH) -> Any:
+    """``json.loads``, raising TooDeep (a ValueError) past ``max_depth`` levels instead of RecursionError."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise TooDeep(f"JSON nested deeper than {max_depth} levels") from None
+    if deeper_than(data, max_depth):
+        raise TooDeep(f"JSON nested deeper than {max_depth} levels")
+    return data
