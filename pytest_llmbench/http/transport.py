@@ -118,6 +118,7 @@ class Transport:
                 elapsed = ((outcome.end_ns or time.perf_counter_ns()) - sent_ns) / 1e9  # [DONE], not the drain
                 return Reply(elapsed, status, headers, streamed=outcome, error=outcome.error)
             limit = ERROR_BODY_LIMIT if status >= 300 else self.max_response_bytes + 1  # one more: past the cap
+            error: ApiError | None = None
             try:
                 payload, error = _read_body(response.raw, limit), None
             except BODY_READ_ERRORS as exc:
