@@ -95,9 +95,9 @@ class Transport:
                                              timeout=(min(self.connect_timeout, timeout), timeout),
                                              **self._environment)
         except requests.ConnectTimeout as exc:  # before the deadline check: the request never reached the server
-            error = network_error(exc, target(url))
-            error.message += f" within {min(self.connect_timeout, timeout):g} s (--llmbench-connect-timeout)"
-            return reply(error=error)
+            failure = network_error(exc, target(url))
+            failure.message += f" within {min(self.connect_timeout, timeout):g} s (--llmbench-connect-timeout)"
+            return reply(error=failure)
         except _UNSENDABLE as exc:
             return reply(error=ApiError("request", f"the request could not be sent: {exc}"))
         except requests.RequestException as exc:
@@ -118,7 +118,6 @@ class Transport:
                 elapsed = ((outcome.end_ns or time.perf_counter_ns()) - sent_ns) / 1e9  # [DONE], not the drain
                 return Reply(elapsed, status, headers, streamed=outcome, error=outcome.error)
             limit = ERROR_BODY_LIMIT if status >= 300 else self.max_response_bytes + 1  # one more: past the cap
-            error: ApiError | None = None
             try:
                 payload, error = _read_body(response.raw, limit), None
             except BODY_READ_ERRORS as exc:
