@@ -62,21 +62,28 @@ def outcome_of(row: dict[str, Any]) -> str:
     return "passed" if row.get("passed", True) else "failed"
 
 
-def file_link(batch_dir: Path | None, completion_file: Any, report_dir: Path) -> str | None:
-    """A relative URL from the report to a test's completion file (absolute file URL across drives)."""
-    if batch_dir is None or not isinstance(completion_file, str) or not completion_file:
+def link_base(batch_dir: Path | None, report_dir: Path) -> str | None:
+    """The URL prefix from the report to the batch's folder (relative; an absolute file URL across drives)."""
+    if batch_dir is None:
         return None
-    target = (batch_dir / completion_file).resolve()
     try:
-        relative = os.path.relpath(target, report_dir.resolve())
+        relative = os.path.relpath(batch_dir.resolve(), report_dir.resolve())
     except ValueError:  # another drive on Windows
-        return target.as_uri()
-    return "/".join(quote(part) for part in Path(relative).parts)
+        return batch_dir.resolve().as_uri() + "/"
+    return "" if relative == "." else "/".join(quote(part) for part in Path(relative).parts) + "/"
+
+
+def file_link(base: str | None, completion_file: Any) -> str | None:
+    """A test's completion file as a URL from the report; every character that is not a path's is %-escaped."""
+    if base is None or not isinstance(completion_file, str) or not completion_file:
+        return None
+    return base + "/".join(quote(part) for part in completion_file.replace(os.sep, "/").split("/"))
 
 
 def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
     """Columns, not objects: a 10,000-test report stays small and parses fast; repeated texts go by index."""
     names: dict[str, int] = {}
+    base = link_base(batch_dir, report_dir)
 
     def index(text: Any) -> int:
         return names.setdefault("" if text is None else str(text), len(names))
@@ -99,7 +106,7 @@ def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path)
         tests["tokens"].append(row.get("completion_tokens"))
         start = finite_number(row.get("start_s"))
         tests["start"].append(None if start is None else round(start, 4))
-        tests["file"].append(file_link(batch_dir, row.get("completion_file"), report_dir))
+        tests["file"].append(file_link(base, row.get("completion_file")))
     tests["texts"] = list(names)
     return tests
 

@@ -229,7 +229,8 @@
   var TEXT_INDEXED = {category: true, model: true};
   var rows = [];
   runs.forEach(function (run, ri) { for (var i = 0; i < run.tests.id.length; i++) { rows.push([ri, i]); } });
-  var sortKey = null, sortDir = 1;
+  var sortKey = null, sortDir = 1, pageStart = 0;
+  var PAGE_ROWS = 500;  /* a page of the table: 10,000 rows at once would take the browser seconds to lay out */
   function cell(ri, i, key) {
     if (key === "run") { return runs[ri].label; }
     var t = runs[ri].tests, v = t[key][i];
@@ -253,6 +254,9 @@
         .toLowerCase().indexOf(text) >= 0;
     });
     if (sortKey) { shown.sort(compare); }
+    pageStart = Math.max(0, Math.min(pageStart, (Math.ceil(shown.length / PAGE_ROWS) - 1) * PAGE_ROWS));
+    var count = shown.length;
+    shown = shown.slice(pageStart, pageStart + PAGE_ROWS);
     var body = document.createDocumentFragment();
     var keys = (multi ? ["run"] : []).concat(COLUMNS);
     shown.forEach(function (r) {
@@ -269,8 +273,14 @@
     });
     var tbody = document.querySelector("#test-table tbody");
     tbody.replaceChildren(body);
-    document.getElementById("test-count").textContent = shown.length + " of " + rows.length + " tests";
+    document.getElementById("test-count").textContent = count + " of " + rows.length + " tests" +
+      (count > PAGE_ROWS ? ", rows " + (pageStart + 1) + "–" + (pageStart + shown.length) : "");
+    document.getElementById("test-previous").disabled = pageStart === 0;
+    document.getElementById("test-next").disabled = pageStart + PAGE_ROWS >= count;
+    document.getElementById("test-pages").hidden = count <= PAGE_ROWS;
   }
+  function turn(step) { return function () { pageStart += step * PAGE_ROWS; renderTable(); }; }
+  function restart() { pageStart = 0; renderTable(); }
   function table() {
     document.querySelectorAll("#test-table th[data-key]").forEach(function (th) {
       th.addEventListener("click", function () {
@@ -279,22 +289,24 @@
         sortKey = key;
         document.querySelectorAll("#test-table th").forEach(function (h) { h.removeAttribute("aria-sort"); });
         th.setAttribute("aria-sort", sortDir > 0 ? "ascending" : "descending");
-        renderTable();
+        restart();
       });
     });
-    document.getElementById("test-filter").addEventListener("input", renderTable);
-    document.getElementById("test-outcome").addEventListener("change", renderTable);
+    document.getElementById("test-filter").addEventListener("input", restart);
+    document.getElementById("test-outcome").addEventListener("change", restart);
+    document.getElementById("test-previous").addEventListener("click", turn(-1));
+    document.getElementById("test-next").addEventListener("click", turn(1));
     renderTable();
   }
 
-  distributions();
-  timeline();
+  var timings = {start: started, parse: performance.now() - started};
+  window.llmbenchTimings = timings;  /* ms per part, for benchmarks/report_html.py */
+  [distributions, timeline, throughput, sweep, hardware, server, table].forEach(function (part) {
+    var t0 = performance.now();
+    part();
+    timings[part.name] = performance.now() - t0;
+  });
   document.getElementById("timeline-colour").addEventListener("change", timeline);
-  throughput();
-  sweep();
-  hardware();
-  server();
-  table();
   window.llmbenchDrawnMs = performance.now() - started;
   window.llmbenchReady = true;
 })();
