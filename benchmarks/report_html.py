@@ -15,6 +15,7 @@ chart drawn, the 10,000-row table built). Targets: 10,000 tests written in <= 2 
 from __future__ import annotations
 
 import argparse
+import platform
 import random
 import shutil
 import statistics
@@ -24,6 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from pytest_llmbench._version import __version__
 from pytest_llmbench.result import TestResult
 from pytest_llmbench.session.handoff import Delivery
 from pytest_llmbench.session.recorder import Recorder
@@ -51,8 +55,8 @@ def synthetic_result(n: int, rng: random.Random) -> TestResult:
         error_message="HTTP 503 (Service Unavailable): overloaded" if error else None, stream=True)
     if not error:
         result.tokens_per_second = (len(gaps) + 1) / latency
-        result.evaluation_result = {"passed": not wrong, "checks": [
-            {"name": "contains", "passed": not wrong, "expected": "answer", "detail": "" if not wrong else "not found"}]}
+        check = {"name": "contains", "passed": not wrong, "expected": "answer", "detail": "not found" if wrong else ""}
+        result.evaluation_result = {"passed": not wrong, "checks": [check]}
     return result
 
 
@@ -66,9 +70,10 @@ def make_batch(tests: int, folder: Path, seed: int = 7) -> tuple[dict[str, Any],
         clock += rng.expovariate(50.0)  # arrivals at about 50 requests/s
         passed = result.success and bool((result.evaluation_result or {}).get("passed"))
         recorder.record(Delivery(result, f"case_{n:05d}", None, (clock, clock + result.execution_time)), passed=passed)
-    run = {"plugin_version": "bench", "pytest_version": "-", "python_version": "-", "hostname": "bench",
-           "endpoint": "http://127.0.0.1:8000/v1", "models": ["model-0", "model-1", "model-2"], "workers": 2,
-           "start_time": "2026-01-01T00:00:00+00:00", "end_time": "2026-01-01T00:03:20+00:00", "options": {}}
+    run = {"plugin_version": __version__, "pytest_version": pytest.__version__,
+           "python_version": platform.python_version(), "hostname": "synthetic", "endpoint": "http://127.0.0.1:8000/v1",
+           "models": ["model-0", "model-1", "model-2"], "workers": 2, "start_time": "2026-01-01T00:00:00+00:00",
+           "end_time": "2026-01-01T00:03:20+00:00", "options": {"stream": True, "api_key": "***"}}
     batch = recorder.build_batch(run=run, partial_reason=None, wall_time_s=clock - 1000.0)
     started = time.perf_counter()
     recorder.write_batch(batch, datetime.now(timezone.utc))
@@ -80,7 +85,7 @@ def timed_writes(batch: dict[str, Any], folder: Path, repeats: int) -> tuple[lis
     path = folder / "report.html"
     for _ in range(repeats):
         started = time.perf_counter()
-        write_report([(batch, "bench", folder)], path)
+        write_report([(batch, f"synthetic {len(batch['tests']):,}-test run", folder)], path)
         times.append(time.perf_counter() - started)
     return times, path
 
@@ -118,6 +123,23 @@ def draw_times(path: Path, repeats: int, parts: list[dict[str, float]]) -> list[
     return times
 
 
+def screenshot(png: Path, tests: int = 1000) -> None:
+    """The README's picture: the top of a report (header, figures, distributions) at a readable width."""
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="llmbench-report-shot-") as tmp:
+        batch, _ = make_batch(tests, Path(tmp))
+        _, path = timed_writes(batch, Path(tmp), 1)
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+            page = browser.new_page(viewport={"width": 1280, "height": 1700}, device_scale_factor=1)
+            page.goto(path.as_uri())
+            page.wait_for_function("window.llmbenchReady === true")
+            page.screenshot(path=str(png))
+            browser.close()
+    print(f"screenshot: {png}")
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
@@ -127,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tests", type=int, default=10_000)
     parser.add_argument("--small", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--screenshot", type=Path, help="only write a PNG of a 1,000-test report here (README)")
     args = parser.parse_args(argv)
+    if args.screenshot:
+        screenshot(args.screenshot)
+        return 0
     ok = True
     with tempfile.TemporaryDirectory(prefix="llmbench-report-bench-") as tmp:
         for tests, size_target in ((args.tests, SIZE_TARGET_MB), (args.small, SMALL_SIZE_TARGET_MB)):

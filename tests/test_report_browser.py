@@ -202,3 +202,40 @@ def test_a_screenshot_of_the_report_is_not_blank(pytester, stub, open_report, tm
     }""", base64.b64encode(png).decode())
     assert colours["width"] == 1400 and colours["height"] > 2000
     assert colours["colours"] > 50  # text, charts in several colours, badges: not a blank page
+
+
+def test_a_long_table_shows_pages_of_500_rows(pytester, stub, open_report):
+    from report_sessions import report_suite
+
+    run_session(pytester, stub, suite=report_suite(pytester.path / "long.json", passing=520))
+    report = open_report(report_file(pytester))
+    assert report.rows() == 500
+    assert report.js("document.getElementById('test-count').textContent") == "522 of 522 tests, rows 1–500"
+    report.page.click("#test-next")
+    assert report.rows() == 22
+    assert report.js("document.getElementById('test-next').disabled") is True
+    report.page.fill("#test-filter", "q51")  # q51 and q510-q519: back to page one, no pager
+    assert report.rows() == 11
+    assert report.js("document.getElementById('test-pages').hidden") is True
+
+
+def test_monitored_runs_draw_the_hardware_timeline(pytester, stub, open_report):
+    stub.delay = 0.05  # long enough for the monitor's samples to make a line
+    run_session(pytester, stub, "--llmbench-monitor", "--llmbench-monitor-interval", "0.05")
+    report = open_report(report_file(pytester))
+    assert report.problems == []
+    (hardware,) = [c for c in report.js(CHART_MARKS) if c["name"] == "chart-hardware"]
+    assert hardware["marks"][:2] and all(n >= 2 for n in hardware["marks"][:2]), hardware  # CPU %, memory %
+    assert "CPU mean" in report.js("document.getElementById('hardware').innerText")
+
+
+def test_a_run_compared_with_a_baseline_shows_the_deltas(pytester, stub, open_report):
+    run_session(pytester, stub)
+    baseline = batch_file(pytester).rename(pytester.path / "baseline.json")
+    stub.delay = 0.03
+    run_session(pytester, stub, "--llmbench-compare", str(baseline), "--llmbench-compare-fail", "p50_latency_ms:10%")
+    report = open_report(report_file(pytester))
+    rows = report.js("""[...document.querySelectorAll('table.deltas tbody tr')].map(r =>
+        [r.cells[0].textContent, r.cells[3].className])""")
+    assert ["p50_latency_ms", "worse"] in rows
+    assert "Regression: p50_latency_ms" in report.js("document.querySelector('.gates').innerText")

@@ -165,7 +165,7 @@ def derived_timeline(rows: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
     if len(spans) < 2:
         return None
     end = max(span[1] for span in spans)
-    bucket = max(end / TIMELINE_POINTS, 0.05)
+    bucket = max(end / TIMELINE_POINTS, min(1.0, end / 20), 0.05)  # 1 s buckets unless the run is short
     count = int(end / bucket) + 1
     done, tokens, errors = [0.0] * count, [0.0] * count, [0.0] * count
     for _, finish, n_tokens, success in spans:
@@ -177,10 +177,9 @@ def derived_timeline(rows: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
     ends = sorted(span[1] for span in spans)
     times = [round((i + 0.5) * bucket, 4) for i in range(count)]
     in_flight = [bisect.bisect_right(starts, t) - bisect.bisect_right(ends, t) for t in times]
-    return {"t": times, "completed_per_s": [round(d / bucket, 3) for d in done],
-            "output_tokens_per_s": [round(x / bucket, 2) for x in tokens],
-            "errors_per_s": [round(e / bucket, 3) for e in errors], "in_flight": in_flight,
-            "bucket_s": [bucket]}
+    return {"t": times, "requests completed/s": [round(d / bucket, 3) for d in done],
+            "output tokens/s": [round(x / bucket, 2) for x in tokens],
+            "errors/s": [round(e / bucket, 3) for e in errors], "requests in flight": in_flight}
 
 
 def batch_timeline(batch: dict[str, Any]) -> dict[str, list[Any]] | None:

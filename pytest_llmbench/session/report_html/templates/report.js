@@ -12,6 +12,20 @@
   var charts = [];
   window.llmbenchCharts = charts;
 
+  /* Writes "p50", "p90", "p99" at the top of each percentile line (datasets flagged `marker`). */
+  Chart.register({id: "llmbenchMarkerLabels", afterDatasetsDraw: function (chart) {
+    var ctx = chart.ctx;
+    ctx.save();
+    ctx.font = "10px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    chart.data.datasets.forEach(function (d, i) {
+      var meta = chart.getDatasetMeta(i);
+      if (!d.marker || meta.hidden || !meta.data.length) { return; }
+      ctx.fillStyle = d.borderColor;
+      ctx.fillText(d.mark, meta.data[1].x, Math.max(chart.chartArea.top + 9, meta.data[1].y - 3));
+    });
+    ctx.restore();
+  }});
   Chart.defaults.animation = false;
   Chart.defaults.maintainAspectRatio = false;
   Chart.defaults.font.size = 11;
@@ -66,7 +80,7 @@
     ["p50", "p90", "p99"].forEach(function (mark) {
       var value = (run.percentiles[key] || {})[mark];
       if (value === null || value === undefined) { return; }
-      sets.push({type: "line", marker: true, label: label(run, mark + " " + value.toFixed(1) + " ms"),
+      sets.push({type: "line", marker: true, mark: mark, label: label(run, mark + " " + value.toFixed(1) + " ms"),
         data: [{x: value, y: 0}, {x: value, y: top}], borderColor: colour(ri), borderWidth: 1.5,
         borderDash: MARK_DASH[mark], pointRadius: 0, pointHitRadius: 6});
     });
@@ -100,7 +114,8 @@
         cdf = cdf.concat(markers(run, ri, key, 1));
       });
       var note = key === "itl" ? " (per chunk, from 201 pooled quantiles)" : "";
-      var xAxis = {type: "linear", title: {display: true, text: title + ", ms" + note}};
+      var xAxis = {type: "linear", min: lo, max: hi + (hi === lo ? 1 : 0), ticks: {includeBounds: false},
+        title: {display: true, text: title + ", ms" + note}};
       draw(chartBox(box, title + " — histogram"), {type: "bar", data: {datasets: hist}, options: {
         scales: {x: xAxis, y: {title: {display: true, text: "% of requests"}, beginAtZero: true}}}});
       draw(chartBox(box, title + " — CDF"), {type: "line", data: {datasets: cdf}, options: {
