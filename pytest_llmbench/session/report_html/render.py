@@ -7,8 +7,6 @@ which Jinja escapes, and inside the JSON data island, whose `<`, `>`, `&` and li
 
 from __future__ import annotations
 
-import json
-import math
 from datetime import datetime, timezone
 from functools import cache, lru_cache
 from importlib import resources
@@ -18,6 +16,7 @@ from typing import Any
 import jinja2
 
 from ..._version import __version__
+from ...result import dumps_strict
 from .build import DISTRIBUTIONS, HEADLINE, build_run, comparison
 
 _PACKAGE = "pytest_llmbench.session.report_html"
@@ -26,24 +25,8 @@ _SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026"
 
 
 def script_json(data: Any) -> str:
-    """JSON that is safe inside a <script> element: it cannot end the element or open a comment."""
-    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_plain)
-    return text.translate(_SCRIPT_ESCAPES)
-
-
-def _plain(value: Any) -> Any:
-    """A value JSON has no type for (a hook's datetime, a NaN inside a hook's figures) as text or null."""
-    return str(value)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
+    """JSON that is safe inside a <script> element: it cannot end the element or open a comment (NaN is null)."""
+    return dumps_strict(data).translate(_SCRIPT_ESCAPES)
 
 
 @cache
@@ -69,10 +52,7 @@ def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report
             for batch, label, folder in batches]
     data = {"runs": [run["chart"] for run in runs],
             "distributions": [[key, title] for key, _, _, title in DISTRIBUTIONS]}
-    try:
-        payload = script_json(data)
-    except ValueError:  # NaN or infinity from a hook's figures
-        payload = script_json(_finite(data))
+    payload = script_json(data)
     template = _environment().get_template("report.html.j2")
     return template.render(
         title=title or ("llmbench comparison" if len(runs) > 1 else "llmbench report"),
