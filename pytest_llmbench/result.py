@@ -82,6 +82,7 @@ class TestResult:
     tpot: float | None = None  # seconds
     e2e_latency: float | None = None  # seconds
     possibly_duplicated: bool = False  # retried after a try that may have been processed (a read timeout)
+    schedule_lag: float | None = None  # seconds the request left after its planned send time; None: none was planned
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""
@@ -135,6 +136,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("tpot", "tpot", "TPOT ms"),
     Metric("e2e_latency", "e2el", "E2E ms"),
     Metric("tokens_per_second", "tokens_per_second", "tokens/s", seconds=False, always_shown=True),
+    Metric("schedule_lag", "schedule_lag", "lag ms"),
 )
 """Every per-request metric, in the order the summary table lists them."""
 
