@@ -19,7 +19,7 @@ from suite_files import (
     write_suite,
 )
 
-from pytest_llmbench.checks.evaluate import expectation_problems
+from pytest_llmbench.checks.expectations import expectation_problems
 from pytest_llmbench.collect.suite import SuiteError, load_suite
 
 EXAMPLE_SUITES = Path(__file__).resolve().parent.parent / "example_suites"

@@ -13,18 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..textsafe import escape_for_terminal, excerpt
-from .expectations import expectation_problems, problems_by_key, regex_flags
+from .expectations import problems_by_key, regex_flags
 from .extract import answer_json, extract_answer, normalize_answer, number_value
-
-__all__ = [
-    "KEY_CONCEPTS_PASS",
-    "Check",
-    "Evaluation",
-    "evaluate",
-    "expectation_problems",
-    "format_failures",
-    "needs_judge",
-]
 
 KEY_CONCEPTS_PASS = 0.5  # the key_concepts check passes when at least half of them are found
 DEFAULT_MIN_SCORE = 5.0  # the rubric check: at least half marks, as key_concepts needs half the concepts
