@@ -171,6 +171,45 @@ def test_hooks_change_requests_results_and_the_batch(pytester, stub, suite):
     assert batch_of(pytester.path / "llmbench_results")["team"] == "inference"
 
 
+def test_every_hook_also_receives_config_and_the_result_hook_its_item(pytester, stub, suite):
+    pytester.makeconftest("""
+        import pytest
+        from pytest_llmbench.collect.items import LLMBenchItem
+
+        seen = set()
+
+        def note(name, config, item=None):
+            assert isinstance(config, pytest.Config), name
+            assert item is None or isinstance(item, LLMBenchItem), name
+            seen.add(name)
+
+        def pytest_llmbench_build_request(test_case, request, config):
+            note("build_request", config)
+
+        def pytest_llmbench_evaluate(test_case, result, config):
+            note("evaluate", config)
+
+        def pytest_llmbench_result(result, item, config):
+            note("result", config, item)
+            assert item.case.id == result.test_id
+
+        def pytest_llmbench_progress(progress, config):
+            note("progress", config)
+
+        def pytest_llmbench_collect_metrics(sample, config):
+            note("collect_metrics", config)
+
+        def pytest_llmbench_batch(batch, config):
+            note("batch", config)
+            batch["hooks_seen"] = sorted(seen)
+    """)
+    stub.delay = 0.05
+    pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
+                                  "--llmbench-monitor", "--llmbench-monitor-interval", "0.02")
+    assert batch_of(pytester.path / "llmbench_results")["hooks_seen"] == [
+        "batch", "build_request", "collect_metrics", "evaluate", "progress", "result"]
+
+
 def test_batch_records_run_metadata_without_secrets(pytester, stub, suite):
     pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
                                   "--llmbench-api-key", "sk-do-not-leak-991",

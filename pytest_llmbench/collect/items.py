@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +18,9 @@ from ..session.storage import assign_stems
 from ..textsafe import escape_for_terminal
 from .suite import SUITE_SUFFIX, TestCase, load_suite
 
-# Set by plugin.py; items read them from the stash so that pytest's fixtures stay out of item setup.
+# Set by session/process.py; items read them from the stash so that pytest's fixtures stay out of item setup.
 SETTINGS_KEY = pytest.StashKey[Settings]()
-RUNNER_KEY = pytest.StashKey[Runner]()
+RUNNER_KEY = pytest.StashKey[Callable[[], Runner]]()  # this process's runner, built on first use
 MARKER = "llmbench"
 
 
@@ -79,11 +79,11 @@ class LLMBenchItem(pytest.Item):
         return self.model
 
     def runtest(self) -> None:
-        runner = self.config.stash[RUNNER_KEY]
+        runner = self.config.stash[RUNNER_KEY]()  # built on first use, before the item's clock starts
         started = time.monotonic()
         self.result = runner.run(self.case, self.model)
         self.window = (started, time.monotonic())
-        self.config.hook.pytest_llmbench_result(result=self.result)
+        self.config.hook.pytest_llmbench_result(result=self.result, item=self, config=self.config)
         for name in ("execution_time", "completion_tokens", "tokens_per_second", "attempts"):
             self.user_properties.append((name, getattr(self.result, name)))
         message = failure_message(self.result)
@@ -131,6 +131,15 @@ def add_suites_to_args(config: pytest.Config, suites: tuple[Path, ...]) -> None:
         config.args[:] = existing
     else:
         config.args.extend(existing)
+
+
+def complete_items(session: pytest.Session, items: list[pytest.Item], suites: tuple[Path, ...],
+                   settings: Settings) -> None:
+    """The session's items once collected: named suites that do not exist as error items, every item's file
+    stem for the run, and ``--llmbench-category`` applied."""
+    items.extend(missing_suite_items(session, suites))
+    assign_file_stems(items)
+    deselect_categories(session.config, items, settings.category)
 
 
 def missing_suite_items(session: pytest.Session, suites: tuple[Path, ...]) -> list[pytest.Item]:

@@ -24,36 +24,27 @@ from ..collect.suite import SUITE_SUFFIX
 from ..exceptions import EndpointError, LLMBenchWarning, OutputNotWritable
 from ..http.redact import Secrets, redact_headers, redact_text
 from ..metrics.gates import GateResult, Gates
-from ..metrics.hardware.monitor import ErrorRateAlert, PerformanceMonitor
+from ..metrics.hardware.monitor import ErrorRateAlert
 from ..options import Settings
-from .endpoint import Endpoint, output_folder, prepare, single_model
+from .endpoint import WORKERINPUT_KEY, EndpointLifecycle
 from .handoff import Inbox, delivery_of, is_llmbench_nodeid
+from .process import make_monitor, stop_for_usage
 from .recorder import Recorder
 from .report_html import DEFAULT_NAME, write_report
 from .storage import check_writable, clean_temp_files
 from .terminal import ProgressLine, is_live_terminal, safe, write_gates, write_summary
 
-WORKERINPUT_KEY = "llmbench_endpoint"
-
-
-def make_monitor(config: pytest.Config, settings: Settings) -> PerformanceMonitor:
-    """A monitor with the session's thresholds and the pytest_llmbench_collect_metrics hook attached."""
-    monitor = PerformanceMonitor(settings.monitor_interval, gpu_temp_c=settings.alert_gpu_temp,
-                                 memory_pct=settings.alert_memory)
-    monitor.extra_collectors.append(lambda sample: config.hook.pytest_llmbench_collect_metrics(sample=sample))
-    return monitor
-
 
 class Controller:
-    def __init__(self, config: pytest.Config, settings: Settings, gates: Gates) -> None:
+    def __init__(self, config: pytest.Config, settings: Settings, gates: Gates, lifecycle: EndpointLifecycle) -> None:
         self.config = config
         self.settings = settings
         self.gates = gates
-        self.output = output_folder(settings, config.invocation_params.dir)
+        self.lifecycle = lifecycle
+        self.output = lifecycle.output
         self.recorder = Recorder(self.output, error_alert=ErrorRateAlert(threshold=settings.alert_error_rate),
                                  secrets=Secrets(settings.secrets()))
         self.warnings: list[str] = []
-        self.endpoint: Endpoint | None = None
         self.started = datetime.now(timezone.utc)
         self._started_monotonic = time.monotonic()
         self.partial_reason: str | None = None
@@ -87,7 +78,7 @@ class Controller:
         option = self.config.option
         if option.collectonly or option.setuponly or option.setupplan:
             return
-        if not self.distributed and self.endpoint is None:
+        if not self.distributed and self.lifecycle.endpoint is None:
             if session.testsfailed and not option.continue_on_collection_errors:
                 return  # pytest is about to stop on collection errors
             if not any(isinstance(item, LLMBenchItem) for item in session.items):
@@ -102,21 +93,16 @@ class Controller:
         """Check the output folder and the endpoint before any request is sent; stop the session if not."""
         try:
             check_writable(self.output)
-        except OutputNotWritable as exc:
-            pytest.exit(f"llmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
-        clean_temp_files(self.output)
-        try:
-            self.endpoint = prepare(self.settings, self.output)
-        except EndpointError as exc:
-            pytest.exit(f"llmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+            clean_temp_files(self.output)
+            self.lifecycle.prepare()
+        except (OutputNotWritable, EndpointError) as exc:
+            stop_for_usage(exc)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        endpoint = self.endpoint
-        if endpoint is None and not self.settings.uses_local_server:  # checked later, once items are known
-            endpoint = Endpoint(url=str(self.settings.endpoint), model=single_model(self.settings))
-        if endpoint is not None:
-            node.workerinput[WORKERINPUT_KEY] = endpoint.to_workerinput()
+        handed = self.lifecycle.for_workers()
+        if handed is not None:
+            node.workerinput[WORKERINPUT_KEY] = handed
 
     def _suites_requested(self) -> bool:
         if self.settings.suite:
@@ -146,7 +132,7 @@ class Controller:
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         total = sum(map(is_llmbench_nodeid, ids))
         self.recorder.tracker.set_total(max(self.recorder.progress.total_tests, total))
-        if total and self.endpoint is None:  # before the first item is scheduled
+        if total and self.lifecycle.endpoint is None:  # before the first item is scheduled
             self.prepare()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
@@ -158,7 +144,7 @@ class Controller:
         else:
             return
         if self._progress_hook.get_hookimpls():  # a snapshot to keep, made only for someone who listens
-            self._progress_hook(progress=dataclasses.replace(progress))
+            self._progress_hook(progress=dataclasses.replace(progress), config=self.config)
         self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures())
         if self.line is not None:
             self.line.update(progress)
@@ -223,7 +209,7 @@ class Controller:
             batch["gates"] = self.gate_result.to_dict()
             if self.gate_result.failed and session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        self.config.hook.pytest_llmbench_batch(batch=batch)
+        self.config.hook.pytest_llmbench_batch(batch=batch, config=self.config)
         self.batch = batch
         self.batch_path = self.recorder.write_batch(batch, self.started)
         self.report_path = self._write_report(batch)
@@ -250,6 +236,7 @@ class Controller:
         options["api_key"] = "***" if s.api_key else None
         options["header"] = [f"{k}: {v}" for k, v in redact_headers(s.headers()).items()]
         secrets = s.secrets()
+        endpoint = self.lifecycle.endpoint
         for key in ("endpoint", "judge_endpoint"):  # a URL may carry user:password@ or ?api_key=
             options[key] = options[key] and redact_text(options[key], secrets)
         return {
@@ -257,8 +244,8 @@ class Controller:
             "pytest_version": pytest.__version__,
             "python_version": platform.python_version(),
             "hostname": socket.gethostname(),
-            "endpoint": redact_text(self.endpoint.url, secrets) if self.endpoint else options["endpoint"],
-            "models": list(s.model) or ([self.endpoint.model] if self.endpoint and self.endpoint.model else []),
+            "endpoint": redact_text(endpoint.url, secrets) if endpoint else options["endpoint"],
+            "models": list(s.model) or ([endpoint.model] if endpoint and endpoint.model else []),
             "workers": self.config.getoption("numprocesses", None) or 0,
             "start_time": self.started.isoformat(timespec="seconds"),
             "end_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -278,7 +265,5 @@ class Controller:
             write_gates(terminalreporter, self.gate_result)
 
     def pytest_unconfigure(self) -> None:
-        if self.endpoint is not None:
-            self.endpoint.stop()
         if self._previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self._previous_sigterm)

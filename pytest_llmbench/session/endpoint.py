@@ -1,7 +1,9 @@
 """Where the session's requests go: a configured server, checked once, or the embedded local one.
 
 Done once per session by the process that owns it (the controller under xdist), so that an unreachable
-server stops the run with one error instead of failing every test the same way.
+server stops the run with one error instead of failing every test the same way. ``EndpointLifecycle`` is the
+one object that decides it, with the controller's path (``prepare``, ``for_workers``) and the path of a process
+that sends requests (``for_requests``) written apart.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from typing import Any
 from ..exceptions import ClientError, EndpointError
 from ..http.client import ClientConfig, LLMClient
 from ..options import Settings
+
+WORKERINPUT_KEY = "llmbench_endpoint"  # where a worker finds the controller's endpoint in its workerinput
 
 
 @dataclass
@@ -78,3 +82,56 @@ def single_model(settings: Settings) -> str | None:
 
 def output_folder(settings: Settings, invocation_dir: Path) -> Path:
     return settings.output if settings.output.is_absolute() else invocation_dir / settings.output
+
+
+class EndpointLifecycle:
+    """This process's endpoint: who checks or starts the server, who uses it, who stops it.
+
+    The controller (the only process without xdist) prepares the endpoint once, before the first item, and hands
+    it to every worker. A process that sends requests uses the endpoint it was handed or the controller's; only
+    when neither exists (a worker the controller had nothing to hand, a hand-written test using ``llm_client``
+    in a run without suite items) does it prepare one of its own. Whoever prepared a server stops it.
+    """
+
+    def __init__(self, settings: Settings, output: Path, workerinput: dict[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.output = output
+        self._worker_id: str | None = None
+        self.endpoint: Endpoint | None = None
+        if workerinput is not None:
+            self._worker_id = workerinput.get("workerid")
+            given = workerinput.get(WORKERINPUT_KEY)
+            if given:
+                self.endpoint = Endpoint(url=given["url"], model=given["model"])
+
+    # -- the controller's path ----------------------------------------------------------------------
+
+    def prepare(self) -> Endpoint:
+        """Start or check the server once (raises EndpointError); the embedded one logs into the output folder."""
+        if self.endpoint is None:
+            self.endpoint = prepare(self.settings, self.output)
+        return self.endpoint
+
+    def for_workers(self) -> dict[str, Any] | None:
+        """What a starting worker is handed: the prepared endpoint, or a remote one to be checked later (the
+        controller checks it once the workers have collected). None: the worker starts its own server."""
+        if self.endpoint is not None:
+            return self.endpoint.to_workerinput()
+        if not self.settings.uses_local_server:
+            return Endpoint(url=str(self.settings.endpoint), model=single_model(self.settings)).to_workerinput()
+        return None
+
+    # -- the path of a process that sends requests --------------------------------------------------
+
+    def for_requests(self) -> Endpoint:
+        """The endpoint handed down or prepared by the controller, else one of this process's own (raises
+        EndpointError). A worker's own embedded server logs into a folder of its own, so the logs stay apart."""
+        if self.endpoint is None:
+            output = self.output / self._worker_id if self._worker_id else self.output
+            self.endpoint = prepare(self.settings, output)
+        return self.endpoint
+
+    def stop(self) -> None:
+        """Stop the embedded server this process started, if any (an endpoint handed down has none)."""
+        if self.endpoint is not None:
+            self.endpoint.stop()

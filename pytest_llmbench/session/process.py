@@ -1,0 +1,120 @@
+"""What each pytest process (the controller, or an xdist worker) sets up for llmbench, behind plugin.py's hooks:
+its settings and suites, its endpoint, its runner and monitor, and the one way a usage error stops the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+from ..collect.items import RUNNER_KEY, SETTINGS_KEY, LLMBenchItem, add_suites_to_args
+from ..collect.suite import TestCase
+from ..exceptions import ConfigurationError, LLMBenchError
+from ..metrics.gates import Gates
+from ..metrics.hardware.monitor import PerformanceMonitor
+from ..options import Settings, read_settings
+from ..result import TestResult
+from ..runner import Runner, build_runner
+from .endpoint import EndpointLifecycle, output_folder
+from .handoff import Delivery, attach
+from .report_html.pytest_html import add_html_extras, html_report_wanted
+
+CONTROLLER = "llmbench-controller"  # the controller's name in the plugin manager
+SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()
+ENDPOINT_KEY = pytest.StashKey[EndpointLifecycle]()
+_RUNNER = pytest.StashKey[Runner]()
+
+
+def stop_for_usage(exc: LLMBenchError) -> NoReturn:
+    """Stop the session over a usage error found once it runs (an unwritable output folder, an unreachable or
+    unstartable server): one ``llmbench:`` line and pytest's usage-error exit code, no traceback."""
+    pytest.exit(f"llmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+
+
+def configure(config: pytest.Config) -> Gates:
+    """Read the options into the stash, add the suites to pytest's arguments, make this process's endpoint
+    lifecycle; the gates are for the controller. A bad option is pytest's usage error, named by its flag."""
+    try:
+        settings = read_settings(config.getoption, config.getini,
+                                 ini_dir=config.inipath.parent if config.inipath else None)
+        settings.headers()
+        gates = Gates.from_settings(settings)
+    except (ConfigurationError, ValueError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    config.stash[SETTINGS_KEY] = settings
+    base = config.invocation_params.dir
+    config.stash[SUITES_KEY] = tuple((p if p.is_absolute() else base / p).resolve() for p in settings.suite)
+    add_suites_to_args(config, config.stash[SUITES_KEY])
+    config.stash[RUNNER_KEY] = lambda: process_runner(config)
+    config.stash[ENDPOINT_KEY] = EndpointLifecycle(settings, output_folder(settings, base),
+                                                   getattr(config, "workerinput", None))
+    if settings.insecure:
+        config.issue_config_time_warning(pytest.PytestWarning(
+            "llmbench: --llmbench-insecure is set: TLS certificates are not verified"), stacklevel=2)
+    return gates
+
+
+def process_runner(config: pytest.Config) -> Runner:
+    """This process's runner, built on first use so that --setup-only/--setup-plan stay offline."""
+    if _RUNNER not in config.stash:
+        try:
+            endpoint = config.stash[ENDPOINT_KEY].for_requests()
+        except LLMBenchError as exc:
+            stop_for_usage(exc)
+
+        def build_request(case: TestCase, body: dict[str, Any]) -> None:
+            config.hook.pytest_llmbench_build_request(test_case=case, request=body, config=config)
+
+        def extra_checks(case: TestCase, result: TestResult) -> list[Any]:
+            answers: list[Any] = config.hook.pytest_llmbench_evaluate(test_case=case, result=result, config=config)
+            return answers
+
+        config.stash[_RUNNER] = build_runner(config.stash[SETTINGS_KEY], endpoint.url, endpoint.model,
+                                             build_request=build_request, extra_checks=extra_checks)
+    return config.stash[_RUNNER]
+
+
+def hand_on(item: LLMBenchItem, report: pytest.TestReport) -> None:
+    """Send the item's result to the controller: on the report from a worker, through the inbox in its process."""
+    if item.result is None:
+        return
+    if html_report_wanted(item.config):
+        add_html_extras(report, item.result, item.config.stash[SETTINGS_KEY].secrets())
+    controller = item.config.pluginmanager.get_plugin(CONTROLLER)  # None in an xdist worker
+    attach(report, Delivery(item.result, item.file_stem or item.case.id, item.output_subdir, item.window),
+           inbox=controller.inbox if controller is not None else None)
+    item.result = None  # handed on; items live until the session ends
+
+
+def make_monitor(config: pytest.Config, settings: Settings) -> PerformanceMonitor:
+    """A monitor with the session's thresholds and the pytest_llmbench_collect_metrics hook attached."""
+    monitor = PerformanceMonitor(settings.monitor_interval, gpu_temp_c=settings.alert_gpu_temp,
+                                 memory_pct=settings.alert_memory)
+    monitor.extra_collectors.append(
+        lambda sample: config.hook.pytest_llmbench_collect_metrics(sample=sample, config=config))
+    return monitor
+
+
+def session_monitor(config: pytest.Config) -> Iterator[PerformanceMonitor]:
+    """The controller's sampler under ``--llmbench-monitor``; otherwise one started for the fixture's users."""
+    controller = config.pluginmanager.get_plugin(CONTROLLER)
+    if controller is not None and controller.recorder.monitor is not None:
+        yield controller.recorder.monitor
+        return
+    monitor = make_monitor(config, config.stash[SETTINGS_KEY])
+    monitor.start()
+    yield monitor
+    monitor.stop()
+
+
+def close(config: pytest.Config) -> None:
+    """Close this process's runner and stop the server it started, if any."""
+    runner = config.stash.get(_RUNNER, None)
+    if runner is not None:
+        runner.close()
+    lifecycle = config.stash.get(ENDPOINT_KEY, None)
+    if lifecycle is not None:
+        lifecycle.stop()
