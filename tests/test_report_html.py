@@ -90,8 +90,9 @@ def test_a_report_that_cannot_be_written_is_a_warning_and_the_batch_is_kept(pyte
 # -- what the batch carries for the report ---------------------------------------------------------------
 
 
-def test_batch_rows_carry_send_time_itl_completion_file_and_failure_excerpt(pytester, stub):
-    run_session(pytester, stub)
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["in-process", "xdist"])
+def test_batch_rows_carry_send_time_itl_completion_file_and_failure_excerpt(pytester, stub, workers):
+    run_session(pytester, stub, *workers)
     batch = load_batch(pytester)
     rows = {row["test_id"]: row for row in batch["tests"]}
     starts = sorted(row["start_s"] for row in rows.values())

@@ -6,13 +6,13 @@ run, or one without the optional sections (timeline, sweep, hardware, server) st
 
 from __future__ import annotations
 
-import bisect
 import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from ...metrics.stats import finite_number, format_value
+from .sections import batch_timeline, derived_timeline, hardware_columns, server_figures, sweep_view
 
 # The distributions the report draws: (key in the view, batch row field, summary-key metric, title)
 DISTRIBUTIONS = (
@@ -22,7 +22,6 @@ DISTRIBUTIONS = (
     ("tpot", "tpot", "tpot", "Time per output token"),
 )
 MARKED = ("p50", "p90", "p99")
-TIMELINE_POINTS = 200  # buckets of the throughput timeline derived from the rows
 FAILURES_SHOWN = 200
 SLOWEST_SHOWN = 10
 
@@ -155,92 +154,6 @@ def _slowest(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
             for row in timed[:SLOWEST_SHOWN]]
 
 
-def derived_timeline(rows: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
-    """Throughput and requests in flight over time from the rows' send times, for batches without a timeline."""
-    spans = []
-    for row in rows:
-        start, seconds = finite_number(row.get("start_s")), finite_number(row.get("execution_time"))
-        if start is not None and seconds is not None:
-            spans.append((start, start + seconds, row.get("completion_tokens") or 0, bool(row.get("success"))))
-    if len(spans) < 2:
-        return None
-    end = max(span[1] for span in spans)
-    bucket = max(end / TIMELINE_POINTS, min(1.0, end / 20), 0.05)  # 1 s buckets unless the run is short
-    count = int(end / bucket) + 1
-    done, tokens, errors = [0.0] * count, [0.0] * count, [0.0] * count
-    for _, finish, n_tokens, success in spans:
-        slot = min(int(finish / bucket), count - 1)
-        done[slot] += success
-        errors[slot] += not success
-        tokens[slot] += n_tokens
-    starts = sorted(span[0] for span in spans)
-    ends = sorted(span[1] for span in spans)
-    times = [round((i + 0.5) * bucket, 4) for i in range(count)]
-    in_flight = [bisect.bisect_right(starts, t) - bisect.bisect_right(ends, t) for t in times]
-    return {"t": times, "requests completed/s": [round(d / bucket, 3) for d in done],
-            "output tokens/s": [round(x / bucket, 2) for x in tokens],
-            "errors/s": [round(e / bucket, 3) for e in errors], "requests in flight": in_flight}
-
-
-def batch_timeline(batch: dict[str, Any]) -> dict[str, list[Any]] | None:
-    """The batch's own timeline (a list of per-bucket points, or a section holding one) as columns."""
-    section = batch.get("timeline")
-    points = section.get("buckets") or section.get("points") if isinstance(section, dict) else section
-    if not isinstance(points, list) or not points or not all(isinstance(p, dict) for p in points):
-        return None
-    keys = [k for k in points[0] if all(finite_number(p.get(k)) is not None or p.get(k) is None for p in points)]
-    return {key: [finite_number(p.get(key)) for p in points] for key in keys}
-
-
-def _first(mapping: dict[str, Any], *keys: str) -> Any:
-    return next((mapping[k] for k in keys if mapping.get(k) is not None), None)
-
-
-def sweep_view(sweep: Any) -> dict[str, Any] | None:
-    """The sweep section as points: achieved throughput against latency p50/p99 per level, the knee flagged."""
-    levels = sweep.get("levels") if isinstance(sweep, dict) else sweep
-    if not isinstance(levels, list) or not levels:
-        return None
-    knee = _first(sweep, "knee", "knee_level") if isinstance(sweep, dict) else None
-    if isinstance(knee, dict):
-        knee = _first(knee, "level", "value")
-    points = []
-    for level in levels:
-        if not isinstance(level, dict):
-            continue
-        name = _first(level, "level", "value", "concurrency", "rate", "label")
-        points.append({
-            "label": str(name),
-            "x": finite_number(_first(level, "request_throughput", "achieved_request_rate", "achieved_rate",
-                                      "output_throughput")),
-            "p50": finite_number(_first(level, "p50_latency_ms", "latency_p50_ms", "median_latency_ms")),
-            "p99": finite_number(_first(level, "p99_latency_ms", "latency_p99_ms")),
-            "knee": bool(level.get("knee")) or (knee is not None and str(knee) == str(name)),
-        })
-    points = [p for p in points if p["x"] is not None]
-    return {"levels": points, "x_label": "achieved throughput, requests/s"} if points else None
-
-
-def hardware_columns(timeseries: Any) -> dict[str, list[Any]] | None:
-    """The monitor's timeline (per-device lists inside each point) as one column per series."""
-    if not isinstance(timeseries, list) or not timeseries:
-        return None
-    columns: dict[str, list[Any]] = {"t": [], "CPU %": [], "memory %": []}
-    devices = max(len(p.get("gpu_util_pct") or []) for p in timeseries)
-    series = (("gpu_util_pct", "util %"), ("gpu_power_w", "power W"), ("gpu_memory_used_gb", "memory GB"))
-    names = [(key, f"GPU{d} {unit}", d) for d in range(devices) for key, unit in series]
-    for _, name, _ in names:
-        columns[name] = []
-    for point in timeseries:
-        columns["t"].append(finite_number(point.get("t")))
-        columns["CPU %"].append(finite_number(point.get("cpu_pct")))
-        columns["memory %"].append(finite_number(point.get("memory_pct")))
-        for key, name, device in names:
-            values = point.get(key) or []
-            columns[name].append(finite_number(values[device]) if device < len(values) else None)
-    return columns
-
-
 def _header(batch: dict[str, Any], label: str) -> dict[str, Any]:
     run = batch.get("run") or {}
     aggregate = batch.get("aggregate") or {}
@@ -343,7 +256,7 @@ def build_run(batch: dict[str, Any], *, label: str, batch_dir: Path | None, repo
         "failure_count": sum(outcome_of(row) != "passed" for row in rows),
         "slowest": _slowest(rows),
         "hardware": _hardware_note(hardware) if hardware else None,
-        "server": server,
+        "server": server_figures(server) if server else None,
         "sweep": chart["sweep"],
         "chart": chart,
     }
