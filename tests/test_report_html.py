@@ -181,3 +181,12 @@ def test_pytest_html_rows_get_llmbench_columns_and_an_escaped_prompt_and_answer(
     assert re.search(r"col-llmbench_latency\\&#34;&gt;0\.\d{3}", html)
     assert "=== PROMPT ===\\nFrance, 0?" in html
     assert "window.__pwned" in html and "<script>window" not in html and "&lt;script&gt;window" not in html
+
+
+def test_gate_verdicts_appear_in_the_run_header(pytester, stub):
+    result = run_session(pytester, stub, "--llmbench-slo", "latency_p99=1ms", "--llmbench-slo", "latency_p50=60s")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    html = report_file(pytester).read_text(encoding="utf-8")
+    gates = re.search(r'<div class="gates">.*?</div>', html, re.S).group(0)
+    assert '<span class="badge bad">failed</span>' in gates
+    assert re.search(r'<li class="worse">SLO missed: [^<]*latency[^<]*1 ms', gates)

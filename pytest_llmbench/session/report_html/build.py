@@ -200,9 +200,7 @@ def _gates(batch: dict[str, Any]) -> dict[str, Any] | None:
         "baseline": None if comparison is None else str(comparison.get("baseline") or ""),
         "regressions": [str(r) for r in (comparison or {}).get("regressions") or []],
         "deltas": deltas,
-        "checks": [{"passed": bool(g.get("passed")), "text": " ".join(
-            str(g[k]) for k in ("name", "gate", "message") if g.get(k) is not None)}
-            for g in gates.get("checks") or [] if isinstance(g, dict)],  # every gate, when the batch lists them
+        "passed_gates": [str(g) for g in gates.get("passed_gates") or []],  # listed by newer batches
     }
 
 
