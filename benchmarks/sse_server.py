@@ -3,7 +3,8 @@
 Each POST waits ``--ttft-ms`` after the request arrived, then sends ``--tokens`` one-token chunks
 ``--gap-ms`` apart (against an absolute schedule, so sleep overshoot never accumulates), a usage
 chunk and ``data: [DONE]``. Python's sleep still wakes late now and then, so the server records
-``perf_counter_ns`` just before writing each token; ``GET /stamps`` returns them per ``X-Request-Id``.
+``perf_counter_ns`` just before writing each token; ``GET /stamps`` returns them per ``X-Request-Id`` (or,
+without one, per the last message's text).
 On Linux ``perf_counter`` is CLOCK_MONOTONIC, one clock for every process: the client compares
 its own arrival stamps with these directly.
 
@@ -23,7 +24,7 @@ from typing import Any
 
 class ScheduleServer(ThreadingHTTPServer):
     daemon_threads = True
-    request_queue_size = 64
+    request_queue_size = 256  # 128 streams at once connect together
 
     def __init__(self, ttft_ms: float, gap_ms: float, tokens: int) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
@@ -39,6 +40,16 @@ def _event(payload: dict[str, Any] | str) -> bytes:
     return b"data: " + data.encode() + b"\n\n"
 
 
+def _prompt(body: bytes) -> str | None:
+    """The last message's text: what a client that sends no X-Request-Id (the plugin) is matched by."""
+    try:
+        messages = json.loads(body).get("messages") or [{}]
+        content = messages[-1].get("content")
+    except (ValueError, AttributeError):
+        return None
+    return content if isinstance(content, str) else None
+
+
 def _chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
     return {"object": "chat.completion.chunk", "model": "schedule",
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
@@ -49,11 +60,11 @@ class _Handler(BaseHTTPRequestHandler):
     server: ScheduleServer
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         received_ns = time.perf_counter_ns()
         sent: list[int] = []
         with self.server.lock:
-            self.server.stamps[self.headers.get("X-Request-Id", str(received_ns))] = {
+            self.server.stamps[self.headers.get("X-Request-Id") or _prompt(body) or str(received_ns)] = {
                 "received_ns": received_ns, "content_ns": sent}
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")

@@ -95,6 +95,28 @@ class Settings:
     connect_timeout: float = _option(ClientConfig.connect_timeout, "seconds to open a connection (within "
                                      "--llmbench-timeout); a connect timeout is retried", "SECONDS",
                                      low=0, inclusive=False)
+    # -- load generation (session/load/) --
+    concurrency: int = _option(0, "most requests in flight for the whole session, whatever the number of "
+                                  "processes (0: one per process, as plain pytest)", "N", low=0)
+    request_rate: str = _option("inf", "requests per second for the whole session, arriving as a Poisson process "
+                                       "(see --llmbench-burstiness); 'inf' sends as fast as the concurrency allows",
+                                "RATE")
+    burstiness: float = _option(1.0, "shape of the gamma distribution of gaps between arrivals: 1 is Poisson, "
+                                     "below 1 burstier, above 1 smoother", "B", low=0, inclusive=False)
+    repeat: int = _option(1, "run each selected test N times (node ids t01[r1] ... t01[rN])", "N", low=1)
+    warmup: int = _option(0, "requests sent before measuring, cycled from the selected tests; not tests, not in "
+                             "the statistics", "N", low=0)
+    duration: float = _option(0.0, "stop sending new requests after this many seconds (per sweep level); tests not "
+                                   "sent are skipped (0: no limit)", "SECONDS", low=0)
+    ramp: float = _option(0.0, "raise the request rate (or, without a rate, the concurrency) linearly to its "
+                               "target over this many seconds", "SECONDS", low=0)
+    sweep: str | None = _option(None, "run the selection once per level, e.g. concurrency=1,4,16,64 or "
+                                      "rate=5,10,20 (node ids t01[c16]); the summary names the highest level "
+                                      "that meets the SLOs", "KIND=LEVELS")
+    test_files: str = _option("all", "per-test files to write: all, failed or none (the batch file is always "
+                                     "written)", "WHICH")
+    timeline_bucket: float = _option(1.0, "width of the batch file's timeline buckets, in seconds", "SECONDS",
+                                     low=0, inclusive=False)
 
     @property
     def uses_local_server(self) -> bool:

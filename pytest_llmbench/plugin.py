@@ -16,6 +16,7 @@ from .options import add_options
 from .session import process
 from .session.controller import Controller
 from .session.handoff import release
+from .session.load.scheduling import make_scheduler
 from .session.report_html.pytest_html import PytestHtmlColumns
 
 
@@ -35,6 +36,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(controller, process.CONTROLLER)
     if config.pluginmanager.hasplugin("html"):
         config.pluginmanager.register(PytestHtmlColumns(), "llmbench-pytest-html")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return make_scheduler(config, config.stash[collect.LOAD_PLAN_KEY])  # None unless a load run under --dist load
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> collect.SuiteFile | None:

@@ -41,11 +41,18 @@ class Runner:
     extra_checks: Callable[[TestCase, TestResult], list[Any]] = _no_extra_checks  # each hook's answer
 
     def run(self, case: TestCase, model: str | None = None) -> TestResult:
+        return self.finish(case, self.client.send(case.api_type, self.prepare(case, model)))
+
+    def prepare(self, case: TestCase, model: str | None = None) -> dict[str, Any]:
+        """The request body, after pytest_llmbench_build_request (a load run prepares bodies ahead)."""
         stream = self.stream if case.stream is None else case.stream
         body = build_body(prompt=case.prompt, messages=case.messages, parameters=case.parameters,
                           model=model or self.client.resolve_model(), stream=stream)
         self.build_request(case, body)
-        result = self.client.send(case.api_type, body)
+        return body
+
+    def finish(self, case: TestCase, result: TestResult) -> TestResult:
+        """The result of a sent request, filled in: answer checks, judge, hooks and SLOs."""
         result.test_id, result.test_name, result.category = case.id, case.name, case.category
         result.reasoning_type, result.suite_id = case.reasoning_type, case.suite_id
         if result.success and self.evaluate:
@@ -105,11 +112,15 @@ class Runner:
 
 def build_runner(settings: Settings, url: str, model: str | None, *,
                  build_request: Callable[[TestCase, dict[str, Any]], None] = _no_request_hook,
-                 extra_checks: Callable[[TestCase, TestResult], list[Any]] = _no_extra_checks) -> Runner:
+                 extra_checks: Callable[[TestCase, TestResult], list[Any]] = _no_extra_checks,
+                 in_flight: int = 1) -> Runner:
     """The runner for one process. The judge is a client of its own only when it talks elsewhere: another
-    endpoint or model, or chat where the session is fixed on /completions."""
+    endpoint or model, or chat where the session is fixed on /completions. ``in_flight``: the most requests
+    this process keeps in flight, so that every one of them keeps its connection open."""
     model = model or (settings.model[0] if settings.model else None)
-    client = LLMClient(ClientConfig.from_settings(settings, url), model=model)
+    config = ClientConfig.from_settings(settings, url)
+    config.connections = max(config.connections, in_flight)
+    client = LLMClient(config, model=model)
     judge_url = settings.judge_endpoint or chat_endpoint(url)
     judge = None
     if judge_url != url or settings.judge_model:

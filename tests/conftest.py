@@ -4,6 +4,8 @@
   test. Script it with ``fault_server.reply(Reply(...))`` / ``.always(...)`` and read
   ``fault_server.received``. See tests/faultserver.py for the TLS and refused-connection helpers.
 - ``v1``: that server's ``/v1`` base URL, the endpoint a client is given.
+- ``load_stub``: an ``openai_stub.OpenAIStub`` (answers after 0.25 s) on a threaded server on 127.0.0.1, which
+  answers many requests at once and counts them (``peak``, ``active``); its ``url`` is the ``/v1`` base.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 from faultserver import FaultServer
+from openai_stub import OpenAIStub
+from pytest_httpserver import HTTPServer
 
 
 @pytest.fixture
@@ -23,3 +27,14 @@ def fault_server() -> Iterator[FaultServer]:
 @pytest.fixture
 def v1(fault_server: FaultServer) -> str:
     return fault_server.url_for("/v1")
+
+
+@pytest.fixture
+def load_stub() -> Iterator[OpenAIStub]:
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    answering = OpenAIStub(delay=0.25)
+    answering.url = answering.install(server)  # type: ignore[attr-defined]
+    yield answering
+    server.clear()
+    server.stop()

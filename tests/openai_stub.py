@@ -31,6 +31,10 @@ class OpenAIStub:
     break_stream: bool = False  # end streams after the first chunk, without [DONE]
     models: tuple[str, ...] = (MODEL,)
     requests: list[dict[str, Any]] = field(default_factory=list)
+    delay_per_active: float = 0.0  # more seconds per request in flight: a server that slows under load
+    active: int = 0  # requests being answered now (non-streamed answers)
+    peak: int = 0  # the most ever answered at once (concurrent connections, one request each)
+    answered: int = 0  # answers fully built and handed to the server
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def install(self, httpserver: Any) -> str:
@@ -41,17 +45,30 @@ class OpenAIStub:
         return httpserver.url_for("/v1")
 
     def _answer(self, request: Request) -> Response:
+        with self._lock:
+            self.active += 1
+            self.peak = max(self.peak, self.active)
+            load = self.active
+        try:
+            return self._reply(request, load)
+        finally:
+            with self._lock:
+                self.active -= 1
+                self.answered += 1
+
+    def _reply(self, request: Request, load: int) -> Response:
         body = json.loads(request.get_data())
         with self._lock:
-            self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers)})
+            self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers),
+                                  "at": time.monotonic()})
         question = body.get("prompt") or (body.get("messages") or [{}])[-1].get("content", "")
         for key, code in self.status.items():
             if key in question:
                 return Response(json.dumps({"error": {"message": f"scripted {code}", "type": "stub"}}),
                                 status=code, content_type="application/json")
         text = next((a for k, a in self.answers.items() if k in question), self.default_answer)
-        if self.delay:
-            time.sleep(self.delay)
+        if self.delay or self.delay_per_active:
+            time.sleep(self.delay + self.delay_per_active * load)
         chat = request.path.endswith("/chat/completions")
         if body.get("stream"):
             return Response(self._stream(text, chat), content_type="text/event-stream")

@@ -14,6 +14,9 @@ from ..exceptions import SuiteError
 from ..options import Settings
 from ..result import TestResult
 from ..runner import Runner, failure_message
+from ..session.handoff import Delivery
+from ..session.load.driver import LoadDriver
+from ..session.load.plan import LoadPlan
 from ..session.storage import assign_stems
 from ..textsafe import escape_for_terminal
 from .suite import SUITE_SUFFIX, TestCase, load_suite
@@ -21,6 +24,8 @@ from .suite import SUITE_SUFFIX, TestCase, load_suite
 # Set by session/process.py; items read them from the stash so that pytest's fixtures stay out of item setup.
 SETTINGS_KEY = pytest.StashKey[Settings]()
 RUNNER_KEY = pytest.StashKey[Callable[[], Runner]]()  # this process's runner, built on first use
+LOAD_PLAN_KEY = pytest.StashKey[LoadPlan]()
+DRIVER_KEY = pytest.StashKey[LoadDriver]()  # only in a load run
 MARKER = "llmbench"
 
 
@@ -39,10 +44,16 @@ class SuiteFile(pytest.File):
             yield SuiteErrorItem.from_parent(self, name="suite_error", message=str(exc))
             return
         models: tuple[str | None, ...] = settings.model if len(settings.model) > 1 else (None,)
+        plan = self.config.stash[LOAD_PLAN_KEY]
         for case in suite.tests:
-            for model in models:  # pytest prints node ids as they are, control characters too
-                name = escape_for_terminal(case.id if model is None else f"{case.id}[{model}]")
-                yield LLMBenchItem.from_parent(self, name=name, case=case, model=model)
+            for model in models:
+                for phase in range(len(plan.levels)):
+                    for repeat in range(plan.repeat):
+                        param = "-".join(p for p in (model, plan.param(phase, repeat)) if p)
+                        # pytest prints node ids as they are, control characters too
+                        name = escape_for_terminal(f"{case.id}[{param}]" if param else case.id)
+                        yield LLMBenchItem.from_parent(self, name=name, case=case, model=model, phase=phase,
+                                                       repeat=repeat, load_param=plan.param(phase, repeat))
 
 
 class SuiteErrorItem(pytest.Item):
@@ -64,10 +75,14 @@ class SuiteErrorItem(pytest.Item):
 class LLMBenchItem(pytest.Item):
     """One JSON test (for one model). Its ``TestResult`` travels to the controller on the report."""
 
-    def __init__(self, *, case: TestCase, model: str | None, **kwargs: Any) -> None:
+    def __init__(self, *, case: TestCase, model: str | None, phase: int = 0, repeat: int = 0,
+                 load_param: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.case = case
         self.model = model
+        self.phase = phase  # the sweep level's index (0 without a sweep)
+        self.repeat = repeat  # which repetition (--llmbench-repeat), from 0
+        self.load_param = load_param  # "c16-r3": part of the node id and of the file name
         self.result: TestResult | None = None
         self.window: tuple[float, float] | None = None
         self.file_stem: str | None = None  # assigned for the whole run by assign_file_stems()
@@ -78,11 +93,21 @@ class LLMBenchItem(pytest.Item):
     def output_subdir(self) -> str | None:
         return self.model
 
+    def delivery(self, result: TestResult, window: tuple[float, float] | None) -> Delivery:
+        """The result on its way to the controller, with where its files go and where and when it ran."""
+        worker = getattr(self.config, "workerinput", {}).get("workerid")
+        return Delivery(result, self.file_stem or self.case.id, self.output_subdir, window, phase=self.phase,
+                        worker=worker)
+
     def runtest(self) -> None:
         runner = self.config.stash[RUNNER_KEY]()  # built on first use, before the item's clock starts
-        started = time.monotonic()
-        self.result = runner.run(self.case, self.model)
-        self.window = (started, time.monotonic())
+        driver = self.config.stash.get(DRIVER_KEY, None)
+        if driver is not None and driver.dispatches(self):  # sent ahead: wait for this item's own answer
+            self.result, self.window = driver.result_of(self, runner)
+        else:
+            started = time.monotonic()
+            self.result = runner.run(self.case, self.model)
+            self.window = (started, time.monotonic())
         self.config.hook.pytest_llmbench_result(result=self.result, item=self, config=self.config)
         for name in ("execution_time", "completion_tokens", "tokens_per_second", "attempts"):
             self.user_properties.append((name, getattr(self.result, name)))
@@ -136,10 +161,17 @@ def add_suites_to_args(config: pytest.Config, suites: tuple[Path, ...]) -> None:
 def complete_items(session: pytest.Session, items: list[pytest.Item], suites: tuple[Path, ...],
                    settings: Settings) -> None:
     """The session's items once collected: named suites that do not exist as error items, every item's file
-    stem for the run, and ``--llmbench-category`` applied."""
+    stem for the run, ``--llmbench-category`` applied, and a load run's levels and repetitions in order."""
     items.extend(missing_suite_items(session, suites))
     assign_file_stems(items)
     deselect_categories(session.config, items, settings.category)
+    order_by_load(items)
+
+
+def order_by_load(items: list[pytest.Item]) -> None:
+    """Sweep levels one after another, and each repetition of the selection after the one before (a stable
+    sort, so that every xdist worker gets the same order); other tests keep their places in the first level."""
+    items.sort(key=lambda item: (item.phase, item.repeat) if isinstance(item, LLMBenchItem) else (0, 0))
 
 
 def missing_suite_items(session: pytest.Session, suites: tuple[Path, ...]) -> list[pytest.Item]:
@@ -153,7 +185,8 @@ def assign_file_stems(items: list[pytest.Item]) -> None:
     ours = [item for item in items if isinstance(item, LLMBenchItem)]
     for subdir in {item.output_subdir for item in ours}:
         group = [item for item in ours if item.output_subdir == subdir]
-        stems = assign_stems((item.nodeid, item.case.name) for item in group)
+        stems = assign_stems((item.nodeid, f"{item.case.name} [{item.load_param}]" if item.load_param
+                              else item.case.name) for item in group)
         for item in group:
             item.file_stem = stems[item.nodeid]
 

@@ -44,6 +44,7 @@ class ClientConfig:
     connect_timeout: float = CONNECT_TIMEOUT  # seconds to open a connection, within the total deadline
     max_response_bytes: int = MAX_RESPONSE_BYTES  # decoded bytes of one answer; past it the answer fails
     secrets: tuple[str, ...] = field(default=(), repr=False)  # more values to mask (the session's other ones)
+    connections: int = 10  # connections kept open: at least the requests in flight (--llmbench-concurrency)
 
     @classmethod
     def from_settings(cls, settings: Settings, url: str) -> ClientConfig:
@@ -82,7 +83,8 @@ class LLMClient:
             headers["Authorization"] = f"Bearer {config.api_key}"
         self._transport = Transport({**headers, **config.headers}, config.endpoint, config.verify,
                                     connect_timeout=config.connect_timeout,
-                                    max_response_bytes=config.max_response_bytes, secrets=self._secrets)
+                                    max_response_bytes=config.max_response_bytes, secrets=self._secrets,
+                                    connections=config.connections)
         self._urls: dict[str, tuple[str, str]] = {}
 
     def resolve_model(self) -> str:

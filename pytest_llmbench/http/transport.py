@@ -61,13 +61,13 @@ class Transport:
 
     def __init__(self, headers: Mapping[str, str], endpoint: str, verify: bool | str, *,
                  connect_timeout: float = CONNECT_TIMEOUT, max_response_bytes: int = MAX_RESPONSE_BYTES,
-                 secrets: Secrets = NO_SECRETS) -> None:
+                 secrets: Secrets = NO_SECRETS, connections: int = 10) -> None:
         self.connect_timeout = connect_timeout
         self.max_response_bytes = max_response_bytes
         self.secrets = secrets  # masked in what the server sends back before any of it is cut
         self._session = requests.Session()
         self._session.headers.update(headers)
-        adapter = _WatchedAdapter(_UNVERIFIED_POOLS if verify is False else _POOLS)
+        adapter = _WatchedAdapter(_UNVERIFIED_POOLS if verify is False else _POOLS, connections)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._environment = _environment_settings(self._session, endpoint, verify)
@@ -240,6 +240,13 @@ class Watchdog:
                 self._watches.discard(watch)
                 watch.connection = None
 
+    def expire_all(self) -> None:
+        """End every attempt in flight now, as if its deadline had passed: a stopping run cancels them."""
+        with self._cond:
+            for watch in self._watches:
+                watch.expire()
+            self._watches.clear()
+
     def attach(self, connection: Any) -> None:
         """Called by a connection about to send or to wait for headers, in the attempt's thread."""
         watch = getattr(self._current, "watch", None)
@@ -309,9 +316,9 @@ _UNVERIFIED_POOLS = {"http": _HTTPPool, "https": _UnverifiedHTTPSPool}
 
 
 class _WatchedAdapter(HTTPAdapter):
-    def __init__(self, pools: dict[str, type[urllib3.HTTPConnectionPool]]) -> None:
+    def __init__(self, pools: dict[str, type[urllib3.HTTPConnectionPool]], connections: int) -> None:
         self._pools = pools
-        super().__init__()
+        super().__init__(pool_maxsize=connections)  # kept open per host: as many as requests in flight
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)

@@ -7,6 +7,7 @@ so files and the terminal have exactly one writer.
 from __future__ import annotations
 
 import dataclasses
+import json
 import platform
 import signal
 import socket
@@ -19,7 +20,7 @@ from typing import Any
 import pytest
 
 from .._version import __version__
-from ..collect.items import LLMBenchItem
+from ..collect.items import DRIVER_KEY, LOAD_PLAN_KEY, LLMBenchItem
 from ..collect.suite import SUITE_SUFFIX
 from ..exceptions import EndpointError, LLMBenchWarning, OutputNotWritable
 from ..http.redact import Secrets, redact_headers, redact_text
@@ -27,7 +28,10 @@ from ..metrics.gates import GateResult, Gates
 from ..metrics.hardware.monitor import ErrorRateAlert
 from ..options import Settings
 from .endpoint import WORKERINPUT_KEY, EndpointLifecycle
-from .handoff import Inbox, delivery_of, is_llmbench_nodeid
+from .handoff import Delivery, Inbox, delivery_of, is_llmbench_nodeid
+from .load.driver import DURATION_SKIP, WORKEROUTPUT_KEY
+from .load.record import LoadRecord
+from .load.summary import load_lines
 from .process import make_monitor, stop_for_usage
 from .recorder import Recorder
 from .report_html import DEFAULT_NAME, write_report
@@ -42,8 +46,9 @@ class Controller:
         self.gates = gates
         self.lifecycle = lifecycle
         self.output = lifecycle.output
+        self.load = LoadRecord(config.stash[LOAD_PLAN_KEY], slos=gates.slos, bucket_s=settings.timeline_bucket)
         self.recorder = Recorder(self.output, error_alert=ErrorRateAlert(threshold=settings.alert_error_rate),
-                                 secrets=Secrets(settings.secrets()))
+                                 secrets=Secrets(settings.secrets()), load=self.load, test_files=settings.test_files)
         self.warnings: list[str] = []
         self.started = datetime.now(timezone.utc)
         self._started_monotonic = time.monotonic()
@@ -138,11 +143,30 @@ class Controller:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         delivery = delivery_of(report, self.inbox)
         if delivery is not None:
-            progress = self.recorder.record(delivery, passed=report.passed)
+            self._show(self.recorder.record(delivery, passed=report.passed))
         elif report.failed and report.when in ("call", "???") and is_llmbench_nodeid(report.nodeid):
-            progress = self.recorder.record_lost(report.nodeid, str(report.longrepr).splitlines()[0][:500])
-        else:
-            return
+            self._show(self.recorder.record_lost(report.nodeid, str(report.longrepr).splitlines()[0][:500]))
+        elif report.skipped and DURATION_SKIP in str(report.longrepr) and is_llmbench_nodeid(report.nodeid):
+            self.load.duration_skipped += 1  # not a test of the run: it never sent its request
+            self.recorder.tracker.set_total(self.recorder.progress.total_tests - 1)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        raw = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)  # a crashed worker has none
+        if raw:
+            self._take_load_report(json.loads(raw))
+
+    def _take_load_report(self, report: dict[str, Any]) -> None:
+        """A process's warm-up, cancellations and the answers that arrived for items the stop kept from running."""
+        self.load.add_process(report)
+        for raw, passed in report["leftovers"]:
+            self.recorder.record(Delivery.from_json(raw), passed=passed)
+
+    def _show(self, progress: Any) -> None:
+        if self.load.plan.dispatched:
+            driver = self.config.stash.get(DRIVER_KEY, None)
+            progress.in_flight = driver.sending if driver is not None and not self.distributed else None
+            progress.offered_rate, progress.achieved_rate = self.load.rates()
         if self._progress_hook.get_hookimpls():  # a snapshot to keep, made only for someone who listens
             self._progress_hook(progress=dataclasses.replace(progress), config=self.config)
         self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures())
@@ -187,6 +211,9 @@ class Controller:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        driver = self.config.stash.get(DRIVER_KEY, None)
+        if driver is not None and not self.distributed:  # a worker's comes in pytest_testnodedown
+            self._take_load_report(driver.report())
         if self.line is not None:
             self.line.interrupt()
         if exitstatus == pytest.ExitCode.INTERRUPTED and self.partial_reason is None:
@@ -261,6 +288,8 @@ class Controller:
             files.append(str(self.report_path))
         files.append(f"{self.output}{'' if files else ' (per-test files)'}")
         write_summary(terminalreporter, batch, files)
+        for line in load_lines(batch.get("load"), batch.get("sweep")):
+            terminalreporter.write_line(safe(line))
         if self.gate_result is not None:
             write_gates(terminalreporter, self.gate_result)
 

@@ -9,6 +9,8 @@ so the hot path pays for no JSON round trip and the report stays small for any p
 from __future__ import annotations
 
 import json
+import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,25 +19,40 @@ from ..result import TestResult, dumps_strict
 ATTRIBUTE = "llmbench"
 
 
+HOST = socket.gethostname()
+_WALL_OFFSET = time.time() - time.monotonic()  # this process's monotonic clock as Unix time
+
+
 @dataclass
 class Delivery:
-    """One finished test on its way to the controller: the result and where its files go."""
+    """One finished test on its way to the controller: the result, where its files go, and where and when it ran
+    (host, xdist worker, sweep level, the request's window as Unix times for the run's timeline)."""
 
     result: TestResult
     file_stem: str
     subdir: str | None = None
-    window: tuple[float, float] | None = None  # monotonic start and end of the item's run
+    window: tuple[float, float] | None = None  # monotonic start and end of the item's request (hardware samples)
+    phase: int = 0  # the sweep level's index
+    worker: str | None = None  # the xdist worker id; None in the controller's own process
+    host: str = HOST
+    wall: tuple[float, float] | None = None  # the window as Unix times, taken where it was measured
+
+    def __post_init__(self) -> None:
+        if self.wall is None and self.window is not None:
+            self.wall = (self.window[0] + _WALL_OFFSET, self.window[1] + _WALL_OFFSET)
 
     def to_json(self) -> str:
         return dumps_strict({"result": self.result.to_dict(), "file_stem": self.file_stem, "subdir": self.subdir,
-                             "window": self.window})
+                             "window": self.window, "phase": self.phase, "worker": self.worker, "host": self.host,
+                             "wall": self.wall})
 
     @classmethod
     def from_json(cls, raw: str) -> Delivery:
         data = json.loads(raw)
-        window = data.get("window")
+        window, wall = data.get("window"), data.get("wall")
         return cls(TestResult.from_dict(data["result"]), data["file_stem"], data.get("subdir"),
-                   tuple(window) if window else None)
+                   tuple(window) if window else None, phase=data.get("phase") or 0, worker=data.get("worker"),
+                   host=data.get("host") or "", wall=tuple(wall) if wall else None)
 
 
 Inbox = dict[str, Delivery]

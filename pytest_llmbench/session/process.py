@@ -10,7 +10,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-from ..collect.items import RUNNER_KEY, SETTINGS_KEY, LLMBenchItem, add_suites_to_args
+from ..collect.items import DRIVER_KEY, LOAD_PLAN_KEY, RUNNER_KEY, SETTINGS_KEY, LLMBenchItem, add_suites_to_args
 from ..collect.suite import TestCase
 from ..exceptions import ConfigurationError, LLMBenchError
 from ..metrics.gates import Gates
@@ -19,7 +19,9 @@ from ..options import Settings, read_settings
 from ..result import TestResult
 from ..runner import Runner, build_runner
 from .endpoint import EndpointLifecycle, output_folder
-from .handoff import Delivery, attach
+from .handoff import attach
+from .load.driver import LoadDriver
+from .load.plan import LoadPlan
 from .report_html.pytest_html import add_html_extras, html_report_wanted
 
 CONTROLLER = "llmbench-controller"  # the controller's name in the plugin manager
@@ -42,13 +44,18 @@ def configure(config: pytest.Config) -> Gates:
                                  ini_dir=config.inipath.parent if config.inipath else None)
         settings.headers()
         gates = Gates.from_settings(settings)
+        plan = LoadPlan.from_settings(settings)
     except (ConfigurationError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
+    config.stash[LOAD_PLAN_KEY] = plan
     base = config.invocation_params.dir
     config.stash[SUITES_KEY] = tuple((p if p.is_absolute() else base / p).resolve() for p in settings.suite)
     add_suites_to_args(config, config.stash[SUITES_KEY])
     config.stash[RUNNER_KEY] = lambda: process_runner(config)
+    if plan.dispatched:  # this process sends ahead (session/load/)
+        config.stash[DRIVER_KEY] = LoadDriver(config, plan, config.stash[RUNNER_KEY])
+        config.pluginmanager.register(config.stash[DRIVER_KEY], "llmbench-load")
     config.stash[ENDPOINT_KEY] = EndpointLifecycle(settings, output_folder(settings, base),
                                                    getattr(config, "workerinput", None))
     if settings.insecure:
@@ -72,8 +79,10 @@ def process_runner(config: pytest.Config) -> Runner:
             answers: list[Any] = config.hook.pytest_llmbench_evaluate(test_case=case, result=result, config=config)
             return answers
 
+        driver = config.stash.get(DRIVER_KEY, None)
         config.stash[_RUNNER] = build_runner(config.stash[SETTINGS_KEY], endpoint.url, endpoint.model,
-                                             build_request=build_request, extra_checks=extra_checks)
+                                             build_request=build_request, extra_checks=extra_checks,
+                                             in_flight=driver.in_flight if driver is not None else 1)
     return config.stash[_RUNNER]
 
 
@@ -84,8 +93,7 @@ def hand_on(item: LLMBenchItem, report: pytest.TestReport) -> None:
     if html_report_wanted(item.config):
         add_html_extras(report, item.result, item.config.stash[SETTINGS_KEY].secrets())
     controller = item.config.pluginmanager.get_plugin(CONTROLLER)  # None in an xdist worker
-    attach(report, Delivery(item.result, item.file_stem or item.case.id, item.output_subdir, item.window),
-           inbox=controller.inbox if controller is not None else None)
+    attach(report, item.delivery(item.result, item.window), inbox=controller.inbox if controller is not None else None)
     item.result = None  # handed on; items live until the session ends
 
 

@@ -31,6 +31,9 @@ class ExecutionProgress:
     total_tokens_generated: int = 0
     average_tokens_per_second: float = 0.0
     output_throughput: float = 0.0
+    in_flight: int | None = None  # requests sent and not yet answered (a load run in one process)
+    offered_rate: float | None = None  # --llmbench-request-rate, requests/s
+    achieved_rate: float | None = None  # requests/s sent so far, first send to last
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

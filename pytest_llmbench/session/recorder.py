@@ -19,6 +19,7 @@ from ..metrics.hardware.monitor import (
 from ..metrics.stats import StatsAccumulator
 from ..result import METRICS, TestResult
 from .handoff import Delivery
+from .load.record import LoadRecord
 from .progress import ExecutionProgress, ProgressTracker
 from .storage import COMPLETION_SUFFIX, ResultWriter
 
@@ -66,6 +67,8 @@ class Recorder:
     lost: list[dict[str, str]] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     secrets: Secrets = field(default_factory=lambda: Secrets(()))  # masked in every result: a hook may add one
+    load: LoadRecord | None = None  # the timeline and the load section
+    test_files: str = "all"  # per-test files: "all", "failed" (items that did not pass) or "none"
 
     def __post_init__(self) -> None:
         self.writer = ResultWriter(self.output)
@@ -93,11 +96,16 @@ class Recorder:
             metrics = self.monitor.window(*window)
             metrics["joules_per_token"] = joules_per_token(metrics, result.completion_tokens)
             result.performance_metrics = data["performance_metrics"] = {**metrics, **result.performance_metrics}
-        written = self.writer.write_test(data, delivery.file_stem, delivery.subdir)
-        completion = next((str(p.relative_to(self.output)) for p in written if p.name.endswith(COMPLETION_SUFFIX)),
-                          None)
-        return self._count(result, passed=passed, file_stem=delivery.file_stem, completion_file=completion,
-                           started=window[0] if window else None)
+        completion = None
+        if self.test_files == "all" or (self.test_files == "failed" and not passed):
+            written = self.writer.write_test(data, delivery.file_stem, delivery.subdir)
+            completion = next((str(p.relative_to(self.output)) for p in written
+                               if p.name.endswith(COMPLETION_SUFFIX)), None)
+        progress = self._count(result, passed=passed, file_stem=delivery.file_stem, completion_file=completion,
+                               started=window[0] if window else None)
+        if self.load is not None:
+            self.load.add(delivery, result, self.rows[-1])
+        return progress
 
     def record_lost(self, nodeid: str, message: str) -> ExecutionProgress:
         """A test that ended without a result (a crashed worker, an error outside the request)."""
@@ -159,6 +167,9 @@ class Recorder:
             "alerts": self.alerts,
             "hardware": self._hardware(aggregate),
             "missing_files": [{"path": str(f.path), "reason": f.reason} for f in self.writer.failures],
+            "load": None if self.load is None else self.load.section(),
+            "timeline": None if self.load is None else self.load.timeline_section(),
+            "sweep": None if self.load is None else self.load.sweep_section(),
             "tests": self.rows,
         }
 

@@ -38,7 +38,15 @@ def progress_text(p: ExecutionProgress) -> str:
     failed = p.completed_tests - p.passed_tests
     return (f"llmbench {p.completed_tests}/{p.total_tests} {ok}{p.passed_tests} {bad}{failed}"
             f" | {p.tests_per_second:.1f} tests/s | {p.output_throughput:.0f} tok/s"
-            f" | ETA {clock(p.estimated_remaining_time)}")
+            f" | ETA {clock(p.estimated_remaining_time)}" + _load_text(p))
+
+
+def _load_text(p: ExecutionProgress) -> str:
+    text = "" if p.in_flight is None else f" | in flight {p.in_flight}"
+    if p.offered_rate is not None:
+        achieved = "?" if p.achieved_rate is None else f"{p.achieved_rate:.1f}"
+        text += f" | sent {achieved}/{p.offered_rate:g} req/s"
+    return text
 
 
 class ProgressLine:

@@ -1,0 +1,241 @@
+"""One process's sender: requests leave on a pool of threads, at planned times, under a ceiling of requests
+in flight; each item later waits for its own ticket.
+
+Threads over the session's one synchronous client rather than an event loop with a second, asynchronous
+client: retries, deadlines, redirects, TLS, size caps, redaction and SSE parsing stay one implementation, and
+the HTTP work releases the GIL while it waits (the benchmarks in benchmarks/load_*.py measure what this
+costs). A single sender thread keeps the schedule: it sleeps until a request's planned time, then waits for
+a free slot. When it had to wait for a slot, the schedule continues from the moment it sent (no catch-up
+burst); ``schedule_lag`` records how late each request left against its plan.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...http.transport import WATCHDOG
+from .plan import Level, arrivals, ceiling, concurrency_at
+
+WARMUP_PHASE = -1
+
+# A ticket's states: waiting to be sent, sent, answered, and the three ways it never gets an answer
+QUEUED, SENT, DONE, DROPPED, EXPIRED, CANCELLED = "queued", "sent", "done", "dropped", "expired", "cancelled"
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One request, from the moment its item is known until its item takes the answer."""
+
+    key: str  # the item's node id, or warmup-<n>
+    api_type: str
+    body: dict[str, Any]
+    phase: int  # index of the level; WARMUP_PHASE for warm-up requests
+    level: Level
+    state: str = QUEUED
+    planned: float | None = None  # monotonic; None when the level sends as fast as slots free
+    sent: float = 0.0  # monotonic
+    sent_unix: float = 0.0
+    done: float = 0.0
+    schedule_lag: float | None = None
+    answer: Any = None  # what send() returned: the TestResult of the request
+    error: BaseException | None = None  # the client never raises; a hook-made body might
+    event: threading.Event = field(default_factory=threading.Event)
+
+    @property
+    def window(self) -> tuple[float, float]:
+        return (self.sent, self.done)
+
+
+class Dispatcher:
+    """Sends tickets in the order added, phase by phase (a phase starts when the previous one has drained).
+
+    ``send(api_type, body)`` is the client's own call; it runs on the pool's threads.
+    """
+
+    def __init__(self, send: Callable[[str, dict[str, Any]], Any], *, burstiness: float = 1.0,
+                 ramp_s: float = 0.0, duration_s: float = 0.0, seed: int | None = None,
+                 threads: int = 1) -> None:
+        self._send = send
+        self._burstiness = burstiness
+        self._ramp_s = ramp_s
+        self._duration_s = duration_s
+        self._rng = random.Random(seed)
+        self._cond = threading.Condition()
+        self._queue: collections.deque[Ticket] = collections.deque()
+        self._tickets: dict[str, Ticket] = {}
+        self._in_flight = 0
+        self._stopped = False
+        self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="llmbench-load")
+        self._sender: threading.Thread | None = None
+        self.warmup: list[Ticket] = []
+        self.cancelled = 0  # requests cut in flight by stop()
+        self.phase_starts: dict[int, float] = {}  # phase -> unix time its first request was due
+
+    # -- the main thread's side -------------------------------------------------------------------
+
+    def add(self, tickets: Iterable[Ticket]) -> None:
+        with self._cond:
+            for ticket in tickets:
+                if ticket.phase == WARMUP_PHASE:
+                    self.warmup.append(ticket)
+                else:
+                    self._tickets[ticket.key] = ticket
+                self._queue.append(ticket)
+            self._cond.notify_all()
+            if self._sender is None:
+                self._sender = threading.Thread(target=self._run, name="llmbench-sender", daemon=True)
+                self._sender.start()
+
+    def knows(self, key: str) -> bool:
+        return key in self._tickets
+
+    def take(self, key: str) -> Ticket:
+        """Block until the ticket is answered, expired or cancelled; the caller owns it from then on."""
+        ticket = self._tickets[key]
+        ticket.event.wait()
+        with self._cond:
+            self._tickets.pop(key, None)
+        return ticket
+
+    def drop(self, key: str) -> None:
+        """The item will not run (skipped): its request must not be sent, or its answer is not wanted."""
+        with self._cond:
+            ticket = self._tickets.pop(key, None)
+            if ticket is not None and ticket.state == QUEUED:
+                ticket.state = DROPPED
+                ticket.event.set()
+
+    def stop(self) -> list[Ticket]:
+        """Send nothing more, cut what is in flight, join every thread; returns the answered tickets no item
+        took (they are kept: the run stopped, not the requests)."""
+        with self._cond:
+            self._stopped = True
+            in_flight = [t for t in self._tickets.values() if t.state == SENT]
+            for ticket in in_flight:
+                ticket.state = CANCELLED
+            self.cancelled = sum(t.sent > 0 for t in in_flight)  # on the wire; the rest never left
+            self._cond.notify_all()
+        if in_flight:
+            WATCHDOG.expire_all()  # the blocked reads return at once
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._sender is not None:
+            self._sender.join()
+        with self._cond:
+            left = [t for t in self._tickets.values() if t.state == DONE]
+            self._tickets.clear()
+        return left
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    # -- the sender thread -----------------------------------------------------------------------
+
+    def _next(self) -> Ticket | None:
+        with self._cond:
+            while not self._queue and not self._stopped:
+                self._cond.wait()
+            return None if self._stopped else self._queue.popleft()
+
+    def _run(self) -> None:
+        phase: int | None = None
+        start = shift = 0.0
+        times: Iterator[float] = iter(())
+        while (ticket := self._next()) is not None:
+            if ticket.state != QUEUED:
+                continue
+            if ticket.phase != phase:
+                if not self._drain():
+                    return
+                phase, shift = ticket.phase, 0.0
+                start = time.monotonic()
+                self.phase_starts.setdefault(phase, time.time())
+                times = arrivals(ticket.level.rate, self._burstiness, self._ramp_s, self._rng)
+            paced = ticket.level.rate != math.inf
+            planned = start + shift + next(times)
+            if self._past_duration(ticket, planned - start - shift):
+                self._finish(ticket, EXPIRED)
+                continue
+            if paced and not self._sleep_until(planned):
+                return
+            waited = self._acquire(ticket, start)
+            if waited is None:
+                return
+            now = time.monotonic()
+            if ticket.state != SENT:  # dropped while it waited for a slot
+                continue
+            if self._past_duration(ticket, now - start):  # the slot came too late
+                self._release()
+                self._finish(ticket, EXPIRED)
+                continue
+            if paced:
+                ticket.planned, ticket.schedule_lag = planned, max(0.0, now - planned)
+                if waited:  # no catch-up burst: the schedule goes on from here
+                    shift += now - planned
+            self._pool.submit(self._job, ticket)
+
+    def _sleep_until(self, when: float) -> bool:
+        with self._cond:
+            while not self._stopped:
+                left = when - time.monotonic()
+                if left <= 0:
+                    return True
+                self._cond.wait(left)
+        return False
+
+    def _acquire(self, ticket: Ticket, start: float) -> bool | None:
+        """Take a slot for ``ticket``: True if it had to wait for one, None if the dispatcher stopped."""
+        top = ceiling(ticket.level)
+        ramping = ticket.level.rate == math.inf and self._ramp_s > 0 and ticket.phase != WARMUP_PHASE
+        waited = False
+        with self._cond:
+            while not self._stopped:
+                limit = concurrency_at(time.monotonic() - start, top, self._ramp_s) if ramping else top
+                if self._in_flight < limit and ticket.state == QUEUED:
+                    self._in_flight += 1
+                    ticket.state = SENT
+                    return waited
+                if ticket.state != QUEUED:
+                    return waited
+                waited = True
+                self._cond.wait(0.05 if ramping else None)
+        return None
+
+    def _past_duration(self, ticket: Ticket, elapsed: float) -> bool:
+        return bool(self._duration_s) and ticket.phase != WARMUP_PHASE and elapsed >= self._duration_s
+
+    def _release(self) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._cond.notify_all()
+
+    def _drain(self) -> bool:
+        """Wait until nothing is in flight: phases never overlap."""
+        with self._cond:
+            while self._in_flight and not self._stopped:
+                self._cond.wait()
+            return not self._stopped
+
+    def _job(self, ticket: Ticket) -> None:
+        ticket.sent_unix, ticket.sent = time.time(), time.monotonic()
+        try:
+            ticket.answer = self._send(ticket.api_type, ticket.body)
+        except BaseException as exc:  # noqa: BLE001 - handed to the item, which reports it as its failure
+            ticket.error = exc
+        ticket.done = time.monotonic()
+        self._release()
+        self._finish(ticket, DONE)
+
+    def _finish(self, ticket: Ticket, state: str) -> None:
+        with self._cond:
+            if ticket.state not in (CANCELLED, DROPPED):
+                ticket.state = state
+        ticket.event.set()

@@ -1,0 +1,229 @@
+"""The dispatcher inside pytest: which items this process will run, their requests sent ahead, and what a
+stopping run keeps.
+
+Without xdist the items to run are ``session.items`` from the first one on; in an xdist worker they are the
+indices the controller has handed it (``WorkerInteractor.torun``), looked at again before each item so that
+a later chunk (the next sweep level) is sent as soon as it arrives. An item that a ``skip``/``skipif`` or
+``xfail(run=False)`` mark keeps from running is never sent; one that pytest skips or stops in any other way
+has its request dropped (if not yet sent) when its protocol ends. ``-x``/``--maxfail`` stop the sending at
+the first report that sets them; Ctrl-C and SIGTERM at the end of the session. What was answered but no
+item reported is finished (checks, SLOs) and recorded: a stopped run keeps every answer it got.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ...result import TestResult, dumps_strict
+from ...runner import Runner, failure_message
+from ..handoff import HOST, Delivery
+from .dispatcher import DONE, EXPIRED, WARMUP_PHASE, Dispatcher, Ticket
+from .plan import LoadPlan, ceiling, process_level, share
+
+WORKEROUTPUT_KEY = "llmbench_load"
+DURATION_SKIP = "llmbench: --llmbench-duration passed before this test's request was sent"
+
+try:  # pytest's own reading of skip marks; private, so a pytest without it sends skipped items' requests
+    from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
+except ImportError:  # pragma: no cover
+    evaluate_skip_marks = evaluate_xfail_marks = None  # type: ignore[assignment]
+
+
+def worker_position(config: pytest.Config) -> tuple[int, int, str | None]:
+    """(index, count, worker id) of this process among the session's processes."""
+    workerinput = getattr(config, "workerinput", None)
+    if not workerinput:
+        return 0, 1, None
+    workerid = str(workerinput.get("workerid", "gw0"))
+    index = int(workerid[2:]) if workerid[2:].isdigit() else 0
+    return index, int(workerinput.get("workercount", 1)), workerid
+
+
+def will_run(item: pytest.Item) -> bool:
+    """False when a mark already says pytest will skip the item (or not run an xfail)."""
+    if evaluate_skip_marks is None:
+        return True
+    try:
+        if evaluate_skip_marks(item) is not None:
+            return False
+        xfailed = evaluate_xfail_marks(item)
+    except Exception:  # noqa: BLE001 - a broken condition: pytest reports it when the item runs
+        return True
+    return not (xfailed is not None and not xfailed.run and not item.config.option.runxfail)
+
+
+class LoadDriver:
+    """One per process (registered as a plugin) when the options ask for load."""
+
+    def __init__(self, config: pytest.Config, plan: LoadPlan, runner: Callable[[], Runner]) -> None:
+        self.config = config
+        self.plan = plan
+        self._make_runner = runner  # built on first use, so that --collect-only and --setup-plan stay offline
+        self.index, self.count, self.worker = worker_position(config)
+        self.levels = [process_level(level, self.index, self.count) for level in plan.levels]
+        self.in_flight = max(ceiling(level) for level in self.levels)
+        self._dispatcher: Dispatcher | None = None
+        self._fed: set[int] = set()  # indices of session.items already handed to the dispatcher
+        self._fed_all = False
+        self._warmed = False
+        self._stopped = False
+        self._leftovers: list[tuple[Delivery, bool]] = []  # answered, but their items never ran
+        self.counts = {"cancelled": 0, "warmup_requests": 0, "warmup_errors": 0}
+
+    @property
+    def runner(self) -> Runner:
+        return self._make_runner()
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        if self._dispatcher is None:
+            plan = self.plan
+            self._dispatcher = Dispatcher(self.runner.client.send, burstiness=plan.burstiness, ramp_s=plan.ramp_s,
+                                          duration_s=plan.duration_s, seed=plan.seed, threads=self.in_flight)
+        return self._dispatcher
+
+    # -- feeding ---------------------------------------------------------------------------------
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        if not self._stopped:
+            self.feed(item.session, item)
+
+    def feed(self, session: pytest.Session, current: pytest.Item) -> None:
+        from ...collect.items import LLMBenchItem
+
+        upcoming = [item for item in self._upcoming(session, current)
+                    if isinstance(item, LLMBenchItem) and will_run(item)]
+        if not upcoming:
+            return
+        tickets = [self._ticket(item.nodeid, item.case, item.model, item.phase) for item in upcoming]
+        if self.plan.warmup and not self._warmed:  # before the first measured request
+            self._warmed = True
+            tickets = self._warmup(upcoming) + tickets
+        self.dispatcher.add(tickets)
+
+    def _upcoming(self, session: pytest.Session, current: pytest.Item) -> list[pytest.Item]:
+        interactor = self._interactor()
+        if interactor is None:  # no xdist: the rest of the session, in order, once
+            if self._fed_all:
+                return []
+            self._fed_all = True
+            return session.items[session.items.index(current):]
+        with interactor.torun.lock() as queue:
+            queued = list(queue)
+        ahead = [interactor.item_index, interactor.nextitem_index, *queued]
+        new: list[int] = []
+        for index in reversed(ahead):  # new chunks arrive at the end of the queue
+            if not isinstance(index, int):
+                continue
+            if index in self._fed:
+                break
+            new.append(index)
+        self._fed.update(new)
+        return [session.items[i] for i in reversed(new)]
+
+    def _interactor(self) -> Any:
+        if not hasattr(self.config, "workerinput"):
+            return None
+        for plugin in self.config.pluginmanager.get_plugins():
+            if type(plugin).__name__ == "WorkerInteractor":
+                return plugin
+        return None
+
+    def _ticket(self, key: str, case: Any, model: str | None, phase: int) -> Ticket:
+        level = self.levels[max(phase, 0)]
+        return Ticket(key=key, api_type=case.api_type, body=self.runner.prepare(case, model), phase=phase,
+                      level=level)
+
+    def _warmup(self, upcoming: list[Any]) -> list[Ticket]:
+        count = share(self.plan.warmup, self.index, self.count)
+        cycle = itertools.cycle(upcoming)
+        tickets = []
+        for number in range(count):
+            item = next(cycle)
+            ticket = self._ticket(f"warmup-{number}", item.case, item.model, WARMUP_PHASE)
+            ticket.level = self.levels[0]
+            tickets.append(ticket)
+        return tickets
+
+    # -- the item's side -------------------------------------------------------------------------
+
+    @property
+    def sending(self) -> int | None:
+        """Requests in flight now in this process."""
+        return None if self._dispatcher is None else self._dispatcher.in_flight
+
+    def dispatches(self, item: pytest.Item) -> bool:
+        return self._dispatcher is not None and self._dispatcher.knows(item.nodeid)
+
+    def result_of(self, item: Any, runner: Runner) -> tuple[TestResult, tuple[float, float]]:
+        """Wait for the item's answer and finish it (checks, SLOs); skips an item the duration left unsent."""
+        ticket = self.dispatcher.take(item.nodeid)
+        if ticket.state == EXPIRED:
+            pytest.skip(DURATION_SKIP)
+        if ticket.state != DONE:  # the run is stopping under this item
+            raise KeyboardInterrupt("llmbench: the run was stopped")
+        return self._finish(ticket, item.case, runner), ticket.window
+
+    @staticmethod
+    def _finish(ticket: Ticket, case: Any, runner: Runner) -> TestResult:
+        if ticket.error is not None:
+            raise ticket.error
+        result = runner.finish(case, ticket.answer)
+        result.schedule_lag = ticket.schedule_lag
+        return result
+
+    # -- stopping --------------------------------------------------------------------------------
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        if self._dispatcher is not None:
+            self._dispatcher.drop(nodeid)  # not taken by its item (skipped, errored in set-up): not wanted
+        session = getattr(self.config, "_llmbench_session", None)
+        if session is not None and (session.shouldfail or session.shouldstop):
+            self.stop()
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.config._llmbench_session = session  # type: ignore[attr-defined]
+
+    def stop(self) -> None:
+        """Send nothing more; in-flight requests are cut; answered ones no item took become leftovers."""
+        if self._stopped or self._dispatcher is None:
+            self._stopped = True
+            return
+        self._stopped = True
+        leftovers = self.dispatcher.stop()
+        self.counts["cancelled"] = self.dispatcher.cancelled
+        warmup = [t for t in self.dispatcher.warmup if t.state == DONE]
+        self.counts["warmup_requests"] = len(warmup)
+        self.counts["warmup_errors"] = sum(t.error is not None or not t.answer.success for t in warmup)
+        from ...collect.items import LLMBenchItem
+
+        items = {item.nodeid: item for item in self.config._llmbench_session.items  # type: ignore[attr-defined]
+                 if isinstance(item, LLMBenchItem)}
+        for ticket in leftovers:
+            item = items.get(ticket.key)
+            if item is None:
+                continue
+            try:
+                result = self._finish(ticket, item.case, self.runner)
+            except Exception:  # noqa: BLE001 - a hook failing now loses only this leftover
+                continue
+            self._leftovers.append((item.delivery(result, ticket.window), failure_message(result) is None))
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.stop()
+        workeroutput = getattr(self.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput[WORKEROUTPUT_KEY] = dumps_strict(self.report())
+
+    def report(self) -> dict[str, Any]:
+        """What the controller needs from this process beyond its items' reports (plain JSON types)."""
+        starts = self._dispatcher.phase_starts if self._dispatcher is not None else {}
+        return {"host": HOST, "worker": self.worker, **self.counts,
+                "phase_starts": {str(k): v for k, v in starts.items()},
+                "leftovers": [[delivery.to_json(), passed] for delivery, passed in self._leftovers]}

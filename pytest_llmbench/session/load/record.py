@@ -1,0 +1,103 @@
+"""The controller's record of the load: timeline, schedule lag, hosts, warm-up, skips, and one set of
+statistics per sweep level; it becomes the batch file's ``load`` and ``timeline`` sections.
+
+Fed by the ``Recorder`` with each result's ``Delivery`` (see session/handoff.py) and, at the end, with each
+process's own report (warm-up, cancelled requests, answers no item reported).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...metrics.slo import RunSlo
+from ...metrics.stats import StatsAccumulator, describe_sorted
+from ...metrics.sweep import knee, level_row
+from ...metrics.timeline import Timeline
+from ...result import METRICS, TestResult
+from ..handoff import Delivery
+from .plan import LoadPlan
+
+
+@dataclass
+class LoadRecord:
+    plan: LoadPlan
+    slos: list[RunSlo] = field(default_factory=list)
+    bucket_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        self.timeline = Timeline()
+        self._levels: dict[int, tuple[StatsAccumulator, Timeline]] = {}
+        self._lags: list[float] = []
+        self.hosts: Counter[str] = Counter()
+        self.duration_skipped = 0
+        self.processes: list[dict[str, Any]] = []
+        self._first_sent, self._last_sent = math.inf, -math.inf
+
+    def rates(self) -> tuple[float | None, float | None]:
+        """(offered, achieved so far) requests/s, for the progress line; offered is None without a rate."""
+        rate = self.plan.levels[0].rate
+        count, span = len(self.timeline), self._last_sent - self._first_sent
+        return (None if rate == math.inf else rate), ((count - 1) / span if count > 1 and span > 0 else None)
+
+    def add(self, delivery: Delivery, result: TestResult, row: dict[str, Any]) -> None:
+        """One finished request; adds its load fields to its batch row."""
+        phase = delivery.phase
+        row["host"], row["worker"] = delivery.host, delivery.worker
+        if self.plan.sweep_kind and 0 <= phase < len(self.plan.levels):
+            row["level"] = self.plan.levels[phase].label
+        if delivery.host:
+            self.hosts[delivery.host] += 1
+        if result.schedule_lag is not None:
+            self._lags.append(result.schedule_lag)
+        stats, timeline = self._levels.setdefault(phase, (StatsAccumulator(slowest_kept=0), Timeline()))
+        stats.add({**row, **{m.field: getattr(result, m.field) for m in METRICS if m.per_chunk}})
+        wall = delivery.wall
+        if wall:
+            self._first_sent = min(self._first_sent, wall[0])
+            self._last_sent = max(self._last_sent, wall[0])
+            for series in (self.timeline, timeline):
+                series.add(wall[0], wall[1], result.completion_tokens, not result.success)
+
+    def add_process(self, report: dict[str, Any]) -> None:
+        self.processes.append({k: v for k, v in report.items() if k != "leftovers"})
+
+    def section(self) -> dict[str, Any]:
+        plan = self.plan
+        base = plan.levels[0]
+        out: dict[str, Any] = {
+            "concurrency": base.concurrency or None,
+            "request_rate": None if base.rate == math.inf else base.rate,
+            "burstiness": plan.burstiness, "ramp_s": plan.ramp_s or None, "duration_s": plan.duration_s or None,
+            "repeat": plan.repeat,
+            "achieved_rate": self.timeline.send_rate(),
+            "schedule_lag_ms": {k: (v * 1000 if isinstance(v, float) else v)
+                                for k, v in describe_sorted(sorted(self._lags)).items()},
+            "warmup": {"requests": sum(p.get("warmup_requests", 0) for p in self.processes),
+                       "errors": sum(p.get("warmup_errors", 0) for p in self.processes)},
+            "duration_skipped": self.duration_skipped,
+            "cancelled_in_flight": sum(p.get("cancelled", 0) for p in self.processes),
+            "hosts": dict(self.hosts),
+            "processes": len(self.processes) or None,
+        }
+        return out
+
+    def sweep_section(self) -> dict[str, Any] | None:
+        """The batch's ``sweep``: one row per level, in the order run, and the knee's level label."""
+        if not self.plan.sweep_kind:
+            return None
+        levels = self.levels()
+        return {"kind": self.plan.sweep_kind, "levels": levels, "knee": knee(levels)}
+
+    def levels(self) -> list[dict[str, Any]]:
+        rows = []
+        for phase, level in enumerate(self.plan.levels):
+            stats, timeline = self._levels.get(phase, (StatsAccumulator(slowest_kept=0), Timeline()))
+            rows.append(level_row(level.label, level.concurrency, level.rate, stats.summary(timeline.span()),
+                                  timeline.send_rate(), self.slos))
+        return rows
+
+    def timeline_section(self) -> dict[str, Any]:
+        return self.timeline.buckets(self.bucket_s)

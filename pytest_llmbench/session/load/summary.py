@@ -1,0 +1,54 @@
+"""The load lines of the summary: how the load was offered and met, and a sweep's table with its knee."""
+
+from __future__ import annotations
+
+from typing import Any
+
+SWEEP_COLUMNS = (("level", "level", "{}"), ("req", "requests", "{}"), ("sent/s", "achieved_rate", "{:.2f}"),
+                 ("req/s", "request_throughput", "{:.2f}"), ("tok/s", "output_throughput", "{:.1f}"),
+                 ("good/s", "goodput_throughput", "{:.2f}"), ("err%", "error_rate", "{:.1%}"),
+                 ("p50 ms", "p50_latency_ms", "{:.1f}"), ("p99 ms", "p99_latency_ms", "{:.1f}"),
+                 ("TTFT50", "p50_ttft_ms", "{:.1f}"), ("TTFT99", "p99_ttft_ms", "{:.1f}"),
+                 ("TPOT50", "p50_tpot_ms", "{:.1f}"), ("SLOs", "meets_slos", "{}"))
+
+
+def load_lines(load: dict[str, Any] | None, sweep: dict[str, Any] | None) -> list[str]:
+    """Nothing for a plain run; the offered and achieved load, warm-up, skips and the sweep otherwise."""
+    if not load or not (load.get("concurrency") or load.get("request_rate") or sweep
+                        or load["warmup"]["requests"] or load.get("duration_s") or load.get("repeat", 1) > 1):
+        return []
+    offered = [f"concurrency {load['concurrency']}" if load.get("concurrency") else "concurrency 1/process"]
+    if load.get("request_rate"):
+        offered.append(f"offered {load['request_rate']:g} req/s (burstiness {load['burstiness']:g})")
+    if load.get("achieved_rate"):
+        offered.append(f"sent {load['achieved_rate']:.2f} req/s")
+    lag = load.get("schedule_lag_ms") or {}
+    if lag.get("count"):
+        offered.append(f"schedule lag p50 {lag['p50']:.2f} ms p99 {lag['p99']:.2f} ms")
+    lines = ["load: " + " | ".join(offered)]
+    extras = []
+    if load["warmup"]["requests"]:
+        extras.append(f"warm-up {load['warmup']['requests']} requests ({load['warmup']['errors']} errors)")
+    if load.get("duration_skipped"):
+        extras.append(f"{load['duration_skipped']} tests skipped after --llmbench-duration")
+    if load.get("cancelled_in_flight"):
+        extras.append(f"{load['cancelled_in_flight']} requests cancelled in flight")
+    if len(load.get("hosts") or {}) > 1:
+        extras.append("hosts " + ", ".join(f"{host} {n}" for host, n in sorted(load["hosts"].items())))
+    if extras:
+        lines.append("load: " + " | ".join(extras))
+    if sweep:
+        lines += sweep_table(sweep["levels"], sweep.get("knee"))
+    return lines
+
+
+def sweep_table(rows: list[dict[str, Any]], knee: str | None) -> list[str]:
+    table = [[title for title, _, _ in SWEEP_COLUMNS]]
+    for row in rows:
+        table.append(["-" if row.get(key) is None else ("yes" if row[key] else "NO") if key == "meets_slos"
+                      else form.format(row[key]) for _, key, form in SWEEP_COLUMNS])
+    widths = [max(len(line[n]) for line in table) for n in range(len(SWEEP_COLUMNS))]
+    lines = ["sweep:"] + ["  " + " ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in table]
+    lines.append(f"knee: {knee} (the highest level that meets the SLOs)" if knee
+                 else "knee: none (no level meets the SLOs)")
+    return lines

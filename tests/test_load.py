@@ -1,0 +1,164 @@
+"""Load runs end to end: requests in flight from one process and from xdist workers, warm-up, duration, ramp,
+repeat, sweep and its knee, stops with requests in flight, and which per-test files are written."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openai_stub import OpenAIStub, write_suite
+
+
+@pytest.fixture
+def stub(load_stub: OpenAIStub) -> OpenAIStub:
+    return load_stub
+
+
+def suite(pytester: pytest.Pytester, count: int, **fields: Any) -> Path:
+    return write_suite(pytester.path / "load.json", [{"prompt": f"question {n}", **fields} for n in range(count)])
+
+
+def run(pytester: pytest.Pytester, stub: OpenAIStub, count: int, *args: str,
+        subprocess: bool = False) -> pytest.RunResult:
+    argv = ("--llmbench-endpoint", stub.url, "--llmbench-suite", str(suite(pytester, count)),  # type: ignore[attr-defined]
+            "-p", "no:cacheprovider", *args)
+    return pytester.runpytest_subprocess(*argv) if subprocess else pytester.runpytest(*argv)
+
+
+def batch(pytester: pytest.Pytester) -> dict[str, Any]:
+    [path] = (pytester.path / "llmbench_results").glob("batch_results_*.json")
+    return json.loads(path.read_text())
+
+
+def load_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("llmbench-") and t.name != "llmbench-deadline"]
+
+
+def test_one_process_keeps_n_requests_in_flight(pytester, stub):
+    run(pytester, stub, 16, "--llmbench-concurrency", "8").assert_outcomes(passed=16)
+    assert stub.peak == 8  # eight connections answered at once, from one pytest process
+    data = batch(pytester)
+    assert data["load"]["concurrency"] == 8 and len(data["tests"]) == 16
+    buckets = data["timeline"]["buckets"]
+    assert max(b["in_flight"] for b in buckets) > 4 and sum(b["sent"] for b in buckets) == 16
+    assert load_threads() == []  # the pool and the sender are gone with the session
+
+
+def test_without_the_option_one_request_at_a_time(pytester, stub):
+    stub.delay = 0.05
+    run(pytester, stub, 4).assert_outcomes(passed=4)
+    assert stub.peak == 1
+
+
+def test_xdist_workers_each_carry_their_share(pytester, stub):
+    result = run(pytester, stub, 24, "--llmbench-concurrency", "6", "-n", "2", subprocess=True)
+    result.assert_outcomes(passed=24)
+    assert 3 < stub.peak <= 6  # more than one worker's share, never more than the session's
+    rows = batch(pytester)["tests"]
+    assert {row["worker"] for row in rows} == {"gw0", "gw1"} and all(row["host"] for row in rows)
+
+
+def test_repeat_gives_each_run_its_own_node_id_and_files(pytester, stub):
+    stub.delay = 0.0
+    result = run(pytester, stub, 2, "--llmbench-repeat", "3", "--llmbench-concurrency", "4", "-v")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["*load.json::t0?r1? PASSED*", "*load.json::t1?r1? PASSED*",  # round by round
+                                 "*load.json::t0?r2? PASSED*", "*load.json::t1?r3? PASSED*"])
+    assert len(list((pytester.path / "llmbench_results").glob("*_result.json"))) == 6
+
+
+def test_warmup_requests_are_sent_first_and_kept_out_of_the_statistics(pytester, stub):
+    stub.delay = 0.0
+    run(pytester, stub, 3, "--llmbench-warmup", "5", "--llmbench-concurrency", "2").assert_outcomes(passed=3)
+    assert len(stub.requests) == 8
+    data = batch(pytester)
+    assert data["load"]["warmup"] == {"requests": 5, "errors": 0}
+    assert data["aggregate"]["total_tests"] == 3 and len(data["tests"]) == 3
+
+
+def test_duration_stops_sending_and_skips_what_was_not_sent(pytester, stub):
+    stub.delay = 0.2
+    result = run(pytester, stub, 12, "--llmbench-concurrency", "1", "--llmbench-duration", "0.5", "-rs")
+    outcomes = result.parseoutcomes()
+    assert 1 <= outcomes["passed"] <= 4 and outcomes["passed"] + outcomes["skipped"] == 12
+    result.stdout.fnmatch_lines(["*--llmbench-duration passed before this test's request was sent*"])
+    assert len(stub.requests) == outcomes["passed"]
+    data = batch(pytester)
+    assert data["load"]["duration_skipped"] == outcomes["skipped"] and not data["partial"]
+
+
+def test_a_ramp_raises_the_concurrency_step_by_step(pytester, stub):
+    stub.delay = 0.2
+    run(pytester, stub, 24, "--llmbench-concurrency", "8", "--llmbench-ramp", "1").assert_outcomes(passed=24)
+    arrivals = sorted(r["at"] for r in stub.requests)
+    assert arrivals[7] - arrivals[0] > 0.3  # without a ramp the first eight leave together
+    assert stub.peak == 8
+
+
+def test_a_request_rate_paces_arrivals_and_records_schedule_lag(pytester, stub):
+    stub.delay = 0.0
+    run(pytester, stub, 30, "--llmbench-request-rate", "60", "--llmbench-concurrency", "8").assert_outcomes(passed=30)
+    data = batch(pytester)
+    assert data["load"]["request_rate"] == 60
+    assert 20 < data["load"]["achieved_rate"] < 180  # Poisson: 30 arrivals vary; the model's statistics are unit-tested
+    assert all(row["schedule_lag"] is not None and row["schedule_lag"] < 0.5 for row in data["tests"])
+    assert data["load"]["schedule_lag_ms"]["count"] == 30
+
+
+def test_a_sweep_runs_each_level_and_names_the_highest_within_the_slos(pytester, stub):
+    stub.delay, stub.delay_per_active = 0.0, 0.06  # 60 ms per request in flight: slower under load
+    result = run(pytester, stub, 8, "--llmbench-sweep", "concurrency=1,4", "--llmbench-slo", "latency_p99=150ms",
+                 "-v")
+    result.assert_outcomes(passed=16)
+    result.stdout.fnmatch_lines(["*load.json::t0?c1? PASSED*", "*load.json::t7?c4? PASSED*",
+                                 "*sweep*", "*c1*", "*c4*", "*knee: c1*"])
+    sweep = batch(pytester)["sweep"]
+    assert [(row["level"], row["requests"], row["meets_slos"]) for row in sweep["levels"]] == [
+        ("c1", 8, True), ("c4", 8, False)]
+    assert sweep["levels"][1]["p99_latency_ms"] > 150 and sweep["knee"] == "c1" and sweep["kind"] == "concurrency"
+
+
+def test_x_stops_with_requests_in_flight_and_keeps_every_answer(pytester, stub):
+    stub.status = {"question 1": 500}
+    result = run(pytester, stub, 20, "--llmbench-concurrency", "5", "-x", "--llmbench-retries", "0")
+    result.assert_outcomes(passed=1, failed=1)
+    data = batch(pytester)
+    assert data["partial"]
+    # nothing lost: every request the server saw is a row, or was cut in flight (it may not have arrived yet)
+    assert len(data["tests"]) <= len(stub.requests) <= len(data["tests"]) + data["load"]["cancelled_in_flight"]
+    assert len(stub.requests) < 20  # nothing sent after the stop
+    assert load_threads() == []
+
+
+def test_test_files_none_writes_only_the_batch(pytester, stub):
+    stub.delay = 0.0
+    run(pytester, stub, 3, "--llmbench-test-files", "none").assert_outcomes(passed=3)
+    files = [p.name for p in (pytester.path / "llmbench_results").iterdir()]
+    assert [n for n in files if n.endswith(("_result.json", "_completion.txt"))] == []
+    assert len([n for n in files if n.startswith("batch_results_")]) == 1
+
+
+def test_test_files_failed_writes_only_the_failures(pytester, stub):
+    stub.delay, stub.status = 0.0, {"question 1": 500}
+    run(pytester, stub, 3, "--llmbench-test-files", "failed", "--llmbench-retries", "0").assert_outcomes(
+        passed=2, failed=1)
+    assert sorted(p.name for p in (pytester.path / "llmbench_results").glob("*_result.json")) == ["Test 1_result.json"]
+
+
+def test_bad_load_options_are_usage_errors(pytester, stub):
+    for args, words in ((("--llmbench-sweep", "users=1,2"), "expected concurrency=1,4,16"),
+                        (("--llmbench-request-rate", "fast"), "expected requests per second"),
+                        (("--llmbench-test-files", "some"), "expected one of all, failed, none")):
+        result = run(pytester, stub, 1, *args)
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        result.stderr.fnmatch_lines([f"*{words}*"])
+
+
+def test_the_progress_line_shows_requests_in_flight_and_offered_against_sent_rate(pytester, stub):
+    stub.delay = 0.0
+    result = run(pytester, stub, 6, "--llmbench-request-rate", "100", "--llmbench-concurrency", "3")
+    result.assert_outcomes(passed=6)
+    result.stdout.fnmatch_lines(["llmbench 6/6 * | in flight * | sent *.*/100 req/s*"])
