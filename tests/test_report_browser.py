@@ -161,15 +161,19 @@ def test_a_comparison_report_shows_both_runs(pytester, stub, open_report, httpse
     assert main([str(before), str(batch_file(pytester)), "-o", str(out), "--label", "before", "--label", "after"]) == 0
     report = open_report(out)
     assert report.problems == []
-    assert report.js("[...document.querySelectorAll('#comparison thead th')].map(t => t.textContent.trim())") == [
+    assert report.js("[...document.querySelectorAll('#comparison table.compare thead th')].map(t => t.textContent.trim())") == [
         "metric", "before", "after"]
-    latency_delta = report.js("""[...document.querySelectorAll('#comparison tbody tr')]
+    latency_delta = report.js("""[...document.querySelectorAll('#comparison table.compare tbody tr')]
         .find(r => r.cells[0].textContent === 'latency p50').querySelector('.delta').className""")
     assert latency_delta == "delta worse"
     labels = report.js("Chart.getChart(document.querySelector('#distribution-charts canvas')).data.datasets"
                        ".filter(d => !d.marker).map(d => d.label)")
     assert labels == ["before · Latency", "after · Latency"]
     assert report.rows() == 22 and set(report.column(0)) == {"before", "after"}
+    moved = report.js("""[...document.querySelectorAll('#comparison table.deltas tbody tr')]
+        .map(r => [r.cells[0].textContent, r.cells[4].className])""")
+    assert moved and all(verdict == "worse" for _, verdict in moved)  # every test got 20 ms slower
+    assert {test for test, _ in moved} <= {f"q{n:02d}" for n in range(9)} | {"wrong"}
     assert all(all(n > 0 for n in c["marks"]) for c in report.js(CHART_MARKS))
 
 

@@ -190,3 +190,14 @@ def test_gate_verdicts_appear_in_the_run_header(pytester, stub):
     gates = re.search(r'<div class="gates">.*?</div>', html, re.S).group(0)
     assert '<span class="badge bad">failed</span>' in gates
     assert re.search(r'<li class="worse">SLO missed: [^<]*latency[^<]*1 ms', gates)
+
+
+def test_a_key_the_model_repeats_is_masked_in_the_report(pytester, httpserver, monkeypatch):
+    secret = "sk-report-secret-4f1c9a"
+    stub = start_stub(httpserver)
+    stub.answers["France"] = f"my key is {secret}"  # every answer repeats the key; checks fail on purpose
+    monkeypatch.setenv("LLMBENCH_API_KEY", secret)
+    run_session(pytester, stub)
+    html = report_file(pytester).read_text(encoding="utf-8")
+    assert "my key is ***" in html  # the failure's answer excerpt
+    assert secret not in html

@@ -258,21 +258,3 @@ def build_run(batch: dict[str, Any], *, label: str, batch_dir: Path | None, repo
         "sweep": chart["sweep"],
         "chart": chart,
     }
-
-
-def comparison(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Headline figures side by side, each later run's change against the first, coloured better or worse."""
-    table = []
-    for key, label, better in HEADLINE:
-        base = runs[0]["raw"][key]
-        cells = []
-        for run in runs:
-            value = run["raw"][key]
-            change = None if value is None or not base else (value - base) / abs(base) * 100.0
-            verdict = "" if change is None or better is None or abs(change) < 0.05 else (
-                "better" if (change < 0) == (better == "lower") else "worse")
-            cells.append({"value": run["figures"][key], "change": None if change is None else f"{change:+.1f}%",
-                          "verdict": verdict})
-        if any(run["raw"][key] is not None for run in runs):
-            table.append({"label": label, "cells": cells})
-    return table

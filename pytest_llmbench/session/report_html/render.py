@@ -17,7 +17,8 @@ import jinja2
 
 from ..._version import __version__
 from ...result import dumps_strict
-from .build import DISTRIBUTIONS, HEADLINE, build_run, comparison
+from .build import DISTRIBUTIONS, HEADLINE, build_run
+from .compare import comparison, test_changes
 
 _PACKAGE = "pytest_llmbench.session.report_html"
 _SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
@@ -58,6 +59,7 @@ def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report
         title=title or ("llmbench comparison" if len(runs) > 1 else "llmbench report"),
         runs=runs,
         comparison=comparison(runs) if len(runs) > 1 else None,
+        test_changes=test_changes(batches[0][0], batches[-1][0]) if len(runs) > 1 else None,
         headline=HEADLINE,
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         version=__version__,

@@ -1,0 +1,62 @@
+"""Comparison of runs: headline figures side by side and the tests whose latency moved most.
+
+The first run is the reference: a change is coloured better or worse by the direction its figure should move.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...metrics.stats import finite_number, format_value
+from .build import HEADLINE
+
+TEST_CHANGES_SHOWN = 15  # the largest slow-downs, and a third as many speed-ups
+
+
+def verdict(change: float | None, better: str | None) -> str:
+    """"better", "worse" or "" (no change worth a colour, or a figure with no good direction)."""
+    if change is None or better is None or abs(change) < 0.05:
+        return ""
+    return "better" if (change < 0) == (better == "lower") else "worse"
+
+
+def comparison(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Headline figures side by side, each later run's change against the first, coloured better or worse."""
+    table = []
+    for key, label, better in HEADLINE:
+        base = runs[0]["raw"][key]
+        cells = []
+        for run in runs:
+            value = run["raw"][key]
+            change = None if value is None or not base else (value - base) / abs(base) * 100.0
+            cells.append({"value": run["figures"][key], "change": None if change is None else f"{change:+.1f}%",
+                          "verdict": verdict(change, better)})
+        if any(run["raw"][key] is not None for run in runs):
+            table.append({"label": label, "cells": cells})
+    return table
+
+
+def _latencies(batch: dict[str, Any]) -> dict[tuple[str, str], float]:
+    """Each successful test's latency by (test id, model)."""
+    found = {}
+    for row in batch.get("tests") or []:
+        seconds = finite_number(row.get("execution_time")) if isinstance(row, dict) else None
+        if seconds and row.get("success"):
+            found[(str(row.get("test_id", "")), str(row.get("model") or ""))] = seconds
+    return found
+
+
+def test_changes(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+    """Per test, on the tests both runs share: the largest latency changes from the first run to the last."""
+    before, after = _latencies(first), _latencies(last)
+    shared = before.keys() & after.keys()
+    changes = sorted(((key, (after[key] - before[key]) / before[key] * 100.0) for key in shared),
+                     key=lambda item: item[1], reverse=True)
+    slower = [c for c in changes if c[1] > 0][:TEST_CHANGES_SHOWN]
+    faster = [c for c in reversed(changes) if c[1] < 0][:TEST_CHANGES_SHOWN // 3]
+    return {
+        "shared": len(shared), "only_first": len(before.keys() - shared), "only_last": len(after.keys() - shared),
+        "rows": [{"id": key[0], "model": key[1], "before": format_value("x_ms", before[key] * 1000),
+                  "after": format_value("x_ms", after[key] * 1000), "change": f"{change:+.1f}%",
+                  "verdict": verdict(change, "lower")} for key, change in slower + faster],
+    }
