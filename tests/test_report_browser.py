@@ -245,48 +245,48 @@ def test_a_run_compared_with_a_baseline_shows_the_deltas(pytester, stub, open_re
     assert "Regression: p50_latency_ms" in report.js("document.querySelector('.gates').innerText")
 
 
-def with_load_and_server_sections(batch: dict[str, Any]) -> dict[str, Any]:
-    """The batch of a real run plus the `timeline`, `sweep` and `server` sections a load run (--llmbench-sweep)
-    and a scraped /metrics add, in the shapes those features write (metrics/timeline.py, metrics/sweep.py,
-    metrics/server/store.py)."""
-    def level(label: str, rps: float, p50: float, meets: bool) -> dict[str, Any]:
-        return {"level": label, "concurrency": int(label[1:]), "offered_rate": None, "achieved_rate": rps,
-                "requests": 40, "error_rate": 0.0, "request_throughput": rps, "output_throughput": rps * 30,
-                "goodput": 1.0 if meets else 0.9, "p50_latency_ms": p50, "p99_latency_ms": p50 * 1.8,
-                "p50_ttft_ms": p50 / 5, "p99_ttft_ms": p50 / 3, "p50_tpot_ms": 12.0, "meets_slos": meets,
-                "slo_misses": [] if meets else ["p99_latency_ms 1800 ms > 1000 ms"]}
-    levels = [level("c1", 2.0, 300, True), level("c4", 7.5, 420, True), level("c16", 9.0, 1000, False)]
-    buckets = [{"t": float(t), "sent": 4 + t % 3, "completed": 4, "in_flight": 3.5, "output_tokens": 120, "errors": 0}
-               for t in range(12)]
+def with_server_section(batch: dict[str, Any]) -> dict[str, Any]:
+    """The batch of a real run plus the `server` section a scraped /metrics adds, in the shape
+    metrics/server/store.py writes (issue 16: to be replaced by a real exporter once it lands)."""
     server = {"readings": 24, "duration_s": 12.0, "num_requests_running_mean": 3.4, "kv_cache_usage_peak_pct": 61.0,
               "timeline": [{"t": t * 0.5, "num_requests_running": t % 5, "num_requests_waiting": t % 3,
                             "kv_cache_usage_pct": 20.0 + t, "generation_tokens_per_s": 100.0 + t}
                            for t in range(24)]}
-    return {**batch, "timeline": {"bucket_s": 1.0, "start_unix": 1.7e9, "buckets": buckets},
-            "sweep": {"kind": "concurrency", "levels": levels, "knee": "c4"}, "server": server}
+    return {**batch, "server": server}
 
 
-def test_load_and_server_sections_draw_the_sweep_knee_throughput_and_server_charts(pytester, stub, open_report):
-    import json
+def test_a_sweep_draws_its_curve_with_the_knee_and_the_load_timeline(pytester, stub, open_report):
+    from openai_stub import write_suite
 
-    from pytest_llmbench.session.report_html.cli import main
-
-    run_session(pytester, stub)
-    batch = json.loads(batch_file(pytester).read_text(encoding="utf-8"))
-    loaded = pytester.path / "loaded.json"
-    loaded.write_text(json.dumps(with_load_and_server_sections(batch)), encoding="utf-8")
-    assert main([str(loaded), "-o", str(pytester.path / "loaded.html")]) == 0
-    report = open_report(pytester.path / "loaded.html")
+    suite = write_suite(pytester.path / "sweep.json", [{"prompt": f"France {n}"} for n in range(8)])
+    run_session(pytester, stub, "--llmbench-sweep", "concurrency=1,4", "--llmbench-slo", "latency_p99=60s",
+                suite=suite).assert_outcomes(passed=16)
+    report = open_report(report_file(pytester))
     assert report.problems == []
     charts = {c["name"]: c for c in report.js(CHART_MARKS)}
-    assert charts["chart-sweep"]["marks"] == [3, 3]  # p50 and p99, one point per level
+    assert charts["chart-sweep"]["marks"] == [2, 2]  # p50 and p99, one point per level
     knee = report.js("""(() => { const c = Chart.getChart('chart-sweep');
         return c.data.datasets[0].pointStyle.map((s, i) => s === 'star' ? c.data.datasets[0].data[i].level : null)
         .filter(Boolean); })()""")
     assert knee == ["c4"]
     assert report.js("document.querySelector('table.sweep tr.knee td').textContent") == "c4"
     throughput = report.js("Chart.getChart('chart-throughput').data.datasets.map(d => d.label)")
-    assert "requests sent/s" in throughput and "requests in flight" in throughput
+    assert "requests sent/s" in throughput and "requests in flight" in throughput  # the batch's own timeline
+
+
+def test_a_server_section_draws_one_chart_per_series(pytester, stub, open_report):
+    import json
+
+    from pytest_llmbench.session.report_html.cli import main
+
+    run_session(pytester, stub)
+    batch = json.loads(batch_file(pytester).read_text(encoding="utf-8"))
+    scraped = pytester.path / "scraped.json"
+    scraped.write_text(json.dumps(with_server_section(batch)), encoding="utf-8")
+    assert main([str(scraped), "-o", str(pytester.path / "scraped.html")]) == 0
+    report = open_report(pytester.path / "scraped.html")
+    assert report.problems == []
+    charts = {c["name"]: c for c in report.js(CHART_MARKS)}
     for series in ("num_requests_running", "num_requests_waiting", "kv_cache_usage_pct", "generation_tokens_per_s"):
         assert charts[series]["marks"] == [24], charts[series]
     assert "kv_cache_usage_peak_pct" in report.js("document.getElementById('server').textContent")
