@@ -6,6 +6,9 @@
 - ``v1``: that server's ``/v1`` base URL, the endpoint a client is given.
 - ``load_stub``: an ``openai_stub.OpenAIStub`` (answers after 0.25 s) on a threaded server on 127.0.0.1, which
   answers many requests at once and counts them (``peak``, ``active``); its ``url`` is the ``/v1`` base.
+- ``stub``: an ``openai_stub.OpenAIStub`` on pytest-httpserver, its URL in ``stub.url``. A test module scripts it
+  with a module-level ``STUB = {...}`` of OpenAIStub's arguments (answers, status, delay, ...); a test may change
+  its fields (``stub.delay = 0.1``) before the session starts.
 """
 
 from __future__ import annotations
@@ -38,3 +41,10 @@ def load_stub() -> Iterator[OpenAIStub]:
     yield answering
     server.clear()
     server.stop()
+
+
+@pytest.fixture
+def stub(request: pytest.FixtureRequest, httpserver) -> OpenAIStub:
+    server = OpenAIStub(**getattr(request.module, "STUB", {}))
+    server.url = server.install(httpserver)
+    return server

@@ -15,11 +15,9 @@ HOSTILE = ('</script><script>window.__pwned = 1; alert(1)</script>'
 CATEGORIES = ("math", "geo", "code")
 
 
-def start_stub(httpserver: Any, **options: Any) -> OpenAIStub:
-    stub = OpenAIStub(answers={"France": "Paris is the capital of France.", "hostile": HOSTILE},
-                      status={"broken": 500}, token_gap=0.001, **options)
-    stub.url = stub.install(httpserver)
-    return stub
+# The report tests' OpenAIStub: each report test module sets STUB = REPORT_STUB for conftest's ``stub``.
+REPORT_STUB = {"answers": {"France": "Paris is the capital of France.", "hostile": HOSTILE}, "status": {"broken": 500},
+        "token_gap": 0.001}
 
 
 def report_suite(path: Path, passing: int = 9, hostile: bool = False) -> Path:

@@ -11,16 +11,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from openai_stub import OpenAIStub, write_suite
+from openai_stub import write_suite
 
 CATEGORIES = ("alpha", "beta", "gamma")
 
 
-@pytest.fixture
-def stub(httpserver) -> OpenAIStub:
-    server = OpenAIStub(answers={"long": "one two three four five six"}, status={"refuse": 400})
-    server.url = server.install(httpserver)
-    return server
+STUB = {"answers": {"long": "one two three four five six"}, "status": {"refuse": 400}}
 
 
 @pytest.fixture

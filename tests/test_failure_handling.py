@@ -27,13 +27,6 @@ OUTPUT = "llmbench_results"
 XDIST = ("-n", "2")
 
 
-@pytest.fixture
-def stub(httpserver) -> OpenAIStub:
-    server = OpenAIStub()
-    server.url = server.install(httpserver)
-    return server
-
-
 class _PromptMatcher(RequestMatcher):
     """Matches completion requests whose body mentions a word, so one test's request gets a special reply."""
 

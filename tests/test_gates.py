@@ -6,14 +6,9 @@ import json
 import shutil
 
 import pytest
-from openai_stub import OpenAIStub, write_suite
+from openai_stub import write_suite
 
-
-@pytest.fixture
-def stub(httpserver) -> OpenAIStub:
-    server = OpenAIStub(delay=0.05)
-    server.url = server.install(httpserver)
-    return server
+STUB = {"delay": 0.05}
 
 
 def run(pytester, stub, *args):

@@ -9,12 +9,7 @@ from pathlib import Path
 import pytest
 from openai_stub import MODEL, OpenAIStub, write_suite
 
-
-@pytest.fixture
-def stub(httpserver) -> OpenAIStub:
-    server = OpenAIStub(answers={"France": "Paris is the capital."})
-    server.url = server.install(httpserver)
-    return server
+STUB = {"answers": {"France": "Paris is the capital."}}
 
 
 def run(pytester: pytest.Pytester, stub: OpenAIStub, *args: str) -> pytest.RunResult:

@@ -16,8 +16,9 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
-from report_sessions import batch_file, report_file, run_session, start_stub
+from report_sessions import REPORT_STUB, batch_file, report_file, run_session
 
+STUB = REPORT_STUB
 INSTALL_HINT = ("the browser tests need Chromium and playwright: `sudo apt-get install chromium` (Debian/Ubuntu) "
                 "and `pip install -e '.[test]'`; they run under CI")
 
@@ -77,11 +78,6 @@ def open_report(chromium) -> Iterator[Any]:
     yield open_
     for page in pages:
         page.close()
-
-
-@pytest.fixture
-def stub(httpserver):
-    return start_stub(httpserver)
 
 
 # Each chart's drawn marks: elements with finite positions inside the plot area, and painted pixels there.

@@ -9,14 +9,11 @@ import subprocess
 import sys
 
 import pytest
-from report_sessions import HOSTILE, batch_file, load_batch, report_file, results, run_session, start_stub
+from report_sessions import HOSTILE, REPORT_STUB, batch_file, load_batch, report_file, results, run_session
 
 from pytest_llmbench.session.report_html.render import script_json
 
-
-@pytest.fixture
-def stub(httpserver):
-    return start_stub(httpserver)
+STUB = REPORT_STUB
 
 
 def report_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -7,17 +7,12 @@ import json
 import pytest
 from openai_stub import OpenAIStub, write_suite
 
-
-@pytest.fixture
-def stub(httpserver) -> OpenAIStub:
-    server = OpenAIStub(answers={
-        "RUBRIC-GOOD": '{"score": 8, "reason": "names the right city"}',
-        "RUBRIC-BAD": 'Sure! ```json\n{"score": 2, "reason": "wrong city"}\n```',
-        "France": "The capital of France is Lyon, a big city.",
-        "sum": "We add them up, so the answer is 41.",
-    })
-    server.url = server.install(httpserver)
-    return server
+STUB = {"answers": {
+    "RUBRIC-GOOD": '{"score": 8, "reason": "names the right city"}',
+    "RUBRIC-BAD": 'Sure! ```json\n{"score": 2, "reason": "wrong city"}\n```',
+    "France": "The capital of France is Lyon, a big city.",
+    "sum": "We add them up, so the answer is 41.",
+}}
 
 
 @pytest.fixture
