@@ -11,6 +11,7 @@ from collections import namedtuple
 from collections.abc import Iterator
 
 import pytest
+from fake_nvml import FakeNvml
 
 from pytest_llmbench.metrics.hardware.monitor import (
     ErrorRateAlert,
@@ -70,11 +71,7 @@ def _loopback_traffic(seconds: float, chunk: bytes) -> None:
 
 
 def test_no_gpu_gives_null_gpu_figures_and_the_reason_once():
-    probe = GpuProbe()
-    if probe.open():
-        probe.close()
-        pytest.skip("this machine has a GPU")
-    monitor = PerformanceMonitor(interval=0.05)
+    monitor = PerformanceMonitor(interval=0.05, probe=GpuProbe(nvml=FakeNvml(count=0)))  # a host without a GPU
     monitor.start()
     start, end = _timed(lambda: time.sleep(0.3))
     monitor.stop()
@@ -92,14 +89,13 @@ def test_busy_window_shows_more_cpu_than_an_idle_window():
     monitor = PerformanceMonitor(interval=0.1)
     monitor.start()
     idle = monitor.window(*_timed(lambda: time.sleep(1.0)))
+    cpu_before = time.process_time()
     busy = monitor.window(*_timed(lambda: _spin(1.0)))
+    spun = time.process_time() - cpu_before  # the CPU time the machine granted the spin, however busy it is
     monitor.stop()
-    # A spinning thread is about one core of this process even when others share the machine.
-    assert busy["process_cpu_mean_pct"] > idle["process_cpu_mean_pct"] + 30
-    assert busy["cpu_peak_pct"] >= busy["cpu_mean_pct"]
-    if idle["cpu_mean_pct"] > 50:
-        pytest.skip("other work keeps the machine too busy to tell the system-wide figures apart")
-    assert busy["cpu_mean_pct"] > idle["cpu_mean_pct"] + 10  # one busy core of two adds about 50 points
+    # At least half of that share of a core shows in the window (system-wide figures depend on the neighbours).
+    assert busy["process_cpu_mean_pct"] > idle["process_cpu_mean_pct"] + 50 * spun
+    assert busy["cpu_peak_pct"] >= busy["cpu_mean_pct"] > 0
 
 
 def test_network_rate_is_a_delta_over_time(monitor):
@@ -230,15 +226,17 @@ def test_a_block_right_after_start_has_figures_though_no_sample_was_taken():
 def test_a_block_shorter_than_the_interval_reports_its_own_cpu():
     monitor = PerformanceMonitor(interval=30.0)
     monitor.start()
+    cpu_before = time.process_time()
     with monitor.measure() as busy:
         deadline = time.monotonic() + 0.3
         while time.monotonic() < deadline:
             pass
+    spun = time.process_time() - cpu_before  # the CPU time the machine granted us, however busy it is
     with monitor.measure() as idle:
         time.sleep(0.3)
     monitor.stop()
-    # the caller's own thread spun: about one core of this process, even with other work on the machine
-    assert busy.metrics["process_cpu_mean_pct"] > idle.metrics["process_cpu_mean_pct"] + 30
+    # At least half the share of a core the spin got (the rest is the block's own edges and rounding).
+    assert busy.metrics["process_cpu_mean_pct"] > idle.metrics["process_cpu_mean_pct"] + 50 * spun / 0.3
     assert busy.metrics["cpu_peak_pct"] >= busy.metrics["cpu_mean_pct"] > 0
     assert busy.metrics["duration_s"] == pytest.approx(0.3, abs=0.2)
 

@@ -143,35 +143,19 @@ def test_output_path_under_a_file_is_reported_even_for_root(tmp_path):
         check_writable(tmp_path / "file" / "results")
 
 
-def chmod_stops_writes(tmp_path: Path) -> bool:
-    """False under root or CAP_DAC_OVERRIDE, where mode bits do not stop writes."""
-    probe = tmp_path / "chmod-probe"
-    probe.mkdir()
-    probe.chmod(0o500)
-    try:
-        (probe / "x").write_text("x")
-    except PermissionError:
-        return True
-    finally:
-        probe.chmod(0o700)
-    return False
-
-
-def test_read_only_folder_is_reported_before_and_recorded_during_a_run(tmp_path):
-    if not chmod_stops_writes(tmp_path):
-        pytest.skip("running as root: chmod 0o500 does not stop writes; root-proof failures are tested "
-                    "with a path under a file and with RLIMIT_FSIZE")
-    folder = tmp_path / "ro"
+def test_an_output_folder_that_became_unusable_is_reported_before_and_recorded_during_a_run(tmp_path):
+    """What a folder made read-only mid-run does, made in a way that holds for root too (mode bits do not stop
+    root): the folder replaced by a file."""
+    folder = tmp_path / "out"
     writer = ResultWriter(folder)
     writer.write_test(make_result(), "t1")
-    folder.chmod(0o500)
-    try:
-        with pytest.raises(OutputNotWritable, match="permission denied"):
-            check_writable(folder)
-        assert writer.write_test(make_result(), "t2") == []
-    finally:
-        folder.chmod(0o700)
-    assert [f.reason for f in writer.failures] == ["permission denied [EACCES]"] * 2
+    shutil.rmtree(folder)
+    folder.write_text("a file where the folder was")
+    with pytest.raises(OutputNotWritable, match="not writable: the path exists and is not a folder"):
+        check_writable(folder)
+    assert writer.write_test(make_result(), "t2") == []
+    assert [f.path.name for f in writer.failures] == ["t2_completion.txt", "t2_result.json"]
+    assert all(f.reason.endswith(("[ENOTDIR]", "[EEXIST]")) for f in writer.failures)
 
 
 # ----------------------------------------------------------------------------- write failures
