@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from xml.etree import ElementTree
 from pathlib import Path
 
 import pytest
@@ -147,9 +148,12 @@ def test_last_failed_reruns_only_the_failed_json_test(pytester, stub):
 def test_junitxml_carries_each_items_figures(pytester, stub):
     suite = write_suite(pytester.path / "s.json", [{"id": "a", "prompt": "Capital of France?"}])
     run(pytester, stub, "--llmbench-suite", str(suite), "--junitxml", "out.xml").assert_outcomes(passed=1)
-    xml = (pytester.path / "out.xml").read_text()
-    assert 'name="completion_tokens" value="4"' in xml and 'name="attempts" value="1"' in xml
-    assert 'classname="s.json"' in xml or 'name="a"' in xml
+    case = ElementTree.parse(pytester.path / "out.xml").getroot().find(".//testcase")
+    properties = {p.get("name"): p.get("value") for p in case.iter("property")}
+    saved = json.loads((results_dir(pytester) / "Test 0_result.json").read_text())
+    assert properties == {"execution_time": str(saved["execution_time"]), "completion_tokens": "4",
+                          "tokens_per_second": str(saved["tokens_per_second"]), "attempts": "1"}
+    assert (case.get("classname"), case.get("name")) == ("s.json", "a")
 
 
 def test_default_model_is_the_first_listed_by_the_server(pytester, httpserver):

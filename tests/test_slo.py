@@ -164,3 +164,13 @@ def test_run_slo_on_an_unmeasured_metric_fails_and_says_to_stream():
     assert miss.measured is None
     assert miss.message.startswith("run SLO ttft_p99 <= 500 ms missed: not measured")
     assert "--llmbench-stream" in miss.message
+
+
+@pytest.mark.parametrize(("spec", "summary", "missed"), [
+    ("ttft_p99=500ms", {"p99_ttft_ms": 500.0}, False),  # at the limit: met
+    ("ttft_p99=500ms", {"p99_ttft_ms": 500.001}, True),
+    ("success_rate=95%", {"success_rate": 0.95}, False),  # at the floor: met
+    ("success_rate=95%", {"success_rate": 0.9499}, True),
+], ids=["max-equal", "max-above", "min-equal", "min-below"])
+def test_a_run_slo_is_met_exactly_at_its_limit(spec, summary, missed):
+    assert bool(check_run_slos([parse_run_slo(spec)], summary)) is missed

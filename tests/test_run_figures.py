@@ -1,0 +1,86 @@
+"""Run-wide figures and what the summary and batch say, through real plugin runs against the stub server.
+
+Throughputs over the requests' own span, energy per token and the GPU temperature alert (NVML faked at its
+boundary, the one fake allowed), the summary's eval% column, and the judge endpoint's credentials in the batch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from openai_stub import write_suite
+
+STUB = {"default_answer": "Paris", "answers": {"Lyon?": "Lyon"}}  # one word: one completion token
+
+
+def batch_of(pytester: pytest.Pytester) -> dict:
+    [path] = (pytester.path / "llmbench_results").glob("batch_results_*.json")
+    return json.loads(path.read_text())
+
+
+def test_throughputs_divide_by_the_requests_span_not_the_sessions_wall_time(pytester, stub):
+    stub.delay = 0.05
+    pytester.makepyfile(test_first="import time\ndef test_pause():\n    time.sleep(0.6)\n")
+    suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}"} for i in range(4)])
+    pytester.runpytest("test_first.py", "--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
+                       "-p", "no:cacheprovider").assert_outcomes(passed=5)
+
+    aggregate = batch_of(pytester)["aggregate"]
+    assert 0.2 <= aggregate["duration_s"] <= aggregate["wall_time_s"] - 0.6  # the pause is not in the span
+    assert aggregate["request_throughput"] == 4 / aggregate["duration_s"]
+    assert aggregate["output_throughput"] == aggregate["total_completion_tokens"] / aggregate["duration_s"] > 0
+
+
+def test_energy_per_token_and_the_gpu_temperature_alert_from_the_monitor(pytester, stub):
+    pytester.makeconftest("""
+        import sys
+        from fake_nvml import FakeNvml  # a GPU at 60 °C whose energy counter climbs 1 J per reading
+        sys.modules["pynvml"] = FakeNvml()
+    """)
+    stub.delay = 0.2
+    suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}"} for i in range(3)])
+    run = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "-p", "no:cacheprovider",
+                             "--llmbench-monitor", "--llmbench-monitor-interval", "0.02",
+                             "--llmbench-alert-gpu-temp", "55")
+
+    hardware = batch_of(pytester)["hardware"]
+    assert hardware["gpu_devices"] == ["Fake GPU 0"] and hardware["gpu_energy_j"] > 3
+    assert hardware["tokens_per_joule"] == pytest.approx(3 / hardware["gpu_energy_j"])
+    for number in range(3):
+        saved = json.loads((pytester.path / "llmbench_results" / f"Test {number}_result.json").read_text())
+        metrics = saved["performance_metrics"]
+        assert saved["completion_tokens"] == 1 and metrics["gpu_energy_j"] >= 2
+        assert metrics["joules_per_token"] == pytest.approx(metrics["gpu_energy_j"] / 1)
+    alerts = [a for a in batch_of(pytester)["alerts"] if "°C" in a]
+    assert len(alerts) == 1 and "GPU 0 (Fake GPU 0) reached 60 °C" in alerts[0]
+    assert run.stdout.str().count("reached 60 °C") >= 1
+
+
+def test_the_category_table_shows_each_categorys_answer_pass_rate(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [
+        {"id": "a1", "category": "alpha", "prompt": "Paris?", "expected": {"contains": "Paris"}},
+        {"id": "a2", "category": "alpha", "prompt": "Paris?", "expected": {"contains": "Paris"}},
+        {"id": "b1", "category": "beta", "prompt": "Paris?", "expected": {"contains": "Paris"}},
+        {"id": "b2", "category": "beta", "prompt": "Lyon?", "expected": {"contains": "Paris"}},
+    ])
+    run = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "-p", "no:cacheprovider")
+
+    run.assert_outcomes(passed=3, failed=1)
+    rows = {line.split()[0]: line.split() for line in run.stdout.lines if re.match(r"^(alpha|beta)\s+2\s", line)}
+    assert rows["alpha"][2] == "100.0%" and rows["alpha"][5] == "100%"  # ok% and eval%
+    assert rows["beta"][2] == "100.0%" and rows["beta"][5] == "50%"  # every request answered; half the answers pass
+
+
+def test_the_judge_endpoints_credentials_never_reach_the_batch(pytester, stub):
+    judge = stub.url.replace("http://", "http://grader:judge-pw-5521@") + "?api_key=judge-key-8812"
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
+    pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "-p", "no:cacheprovider",
+                       "--llmbench-judge-endpoint", judge)
+
+    raw = next(Path(pytester.path / "llmbench_results").glob("batch_results_*.json")).read_text()
+    assert "judge-pw-5521" not in raw and "judge-key-8812" not in raw
+    assert json.loads(raw)["run"]["options"]["judge_endpoint"] == (
+        stub.url.replace("http://", "http://***@") + "?api_key=***")
