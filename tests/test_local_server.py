@@ -218,6 +218,19 @@ def test_startup_timeout_stops_the_server(tmp_path: Path) -> None:
     assert {p.pid for p in psutil.Process().children()} == before
 
 
+@real_llm
+@pytest.mark.parametrize("how", ["option", "ini"])
+def test_local_startup_timeout_option_and_ini_key_reach_the_server_start(pytester: pytest.Pytester, how: str) -> None:
+    suite = pytester.path / "s.json"
+    suite.write_text('{"tests": [{"id": "a", "name": "a", "category": "c", "prompt": "Hi"}]}')
+    if how == "ini":
+        pytester.makeini("[pytest]\nllmbench_local_startup_timeout = 0.01\n")
+    args = ("--llmbench-local-startup-timeout", "0.01") if how == "option" else ()
+    run = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "-p", "no:cacheprovider", *args)
+    assert run.ret == pytest.ExitCode.USAGE_ERROR
+    run.stdout.fnmatch_lines(["*llmbench: the embedded llama.cpp server did not answer * within 0.01 s*"])
+
+
 BLOCKING_SESSION = """
     import time
     from pathlib import Path
