@@ -189,9 +189,8 @@ def test_gate_verdicts_appear_in_the_run_header(pytester, stub):
     assert re.search(r'<li class="worse">SLO missed: [^<]*latency[^<]*1 ms', gates)
 
 
-def test_a_key_the_model_repeats_is_masked_in_the_report(pytester, httpserver, monkeypatch):
+def test_a_key_the_model_repeats_is_masked_in_the_report(pytester, stub, monkeypatch):
     secret = "sk-report-secret-4f1c9a"
-    stub = start_stub(httpserver)
     stub.answers["France"] = f"my key is {secret}"  # every answer repeats the key; checks fail on purpose
     monkeypatch.setenv("LLMBENCH_API_KEY", secret)
     run_session(pytester, stub)
