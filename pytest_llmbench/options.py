@@ -117,6 +117,15 @@ class Settings:
                                      "written)", "WHICH")
     timeline_bucket: float = _option(1.0, "width of the batch file's timeline buckets, in seconds", "SECONDS",
                                      low=0, inclusive=False)
+    server_metrics: tuple[str, ...] = _option(
+        (), "the servers' Prometheus /metrics to scrape during the run: 'auto' (the default: look beside the "
+            "endpoint's base URL once), 'off', or a URL such as a DCGM exporter's http://gpu-host:9400/metrics "
+            "(repeatable; URLs replace 'auto' unless it is named too)", "URL")
+    server_metrics_interval: float = _option(0.5, "seconds between scrapes of the server metrics", "SECONDS",
+                                             low=0.05)
+    server_metric: tuple[str, ...] = _option((), "also keep this series of the server metrics, raw, e.g. "
+                                                 "vllm:num_requests_swapped (repeatable; name a counter with its "
+                                                 "_total to get its increase and rate)", "NAME")
 
     @property
     def uses_local_server(self) -> bool:

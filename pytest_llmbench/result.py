@@ -83,6 +83,7 @@ class TestResult:
     e2e_latency: float | None = None  # seconds
     possibly_duplicated: bool = False  # retried after a try that may have been processed (a read timeout)
     schedule_lag: float | None = None  # seconds the request left after its planned send time; None: none was planned
+    server_metrics: dict[str, Any] | None = None  # the servers' /metrics over the test's window (controller)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""

@@ -10,7 +10,9 @@ reply from a script, one per request, and records what it received.
 
 A request takes, in order: the next reply queued for its path, the ``always`` reply for its path,
 the next reply queued for any path, the ``always`` reply for any path (by default a 500 saying
-nothing was scripted, so a stray request cannot pass unnoticed).
+nothing was scripted, so a stray request cannot pass unnoticed). One exception: a GET of ``/metrics`` that
+nothing was scripted for gets a 404 and is counted in ``metrics_probes``, not ``received`` (the plugin looks
+for Prometheus metrics beside every endpoint once; see tests/prometheus_exporter.py for a real exporter).
 
 Hostile servers are scripted the same way: ``Reply.gzip_bomb`` (a small body that inflates to a huge one),
 ``Reply.endless_sse`` (an event stream that never ends), ``Reply(echo=...)`` (a reply built from the request,
@@ -131,6 +133,7 @@ UNSCRIPTED = Reply(500, {"error": {"message": "fault server: no reply scripted",
 class FaultServer:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.received: list[Received] = []
+        self.metrics_probes = 0
         self._scripts: dict[str | None, deque[Reply]] = {}
         self._fallback: dict[str | None, Reply] = {None: UNSCRIPTED}
         self._lock = threading.Lock()
@@ -181,6 +184,15 @@ class FaultServer:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def _answers_metrics(self, method: str, path: str) -> bool:
+        """The plugin's one look for /metrics, unscripted: not a request the test is about."""
+        with self._lock:
+            unscripted = not self._scripts.get(path) and path not in self._fallback
+            if method == "GET" and path == "/metrics" and unscripted:
+                self.metrics_probes += 1
+                return True
+        return False
+
     def _next_reply(self, path: str) -> Reply:
         with self._lock:
             if self._scripts.get(path):
@@ -228,6 +240,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         path = self.path.split("?", 1)[0]
         headers = {k.lower(): v for k, v in self.headers.items()}
+        if fault._answers_metrics(self.command, path):
+            self._send(fault, Reply(404, "no metrics here"))
+            return
         fault._record(Received(self.command, path, headers, self.rfile.read(length), self.client_address[1]))
         reply = fault._next_reply(path)
         if reply.echo is not None:

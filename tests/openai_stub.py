@@ -30,6 +30,7 @@ class OpenAIStub:
     token_gap: float = 0.0  # seconds between streamed chunks
     break_stream: bool = False  # end streams after the first chunk, without [DONE]
     models: tuple[str, ...] = (MODEL,)
+    observer: Any = None  # told of each answer: begin() then end(prompt_tokens, completion_tokens, ttft, seconds)
     requests: list[dict[str, Any]] = field(default_factory=list)
     delay_per_active: float = 0.0  # more seconds per request in flight: a server that slows under load
     active: int = 0  # requests being answered now (non-streamed answers)
@@ -67,11 +68,16 @@ class OpenAIStub:
                 return Response(json.dumps({"error": {"message": f"scripted {code}", "type": "stub"}}),
                                 status=code, content_type="application/json")
         text = next((a for k, a in self.answers.items() if k in question), self.default_answer)
+        began = time.monotonic()
+        if self.observer is not None:
+            self.observer.begin()
         if self.delay or self.delay_per_active:
             time.sleep(self.delay + self.delay_per_active * load)
         chat = request.path.endswith("/chat/completions")
         if body.get("stream"):
-            return Response(self._stream(text, chat), content_type="text/event-stream")
+            return Response(self._observed(self._stream(text, chat), began, len(text.split(" "))),
+                            content_type="text/event-stream")
+        self._observe_end(began, began, len(text.split()))
         choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
                   if chat else {"index": 0, "text": text, "finish_reason": "stop"})
         payload: dict[str, Any] = {"id": "x", "object": "chat.completion" if chat else "text_completion",
@@ -81,6 +87,19 @@ class OpenAIStub:
                                 "total_tokens": 7 + len(text.split())}
         return Response(json.dumps(payload), content_type="application/json")
 
+
+    def _observe_end(self, began: float, first: float, tokens: int) -> None:
+        if self.observer is not None:
+            now = time.monotonic()
+            self.observer.end(7, tokens, first - began if first > began else now - began, now - began)
+
+    def _observed(self, chunks: Iterator[bytes], began: float, tokens: int) -> Iterator[bytes]:
+        first = began
+        for n, chunk in enumerate(chunks):
+            if n == 0:
+                first = time.monotonic()
+            yield chunk
+        self._observe_end(began, first, tokens)
 
     def _stream(self, text: str, chat: bool) -> Iterator[bytes]:
         words = text.split(" ")

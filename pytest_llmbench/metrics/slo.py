@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from .server.section import SLO_KEYS as SERVER_SLO_KEYS
 from .stats import (
     RATE_METRIC,
-    SHARE_KEYS,
     TIME_METRICS,
     finite_number,
     format_value,
@@ -99,14 +99,17 @@ _RUN_KEYS = {
     **{f"{metric}_{stat}": metric_key(stat.replace(".", "_"), metric)
        for metric in (*TIME_METRICS, RATE_METRIC) for stat in RUN_STATS},
     **{metric: metric for metric in SCALAR_METRICS},
+    **SERVER_SLO_KEYS,  # the servers' /metrics: kv_cache_usage_max=90%, preemptions_total=0
 }
 _GATED_KEYS = frozenset(_RUN_KEYS.values())
 _VALUE = re.compile(r"(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)\s*(?P<unit>[a-z%/]*)")
 _SYNTAX = (
     f"write <metric>_<stat>=<value><unit> with metric one of {', '.join(RUN_METRICS)} and stat one of "
     f"{', '.join(RUN_STATS)} ({', '.join(SCALAR_METRICS)} take no stat), e.g. ttft_p99=500ms, "
-    "latency_p95=2s, success_rate=0.95, or a summary key such as p99_ttft_ms=500"
+    "latency_p95=2s, success_rate=0.95, or a summary key such as p99_ttft_ms=500; on the server's metrics: "
+    f"{', '.join(SERVER_SLO_KEYS)} (e.g. kv_cache_usage_max=90%, preemptions_total=0)"
 )
+_SERVER_HINT = "no server metrics were read: see --llmbench-server-metrics"
 
 
 @dataclass(frozen=True)
@@ -141,7 +144,8 @@ def parse_run_slo(spec: str) -> RunSlo:
     match = _VALUE.fullmatch(value_text.lower())
     if not match:
         raise _invalid(spec, f"{value_text!r} is not a non-negative number with an optional unit")
-    return RunSlo(name, key, "<=" if key.endswith("_ms") else ">=", _limit(spec, key, name, match))
+    upper = key.endswith("_ms") or key in SERVER_SLO_KEYS.values()
+    return RunSlo(name, key, "<=" if upper else ">=", _limit(spec, key, name, match))
 
 
 def _limit(spec: str, key: str, name: str, match: re.Match[str]) -> float:
@@ -152,7 +156,7 @@ def _limit(spec: str, key: str, name: str, match: re.Match[str]) -> float:
         if unit not in ("", "ms", "s"):
             raise _invalid(spec, f"unit {unit!r} is not a time unit (ms or s)")
         return value * 1000.0 if unit == "s" else value
-    if key in SHARE_KEYS:
+    if unit_of(key) == "%":
         if unit not in ("", "%"):
             raise _invalid(spec, f"{key} is a share: write 0.95 or 95%, not {unit!r}")
         share = value / 100.0 if unit == "%" else value
@@ -176,6 +180,7 @@ def check_run_slos(slos: Iterable[RunSlo], summary: dict[str, Any]) -> list[SloM
         if measured is None:
             streamed = any(f"_{metric}_" in f"_{slo.key}_" for metric in ("ttft", "itl", "tpot", "e2el"))
             why = STREAM_HINT if streamed else "no successful request or no wall time to measure it"
+            why = _SERVER_HINT if slo.key in SERVER_SLO_KEYS.values() else why
             message = f"run SLO {slo.text} missed: not measured ({why})"
         elif (measured > slo.limit) if slo.op == "<=" else (measured < slo.limit):
             message = f"run SLO {slo.text} missed: measured {format_value(slo.key, measured)}"

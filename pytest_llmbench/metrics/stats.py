@@ -283,7 +283,7 @@ def summary_keys() -> frozenset[str]:
 def unit_of(key: str) -> str:
     if key.endswith("_ms"):
         return "ms"
-    if key in SHARE_KEYS:
+    if key in SHARE_KEYS or key.endswith("_share"):
         return "%"
     if key.endswith(RATE_METRIC) or key == "output_throughput":
         return "tok/s"

@@ -13,6 +13,7 @@ import signal
 import socket
 import time
 import warnings
+from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ..exceptions import EndpointError, LLMBenchWarning, OutputNotWritable
 from ..http.redact import Secrets, redact_headers, redact_text
 from ..metrics.gates import GateResult, Gates
 from ..metrics.hardware.monitor import ErrorRateAlert
+from ..metrics.server.section import build_section, slo_view, summary_lines
 from ..options import Settings
 from .endpoint import WORKERINPUT_KEY, EndpointLifecycle
 from .handoff import Delivery, Inbox, delivery_of, is_llmbench_nodeid
@@ -35,6 +37,7 @@ from .load.summary import load_lines
 from .process import make_monitor, stop_for_usage
 from .recorder import Recorder
 from .report_html import DEFAULT_NAME, write_report
+from .server_scrape import ServerScraper, plan
 from .storage import check_writable, clean_temp_files
 from .terminal import ProgressLine, is_live_terminal, safe, write_gates, write_summary
 
@@ -60,6 +63,8 @@ class Controller:
         self.batch: dict[str, Any] | None = None
         self._progress_hook = config.hook.pytest_llmbench_progress
         self.inbox: Inbox = {}  # results of tests run in this process, by node id (see report.py)
+        self.server: ServerScraper | None = None
+        self._waiting: deque[tuple[Delivery, bool]] = deque()  # results waiting for a server reading
         self._previous_sigterm: Any = None
 
     # -- set-up ---------------------------------------------------------------------------------
@@ -99,9 +104,27 @@ class Controller:
         try:
             check_writable(self.output)
             clean_temp_files(self.output)
-            self.lifecycle.prepare()
+            endpoint = self.lifecycle.prepare()
         except (OutputNotWritable, EndpointError) as exc:
             stop_for_usage(exc)
+        self._start_server_metrics(endpoint.url)
+
+    def _start_server_metrics(self, endpoint: str) -> None:
+        """Look for the servers' /metrics once the endpoint answers, say what was found, start the scraper."""
+        sources = plan(self.settings, endpoint)
+        if not sources or self.server is not None:
+            return
+        verify: bool | str = False if self.settings.insecure else (self.settings.ca_bundle or True)
+        scraper = ServerScraper(sources, self.settings.server_metrics_interval, self.settings.server_metric,
+                                verify, self.settings.secrets())
+        line = scraper.header_line(scraper.discover())
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and self.config.get_verbosity() >= 0:
+            reporter.write_line(safe(line))
+        if scraper.sources:
+            scraper.start()
+            self.server = scraper
+            self.recorder.server = scraper.store
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -143,7 +166,8 @@ class Controller:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         delivery = delivery_of(report, self.inbox)
         if delivery is not None:
-            self._show(self.recorder.record(delivery, passed=report.passed))
+            self._waiting.append((delivery, report.passed))
+            self._record_ready()
         elif report.failed and report.when in ("call", "???") and is_llmbench_nodeid(report.nodeid):
             self._show(self.recorder.record_lost(report.nodeid, str(report.longrepr).splitlines()[0][:500]))
         elif report.skipped and DURATION_SKIP in str(report.longrepr) and is_llmbench_nodeid(report.nodeid):
@@ -162,6 +186,21 @@ class Controller:
         for raw, passed in report["leftovers"]:
             self.recorder.record(Delivery.from_json(raw), passed=passed)
 
+    def _record_ready(self, everything: bool = False) -> None:
+        """Record results whose window the server's readings cover (a reading after its end has come, or the
+        scraper is late); without server metrics, at once. Tests never wait for this."""
+        ready = [item for item in self._waiting if everything or self._server_has_read(item[0].window)]
+        for item in ready:
+            self._waiting.remove(item)
+            self._show(self.recorder.record(item[0], passed=item[1]))
+
+    def _server_has_read(self, window: tuple[float, float] | None) -> bool:
+        if self.server is None or not window:
+            return True
+        last = self.server.store.last_t
+        late = time.monotonic() - window[1] > 2 * self.server.interval + 1.0
+        return late or (last is not None and last >= window[1])
+
     def _show(self, progress: Any) -> None:
         if self.load.plan.dispatched:
             driver = self.config.stash.get(DRIVER_KEY, None)
@@ -169,9 +208,13 @@ class Controller:
             progress.offered_rate, progress.achieved_rate = self.load.rates()
         if self._progress_hook.get_hookimpls():  # a snapshot to keep, made only for someone who listens
             self._progress_hook(progress=dataclasses.replace(progress), config=self.config)
-        self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures())
+        self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures()
+                        + self._server_messages())
         if self.line is not None:
             self.line.update(progress)
+
+    def _server_messages(self) -> list[str]:
+        return self.server.pop_messages() if self.server is not None else []
 
     def _warn_live(self, messages: list[str]) -> None:
         """Health alerts and lost files are shown at once, then again as pytest warnings at the end."""
@@ -214,6 +257,9 @@ class Controller:
         driver = self.config.stash.get(DRIVER_KEY, None)
         if driver is not None and not self.distributed:  # a worker's comes in pytest_testnodedown
             self._take_load_report(driver.report())
+        if self.server is not None:
+            self.server.stop()  # its last reading covers the end of the last test
+        self._record_ready(everything=True)
         if self.line is not None:
             self.line.interrupt()
         if exitstatus == pytest.ExitCode.INTERRUPTED and self.partial_reason is None:
@@ -224,15 +270,20 @@ class Controller:
                                    f"tests did not finish ({session.shouldstop or session.shouldfail or 'stopped'})")
         if self.recorder.monitor is not None:
             self.recorder.monitor.stop()
-        self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures())
+        self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures()
+                        + self._server_messages())
         for message in self.warnings:  # the warnings plugin records these in its final summary
             warnings.warn(LLMBenchWarning(message), stacklevel=1)
         if not self.recorder.rows:
             return
         batch = self.recorder.build_batch(run=self._run_metadata(), partial_reason=self.partial_reason,
                                           wall_time_s=time.monotonic() - self._started_monotonic)
+        if self.server is not None:
+            batch["server"] = build_section(self.server.store.summary(), sources=self.server.section_sources(),
+                                            interval=self.server.interval,
+                                            failed_scrapes=self.server.failed_scrapes, aggregate=batch["aggregate"])
         if self.gates.active:
-            self.gate_result = self.gates.check(batch["aggregate"])
+            self.gate_result = self.gates.check({**batch["aggregate"], **slo_view(batch.get("server"))})
             batch["gates"] = self.gate_result.to_dict()
             if self.gate_result.failed and session.exitstatus == pytest.ExitCode.OK:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -290,9 +341,14 @@ class Controller:
         write_summary(terminalreporter, batch, files)
         for line in load_lines(batch.get("load"), batch.get("sweep")):
             terminalreporter.write_line(safe(line))
+        if batch.get("server"):
+            for line in summary_lines(batch["server"]):
+                terminalreporter.write_line(safe(line))
         if self.gate_result is not None:
             write_gates(terminalreporter, self.gate_result)
 
     def pytest_unconfigure(self) -> None:
+        if self.server is not None:
+            self.server.stop()
         if self._previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self._previous_sigterm)

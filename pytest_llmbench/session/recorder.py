@@ -16,6 +16,7 @@ from ..metrics.hardware.monitor import (
     PerformanceMonitor,
     joules_per_token,
 )
+from ..metrics.server.store import ServerStore
 from ..metrics.stats import StatsAccumulator
 from ..result import METRICS, TestResult
 from .handoff import Delivery
@@ -62,6 +63,7 @@ class Recorder:
     output: Path
     stats: StatsAccumulator = field(default_factory=StatsAccumulator)
     monitor: PerformanceMonitor | None = None
+    server: ServerStore | None = None  # the servers' /metrics readings, when scraped
     error_alert: ErrorRateAlert | None = None
     rows: list[dict[str, Any]] = field(default_factory=list)
     lost: list[dict[str, str]] = field(default_factory=list)
@@ -96,6 +98,8 @@ class Recorder:
             metrics = self.monitor.window(*window)
             metrics["joules_per_token"] = joules_per_token(metrics, result.completion_tokens)
             result.performance_metrics = data["performance_metrics"] = {**metrics, **result.performance_metrics}
+        if self.server is not None and window:
+            result.server_metrics = data["server_metrics"] = self.server.window(*window, result.completion_tokens)
         completion = None
         if self.test_files == "all" or (self.test_files == "failed" and not passed):
             written = self.writer.write_test(data, delivery.file_stem, delivery.subdir)

@@ -1,0 +1,146 @@
+"""Figures from a run of scrapes: gauges as mean and peak, counters as increases and rates (restarts handled),
+histograms as the observations made in between, with quantile estimates.
+
+Pure functions on ``Reading`` lists, oldest first; nothing here reads the network or a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .catalog import KINDS, SERIES, Reading
+from .parse import Histogram
+
+QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+
+
+def increase(values: Iterable[float]) -> float | None:
+    """How far a counter went up; a drop means the server restarted and counts from zero (PromQL's increase)."""
+    total, last = None, None
+    for value in values:
+        if last is not None:
+            total = (total or 0.0) + (value - last if value >= last else value)
+        last = value
+    return total
+
+
+def observed(histograms: Iterable[Histogram]) -> Histogram | None:
+    """The observations made between the first and the last snapshot, over restarts."""
+    total, last = None, None
+    for hist in histograms:
+        if last is not None:
+            total = hist.minus(last).plus(total)
+        last = hist
+    return total
+
+
+def kind_of(name: str) -> str:
+    """Raw series named with ``_total`` are counters; other raw names are read as gauges."""
+    return KINDS.get(name) or ("counter" if name.endswith("_total") else "gauge")
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def gauge_figures(name: str, values: list[float], unit: str = "") -> dict[str, float | None]:
+    return {f"{name}_mean{unit}": _mean(values), f"{name}_peak{unit}": max(values) if values else None}
+
+
+def counter_figures(name: str, points: list[tuple[float, float]]) -> dict[str, float | None]:
+    """``points`` are (t, value); the rate is over the time between the first and the last."""
+    delta = increase(value for _, value in points)
+    span = points[-1][0] - points[0][0] if len(points) > 1 else 0.0
+    return {name: delta, f"{name}_per_s": delta / span if delta is not None and span > 0 else None}
+
+
+def histogram_figures(name: str, hist: Histogram | None) -> dict[str, float | None]:
+    """Seconds become milliseconds, as the client's latency figures are."""
+    figures: dict[str, float | None] = {f"{name}_count": hist.count if hist else None,
+                                        f"{name}_mean_ms": _ms(hist.mean if hist else None)}
+    for label, q in QUANTILES:
+        figures[f"{name}_{label}_ms"] = _ms(hist.quantile(q) if hist else None)
+    return figures
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000.0
+
+
+_UNITS = {series.name: series.unit for series in SERIES}
+
+
+def span_figures(gauges: list[Reading], bracket: list[Reading], raw: Iterable[str] = ()) -> dict[str, Any]:
+    """Figures for one span: gauges from ``gauges`` (the readings inside it, or the nearest ones), counters and
+    histograms over ``bracket`` (the readings just before and after it as well, so nothing is missed)."""
+    figures: dict[str, Any] = {}
+    for name in (*(series.name for series in SERIES), *raw):
+        kind = kind_of(name)
+        if any(name in r.histograms for r in bracket):
+            hist = observed(r.histograms[name] for r in bracket if name in r.histograms)
+            figures.update(histogram_figures(name, hist))
+        elif kind == "counter":
+            points = [(r.t, r.values[name]) for r in bracket if name in r.values]
+            if points:
+                figures.update(counter_figures(name, points))
+        else:
+            values = [r.values[name] for r in gauges if name in r.values]
+            if values:
+                figures.update(gauge_figures(name, values, _UNITS.get(name, "")))
+    figures.update(gpu_figures(gauges, bracket))
+    return figures
+
+
+def _device_values(readings: list[Reading], key: str) -> list[float]:
+    return [d[key] for r in readings for d in r.gpus.values() if d.get(key) is not None]
+
+
+def _per_reading_sum(readings: list[Reading], key: str) -> list[float]:
+    sums = []
+    for r in readings:
+        present = [d[key] for d in r.gpus.values() if d.get(key) is not None]
+        if present:
+            sums.append(sum(present))
+    return sums
+
+
+def gpu_figures(gauges: list[Reading], bracket: list[Reading]) -> dict[str, Any]:
+    """The local monitor's window figures (metrics/hardware/window.py) for the exporter's GPUs."""
+    if not any(r.gpus for r in bracket):
+        return {}
+    memory = _per_reading_sum(gauges, "gpu_memory_used_gb")
+    return {
+        "gpu_util_mean_pct": _mean(_device_values(gauges, "gpu_util_pct")),
+        "gpu_util_peak_pct": max(_device_values(gauges, "gpu_util_pct"), default=None),
+        "gpu_memory_peak_gb": max(memory, default=None),
+        "gpu_power_mean_w": _mean(_per_reading_sum(gauges, "gpu_power_w")),
+        "gpu_temperature_peak_c": max(_device_values(gauges, "gpu_temperature_c"), default=None),
+        "gpu_energy_j": energy(bracket),
+    }
+
+
+def energy(bracket: list[Reading]) -> float | None:
+    """Joules the GPUs used over the bracket: the energy counter's increase, else mean power times time."""
+    if len(bracket) < 2:
+        return None
+    total = None
+    for gpu in {g for r in bracket for g in r.gpus}:
+        counter = [r.gpus[gpu]["gpu_energy_counter_j"] for r in bracket
+                   if gpu in r.gpus and r.gpus[gpu].get("gpu_energy_counter_j") is not None]
+        joules = increase(counter)
+        if joules is None:
+            power = _mean([r.gpus[gpu]["gpu_power_w"] for r in bracket
+                           if gpu in r.gpus and r.gpus[gpu].get("gpu_power_w") is not None])
+            joules = None if power is None else power * (bracket[-1].t - bracket[0].t)
+        if joules is not None:
+            total = (total or 0.0) + joules
+    return total
+
+
+def joules_per_token(figures: dict[str, Any], completion_tokens: int | None) -> float | None:
+    """Energy over the tokens made in the same span: the server's count when it gives one (it covers every
+    request the GPUs served then), else the test's own completion tokens."""
+    joules = figures.get("gpu_energy_j")
+    tokens = figures.get("generation_tokens") or completion_tokens
+    return joules / tokens if joules is not None and tokens else None

@@ -1,0 +1,159 @@
+"""Prometheus exposition text to plain readings, with prometheus_client's own parser.
+
+Exporters spell counters two ways: with ``_total`` (vLLM, SGLang, llama.cpp, anything on prometheus_client) and
+without (DCGM's ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION``, TGI's ``tgi_request_count``), and the parser appends
+``_total`` to the latter. Readings are therefore keyed by the sample name with one trailing ``_total`` taken off,
+so either spelling of a counter finds the same key (see ``series_key``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
+
+Labels = dict[str, str]
+Readings = dict[str, list[tuple[Labels, float]]]  # series key -> (labels, value) for each label set
+HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+MAX_KNOWN_SERIES = 50_000  # a source inventing new label values forever is re-read from scratch past this
+
+
+class ExpositionError(ValueError):
+    """The text is not Prometheus exposition format."""
+
+
+def series_key(name: str) -> str:
+    """``vllm:prompt_tokens_total`` and ``vllm:prompt_tokens`` are one series; histogram parts keep their names."""
+    return name.removesuffix("_total")
+
+
+def parse(text: str, wanted: Callable[[str], bool] | None = None) -> Readings:
+    """Every sample whose series key ``wanted`` accepts (all when None); NaN values are left out.
+
+    Raises ExpositionError for text the parser refuses (an HTML error page, JSON, a truncated line).
+    """
+    readings: Readings = {}
+    try:
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                key = series_key(sample.name)
+                if (wanted is None or wanted(key)) and not math.isnan(sample.value):
+                    readings.setdefault(key, []).append((sample.labels, sample.value))
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        raise ExpositionError(f"not Prometheus exposition text ({exc})") from None
+    return readings
+
+
+class SeriesParser:
+    """``parse`` for one source scraped again and again, at a fraction of the cost.
+
+    prometheus_client reads each series (``name{labels}``) the first time it appears, with its family's TYPE
+    line; the series' key and labels are then remembered, and later scrapes only read the value after them (a
+    float, and an optional timestamp that is ignored). Label parsing is what costs: a 300-series page takes
+    ~4 ms the first time and ~0.3 ms after.
+    """
+
+    def __init__(self, wanted: Callable[[str], bool] | None = None) -> None:
+        self.wanted = wanted
+        self._known: dict[str, tuple[str, Labels] | None] = {}  # series text -> (key, labels), None: unwanted
+
+    def parse(self, text: str) -> Readings:
+        readings: Readings = {}
+        type_line = ""
+        if len(self._known) > MAX_KNOWN_SERIES:
+            self._known.clear()
+        for line in text.splitlines():
+            line = line.strip()
+            if not line or line[0] == "#":
+                if line.startswith("# TYPE "):
+                    type_line = line
+                continue
+            end = line.rindex("}") + 1 if "{" in line else len(line.split(None, 1)[0])
+            series = line[:end]
+            if series not in self._known:
+                self._known[series] = self._read_series(type_line, line)
+            known = self._known[series]
+            if known is None:
+                continue
+            try:
+                value = float(line[end:].split()[0])
+            except (IndexError, ValueError):
+                raise ExpositionError(f"not Prometheus exposition text (no value in {line[:80]!r})") from None
+            if not math.isnan(value):
+                readings.setdefault(known[0], []).append((known[1], value))
+        return readings
+
+    def _read_series(self, type_line: str, line: str) -> tuple[str, Labels] | None:
+        try:
+            samples = [s for f in text_string_to_metric_families(f"{type_line}\n{line}\n") for s in f.samples]
+        except (ValueError, TypeError, IndexError, KeyError) as exc:
+            raise ExpositionError(f"not Prometheus exposition text ({exc})") from None
+        if len(samples) != 1:
+            return None
+        key = series_key(samples[0].name)
+        return (key, samples[0].labels) if self.wanted is None or self.wanted(key) else None
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """One histogram at one moment: cumulative bucket counts by upper bound (the last is +Inf), sum, count."""
+
+    bounds: tuple[float, ...]
+    counts: tuple[float, ...]
+    total: float  # the histogram's _sum
+    count: float
+
+    def minus(self, earlier: Histogram) -> Histogram:
+        """What was observed since ``earlier``; after a restart (fewer observations, other buckets) all of it."""
+        if earlier.bounds != self.bounds or self.count < earlier.count:
+            return self
+        return Histogram(self.bounds, tuple(a - b for a, b in zip(self.counts, earlier.counts)),
+                         self.total - earlier.total, self.count - earlier.count)
+
+    def plus(self, other: Histogram | None) -> Histogram:
+        if other is None:
+            return self
+        if other.bounds != self.bounds:  # two servers with other buckets: keep the one with more observations
+            return self if self.count >= other.count else other
+        return Histogram(self.bounds, tuple(a + b for a, b in zip(self.counts, other.counts)),
+                         self.total + other.total, self.count + other.count)
+
+    def quantile(self, q: float) -> float | None:
+        """Prometheus' ``histogram_quantile``: linear inside the bucket the rank falls in; in +Inf, the last bound."""
+        if self.count <= 0 or not self.counts:
+            return None
+        rank = q * self.counts[-1]
+        for index, (bound, cumulative) in enumerate(zip(self.bounds, self.counts)):
+            if cumulative >= rank:
+                if math.isinf(bound):
+                    return self.bounds[index - 1] if index > 0 else None
+                lower = self.bounds[index - 1] if index > 0 else min(0.0, bound)
+                below = self.counts[index - 1] if index > 0 else 0.0
+                inside = cumulative - below
+                return bound if inside <= 0 else lower + (bound - lower) * (rank - below) / inside
+        return None
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.count if self.count > 0 else None
+
+
+def histogram(readings: Readings, base: str, match: Callable[[Labels], bool] = lambda labels: True
+              ) -> Histogram | None:
+    """The histogram ``base`` summed over its label sets (engines, ranks), or None when it is not exposed."""
+    buckets: dict[float, float] = {}
+    for labels, value in readings.get(f"{base}_bucket", ()):
+        if match(labels) and "le" in labels:
+            bound = float(labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + value
+    if not buckets:
+        return None
+    bounds = tuple(sorted(buckets))
+    return Histogram(bounds, tuple(buckets[b] for b in bounds), _sum(readings.get(f"{base}_sum", ()), match),
+                     _sum(readings.get(f"{base}_count", ()), match))
+
+
+def _sum(values: Iterable[tuple[Labels, float]], match: Callable[[Labels], bool]) -> float:
+    return sum(value for labels, value in values if match(labels))

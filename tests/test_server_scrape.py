@@ -1,0 +1,170 @@
+"""The controller's scraper in real plugin runs: discovery beside the endpoint, per-test windows, the run's
+``server`` section, DCGM energy, SLOs, failing exporters and credentials, with and without xdist."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from openai_stub import OpenAIStub, write_suite
+from prometheus_exporter import PrometheusExporter
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
+
+INTERVAL = ("--llmbench-server-metrics-interval", "0.1", "-p", "no:cacheprovider")
+TESTS = 6
+
+
+class Observers:
+    """Tells several exporters of each answer the stub gives."""
+
+    def __init__(self, *exporters: PrometheusExporter, preempt: bool = False) -> None:
+        self.exporters, self.preempt = exporters, preempt
+
+    def begin(self) -> None:
+        for exporter in self.exporters:
+            exporter.begin()
+            if self.preempt and exporter.flavor != "dcgm":
+                exporter.preempt()
+
+    def end(self, *args: float) -> None:
+        for exporter in self.exporters:
+            exporter.end(*args)
+
+
+@pytest.fixture
+def vllm():
+    """A stub endpoint whose own /metrics is a vLLM exporter that its answers move; threaded, as vLLM's server
+    answers /metrics while requests run."""
+    httpserver = HTTPServer("127.0.0.1", threaded=True)
+    httpserver.start()
+    exporter = PrometheusExporter("vllm")
+    stub = OpenAIStub(default_answer="one two three four five six", delay=0.25, observer=Observers(exporter))
+    stub.url = stub.install(httpserver)
+    seen: list[str | None] = []
+
+    def metrics(request: Request) -> Response:
+        seen.append(request.headers.get("Authorization"))
+        return Response(exporter.exposition(), content_type="text/plain; version=0.0.4")
+
+    httpserver.expect_request("/metrics").respond_with_handler(metrics)
+    exporter.stub, exporter.seen_authorizations = stub, seen
+    yield exporter
+    httpserver.clear()
+    httpserver.stop()
+
+
+@pytest.fixture
+def suite(pytester: pytest.Pytester) -> Path:
+    return write_suite(pytester.path / "suite.json", [{"id": f"t{i}"} for i in range(TESTS)])
+
+
+def batch_of(folder: Path) -> dict:
+    [path] = folder.glob("batch_results_*.json")
+    return json.loads(path.read_text())
+
+
+def results_of(folder: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(folder.glob("*_result.json"))]
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["no-xdist", "xdist"])
+def test_vllm_metrics_beside_the_endpoint_are_found_and_tied_to_each_test_and_the_run(pytester, vllm, suite,
+                                                                                         workers):
+    result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", vllm.stub.url,
+                                           "--llmbench-output", "out", *INTERVAL, *workers)
+    result.assert_outcomes(passed=TESTS)
+    metrics_url = vllm.stub.url.replace("/v1", "/metrics")
+    assert result.stdout.lines.count(f"server metrics: {metrics_url} (vLLM)") == 1
+    result.stdout.fnmatch_lines(["server: * (vLLM) | * scrapes every 0.1 s", "  e2e * server p50 * | client (latency)*"])
+    batch = batch_of(pytester.path / "out")
+    server = batch["server"]
+    assert server["generation_tokens"] == 6 * TESTS and server["requests_finished"] == TESTS
+    assert server["requests_running_peak"] >= 1 and server["kv_cache_usage_peak_pct"] >= 50.0
+    assert server["failed_scrapes"] == 0 and server["sources"][0]["server"] == "vLLM"
+    e2e = server["latency"]["e2e"]
+    assert e2e["server_count"] == TESTS and e2e["client_count"] == TESTS
+    assert 0 <= e2e["client_minus_server_mean_ms"] < 200  # the stub's own 250 ms sleep is inside both
+    timeline = server["timeline"]
+    assert len(timeline) >= 5 and timeline[0]["t"] == 0.0
+    assert max(point.get("requests_running", 0) for point in timeline) >= 1
+    for test in results_of(pytester.path / "out"):
+        figures = test["server_metrics"]
+        assert figures["requests_running_peak"] >= 1, figures
+        assert figures["generation_tokens"] >= 6 and figures["e2e_count"] >= 1  # its own request, at least
+        assert figures["samples"] >= 1 and figures["span_s"] >= figures["duration_s"]
+    if workers:
+        assert batch["run"]["workers"] == 2
+
+
+def test_a_dcgm_exporter_named_by_url_gives_remote_gpu_figures_and_joules_per_token(pytester, vllm, suite):
+    with PrometheusExporter("dcgm", power_w=200.0) as gpus:
+        vllm.stub.observer = Observers(vllm, gpus)
+        result = pytester.runpytest_subprocess(
+            "--llmbench-suite", str(suite), "--llmbench-endpoint", vllm.stub.url, "--llmbench-output", "out",
+            "--llmbench-server-metrics", "auto", "--llmbench-server-metrics", gpus.url, *INTERVAL)
+    result.assert_outcomes(passed=TESTS)
+    result.stdout.fnmatch_lines([f"server metrics: * (vLLM), {gpus.url} (DCGM)"])
+    server = batch_of(pytester.path / "out")["server"]
+    assert [gpu["gpu"] for gpu in server["gpus"]] == ["0", "1"]
+    assert server["gpus"][0]["gpu_util_peak_pct"] == 90.0 and server["gpus"][0]["gpu_power_mean_w"] == 200.0
+    joules = 2 * 200.0 * server["duration_s"]
+    assert server["gpu_energy_j"] == pytest.approx(joules, rel=0.05)
+    assert server["joules_per_token"] == pytest.approx(joules / (6 * TESTS), rel=0.05)
+    for test in results_of(pytester.path / "out"):
+        figures = test["server_metrics"]
+        assert figures["gpu_power_mean_w"] == 400.0 and figures["gpu_memory_peak_gb"] == pytest.approx(41.0)
+        assert figures["joules_per_token"] == pytest.approx(figures["gpu_energy_j"] / 6, rel=0.6) or \
+            figures["generation_tokens"] > 6  # over the readings around it the server may count a neighbour's
+
+
+def test_server_slos_fail_the_run_with_the_figures_they_missed(pytester, vllm, suite):
+    vllm.stub.observer = Observers(vllm, preempt=True)
+    result = pytester.runpytest_subprocess(
+        "--llmbench-suite", str(suite), "--llmbench-endpoint", vllm.stub.url, "--llmbench-output", "out",
+        "--llmbench-slo", "kv_cache_usage_max=40%", "--llmbench-slo", "preemptions_total=0",
+        "--llmbench-slo", "requests_waiting_max=0", *INTERVAL)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["FAILED run SLO kv_cache_usage_max <= 40% missed: measured 50.0%",
+                                 f"FAILED run SLO preemptions_total <= 0 missed: measured {TESTS}"])
+    assert "requests_waiting_max" not in result.stdout.str()  # met: the queue stayed empty
+    misses = batch_of(pytester.path / "out")["gates"]["slo_misses"]
+    assert {m["metric"] for m in misses} == {"server_kv_cache_usage_peak_share", "server_preemptions"}
+
+
+def test_dead_and_slow_exporters_never_fail_or_slow_tests_and_are_counted(pytester, vllm, suite):
+    with PrometheusExporter("dcgm") as slow:
+        slow.delay = 1.0  # past the scrape's deadline (0.8 x the interval)
+        dead = "http://127.0.0.1:9/metrics"
+        began = time.monotonic()
+        result = pytester.runpytest_subprocess(
+            "--llmbench-suite", str(suite), "--llmbench-endpoint", vllm.stub.url, "--llmbench-output", "out",
+            "--llmbench-server-metrics", dead, "--llmbench-server-metrics", slow.url,
+            "--llmbench-server-metrics-interval", "0.2")
+        took = time.monotonic() - began
+    result.assert_outcomes(passed=TESTS)
+    out = result.stdout.str()
+    assert out.count("llmbench WARNING: server metrics: a scrape of http://127.0.0.1:9/metrics failed") == 1
+    assert "not answering: http://127.0.0.1:9/metrics (connection failed)" in out
+    server = batch_of(pytester.path / "out")["server"]
+    assert server["failed_scrapes"] >= 2 and server["readings"] == 0
+    assert {s["url"]: s["failures"] > 0 for s in server["sources"]} == {dead: True, slow.url: True}
+    durations = [test["execution_time"] for test in results_of(pytester.path / "out")]
+    assert max(durations) < 0.25 + 0.3 and took < 30  # each test as long as the stub's answer, no scrape in it
+
+
+def test_off_sends_nothing_and_credentials_go_only_to_the_endpoints_origin(pytester, vllm, suite, monkeypatch):
+    pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", vllm.stub.url,
+                                  "--llmbench-server-metrics", "off", "--llmbench-output", "off", *INTERVAL)
+    assert vllm.seen_authorizations == [] and "server" not in batch_of(pytester.path / "off")
+    monkeypatch.setenv("LLMBENCH_API_KEY", "sk-server-metrics-secret")
+    with PrometheusExporter("dcgm") as gpus:
+        result = pytester.runpytest_subprocess(
+            "--llmbench-suite", str(suite), "--llmbench-endpoint", vllm.stub.url, "--llmbench-output", "on",
+            "--llmbench-server-metrics", "auto", "--llmbench-server-metrics", gpus.url, *INTERVAL)
+    result.assert_outcomes(passed=TESTS)
+    assert vllm.seen_authorizations and set(vllm.seen_authorizations) == {"Bearer sk-server-metrics-secret"}
+    assert gpus.authorizations and set(gpus.authorizations) == {None}
+    assert "sk-server-metrics-secret" not in result.stdout.str()
