@@ -121,7 +121,7 @@ class ServerScraper:
         self.sources = sources
         self.planned = list(sources)
         self.interval = interval
-        self.timeout = max(min(interval * 0.8, interval - 0.05), interval / 2)  # below the interval, always
+        self.timeout = 0.8 * interval  # below the interval, always
         self.raw = raw
         self.store = ServerStore(raw, near=max(3 * interval, 1.0))
         self.secrets = secrets
