@@ -64,6 +64,7 @@ class Controller:
         self._progress_hook = config.hook.pytest_llmbench_progress
         self.inbox: Inbox = {}  # results of tests run in this process, by node id (see report.py)
         self.server: ServerScraper | None = None
+        self._server_checked = False
         self._waiting: deque[tuple[Delivery, bool]] = deque()  # results waiting for a server reading
         self._previous_sigterm: Any = None
 
@@ -111,8 +112,11 @@ class Controller:
 
     def _start_server_metrics(self, endpoint: str) -> None:
         """Look for the servers' /metrics once the endpoint answers, say what was found, start the scraper."""
+        if self._server_checked:
+            return
+        self._server_checked = True
         sources = plan(self.settings, endpoint)
-        if not sources or self.server is not None:
+        if not sources:
             return
         verify: bool | str = False if self.settings.insecure else (self.settings.ca_bundle or True)
         scraper = ServerScraper(sources, self.settings.server_metrics_interval, self.settings.server_metric,
