@@ -159,6 +159,8 @@ class ServerScraper:
         return "server metrics: " + ", ".join(parts) + (f"; not answering: {', '.join(missing)}" if missing else "")
 
     def start(self) -> None:
+        """The first reading is taken here, before any test starts, so counters count from the run's start."""
+        self.scrape_once()
         self._thread = threading.Thread(target=self._run, name="llmbench-server-metrics", daemon=True)
         self._thread.start()
 
@@ -172,11 +174,12 @@ class ServerScraper:
         self._fetcher.close()
 
     def _run(self) -> None:
+        began = self._clock()
         while True:
+            stopping = self._stop.wait(max(self.interval - (self._clock() - began), 0.0))
             began = self._clock()
             self.scrape_once()
-            if self._stop.wait(max(self.interval - (self._clock() - began), 0.0)):
-                self.scrape_once()
+            if stopping:
                 return
 
     def scrape_once(self) -> None:
