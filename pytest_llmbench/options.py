@@ -115,6 +115,8 @@ class Settings:
                                       "that meets the SLOs", "KIND=LEVELS")
     test_files: str = _option("all", "per-test files to write: all, failed or none (the batch file is always "
                                      "written)", "WHICH")
+    seed: int = _option(0, "seed of the random arrival times: the same seed gives the same schedule (as vLLM's "
+                           "--seed)", "N")
     timeline_bucket: float = _option(1.0, "width of the batch file's timeline buckets, in seconds", "SECONDS",
                                      low=0, inclusive=False)
     server_metrics: tuple[str, ...] = _option(

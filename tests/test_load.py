@@ -4,7 +4,11 @@ repeat, sweep and its knee, stops with requests in flight, and which per-test fi
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -162,3 +166,25 @@ def test_the_progress_line_shows_requests_in_flight_and_offered_against_sent_rat
     result = run(pytester, stub, 6, "--llmbench-request-rate", "100", "--llmbench-concurrency", "3")
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["llmbench 6/6 * | in flight * | sent *.*/100 req/s*"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_signal_with_requests_in_flight_writes_a_partial_batch_with_every_answer(pytester, stub, signum):
+    stub.delay = 0.3
+    path = suite(pytester, 40)
+    command = [sys.executable, "-m", "pytest", "--llmbench-suite", str(path), "--llmbench-endpoint", stub.url,
+               "-p", "no:cacheprovider", "--llmbench-concurrency", "6"]
+    proc = subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while stub.answered < 8 and time.monotonic() < deadline:  # some answered, six more on the wire
+            time.sleep(0.01)
+        proc.send_signal(signum)
+        assert proc.wait(timeout=30) == pytest.ExitCode.INTERRUPTED
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    data = batch(pytester)
+    assert data["partial"] and len(data["tests"]) >= 8
+    assert len(data["tests"]) <= len(stub.requests) <= len(data["tests"]) + data["load"]["cancelled_in_flight"]
+    assert len(stub.requests) < 40

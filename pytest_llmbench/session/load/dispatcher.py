@@ -14,6 +14,7 @@ from __future__ import annotations
 import collections
 import math
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -25,6 +26,7 @@ from ...http.transport import WATCHDOG
 from .plan import Level, arrivals, ceiling, concurrency_at
 
 WARMUP_PHASE = -1
+SWITCH_INTERVAL_S = 0.0005
 
 # A ticket's states: waiting to be sent, sent, answered, and the three ways it never gets an answer
 QUEUED, SENT, DONE, DROPPED, EXPIRED, CANCELLED = "queued", "sent", "done", "dropped", "expired", "cancelled"
@@ -75,6 +77,7 @@ class Dispatcher:
         self._stopped = False
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="llmbench-load")
         self._sender: threading.Thread | None = None
+        self._switch_interval = sys.getswitchinterval()
         self.warmup: list[Ticket] = []
         self.cancelled = 0  # requests cut in flight by stop()
         self.phase_starts: dict[int, float] = {}  # phase -> unix time its first request was due
@@ -91,6 +94,10 @@ class Dispatcher:
                 self._queue.append(ticket)
             self._cond.notify_all()
             if self._sender is None:
+                # A thread waiting for the GIL gets it after the switch interval (5 ms): too coarse for a send
+                # schedule or for stamping arrivals while pytest's thread works; restored by stop().
+                self._switch_interval = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL_S))
                 self._sender = threading.Thread(target=self._run, name="llmbench-sender", daemon=True)
                 self._sender.start()
 
@@ -128,6 +135,7 @@ class Dispatcher:
         self._pool.shutdown(wait=True, cancel_futures=True)
         if self._sender is not None:
             self._sender.join()
+            sys.setswitchinterval(self._switch_interval)
         with self._cond:
             left = [t for t in self._tickets.values() if t.state == DONE]
             self._tickets.clear()
@@ -177,7 +185,7 @@ class Dispatcher:
                 self._finish(ticket, EXPIRED)
                 continue
             if paced:
-                ticket.planned, ticket.schedule_lag = planned, max(0.0, now - planned)
+                ticket.planned = planned
                 if waited:  # no catch-up burst: the schedule goes on from here
                     shift += now - planned
             self._pool.submit(self._job, ticket)
@@ -226,6 +234,8 @@ class Dispatcher:
 
     def _job(self, ticket: Ticket) -> None:
         ticket.sent_unix, ticket.sent = time.time(), time.monotonic()
+        if ticket.planned is not None:  # measured where the request leaves, pool hand-over included
+            ticket.schedule_lag = max(0.0, ticket.sent - ticket.planned)
         try:
             ticket.answer = self._send(ticket.api_type, ticket.body)
         except BaseException as exc:  # noqa: BLE001 - handed to the item, which reports it as its failure

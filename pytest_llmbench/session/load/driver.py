@@ -72,6 +72,7 @@ class LoadDriver:
         self._warmed = False
         self._stopped = False
         self._leftovers: list[tuple[Delivery, bool]] = []  # answered, but their items never ran
+        self._taken: dict[str, Ticket] = {}  # answers an item took whose report is not recorded yet
         self.counts = {"cancelled": 0, "warmup_requests": 0, "warmup_errors": 0}
 
     @property
@@ -82,8 +83,10 @@ class LoadDriver:
     def dispatcher(self) -> Dispatcher:
         if self._dispatcher is None:
             plan = self.plan
-            self._dispatcher = Dispatcher(self.runner.client.send, burstiness=plan.burstiness, ramp_s=plan.ramp_s,
-                                          duration_s=plan.duration_s, seed=plan.seed, threads=self.in_flight)
+            seed = None if plan.seed is None else plan.seed * 1000 + self.index  # each worker its own arrivals
+            self._dispatcher = Dispatcher(self.runner.client.send, burstiness=plan.burstiness,
+                                          ramp_s=plan.ramp_s, duration_s=plan.duration_s, seed=seed,
+                                          threads=self.in_flight)
         return self._dispatcher
 
     # -- feeding ---------------------------------------------------------------------------------
@@ -167,7 +170,13 @@ class LoadDriver:
             pytest.skip(DURATION_SKIP)
         if ticket.state != DONE:  # the run is stopping under this item
             raise KeyboardInterrupt("llmbench: the run was stopped")
+        self._taken[item.nodeid] = ticket  # until its report is recorded: a Ctrl-C in between keeps it
         return self._finish(ticket, item.case, runner), ticket.window
+
+    @pytest.hookimpl(trylast=True)  # after the controller recorded it
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call":
+            self._taken.pop(report.nodeid, None)
 
     @staticmethod
     def _finish(ticket: Ticket, case: Any, runner: Runner) -> TestResult:
@@ -204,7 +213,7 @@ class LoadDriver:
 
         items = {item.nodeid: item for item in self.config._llmbench_session.items  # type: ignore[attr-defined]
                  if isinstance(item, LLMBenchItem)}
-        for ticket in leftovers:
+        for ticket in [*leftovers, *self._taken.values()]:
             item = items.get(ticket.key)
             if item is None:
                 continue

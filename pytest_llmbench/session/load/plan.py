@@ -56,7 +56,7 @@ class LoadPlan:
     duration_s: float = 0.0  # 0: no limit
     warmup: int = 0
     repeat: int = 1
-    seed: int | None = None  # arrivals are reproducible with a seed (tests use one)
+    seed: int | None = None  # the arrival times' seed: the same seed, the same schedule
 
     @property
     def dispatched(self) -> bool:
@@ -71,7 +71,7 @@ class LoadPlan:
         base = Level(settings.concurrency, parse_rate(settings.request_rate, "--llmbench-request-rate"))
         kind, levels = parse_sweep(settings.sweep, base) if settings.sweep else (None, (base,))
         return cls(levels=levels, sweep_kind=kind, burstiness=settings.burstiness, ramp_s=settings.ramp,
-                   duration_s=settings.duration, warmup=settings.warmup, repeat=settings.repeat)
+                   duration_s=settings.duration, warmup=settings.warmup, repeat=settings.repeat, seed=settings.seed)
 
     def param(self, phase: int, repeat: int) -> str:
         """The node-id part a load run adds: the sweep level and the repetition, e.g. ``c16-r3``."""
