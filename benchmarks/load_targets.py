@@ -131,6 +131,7 @@ def l2(args: argparse.Namespace, work: Path) -> bool:
                   "messages": [{"role": "user", "content": f"stream {n}"}]} for n in range(requests)]
         suite.write_text(json.dumps({"test_suite_id": "streams", "tests": cases}))
         batch, wall, _ = run_plugin(suite, url, work / "l2", "--llmbench-concurrency", "128", "-n", "2",
+                                    "--llmbench-model", "schedule",
                                     "--llmbench-test-files", "none", "--llmbench-timeout", "60")
         stamps = _stamps(port)
         peer = run_aiperf(url, requests, 128, work / "l2-aiperf", streaming=True,
