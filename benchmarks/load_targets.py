@@ -256,13 +256,9 @@ def l6(args: argparse.Namespace, work: Path) -> bool:
     except ImportError:
         line("embedded model", "llama-cpp-python not installed: not run", None)
         return True
-    suite = Path(__file__).resolve().parent.parent / "examples"
-    found = sorted(suite.glob("*.json"))
-    if not found:
-        line("example suite", "none found: not run", None)
-        return True
+    suite = Path(__file__).resolve().parent.parent / "example_suites"
     started = time.perf_counter()
-    command = [sys.executable, "-m", "pytest", "--llmbench-suite", str(found[0]), "--llmbench-sweep",
+    command = [sys.executable, "-m", "pytest", "--llmbench-suite", str(suite / "base_model.json"), "--llmbench-sweep",
                "concurrency=1,2,4", "-p", "no:cacheprovider", "-q"]
     print("plugin:", " ".join(command), flush=True)
     done = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)

@@ -188,3 +188,13 @@ def test_a_signal_with_requests_in_flight_writes_a_partial_batch_with_every_answ
     assert data["partial"] and len(data["tests"]) >= 8
     assert len(data["tests"]) <= len(stub.requests) <= len(data["tests"]) + data["load"]["cancelled_in_flight"]
     assert len(stub.requests) < 40
+
+
+def test_x_under_xdist_takes_back_what_the_workers_have_not_started(pytester, stub):
+    stub.delay, stub.status = 0.3, {"question 0": 500}
+    result = run(pytester, stub, 60, "--llmbench-concurrency", "4", "-n", "2", "-x", "--llmbench-retries", "0",
+                 subprocess=True)
+    assert result.ret == pytest.ExitCode.INTERRUPTED  # xdist's way of saying -x stopped it
+    assert len(stub.requests) < 25  # each worker holds 30; without the take-back the other one runs all of its
+    data = batch(pytester)
+    assert data["partial"] and len(data["tests"]) <= len(stub.requests)
