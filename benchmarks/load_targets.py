@@ -109,10 +109,16 @@ def l1(args: argparse.Namespace, work: Path) -> bool:
     with launch(delay_ms=500) as server:
         suite = write_suite(work / "l1.json", args.requests or 2000)
         batch, wall, rss_kb = run_plugin(suite, server.url, work / "l1", "--llmbench-concurrency", "64")
+        bare, _, _ = run_plugin(suite, server.url, work / "l1-bare", "--llmbench-concurrency", "64",
+                                "--llmbench-test-files", "none")
     rate = batch["aggregate"]["request_throughput"]
     ideal = 64 / 0.5
     ok = line("request rate over the requests' span", f"{rate:.1f} req/s = {rate / ideal:.3f} of {ideal:.0f}",
               rate / ideal >= 0.95)
+    bare_rate = bare["aggregate"]["request_throughput"]
+    line("the same with --llmbench-test-files none", f"{bare_rate:.1f} req/s = {bare_rate / ideal:.3f}", None)
+    line("latency p50 / p99 (the server waits 500 ms)",
+         f"{batch['aggregate']['p50_latency_ms']:.1f} / {batch['aggregate']['p99_latency_ms']:.1f} ms", None)
     ok &= line("peak RSS of the pytest process", f"{rss_kb / 1024:.0f} MB (target < 150)", rss_kb / 1024 < 150)
     line("end-to-end wall time", f"{wall:.1f} s", None)
     return ok

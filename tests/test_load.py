@@ -198,3 +198,16 @@ def test_x_under_xdist_takes_back_what_the_workers_have_not_started(pytester, st
     assert len(stub.requests) < 25  # each worker holds 30; without the take-back the other one runs all of its
     data = batch(pytester)
     assert data["partial"] and len(data["tests"]) <= len(stub.requests)
+
+
+def test_a_build_request_hook_that_raises_fails_only_its_own_item_under_load(pytester, stub):
+    stub.delay = 0.0
+    pytester.makeconftest("""
+        def pytest_llmbench_build_request(test_case, request, config):
+            if test_case.id == "t1":
+                raise RuntimeError("no body for t1")
+    """)
+    result = run(pytester, stub, 3, "--llmbench-concurrency", "3")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*RuntimeError: no body for t1*"])
+    assert len(stub.requests) == 2

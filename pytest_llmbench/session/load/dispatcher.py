@@ -129,6 +129,10 @@ class Dispatcher:
             for ticket in in_flight:
                 ticket.state = CANCELLED
             self.cancelled = sum(t.sent > 0 for t in in_flight)  # on the wire; the rest never left
+            for ticket in self._tickets.values():
+                if ticket.state == QUEUED:
+                    ticket.state = DROPPED
+                ticket.event.set()  # nobody waits on a stopped dispatcher
             self._cond.notify_all()
         if in_flight:
             WATCHDOG.expire_all()  # the blocked reads return at once

@@ -138,9 +138,13 @@ class LoadDriver:
         return None
 
     def _ticket(self, key: str, case: Any, model: str | None, phase: int) -> Ticket:
-        level = self.levels[max(phase, 0)]
-        return Ticket(key=key, api_type=case.api_type, body=self.runner.prepare(case, model), phase=phase,
-                      level=level)
+        ticket = Ticket(key=key, api_type=case.api_type, body={}, phase=phase, level=self.levels[max(phase, 0)])
+        try:
+            ticket.body = self.runner.prepare(case, model)
+        except Exception as exc:  # noqa: BLE001 - a build_request hook's error fails its own item, as unloaded
+            ticket.error, ticket.state = exc, DONE
+            ticket.event.set()
+        return ticket
 
     def _warmup(self, upcoming: list[Any]) -> list[Ticket]:
         count = share(self.plan.warmup, self.index, self.count)
