@@ -17,7 +17,10 @@ def load_lines(load: dict[str, Any] | None, sweep: dict[str, Any] | None) -> lis
     if not load or not (load.get("concurrency") or load.get("request_rate") or sweep
                         or load["warmup"]["requests"] or load.get("duration_s") or load.get("repeat", 1) > 1):
         return []
-    offered = [f"concurrency {load['concurrency']}" if load.get("concurrency") else "concurrency 1/process"]
+    if sweep:
+        offered = [f"sweep {sweep['kind']} " + ",".join(level["level"] for level in sweep["levels"])]
+    else:
+        offered = [f"concurrency {load['concurrency']}" if load.get("concurrency") else "concurrency 1/process"]
     if load.get("request_rate"):
         offered.append(f"offered {load['request_rate']:g} req/s (burstiness {load['burstiness']:g})")
     if load.get("achieved_rate"):
