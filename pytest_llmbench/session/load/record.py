@@ -52,14 +52,17 @@ class LoadRecord:
             self.hosts[delivery.host] += 1
         if result.schedule_lag is not None:
             self._lags.append(result.schedule_lag)
-        stats, timeline = self._levels.setdefault(phase, (StatsAccumulator(slowest_kept=0), Timeline()))
-        stats.add({**row, **{m.field: getattr(result, m.field) for m in METRICS if m.per_chunk}})
+        series = [self.timeline]
+        if self.plan.sweep_kind:  # each level's own statistics, for its row of the sweep table
+            stats, timeline = self._levels.setdefault(phase, (StatsAccumulator(slowest_kept=0), Timeline()))
+            stats.add({**row, **{m.field: getattr(result, m.field) for m in METRICS if m.per_chunk}})
+            series.append(timeline)
         wall = delivery.wall
         if wall:
             self._first_sent = min(self._first_sent, wall[0])
             self._last_sent = max(self._last_sent, wall[0])
-            for series in (self.timeline, timeline):
-                series.add(wall[0], wall[1], result.completion_tokens, not result.success)
+            for timeline in series:
+                timeline.add(wall[0], wall[1], result.completion_tokens, not result.success)
 
     def add_process(self, report: dict[str, Any]) -> None:
         self.processes.append({k: v for k, v in report.items() if k != "leftovers"})
