@@ -151,9 +151,9 @@ def measure(work: Path, shm: Path | None, server: RunningServer, tests: int,
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:  # each command takes every slot in turn
             extra = ["--llmbench-test-files", "none"] if name == NO_FILES else []
-            folder = folders[name] / f"{'bare' if extra else 'plugin'}-{repeat}"
             command = floor if name == "floor" else plugin_command(
-                suite, server.url, "--llmbench-output", str(folder), *extra)
+                suite, server.url, "--llmbench-output",
+                str(folders[name] / f"{'bare' if extra else 'plugin'}-{repeat}"), *extra)
             timed(runs, name, command, work, server, tests)
     for rerun in range(min(RERUNS, repeats)):  # last: each replaced file frees an inode (see the docstring)
         command = plugin_command(suite, server.url, "--llmbench-output", str(work / f"plugin-{rerun}"))
