@@ -6,6 +6,10 @@
 - ``v1``: that server's ``/v1`` base URL, the endpoint a client is given.
 - ``load_stub``: an ``openai_stub.OpenAIStub`` (answers after 0.25 s) on a threaded server on 127.0.0.1, which
   answers many requests at once and counts them (``peak``, ``active``); its ``url`` is the ``/v1`` base.
+- ``metrics_stub``: an ``openai_stub.OpenAIStub`` (answers "one two three four five six" after 0.25 s) on a threaded
+  server whose own ``/metrics`` is a real exporter (tests/prometheus_exporter.py) that its answers move, in vLLM's
+  format or, parametrized indirectly, another's (``"sglang"``, ``"tgi"``, ``"llamacpp"``); ``metrics_stub.exporter``
+  is the exporter, ``metrics_stub.authorizations`` the Authorization header of each scrape.
 - ``stub``: an ``openai_stub.OpenAIStub`` on pytest-httpserver, its URL in ``stub.url``. A test module scripts it
   with a module-level ``STUB = {...}`` of OpenAIStub's arguments (answers, status, delay, ...); a test may change
   its fields (``stub.delay = 0.1``) before the session starts.
@@ -18,6 +22,7 @@ from collections.abc import Iterator
 import pytest
 from faultserver import FaultServer
 from openai_stub import OpenAIStub
+from prometheus_exporter import PrometheusExporter, serve_beside
 from pytest_httpserver import HTTPServer
 
 
@@ -39,6 +44,19 @@ def load_stub() -> Iterator[OpenAIStub]:
     answering = OpenAIStub(delay=0.25)
     answering.url = answering.install(server)  # type: ignore[attr-defined]
     yield answering
+    server.clear()
+    server.stop()
+
+
+@pytest.fixture
+def metrics_stub(request: pytest.FixtureRequest) -> Iterator[OpenAIStub]:
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)  # vLLM answers /metrics while requests run
+    server.start()
+    answering = OpenAIStub(default_answer="one two three four five six", delay=0.25)
+    with PrometheusExporter(getattr(request, "param", "vllm")) as exporter:
+        answering.exporter = exporter  # type: ignore[attr-defined]
+        answering.authorizations = serve_beside(exporter, answering, server)  # type: ignore[attr-defined]
+        yield answering
     server.clear()
     server.stop()
 

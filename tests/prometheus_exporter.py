@@ -194,6 +194,41 @@ class PrometheusExporter:
         self.stop()
 
 
+class Observers:
+    """Tells several exporters of each answer an ``OpenAIStub`` gives (``stub.observer = Observers(a, b)``);
+    ``preempt`` also counts a preemption at each request's start."""
+
+    def __init__(self, *exporters: PrometheusExporter, preempt: bool = False) -> None:
+        self.exporters, self.preempt = exporters, preempt
+
+    def begin(self) -> None:
+        for exporter in self.exporters:
+            exporter.begin()
+            if self.preempt and exporter.flavor != "dcgm":
+                exporter.preempt()
+
+    def end(self, *args: float) -> None:
+        for exporter in self.exporters:
+            exporter.end(*args)
+
+
+def serve_beside(exporter: PrometheusExporter, stub: Any, httpserver: Any) -> list[str | None]:
+    """Install ``stub`` on ``httpserver`` with the exporter's page at its /metrics (the endpoint's own origin, as
+    vLLM serves it); returns the list the Authorization header of each scrape is appended to."""
+    stub.observer = Observers(exporter)
+    stub.url = stub.install(httpserver)
+    seen: list[str | None] = []
+
+    def metrics(request: Any) -> Any:
+        from werkzeug import Response
+
+        seen.append(request.headers.get("Authorization"))
+        return Response(exporter.exposition(), content_type="text/plain; version=0.0.4")
+
+    httpserver.expect_request("/metrics").respond_with_handler(metrics)
+    return seen
+
+
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 

@@ -7,6 +7,7 @@ Locally these tests skip when Chromium or playwright is missing; under CI (.ci/r
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -241,16 +242,6 @@ def test_a_run_compared_with_a_baseline_shows_the_deltas(pytester, stub, open_re
     assert "Regression: p50_latency_ms" in report.js("document.querySelector('.gates').innerText")
 
 
-def with_server_section(batch: dict[str, Any]) -> dict[str, Any]:
-    """The batch of a real run plus the `server` section a scraped /metrics adds, in the shape
-    metrics/server/store.py writes (issue 16: to be replaced by a real exporter once it lands)."""
-    server = {"readings": 24, "duration_s": 12.0, "num_requests_running_mean": 3.4, "kv_cache_usage_peak_pct": 61.0,
-              "timeline": [{"t": t * 0.5, "num_requests_running": t % 5, "num_requests_waiting": t % 3,
-                            "kv_cache_usage_pct": 20.0 + t, "generation_tokens_per_s": 100.0 + t}
-                           for t in range(24)]}
-    return {**batch, "server": server}
-
-
 def test_a_sweep_draws_its_curve_with_the_knee_and_the_load_timeline(pytester, stub, open_report):
     from openai_stub import write_suite
 
@@ -270,19 +261,14 @@ def test_a_sweep_draws_its_curve_with_the_knee_and_the_load_timeline(pytester, s
     assert "requests sent/s" in throughput and "requests in flight" in throughput  # the batch's own timeline
 
 
-def test_a_server_section_draws_one_chart_per_series(pytester, stub, open_report):
-    import json
-
-    from pytest_llmbench.session.report_html.cli import main
-
-    run_session(pytester, stub)
-    batch = json.loads(batch_file(pytester).read_text(encoding="utf-8"))
-    scraped = pytester.path / "scraped.json"
-    scraped.write_text(json.dumps(with_server_section(batch)), encoding="utf-8")
-    assert main([str(scraped), "-o", str(pytester.path / "scraped.html")]) == 0
-    report = open_report(pytester.path / "scraped.html")
+def test_a_server_section_draws_one_chart_per_series(pytester, metrics_stub, open_report):
+    """A real run whose endpoint serves vLLM's /metrics (a prometheus_client exporter its answers move)."""
+    run_session(pytester, metrics_stub, "--llmbench-server-metrics-interval", "0.2").assert_outcomes(passed=10, failed=1)
+    report = open_report(report_file(pytester))
     assert report.problems == []
     charts = {c["name"]: c for c in report.js(CHART_MARKS)}
-    for series in ("num_requests_running", "num_requests_waiting", "kv_cache_usage_pct", "generation_tokens_per_s"):
-        assert charts[series]["marks"] == [24], charts[series]
+    points = len(json.loads(batch_file(pytester).read_text(encoding="utf-8"))["server"]["timeline"])
+    for series in ("requests_running", "requests_waiting", "kv_cache_usage_pct"):
+        assert charts[series]["marks"] == [points] and charts[series]["painted"], charts[series]
+    assert charts["generation_tokens_per_s"]["marks"] == [points - 1]  # a rate needs the reading before it
     assert "kv_cache_usage_peak_pct" in report.js("document.getElementById('server').textContent")

@@ -8,52 +8,19 @@ import time
 from pathlib import Path
 
 import pytest
-from openai_stub import OpenAIStub, write_suite
-from prometheus_exporter import PrometheusExporter
-from pytest_httpserver import HTTPServer
-from werkzeug import Request, Response
+from openai_stub import write_suite
+from prometheus_exporter import Observers, PrometheusExporter
 
 INTERVAL = ("--llmbench-server-metrics-interval", "0.2", "-p", "no:cacheprovider")
 TESTS = 6
 
 
-class Observers:
-    """Tells several exporters of each answer the stub gives."""
-
-    def __init__(self, *exporters: PrometheusExporter, preempt: bool = False) -> None:
-        self.exporters, self.preempt = exporters, preempt
-
-    def begin(self) -> None:
-        for exporter in self.exporters:
-            exporter.begin()
-            if self.preempt and exporter.flavor != "dcgm":
-                exporter.preempt()
-
-    def end(self, *args: float) -> None:
-        for exporter in self.exporters:
-            exporter.end(*args)
-
-
 @pytest.fixture
-def vllm():
-    """A stub endpoint whose own /metrics is a vLLM exporter that its answers move; threaded, as vLLM's server
-    answers /metrics while requests run."""
-    httpserver = HTTPServer("127.0.0.1", threaded=True)
-    httpserver.start()
-    exporter = PrometheusExporter("vllm")
-    stub = OpenAIStub(default_answer="one two three four five six", delay=0.25, observer=Observers(exporter))
-    stub.url = stub.install(httpserver)
-    seen: list[str | None] = []
-
-    def metrics(request: Request) -> Response:
-        seen.append(request.headers.get("Authorization"))
-        return Response(exporter.exposition(), content_type="text/plain; version=0.0.4")
-
-    httpserver.expect_request("/metrics").respond_with_handler(metrics)
-    exporter.stub, exporter.seen_authorizations = stub, seen
-    yield exporter
-    httpserver.clear()
-    httpserver.stop()
+def vllm(metrics_stub):
+    """The vLLM exporter beside the stub endpoint (conftest's metrics_stub)."""
+    exporter = metrics_stub.exporter
+    exporter.stub, exporter.seen_authorizations = metrics_stub, metrics_stub.authorizations
+    return exporter
 
 
 @pytest.fixture
@@ -97,6 +64,51 @@ def test_vllm_metrics_beside_the_endpoint_are_found_and_tied_to_each_test_and_th
         assert figures["samples"] >= 1 and figures["span_s"] >= figures["duration_s"]
     if workers:
         assert batch["run"]["workers"] == 2
+
+
+class RestartAfter(Observers):
+    """Restarts the server's exporter (counters and histograms back to zero) just before the (n+1)-th answer is
+    counted, once a scrape has read the n before it: the next scrape sees a counter lower than the last one (what
+    a restart drops between two scrapes is lost, in Prometheus too)."""
+
+    def __init__(self, exporter: PrometheusExporter, answers: int) -> None:
+        super().__init__(exporter)
+        self.left, self.read_after = answers, 0
+
+    def begin(self) -> None:
+        if self.left == 0:  # the answers before were all counted: wait until a scrape has read them
+            deadline = time.monotonic() + 5
+            while self.exporters[0].scrapes <= self.read_after and time.monotonic() < deadline:
+                time.sleep(0.01)
+        super().begin()
+
+    def end(self, *args: float) -> None:
+        if self.left == 0:
+            self.exporters[0].restart()
+            self.exporters[0].metrics["running"].inc()  # the request being answered is still running
+        super().end(*args)
+        self.left -= 1
+        if self.left == 0:
+            self.read_after = self.exporters[0].scrapes
+
+
+@pytest.mark.parametrize(("metrics_stub", "server", "histograms"), [
+    ("sglang", "SGLang", {"ttft", "itl", "e2e", "queue_time"}), ("tgi", "TGI", {"tpot", "e2e", "queue_time"}),
+    ("llamacpp", "llama.cpp", set())], indirect=["metrics_stub"])
+def test_each_servers_format_is_read_in_a_run_and_counts_across_a_server_restart(pytester, metrics_stub, suite,
+                                                                                 server, histograms):
+    metrics_stub.observer = RestartAfter(metrics_stub.exporter, 4)  # then at most 2 answers (12 tokens) < 24
+    result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", metrics_stub.url,
+                                           "--llmbench-output", "out", *INTERVAL)
+    result.assert_outcomes(passed=TESTS)
+    result.stdout.fnmatch_lines([f"server metrics: http://127.0.0.1:*/metrics ({server})"])
+    section = batch_of(pytester.path / "out")["server"]
+    assert section["generation_tokens"] == 6 * TESTS and section["prompt_tokens"] == 7 * TESTS
+    assert section["requests_running_peak"] == 1 and section["requests_waiting_peak"] == 0
+    assert set(section["latency"]) | ({"queue_time"} if "queue_time_count" in section else set()) \
+        == histograms
+    for name in histograms:
+        assert section[f"{name}_count"] >= TESTS - 1, name  # one observation per request, across the restart
 
 
 def test_a_dcgm_exporter_named_by_url_gives_remote_gpu_figures_and_joules_per_token(pytester, vllm, suite):
