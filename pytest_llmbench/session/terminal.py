@@ -77,17 +77,12 @@ class ProgressLine:
     def _redraw(self, text: str) -> None:
         if not self._drawn:
             self._open_line()
-        writer = self.reporter._tw
-        writer.write("\r" + text.ljust(self._width), flush=True)  # spaces only over what the last line left
-        # TerminalWriter appends every "\r" redraw to what it thinks the current line is: reset it, or the line
-        # it tracks grows for the whole run and pytest's own width checks go wrong.
-        writer._current_line = text
+        terminal_line(self.reporter, text, pad_to=self._width)  # spaces only over what the last line left
         self._drawn, self._width = True, len(text)
 
     def _open_line(self) -> None:
         """Start on a line of our own when pytest left one open (its dots, a file name)."""
-        writer = getattr(self.reporter, "_tw", None)
-        if writer is not None and writer.width_of_current_line:
+        if terminal_line(self.reporter):
             self.reporter.write("\n")
             self.reporter.currentfspath = None  # so pytest names the file again before its next dot
 
@@ -97,6 +92,23 @@ class ProgressLine:
             self.reporter.write("\n")
             self.reporter.currentfspath = None
             self._drawn, self._width = False, 0
+
+
+def terminal_line(reporter: Any, redraw: str | None = None, pad_to: int = 0) -> int:
+    """The width of the terminal's current line; with ``redraw``, first redraw that line in place.
+
+    The one place that touches pytest's private terminal state, as no public API redraws a line:
+    ``TerminalReporter._tw`` and ``TerminalWriter._current_line``. The writer appends every "\\r" redraw to what
+    it thinks the line holds, so that is reset, or it grows for the whole run and pytest's own width checks go
+    wrong. tests/test_terminal.py pins both attributes against the installed pytest.
+    """
+    writer = getattr(reporter, "_tw", None)
+    if writer is None:
+        return 0
+    if redraw is not None:
+        writer.write("\r" + redraw.ljust(pad_to), flush=True)
+        writer._current_line = redraw
+    return int(writer.width_of_current_line)
 
 
 def is_live_terminal(reporter: Any) -> bool:

@@ -1,0 +1,50 @@
+"""A canary for the urllib3 internals http/transport.py overrides (pyproject caps urllib3 below 3 for them).
+
+The transport swaps the connection pools through ``PoolManager.pool_classes_by_scheme`` and, in insecure mode,
+replaces ``HTTPSConnectionPool._validate_conn`` to skip urllib3's per-request warning. If urllib3 moves either,
+the deadline watchdog or the insecure mode would stop working without an error: these tests say so first.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import urllib3
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.poolmanager import PoolManager
+
+from pytest_llmbench.http.transport import Transport
+
+
+def test_urllib3_is_the_major_version_the_overrides_were_written_for():
+    assert urllib3.__version__.split(".")[0] == "2", "check http/transport.py's overrides, then lift the cap"
+
+
+def test_pool_managers_still_choose_their_pool_class_from_pool_classes_by_scheme():
+    manager = PoolManager()
+    assert set(manager.pool_classes_by_scheme) == {"http", "https"}
+    assert "self.pool_classes_by_scheme[" in inspect.getsource(PoolManager._new_pool)
+
+
+def test_https_pools_still_validate_each_connection_through_validate_conn():
+    """Our insecure pool's _validate_conn connects a closed connection and skips the rest: still all urllib3's
+    does, apart from the unverified-request warning, and still called before every request."""
+    assert list(inspect.signature(HTTPSConnectionPool._validate_conn).parameters) == ["self", "conn"]
+    assert "self._validate_conn(conn)" in inspect.getsource(HTTPConnectionPool._make_request)
+    https = inspect.getsource(HTTPSConnectionPool._validate_conn)
+    assert "if conn.is_closed:" in https and "conn.connect()" in https and "InsecureRequestWarning" in https
+    base = inspect.getsource(HTTPConnectionPool._validate_conn)
+    assert base.rstrip().endswith('"""') or base.rstrip().endswith("pass")  # nothing our override skips
+
+
+def test_the_transport_installs_its_watched_pools(v1):
+    for verify in (True, False):
+        transport = Transport({}, v1, verify)
+        try:
+            manager = transport._session.get_adapter(v1).poolmanager
+            pool = manager.connection_from_url(v1)
+            assert type(pool).__module__ == "pytest_llmbench.http.transport"
+            https = manager.connection_from_url(v1.replace("http://", "https://"))
+            assert ("_validate_conn" in vars(type(https))) is (verify is False)  # overridden only when insecure
+        finally:
+            transport.close()
