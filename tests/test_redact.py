@@ -3,12 +3,10 @@ from __future__ import annotations
 from pytest_llmbench.http.redact import (
     AUTH_HEADER_NAMES,
     MASK,
+    NO_SECRETS,
     Secrets,
     header_secrets,
-    mask_secrets,
-    redact_error,
     redact_headers,
-    redact_text,
     url_secrets,
 )
 from pytest_llmbench.result import ApiError
@@ -35,32 +33,32 @@ def test_auth_header_names_are_lower_case_for_lookups():
 def test_every_occurrence_of_a_secret_is_masked():
     text = f"key {SECRET} rejected; you sent {SECRET}"
 
-    assert redact_text(text, [SECRET]) == f"key {MASK} rejected; you sent {MASK}"
+    assert Secrets([SECRET]).redact(text) == f"key {MASK} rejected; you sent {MASK}"
 
 
 def test_bearer_tokens_are_masked_without_knowing_them():
-    assert redact_text('header was "Authorization: Bearer abc.def-123"') == f'header was "Authorization: Bearer {MASK}"'
+    assert Secrets([None, ""]).redact('header was "Authorization: Bearer abc.def-123"') == f'header was "Authorization: Bearer {MASK}"'
 
 
 def test_url_userinfo_is_masked():
     text = "cannot reach https://alice:hunter2@127.0.0.1:8443/v1/models"
 
-    assert redact_text(text) == f"cannot reach https://{MASK}@127.0.0.1:8443/v1/models"
+    assert NO_SECRETS.redact(text) == f"cannot reach https://{MASK}@127.0.0.1:8443/v1/models"
 
 
 def test_empty_and_missing_secrets_are_ignored():
-    assert redact_text("nothing to hide", [None, ""]) == "nothing to hide"
+    assert NO_SECRETS.redact("nothing to hide") == "nothing to hide"
 
 
 def test_a_secret_containing_another_is_masked_whole():
-    assert redact_text("token abc123xyz", ["abc", "abc123xyz"]) == f"token {MASK}"
+    assert Secrets(["abc", "abc123xyz"]).redact("token abc123xyz") == f"token {MASK}"
 
 
 def test_redact_error_cleans_message_excerpt_and_text_details():
     error = ApiError("auth", f"bad key {SECRET}", 401, "invalid_api_key", f'{{"key": "{SECRET}"}}',
                      {"param": SECRET, "n_ctx": 2048})
 
-    clean = redact_error(error, [SECRET])
+    clean = Secrets([SECRET]).redact_error(error)
 
     assert SECRET not in repr(clean)
     assert clean.details["n_ctx"] == 2048
@@ -90,7 +88,7 @@ def test_a_bearer_key_quoted_alone_is_masked_through_header_secrets():
 def test_mask_walks_dicts_and_lists_and_leaves_other_values_alone():
     value = {"choices": [{"text": f"key {SECRET}", "index": 0}], SECRET: [1.5, None, True, SECRET]}
 
-    assert mask_secrets(value, [SECRET]) == {"choices": [{"text": f"key {MASK}", "index": 0}],
+    assert Secrets([SECRET]).mask(value) == {"choices": [{"text": f"key {MASK}", "index": 0}],
                                              MASK: [1.5, None, True, MASK]}
 
 
@@ -104,4 +102,4 @@ def test_secrets_are_ordered_once_longest_first():
     secrets = Secrets(["abc", None, "abc123xyz", "", "abc"])
 
     assert secrets.ordered == ("abc123xyz", "abc")
-    assert mask_secrets("token abc123xyz", secrets) == f"token {MASK}"
+    assert secrets.mask("token abc123xyz") == f"token {MASK}"

@@ -102,11 +102,6 @@ class Secrets:
 
 
 NO_SECRETS = Secrets()
-SecretsLike = Secrets | Iterable[str | None]
-
-
-def as_secrets(secrets: SecretsLike) -> Secrets:
-    return secrets if isinstance(secrets, Secrets) else Secrets(secrets)
 
 
 def is_credential_header(name: str) -> bool:
@@ -172,16 +167,3 @@ def url_secrets(url: str | None) -> list[str]:
         return []
     found += [value for name, value in parse_qsl(parts.query) if value and _SECRET_PARAM.search(name)]
     return found
-
-
-def redact_text(text: str, secrets: SecretsLike = ()) -> str:
-    return as_secrets(secrets).redact(text)
-
-
-def redact_error(error: ApiError, secrets: SecretsLike = ()) -> ApiError:
-    return as_secrets(secrets).redact_error(error)
-
-
-def mask_secrets(value: Any, secrets: SecretsLike) -> Any:
-    """See ``Secrets.mask``; pass a ``Secrets`` to keep the ordering from being redone on every call."""
-    return as_secrets(secrets).mask(value)

@@ -24,7 +24,7 @@ from .._version import __version__
 from ..collect.items import DRIVER_KEY, LOAD_PLAN_KEY, LLMBenchItem
 from ..collect.suite import SUITE_SUFFIX
 from ..exceptions import EndpointError, LLMBenchWarning, OutputNotWritable
-from ..http.redact import Secrets, redact_headers, redact_text
+from ..http.redact import Secrets, redact_headers
 from ..metrics.gates import GateResult, Gates
 from ..metrics.hardware.monitor import ErrorRateAlert
 from ..metrics.server.section import build_section, slo_view, summary_lines
@@ -319,16 +319,16 @@ class Controller:
                    for k, v in options.items()}
         options["api_key"] = "***" if s.api_key else None
         options["header"] = [f"{k}: {v}" for k, v in redact_headers(s.headers()).items()]
-        secrets = s.secrets()
+        secrets = Secrets(s.secrets())
         endpoint = self.lifecycle.endpoint
         for key in ("endpoint", "judge_endpoint"):  # a URL may carry user:password@ or ?api_key=
-            options[key] = options[key] and redact_text(options[key], secrets)
+            options[key] = options[key] and secrets.redact(options[key])
         return {
             "plugin_version": __version__,
             "pytest_version": pytest.__version__,
             "python_version": platform.python_version(),
             "hostname": socket.gethostname(),
-            "endpoint": redact_text(endpoint.url, secrets) if endpoint else options["endpoint"],
+            "endpoint": secrets.redact(endpoint.url) if endpoint else options["endpoint"],
             "models": list(s.model) or ([endpoint.model] if endpoint and endpoint.model else []),
             "workers": self.config.getoption("numprocesses", None) or 0,
             "start_time": self.started.isoformat(timespec="seconds"),

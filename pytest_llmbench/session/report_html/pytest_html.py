@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from markupsafe import escape
 
-from ...http.redact import mask_secrets
+from ...http.redact import Secrets
 from ...result import TestResult
 from ..render import render_completion_text
 
@@ -33,7 +33,7 @@ def add_html_extras(report: Any, result: TestResult, secrets: list[str]) -> None
         "llmbench_ttft": result.ttft,
         "llmbench_tps": result.tokens_per_second,
     })
-    text = mask_secrets(render_completion_text(result.to_dict()), secrets)
+    text = Secrets(secrets).mask(render_completion_text(result.to_dict()))
     if len(text) > EXTRA_CHARS:
         text = text[:EXTRA_CHARS] + f"\n… ({len(text) - EXTRA_CHARS} more characters in the completion file)"
     extra = {"name": "llmbench prompt and answer", "format_type": "html", "mime_type": None, "extension": None,
