@@ -15,7 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .collect.suite import DEFAULT_MAX_BYTES
+from .collect.suite_json import DEFAULT_MAX_BYTES
 from .exceptions import ConfigurationError
 from .http.client import ClientConfig
 from .metrics.hardware.monitor import (

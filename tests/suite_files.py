@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from pytest_llmbench.collect.suite import SUITE_SUFFIX, SuiteError, load_suite
+from pytest_llmbench.collect.suite import SUITE_SUFFIX, load_suite
+from pytest_llmbench.exceptions import SuiteError
 
 
 def prompt_test(**fields: Any) -> dict[str, Any]:

@@ -8,12 +8,8 @@ import json
 import pytest
 from faultserver import CHAT, Reply, client_for, refusing_url
 
-from pytest_llmbench.http.client import (
-    ClientConfig,
-    ClientError,
-    EndpointUnreachable,
-    LLMClient,
-)
+from pytest_llmbench.exceptions import ClientError, EndpointUnreachable
+from pytest_llmbench.http.client import ClientConfig, LLMClient
 
 KEY = "sk-llmbench-unique-7f3a9c51e2"
 

@@ -13,13 +13,9 @@ from collections.abc import Iterator
 import pytest
 from fake_nvml import FakeNvml
 
-from pytest_llmbench.metrics.hardware.monitor import (
-    ErrorRateAlert,
-    PerformanceMonitor,
-    joules_per_token,
-)
+from pytest_llmbench.metrics.hardware.monitor import ErrorRateAlert, PerformanceMonitor
 from pytest_llmbench.metrics.hardware.nvml import GpuProbe
-from pytest_llmbench.metrics.hardware.window import busy_pct
+from pytest_llmbench.metrics.hardware.window import busy_pct, joules_per_token
 
 GPU_FIELDS = ("gpu_util_mean_pct", "gpu_util_peak_pct", "gpu_memory_peak_gb", "gpu_power_mean_w", "gpu_energy_j")
 

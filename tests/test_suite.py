@@ -20,7 +20,8 @@ from suite_files import (
 )
 
 from pytest_llmbench.checks.expectations import expectation_problems
-from pytest_llmbench.collect.suite import SuiteError, load_suite
+from pytest_llmbench.collect.suite import load_suite
+from pytest_llmbench.exceptions import SuiteError
 
 EXAMPLE_SUITES = Path(__file__).resolve().parent.parent / "example_suites"
 

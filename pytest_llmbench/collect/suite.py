@@ -18,10 +18,7 @@ from typing import Any
 from ..checks.expectations import KNOWN_KEYS, problems_by_key
 from ..exceptions import SuiteError
 from ..metrics.slo import TEST_SLO_KEYS
-from .suite_json import DEFAULT_MAX_BYTES, MAX_DEPTH, MAX_INT_DIGITS, read_suite_json
-
-__all__ = ["DEFAULT_MAX_BYTES", "MAX_DEPTH", "MAX_INT_DIGITS", "SUITE_SUFFIX", "Suite", "SuiteError", "TestCase",
-           "load_suite"]
+from .suite_json import DEFAULT_MAX_BYTES, read_suite_json
 
 SUITE_SUFFIX = ".llmbench.json"
 

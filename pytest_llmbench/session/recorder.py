@@ -11,11 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from ..http.redact import Secrets
-from ..metrics.hardware.monitor import (
-    ErrorRateAlert,
-    PerformanceMonitor,
-    joules_per_token,
-)
+from ..metrics.hardware.monitor import ErrorRateAlert, PerformanceMonitor
+from ..metrics.hardware.window import joules_per_token
 from ..metrics.server.store import ServerStore
 from ..metrics.stats import StatsAccumulator
 from ..result import METRICS, TestResult

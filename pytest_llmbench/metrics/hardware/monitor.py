@@ -29,13 +29,10 @@ from .window import (
     Sample,
     Timeline,
     device_summary,
-    joules_per_token,
     rates,
     summarize_block,
     summarize_window,
 )
-
-__all__ = ["ErrorRateAlert", "Measurement", "PerformanceMonitor", "joules_per_token"]
 
 DEFAULT_INTERVAL = 0.5  # seconds between samples
 DEFAULT_GPU_TEMP_C = 85.0  # the GPU-temperature alert
