@@ -29,6 +29,7 @@ import ssl
 import subprocess
 import sys
 import threading
+import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -52,6 +53,8 @@ class Reply:
     hang_up: bool = False  # close the connection without answering at all
     chunks: Iterable[bytes | str | tuple[float, bytes | str]] | None = None  # chunked body; (delay, data) pauses
     hold_end: float = 0.0  # seconds between the last chunk and the chunked body's terminator
+    chunked: bool = True  # for chunks: False sends them raw, no length, Connection: close (the socket ends the body)
+    break_off: bool = False  # for chunks: announce one more chunk, send half of it and drop the connection
     echo: Callable[[Received], Reply] | None = None  # build the real reply from the request (e.g. quote its key)
 
     @classmethod
@@ -134,6 +137,7 @@ class FaultServer:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self.received: list[Received] = []
         self.metrics_probes = 0
+        self.chunk_ns: list[int] = []  # perf_counter_ns before each chunk of the latest streamed reply
         self._scripts: dict[str | None, deque[Reply]] = {}
         self._fallback: dict[str | None, Reply] = {None: UNSCRIPTED}
         self._lock = threading.Lock()
@@ -168,6 +172,10 @@ class FaultServer:
 
     def paths(self) -> list[str]:
         return [r.path for r in self.received]
+
+    def connections(self) -> int:
+        """How many connections the requests so far came on (each has its own client port)."""
+        return len({r.client_port for r in self.received})
 
     def start(self) -> FaultServer:
         self._thread.start()
@@ -245,6 +253,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         fault._record(Received(self.command, path, headers, self.rfile.read(length), self.client_address[1]))
         reply = fault._next_reply(path)
+        if reply.chunks is not None:
+            fault.chunk_ns = []
         if reply.echo is not None:
             reply = reply.echo(fault.received[-1])
         if fault._pause(reply.delay) or reply.hang_up:
@@ -261,18 +271,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         if reply.chunks is not None:
-            self.send_header("Transfer-Encoding", "chunked")
-            if self._end_headers(fault, reply):
-                return
-            for item in reply.chunks:
-                gap, data = item if isinstance(item, tuple) else (0.0, item)
-                data = data.encode() if isinstance(data, str) else data
-                if fault._pause(gap):
-                    return
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-                self.wfile.flush()
-            if not fault._pause(reply.hold_end):
-                self.wfile.write(b"0\r\n\r\n")
+            self._send_chunks(fault, reply)
             return
         payload = reply.payload()
         self.send_header("Content-Length", str(len(payload)))
@@ -289,6 +288,28 @@ class _Handler(BaseHTTPRequestHandler):
                     return
         else:
             self.wfile.write(payload)
+
+    def _send_chunks(self, fault: FaultServer, reply: Reply) -> None:
+        if reply.chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        if self._end_headers(fault, reply):
+            return
+        for item in reply.chunks or ():
+            gap, data = item if isinstance(item, tuple) else (0.0, item)
+            data = data.encode() if isinstance(data, str) else data
+            if fault._pause(gap):
+                return
+            fault.chunk_ns.append(time.perf_counter_ns())  # just before the write, as a server stamps its tokens
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data) if reply.chunked else data)
+            self.wfile.flush()
+        if reply.break_off:
+            self.wfile.write(b'64\r\ndata: {"choi')
+            self.close_connection = True
+        elif reply.chunked and not fault._pause(reply.hold_end):
+            self.wfile.write(b"0\r\n\r\n")
 
     def _end_headers(self, fault: FaultServer, reply: Reply) -> bool:
         """Send the status line and headers, a byte at a time with ``header_trickle``; True when stopping."""
