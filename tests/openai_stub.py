@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from werkzeug import Request, Response
+
+from pytest_llmbench.collect.suite import SUITE_SUFFIX
 
 MODEL = "stub-model"
 
@@ -116,13 +119,19 @@ class OpenAIStub:
         yield b"data: [DONE]\n\n"
 
 
-def write_suite(path: Any, tests: list[dict[str, Any]], **top: Any) -> Any:
-    """Write a suite file; tests get defaults for the required fields they leave out."""
+def write_suite(where: Path, tests: Sequence[dict[str, Any]], *, complete: bool = True, **top: Any) -> Path:
+    """Write a suite file and return its path: ``where`` is the file, or a folder to hold suite.llmbench.json.
+
+    ``complete`` gives each test the required fields it leaves out (id, name, category, a prompt); the suite
+    validation tests pass False to write exactly the tests they give. ``top`` adds top-level keys (defaults, ...).
+    """
+    path = where / f"suite{SUITE_SUFFIX}" if where.is_dir() else where
     full = []
     for n, test in enumerate(tests):
-        entry = {"id": f"t{n}", "name": f"Test {n}", "category": "general", **test}
-        if "prompt" not in entry and "messages" not in entry:
+        entry = {"id": f"t{n}", "name": f"Test {n}", "category": "general", **test} if complete else test
+        if complete and "prompt" not in entry and "messages" not in entry:
             entry["prompt"] = f"prompt {n}"
         full.append(entry)
-    path.write_text(json.dumps({"test_suite_id": top.pop("test_suite_id", "stub_suite"), **top, "tests": full}))
+    path.write_text(json.dumps({"test_suite_id": top.pop("test_suite_id", "s"), **top, "tests": full}),
+                    encoding="utf-8")
     return path

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openai_stub import write_suite
 
 from pytest_llmbench.collect.suite import SUITE_SUFFIX, load_suite
 from pytest_llmbench.exceptions import SuiteError
@@ -30,8 +31,9 @@ def write(tmp_path: Path, content: Any, name: str = "suite" + SUITE_SUFFIX) -> P
     return path
 
 
-def write_suite(tmp_path: Path, *tests: Any, **top: Any) -> Path:
-    return write(tmp_path, {"test_suite_id": "s", **top, "tests": list(tests)})
+def raw_suite(tmp_path: Path, *tests: Any, **top: Any) -> Path:
+    """A suite file holding exactly ``tests``, for the validation tests: write_suite without completing them."""
+    return write_suite(tmp_path, tests, complete=False, **top)
 
 
 def error_of(path: Path, **kwargs: Any) -> SuiteError:
@@ -41,4 +43,4 @@ def error_of(path: Path, **kwargs: Any) -> SuiteError:
 
 
 def problems_of(tmp_path: Path, *tests: Any, **top: Any) -> list[str]:
-    return error_of(write_suite(tmp_path, *tests, **top)).problems
+    return error_of(raw_suite(tmp_path, *tests, **top)).problems

@@ -15,8 +15,8 @@ from suite_files import (
     error_of,
     problems_of,
     prompt_test,
+    raw_suite,
     write,
-    write_suite,
 )
 
 from pytest_llmbench.checks.expectations import expectation_problems
@@ -30,7 +30,7 @@ EXAMPLE_SUITES = Path(__file__).resolve().parent.parent / "example_suites"
 
 
 def test_prompt_test_loads_as_completions(tmp_path):
-    path = write_suite(tmp_path, prompt_test(reasoning_type="math"), version="1.0.0", description="d")
+    path = raw_suite(tmp_path, prompt_test(reasoning_type="math"), version="1.0.0", description="d")
     suite = load_suite(path)
     assert (suite.path, suite.test_suite_id, suite.version, suite.description) == (path, "s", "1.0.0", "d")
     (case,) = suite.tests
@@ -43,7 +43,7 @@ def test_prompt_test_loads_as_completions(tmp_path):
 def test_messages_test_loads_as_chat_with_content_parts(tmp_path):
     parts = [{"type": "text", "text": "Describe"}, {"type": "text", "text": "this"}]
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": parts}]
-    suite = load_suite(write_suite(tmp_path, prompt_test(), chat_test(messages=messages)))
+    suite = load_suite(raw_suite(tmp_path, prompt_test(), chat_test(messages=messages)))
     case = suite.tests[1]
     assert case.api_type == "chat" and case.prompt is None and case.index == 1
     assert case.messages == tuple(messages)
@@ -51,7 +51,7 @@ def test_messages_test_loads_as_chat_with_content_parts(tmp_path):
 
 def test_optional_test_fields_are_kept(tmp_path):
     test = prompt_test(stream=True, description="why", metadata={"owner": "qa", "tags": ["x"]})
-    (case,) = load_suite(write_suite(tmp_path, test)).tests
+    (case,) = load_suite(raw_suite(tmp_path, test)).tests
     assert case.stream is True and case.description == "why"
     assert case.metadata == {"owner": "qa", "tags": ["x"]}
 
@@ -59,14 +59,14 @@ def test_optional_test_fields_are_kept(tmp_path):
 def test_test_parameters_win_over_suite_defaults(tmp_path):
     defaults = {"parameters": {"temperature": 0.2, "max_tokens": 64}}
     test = prompt_test(parameters={"temperature": 0.4, "top_p": 0.95, "stop": ["\n\n\n"]})
-    (case,) = load_suite(write_suite(tmp_path, test, defaults=defaults)).tests
+    (case,) = load_suite(raw_suite(tmp_path, test, defaults=defaults)).tests
     assert case.parameters == {"temperature": 0.4, "max_tokens": 64, "top_p": 0.95, "stop": ["\n\n\n"]}
 
 
 def test_defaults_expected_and_slo_merge_under_the_tests_own(tmp_path):
     defaults = {"expected": {"min_length": 1, "not_contains": "error"}, "slo": {"max_latency_s": 30}}
     tests = [prompt_test(expected={"min_length": 5}, slo={"max_ttft_s": 2}), chat_test()]
-    first, second = load_suite(write_suite(tmp_path, *tests, defaults=defaults)).tests
+    first, second = load_suite(raw_suite(tmp_path, *tests, defaults=defaults)).tests
     assert first.expected == {"min_length": 5, "not_contains": "error"}
     assert first.slo == {"max_latency_s": 30, "max_ttft_s": 2}
     assert second.expected == {"min_length": 1, "not_contains": "error"}
@@ -76,33 +76,33 @@ def test_defaults_expected_and_slo_merge_under_the_tests_own(tmp_path):
 def test_unknown_parameters_pass_through_untouched(tmp_path):
     extra = {"ignore_eos": True, "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1}
     extra["logit_bias"] = {"50256": -100}
-    (case,) = load_suite(write_suite(tmp_path, prompt_test(parameters={"max_tokens": 8, **extra}))).tests
+    (case,) = load_suite(raw_suite(tmp_path, prompt_test(parameters={"max_tokens": 8, **extra}))).tests
     assert case.parameters == {"max_tokens": 8, **extra}
 
 
 def test_edge_values_of_known_parameters_are_accepted(tmp_path):
     params = {"temperature": 0, "top_p": 1, "stop": "END", "seed": -7, "n": 1, "presence_penalty": -0.5}
-    (case,) = load_suite(write_suite(tmp_path, prompt_test(parameters=params))).tests
+    (case,) = load_suite(raw_suite(tmp_path, prompt_test(parameters=params))).tests
     assert case.parameters == params
 
 
 def test_tests_do_not_share_mutable_default_dicts(tmp_path):
     defaults = {"parameters": {"stop": ["###"]}, "expected": {"contains": ["a"]}}
-    first, second = load_suite(write_suite(tmp_path, prompt_test(), chat_test(), defaults=defaults)).tests
+    first, second = load_suite(raw_suite(tmp_path, prompt_test(), chat_test(), defaults=defaults)).tests
     first.parameters["stop"].append("changed")
     first.expected["contains"].append("changed")
     assert second.parameters == {"stop": ["###"]} and second.expected == {"contains": ["a"]}
 
 
 def test_test_case_is_frozen(tmp_path):
-    (case,) = load_suite(write_suite(tmp_path, prompt_test())).tests
+    (case,) = load_suite(raw_suite(tmp_path, prompt_test())).tests
     with pytest.raises(dataclasses.FrozenInstanceError):
         case.prompt = "other"  # type: ignore[misc]
 
 
 def test_loading_twice_gives_the_same_tests_in_the_same_order(tmp_path):
     tests = [prompt_test(id=f"t{i}", parameters={"seed": i}) for i in range(30)]
-    path = write_suite(tmp_path, *tests)
+    path = raw_suite(tmp_path, *tests)
     assert load_suite(path) == load_suite(str(path))
     assert [case.id for case in load_suite(path).tests] == [f"t{i}" for i in range(30)]
 
@@ -169,13 +169,13 @@ def test_defaults_must_be_an_object(tmp_path):
 
 def test_error_names_file_index_and_id(tmp_path):
     tests = [prompt_test(id=f"t{i}") for i in range(3)] + [{"id": "linux_01", "category": "c", "prompt": "p"}]
-    path = write_suite(tmp_path, *tests)
+    path = raw_suite(tmp_path, *tests)
     assert str(error_of(path)) == f"{path}: tests[3] (id 'linux_01'): missing required field 'name'"
 
 
 def test_every_problem_of_a_file_is_reported_one_per_line(tmp_path):
     tests = [prompt_test(id="a", name=""), prompt_test(id="b", promt="x"), "oops", {"prompt": "p"}]
-    path = write_suite(tmp_path, *tests)
+    path = raw_suite(tmp_path, *tests)
     lines = str(error_of(path)).splitlines()
     assert all(line.startswith(f"{path}: ") for line in lines)
     assert [line[len(str(path)) + 2 :] for line in lines] == [
@@ -189,7 +189,7 @@ def test_every_problem_of_a_file_is_reported_one_per_line(tmp_path):
 
 
 def test_suite_error_survives_pickling(tmp_path):
-    error = error_of(write_suite(tmp_path, prompt_test(name="")))
+    error = error_of(raw_suite(tmp_path, prompt_test(name="")))
     copy = pickle.loads(pickle.dumps(error))
     assert (str(copy), copy.path, copy.problems) == (str(error), error.path, error.problems)
 
@@ -292,7 +292,7 @@ def test_all_expected_keys_are_accepted(tmp_path):
         "max_tokens": 50, "answer": 42, "answer_tolerance": 0.5, "key_concepts": ["k"],
         "rubric": "Is it polite?", "rubric_min_score": 7.5,
     }  # fmt: skip
-    (case,) = load_suite(write_suite(tmp_path, prompt_test(expected=expected))).tests
+    (case,) = load_suite(raw_suite(tmp_path, prompt_test(expected=expected))).tests
     assert case.expected == expected
 
 

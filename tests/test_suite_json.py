@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from suite_files import error_of, prompt_test, write, write_suite
+from suite_files import error_of, prompt_test, raw_suite, write
 
 from pytest_llmbench.collect.suite import load_suite
 
@@ -21,7 +21,7 @@ def test_utf8_bom_is_accepted(tmp_path):
 def test_large_but_allowed_file_loads(tmp_path):
     prompt = "lorem ipsum " * 85  # about 1 KB a test, about 10 MB in all
     tests = [prompt_test(id=f"t{i}", prompt=prompt) for i in range(10_000)]
-    path = write_suite(tmp_path, *tests)
+    path = raw_suite(tmp_path, *tests)
     assert path.stat().st_size > 10 * 10**6
     assert len(load_suite(path).tests) == 10_000
 
@@ -64,7 +64,7 @@ def test_invalid_utf8_gives_byte_offset_in_the_file(tmp_path, bom):
 
 
 def test_file_over_the_limit_names_size_limit_and_option(tmp_path):
-    path = write_suite(tmp_path, prompt_test(prompt="x" * 2000))
+    path = raw_suite(tmp_path, prompt_test(prompt="x" * 2000))
     size = path.stat().st_size
     message = str(error_of(path, max_bytes=1000))
     assert f"file is {size} bytes" in message and "limit of 1000 bytes" in message
@@ -96,7 +96,7 @@ def test_unsafe_numbers_are_rejected(tmp_path, number, problem):
 
 
 def test_integer_of_100_digits_is_accepted(tmp_path):
-    path = write_suite(tmp_path, prompt_test(metadata={"x": 10**99}))
+    path = raw_suite(tmp_path, prompt_test(metadata={"x": 10**99}))
     assert load_suite(path).tests[0].metadata == {"x": 10**99}
 
 
@@ -122,10 +122,10 @@ def test_absurd_nesting_is_rejected_without_recursion_error(tmp_path, depth):
 
 
 def test_unpaired_surrogate_escape_is_rejected(tmp_path):
-    path = write_suite(tmp_path, prompt_test(prompt="\ud800"))  # json.dumps writes it as an escape
+    path = raw_suite(tmp_path, prompt_test(prompt="\ud800"))  # json.dumps writes it as an escape
     assert "unpaired surrogate" in str(error_of(path))
 
 
 def test_paired_surrogate_escape_is_fine(tmp_path):
-    path = write_suite(tmp_path, prompt_test(prompt="\U0001f600 \\ud800"))
+    path = raw_suite(tmp_path, prompt_test(prompt="\U0001f600 \\ud800"))
     assert load_suite(path).tests[0].prompt == "\U0001f600 \\ud800"
