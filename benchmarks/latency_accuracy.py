@@ -58,8 +58,8 @@ def write_suite(path: Path, requests_count: int) -> Path:
 
 def run_pytest(base: str, suite: Path, output: Path, workers: int) -> float:
     command = [sys.executable, "-m", "pytest", "--llmbench-suite", str(suite), "--llmbench-endpoint", f"{base}/v1",
-               "--llmbench-stream", "--llmbench-no-eval", "--llmbench-output", str(output), "-p", "no:cacheprovider",
-               *(["-n", str(workers)] if workers else [])]
+               "--llmbench-model", "schedule", "--llmbench-stream", "--llmbench-no-eval",
+               "--llmbench-output", str(output), "-p", "no:cacheprovider", *(["-n", str(workers)] if workers else [])]
     print("  $", shlex.join(command), flush=True)
     started = time.monotonic()
     done = subprocess.run(command, check=False, capture_output=True, text=True, cwd=suite.parent)

@@ -158,8 +158,12 @@ def measure(work: Path, shm: Path | None, server: RunningServer, tests: int,
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:  # each command takes every slot in turn
             extra = ["--llmbench-test-files", "none"] if name == NO_FILES else []
-            folder = work / "default" if name == DEFAULT_CASE else folders[name] / f"run-{names.index(name)}-{repeat}"
-            command = floor if name == "floor" else command_for(suite, server.url, folder, *extra)
+            if name == "floor":
+                command = floor
+            else:
+                own = folders.get(name, work) / f"run-{names.index(name)}-{repeat}"
+                folder = work / "default" if name == DEFAULT_CASE else own
+                command = command_for(suite, server.url, folder, *extra)
             timed(runs, name, command, work, server, tests)
     return disk_ms, runs
 
