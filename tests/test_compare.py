@@ -73,7 +73,9 @@ def test_compare_gives_percent_change_per_metric():
 def test_compare_defaults_to_the_watched_metrics():
     aggregate = aggregate_of([0.1, 0.2], 40.0)
     assert [d.name for d in compare(aggregate, aggregate)] == list(DEFAULT_METRICS)
-    assert all(d.change_pct in (0.0, None) for d in compare(aggregate, aggregate))
+    expected = {name: None if aggregate.get(name) is None else 0.0 for name in DEFAULT_METRICS}
+    assert {d.name: d.change_pct for d in compare(aggregate, aggregate)} == expected
+    assert 0.0 in expected.values()  # some metric was measured and compared
 
 
 @pytest.mark.parametrize(

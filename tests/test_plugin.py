@@ -99,7 +99,8 @@ def test_unreachable_endpoint_stops_the_session_with_one_error(pytester):
                                 "--llmbench-retries", "0")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     output = result.stdout.str() + result.stderr.str()
-    assert output.count("127.0.0.1:9") >= 1 and "passed" not in output and "failed" not in output
+    assert output.count("Cannot reach the LLM server at http://127.0.0.1:9/v1/models") == 1
+    assert "passed" not in output and "failed" not in output
 
 
 def test_unwritable_output_stops_before_any_request(pytester, stub):

@@ -102,8 +102,8 @@ def test_two_workers_share_one_server(pytester: pytest.Pytester) -> None:
 
 
 def test_the_real_model_can_be_the_judge(pytester: pytest.Pytester) -> None:
-    """A rubric graded by the embedded model: the judge is really asked, and its verdict (a score, or a
-    clear failure to give one — this small base model may not answer in JSON) is kept in the result."""
+    """A rubric graded by the embedded model: the judge is really asked and its score is read and kept in the
+    result; a judge answer the plugin cannot read fails this test."""
     suite = pytester.path / "judged.json"
     suite.write_text(json.dumps({"test_suite_id": "judged", "tests": [{
         "id": "judged_capital", "name": "Judged capital", "category": "knowledge",
@@ -112,13 +112,12 @@ def test_the_real_model_can_be_the_judge(pytester: pytest.Pytester) -> None:
     run = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "-p", "no:cacheprovider", timeout=300)
     result = json.loads((pytester.path / "llmbench_results" / "Judged capital_result.json").read_text())
     judge = result["evaluation_result"]["judge"]
-    assert judge["model"] == MODEL_ALIAS and judge["attempts"] >= 1 and judge["seconds"] > 0
+    assert judge["model"] == MODEL_ALIAS and judge["attempts"] == 1 and judge["seconds"] > 0
     check = result["evaluation_result"]["checks"][-1]
     assert check["name"] == "rubric"
-    if judge["score"] is not None:  # graded: min score 0 means any grade passes
-        assert 0 <= judge["score"] <= 10 and check["passed"] and run.ret == 0
-    else:  # the judge never answered in JSON: a clear failed check, never a silent pass
-        assert not check["passed"] and judge["error"] and run.ret == 1
+    # The judge's score must be read: a judge that cannot be understood fails this test (min score 0: any passes).
+    assert judge["score"] is not None, judge.get("error")
+    assert 0 <= judge["score"] <= 10 and check["passed"] and run.ret == 0
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
