@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from ..http.redact import redact_text
+from ..http.redact import Secrets
 from ..metrics.server.catalog import Reading, identify, read, wanted_keys
 from ..metrics.server.parse import ExpositionError, SeriesParser, parse
 from ..metrics.server.store import ServerStore
@@ -50,7 +50,7 @@ def origin(url: str) -> tuple[str, str, int | None]:
 
 @dataclass
 class Source:
-    url: str  # as scraped; shown through redact_text
+    url: str  # as scraped; shown redacted (Secrets.redact)
     headers: dict[str, str] = field(default_factory=dict, repr=False)
     auth: tuple[str, str] | None = field(default=None, repr=False)
     auto: bool = False  # found by looking beside the endpoint, not named by the user
@@ -60,7 +60,7 @@ class Source:
     last_error: str | None = None
 
     def to_dict(self, secrets: list[str]) -> dict[str, Any]:
-        return {"url": redact_text(self.url, secrets), "server": self.server, "scrapes": self.scrapes,
+        return {"url": Secrets(secrets).redact(self.url), "server": self.server, "scrapes": self.scrapes,
                 "failures": self.failures, "last_error": self.last_error}
 
 
@@ -125,6 +125,7 @@ class ServerScraper:
         self.raw = raw
         self.store = ServerStore(raw, near=max(3 * interval, 1.0))
         self.secrets = secrets
+        self._redactor = Secrets(secrets)
         self.failed_scrapes = 0
         self._parsers = {source.url: SeriesParser(wanted_keys(raw).__contains__) for source in sources}
         self._fetcher = Fetcher(verify)
@@ -152,8 +153,8 @@ class ServerScraper:
         return found
 
     def header_line(self, found: list[Source]) -> str:
-        parts = [f"{redact_text(s.url, self.secrets)} ({s.server})" for s in found]
-        missing = [f"{redact_text(s.url, self.secrets)} ({s.last_error})" for s in self.planned if s not in found]
+        parts = [f"{self._redactor.redact(s.url)} ({s.server})" for s in found]
+        missing = [f"{self._redactor.redact(s.url)} ({s.last_error})" for s in self.planned if s not in found]
         if not parts:
             return "server metrics: none found at " + ", ".join(missing)
         return "server metrics: " + ", ".join(parts) + (f"; not answering: {', '.join(missing)}" if missing else "")
@@ -207,7 +208,7 @@ class ServerScraper:
             self.failed_scrapes += 1
             if source.url not in self._warned:
                 self._warned.add(source.url)
-                self._messages.append(f"server metrics: a scrape of {redact_text(source.url, self.secrets)} failed "
+                self._messages.append(f"server metrics: a scrape of {self._redactor.redact(source.url)} failed "
                                       f"({source.last_error}); tests go on, failures are counted in the batch")
 
     def _describe(self, exc: BaseException) -> str:
@@ -217,7 +218,7 @@ class ServerScraper:
             return f"no answer within {self.timeout:g} s"
         if isinstance(exc, requests.ConnectionError):
             return "connection failed"
-        return redact_text(str(exc), self.secrets)[:200] or type(exc).__name__
+        return self._redactor.redact(str(exc))[:200] or type(exc).__name__
 
     def pop_messages(self) -> list[str]:
         with self._lock:
