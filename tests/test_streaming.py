@@ -257,7 +257,8 @@ def test_an_oversized_event_is_a_stream_error_keeping_text(server: FaultServer) 
 
 
 def test_silent_server_is_a_read_timeout_keeping_text(server: FaultServer) -> None:
-    outcome = run(server, Script([(0.0, event(chat("before"))), (1.0, DONE)]), timeout=(5.0, 0.2))
+    # 0.5 s of silence is a read timeout; 3 s of it leaves room for a busy machine to send "before" first.
+    outcome = run(server, Script([(0.0, event(chat("before"))), (3.0, DONE)]), timeout=(5.0, 0.5))
     assert outcome.error is not None and outcome.error.kind == "read_timeout"
     assert outcome.text == "before"
 
