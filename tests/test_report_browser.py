@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
-from report_sessions import REPORT_STUB, batch_file, report_file, run_session
+from report_sessions import HOSTILE, REPORT_STUB, batch_file, report_file, run_session
 
 STUB = REPORT_STUB
 INSTALL_HINT = ("the browser tests need Chromium and playwright: `sudo apt-get install chromium` (Debian/Ubuntu) "
@@ -73,7 +73,11 @@ def open_report(chromium) -> Iterator[Any]:
         page.on("pageerror", lambda e: opened.problems.append(f"uncaught: {e}"))
         page.on("dialog", lambda d: (opened.problems.append(f"dialog: {d.message}"), d.dismiss()))
         page.goto(path.as_uri())
-        page.wait_for_function("window.llmbenchReady === true", timeout=30_000)
+        try:
+            page.wait_for_function("window.llmbenchReady === true || window.llmbenchFailed === true", timeout=30_000)
+        except Exception as exc:  # noqa: BLE001 - say what the page said, not only that it timed out
+            raise AssertionError(f"the report never finished drawing: {opened.problems}") from exc
+        assert page.evaluate("window.llmbenchReady") is True, opened.problems
         return opened
 
     yield open_
@@ -185,7 +189,9 @@ def test_a_hostile_answer_opens_no_dialog_and_runs_no_script(pytester, stub, ope
     assert "</script><script>window.__pwned = 1; alert(1)</script>" in text  # shown as text
     report.page.fill("#test-filter", "hostile")
     assert report.column(0) == ["hostile"]
-    assert report.js("window.__pwned") is None
+    report.page.select_option("#timeline-colour", "category")  # the hostile category becomes a legend entry
+    assert HOSTILE in report.js("Chart.getChart('chart-timeline').data.datasets.map(d => d.label)")
+    assert report.js("window.__pwned") is None and report.problems == []
 
 
 def test_a_screenshot_of_the_report_is_not_blank(pytester, stub, open_report, tmp_path):

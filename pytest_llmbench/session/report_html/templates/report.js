@@ -3,6 +3,7 @@
 (function () {
   "use strict";
   var started = performance.now();
+  window.addEventListener("error", function () { window.llmbenchFailed = true; });  /* for tests, benchmarks */
   var data = JSON.parse(document.getElementById("llmbench-data").textContent);
   var runs = data.runs;
   var multi = runs.length > 1;
@@ -42,6 +43,9 @@
     return node;
   }
   function draw(canvas, config) {
+    canvas.setAttribute("role", "img");
+    var heading = canvas.closest(".chart").querySelector("h3") || canvas.closest("section").querySelector("h2");
+    canvas.setAttribute("aria-label", heading ? heading.textContent : "chart");
     config.options = config.options || {};
     var legend = config.options.plugins && config.options.plugins.legend;
     config.options.plugins = config.options.plugins || {};
