@@ -64,6 +64,8 @@ class OpenReport:
 def open_report(chromium) -> Iterator[Any]:
     pages = []
 
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     def open_(path: Path) -> OpenReport:
         page = chromium.new_page(viewport={"width": 1400, "height": 1000})
         pages.append(page)
@@ -75,7 +77,7 @@ def open_report(chromium) -> Iterator[Any]:
         page.goto(path.as_uri())
         try:
             page.wait_for_function("window.llmbenchReady === true || window.llmbenchFailed === true", timeout=30_000)
-        except Exception as exc:  # noqa: BLE001 - say what the page said, not only that it timed out
+        except PlaywrightTimeout as exc:  # say what the page said, not only that it timed out
             raise AssertionError(f"the report never finished drawing: {opened.problems}") from exc
         assert page.evaluate("window.llmbenchReady") is True, opened.problems
         return opened
