@@ -64,7 +64,7 @@ class Controller:
         self.gate_result: GateResult | None = None
         self.batch: dict[str, Any] | None = None
         self._progress_hook = config.hook.pytest_llmbench_progress
-        self.inbox: Inbox = {}  # results of tests run in this process, by node id (see report.py)
+        self.inbox: Inbox = {}  # results of tests run in this process, by node id (see handoff.py)
         self.server: ServerScraper | None = None
         self._server_checked = False
         self._waiting: deque[tuple[Delivery, bool]] = deque()  # results waiting for a server reading
