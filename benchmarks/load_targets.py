@@ -263,7 +263,7 @@ def l6(args: argparse.Namespace, work: Path) -> bool:
         return True
     suite = Path(__file__).resolve().parent.parent / "example_suites"
     started = time.perf_counter()
-    command = [sys.executable, "-m", "pytest", "--llmbench-suite", str(suite / "base_model.json"), "--llmbench-sweep",
+    command = [sys.executable, "-m", "pytest", "--llmbench-suite", str(suite / "quickstart.json"), "--llmbench-sweep",
                "concurrency=1,2,4", "-p", "no:cacheprovider", "-q"]
     print("plugin:", " ".join(command), flush=True)
     done = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
