@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
@@ -26,13 +27,19 @@ from .metrics.hardware.monitor import (
 )
 
 ENV_API_KEYS = ("LLMBENCH_API_KEY", "OPENAI_API_KEY")
+ENV_ENDPOINTS = ("LLMBENCH_ENDPOINT", "OPENAI_BASE_URL")  # the second is what OpenAI's own clients read
 LOCAL_ENDPOINT = "local"
 
 
 def _option(default: Any, help: str, metavar: str | None = None, *, low: float | None = None,
-            high: float | None = None, inclusive: bool = True, path: bool = False) -> Any:
-    """A ``Settings`` field that is also an option: its help, metavar, numeric bounds and whether it is a path."""
-    meta = {"help": help, "metavar": metavar, "low": low, "high": high, "inclusive": inclusive, "path": path}
+            high: float | None = None, inclusive: bool = True, path: bool = False, lines: bool = False) -> Any:
+    """A ``Settings`` field that is also an option: its help, metavar, numeric bounds and whether it is a path.
+
+    A list option's ini value is split on whitespace (quotes keep a path with spaces whole), unless ``lines``:
+    then one value per line (headers, whose values hold spaces).
+    """
+    meta = {"help": help, "metavar": metavar, "low": low, "high": high, "inclusive": inclusive, "path": path,
+            "lines": lines}
     return field(default=default, metadata=meta)
 
 
@@ -50,14 +57,15 @@ class Settings:
     api_key: str | None = field(default=None, repr=False, metadata={
         "help": "API key sent as 'Authorization: Bearer'; prefer the LLMBENCH_API_KEY or OPENAI_API_KEY environment "
                 "variable, since a command line is visible to other users", "metavar": "KEY"})
-    header: tuple[str, ...] = _option((), "extra request header 'Name: value' (repeatable)", "HEADER")
-    timeout: float = _option(ClientConfig.timeout, "total deadline per request attempt, in seconds", "SECONDS",
+    header: tuple[str, ...] = _option((), "extra request header 'Name: value' (repeatable)", "HEADER", lines=True)
+    timeout: float = _option(ClientConfig.timeout, "total deadline per request attempt (10s, 500ms, 2m; a bare "
+                             "number is seconds)", "DURATION",
                              low=0, inclusive=False)
     retries: int = _option(ClientConfig.retries, "retries after the first attempt", "N", low=0)
-    retry_delay: float = _option(ClientConfig.retry_delay, "base of the exponential backoff, in seconds",
-                                 "SECONDS", low=0)
-    max_retry_wait: float = _option(ClientConfig.max_retry_wait, "longest Retry-After the client waits for; a "
-                                    "longer one fails at once", "SECONDS", low=0)
+    retry_delay: float = _option(ClientConfig.retry_delay, "base of the exponential backoff (a duration)",
+                                 "DURATION", low=0)
+    max_retry_wait: float = _option(ClientConfig.max_retry_wait, "longest Retry-After the client waits for (a "
+                                    "duration); a longer one fails at once", "DURATION", low=0)
     retry_read_timeouts: bool = _option(ClientConfig.retry_read_timeouts, "also retry requests that timed out "
                                         "after being sent (doubles server work)")
     insecure: bool = _option(False, "do not verify TLS certificates (prints a warning)")
@@ -74,11 +82,14 @@ class Settings:
     judge_model: str | None = _option(None, "model of the LLM judge (default: the session's)", "NAME")
     slo: tuple[str, ...] = _option((), "run-wide SLO over pooled statistics, e.g. ttft_p99=500ms (repeatable)",
                                    "SPEC")
-    compare: Path | None = _option(None, "a previous batch file to compare this run with", "PATH", path=True)
+    compare: Path | None = _option(None, "an earlier run to compare this run with: its batch file, its run "
+                                   "folder, or 'latest' (the most recent earlier run in the output folder)", "RUN",
+                                   path=True)
     compare_fail: tuple[str, ...] = _option((), "fail the session when a metric regresses past a threshold, e.g. "
-                                                "p50_latency_ms:10% (repeatable)", "METRIC:PCT")
+                                                "latency_p50:10% or tokens_per_second_mean:-5% (repeatable)",
+                                                "METRIC:PCT")
     monitor: bool = _option(False, "sample GPU, CPU, memory, disk and network during the run")
-    monitor_interval: float = _option(DEFAULT_INTERVAL, "seconds between hardware samples", "SECONDS",
+    monitor_interval: float = _option(DEFAULT_INTERVAL, "time between hardware samples (a duration)", "DURATION",
                                       low=0, inclusive=False)
     alert_gpu_temp: float = _option(DEFAULT_GPU_TEMP_C, "warn once when a GPU passes this temperature (Celsius)",
                                     "C", low=0, inclusive=False)
@@ -86,7 +97,8 @@ class Settings:
                                   "PCT", low=0, high=100, inclusive=False)
     alert_error_rate: float = _option(DEFAULT_ERROR_RATE, "warn once when the API error rate over the last "
                                       "results passes this share", "SHARE", low=0, high=1)
-    local_startup_timeout: float = _option(180.0, "seconds to wait for the embedded server to answer", "SECONDS",
+    local_startup_timeout: float = _option(180.0, "how long to wait for the embedded server to answer "
+                                           "(a duration)", "DURATION",
                                            low=0, inclusive=False)
     html: str | None = _option(None, "where the HTML report goes (default: report.html in the output folder); "
                                      "'none' writes no report", "PATH")
@@ -163,6 +175,7 @@ class Option:
     high: float | None
     inclusive: bool
     path: bool
+    lines: bool = False
 
     @property
     def flag(self) -> str:
@@ -186,7 +199,7 @@ OPTIONS: tuple[Option, ...] = tuple(
     Option(name=f.name, kind=_kind(str(f.type)), default=None if f.default is MISSING else f.default,
            help=f.metadata["help"], metavar=f.metadata.get("metavar"), low=f.metadata.get("low"),
            high=f.metadata.get("high"), inclusive=f.metadata.get("inclusive", True),
-           path=f.metadata.get("path", False))
+           path=f.metadata.get("path", False), lines=f.metadata.get("lines", False))
     for f in fields(Settings)
 )
 
@@ -204,7 +217,7 @@ def add_options(parser: Any) -> None:
         else:
             group.addoption(opt.flag, default=None, dest=opt.dest, metavar=opt.metavar,
                             help=_escape(_with_default(opt)))
-        ini_type = {"bool": "bool", "list": "linelist"}.get(opt.kind, "string")
+        ini_type = {"bool": "bool", "list": "linelist" if opt.lines else "args"}.get(opt.kind, "string")
         parser.addini(opt.dest, opt.help, type=ini_type, default=[] if opt.kind == "list" else None)
 
 
@@ -215,6 +228,37 @@ def _escape(text: str) -> str:
 
 def _with_default(opt: Option) -> str:
     return opt.help if opt.default is None else f"{opt.help} (default: {opt.default})"
+
+
+def endpoint_source(getoption: Callable[[str], Any], getini: Callable[[str], Any],
+                    environ: dict[str, str] | None = None) -> str:
+    """Where the endpoint setting came from, for the header line: an option, the ini file, a variable or nothing."""
+    env = os.environ if environ is None else environ
+    if getoption("llmbench_endpoint"):
+        return "--llmbench-endpoint"
+    if getini("llmbench_endpoint"):
+        return "ini llmbench_endpoint"
+    return next((name for name in ENV_ENDPOINTS if env.get(name)), "default")
+
+
+DURATION_METAVARS = ("DURATION", "SECONDS")  # options that take a duration: a unit, or a bare number of seconds
+_UNITS = {"ms": 0.001, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"\s*((?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)\s*([a-z]*)\s*", re.IGNORECASE)
+
+
+def parse_seconds(value: Any) -> float:
+    """A duration in seconds from ``10``, ``10s``, ``500ms``, ``2m`` or ``1h``. Raises ValueError."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return float(value)  # a bare number, also "nan" or "-1", which the bounds check then names
+    except ValueError:
+        pass
+    match = _DURATION.fullmatch(str(value))
+    unit = match[2].lower() if match else ""
+    if not match or unit not in ("", *_UNITS):
+        raise ValueError(f"expected a duration such as 10s, 500ms or 2m, got {value!r}")
+    return float(match[1]) * _UNITS.get(unit, 1.0)
 
 
 _CONVERT: dict[str, Callable[[Any], Any]] = {"float": float, "int": int, "str": str}
@@ -241,6 +285,8 @@ def read_settings(getoption: Callable[[str], Any], getini: Callable[[str], Any],
         _check_bounds(opt, values[opt.name])
     if not values["api_key"]:
         values["api_key"] = next((env[k] for k in ENV_API_KEYS if env.get(k)), None)
+    if not values["endpoint"]:
+        values["endpoint"] = next((env[k] for k in ENV_ENDPOINTS if env.get(k)), None)
     values["suite"] = tuple(Path(p) for p in values["suite"])
     values["output"] = Path(values["output"])
     values["compare"] = Path(values["compare"]) if values["compare"] else None
@@ -265,7 +311,12 @@ def _convert(opt: Option, value: Any) -> Any:
     if value is None or isinstance(value, Path):
         return value
     try:
+        if opt.metavar in DURATION_METAVARS:
+            return parse_seconds(value)
         return _CONVERT[opt.kind](value)
     except ValueError:
+        if opt.metavar in DURATION_METAVARS:
+            raise ConfigurationError(f"{opt.flag}: expected a duration such as 10s, 500ms or 2m (a bare number "
+                                     f"is seconds), got {value!r}") from None
         raise ConfigurationError(f"{opt.flag}: expected a{'n' if opt.kind == 'int' else ''} {opt.kind}, "
                                  f"got {value!r}") from None

@@ -62,9 +62,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@pytest.hookimpl(trylast=True)
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    release(report)  # once recorded (controller) or sent (xdist worker): pytest keeps every report
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> Generator[None, Any, Any]:
+    try:
+        return (yield)
+    finally:  # after every listener (the controller records trylast): pytest keeps every report, drop the text
+        release(report)
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,7 @@ class OpenAIStub:
     break_stream: bool = False  # end streams after the first chunk, without [DONE]
     models: tuple[str, ...] = (MODEL,)
     observer: Any = None  # told of each answer: begin() then end(prompt_tokens, completion_tokens, ttft, seconds)
+    owned_by: str = "stub"  # what GET /v1/models says owns each model ("vllm" on vLLM)
     requests: list[dict[str, Any]] = field(default_factory=list)
     delay_per_active: float = 0.0  # more seconds per request in flight: a server that slows under load
     active: int = 0  # requests being answered now (non-streamed answers)
@@ -43,7 +44,7 @@ class OpenAIStub:
 
     def install(self, httpserver: Any) -> str:
         httpserver.expect_request("/v1/models").respond_with_json(
-            {"object": "list", "data": [{"id": m, "object": "model"} for m in self.models]})
+            {"object": "list", "data": [{"id": m, "object": "model", "owned_by": self.owned_by} for m in self.models]})
         httpserver.expect_request("/v1/completions", method="POST").respond_with_handler(self._answer)
         httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_handler(self._answer)
         return httpserver.url_for("/v1")

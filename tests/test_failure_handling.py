@@ -23,7 +23,7 @@ from openai_stub import OpenAIStub, write_suite
 from pytest_httpserver.httpserver import RequestMatcher
 from werkzeug import Request, Response
 
-OUTPUT = "llmbench_results"
+OUTPUT = "llmbench_results/latest"
 XDIST = ("-n", "2")
 
 
@@ -113,7 +113,7 @@ def secret_suite(pytester: pytest.Pytester, stub: OpenAIStub, httpserver: Any, k
 
 def assert_no_secret_anywhere(pytester: pytest.Pytester, result: pytest.RunResult) -> None:
     written = every_file(pytester.path)
-    assert any(OUTPUT in str(path) for path in written) and any(".pytest_cache" in str(p) for p in written)
+    assert any("llmbench_results" in str(path) for path in written) and any(".pytest_cache" in str(p) for p in written)
     printed = "\n".join(result.outlines + result.errlines)
     for token in SECRET_TOKENS:
         assert token not in printed
@@ -291,16 +291,17 @@ def test_signal_ends_the_run_with_a_partial_batch_every_finished_result_and_no_o
 
 
 def test_leftover_temp_files_are_removed_and_real_files_are_whole(pytester, stub):
+    killed = pytester.path / "llmbench_results" / "20200101-000000"  # a run killed half-way through a write
+    (killed / "m1").mkdir(parents=True)
+    planted = [killed.parent / ".0123abcd.llmbench-tmp", killed / "m1" / ".4567ef01.llmbench-tmp"]
     folder = pytester.path / OUTPUT
-    (folder / "m1").mkdir(parents=True)
-    planted = [folder / ".0123abcd.llmbench-tmp", folder / "m1" / ".4567ef01.llmbench-tmp"]
     for path in planted:
         path.write_text('{"test_id": "half of a')
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
     pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
                        "-p", "no:cacheprovider").assert_outcomes(passed=2)
     assert not any(path.exists() for path in planted)
-    assert not list(folder.rglob("*.llmbench-tmp"))
+    assert not list(folder.parent.rglob("*.llmbench-tmp"))
     for path in folder.glob("*.json"):
         json.loads(path.read_text(encoding="utf-8"))
     assert sorted(r["test_id"] for r in results(folder)) == ["a", "b"]
@@ -319,8 +320,9 @@ def test_hostile_test_ids_and_names_stay_inside_the_output_folder(pytester, stub
                                            "-p", "no:cacheprovider", "--llmbench-output", str(folder), *workers)
     result.assert_outcomes(passed=len(HOSTILE_NAMES))
     written = [path for path in pytester.path.rglob("*") if path.name.endswith(("_result.json", "_completion.txt"))]
-    assert [path for path in written if path.parent != folder] == []
+    assert [path for path in written if path.parent.parent != folder] == []
     assert len(written) == 2 * len(HOSTILE_NAMES)
+    folder = folder / "latest"
     stems = {row["test_id"]: row["file_stem"] for row in batch_of(folder)["tests"]}
     assert len({stem.casefold() for stem in stems.values()}) == len(HOSTILE_NAMES)  # distinct on NTFS and APFS too
     for saved in results(folder):
@@ -331,23 +333,23 @@ def test_hostile_test_ids_and_names_stay_inside_the_output_folder(pytester, stub
 def test_symlinks_planted_in_the_output_folder_are_not_followed(pytester, stub):
     outside = pytester.path / "outside"
     (outside / "folder").mkdir(parents=True)
-    folder = pytester.path / OUTPUT
-    (folder / "m1").mkdir(parents=True)
-    (folder / "m2").symlink_to(outside / "folder", target_is_directory=True)
+    output = pytester.path / "llmbench_results"
+    output.mkdir()
+    (output / "latest").symlink_to(outside / "folder", target_is_directory=True)  # the pointer, aimed elsewhere
     victims = {}
-    for name in ("Test 0_result.json", "Test 0_completion.txt", "Test 1_result.json"):
+    for name in ("Test_0_result.json", "Test_0_completion.txt", "Test_1_result.json"):
         victims[name] = outside / f"{name}.victim"
         victims[name].write_text("precious")
-        (folder / "m1" / name).symlink_to(victims[name])
+        (outside / "folder" / name).symlink_to(victims[name])
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
     result = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
                                 "--llmbench-model", "m1", "--llmbench-model", "m2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=4)
-    result.stdout.fnmatch_lines(["*NOT WRITTEN:*m2*symbolic link*"])
     assert all(victim.read_text() == "precious" for victim in victims.values())
-    assert list((outside / "folder").iterdir()) == []
-    assert not any((folder / "m1" / name).is_symlink() for name in victims)
-    assert json.loads((folder / "m1" / "Test 0_result.json").read_text())["test_id"] == "a"
+    assert sorted(p.name for p in (outside / "folder").iterdir()) == sorted(victims)  # nothing added
+    folder = output / "latest"  # the pointer was replaced, never written through
+    assert folder.resolve().parent == output.resolve()
+    assert json.loads((folder / "m1" / "Test_0_result.json").read_text())["test_id"] == "a"
 
 
 def test_credentials_in_the_endpoint_url_are_not_written(pytester, stub):

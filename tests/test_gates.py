@@ -23,7 +23,7 @@ def test_per_test_slo_miss_fails_the_item_naming_metric_limit_and_value(pytester
     result = run(pytester, stub, "--llmbench-suite", str(suite))
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*SLO missed: latency 0.0* s > max_latency_s 0.001 s*"])
-    saved = json.loads((pytester.path / "llmbench_results" / "Test 0_result.json").read_text())
+    saved = json.loads((pytester.path / "llmbench_results" / "latest" / "Test_0_result.json").read_text())
     assert saved["slo_result"]["passed"] is False
     assert saved["slo_result"]["misses"][0]["metric"] == "latency"
 
@@ -37,11 +37,17 @@ def test_ttft_slo_without_streaming_fails_and_says_how_to_measure_it(pytester, s
 
 def test_run_slo_miss_fails_the_session_with_a_clear_line(pytester, stub):
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
-    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-slo", "latency_p99=1ms")
-    result.assert_outcomes(passed=2)
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-slo", "latency_p99=1ms",
+                 "--llmbench-slo", "success_rate=50%")
+    result.assert_outcomes(passed=2, failed=1)  # the gate is a failure in pytest's own counts
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["FAILED run SLO latency_p99 <= 1 ms missed: measured * ms"])
-    batch = json.loads(next((pytester.path / "llmbench_results").glob("batch_*.json")).read_text())
+    result.stdout.fnmatch_lines([
+        "gate passed: run SLO success_rate >= 50%: measured 100.0%",
+        "gate FAILED: run SLO latency_p99 <= 1 ms missed: measured * ms",
+        "*short test summary info*",
+        "FAILED llmbench::slo?latency_p99? - run SLO latency_p99 <= 1*",
+        "*= 1 failed, 2 passed in *"])
+    batch = json.loads(next((pytester.path / "llmbench_results" / "latest").glob("batch_*.json")).read_text())
     assert batch["gates"]["passed"] is False and batch["gates"]["slo_misses"][0]["metric"] == "p99_latency_ms"
 
 
@@ -61,7 +67,7 @@ def test_bad_run_slo_is_a_usage_error_before_any_request(pytester, stub):
 
 def _baseline_run(pytester, stub, suite):
     run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-output", "base").assert_outcomes(passed=3)
-    return next((pytester.path / "base").glob("batch_*.json"))
+    return next((pytester.path / "base" / "latest").glob("batch_*.json"))
 
 
 def test_baseline_regression_beyond_threshold_fails_the_session(pytester, stub):
@@ -71,13 +77,16 @@ def test_baseline_regression_beyond_threshold_fails_the_session(pytester, stub):
     result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", str(baseline),
                  "--llmbench-compare-fail", "p50_latency_ms:10%")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*p50_latency_ms*", "FAILED p50_latency_ms regressed *%*limit +10%"])
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines([f"baseline: {baseline}", "*p50_latency_ms*",
+                                 "gate FAILED: p50_latency_ms regressed *%*limit +10%",
+                                 "FAILED llmbench::compare?p50_latency_ms? - p50_latency_ms regressed *"])
 
 
 def test_baseline_within_threshold_passes_and_prints_the_table(pytester, stub):
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}, {"id": "c"}])
     baseline = _baseline_run(pytester, stub, suite)
-    shutil.rmtree(pytester.path / "llmbench_results", ignore_errors=True)
+    shutil.rmtree(pytester.path / "llmbench_results" / "latest", ignore_errors=True)
     result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", str(baseline),
                  "--llmbench-compare-fail", "p50_latency_ms:500%")
     assert result.ret == pytest.ExitCode.OK
@@ -89,3 +98,23 @@ def test_missing_baseline_file_is_a_usage_error(pytester, stub):
     result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", "nope.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*nope.json*"])
+
+
+def test_a_failed_gate_is_a_junit_failure_and_lf_reruns_everything(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
+    result = pytester.runpytest("--llmbench-endpoint", stub.url, "--llmbench-suite", str(suite),
+                                "--llmbench-slo", "latency_p99=1ms", "--junitxml", "out.xml")
+    result.assert_outcomes(passed=2, failed=1)
+    junit = (pytester.path / "out.xml").read_text()
+    assert 'name="slo[latency_p99]"' in junit and "<failure message=\"run SLO latency_p99 &lt;= 1 ms missed" in junit
+    rerun = pytester.runpytest("--llmbench-endpoint", stub.url, "--llmbench-suite", str(suite), "--lf")
+    rerun.assert_outcomes(passed=2)  # a run-wide gate belongs to no test: --lf runs the whole suite again
+    rerun.stdout.fnmatch_lines(["run-last-failure: 1 known failures not in selected tests*"])
+
+
+def test_a_gate_failure_under_xdist_is_counted_once(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}, {"id": "c"}])
+    result = pytester.runpytest_subprocess("--llmbench-endpoint", stub.url, "--llmbench-suite", str(suite),
+                                           "--llmbench-slo", "latency_p99=1ms", "-n", "2", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["FAILED llmbench::slo?latency_p99? - *"])

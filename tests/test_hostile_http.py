@@ -15,7 +15,7 @@ from openai_stub import write_suite
 
 from pytest_llmbench.http.api_errors import EXCERPT_LIMIT, MESSAGE_LIMIT
 
-OUTPUT = "llmbench_results"
+OUTPUT = "llmbench_results/latest"
 MODELS = {"object": "list", "data": [{"id": "m", "object": "model"}]}
 MiB = 2**20
 

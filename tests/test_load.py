@@ -4,6 +4,7 @@ repeat, sweep and its knee, stops with requests in flight, and which per-test fi
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 from openai_stub import OpenAIStub, write_suite
+from terminal_pty import run_in_pty
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ def run(pytester: pytest.Pytester, stub: OpenAIStub, count: int, *args: str,
 
 
 def batch(pytester: pytest.Pytester) -> dict[str, Any]:
-    [path] = (pytester.path / "llmbench_results").glob("batch_results_*.json")
+    [path] = (pytester.path / "llmbench_results" / "latest").glob("batch_results_*.json")
     return json.loads(path.read_text())
 
 
@@ -71,7 +73,7 @@ def test_repeat_gives_each_run_its_own_node_id_and_files(pytester, stub):
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*load.json::t0?r1? PASSED*", "*load.json::t1?r1? PASSED*",  # round by round
                                  "*load.json::t0?r2? PASSED*", "*load.json::t1?r3? PASSED*"])
-    assert len(list((pytester.path / "llmbench_results").glob("*_result.json"))) == 6
+    assert len(list((pytester.path / "llmbench_results" / "latest").glob("*_result.json"))) == 6
 
 
 def test_warmup_requests_are_sent_first_and_kept_out_of_the_statistics(pytester, stub):
@@ -141,7 +143,7 @@ def test_x_stops_with_requests_in_flight_and_keeps_every_answer(pytester, stub):
 def test_test_files_none_writes_only_the_batch(pytester, stub):
     stub.delay = 0.0
     run(pytester, stub, 3, "--llmbench-test-files", "none").assert_outcomes(passed=3)
-    files = [p.name for p in (pytester.path / "llmbench_results").iterdir()]
+    files = [p.name for p in (pytester.path / "llmbench_results" / "latest").iterdir()]
     assert [n for n in files if n.endswith(("_result.json", "_completion.txt"))] == []
     assert len([n for n in files if n.startswith("batch_results_")]) == 1
 
@@ -150,7 +152,7 @@ def test_test_files_failed_writes_only_the_failures(pytester, stub):
     stub.delay, stub.status = 0.0, {"question 1": 500}
     run(pytester, stub, 3, "--llmbench-test-files", "failed", "--llmbench-retries", "0").assert_outcomes(
         passed=2, failed=1)
-    assert sorted(p.name for p in (pytester.path / "llmbench_results").glob("*_result.json")) == ["Test 1_result.json"]
+    assert sorted(p.name for p in (pytester.path / "llmbench_results" / "latest").glob("*_result.json")) == ["Test_1_result.json"]
 
 
 def test_bad_load_options_are_usage_errors(pytester, stub):
@@ -166,7 +168,9 @@ def test_the_progress_line_shows_requests_in_flight_and_offered_against_sent_rat
     stub.delay = 0.0
     result = run(pytester, stub, 6, "--llmbench-request-rate", "100", "--llmbench-concurrency", "3")
     result.assert_outcomes(passed=6)
-    result.stdout.fnmatch_lines(["llmbench 6/6 * | in flight * | sent *.*/100 req/s*"])
+    on_terminal = run_in_pty(pytester, "--llmbench-endpoint", stub.url, "--llmbench-suite", str(suite(pytester, 6)),
+                             "--llmbench-request-rate", "100", "--llmbench-concurrency", "3")
+    assert re.search(r"llmbench 6/6 .* \| in flight \S+ \| sent [\d.]+/100 req/s", on_terminal), on_terminal
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])

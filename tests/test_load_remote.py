@@ -51,7 +51,7 @@ def test_a_socket_gateway_worker_runs_its_share_and_the_batch_names_its_host(pyt
         "-W", "ignore::DeprecationWarning")
     result.assert_outcomes(passed=12)
     assert stub.peak == 4
-    [path] = (project / "llmbench_results").glob("batch_results_*.json")
+    [path] = (project / "llmbench_results" / "latest").glob("batch_results_*.json")
     batch = json.loads(path.read_text())
     assert {(row["host"], row["worker"]) for row in batch["tests"]} == {(socket.gethostname(), "gw0")}
     assert batch["load"]["hosts"] == {socket.gethostname(): 12}

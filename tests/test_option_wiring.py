@@ -23,7 +23,7 @@ def session(pytester: pytest.Pytester, url: str, *args: str, ini: str = "") -> d
         pytester.makeini(f"[pytest]\n{ini}\n")
     pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", url, "--llmbench-model", "m",
                        "-p", "no:cacheprovider", *args)
-    return json.loads((pytester.path / "llmbench_results" / "one_result.json").read_text())
+    return json.loads((pytester.path / "llmbench_results" / "latest" / "one_result.json").read_text())
 
 
 def posts(server: FaultServer) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from openai_stub import OpenAIStub, write_suite
 
 from pytest_llmbench.options import OPTIONS
 
@@ -13,4 +14,49 @@ def test_help_lists_every_option_and_ini_key(pytester: pytest.Pytester) -> None:
     text = result.stdout.str()
     for opt in OPTIONS:
         assert opt.flag in text and opt.dest in text
-    assert "p50_latency_ms:10%" in text
+    assert "latency_p50:10%" in text
+
+
+def _settings(**given):
+    from pytest_llmbench.options import read_settings
+
+    return read_settings(given.get, lambda dest: [] if dest in _LISTS else None, environ={})
+
+
+_LISTS = {opt.dest for opt in OPTIONS if opt.kind == "list"}
+
+
+@pytest.mark.parametrize(("given", "seconds"), [("10s", 10.0), ("500ms", 0.5), ("2m", 120.0), ("7", 7.0),
+                                                 ("1.5 s", 1.5)])
+def test_durations_take_units_wherever_seconds_are_asked_for(given, seconds):
+    from pytest_llmbench.options import DURATION_METAVARS
+
+    durations = [opt for opt in OPTIONS if opt.metavar in DURATION_METAVARS]
+    assert {"timeout", "retry_delay", "monitor_interval", "connect_timeout", "duration"} <= {o.name for o in durations}
+    settings = _settings(**{opt.dest: given for opt in durations})
+    assert [getattr(settings, opt.name) for opt in durations] == [seconds] * len(durations)
+
+
+def test_a_duration_in_an_unknown_unit_names_the_option_and_the_forms():
+    from pytest_llmbench.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=r"--llmbench-timeout: expected a duration such as 10s, 500ms"):
+        _settings(llmbench_timeout="10 parsecs")
+
+
+def test_ini_lists_take_several_values_on_one_line(pytester: pytest.Pytester, httpserver) -> None:
+    url = OpenAIStub().install(httpserver)
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
+    pytester.makeini(f"[pytest]\nllmbench_endpoint = {url}\nllmbench_suite = {suite}\n"
+                     "llmbench_slo = latency_p99=20s success_rate=99%\nllmbench_timeout = 30s\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["gate passed: run SLO latency_p99 <= 20000 ms*",
+                                 "gate passed: run SLO success_rate >= 99%*"])
+
+
+def test_compare_fail_takes_the_slo_spelling_and_the_summary_key():
+    from pytest_llmbench.metrics.baseline import parse_threshold
+
+    assert parse_threshold("ttft_p99:10%").metric == parse_threshold("p99_ttft_ms:10%").metric == "p99_ttft_ms"
+    assert parse_threshold("latency_p50=10%").metric == "p50_latency_ms"

@@ -18,7 +18,7 @@ def run(pytester: pytest.Pytester, stub: OpenAIStub, *args: str) -> pytest.RunRe
 
 
 def results_dir(pytester: pytest.Pytester) -> Path:
-    return pytester.path / "llmbench_results"
+    return pytester.path / "llmbench_results" / "latest"
 
 
 def test_both_api_shapes_send_their_request_bodies(pytester, stub):
@@ -66,11 +66,12 @@ def test_result_files_hold_prompt_completion_metrics_and_the_whole_result(pytest
     assert "response_text" not in batch["tests"][0]
 
 
-def test_a_single_result_writes_no_batch_file(pytester, stub):
+def test_a_single_result_writes_a_batch_file_usable_as_a_baseline(pytester, stub):
     suite = write_suite(pytester.path / "s.json", [{"id": "only"}])
     run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(passed=1)
-    assert not list(results_dir(pytester).glob("batch_results_*.json"))
-    assert (results_dir(pytester) / "Test 0_result.json").exists()
+    assert len(list(results_dir(pytester).glob("batch_results_*.json"))) == 1
+    assert (results_dir(pytester) / "Test_0_result.json").exists()
+    run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", "latest").assert_outcomes(passed=1)
 
 
 def test_tests_with_the_same_name_get_distinct_files(pytester, stub):
@@ -89,7 +90,7 @@ def test_server_error_fails_the_item_with_a_short_reason(pytester, stub):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*HTTP 400*scripted 400*"])
     assert "Traceback" not in result.stdout.str() and "runner.py" not in result.stdout.str()
-    saved = json.loads((results_dir(pytester) / "Test 0_result.json").read_text())
+    saved = json.loads((results_dir(pytester) / "Test_0_result.json").read_text())
     assert saved["success"] is False and saved["error"]["status"] == 400
 
 
@@ -151,7 +152,7 @@ def test_junitxml_carries_each_items_figures(pytester, stub):
     run(pytester, stub, "--llmbench-suite", str(suite), "--junitxml", "out.xml").assert_outcomes(passed=1)
     case = ElementTree.parse(pytester.path / "out.xml").getroot().find(".//testcase")
     properties = {p.get("name"): p.get("value") for p in case.iter("property")}
-    saved = json.loads((results_dir(pytester) / "Test 0_result.json").read_text())
+    saved = json.loads((results_dir(pytester) / "Test_0_result.json").read_text())
     assert properties == {"execution_time": str(saved["execution_time"]), "completion_tokens": "4",
                           "tokens_per_second": str(saved["tokens_per_second"]), "attempts": "1"}
     assert (case.get("classname"), case.get("name")) == ("s.json", "a")
@@ -171,7 +172,7 @@ def test_several_models_write_one_subfolder_each(pytester, stub):
         "--llmbench-model", "m2").assert_outcomes(passed=4)
     assert sorted(r["body"]["model"] for r in stub.requests) == ["m1", "m1", "m2", "m2"]
     for model in ("m1", "m2"):
-        saved = json.loads((results_dir(pytester) / model / "Test 0_result.json").read_text())
+        saved = json.loads((results_dir(pytester) / model / "Test_0_result.json").read_text())
         assert saved["model"] == model
 
 
@@ -179,9 +180,9 @@ def test_output_option_and_ini_key_choose_the_folder(pytester, stub):
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
     pytester.makeini(f"[pytest]\nllmbench_output = from_ini\nllmbench_endpoint = {stub.url}\n")
     pytester.runpytest("--llmbench-suite", str(suite)).assert_outcomes(passed=1)
-    assert (pytester.path / "from_ini" / "Test 0_result.json").exists()
+    assert (pytester.path / "from_ini" / "latest" / "Test_0_result.json").exists()
     pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-output", os.fspath(pytester.path / "cli"))
-    assert (pytester.path / "cli" / "Test 0_result.json").exists()
+    assert (pytester.path / "cli" / "latest" / "Test_0_result.json").exists()
 
 
 def test_streaming_measures_ttft_itl_and_tpot_and_the_summary_shows_them(pytester, stub):
@@ -192,7 +193,7 @@ def test_streaming_measures_ttft_itl_and_tpot_and_the_summary_shows_them(pyteste
     result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-stream")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["TTFT *", "ITL *", "TPOT *"])
-    saved = json.loads((results_dir(pytester) / "Test 0_result.json").read_text())
+    saved = json.loads((results_dir(pytester) / "Test_0_result.json").read_text())
     assert saved["stream"] is True and saved["response_text"] == "one two three four five"
     assert saved["completion_tokens"] == 5 and saved["tokens_estimated"] is False
     assert len(saved["itl"]) == 4 and all(0.005 < gap < 0.5 for gap in saved["itl"])  # 20 ms apart, give or take a flush
@@ -208,11 +209,11 @@ def test_per_test_stream_flag_and_missing_usage_gives_an_estimate_marked_as_such
     suite = write_suite(pytester.path / "s.json", [{"id": "a", "stream": True, "prompt": "Capital of France?"},
                                                    {"id": "b"}])
     run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(passed=2)
-    streamed = json.loads((results_dir(pytester) / "Test 0_result.json").read_text())
-    plain = json.loads((results_dir(pytester) / "Test 1_result.json").read_text())
+    streamed = json.loads((results_dir(pytester) / "Test_0_result.json").read_text())
+    plain = json.loads((results_dir(pytester) / "Test_1_result.json").read_text())
     assert streamed["stream"] is True and plain["stream"] is False
     assert streamed["tokens_estimated"] is True and streamed["completion_tokens"] > 0
-    assert "(estimated)" in (results_dir(pytester) / "Test 0_completion.txt").read_text()
+    assert "(estimated)" in (results_dir(pytester) / "Test_0_completion.txt").read_text()
 
 
 def test_broken_stream_fails_the_item_and_keeps_the_partial_text(pytester, stub):
@@ -221,7 +222,7 @@ def test_broken_stream_fails_the_item_and_keeps_the_partial_text(pytester, stub)
     result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-stream")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*DONE*"])
-    saved = json.loads((results_dir(pytester) / "Test 0_result.json").read_text())
+    saved = json.loads((results_dir(pytester) / "Test_0_result.json").read_text())
     assert saved["success"] is False and saved["response_text"] == "Paris"
 
 
@@ -244,6 +245,6 @@ def test_result_files_are_strict_json_with_nan_as_null(pytester, stub):
     def strict(text):
         return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in a result file"))
 
-    saved = strict((results_dir(pytester) / "Test 0_result.json").read_text())
+    saved = strict((results_dir(pytester) / "Test_0_result.json").read_text())
     assert saved["performance_metrics"]["odd"] is None and saved["performance_metrics"]["huge"] is None
     strict(next(results_dir(pytester).glob("batch_results_*.json")).read_text())

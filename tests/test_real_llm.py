@@ -51,7 +51,7 @@ def run_quickstart(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunRes
                                         timeout=300)
     run.assert_outcomes(passed=len(QUICKSTART_TESTS))
     assert run.ret == 0
-    return run, pytester.path / "llmbench_results"
+    return run, pytester.path / "llmbench_results" / "latest"
 
 
 def results(output: Path) -> list[dict]:
@@ -110,7 +110,7 @@ def test_the_real_model_can_be_the_judge(pytester: pytest.Pytester) -> None:
         "prompt": "The capital of France is", "parameters": {"max_tokens": 8, "temperature": 0},
         "expected": {"rubric": "The answer names Paris.", "rubric_min_score": 0}}]}))
     run = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "-p", "no:cacheprovider", timeout=300)
-    result = json.loads((pytester.path / "llmbench_results" / "Judged capital_result.json").read_text())
+    result = json.loads((pytester.path / "llmbench_results" / "latest" / "Judged_capital_result.json").read_text())
     judge = result["evaluation_result"]["judge"]
     assert judge["model"] == MODEL_ALIAS and judge["attempts"] == 1 and judge["seconds"] > 0
     check = result["evaluation_result"]["checks"][-1]
@@ -133,7 +133,7 @@ def test_an_interrupted_session_leaves_no_server_behind(pytester: pytest.Pyteste
     """)
     command = [sys.executable, "-m", "pytest", "--llmbench-suite", str(suite), "-p", "no:cacheprovider"]
     proc = subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = pytester.path / "llmbench_results"
+    output = pytester.path / "llmbench_results" / "latest"
     deadline = time.monotonic() + 120
     while len(list(output.glob("*_result.json"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -17,7 +17,7 @@ STUB = {"default_answer": "Paris", "answers": {"Lyon?": "Lyon"}}  # one word: on
 
 
 def batch_of(pytester: pytest.Pytester) -> dict:
-    [path] = (pytester.path / "llmbench_results").glob("batch_results_*.json")
+    [path] = (pytester.path / "llmbench_results" / "latest").glob("batch_results_*.json")
     return json.loads(path.read_text())
 
 
@@ -50,7 +50,7 @@ def test_energy_per_token_and_the_gpu_temperature_alert_from_the_monitor(pyteste
     assert hardware["gpu_devices"] == ["Fake GPU 0"] and hardware["gpu_energy_j"] > 3
     assert hardware["tokens_per_joule"] == pytest.approx(3 / hardware["gpu_energy_j"])
     for number in range(3):
-        saved = json.loads((pytester.path / "llmbench_results" / f"Test {number}_result.json").read_text())
+        saved = json.loads((pytester.path / "llmbench_results" / "latest" / f"Test_{number}_result.json").read_text())
         metrics = saved["performance_metrics"]
         assert saved["completion_tokens"] == 1 and metrics["gpu_energy_j"] >= 2
         assert metrics["joules_per_token"] == pytest.approx(metrics["gpu_energy_j"] / 1)
@@ -80,7 +80,7 @@ def test_the_judge_endpoints_credentials_never_reach_the_batch(pytester, stub):
     pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "-p", "no:cacheprovider",
                        "--llmbench-judge-endpoint", judge)
 
-    raw = next(Path(pytester.path / "llmbench_results").glob("batch_results_*.json")).read_text()
+    raw = next(Path(pytester.path / "llmbench_results" / "latest").glob("batch_results_*.json")).read_text()
     assert "judge-pw-5521" not in raw and "judge-key-8812" not in raw
     assert json.loads(raw)["run"]["options"]["judge_endpoint"] == (
         stub.url.replace("http://", "http://***@") + "?api_key=***")

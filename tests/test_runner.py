@@ -30,8 +30,8 @@ def run(pytester, stub, *args):
     return pytester.runpytest("--llmbench-endpoint", stub.url, "-p", "no:cacheprovider", *args)
 
 
-def saved(pytester, name="Test 0"):
-    return json.loads((pytester.path / "llmbench_results" / f"{name}_result.json").read_text())
+def saved(pytester, name="Test_0"):
+    return json.loads((pytester.path / "llmbench_results" / "latest" / f"{name}_result.json").read_text())
 
 
 def test_failed_checks_fail_the_item_and_list_each_with_an_excerpt(pytester, stub):

@@ -68,7 +68,12 @@ def short_hash(key: str) -> str:
 
 
 def test_plain_name_is_kept_as_is():
-    assert file_stem("Greeting test 1", "suite::t1::m") == "Greeting test 1"
+    assert file_stem("Greeting-test.1", "suite::t1::m") == "Greeting-test.1"
+
+
+def test_spaces_become_underscores_without_a_hash_so_names_need_no_quoting():
+    assert file_stem("Greeting test  1", "suite::t1::m") == "Greeting_test_1"
+    assert file_stem("a_b", "k2", taken=["a_b"]) == f"a_b-{short_hash('k2')}"  # a clash still gets its hash
 
 
 def test_changed_name_gets_hash_of_the_key():

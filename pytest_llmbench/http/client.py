@@ -86,11 +86,12 @@ class LLMClient:
                                     max_response_bytes=config.max_response_bytes, secrets=self._secrets,
                                     connections=config.connections)
         self._urls: dict[str, tuple[str, str]] = {}
+        self.listed: list[dict[str, Any]] | None = None  # the last GET /v1/models answer's entries
 
     def resolve_model(self) -> str:
         """The configured model, or else the first one the server lists (asked once)."""
         if self.model is None:
-            models = self.list_models()
+            models = [entry["id"] for entry in self.listed] if self.listed is not None else self.list_models()
             if not models:
                 raise ClientError(f"no model was given and {self._redact(models_url(self.config.endpoint))} lists none")
             self.model = models[0]
@@ -132,14 +133,12 @@ class LLMClient:
         if reply.error is not None:
             raise ClientError(f"listing models at {self._redact(url)} failed: {describe(reply.error, len(attempts))}",
                               reply.error)
-        try:
-            ids = [entry["id"] for entry in loads_bounded(reply.payload)["data"]]
-        except (ValueError, KeyError, TypeError):
-            ids = None
-        if ids is None or not all(isinstance(i, str) for i in ids):
+        entries = _model_entries(reply.payload)
+        if entries is None:
             raw = self._secrets.clip(reply.payload[:4096].decode("utf-8", errors="replace"), 200)
             raise ClientError(f"{self._redact(url)} did not answer with a model list (data[].id): {raw}")
-        return ids
+        self.listed = entries
+        return [entry["id"] for entry in entries]
 
     def check_reachable(self) -> None:
         """Raise EndpointUnreachable unless the server answers at all and accepts our credentials.
@@ -156,7 +155,10 @@ class LLMClient:
                                       f"{self._redact(str(exc))}.") from None
         timeout = min(PROBE_TIMEOUT, self.config.timeout)
         reply = self._transport.attempt("GET", url, None, None, timeout)
-        if reply.error is None or reply.error.kind == "http":  # any answer but these means it is there
+        if reply.error is None:
+            self.listed = _model_entries(reply.payload)  # kept: the header line and the default model read it
+            return
+        if reply.error.kind == "http":  # any answer but these means it is there
             return
         error = self._secrets.redact_error(reply.error)
         where = self._redact(url)
@@ -231,6 +233,17 @@ class LLMClient:
 
     def _redact(self, text: str) -> str:
         return self._secrets.redact(text)
+
+
+def _model_entries(payload: bytes) -> list[dict[str, Any]] | None:
+    """The entries of a ``GET /v1/models`` answer, each with a string ``id``; None for any other answer."""
+    try:
+        entries = loads_bounded(payload)["data"]
+        if all(isinstance(entry["id"], str) for entry in entries):
+            return list(entries)
+    except (ValueError, KeyError, TypeError):
+        pass
+    return None
 
 
 def _finished(result: TestResult, error: ApiError | None) -> TestResult:

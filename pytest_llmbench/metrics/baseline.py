@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .slo import RUN_NAMES, summary_key
 from .stats import finite_number, format_value, summary_keys
 
 # What the terminal table shows when no metric is named: the figures people watch between runs.
@@ -83,15 +84,20 @@ def compare(
 
 
 def parse_threshold(spec: str) -> Threshold:
-    """"p50_latency_ms:10%" (fail on a rise over 10%) or "mean_tokens_per_second:-5%" (on a fall over 5%)."""
-    metric, sep, pct_text = (part.strip() for part in spec.rpartition(":"))
+    """"latency_p50:10%" (fail on a rise over 10%) or "tokens_per_second_mean:-5%" (on a fall over 5%).
+
+    Metric names are spelt as in run SLOs (``ttft_p99``); summary keys (``p99_ttft_ms``) are accepted too, and
+    so is ``=`` for ``:``.
+    """
+    metric, sep, pct_text = (part.strip() for part in spec.rpartition(":" if ":" in spec else "="))
     if not sep or not metric:
-        raise ValueError(f"invalid threshold {spec!r}: write <metric>:<percent>, e.g. p50_latency_ms:10%")
+        raise ValueError(f"invalid threshold {spec!r}: write <metric>:<percent>, e.g. latency_p50:10%")
     known = summary_keys()
+    written, metric = metric, summary_key(metric) or metric
     if metric not in known:
-        close = difflib.get_close_matches(metric, sorted(known), n=5, cutoff=0.5)
+        close = difflib.get_close_matches(written, sorted({*known, *RUN_NAMES}), n=5, cutoff=0.5)
         hint = f"; close matches: {', '.join(close)}" if close else ""
-        raise ValueError(f"invalid threshold {spec!r}: unknown metric {metric!r}{hint}")
+        raise ValueError(f"invalid threshold {spec!r}: unknown metric {written!r}{hint}")
     try:
         pct = float(pct_text.removesuffix("%"))
     except ValueError:

@@ -21,6 +21,7 @@ from .baseline import (
     parse_threshold,
 )
 from .slo import RunSlo, SloMiss, check_run_slos, parse_run_slos
+from .stats import format_value
 
 
 @dataclass
@@ -29,6 +30,8 @@ class GateResult:
     deltas: list[Delta] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)
     baseline_path: str | None = None
+    failed_gates: list[tuple[str, str]] = field(default_factory=list)  # (gate id, message), e.g. "slo[ttft_p99]"
+    passed_gates: list[str] = field(default_factory=list)  # "run SLO ttft_p99 <= 500 ms: 312.0 ms"
 
     @property
     def failed(self) -> bool:
@@ -40,6 +43,8 @@ class GateResult:
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": not self.failed,
+            "failed": [{"gate": gate, "message": message} for gate, message in self.failed_gates],
+            "passed_gates": self.passed_gates,
             "slo_misses": [m.to_dict() for m in self.slo_misses],
             "comparison": None if self.baseline_path is None else {
                 "baseline": self.baseline_path,
@@ -60,21 +65,41 @@ class Gates:
     baseline_path: Path | None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Gates:
-        """Raises ValueError naming the bad SLO, threshold or baseline file."""
-        baseline = load_baseline(settings.compare) if settings.compare else None
+    def from_settings(cls, settings: Settings, baseline_path: Path | None = None) -> Gates:
+        """Raises ValueError naming the bad SLO, threshold or baseline file.
+
+        ``baseline_path`` is ``--llmbench-compare`` resolved to a batch file (a folder or ``latest`` names one).
+        """
+        baseline_path = baseline_path or settings.compare
+        baseline = load_baseline(baseline_path) if baseline_path else None
         return cls(slos=parse_run_slos(settings.slo),
                    thresholds=[parse_threshold(spec) for spec in settings.compare_fail],
-                   baseline=baseline, baseline_path=settings.compare)
+                   baseline=baseline, baseline_path=baseline_path)
 
     @property
     def active(self) -> bool:
         return bool(self.slos or self.thresholds or self.baseline)
 
     def check(self, aggregate: dict[str, Any]) -> GateResult:
-        result = GateResult(slo_misses=check_run_slos(self.slos, aggregate))
+        result = GateResult()
+        for slo in self.slos:
+            misses = check_run_slos([slo], aggregate)
+            if misses:
+                result.slo_misses += misses
+                result.failed_gates.append((f"slo[{slo.name}]", misses[0].message))
+            else:
+                measured = format_value(slo.key, aggregate.get(slo.key))
+                result.passed_gates.append(f"run SLO {slo.text}: measured {measured}")
         if self.baseline is not None:
             result.baseline_path = str(self.baseline_path)
             result.deltas = compare(self.baseline["aggregate"], aggregate, metrics_to_compare(self.thresholds))
-            result.regressions = check_regressions(result.deltas, self.thresholds)
+            for threshold in self.thresholds:
+                broken = check_regressions(result.deltas, [threshold])
+                if broken:
+                    result.regressions += broken
+                    result.failed_gates.append((f"compare[{threshold.metric}]", broken[0]))
+                else:
+                    delta = next(d for d in result.deltas if d.name == threshold.metric)
+                    change = "n/a" if delta.change_pct is None else f"{delta.change_pct:+.1f}%"
+                    result.passed_gates.append(f"{threshold.metric} {change} against the baseline, {threshold.text}")
         return result

@@ -102,6 +102,7 @@ _RUN_KEYS = {
     **SERVER_SLO_KEYS,  # the servers' /metrics: kv_cache_usage_max=90%, preemptions_total=0
 }
 _GATED_KEYS = frozenset(_RUN_KEYS.values())
+RUN_NAMES = tuple(_RUN_KEYS)  # the documented spellings: ttft_p99, latency_mean, success_rate, ...
 _VALUE = re.compile(r"(?P<number>(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)\s*(?P<unit>[a-z%/]*)")
 _SYNTAX = (
     f"write <metric>_<stat>=<value><unit> with metric one of {', '.join(RUN_METRICS)} and stat one of "
@@ -110,6 +111,14 @@ _SYNTAX = (
     f"{', '.join(SERVER_SLO_KEYS)} (e.g. kv_cache_usage_max=90%, preemptions_total=0)"
 )
 _SERVER_HINT = "no server metrics were read: see --llmbench-server-metrics"
+
+
+def summary_key(name: str) -> str | None:
+    """The summary key a gate's metric name stands for: ``ttft_p99`` (the documented spelling) or the key itself
+    (``p99_ttft_ms``); None for a name that is neither. SLOs and baseline thresholds both read names this way."""
+    if name in _RUN_KEYS:
+        return _RUN_KEYS[name]
+    return name if name in _GATED_KEYS else None
 
 
 @dataclass(frozen=True)
@@ -133,11 +142,8 @@ def parse_run_slo(spec: str) -> RunSlo:
     name, sep, value_text = (part.strip() for part in spec.partition("="))
     if not sep or not name or not value_text:
         raise _invalid(spec, "expected one '='")
-    if name in _RUN_KEYS:
-        key = _RUN_KEYS[name]
-    elif name in _GATED_KEYS:
-        key = name
-    else:
+    key = summary_key(name)
+    if key is None:
         close = difflib.get_close_matches(name, [*_RUN_KEYS, *_GATED_KEYS], n=3)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
         raise _invalid(spec, f"unknown metric and statistic {name!r}{hint}")

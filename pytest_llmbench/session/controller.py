@@ -28,8 +28,9 @@ from ..http.redact import Secrets, redact_headers
 from ..metrics.gates import GateResult, Gates
 from ..metrics.hardware.monitor import ErrorRateAlert
 from ..metrics.server.section import build_section, slo_view, summary_lines
-from ..options import Settings
+from ..options import Settings, endpoint_source
 from .endpoint import WORKERINPUT_KEY, EndpointLifecycle
+from .gate_reports import is_gate_nodeid, log_gate_failures
 from .handoff import Delivery, Inbox, delivery_of, is_llmbench_nodeid
 from .load.driver import DURATION_SKIP, WORKEROUTPUT_KEY
 from .load.record import LoadRecord
@@ -37,8 +38,10 @@ from .load.summary import load_lines
 from .process import make_monitor, stop_for_usage
 from .recorder import Recorder
 from .report_html import DEFAULT_NAME, write_report
+from .run_folder import make_run_folder, point_latest
 from .server_scrape import ServerScraper, plan
 from .storage import check_writable, clean_temp_files
+from .target import Target, describe_target
 from .terminal import ProgressLine, is_live_terminal, safe, write_gates, write_summary
 
 
@@ -49,6 +52,13 @@ class Controller:
         self.gates = gates
         self.lifecycle = lifecycle
         self.output = lifecycle.output
+        # This run's own folder, <output>/<run id>/, made before the first thing is written there: every file of
+        # the run goes in it (per-test files, batch file, report, server metrics, the embedded server's log).
+        self.run_dir: Path | None = None
+        self.target: Target | None = None  # what the run tests: the header line
+        self.suite_files: set[str] = set()
+        self._header_shown = False
+        self._load_taken = False
         self.load = LoadRecord(config.stash[LOAD_PLAN_KEY], slos=gates.slos, bucket_s=settings.timeline_bucket)
         if self.load.plan.sweep_kind:  # a sweep's levels are meant to cross the SLOs: they name its knee instead
             self.gates = dataclasses.replace(gates, slos=[])
@@ -78,6 +88,8 @@ class Controller:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.started = datetime.now(timezone.utc)  # the clock pytest's own "in 5.09s" runs on starts here too
+        self._started_monotonic = time.monotonic()
         self._install_sigterm()
         self.line = self._make_line()
         # xdist starts its workers in its own sessionstart and hands them the endpoint then: an embedded server
@@ -86,8 +98,14 @@ class Controller:
                 and self._suites_requested():
             self.prepare()
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtestloop(self, session: pytest.Session) -> None:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtestloop(self, session: pytest.Session) -> Any:
+        self._before_loop(session)
+        result = yield
+        self._finish(session)  # every result is in: failed gates become reports while pytest still counts them
+        return result
+
+    def _before_loop(self, session: pytest.Session) -> None:
         option = self.config.option
         if option.collectonly or option.setuponly or option.setupplan:
             return
@@ -107,10 +125,45 @@ class Controller:
         try:
             check_writable(self.output)
             clean_temp_files(self.output)
+            # The embedded server logs into the run folder; a remote server is checked first, so that an
+            # unreachable one leaves no empty run folder behind.
+            if self.settings.uses_local_server:
+                self.lifecycle.output = self.ensure_run_dir()
             endpoint = self.lifecycle.prepare()
+            self.ensure_run_dir()
         except (OutputNotWritable, EndpointError) as exc:
             stop_for_usage(exc)
+        except OSError as exc:
+            stop_for_usage(OutputNotWritable(f"cannot make a run folder in {self.output}: {exc.strerror or exc}"))
+        self.target = describe_target(self.config, self.settings, endpoint, endpoint_source(
+            self.config.getoption, self.config.getini), sorted(self.suite_files))
+        self._say_target()
         self._start_server_metrics(endpoint.url)
+
+    def ensure_run_dir(self) -> Path:
+        """This run's folder, made on first use, with ``<output>/latest`` pointing at it. Raises OSError."""
+        if self.run_dir is None:
+            self.run_dir = make_run_folder(self.output, self.started)
+            point_latest(self.output, self.run_dir)
+            self.recorder.use_folder(self.run_dir)
+        return self.run_dir
+
+    def _say_target(self) -> None:
+        """Say once what is tested: in the header when it is still to come, else as the next line; then warn
+        about named models the server does not list."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if self.target is not None and self._header_shown and reporter is not None \
+                and self.config.get_verbosity() >= 0:
+            if self.line is not None:
+                self.line.interrupt()
+            if reporter._tw.width_of_current_line:  # xdist's "collecting: 1/2 workers" status, say
+                reporter.write("\n")
+            reporter.write_line(safe(self.target.line()), bold=True)
+        self._warn_live(self.target.warnings if self.target is not None else [])
+
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        self._header_shown = True
+        return [safe(self.target.line())] if self.target is not None else []
 
     def _start_server_metrics(self, endpoint: str) -> None:
         """Look for the servers' /metrics once the endpoint answers, say what was found, start the scraper."""
@@ -160,18 +213,23 @@ class Controller:
     # -- results --------------------------------------------------------------------------------
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        self.recorder.tracker.set_total(sum(isinstance(item, LLMBenchItem) for item in session.items))
+        ours = [item for item in session.items if isinstance(item, LLMBenchItem)]
+        self.recorder.tracker.set_total(len(ours))
+        self.suite_files.update(item.nodeid.split("::", 1)[0] for item in ours)
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        self.suite_files.update(nodeid.split("::", 1)[0] for nodeid in ids if is_llmbench_nodeid(nodeid))
         total = sum(map(is_llmbench_nodeid, ids))
         self.recorder.tracker.set_total(max(self.recorder.progress.total_tests, total))
         if total and self.lifecycle.endpoint is None:  # before the first item is scheduled
             self.prepare()
 
+    @pytest.hookimpl(trylast=True)  # after pytest has written its own dot or line for the test
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         delivery = delivery_of(report, self.inbox)
         if delivery is not None:
+            self._ensure_run_dir_quietly()
             self._waiting.append((delivery, report.passed))
             self._record_ready()
         elif report.failed and report.when in ("call", "???") and is_llmbench_nodeid(report.nodeid):
@@ -185,6 +243,15 @@ class Controller:
         raw = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)  # a crashed worker has none
         if raw:
             self._take_load_report(json.loads(raw))
+
+    def _ensure_run_dir_quietly(self) -> None:
+        """A result that comes before any set-up (an llm_client test without suites) still gets its folder;
+        if that fails, the writer records the lost files and the run goes on."""
+        if self.run_dir is None:
+            try:
+                self.ensure_run_dir()
+            except OSError as exc:
+                self._warn_live([f"cannot make the run folder in {self.output}: {exc.strerror or exc}"])
 
     def _take_load_report(self, report: dict[str, Any]) -> None:
         """A process's warm-up, cancellations and the answers that arrived for items the stop kept from running."""
@@ -243,9 +310,11 @@ class Controller:
         return ProgressLine(reporter, live=live)
 
     @pytest.hookimpl(tryfirst=True)
-    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, str] | None:
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> tuple[str, str, Any] | None:
         """On a live terminal the progress line stands for llmbench items: no dot of their own (the word keeps
         pytest counting them for its percentage); any other test first moves the line out of its way."""
+        if is_gate_nodeid(report.nodeid):  # counted and summarised, but no letter after pytest's "[100%]"
+            return ("failed", "", ("FAILED", {"red": True})) if report.failed else None
         if self.line is None or not self.line.live:
             return None
         if is_llmbench_nodeid(report.nodeid):
@@ -258,17 +327,21 @@ class Controller:
 
     # -- end of the run -------------------------------------------------------------------------
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+    def _finish(self, session: pytest.Session, *, interrupted: bool = False) -> None:
+        """Build the batch and check the gates, once: after the loop, or at session end when it was cut short."""
+        if self.batch is not None:
+            return
         driver = self.config.stash.get(DRIVER_KEY, None)
-        if driver is not None and not self.distributed:  # a worker's comes in pytest_testnodedown
+        if driver is not None and not self.distributed and not self._load_taken:  # a worker's: testnodedown
+            self._load_taken = True
+            driver.stop()
             self._take_load_report(driver.report())
         if self.server is not None:
             self.server.stop()  # its last reading covers the end of the last test
         self._record_ready(everything=True)
         if self.line is not None:
             self.line.interrupt()
-        if exitstatus == pytest.ExitCode.INTERRUPTED and self.partial_reason is None:
+        if interrupted and self.partial_reason is None:
             self.partial_reason = "interrupted"
         progress = self.recorder.progress
         if self.partial_reason is None and progress.completed_tests < progress.total_tests:
@@ -276,10 +349,6 @@ class Controller:
                                    f"tests did not finish ({session.shouldstop or session.shouldfail or 'stopped'})")
         if self.recorder.monitor is not None:
             self.recorder.monitor.stop()
-        self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures()
-                        + self._server_messages())
-        for message in self.warnings:  # the warnings plugin records these in its final summary
-            warnings.warn(LLMBenchWarning(message), stacklevel=1)
         if not self.recorder.rows:
             return
         batch = self.recorder.build_batch(run=self._run_metadata(), partial_reason=self.partial_reason,
@@ -291,22 +360,37 @@ class Controller:
         if self.gates.active:
             self.gate_result = self.gates.check({**batch["aggregate"], **slo_view(batch.get("server"))})
             batch["gates"] = self.gate_result.to_dict()
-            if self.gate_result.failed and session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        self.config.hook.pytest_llmbench_batch(batch=batch, config=self.config)
+            if not interrupted:  # failed gates in pytest's own counts, short summary and JUnit XML
+                log_gate_failures(self.config, session, self.gate_result)
         self.batch = batch
-        self.batch_path = self.recorder.write_batch(batch, self.started)
-        self.report_path = self._write_report(batch)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        self._finish(session, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+        if self.line is not None:
+            self.line.interrupt()
+        self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures()
+                        + self._server_messages())
+        for message in self.warnings:  # the warnings plugin records these in its final summary
+            warnings.warn(LLMBenchWarning(message), stacklevel=1)
+        if self.batch is None:
+            return
+        if self.gate_result is not None and self.gate_result.failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        self.config.hook.pytest_llmbench_batch(batch=self.batch, config=self.config)
+        self.batch_path = self.recorder.write_batch(self.batch, self.started)
+        self.report_path = self._write_report(self.batch)
 
     def _write_report(self, batch: dict[str, Any]) -> Path | None:
         """The HTML report, after the batch file is safe on disk: a report that fails is a warning, nothing more."""
         html = self.settings.html
         if (html or "").strip().lower() == "none" or len(self.recorder.rows) < 2:
             return None
-        # the default follows the output folder; a given path is relative to where pytest started
-        path = self.config.invocation_params.dir / html if html else self.output / DEFAULT_NAME
+        # the default goes into the run's folder; a given path is relative to where pytest started
+        folder = self.run_dir or self.output
+        path = self.config.invocation_params.dir / html if html else folder / DEFAULT_NAME
         try:
-            return write_report([(batch, self.started.strftime("%Y-%m-%d %H:%M:%S UTC"), self.output)], path)
+            return write_report([(batch, self.started.strftime("%Y-%m-%d %H:%M:%S UTC"), folder)], path)
         except Exception as exc:  # noqa: BLE001 - a bad value from a hook, a full disk: the batch is safe already
             message = f"could not write the HTML report {path}: {type(exc).__name__}: {exc}"
             warnings.warn(LLMBenchWarning(message), stacklevel=1)
@@ -329,6 +413,8 @@ class Controller:
             "python_version": platform.python_version(),
             "hostname": socket.gethostname(),
             "endpoint": secrets.redact(endpoint.url) if endpoint else options["endpoint"],
+            "target": self.target.to_dict() if self.target is not None else None,
+            "run_dir": str(self.run_dir) if self.run_dir is not None else None,
             "models": list(s.model) or ([endpoint.model] if endpoint and endpoint.model else []),
             "workers": self.config.getoption("numprocesses", None) or 0,
             "start_time": self.started.isoformat(timespec="seconds"),
@@ -343,7 +429,7 @@ class Controller:
         files = [str(self.batch_path)] if self.batch_path else []
         if self.report_path is not None:
             files.append(str(self.report_path))
-        files.append(f"{self.output}{'' if files else ' (per-test files)'}")
+        files.append(f"{self.run_dir or self.output}{'' if files else ' (per-test files)'}")
         write_summary(terminalreporter, batch, files)
         for line in load_lines(batch.get("load"), batch.get("sweep")):
             terminalreporter.write_line(safe(line))

@@ -24,6 +24,7 @@ class Endpoint:
     url: str
     model: str | None  # None when several models were named: each item carries its own
     server: Any = None  # the embedded server, which the owner stops at session end
+    listed: list[dict[str, Any]] | None = None  # GET /v1/models entries; None when the server lists none
 
     def to_workerinput(self) -> dict[str, Any]:
         return {"url": self.url, "model": self.model}
@@ -64,7 +65,7 @@ def prepare(settings: Settings, output: Path) -> Endpoint:
         if server is not None:
             server.stop()
         raise
-    return Endpoint(url=url, model=model, server=server)
+    return Endpoint(url=url, model=model, server=server, listed=client.listed)
 
 
 def chat_endpoint(url: str) -> str:

@@ -23,6 +23,7 @@ from .handoff import attach
 from .load.driver import LoadDriver
 from .load.plan import LoadPlan
 from .report_html.pytest_html import add_html_extras, html_report_wanted
+from .run_folder import resolve_baseline
 
 CONTROLLER = "llmbench-controller"  # the controller's name in the plugin manager
 SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()
@@ -43,7 +44,9 @@ def configure(config: pytest.Config) -> Gates:
         settings = read_settings(config.getoption, config.getini,
                                  ini_dir=config.inipath.parent if config.inipath else None)
         settings.headers()
-        gates = Gates.from_settings(settings)
+        baseline = resolve_baseline(settings.compare, output_folder(settings, config.invocation_params.dir)) \
+            if settings.compare else None
+        gates = Gates.from_settings(settings, baseline)
         plan = LoadPlan.from_settings(settings)
     except (ConfigurationError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None

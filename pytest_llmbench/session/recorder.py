@@ -190,7 +190,11 @@ class Recorder:
         aggregate["passed_tests"] = sum(row["passed"] for row in self.rows)
         return aggregate
 
+    def use_folder(self, folder: Path) -> None:
+        """Write into ``folder`` from now on (the run's own folder, once it exists)."""
+        self.output = folder
+        self.writer.directory = Path(folder)
+
     def write_batch(self, batch: dict[str, Any], started: Any) -> Path | None:
-        if len(self.rows) < 2:
-            return None
+        """Every run with a result writes one, so that any run (one test included) can be a baseline."""
         return self.writer.write_batch(batch, started)

@@ -37,6 +37,7 @@ HASH_CHARS = 8
 # Path separators, characters Windows forbids, C0/C1 controls and lone surrogates (which no
 # file system encoding accepts).
 _UNSAFE = re.compile(r'[/\\<>:"|?*\x00-\x1f\x7f-\x9f\ud800-\udfff]')
+_SPACES = re.compile(r"\s+")  # a shell splits names on them: "Test 0" is written as "Test_0"
 _RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
     + [f"{port}{n}" for port in ("COM", "LPT") for n in (*"0123456789", "\u00b9", "\u00b2", "\u00b3")]
@@ -60,7 +61,7 @@ class WriteFailure:
 
 def _clean(name: str) -> str:
     """The name with every unsafe character replaced; may still be too long (see _hashed)."""
-    stem = _UNSAFE.sub("_", name).strip(" .") or _FALLBACK_STEM
+    stem = _UNSAFE.sub("_", _SPACES.sub("_", name.strip(" ."))).strip(" .") or _FALLBACK_STEM
     # Windows reserves device names whatever follows the first dot ("nul.txt" is NUL).
     if stem.split(".", 1)[0].rstrip(" ").upper() in _RESERVED:
         stem = "_" + stem
@@ -104,8 +105,8 @@ class StemAllocator:
         """The stem for key; shared=True forces the hash (the name is known to repeat)."""
         if key in self._by_key:
             return self._by_key[key]
-        stem = name
-        if shared or not is_portable_stem(name) or _fold(name) in self._used:
+        stem = _SPACES.sub("_", name.strip(" "))  # only spaces changed: the name stays readable, no hash
+        if shared or not is_portable_stem(stem) or _fold(stem) in self._used:
             base = _clean(name)
             stem = _hashed(base, key)
             retry = 1

@@ -13,10 +13,12 @@ from typing import Any
 from ..metrics.stats import metric_key
 from ..result import METRICS
 from ..textsafe import escape_for_terminal
+from .gate_reports import gate_summary_lines
 from .progress import ExecutionProgress
 
-LOG_INTERVAL_S = 10.0  # at most one plain line this often when not on a terminal ...
-LOG_STEP_PCT = 10  # ... or whenever another tenth of the run is done
+LOG_INTERVAL_S = 10.0  # one plain line this often when not on a terminal ...
+LOG_STEP_PCT = 10  # ... or when another tenth of the run is done, ...
+LOG_MIN_GAP_S = 2.0  # ... but never closer together: a short run's log is pytest's own, then the summary
 REDRAW_INTERVAL_S = 0.1  # a terminal redraw costs little, but thousands of them still add up
 
 
@@ -57,7 +59,7 @@ class ProgressLine:
         self.live = live
         self._drawn = False
         self._width = 0
-        self._last_draw = 0.0
+        self._last_draw = 0.0 if live else time.monotonic()
         self._last_step = 0
 
     def update(self, progress: ExecutionProgress) -> None:
@@ -69,9 +71,12 @@ class ProgressLine:
                 self._last_draw = now
             return
         step = progress.completed_tests * 100 // max(progress.total_tests, 1) // LOG_STEP_PCT
-        if last or step > self._last_step or now - self._last_draw >= LOG_INTERVAL_S:
+        gap = now - self._last_draw
+        if not last and (gap >= LOG_INTERVAL_S or (step > self._last_step and gap >= LOG_MIN_GAP_S)):
             self._open_line()
-            self.reporter.write_line(progress_text(progress))
+            # No newline of our own: pytest starts its next line (a file name, a verbose test line) with one,
+            # so a newline here would leave a blank line after every progress line.
+            self.reporter.write(progress_text(progress))
             self._last_step, self._last_draw = step, now
 
     def _redraw(self, text: str) -> None:
@@ -131,12 +136,15 @@ TABLE_STATS = (("n", "count"), ("mean", "mean"), ("std", "std"), ("min", "min"),
 def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> None:
     """The llmbench section of pytest's summary, from the batch record."""
     agg = batch["aggregate"]
-    reporter.section("llmbench summary", sep="=", bold=True)
+    reporter.write_sep("=", "llmbench summary", bold=True)  # as pytest starts its own sections: on a new line
+    target = (batch.get("run") or {}).get("target")
+    if target:
+        reporter.write_line(safe(target["line"]))
     if batch.get("partial"):
         reporter.write_line(f"PARTIAL RUN: {safe(batch.get('partial_reason'))}", yellow=True, bold=True)
     reporter.write_line(
         f"tests {agg['total_tests']}: {agg['passed_tests']} passed, {agg['total_tests'] - agg['passed_tests']} failed"
-        f" | requests {agg['success_rate'] * 100:.1f}% successful | wall time {clock(agg['wall_time_s'])}")
+        f" | requests {agg['success_rate'] * 100:.1f}% successful | wall time {agg['wall_time_s']:.2f}s")
     reporter.write_line(
         f"tokens: {agg['total_prompt_tokens']} prompt, {agg['total_completion_tokens']} completion"
         + (f" ({agg['estimated_token_counts']} results estimated)" if agg.get("estimated_token_counts") else "")
@@ -215,8 +223,10 @@ def _write_hardware(reporter: Any, hw: dict[str, Any]) -> None:
 
 
 def write_gates(reporter: Any, gates: Any) -> None:
-    """Baseline table and every run-wide SLO or regression failure, each on its own line."""
+    """The baseline it was compared with, its table, then every gate: passed ones and failed ones."""
+    if gates.baseline_path:
+        reporter.write_line(f"baseline: {safe(gates.baseline_path)}")
     for line in gates.table():
         reporter.write_line(line)
-    for message in gates.failures():
-        reporter.write_line(f"FAILED {safe(message)}", red=True, bold=True)
+    for line, markup in gate_summary_lines(gates):
+        reporter.write_line(safe(line), **markup)
