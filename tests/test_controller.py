@@ -119,7 +119,7 @@ def run_section(lines: list[str]) -> list[str]:
 
 def test_a_short_run_in_a_log_is_pytests_own_output_without_progress_lines(pytester, stub, suite):
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url)
-    during = run_section(result.outlines)
+    during = [line for line in run_section(result.outlines) if not line.startswith("server metrics:")]
     assert during[0].startswith("llmbench: http://") and during[1] == ""
     assert [line.split()[:2] for line in during[2:] if line] == [["suite.json", "...........F"]]
     assert "\r" not in result.stdout.str()
@@ -129,7 +129,7 @@ def test_a_long_run_in_a_log_gets_plain_progress_lines_and_no_blank_lines(pytest
     stub.delay = 0.4
     suite = write_suite(pytester.path / "suite.json", [{"id": f"t{i}"} for i in range(10)])
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url)
-    during = run_section(result.outlines)
+    during = [line for line in run_section(result.outlines) if not line.startswith("server metrics:")]
     progress = [n for n, line in enumerate(during) if line.startswith("llmbench ") and "tests/s" in line]
     assert progress, during
     assert "" not in during[2:-1]  # no blank line before or after a progress line
