@@ -11,7 +11,7 @@ import difflib
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..http.redact import redact_text
+from ..http.redact import Secrets
 
 if TYPE_CHECKING:
     import pytest
@@ -95,7 +95,7 @@ def describe_target(config: pytest.Config, settings: Settings, endpoint: Endpoin
     """The prepared endpoint as the header line tells it."""
     listed = [str(entry.get("id")) for entry in endpoint.listed] if endpoint.listed is not None else None
     return Target(
-        endpoint=redact_text(endpoint.url, settings.secrets()), endpoint_source=source,
+        endpoint=Secrets(settings.secrets()).redact(endpoint.url), endpoint_source=source,
         models=list(settings.model) or ([endpoint.model] if endpoint.model else []),
         model_source="--llmbench-model" if settings.model else "first of GET /v1/models",
         server=EMBEDDED if endpoint.server is not None else recognize_server(endpoint.listed),
