@@ -60,8 +60,9 @@ def test_without_the_option_one_request_at_a_time(pytester, stub):
 
 
 def test_xdist_workers_each_carry_their_share(pytester, stub):
-    result = run(pytester, stub, 24, "--llmbench-concurrency", "6", "-n", "2", subprocess=True)
-    result.assert_outcomes(passed=24)
+    stub.delay = 0.3  # each worker busy for 3.6 s: their runs overlap even when one starts late
+    result = run(pytester, stub, 36, "--llmbench-concurrency", "6", "-n", "2", subprocess=True)
+    result.assert_outcomes(passed=36)
     assert 3 < stub.peak <= 6  # more than one worker's share, never more than the session's
     rows = batch(pytester)["tests"]
     assert {row["worker"] for row in rows} == {"gw0", "gw1"} and all(row["host"] for row in rows)
