@@ -65,7 +65,7 @@ def run_plugin(suite: Path, url: str, cwd: Path, *extra: str) -> tuple[dict[str,
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     if done.returncode not in (0, 1):
         raise RuntimeError(f"plugin run exited {done.returncode}:\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
-    [batch] = (cwd / "llmbench_results").glob("batch_results_*.json")
+    [batch] = (cwd / "llmbench_results" / "latest").glob("batch_results_*.json")  # the run folder
     return json.loads(batch.read_text()), wall, max(peak, before)
 
 
