@@ -62,6 +62,10 @@ class OutputNotWritable(StorageError):
     """The output folder cannot take files; raised before a run so nothing is lost at the end."""
 
 
+class HookError(LLMBenchError):
+    """A hook implementation (a conftest's) raised; the message names the hook and the exception."""
+
+
 class LLMBenchWarning(UserWarning):
     """A health alert, a configuration risk or a result file that could not be written.
 

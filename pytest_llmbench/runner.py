@@ -10,14 +10,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .checks.evaluate import DEFAULT_MIN_SCORE, evaluate, format_failures, needs_judge
+from .checks.evaluate import DEFAULT_MIN_SCORE, Check, evaluate, format_failures, needs_judge
 from .checks.judge import judge_question, run_judge
 from .collect.suite import TestCase
+from .exceptions import HookError, LLMBenchError
+from .http.api_errors import MESSAGE_LIMIT
 from .http.client import ClientConfig, LLMClient
 from .http.openai import build_body
 from .metrics.slo import check_test_slo
 from .options import Settings
-from .result import TestResult
+from .result import ApiError, TestResult, now_iso
 from .session.endpoint import chat_endpoint
 
 
@@ -48,7 +50,10 @@ class Runner:
         stream = self.stream if case.stream is None else case.stream
         body = build_body(prompt=case.prompt, messages=case.messages, parameters=case.parameters,
                           model=model or self.client.resolve_model(), stream=stream)
-        self.build_request(case, body)
+        try:
+            self.build_request(case, body)
+        except Exception as exc:
+            raise HookError(f"a pytest_llmbench_build_request hook raised {type(exc).__name__}: {exc}") from exc
         return body
 
     def finish(self, case: TestCase, result: TestResult) -> TestResult:
@@ -61,6 +66,16 @@ class Runner:
             misses = check_test_slo(case.slo, result.to_dict())
             result.slo_result = {"passed": not misses, "misses": [m.to_dict() for m in misses]}
         return result
+
+    def failed(self, case: TestCase, model: str | None, what: str, exc: BaseException) -> TestResult:
+        """The failed result of a test whose run raised: it is recorded and its files are written like any other,
+        with a message that says what broke (secrets masked before it is cut)."""
+        text = str(exc) if isinstance(exc, LLMBenchError) else f"{what} raised {type(exc).__name__}: {exc}"
+        message = self.client.secrets.clip(text, MESSAGE_LIMIT) or ""
+        return TestResult(test_id=case.id, test_name=case.name, success=False, category=case.category,
+                          error=ApiError("internal", message), error_message=message, timestamp=now_iso(),
+                          model=model or self.client.model, reasoning_type=case.reasoning_type,
+                          suite_id=case.suite_id, api_type=case.api_type)
 
     def close(self) -> None:
         self.client.close()
@@ -75,10 +90,13 @@ class Runner:
         judge_record: dict[str, Any] | None = None
         if needs_judge(expected):
             judge = self.judge or self.client
-            check, judge_record = run_judge(
-                judge.chat, question=judge_question(case.prompt, case.messages), answer=result.response_text,
-                rubric=expected["rubric"], min_score=expected.get("rubric_min_score", DEFAULT_MIN_SCORE),
-                model=judge.model)
+            min_score = expected.get("rubric_min_score", DEFAULT_MIN_SCORE)
+            try:
+                check, judge_record = run_judge(
+                    judge.chat, question=judge_question(case.prompt, case.messages), answer=result.response_text,
+                    rubric=expected["rubric"], min_score=min_score, model=judge.model)
+            except Exception as exc:  # noqa: BLE001 - a judge that breaks fails the rubric check, nothing more
+                check = Check("rubric", False, min_score, f"the judge raised {type(exc).__name__}: {exc}")
             checks.append(check.to_dict())
         _set_evaluation(result, checks, judge_record)  # the hook sees the built-in outcome ...
         result.reasoning_score = None  # ... and may set the score; left None, the rule below decides
@@ -127,6 +145,13 @@ def build_runner(settings: Settings, url: str, model: str | None, *,
         judge = LLMClient(ClientConfig.from_settings(settings, judge_url), model=settings.judge_model or model)
     return Runner(client=client, stream=settings.stream, evaluate=not settings.no_eval, judge=judge,
                   build_request=build_request, extra_checks=extra_checks)
+
+
+def add_failed_check(result: TestResult, name: str, detail: str) -> None:
+    """A failed check of its own for something that broke after the request (a hook that raised)."""
+    evaluation = result.evaluation_result or {}
+    checks = [*evaluation.get("checks", []), {"name": name, "passed": False, "expected": None, "detail": detail}]
+    result.evaluation_result = {**evaluation, "passed": False, "checks": checks}
 
 
 def _hook_problem(detail: str) -> dict[str, Any]:

@@ -12,10 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import regex
+
 from ..textsafe import escape_for_terminal, excerpt
 from .expectations import problems_by_key, regex_flags
 from .extract import answer_json, extract_answer, normalize_answer, number_value
 
+REGEX_TIMEOUT = 1.0  # seconds a suite's pattern may run on one answer
 KEY_CONCEPTS_PASS = 0.5  # the key_concepts check passes when at least half of them are found
 DEFAULT_MIN_SCORE = 5.0  # the rubric check: at least half marks, as key_concepts needs half the concepts
 DEFAULT_TOLERANCE = 1e-6  # for `answer` and numeric `equals`
@@ -106,7 +109,10 @@ def evaluate(
     broken = {_MODIFIER_OF.get(key, key) for key in problems}
     for key, run in _CHECKS.items():
         if key in expected and key not in broken:
-            evaluation.checks.extend(run(expected[key], subject))
+            try:
+                evaluation.checks.extend(run(expected[key], subject))
+            except Exception as exc:  # noqa: BLE001 - a check that breaks on a hostile answer fails alone
+                evaluation.checks.append(Check(key, False, expected[key], f"check raised {type(exc).__name__}: {exc}"))
     if "key_concepts" in expected and "key_concepts" not in broken:
         found, concepts = _concepts_found(expected["key_concepts"], response_text)
         evaluation.concept_coverage = len(found) / len(concepts)
@@ -210,12 +216,18 @@ def _contains_any(value: Any, subject: _Subject) -> list[Check]:
 
 
 def _regex(value: Any, subject: _Subject) -> list[Check]:
+    """Suite patterns run under a time limit (the ``regex`` package's): ``^(a|a)+$`` on a hostile answer would
+    otherwise backtrack for hours, past every timeout the plugin has."""
     spec = subject.expected.get("regex_flags")
     flags = regex_flags(spec)
     shown_flags = f" (flags {spec if isinstance(spec, str) else ', '.join(spec)})" if spec else ""
     checks = []
     for pattern in _strings(value):
-        passed = re.search(pattern, subject.text, flags) is not None
+        try:
+            passed = regex.search(pattern, subject.text, flags, timeout=REGEX_TIMEOUT) is not None
+        except TimeoutError:
+            checks.append(Check("regex", False, pattern, f"regex timed out after {REGEX_TIMEOUT:g} s"))
+            continue
         detail = "" if passed else f"no match{shown_flags} in answer: {_head(subject.text)}"
         checks.append(Check("regex", passed, pattern, detail))
     return checks

@@ -13,6 +13,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+import regex
+
 _FLAGS = {
     "I": re.IGNORECASE,
     "IGNORECASE": re.IGNORECASE,
@@ -169,8 +171,8 @@ def problems_by_key(expected: dict[str, Any]) -> dict[str, str]:
         flags = regex_flags(expected.get("regex_flags"))
         for pattern in [expected["regex"]] if isinstance(expected["regex"], str) else expected["regex"]:
             try:
-                re.compile(pattern, flags)
-            except re.error as error:
+                regex.compile(pattern, flags)  # the engine the check runs with (re-compatible, time-limited)
+            except regex.error as error:
                 problems["regex"] = f"pattern {pattern!r} does not compile: {error}"
                 break
     for low, high in (("min_length", "max_length"), ("min_tokens", "max_tokens")):

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ..jsonbound import TooDeep, loads_bounded
 from ..textsafe import excerpt
 
 # "answer:", "Final answer:", "**Answer:**", "the answer is:", and, only before a number, "the answer is"
@@ -149,13 +150,17 @@ def answer_json(text: str) -> tuple[Any, str | None]:
     """
     whole = text.strip()
     try:
-        return json.loads(whole), None
+        return loads_bounded(whole), None
+    except TooDeep as error:  # "[[[[...": parsing stops at a fixed depth, never a RecursionError
+        return None, f"answer is {error}"
     except json.JSONDecodeError as error:
         first_problem = _json_problem("answer is not JSON", whole, error)
     blocks = [content for tag, content in _fenced_blocks(text) if tag in ("", "json")]
     for i, content in enumerate(blocks):
         try:
-            return json.loads(content), None
+            return loads_bounded(content), None
+        except TooDeep as error:
+            return None, f"the fenced block is {error}"
         except json.JSONDecodeError as error:
             if i == 0:
                 first_problem = _json_problem("the fenced block is not JSON", content, error)

@@ -93,7 +93,7 @@ def _json_objects(text: str) -> list[Any]:
     while (start := text.find("{", position)) >= 0:
         try:
             value, position = decoder.raw_decode(text, start)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "{[[[[..." nested past the stack
             position = start + 1
             continue
         found.append(value)

@@ -13,7 +13,7 @@ import pytest
 from ..exceptions import SuiteError
 from ..options import Settings
 from ..result import TestResult
-from ..runner import Runner, failure_message
+from ..runner import Runner, add_failed_check, failure_message
 from ..session.handoff import Delivery
 from ..session.load.driver import LoadDriver
 from ..session.load.plan import LoadPlan
@@ -102,13 +102,20 @@ class LLMBenchItem(pytest.Item):
     def runtest(self) -> None:
         runner = self.config.stash[RUNNER_KEY]()  # built on first use, before the item's clock starts
         driver = self.config.stash.get(DRIVER_KEY, None)
-        if driver is not None and driver.dispatches(self):  # sent ahead: wait for this item's own answer
-            self.result, self.window = driver.result_of(self, runner)
-        else:
-            started = time.monotonic()
-            self.result = runner.run(self.case, self.model)
+        started = time.monotonic()
+        try:
+            if driver is not None and driver.dispatches(self):  # sent ahead: wait for this item's own answer
+                self.result, self.window = driver.result_of(self, runner)
+            else:
+                self.result = runner.run(self.case, self.model)
+                self.window = (started, time.monotonic())
+        except Exception as exc:  # noqa: BLE001 - MemoryError, a bug: the test fails with its files, never lost
+            self.result = runner.failed(self.case, self.model, "running the test", exc)
             self.window = (started, time.monotonic())
-        self.config.hook.pytest_llmbench_result(result=self.result, item=self, config=self.config)
+        try:
+            self.config.hook.pytest_llmbench_result(result=self.result, item=self, config=self.config)
+        except Exception as exc:  # noqa: BLE001 - a conftest bug fails this test's check, the result is kept
+            add_failed_check(self.result, "pytest_llmbench_result", f"raised {type(exc).__name__}: {exc}")
         for name in ("execution_time", "completion_tokens", "tokens_per_second", "attempts"):
             self.user_properties.append((name, getattr(self.result, name)))
         message = failure_message(self.result)

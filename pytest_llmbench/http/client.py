@@ -88,6 +88,11 @@ class LLMClient:
         self._urls: dict[str, tuple[str, str]] = {}
         self.listed: list[dict[str, Any]] | None = None  # the last GET /v1/models answer's entries
 
+    @property
+    def secrets(self) -> Secrets:
+        """Every value this client masks: its key, credential headers, URL credentials and the session's others."""
+        return self._secrets
+
     def resolve_model(self) -> str:
         """The configured model, or else the first one the server lists (asked once)."""
         if self.model is None:

@@ -73,6 +73,8 @@ class Controller:
         self.line: ProgressLine | None = None
         self.gate_result: GateResult | None = None
         self.batch: dict[str, Any] | None = None
+        self.batch_problem: str | None = None  # why the batch file could not be written
+        self.warnings_as_errors: list[str] = []  # warnings a -W error filter turned into errors
         self._progress_hook = config.hook.pytest_llmbench_progress
         self.inbox: Inbox = {}  # results of tests run in this process, by node id (see handoff.py)
         self.server: ServerScraper | None = None
@@ -233,7 +235,7 @@ class Controller:
             self._waiting.append((delivery, report.passed))
             self._record_ready()
         elif report.failed and report.when in ("call", "???") and is_llmbench_nodeid(report.nodeid):
-            self._show(self.recorder.record_lost(report.nodeid, str(report.longrepr).splitlines()[0][:500]))
+            self._show(self.recorder.record_lost(report.nodeid, _reason(report)))
         elif report.skipped and DURATION_SKIP in str(report.longrepr) and is_llmbench_nodeid(report.nodeid):
             self.load.duration_skipped += 1  # not a test of the run: it never sent its request
             self.recorder.tracker.set_total(self.recorder.progress.total_tests - 1)
@@ -371,15 +373,34 @@ class Controller:
             self.line.interrupt()
         self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures()
                         + self._server_messages())
-        for message in self.warnings:  # the warnings plugin records these in its final summary
-            warnings.warn(LLMBenchWarning(message), stacklevel=1)
-        if self.batch is None:
-            return
-        if self.gate_result is not None and self.gate_result.failed and session.exitstatus == pytest.ExitCode.OK:
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        self.config.hook.pytest_llmbench_batch(batch=self.batch, config=self.config)
-        self.batch_path = self.recorder.write_batch(self.batch, self.started)
-        self.report_path = self._write_report(self.batch)
+        if self.batch is not None:
+            self._write_files(session, self.batch)
+        self._emit_warnings(session)  # last: under -W error a warning raises, and the files are safe by now
+
+    def _write_files(self, session: pytest.Session, batch: dict[str, Any]) -> None:
+        if self.gate_result is not None and self.gate_result.failed:
+            _fail_session(session)
+        try:
+            self.config.hook.pytest_llmbench_batch(batch=batch, config=self.config)
+        except Exception as exc:  # noqa: BLE001 - a conftest bug must not cost the run its batch file
+            self.warnings.append(f"a pytest_llmbench_batch hook raised {type(exc).__name__}: {exc}")
+        self.batch_path = self.recorder.write_batch(batch, self.started)
+        if self.batch_path is None and self.recorder.batch_failure is not None:
+            self.batch_problem = self.recorder.batch_failure.reason
+            self.warnings.append(f"batch file NOT WRITTEN: {self.batch_problem}")
+            _fail_session(session)
+        self.report_path = self._write_report(batch)
+
+    def _emit_warnings(self, session: pytest.Session) -> None:
+        """The run's warnings, through the warnings machinery (pytest's summary lists them). A filter that makes
+        them errors (-W error) fails the session with the reason, after the batch file and summary are safe."""
+        for message in self.warnings:
+            try:
+                warnings.warn(LLMBenchWarning(message), stacklevel=1)
+            except Warning:
+                self.warnings_as_errors.append(message)
+        if self.warnings_as_errors:
+            _fail_session(session)
 
     def _write_report(self, batch: dict[str, Any]) -> Path | None:
         """The HTML report, after the batch file is safe on disk: a report that fails is a warning, nothing more."""
@@ -392,8 +413,7 @@ class Controller:
         try:
             return write_report([(batch, self.started.strftime("%Y-%m-%d %H:%M:%S UTC"), folder)], path)
         except Exception as exc:  # noqa: BLE001 - a bad value from a hook, a full disk: the batch is safe already
-            message = f"could not write the HTML report {path}: {type(exc).__name__}: {exc}"
-            warnings.warn(LLMBenchWarning(message), stacklevel=1)
+            self.warnings.append(f"could not write the HTML report {path}: {type(exc).__name__}: {exc}")
             return None
 
     def _run_metadata(self) -> dict[str, Any]:
@@ -438,9 +458,28 @@ class Controller:
                 terminalreporter.write_line(safe(line))
         if self.gate_result is not None:
             write_gates(terminalreporter, self.gate_result)
+        if self.batch_problem is not None:
+            terminalreporter.write_line(f"batch file NOT WRITTEN: {safe(self.batch_problem)}", red=True, bold=True)
+        for message in self.warnings_as_errors:
+            terminalreporter.write_line(f"FAILED llmbench warning raised as an error (-W): {safe(message)}",
+                                        red=True, bold=True)
 
     def pytest_unconfigure(self) -> None:
         if self.server is not None:
             self.server.stop()
         if self._previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
+
+
+def _fail_session(session: pytest.Session) -> None:
+    """A non-zero exit status for a run whose tests passed but whose record is not what it should be."""
+    if session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _reason(report: pytest.TestReport) -> str:
+    """Why a test ended without a result: the exception's own line (a traceback's first line is only code)."""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    lines = [line for line in str(report.longrepr).splitlines() if line.strip()]
+    message = crash.message if crash is not None else (lines[-1] if lines else "no result")
+    return message.splitlines()[0] if message else "no result"

@@ -62,8 +62,11 @@ def configure(config: pytest.Config) -> Gates:
     config.stash[ENDPOINT_KEY] = EndpointLifecycle(settings, output_folder(settings, base),
                                                    getattr(config, "workerinput", None))
     if settings.insecure:
-        config.issue_config_time_warning(pytest.PytestWarning(
-            "llmbench: --llmbench-insecure is set: TLS certificates are not verified"), stacklevel=2)
+        warning = pytest.PytestWarning("llmbench: --llmbench-insecure is set: TLS certificates are not verified")
+        try:
+            config.issue_config_time_warning(warning, stacklevel=2)
+        except Warning:  # -W error (or a filterwarnings line) made it an error: a usage error, not INTERNALERROR
+            raise pytest.UsageError(f"{warning} (a warnings filter turned this warning into an error)") from None
     return gates
 
 

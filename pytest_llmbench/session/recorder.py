@@ -19,7 +19,7 @@ from ..result import METRICS, TestResult
 from .handoff import Delivery
 from .load.record import LoadRecord
 from .progress import ExecutionProgress, ProgressTracker
-from .storage import COMPLETION_SUFFIX, ResultWriter
+from .storage import COMPLETION_SUFFIX, ResultWriter, WriteFailure
 
 SCHEMA_VERSION = 1
 
@@ -70,6 +70,7 @@ class Recorder:
     test_files: str = "all"  # per-test files: "all", "failed" (items that did not pass) or "none"
 
     def __post_init__(self) -> None:
+        self.batch_failure: WriteFailure | None = None
         self.writer = ResultWriter(self.output)
         self.tracker = ProgressTracker()
         self._unseen_alerts: list[str] = []
@@ -111,6 +112,7 @@ class Recorder:
     def record_lost(self, nodeid: str, message: str) -> ExecutionProgress:
         """A test that ended without a result (a crashed worker, an error outside the request)."""
         test_id = nodeid.rsplit("::", 1)[-1]
+        message = self.secrets.clip(message, 500) or "no result"  # masked before it is cut
         result = TestResult(test_id=test_id, test_name=test_id, success=False, error_message=message)
         self.lost.append({"nodeid": nodeid, "error_message": message})
         return self._count(result, passed=False, file_stem=None)
@@ -196,5 +198,9 @@ class Recorder:
         self.writer.directory = Path(folder)
 
     def write_batch(self, batch: dict[str, Any], started: Any) -> Path | None:
-        """Every run with a result writes one, so that any run (one test included) can be a baseline."""
-        return self.writer.write_batch(batch, started)
+        """Every run with a result writes one, so that any run (one test included) can be a baseline. None when
+        the write failed (``batch_failure`` then says why)."""
+        path = self.writer.write_batch(batch, started)
+        if path is None:
+            self.batch_failure = self.writer.failures[-1]
+        return path
