@@ -45,7 +45,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> collect.SuiteFile | None:
     if collect.is_suite_path(file_path, parent.config.stash[process.SUITES_KEY]):
-        return collect.SuiteFile.from_parent(parent, path=file_path)
+        return collect.SuiteFile.for_path(parent, file_path)
     return None
 
 

@@ -46,12 +46,23 @@ def _visible_form(code: int) -> str:
 _TABLE = {code: _visible_form(code) for code in [*range(0x20), *range(0x7F, 0xA0), *_INVISIBLE]}
 
 
+# A regular-expression class of the invisible characters above, for callers that replace rather than show them
+# (file names: a U+202E in a name makes "exe.txt" read as "txt.exe" in a file manager).
+INVISIBLE_CLASS = "".join(f"\\U{code:08x}" for code in _INVISIBLE)
+
+
 def escape_for_terminal(text: str) -> str:
     """Show control and invisible characters as \\xNN, \\uNNNN or \\UNNNNNNNN (newline as \\n); leave the rest.
 
     Backslashes are not doubled: the output is for reading, not for parsing back.
     """
     return text.translate(_TABLE)
+
+
+def escape_node_name(text: str) -> str:
+    """A test name for a pytest node id: escaped as for the terminal, with backslashes doubled first, so that
+    distinct names stay distinct ("dup\\x1b" the control character and "dup\\\\x1b" the four characters)."""
+    return escape_for_terminal(text.replace("\\", "\\\\"))
 
 
 def excerpt(text: str, start: int = 0, end: int | None = None, context: int = 40) -> str:

@@ -13,6 +13,7 @@
 - ``stub``: an ``openai_stub.OpenAIStub`` on pytest-httpserver, its URL in ``stub.url``. A test module scripts it
   with a module-level ``STUB = {...}`` of OpenAIStub's arguments (answers, status, delay, ...); a test may change
   its fields (``stub.delay = 0.1``) before the session starts.
+- ``local_extra``: skips a test when the ``local`` extra is missing (fails it under CI); see tests/local_extra.py.
 """
 
 from __future__ import annotations
@@ -21,9 +22,16 @@ from collections.abc import Iterator
 
 import pytest
 from faultserver import FaultServer
+from local_extra import require_local_extra
 from openai_stub import OpenAIStub
 from prometheus_exporter import PrometheusExporter, serve_beside
 from pytest_httpserver import HTTPServer
+
+
+@pytest.fixture
+def local_extra() -> None:
+    """Skip a test that needs the ``local`` extra when it is missing; under CI fail it (tests/local_extra.py)."""
+    require_local_extra()
 
 
 @pytest.fixture

@@ -297,6 +297,7 @@ def test_leftover_temp_files_are_removed_and_real_files_are_whole(pytester, stub
     folder = pytester.path / OUTPUT
     for path in planted:
         path.write_text('{"test_id": "half of a')
+        os.utime(path, (time.time() - 7200, time.time() - 7200))  # left by a run killed two hours ago
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
     pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
                        "-p", "no:cacheprovider").assert_outcomes(passed=2)

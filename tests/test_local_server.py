@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from local_extra import needs_local
 
 from pytest_llmbench.session.embedded import (
     LOG_NAME,
@@ -23,19 +24,9 @@ from pytest_llmbench.session.embedded import (
     REQUIRED_MODULES,
     LocalServerError,
     cache_dir,
-    check_requirements,
     ensure_model,
     start_embedded_server,
 )
-
-try:
-    check_requirements()
-    MISSING = ""
-except LocalServerError as exc:
-    if os.environ.get("CI"):  # .ci/run installs the extra: a skip there would hide a broken install
-        raise
-    MISSING = str(exc)
-needs_local = pytest.mark.skipif(bool(MISSING), reason=f"local extra not installed: {MISSING}")
 
 
 def real_llm(test):  # starts the real server

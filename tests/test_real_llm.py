@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import shutil
 import signal
@@ -19,19 +18,11 @@ import pytest
 from pytest_llmbench.session.embedded import (
     LOG_NAME,
     MODEL_ALIAS,
-    LocalServerError,
     cache_dir,
-    check_requirements,
 )
 
-try:
-    check_requirements()
-except LocalServerError as exc:
-    if os.environ.get("CI"):  # .ci/run installs the extra: a skip there would hide a broken install
-        raise
-    pytest.skip(f"real-LLM tests need the local extra: {exc}", allow_module_level=True)
-
-pytestmark = [pytest.mark.real_llm, pytest.mark.timeout(900)]  # a first run builds the model cache
+pytestmark = [pytest.mark.real_llm, pytest.mark.timeout(900),  # a first run builds the model cache
+              pytest.mark.usefixtures("local_extra")]
 
 QUICKSTART = Path(__file__).parent.parent / "example_suites" / "quickstart.json"
 QUICKSTART_TESTS = json.loads(QUICKSTART.read_text(encoding="utf-8"))["tests"]

@@ -4,6 +4,7 @@ completion text, on real files in tmp_path."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import shutil
 import subprocess
@@ -114,10 +115,14 @@ def test_clean_temp_files_counts_leftovers_in_subfolders_and_keeps_the_rest(tmp_
     (tmp_path / "model").mkdir()
     (tmp_path / f".x{TEMP_SUFFIX}").write_text("partial")
     (tmp_path / "model" / f".y{TEMP_SUFFIX}").write_text("partial")
+    (tmp_path / f".fresh{TEMP_SUFFIX}").write_text("a writer without a name, maybe still writing")
     (tmp_path / f"folder{TEMP_SUFFIX}").mkdir()
     (tmp_path / "t1_result.json").write_text("{}")
+    for path in (tmp_path / f".x{TEMP_SUFFIX}", tmp_path / "model" / f".y{TEMP_SUFFIX}"):
+        os.utime(path, (time.time() - 7200, time.time() - 7200))  # stale: two hours old
     assert clean_temp_files(tmp_path) == 2
-    assert sorted(p.name for p in tmp_path.rglob("*")) == ["folder" + TEMP_SUFFIX, "model", "t1_result.json"]
+    assert sorted(p.name for p in tmp_path.rglob("*")) == [f".fresh{TEMP_SUFFIX}", "folder" + TEMP_SUFFIX, "model",
+                                                           "t1_result.json"]
     assert clean_temp_files(tmp_path / "missing") == 0
 
 

@@ -18,7 +18,7 @@ from ..session.handoff import Delivery
 from ..session.load.driver import LoadDriver
 from ..session.load.plan import LoadPlan
 from ..session.storage import assign_stems
-from ..textsafe import escape_for_terminal
+from ..textsafe import escape_for_terminal, escape_node_name
 from .suite import SUITE_SUFFIX, TestCase, load_suite
 
 # Set by session/process.py; items read them from the stash so that pytest's fixtures stay out of item setup.
@@ -36,6 +36,17 @@ class LLMBenchFailure(Exception):
 class SuiteFile(pytest.File):
     """A JSON suite. A broken one becomes a single erroring item, so the rest of the session still runs."""
 
+    @classmethod
+    def for_path(cls, parent: pytest.Collector | pytest.Session, path: Path) -> SuiteFile:
+        """The suite's collector. Inside the root folder its node id is pytest's own (the path relative to the
+        root); outside it, pytest would give an empty file part (``::test``), so the id is the file's absolute
+        POSIX path: never empty, distinct for distinct files, the same in every xdist worker."""
+        try:
+            path.resolve().relative_to(parent.config.rootpath.resolve())
+        except ValueError:
+            return cls.from_parent(parent, path=path, nodeid=path.resolve().as_posix())
+        return cls.from_parent(parent, path=path)
+
     def collect(self) -> Iterator[pytest.Item]:
         settings = self.config.stash[SETTINGS_KEY]
         try:
@@ -43,15 +54,19 @@ class SuiteFile(pytest.File):
         except SuiteError as exc:
             yield SuiteErrorItem.from_parent(self, name="suite_error", message=str(exc))
             return
-        models: tuple[str | None, ...] = settings.model if len(settings.model) > 1 else (None,)
+        models: tuple[str | None, ...] = tuple(dict.fromkeys(settings.model)) if len(settings.model) > 1 else (None,)
         plan = self.config.stash[LOAD_PLAN_KEY]
+        named: dict[str, str] = {}
         for case in suite.tests:
             for model in models:
                 for phase in range(len(plan.levels)):
                     for repeat in range(plan.repeat):
                         param = "-".join(p for p in (model, plan.param(phase, repeat)) if p)
-                        # pytest prints node ids as they are, control characters too
-                        name = escape_for_terminal(f"{case.id}[{param}]" if param else case.id)
+                        # pytest prints node ids as they are: escaped, but never two alike
+                        name = escape_node_name(f"{case.id}[{param}]" if param else case.id)
+                        if named.setdefault(name, case.id) is not case.id:
+                            raise self.CollectError(f"{self.path}: tests {named[name]!r} and {case.id!r} would "
+                                                    f"share the node id {self.nodeid}::{name}; give them distinct ids")
                         yield LLMBenchItem.from_parent(self, name=name, case=case, model=model, phase=phase,
                                                        repeat=repeat, load_param=plan.param(phase, repeat))
 
@@ -167,9 +182,11 @@ def add_suites_to_args(config: pytest.Config, suites: tuple[Path, ...]) -> None:
 
 def complete_items(session: pytest.Session, items: list[pytest.Item], suites: tuple[Path, ...],
                    settings: Settings) -> None:
-    """The session's items once collected: named suites that do not exist as error items, every item's file
-    stem for the run, ``--llmbench-category`` applied, and a load run's levels and repetitions in order."""
+    """The session's items once collected: named suites that do not exist as error items, node ids checked to
+    be distinct, every item's file stem for the run, ``--llmbench-category`` applied, and a load run's levels and
+    repetitions in order."""
     items.extend(missing_suite_items(session, suites))
+    check_distinct_nodeids(items)
     assign_file_stems(items)
     deselect_categories(session.config, items, settings.category)
     order_by_load(items)
@@ -184,7 +201,20 @@ def order_by_load(items: list[pytest.Item]) -> None:
 def missing_suite_items(session: pytest.Session, suites: tuple[Path, ...]) -> list[pytest.Item]:
     """A named suite that does not exist still reports itself, as one error item."""
     return [item for path in suites if not path.exists()
-            for item in SuiteFile.from_parent(session, path=path).collect()]
+            for item in SuiteFile.for_path(session, path).collect()]
+
+
+def check_distinct_nodeids(items: list[pytest.Item]) -> None:
+    """Stop at collection when two llmbench items share a node id: their results and files would overwrite
+    each other's. Raises pytest.UsageError naming both tests."""
+    seen: dict[str, LLMBenchItem] = {}
+    for item in items:
+        if not isinstance(item, LLMBenchItem):
+            continue
+        other = seen.setdefault(item.nodeid, item)
+        if other is not item:
+            raise pytest.UsageError(f"llmbench: two tests share the node id {item.nodeid}: {other.case.id!r} in "
+                                    f"{other.path} and {item.case.id!r} in {item.path}; give them distinct ids")
 
 
 def assign_file_stems(items: list[pytest.Item]) -> None:

@@ -15,6 +15,8 @@ import itertools
 import os
 import re
 import secrets
+import socket
+import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -23,8 +25,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from ..exceptions import OutputNotWritable
 from ..result import dumps_strict
+from ..textsafe import INVISIBLE_CLASS
 from .render import batch_json, render_completion_text
 
 TEMP_SUFFIX = ".llmbench-tmp"
@@ -36,7 +41,7 @@ HASH_CHARS = 8
 
 # Path separators, characters Windows forbids, C0/C1 controls and lone surrogates (which no
 # file system encoding accepts).
-_UNSAFE = re.compile(r'[/\\<>:"|?*\x00-\x1f\x7f-\x9f\ud800-\udfff]')
+_UNSAFE = re.compile(r'[/\\<>:"|?*\x00-\x1f\x7f-\x9f\ud800-\udfff' + INVISIBLE_CLASS + "]")
 _SPACES = re.compile(r"\s+")  # a shell splits names on them: "Test 0" is written as "Test_0"
 _RESERVED = frozenset(
     ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"]
@@ -191,12 +196,15 @@ def _write_bytes(fd: int, data: bytes | bytearray) -> None:
 
 _temp_names = itertools.count()
 _TEMP_PREFIX = secrets.token_hex(4)
+HOST_TAG = hashlib.sha256(socket.gethostname().encode("utf-8", "surrogatepass")).hexdigest()[:8]
+STALE_AFTER_S = 3600.0  # a temporary file of another host (or of a reused pid) this old has no live writer
+_TEMP_NAME = re.compile(r"\.([0-9a-f]{8})-([0-9a-f]+)-[0-9a-f]+-\d+" + re.escape(TEMP_SUFFIX) + r"\Z")
 
 
 def _temp_name() -> str:
-    """Unique within the process by the counter, across processes by the random prefix and the pid
+    """The writer's identity (host tag and pid: see clean_temp_files), then a random prefix and a counter
     (O_EXCL turns any collision into an error, never into a shared file)."""
-    return f".{_TEMP_PREFIX}{os.getpid():x}-{next(_temp_names)}{TEMP_SUFFIX}"
+    return f".{HOST_TAG}-{os.getpid():x}-{_TEMP_PREFIX}-{next(_temp_names)}{TEMP_SUFFIX}"
 
 
 def _fsync_directory(directory: str) -> None:
@@ -213,17 +221,28 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def clean_temp_files(directory: Path) -> int:
-    """Remove the temporary files a killed run left behind; returns how many went."""
+def clean_temp_files(directory: Path, stale_after_s: float = STALE_AFTER_S) -> int:
+    """Remove the temporary files a killed run left behind; returns how many went.
+
+    Several sessions may share an output folder, so only stale files go: one whose writer (named in the file's
+    name) was a process of this host that is no longer running, or one older than ``stale_after_s`` (another
+    host's, whose processes cannot be checked, or a name without a writer).
+    """
     removed = 0
+    now = time.time()
     for folder, _dirs, files in os.walk(directory):  # does not follow links into other folders
         for name in files:
-            if name.endswith(TEMP_SUFFIX):
-                try:
-                    os.unlink(os.path.join(folder, name))
+            if not name.endswith(TEMP_SUFFIX):
+                continue
+            path = os.path.join(folder, name)
+            writer = _TEMP_NAME.match(name)
+            try:
+                dead = writer is not None and writer[1] == HOST_TAG and not psutil.pid_exists(int(writer[2], 16))
+                if dead or now - os.lstat(path).st_mtime > stale_after_s:
+                    os.unlink(path)
                     removed += 1
-                except OSError:
-                    pass  # gone already, or not ours to remove: not worth failing a run over
+            except OSError:
+                pass  # gone already, or not ours to remove: not worth failing a run over
     return removed
 
 
@@ -241,7 +260,7 @@ def check_writable(directory: Path) -> None:
     """Fail before the run, not after an hour of requests, when results could not be saved."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / f".probe-{secrets.token_hex(4)}{TEMP_SUFFIX}"
+        probe = directory / _temp_name()
         os.close(os.open(probe, _OPEN_FLAGS, 0o600))
         os.unlink(probe)
     except OSError as exc:

@@ -177,34 +177,40 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         reporter.write_line(f"results: {safe(path)}")
 
 
+def _write_table(reporter: Any, header: list[str], rows: list[list[str]]) -> None:
+    """Columns sized to their widest cell, header included: a long figure never runs into its neighbour and a
+    long name is never cut (two names cut alike would read as one). First column left, the rest right."""
+    widths = [max(len(row[column]) for row in [header, *rows]) for column in range(len(header))]
+    for row in [header, *rows]:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width) for cell, width in zip(row[1:], widths[1:])]
+        reporter.write_line("  ".join(cells).rstrip())
+
+
 def _write_metric_table(reporter: Any, agg: dict[str, Any]) -> None:
     """Pooled statistics of every metric that was measured, one row each."""
-    rows = [(metric.label, metric.key) for metric in METRICS if agg.get(f"count_{metric.key}")]
-    if not rows:
+    metrics = [(metric.label, metric.key) for metric in METRICS if agg.get(f"count_{metric.key}")]
+    if not metrics:
         return
-    reporter.write_line(f"{'':11}" + "".join(f"{title:>9}" for title, _ in TABLE_STATS))
-    for label, metric in rows:
-        cells = []
+    rows = []
+    for label, metric in metrics:
+        cells = [label]
         for _, stat in TABLE_STATS:
-            key = f"count_{metric}" if stat == "count" else metric_key(stat, metric)
-            value = agg.get(key)
-            cells.append(f"{value:>9}" if stat == "count" else f"{_ms(value):>9}")
-        reporter.write_line(f"{label:11}" + "".join(cells))
+            value = agg.get(f"count_{metric}" if stat == "count" else metric_key(stat, metric))
+            cells.append(str(value) if stat == "count" else _ms(value))
+        rows.append(cells)
+    _write_table(reporter, ["", *(title for title, _ in TABLE_STATS)], rows)
 
 
 def _write_categories(reporter: Any, categories: dict[str, dict[str, Any]]) -> None:
     if len(categories) < 2:
         return
-    width = min(max(len("category"), *(len(name) for name in categories)), 32)
-    reporter.write_line(f"{'category':<{width}}  {'tests':>5} {'ok%':>6} {'p50 ms':>9} {'tok/s':>8}"
-                        f" {'eval%':>6} {'score':>6}")
+    rows = []
     for name, cat in sorted(categories.items()):
         score, evaluated = cat.get("mean_reasoning_score"), cat.get("evaluation_pass_rate")
-        reporter.write_line(
-            f"{safe(name)[:width]:<{width}}  {cat['total_tests']:>5} {cat['success_rate'] * 100:>5.1f}%"
-            f" {_ms(cat.get('p50_latency_ms')):>9} {_ms(cat.get('mean_tokens_per_second')):>8}"
-            f" {'-' if evaluated is None else f'{evaluated * 100:.0f}%':>6}"
-            f" {'-' if score is None else f'{score:.2f}':>6}")
+        rows.append([safe(name), str(cat["total_tests"]), f"{cat['success_rate'] * 100:.1f}%",
+                     _ms(cat.get("p50_latency_ms")), _ms(cat.get("mean_tokens_per_second")),
+                     "-" if evaluated is None else f"{evaluated * 100:.0f}%", "-" if score is None else f"{score:.2f}"])
+    _write_table(reporter, ["category", "tests", "ok%", "p50 ms", "tok/s", "eval%", "score"], rows)
 
 
 def _write_hardware(reporter: Any, hw: dict[str, Any]) -> None:
