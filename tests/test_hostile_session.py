@@ -1,0 +1,239 @@
+"""Hostile answers and suites, round two, in real pytest sessions: warnings that cannot cost the batch, checks
+that cannot hang or crash, files that are never lost quietly, node ids that never collide."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faultserver import COMPLETION, FaultServer, Reply
+from openai_stub import write_suite
+
+from pytest_llmbench.session.storage import HOST_TAG, TEMP_SUFFIX
+
+OUTPUT = "llmbench_results"
+MODELS = {"object": "list", "data": [{"id": "m", "object": "model"}]}
+REPO = Path(__file__).parent.parent
+
+
+def answering(text: str, tokens: int = 1) -> Reply:
+    choice = {"index": 0, "text": text, "finish_reason": "stop"}
+    return Reply.json({**COMPLETION, "choices": [choice], "usage": {"prompt_tokens": 1, "completion_tokens": tokens}})
+
+
+def run(pytester: pytest.Pytester, server: FaultServer, suite: Path, *args: str) -> pytest.RunResult:
+    server.always(Reply.json(MODELS), path="/v1/models")
+    return pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", server.url_for("/v1"),
+                                         "--llmbench-model", "m", "--llmbench-retries", "0", "-p", "no:cacheprovider",
+                                         *args, timeout=120)
+
+
+def saved(folder: Path) -> dict[str, dict[str, Any]]:
+    found = (json.loads(path.read_text(encoding="utf-8")) for path in folder.rglob("*_result.json"))
+    return {result["test_id"]: result for result in found}
+
+
+def batch_of(folder: Path) -> dict[str, Any]:
+    [path] = folder.glob("batch_results_*.json")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+# -- 3. warnings never cost the batch -----------------------------------------------------------------------
+
+
+def test_under_w_error_a_run_that_warned_keeps_its_batch_and_summary_and_fails_with_the_reason(pytester,
+                                                                                                fault_server):
+    fault_server.always(Reply(500, {"error": {"message": "down"}}), path="/v1/completions")
+    suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}"} for i in range(20)])  # the alert's window
+
+    result = run(pytester, fault_server, suite, "-W", "error", "--llmbench-alert-error-rate", "0.1")
+
+    assert result.ret == pytest.ExitCode.TESTS_FAILED and "INTERNALERROR" not in result.stdout.str()
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*llmbench summary*", "FAILED llmbench warning raised as an error (-W): *error rate*"])
+    assert len(batch_of(pytester.path / OUTPUT)["tests"]) == 20
+
+
+def test_a_configuration_warning_under_w_error_is_a_clean_usage_error(pytester, fault_server):
+    suite = write_suite(pytester.path / "s.json", [{"id": "t"}])
+
+    result = run(pytester, fault_server, suite, "-W", "error", "--llmbench-insecure")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    output = result.stdout.str() + result.stderr.str()
+    assert "INTERNALERROR" not in output and "--llmbench-insecure is set" in output
+
+
+# -- 4. bounded checks --------------------------------------------------------------------------------------
+
+
+def test_hostile_answers_and_broken_hooks_fail_their_checks_and_every_file_is_written(pytester, fault_server):
+    pytester.makeconftest("""
+        def pytest_llmbench_build_request(test_case, request):
+            if test_case.id == "request_hook":
+                raise RuntimeError("build_request broke")
+
+        def pytest_llmbench_result(result):
+            if result.test_id == "result_hook":
+                raise KeyError("result hook broke")
+    """)
+    fault_server.reply(answering("a" * 41 + "!"), answering("[" * 100_000), answering("fine"),
+                       path="/v1/completions")
+    suite = write_suite(pytester.path / "s.json", [
+        {"id": "backtracking", "expected": {"regex": "^(a|a)+$"}},
+        {"id": "nested", "expected": {"is_json": True}},
+        {"id": "result_hook"},
+        {"id": "request_hook"},
+    ])
+
+    started = time.monotonic()
+    result = run(pytester, fault_server, suite, "--llmbench-timeout", "2")
+
+    assert time.monotonic() - started < 60  # unbounded, the pattern runs for hours
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(["*regex timed out after 1 s*", "*JSON nested deeper than 100 levels*"])
+    files = saved(pytester.path / OUTPUT)
+    assert sorted(files) == ["backtracking", "nested", "request_hook", "result_hook"]
+    assert "build_request broke" in files["request_hook"]["error_message"]
+    [hook_check] = files["result_hook"]["evaluation_result"]["checks"]
+    assert hook_check["name"] == "pytest_llmbench_result" and "result hook broke" in hook_check["detail"]
+    batch = batch_of(pytester.path / OUTPUT)
+    assert batch["lost_tests"] == [] and len(batch["tests"]) == 4
+
+
+# -- 5. loud file loss, ids that never collide, shared output folders ---------------------------------------
+
+
+def test_a_batch_file_that_cannot_be_written_is_a_warning_a_summary_line_and_a_failed_exit(pytester, fault_server):
+    pytester.makeconftest("""
+        import resource, signal
+        def pytest_llmbench_batch(batch):  # the disk fills up just as the batch file is written
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    """)
+    fault_server.always(answering("ok"), path="/v1/completions")
+    fault_server.always(Reply.json(MODELS), path="/v1/models")
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
+
+    # Pipes, not pytester's files: the size limit would cut those too.
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--llmbench-suite", str(suite), "--llmbench-endpoint",
+                           fault_server.url_for("/v1"), "--llmbench-model", "m", "-p", "no:cacheprovider"],
+                          cwd=pytester.path, capture_output=True, text=True, timeout=120, check=False)
+
+    assert proc.returncode == pytest.ExitCode.TESTS_FAILED, proc.stdout
+    assert "LLMBenchWarning: batch file NOT WRITTEN: File too large" in proc.stdout
+    assert "\nbatch file NOT WRITTEN: File too large [EFBIG]\n" in proc.stdout
+    assert not list((pytester.path / OUTPUT).glob("batch_results_*")) and len(saved(pytester.path / OUTPUT)) == 2
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["sequential", "xdist"])
+def test_ids_equal_after_terminal_escaping_stay_distinct_nodes_with_their_own_files(pytester, fault_server, workers):
+    fault_server.always(answering("ok"), path="/v1/completions")
+    suite = write_suite(pytester.path / "s.json", [{"id": "dup\x1b", "name": "one"}, {"id": "dup\\x1b", "name": "two"}])
+
+    result = run(pytester, fault_server, suite, "-v", *workers)
+
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(["*s.json::dup\\x1b PASSED*", "*s.json::dup\\\\x1b PASSED*"], consecutive=False)
+    assert sorted(saved(pytester.path / OUTPUT)) == ["dup\x1b", "dup\\x1b"]
+
+
+def test_two_tests_that_would_share_a_node_id_stop_collection_naming_both(pytester, fault_server):
+    suite = write_suite(pytester.path / "s.json", [{"id": "x"}, {"id": "x[m]"}])
+
+    result = run(pytester, fault_server, suite, "--llmbench-model", "m][m", "--collect-only")
+
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*tests 'x' and 'x[[]m]' would share the node id *s.json::x[[]m][[]m]*"])
+
+
+def test_a_second_session_on_the_same_folder_cleans_only_stale_temp_files(pytester, fault_server):
+    folder = pytester.path / OUTPUT
+    folder.mkdir()
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as alive:
+        dead_pid = _exited_pid()
+        names = {"live": f".{HOST_TAG}-{alive.pid:x}-abcd-0{TEMP_SUFFIX}",
+                 "dead": f".{HOST_TAG}-{dead_pid:x}-abcd-0{TEMP_SUFFIX}",
+                 "other_host_fresh": f".0badc0de-1-abcd-0{TEMP_SUFFIX}",
+                 "other_host_old": f".0badc0de-2-abcd-0{TEMP_SUFFIX}"}
+        for name in names.values():
+            (folder / name).write_text("in flight")
+        os.utime(folder / names["other_host_old"], (time.time() - 7200, time.time() - 7200))
+        fault_server.always(answering("ok"), path="/v1/completions")
+        run(pytester, fault_server, write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}]))
+        alive.kill()
+
+    left = {kind for kind, name in names.items() if (folder / name).exists()}
+    assert left == {"live", "other_host_fresh"}
+
+
+def _exited_pid() -> int:
+    """The pid of a process that has exited (and been reaped), so that no process has it now."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+# -- 6. node ids for suites anywhere ------------------------------------------------------------------------
+
+
+def test_suites_outside_the_root_folder_keep_their_path_in_node_ids_on_every_worker(pytester, fault_server,
+                                                                                     tmp_path_factory):
+    pytester.makeini("[pytest]\n")  # the root folder is the working folder
+    elsewhere = [tmp_path_factory.mktemp("elsewhere") for _ in range(2)]
+    suites = [write_suite(folder / "s.json", [{"id": f"chat_{i:02d}"} for i in range(4)]) for folder in elsewhere]
+    fault_server.always(answering("ok"), path="/v1/completions")
+
+    result = run(pytester, fault_server, suites[0], "--llmbench-suite", str(suites[1]), "-n", "4", "-v",
+                 "--rootdir", str(pytester.path))
+
+    result.assert_outcomes(passed=8)
+    for suite in suites:
+        result.stdout.fnmatch_lines([f"*PASSED {suite.resolve().as_posix()}::chat_00*"])
+    assert "Different tests were collected" not in result.stdout.str()
+    assert len(batch_of(pytester.path / OUTPUT)["tests"]) == 8
+
+
+# -- 8. the smaller ones ------------------------------------------------------------------------------------
+
+
+def test_bidi_controls_and_invisible_characters_never_reach_file_names(pytester, fault_server):
+    fault_server.always(answering("ok"), path="/v1/completions")
+    suite = write_suite(pytester.path / "s.json", [{"id": "a", "name": "invoice\u202etxt.exe"},
+                                                   {"id": "b", "name": "zero\u200bwidth\u2066x"}])
+
+    run(pytester, fault_server, suite).assert_outcomes(passed=2)
+
+    names = [path.name for path in (pytester.path / OUTPUT).iterdir()]
+    assert not any(char in name for name in names for char in "\u202e\u200b\u2066")
+    assert any(name.startswith("invoice_txt.exe") for name in names)
+
+
+def test_summary_columns_fit_their_content_and_long_categories_stay_apart(pytester, fault_server):
+    fault_server.always(answering("ok", tokens=10**9), path="/v1/completions")
+    common = "a-category-name-longer-than-thirty-two-characters-"
+    suite = write_suite(pytester.path / "s.json", [{"id": "a", "category": common + "one"},
+                                                   {"id": "b", "category": common + "two"}])
+
+    result = run(pytester, fault_server, suite)
+
+    lines = result.stdout.lines
+    assert any(line.startswith(common + "one ") for line in lines) and any(line.startswith(common + "two ") for line
+                                                                            in lines)
+    [speed] = [line for line in lines if line.startswith("tokens/s ")]
+    assert len(speed.split()) == 11  # the label and ten figures, none run together
+
+
+def test_under_ci_without_the_local_extra_not_real_llm_deselects_instead_of_erroring():
+    proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m",
+                           "not real_llm", "tests/test_real_llm.py", "tests/test_local_server.py"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "CI": "1"}, check=False)
+
+    assert proc.returncode == pytest.ExitCode.OK, proc.stdout + proc.stderr
+    assert "errors" not in proc.stdout and "deselected" in proc.stdout
