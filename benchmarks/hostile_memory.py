@@ -24,7 +24,7 @@ import psutil
 from openai_server import verdict
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from faultserver import COMPLETION, FaultServer, Reply  # noqa: E402 - the test suite's hostile server
+from faultserver import COMPLETION, FaultServer, Reply
 
 TARGET_MB = 200.0
 MB = 2**20
