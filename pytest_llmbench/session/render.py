@@ -80,12 +80,19 @@ def _metric_lines(result: dict[str, Any]) -> list[str]:
 
 def render_completion_text(result: dict[str, Any]) -> str:
     """The human-readable file: what was asked, what came back (raw), and how it went."""
-    sections = [
-        ("PROMPT", _prompt_text(result.get("request") or {})),
-        ("COMPLETION", _completion_text(result)),
-        ("METRICS", "\n".join(_metric_lines(result))),
-    ]
-    return "\n\n".join(f"=== {title} ===\n{body}" for title, body in sections) + "\n"
+    return "".join(completion_pieces(result))
+
+
+def completion_pieces(result: dict[str, Any]) -> list[str]:
+    """The completion file in pieces, the answer's text one of them as it is: a 32 MiB answer is written without
+    being copied into a larger string first (each copy is another 32 MiB of memory)."""
+    text = result.get("response_text") or ""
+    if result.get("success") or not text:
+        answer = [text] if result.get("success") else [_completion_text(result)]
+    else:  # a failure with a partial answer: the error line, then the text as it came
+        answer = [_completion_text({**result, "response_text": ""}), "\n\n--- partial response ---\n", text]
+    return [f"=== PROMPT ===\n{_prompt_text(result.get('request') or {})}\n\n=== COMPLETION ===\n", *answer,
+            "\n\n=== METRICS ===\n" + "\n".join(_metric_lines(result)) + "\n"]
 
 
 def batch_json(batch: dict[str, Any]) -> Iterator[str]:

@@ -30,9 +30,10 @@ import psutil
 from ..exceptions import OutputNotWritable
 from ..result import dumps_strict
 from ..textsafe import INVISIBLE_CLASS
-from .render import batch_json, render_completion_text
+from .render import batch_json, completion_pieces, render_completion_text
 
 TEMP_SUFFIX = ".llmbench-tmp"
+LARGE_TEXT = 1 << 20  # characters of an answer past which its completion file is written in pieces
 COMPLETION_SUFFIX = "_completion.txt"
 RESULT_SUFFIX = "_result.json"
 MAX_NAME_BYTES = 255  # the common per-name limit (ext4, NTFS in UTF-16 units, APFS)
@@ -178,10 +179,17 @@ def atomic_write_text(path: str | os.PathLike[str], text: str | Iterable[str], *
 
 
 def _write_all(fd: int, pieces: Iterable[str], flush_at: int = 1 << 18) -> None:
-    """Many small pieces (the batch file's rows) in few system calls."""
+    """Many small pieces (the batch file's rows) in few system calls; a large one (an answer of many MB) is
+    written as it is encoded, never copied into the buffer."""
     pending = bytearray()
     for piece in pieces:
-        pending += piece.encode("utf-8", "backslashreplace")
+        data = piece.encode("utf-8", "backslashreplace")
+        if len(data) >= flush_at:
+            _write_bytes(fd, pending)
+            pending.clear()
+            _write_bytes(fd, data)
+            continue
+        pending += data
         if len(pending) >= flush_at:
             _write_bytes(fd, pending)
             pending.clear()
@@ -294,8 +302,9 @@ class ResultWriter:
         if not is_portable_stem(stem):  # stems from assign_stems pass; a hand-made one is made safe
             stem = file_stem(stem, stem)
         base = os.path.join(folder, stem)
-        files: list[tuple[str, Callable[[], str]]] = [
-            (base + COMPLETION_SUFFIX, lambda: render_completion_text(result)),
+        large = len(result.get("response_text") or "") > LARGE_TEXT  # pieces: no copy of a huge answer
+        files: list[tuple[str, Callable[[], str | list[str]]]] = [
+            (base + COMPLETION_SUFFIX, lambda: completion_pieces(result) if large else render_completion_text(result)),
             (base + RESULT_SUFFIX, lambda: dumps_strict(result)),  # compact: C-speed encoder
         ]
         return [Path(path) for path, render in files if self._write(path, render)]
