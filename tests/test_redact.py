@@ -103,3 +103,34 @@ def test_secrets_are_ordered_once_longest_first():
 
     assert secrets.ordered == ("abc123xyz", "abc")
     assert secrets.mask("token abc123xyz") == f"token {MASK}"
+
+
+def test_a_secret_is_masked_in_its_percent_encoded_json_escaped_and_base64_forms():
+    import base64
+    from urllib.parse import quote
+
+    key = "sk-a/b+c=d-0123456789"
+    secrets = Secrets([key])
+    encoded = [quote(key, safe=""), key.replace("/", "\\/"), "".join(f"\\u{ord(c):04x}" for c in key),
+               base64.b64encode(f"user:{key}".encode()).decode()]
+
+    for form in encoded:
+        assert key[3:9] not in secrets.mask(f"echo {form} end") and "***" in secrets.mask(f"echo {form} end"), form
+
+
+def test_clip_masks_before_cutting_and_masks_a_cut_off_start_of_a_secret():
+    secrets = Secrets([SECRET])
+
+    straddling = secrets.clip("x" * 10 + SECRET + " tail", 14)
+    cut_by_a_limit = secrets.mask_edge("text ending in " + SECRET[:8])
+
+    assert straddling == "x" * 10 + "*** …"  # cut after masking: no prefix of the key left
+    assert SECRET[:5] not in cut_by_a_limit and cut_by_a_limit.endswith("***")
+
+
+def test_headers_whose_names_suggest_credentials_are_masked():
+    headers = {"X-Auth-Token": "a", "X-Goog-Api-Key": "b", "X-Session-Id": "c", "My-Secret": "d",
+               "X-Password": "e", "Accept": "f"}
+
+    assert redact_headers(headers) == {**dict.fromkeys(list(headers)[:5], MASK), "Accept": "f"}
+    assert sorted(header_secrets(headers)) == ["a", "b", "c", "d", "e"]
