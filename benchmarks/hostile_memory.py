@@ -80,7 +80,7 @@ def session(work: Path, server: FaultServer, replies: list[Reply], interval: flo
 
 
 def results(folder: Path) -> dict[str, dict]:
-    return {r["test_id"]: r for r in (json.loads(p.read_text()) for p in folder.glob("*_result.json"))}
+    return {r["test_id"]: r for r in (json.loads(p.read_text()) for p in folder.rglob("*_result.json"))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
                                           [hostile_bomb, endless(args.stream_seconds)] +
                                           [plain() for _ in range(PLAIN_TESTS)], args.interval)
         saved = results(hostile_dir / "out")
-        biggest = max(p.stat().st_size for p in (hostile_dir / "out").iterdir() if p.name.endswith((".json", ".txt")))
-        [batch] = (hostile_dir / "out").glob("batch_results_*.json")
+        biggest = max(p.stat().st_size for p in (hostile_dir / "out").rglob("*") if p.name.endswith((".json", ".txt")))
+        [batch] = (hostile_dir / "out").rglob("batch_results_*.json")
         rows = json.loads(batch.read_text())["tests"]
     print(f"floor (plain answers only): peak RSS {floor_mb:.1f} MB in {floor_s:.1f} s")
     print(f"hostile: peak RSS {peak_mb:.1f} MB in {took_s:.1f} s (exit status {status}); "

@@ -38,7 +38,7 @@ def results_by_id(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def batch_of(folder: Path) -> dict[str, Any]:
-    [path] = folder.glob("batch_results_*.json")
+    [path] = folder.rglob("batch_results_*.json")
     return json.loads(path.read_text(encoding="utf-8"))
 
 

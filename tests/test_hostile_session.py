@@ -40,7 +40,7 @@ def saved(folder: Path) -> dict[str, dict[str, Any]]:
 
 
 def batch_of(folder: Path) -> dict[str, Any]:
-    [path] = folder.glob("batch_results_*.json")
+    [path] = folder.rglob("batch_results_*.json")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -129,7 +129,7 @@ def test_a_batch_file_that_cannot_be_written_is_a_warning_a_summary_line_and_a_f
     assert proc.returncode == pytest.ExitCode.TESTS_FAILED, proc.stdout
     assert "LLMBenchWarning: batch file NOT WRITTEN: File too large" in proc.stdout
     assert "\nbatch file NOT WRITTEN: File too large [EFBIG]\n" in proc.stdout
-    assert not list((pytester.path / OUTPUT).glob("batch_results_*")) and len(saved(pytester.path / OUTPUT)) == 2
+    assert not list((pytester.path / OUTPUT).rglob("batch_results_*")) and len(saved(pytester.path / OUTPUT)) == 2
 
 
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["sequential", "xdist"])
@@ -211,7 +211,7 @@ def test_bidi_controls_and_invisible_characters_never_reach_file_names(pytester,
 
     run(pytester, fault_server, suite).assert_outcomes(passed=2)
 
-    names = [path.name for path in (pytester.path / OUTPUT).iterdir()]
+    names = [path.name for path in (pytester.path / OUTPUT).rglob("*")]
     assert not any(char in name for name in names for char in "\u202e\u200b\u2066")
     assert any(name.startswith("invoice_txt.exe") for name in names)
 
