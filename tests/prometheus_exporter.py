@@ -33,12 +33,13 @@ _NAMES: dict[str, dict[str, str]] = {
     "vllm": {"running": "vllm:num_requests_running", "waiting": "vllm:num_requests_waiting",
              "kv": "vllm:kv_cache_usage_perc", "preempt": "vllm:num_preemptions", "prompt": "vllm:prompt_tokens",
              "gen": "vllm:generation_tokens", "done": "vllm:request_success",
+             "hits": "vllm:prefix_cache_hits", "queries": "vllm:prefix_cache_queries",
              "ttft": "vllm:time_to_first_token_seconds", "e2e": "vllm:e2e_request_latency_seconds",
              "queue": "vllm:request_queue_time_seconds", "tpot": "vllm:request_time_per_output_token_seconds",
              "itl": "vllm:inter_token_latency_seconds"},
     "sglang": {"running": "sglang:num_running_reqs", "waiting": "sglang:num_queue_reqs", "kv": "sglang:token_usage",
                "preempt": "sglang:num_retracted_requests", "prompt": "sglang:prompt_tokens",
-               "gen": "sglang:generation_tokens", "done": "sglang:num_requests",
+               "gen": "sglang:generation_tokens", "done": "sglang:num_requests", "hits": "sglang:cached_tokens",
                "ttft": "sglang:time_to_first_token_seconds", "e2e": "sglang:e2e_request_latency_seconds",
                "queue": "sglang:queue_time_seconds", "itl": "sglang:inter_token_latency_seconds"},
     "tgi": {"running": "tgi_batch_current_size", "waiting": "tgi_queue_size", "done": "tgi_request_success",
@@ -55,7 +56,9 @@ _LABELS = {"vllm": {"model_name": MODEL, "engine": "0"}, "vllm-old": {"model_nam
            "sglang": {"model_name": MODEL, "tp_rank": "0"}, "tgi": {}, "llamacpp": {}}
 _BUCKETS = {"ttft": TTFT_BUCKETS, "e2e": LATENCY_BUCKETS, "queue": LATENCY_BUCKETS, "tpot": TPOT_BUCKETS,
             "itl": TPOT_BUCKETS, "prompt_hist": (1, 8, 16, 64, 256), "gen_hist": (1, 8, 16, 64, 256)}
-_GAUGES, _COUNTERS = ("running", "waiting", "kv"), ("preempt", "prompt", "gen", "done", "count")
+_GAUGES = ("running", "waiting", "kv")
+_COUNTERS = ("preempt", "prompt", "gen", "done", "count", "hits", "queries")
+PREFIX_HITS = 3  # of the 7 prompt tokens of each request, found in the prefix cache
 
 
 class _DcgmGpus:
@@ -155,6 +158,7 @@ class PrometheusExporter:
             m = self.metrics
             m["running"].dec()
             for role, amount in (("prompt", prompt_tokens), ("gen", completion_tokens), ("done", 1), ("count", 1),
+                                 ("hits", PREFIX_HITS), ("queries", prompt_tokens),
                                  ("prompt_hist", prompt_tokens), ("gen_hist", completion_tokens)):
                 if role in m:
                     (m[role].observe if role.endswith("_hist") else m[role].inc)(amount)

@@ -39,6 +39,8 @@ def test_each_server_format_is_read_into_common_names(flavor):
     assert identify(parse(text)) == [SERVER_NAMES[flavor]]
     assert reading.values["requests_running"] == 1
     assert reading.values["generation_tokens"] == 6 and reading.values["prompt_tokens"] == 7
+    if flavor in ("vllm", "vllm-old", "sglang"):
+        assert reading.values["prefix_cache_hits"] == 3 and reading.values["prefix_cache_queries"] == 7
     if flavor != "llamacpp":  # llama.cpp's server has no histograms
         assert reading.histograms["e2e"].count == 1 and reading.histograms["e2e"].total == pytest.approx(0.4)
     if flavor not in ("tgi",):  # TGI reports no KV-cache usage

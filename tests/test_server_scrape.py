@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from openai_stub import write_suite
-from prometheus_exporter import Observers, PrometheusExporter
+from prometheus_exporter import PREFIX_HITS, Observers, PrometheusExporter
 
 INTERVAL = ("--llmbench-server-metrics-interval", "0.2", "-p", "no:cacheprovider")
 TESTS = 6
@@ -50,6 +50,7 @@ def test_vllm_metrics_beside_the_endpoint_are_found_and_tied_to_each_test_and_th
     server = batch["server"]
     assert server["generation_tokens"] == 6 * TESTS and server["requests_finished"] == TESTS
     assert server["requests_running_peak"] >= 1 and server["kv_cache_usage_peak_pct"] >= 50.0
+    assert server["prefix_cache_hit_rate"] == pytest.approx(PREFIX_HITS / 7)  # 3 of each request's 7 prompt tokens
     assert server["failed_scrapes"] <= server["readings"] // 4 and server["sources"][0]["server"] == "vLLM"
     e2e = server["latency"]["e2e"]
     assert e2e["server_count"] == TESTS and e2e["client_count"] == TESTS
@@ -105,6 +106,7 @@ def test_each_servers_format_is_read_in_a_run_and_counts_across_a_server_restart
     section = batch_of(pytester.path / "out")["server"]
     assert section["generation_tokens"] == 6 * TESTS and section["prompt_tokens"] == 7 * TESTS
     assert section["requests_running_peak"] == 1 and section["requests_waiting_peak"] == 0
+    assert section.get("prefix_cache_hit_rate") == (pytest.approx(PREFIX_HITS / 7) if server == "SGLang" else None)
     assert set(section["latency"]) | ({"queue_time"} if "queue_time_count" in section else set()) \
         == histograms
     for name in histograms:

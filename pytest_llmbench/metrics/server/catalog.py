@@ -48,6 +48,11 @@ SERIES = (
                                         "tgi_request_input_length_sum")),
     Series("generation_tokens", "counter", ("vllm:generation_tokens", "sglang:generation_tokens",
                                             "llamacpp:tokens_predicted", "tgi_request_generated_tokens_sum")),
+    # prefix caching, in tokens: vLLM counts the tokens looked up and found; SGLang the prompt tokens served cached
+    Series("prefix_cache_hits", "counter", ("vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits",
+                                            "sglang:cached_tokens")),
+    Series("prefix_cache_queries", "counter", ("vllm:prefix_cache_queries", "vllm:gpu_prefix_cache_queries",
+                                               "sglang:prompt_tokens")),
     Series("requests_finished", "counter", ("vllm:request_success", "sglang:num_requests", "tgi_request_success")),
     Series("ttft", "histogram", ("vllm:time_to_first_token_seconds", "sglang:time_to_first_token_seconds")),
     Series("tpot", "histogram", ("vllm:request_time_per_output_token_seconds",

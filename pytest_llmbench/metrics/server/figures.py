@@ -89,6 +89,16 @@ def span_figures(gauges: list[Reading], bracket: list[Reading], raw: Iterable[st
             if values:
                 figures.update(gauge_figures(name, values, _UNITS.get(name, "")))
     figures.update(gpu_figures(gauges, bracket))
+    return with_hit_rate(figures)
+
+
+def with_hit_rate(figures: dict[str, Any]) -> dict[str, Any]:
+    """``prefix_cache_hit_rate``: the share of looked-up prompt tokens found in the prefix cache."""
+    hits, queries = figures.pop("prefix_cache_hits", None), figures.pop("prefix_cache_queries", None)
+    for key in ("prefix_cache_hits_per_s", "prefix_cache_queries_per_s"):
+        figures.pop(key, None)
+    if hits is not None and queries:
+        figures["prefix_cache_hit_rate"] = hits / queries
     return figures
 
 

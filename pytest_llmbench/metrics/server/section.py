@@ -89,6 +89,8 @@ def summary_lines(section: dict[str, Any]) -> list[str]:
                      f"{_n(section['kv_cache_usage_peak_pct'])}%")
     if section.get("preemptions") is not None:
         queue.append(f"preemptions {_n(section['preemptions'], 0)}")
+    if section.get("prefix_cache_hit_rate") is not None:
+        queue.append(f"prefix cache hits {section['prefix_cache_hit_rate'] * 100:.1f}%")
     if queue:
         lines.append("  " + " | ".join(queue))
     if section.get("generation_tokens_per_s") is not None:

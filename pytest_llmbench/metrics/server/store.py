@@ -21,6 +21,7 @@ from .figures import (
     joules_per_token,
     kind_of,
     span_figures,
+    with_hit_rate,
 )
 from .parse import Histogram
 
@@ -133,6 +134,7 @@ class ServerStore:
                 figures[f"{name}_per_s"] = total / duration if duration else None
             for name, hist in self._histograms.items():
                 figures.update(histogram_figures(name, hist))
+            with_hit_rate(figures)
             gpus = [{**device_summary(i, self._device_names[gpu], totals), "gpu": gpu}
                     for i, (gpu, totals) in enumerate(sorted(self._devices.items()))]
             keys = dict.fromkeys(key for point in self._timeline.points for key in point)
