@@ -148,21 +148,23 @@ def test_run_section_compares_server_and_client_latency_and_feeds_slos():
 def test_dcgm_energy_over_a_window_gives_joules_per_token():
     store = ServerStore()
     with PrometheusExporter("dcgm", power_w=250.0) as gpus, PrometheusExporter("vllm") as server:
-        for _ in range(3):
+        started = time.monotonic()
+        for _ in range(4):
             reading = scrape(server)
             reading.merge(scrape(gpus))
             store.add(reading)
             server.end(7, 10, 0.05, 0.3)
             time.sleep(0.2)
-        reading = scrape(server)
-        reading.merge(scrape(gpus))
-        store.add(reading)
-    first_t = store.summary()["duration_s"]
-    window = store.window(time.monotonic() - 10, time.monotonic())
-    joules = window["gpu_energy_j"]
-    assert joules == pytest.approx(2 * 250.0 * first_t, rel=0.1)  # two GPUs at 250 W
-    assert window["joules_per_token"] == pytest.approx(joules / 30, rel=0.1)  # the server made 30 tokens meanwhile
+        ended = time.monotonic()
+    window = store.window(started, ended)
+    assert window["gpu_energy_j"] == pytest.approx(2 * 250.0 * (ended - started), rel=0.1)  # two GPUs at 250 W
+    # the GPUs' 500 W over the server's token rate in the same readings: 30 tokens between the first and last
+    assert window["joules_per_token"] == pytest.approx(500.0 / window["generation_tokens_per_s"], rel=0.05)
+    assert window["generation_tokens"] == 30 and window["joules_per_token"] == pytest.approx(500 * 0.6 / 30, rel=0.2)
     assert window["gpu_power_mean_w"] == 500.0 and window["gpu_util_peak_pct"] == 5.0
+    run = store.summary()
+    assert run["gpu_energy_j"] == pytest.approx(500.0 * run["duration_s"], rel=0.1)
+    assert run["joules_per_token"] == pytest.approx(run["gpu_energy_j"] / 30)
 
 
 def test_series_parser_reads_repeated_scrapes_as_the_full_parser_does():

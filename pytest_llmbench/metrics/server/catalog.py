@@ -144,6 +144,8 @@ def read(readings: Readings, t: float, raw: Iterable[str] = ()) -> Reading:
         elif series_key(name) in readings:
             reading.values[name] = sum(value for _, value in readings[series_key(name)])
     reading.gpus = _gpus(readings)
+    for device in reading.gpus.values():
+        device["t"] = t  # its own exporter's time: sources are read one after another
     return reading
 
 

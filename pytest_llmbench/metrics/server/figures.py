@@ -126,31 +126,33 @@ def gpu_figures(gauges: list[Reading], bracket: list[Reading]) -> dict[str, Any]
         "gpu_memory_peak_gb": max(memory, default=None),
         "gpu_power_mean_w": _mean(_per_reading_sum(gauges, "gpu_power_w")),
         "gpu_temperature_peak_c": max(_device_values(gauges, "gpu_temperature_c"), default=None),
-        "gpu_energy_j": energy(bracket),
     }
 
 
-def energy(bracket: list[Reading]) -> float | None:
-    """Joules the GPUs used over the bracket: the energy counter's increase, else mean power times time."""
-    if len(bracket) < 2:
-        return None
+def gpu_watts(bracket: list[Reading]) -> float | None:
+    """What the GPUs drew over the bracket, summed: each one's energy counter increase over the time between its
+    own first and last reading, else its mean power."""
     total = None
     for gpu in {g for r in bracket for g in r.gpus}:
-        counter = [r.gpus[gpu]["gpu_energy_counter_j"] for r in bracket
-                   if gpu in r.gpus and r.gpus[gpu].get("gpu_energy_counter_j") is not None]
-        joules = increase(counter)
-        if joules is None:
-            power = _mean([r.gpus[gpu]["gpu_power_w"] for r in bracket
-                           if gpu in r.gpus and r.gpus[gpu].get("gpu_power_w") is not None])
-            joules = None if power is None else power * (bracket[-1].t - bracket[0].t)
-        if joules is not None:
-            total = (total or 0.0) + joules
+        devices = [r.gpus[gpu] for r in bracket if gpu in r.gpus]
+        counter = [(d["t"], d["gpu_energy_counter_j"]) for d in devices if d.get("gpu_energy_counter_j") is not None]
+        joules = increase(value for _, value in counter)
+        span = counter[-1][0] - counter[0][0] if counter else 0.0
+        watts = joules / span if joules is not None and span > 0 else \
+            _mean([d["gpu_power_w"] for d in devices if d.get("gpu_power_w") is not None])
+        if watts is not None:
+            total = (total or 0.0) + watts
     return total
 
 
-def joules_per_token(figures: dict[str, Any], completion_tokens: int | None) -> float | None:
-    """Energy over the tokens made in the same span: the server's count when it gives one (it covers every
-    request the GPUs served then), else the test's own completion tokens."""
-    joules = figures.get("gpu_energy_j")
-    tokens = figures.get("generation_tokens") or completion_tokens
-    return joules / tokens if joules is not None and tokens else None
+def joules_per_token(watts: float | None, duration: float, server_tokens_per_s: float | None,
+                     completion_tokens: int | None) -> tuple[float | None, float | None]:
+    """(joules over ``duration``, joules per token). Per token: the GPUs' draw over the rate the server made
+    tokens at in the same readings when it counts them (that covers every request it served then), else the
+    energy over the test's own completion tokens, as the local monitor reckons."""
+    if watts is None:
+        return None, None
+    joules = watts * duration
+    if server_tokens_per_s:
+        return joules, watts / server_tokens_per_s
+    return joules, joules / completion_tokens if completion_tokens else None

@@ -16,6 +16,7 @@ from typing import Any
 from ..hardware.window import DeviceTotals, RunningStat, Timeline, device_summary
 from .catalog import SERIES, Reading
 from .figures import (
+    gpu_watts,
     histogram_figures,
     increase,
     joules_per_token,
@@ -108,15 +109,9 @@ class ServerStore:
         figures = span_figures(inside or bracket, bracket, self.raw)
         duration = max(end_t - start_t, 0.0)
         span = bracket[-1].t - bracket[0].t
-        if figures.get("gpu_energy_j") is not None:
-            # joules per token over the bracket when the server counts the tokens made in it; else the test's
-            # share of the bracket's energy over the test's own tokens, as the local monitor reckons
-            figures["joules_per_token"] = joules_per_token(figures, None)
-            if span > 0:
-                figures["gpu_energy_j"] *= min(duration / span, 1.0)
-            if figures["joules_per_token"] is None:
-                figures["joules_per_token"] = joules_per_token({"gpu_energy_j": figures["gpu_energy_j"]},
-                                                               completion_tokens)
+        if "gpu_util_mean_pct" in figures:
+            figures["gpu_energy_j"], figures["joules_per_token"] = joules_per_token(
+                gpu_watts(bracket), duration, figures.get("generation_tokens_per_s"), completion_tokens)
         figures.update({"samples": len(inside), "nearest": not inside, "span_s": span, "duration_s": duration})
         return figures
 
@@ -143,7 +138,9 @@ class ServerStore:
             energies = [g["gpu_energy_j"] for g in gpus if g["gpu_energy_j"] is not None]
             figures["gpus"] = gpus
             figures["gpu_energy_j"] = sum(energies) if energies else None
-            figures["joules_per_token"] = joules_per_token(figures, None)
+            tokens = figures.get("generation_tokens")
+            figures["joules_per_token"] = figures["gpu_energy_j"] / tokens if figures["gpu_energy_j"] and tokens \
+                else None
         figures["timeline"] = timeline
         return figures
 
