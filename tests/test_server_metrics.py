@@ -160,7 +160,7 @@ def test_dcgm_energy_over_a_window_gives_joules_per_token():
     assert window["gpu_energy_j"] == pytest.approx(2 * 250.0 * (ended - started), rel=0.1)  # two GPUs at 250 W
     # the GPUs' 500 W over the server's token rate in the same readings: 30 tokens between the first and last
     assert window["joules_per_token"] == pytest.approx(500.0 / window["generation_tokens_per_s"], rel=0.05)
-    assert window["generation_tokens"] == 30 and window["joules_per_token"] == pytest.approx(500 * 0.6 / 30, rel=0.2)
+    assert window["generation_tokens"] == 30  # three answers of 10 tokens between the first and last reading
     assert window["gpu_power_mean_w"] == 500.0 and window["gpu_util_peak_pct"] == 5.0
     run = store.summary()
     assert run["gpu_energy_j"] == pytest.approx(500.0 * run["duration_s"], rel=0.1)
