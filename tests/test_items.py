@@ -158,3 +158,12 @@ def test_ini_paths_are_relative_to_the_ini_file(pytester):
     run = subprocess.run([sys.executable, "-m", "pytest", "--co", "-q", "-p", "no:cacheprovider"], cwd=sub,
                          check=False, capture_output=True, text=True, timeout=60)
     assert "suites/s.json::from_ini" in run.stdout, run.stdout + run.stderr
+
+
+def test_a_category_that_matches_nothing_lists_the_categories_that_exist(pytester, suite):
+    result = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-category", "mth")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stdout.fnmatch_lines(["*llmbench: --llmbench-category mth matches no test; the categories are: "
+                                 "Math_Reasoning, complex_synthesis, monitoring*"])
+    kept = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-category", "math", "--co", "-q")
+    kept.stdout.fnmatch_lines(["*math_01*"])

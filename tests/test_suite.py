@@ -367,3 +367,19 @@ def test_defaults_and_a_tests_own_expectations_that_clash_are_reported_at_load(t
     with pytest.raises(SuiteError) as info:
         load_suite(path)
     assert "tests[0] (id 'short'): expected.max_length (with the suite's defaults)" in str(info.value)
+
+
+def test_near_misses_of_known_sampling_parameters_are_errors_with_a_suggestion(tmp_path):
+    problems = problems_of(tmp_path, prompt_test(parameters={"max_token": 10, "temprature": 0.2, "top_k": 5,
+                                                             "my_server_flag": True}))
+    assert problems == [
+        "tests[0] (id 't1'): unknown parameter 'parameters.max_token' (did you mean 'max_tokens'? other names are "
+        "sent as they are)",
+        "tests[0] (id 't1'): unknown parameter 'parameters.temprature' (did you mean 'temperature'? other names "
+        "are sent as they are)"]  # top_k (vLLM) and a name of the server's own pass through
+
+
+def test_a_near_miss_in_the_defaults_is_named_there_too(tmp_path):
+    problems = problems_of(tmp_path, prompt_test(), defaults={"parameters": {"frequency_penalti": 0.5}})
+    assert problems == ["unknown parameter 'defaults.parameters.frequency_penalti' (did you mean "
+                        "'frequency_penalty'? other names are sent as they are)"]

@@ -232,7 +232,13 @@ def deselect_categories(config: pytest.Config, items: list[pytest.Item], pattern
     if not patterns:
         return
     deselected = [i for i in items if isinstance(i, LLMBenchItem) and not matches_category(i.case.category, patterns)]
+    dropped = set(map(id, deselected))
+    if deselected and not any(isinstance(i, LLMBenchItem) and id(i) not in dropped for i in items):
+        # a misspelt category: say which exist instead of pytest's bare "no tests collected (5 deselected)"
+        known = sorted({i.case.category for i in deselected})
+        shown = ", ".join(known[:20]) + (f" … ({len(known)} in all)" if len(known) > 20 else "")
+        pytest.exit(f"llmbench: --llmbench-category {' '.join(patterns)} matches no test; the categories are: "
+                    f"{shown}", returncode=pytest.ExitCode.USAGE_ERROR)
     if deselected:
         config.hook.pytest_deselected(items=deselected)
-        dropped = set(map(id, deselected))
         items[:] = [i for i in items if id(i) not in dropped]

@@ -102,6 +102,26 @@ _PARAMETER_RULES: dict[str, Rule] = {
     "presence_penalty": _NUMBER,
     "frequency_penalty": _NUMBER,
 }
+# Sampling parameters of OpenAI's and vLLM's completion APIs: a name one slip away from one of these is a typo
+# (sent as it is, the server ignores it and the test passes with the default); any other name passes through.
+KNOWN_PARAMETERS = (
+    "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k", "min_p", "n", "stop", "seed",
+    "presence_penalty", "frequency_penalty", "repetition_penalty", "length_penalty", "logprobs", "top_logprobs",
+    "prompt_logprobs", "logit_bias", "user", "response_format", "tools", "tool_choice", "parallel_tool_calls",
+    "ignore_eos", "min_tokens", "best_of", "use_beam_search", "stop_token_ids", "include_stop_str_in_output",
+    "skip_special_tokens", "spaces_between_special_tokens", "echo", "suffix", "guided_json", "guided_regex",
+    "guided_choice", "guided_grammar", "bad_words", "allowed_token_ids", "truncate_prompt_tokens",
+    "reasoning_effort", "structured_outputs",
+)
+
+
+def _near_miss(key: str) -> str | None:
+    if key in KNOWN_PARAMETERS:
+        return None
+    close = difflib.get_close_matches(key, KNOWN_PARAMETERS, n=1, cutoff=0.85)
+    return close[0] if close else None
+
+
 _SLO_RULES: dict[str, Rule] = dict.fromkeys(TEST_SLO_KEYS, _POSITIVE)
 _EXPECTED_KEYS = sorted(KNOWN_KEYS)
 _TEST_RULES: dict[str, Rule] = {
@@ -195,6 +215,11 @@ def _section(owner: dict[str, Any], key: str, problems: _Problems, prefix: str =
         if "stream" in value:
             problems.add(f"{name}.stream is not allowed: set the test's \"stream\" field instead")
         problems.check_fields(value, _PARAMETER_RULES, prefix=f"{name}.")
+        for key in value:
+            meant = _near_miss(key)
+            if meant:
+                problems.add(f"unknown parameter '{name}.{_short(key)}' (did you mean '{meant}'? other names are "
+                             "sent as they are)")
     elif key == "expected":  # evaluate's own rules, so that load time and check time agree
         problems.unknown_keys(value, _EXPECTED_KEYS, prefix=f"{name}.")
         for field, problem in problems_by_key(value).items():
