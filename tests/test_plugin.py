@@ -248,3 +248,20 @@ def test_result_files_are_strict_json_with_nan_as_null(pytester, stub):
     saved = strict((results_dir(pytester) / "Test_0_result.json").read_text())
     assert saved["performance_metrics"]["odd"] is None and saved["performance_metrics"]["huge"] is None
     strict(next(results_dir(pytester).glob("batch_results_*.json")).read_text())
+
+
+def test_summary_shows_unknown_prompt_counts_as_unknown_and_no_percentile_without_enough_values(pytester, httpserver):
+    stub = OpenAIStub(usage=False, status={"refuse": 400})
+    url = stub.install(httpserver)
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}, {"id": "bad", "prompt": "refuse"}])
+    result = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", url, "--llmbench-retries", "0",
+                                "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["tokens: ? prompt, * completion (2 results estimated)*"])
+    [latency] = [line for line in result.outlines if line.startswith("latency ms")]
+    cells = latency.split()[2:]  # n, mean, std, min, p50, p90, p95, p99, p99.9, max
+    assert cells[0] == "2" and cells[4] != "-" and cells[5:9] == ["-", "-", "-", "-"]
+    slowest = next(line for line in result.outlines if line.startswith("slowest:"))
+    assert "bad" not in slowest  # a failed request is not slow, it failed
+    saved = json.loads((results_dir(pytester) / "Test_0_result.json").read_text())
+    assert saved["e2e_latency"] == saved["execution_time"]  # not streamed: end to end is the latency

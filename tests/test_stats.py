@@ -218,26 +218,35 @@ def test_groups_by_category_and_model_hold_only_their_results(rows):
     assert models["large"]["mean_reasoning_score"] == pytest.approx(statistics.fmean(large_scores))
 
 
-def test_slowest_lists_the_longest_tests_first_failures_included():
+def test_slowest_lists_the_longest_successful_tests_first():
     acc = StatsAccumulator(slowest_kept=3)
     for index, seconds in enumerate([0.5, 9.0, 0.1, 4.0, 7.0, 4.0, 0.2]):
         acc.add({"test_id": f"t{index}", "test_name": f"n{index}", "success": index != 1,
                  "execution_time": seconds})
     assert acc.slowest(2) == [
-        {"test_id": "t1", "test_name": "n1", "execution_time": 9.0, "success": False},
         {"test_id": "t4", "test_name": "n4", "execution_time": 7.0, "success": True},
+        {"test_id": "t3", "test_name": "n3", "execution_time": 4.0, "success": True},
     ]
     # at most slowest_kept are remembered; of two equal times the earlier test stays
-    assert [s["test_id"] for s in acc.slowest(10)] == ["t1", "t4", "t3"]
+    assert [s["test_id"] for s in acc.slowest(10)] == ["t4", "t3", "t5"]
 
 
-def test_lost_tests_without_a_time_are_not_among_the_slowest():
+def test_failed_and_lost_tests_are_not_among_the_slowest():
     acc = StatsAccumulator(slowest_kept=3)
     acc.add({"test_id": "ok", "test_name": "ok", "success": True, "execution_time": 0.4})
     for index in range(3):  # what the recorder adds for a crashed worker's test
         acc.add({"test_id": f"lost{index}", "test_name": f"lost{index}", "success": False, "execution_time": 0.0})
+    acc.add({"test_id": "refused", "test_name": "refused", "success": False, "execution_time": 0.001})
     acc.add({"test_id": "timed_out", "test_name": "timed_out", "success": False, "execution_time": 30.0})
-    assert [s["test_id"] for s in acc.slowest(5)] == ["timed_out", "ok"]
+    assert [s["test_id"] for s in acc.slowest(5)] == ["ok"]  # a failure's time says how fast it failed
+
+
+def test_percentiles_are_shown_only_with_enough_values():
+    from pytest_llmbench.metrics.stats import enough_values
+
+    assert [enough_values(stat, 2) for stat in ("mean", "p50", "p90", "p99", "p99_9")] == [True, True, False,
+                                                                                           False, False]
+    assert enough_values("p99", 100) and not enough_values("p99_9", 999) and enough_values("p99_9", 1000)
 
 
 def test_summary_keys_cover_every_documented_field():

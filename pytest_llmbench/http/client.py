@@ -234,6 +234,8 @@ class LLMClient:
             fill_token_counts(result, None if outcome is None else len(outcome.content_ns))
             if outcome is not None:
                 result.tpot = tpot(result.ttft, result.e2e_latency, result.completion_tokens)
+            else:  # not streamed: the whole answer arrived at once, so end to end is the latency itself
+                result.e2e_latency = result.execution_time
         return _finished(result, error)
 
     def _redact(self, text: str) -> str:

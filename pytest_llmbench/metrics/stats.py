@@ -146,6 +146,7 @@ class _Pool:
         self.estimated = 0
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        self.unknown_prompt_tokens = 0  # successful results whose server sent no prompt count: not 0 tokens
         self.evaluated = 0
         self.evaluations_passed = 0
         self.reasoning = _Mean()
@@ -169,6 +170,7 @@ class _Pool:
         if row.get("slo_passed") is not False:
             self.met_slos += 1
         self.prompt_tokens += row.get("prompt_tokens") or 0
+        self.unknown_prompt_tokens += row.get("prompt_tokens") is None
         self.completion_tokens += row.get("completion_tokens") or 0
         for metric in METRICS:
             value = row.get(metric.field)
@@ -192,6 +194,7 @@ class _Pool:
             "goodput": _ratio(self.met_slos, self.total),
             "average_execution_time": latency["mean"],
             "total_prompt_tokens": self.prompt_tokens,
+            "unknown_prompt_tokens": self.unknown_prompt_tokens,
             "total_completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
             "average_tokens_per_second": rate["mean"],
@@ -232,8 +235,9 @@ class StatsAccumulator:
             groups[name].add(row)
         self._seen += 1
         seconds = finite_number(row.get("execution_time"))
-        # A lost test (a crashed worker) carries 0.0 for a time nobody measured: not a candidate.
-        if seconds is not None and seconds > 0 and self._slowest_kept > 0:
+        # A failed request (or a lost test, 0.0 for a time nobody measured) is no candidate: its time says how
+        # fast it failed, not how slow the server is.
+        if row.get("success") and seconds is not None and seconds > 0 and self._slowest_kept > 0:
             # -seen: among equal times the earlier test stays
             entry = (seconds, -self._seen, row.get("test_id", ""), row.get("test_name", ""), bool(row.get("success")))
             if len(self._slowest) < self._slowest_kept:
@@ -306,3 +310,12 @@ def format_value(key: str, value: Any, unit: bool = True) -> str:
     digits = {"s": 3, "req/s": 2, "": 3}.get(symbol, 1)
     text = f"{value:.{digits}f}"
     return f"{text} {symbol}" if unit and symbol else text
+
+
+def enough_values(stat: str, count: int) -> bool:
+    """Whether a percentile rests on enough values to mean something: pQ needs 100 / (100 - Q) of them (p99 one
+    in a hundred, p99.9 a thousand); with fewer it is only an interpolation between the largest ones."""
+    if not stat.startswith("p"):
+        return count > 0
+    q = float(stat[1:].replace("_", "."))
+    return count * (100.0 - q) >= 100.0 - 1e-6 if q < 100 else count > 0

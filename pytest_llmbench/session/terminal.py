@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any
 
-from ..metrics.stats import metric_key
+from ..metrics.stats import enough_values, metric_key
 from ..result import METRICS
 from ..textsafe import escape_for_terminal
 from .gate_reports import gate_summary_lines
@@ -146,7 +146,7 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         f"tests {agg['total_tests']}: {agg['passed_tests']} passed, {agg['total_tests'] - agg['passed_tests']} failed"
         f" | requests {agg['success_rate'] * 100:.1f}% successful | wall time {agg['wall_time_s']:.2f}s")
     reporter.write_line(
-        f"tokens: {agg['total_prompt_tokens']} prompt, {agg['total_completion_tokens']} completion"
+        f"tokens: {_prompt_tokens(agg)} prompt, {agg['total_completion_tokens']} completion"
         + (f" ({agg['estimated_token_counts']} results estimated)" if agg.get("estimated_token_counts") else "")
         + f" | {agg['output_throughput']:.1f} tok/s aggregate | {agg['request_throughput']:.2f} req/s")
     _write_metric_table(reporter, agg)
@@ -186,6 +186,14 @@ def _write_table(reporter: Any, header: list[str], rows: list[list[str]]) -> Non
         reporter.write_line("  ".join(cells).rstrip())
 
 
+def _prompt_tokens(agg: dict[str, Any]) -> str:
+    """The prompt token total, or "?" where the server sent no count: unknown is not 0."""
+    unknown = agg.get("unknown_prompt_tokens") or 0
+    if unknown and unknown >= (agg.get("successful_tests") or 0):
+        return "?"
+    return f"{agg['total_prompt_tokens']}" + (f" (+{unknown} unknown)" if unknown else "")
+
+
 def _write_metric_table(reporter: Any, agg: dict[str, Any]) -> None:
     """Pooled statistics of every metric that was measured, one row each."""
     metrics = [(metric.label, metric.key) for metric in METRICS if agg.get(f"count_{metric.key}")]
@@ -196,6 +204,8 @@ def _write_metric_table(reporter: Any, agg: dict[str, Any]) -> None:
         cells = [label]
         for _, stat in TABLE_STATS:
             value = agg.get(f"count_{metric}" if stat == "count" else metric_key(stat, metric))
+            if stat != "count" and not enough_values(stat, agg.get(f"count_{metric}") or 0):
+                value = None  # "-": too few values for this percentile to mean anything
             cells.append(str(value) if stat == "count" else _ms(value))
         rows.append(cells)
     _write_table(reporter, ["", *(title for title, _ in TABLE_STATS)], rows)
