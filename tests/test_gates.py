@@ -118,3 +118,31 @@ def test_a_gate_failure_under_xdist_is_counted_once(pytester, stub):
                                            "--llmbench-slo", "latency_p99=1ms", "-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines(["FAILED llmbench::slo?latency_p99? - *"])
+
+
+def test_a_baseline_is_compared_on_the_shared_tests_and_every_difference_is_named(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}, {"id": "c"}])
+    run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(passed=3)
+    stub.delay = 0.3
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--deselect", "s.json::c", "--llmbench-stream",
+                 "--llmbench-compare", "latest", "--llmbench-compare-fail", "latency_p50:10%")
+    result.assert_outcomes(passed=2, failed=1, deselected=1)
+    result.stdout.fnmatch_lines([
+        "baseline: *batch_results_*.json",
+        "baseline WARNING: the test sets differ: 2 tests in both, 1 only in the baseline, 0 only in this run;*",
+        "baseline WARNING: streaming differ: False in the baseline, True in this run",
+        "*p50_latency_ms*",
+        "largest regressions: a *s -> 0.3*s (+*%), b *"])
+    batch = json.loads(next((pytester.path / "llmbench_results" / "latest").glob("batch_*.json")).read_text())
+    comparison = batch["gates"]["comparison"]
+    assert comparison["shared_tests"] == 2 and len(comparison["warnings"]) == 2
+    assert sorted(d["test_id"] for d in comparison["per_test"]) == ["a", "b"]
+    assert all(d["now_s"] > d["baseline_s"] and d["change_pct"] > 0 for d in comparison["per_test"])
+    result.stdout.fnmatch_lines(["*LLMBenchWarning: baseline: the test sets differ*"])
+
+
+def test_the_same_tests_and_settings_compare_without_a_warning(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
+    run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(passed=2)
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", "latest")
+    assert "baseline WARNING" not in result.stdout.str()

@@ -20,6 +20,7 @@ from .baseline import (
     metrics_to_compare,
     parse_threshold,
 )
+from .baseline_tests import Pairing, pair, shared_aggregate, shared_keys
 from .slo import RunSlo, SloMiss, check_run_slos, parse_run_slos
 from .stats import format_value
 
@@ -30,6 +31,7 @@ class GateResult:
     deltas: list[Delta] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)
     baseline_path: str | None = None
+    pairing: Pairing | None = None  # the baseline's tests beside this run's, and how the two runs differ
     failed_gates: list[tuple[str, str]] = field(default_factory=list)  # (gate id, message), e.g. "slo[ttft_p99]"
     passed_gates: list[str] = field(default_factory=list)  # "run SLO ttft_p99 <= 500 ms: 312.0 ms"
 
@@ -48,6 +50,9 @@ class GateResult:
             "slo_misses": [m.to_dict() for m in self.slo_misses],
             "comparison": None if self.baseline_path is None else {
                 "baseline": self.baseline_path,
+                "warnings": self.pairing.warnings if self.pairing else [],
+                "shared_tests": self.pairing.shared if self.pairing else None,
+                "per_test": [d.to_dict() for d in self.pairing.per_test] if self.pairing else [],
                 "deltas": [vars(d) for d in self.deltas],
                 "regressions": self.regressions,
             },
@@ -80,7 +85,10 @@ class Gates:
     def active(self) -> bool:
         return bool(self.slos or self.thresholds or self.baseline)
 
-    def check(self, aggregate: dict[str, Any]) -> GateResult:
+    def check(self, aggregate: dict[str, Any], rows: list[dict[str, Any]] | None = None,
+              run: dict[str, Any] | None = None) -> GateResult:
+        """SLOs on this run's figures; the baseline on the tests both runs share (``rows``: this run's batch rows,
+        ``run``: its run record), with a warning for each way the runs differ."""
         result = GateResult()
         for slo in self.slos:
             misses = check_run_slos([slo], aggregate)
@@ -92,7 +100,14 @@ class Gates:
                 result.passed_gates.append(f"run SLO {slo.text}: measured {measured}")
         if self.baseline is not None:
             result.baseline_path = str(self.baseline_path)
-            result.deltas = compare(self.baseline["aggregate"], aggregate, metrics_to_compare(self.thresholds))
+            before, now = self.baseline["aggregate"], aggregate
+            if rows is not None and self.baseline.get("tests"):
+                result.pairing = pair(self.baseline, rows, run or {})
+                if result.pairing.only_baseline or result.pairing.only_now:
+                    keys = shared_keys(self.baseline, rows)
+                    before = shared_aggregate(self.baseline["tests"], keys, before)
+                    now = {**aggregate, **shared_aggregate(rows, keys, aggregate)}
+            result.deltas = compare(before, now, metrics_to_compare(self.thresholds))
             for threshold in self.thresholds:
                 broken = check_regressions(result.deltas, [threshold])
                 if broken:

@@ -360,7 +360,10 @@ class Controller:
                                             interval=self.server.interval,
                                             failed_scrapes=self.server.failed_scrapes, aggregate=batch["aggregate"])
         if self.gates.active:
-            self.gate_result = self.gates.check({**batch["aggregate"], **slo_view(batch.get("server"))})
+            self.gate_result = self.gates.check({**batch["aggregate"], **slo_view(batch.get("server"))},
+                                                rows=batch["tests"], run=batch["run"])
+            if self.gate_result.pairing is not None:
+                self.warnings += [f"baseline: {w}" for w in self.gate_result.pairing.warnings]
             batch["gates"] = self.gate_result.to_dict()
             if not interrupted:  # failed gates in pytest's own counts, short summary and JUnit XML
                 log_gate_failures(self.config, session, self.gate_result)

@@ -242,7 +242,15 @@ def write_gates(reporter: Any, gates: Any) -> None:
     """The baseline it was compared with, its table, then every gate: passed ones and failed ones."""
     if gates.baseline_path:
         reporter.write_line(f"baseline: {safe(gates.baseline_path)}")
+    pairing = gates.pairing
+    for warning in pairing.warnings if pairing else []:
+        reporter.write_line(f"baseline WARNING: {safe(warning)}", yellow=True)
     for line in gates.table():
         reporter.write_line(line)
+    worst = pairing.largest_regressions() if pairing else []
+    if worst:
+        reporter.write_line("largest regressions: " + ", ".join(
+            f"{safe(d.test_id)}{f'[{safe(d.model)}]' if d.model else ''} {d.baseline_s:.2f}s -> {d.now_s:.2f}s "
+            f"({d.change_pct:+.0f}%)" for d in worst))
     for line, markup in gate_summary_lines(gates):
         reporter.write_line(safe(line), **markup)

@@ -1,0 +1,96 @@
+"""A baseline compared honestly: test by test on the tests both runs share, with a warning for every way the two
+runs differ (test set, models, streaming, concurrency), so that "p50 regressed 158%" never compares a one-test,
+non-streamed run with a five-test streamed one without saying so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .stats import StatsAccumulator, finite_number
+
+# Figures of the whole run's span: over a subset of its tests they mean nothing, so they stay the runs' own.
+_RUN_WIDE = ("request_throughput", "output_throughput", "duration_s", "wall_time_s")
+SHOWN_REGRESSIONS = 5
+
+
+def _key(row: dict[str, Any]) -> tuple[str, str]:
+    return str(row.get("test_id")), str(row.get("model") or "")
+
+
+@dataclass
+class TestDelta:
+    __test__ = False  # keep pytest from collecting this class
+
+    test_id: str
+    model: str
+    baseline_s: float
+    now_s: float
+
+    @property
+    def change_pct(self) -> float | None:
+        return (self.now_s - self.baseline_s) / self.baseline_s * 100.0 if self.baseline_s > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"test_id": self.test_id, "model": self.model, "baseline_s": self.baseline_s, "now_s": self.now_s,
+                "change_pct": self.change_pct}
+
+
+@dataclass
+class Pairing:
+    """The two runs side by side: what they share, how they differ, and each shared test's latency change."""
+
+    shared: int = 0
+    only_baseline: int = 0
+    only_now: int = 0
+    warnings: list[str] = field(default_factory=list)
+    per_test: list[TestDelta] = field(default_factory=list)
+
+    def largest_regressions(self, n: int = SHOWN_REGRESSIONS) -> list[TestDelta]:
+        rising = [d for d in self.per_test if d.change_pct is not None and d.change_pct > 0]
+        return sorted(rising, key=lambda d: d.change_pct or 0.0, reverse=True)[:n]
+
+
+def pair(baseline: dict[str, Any], rows: list[dict[str, Any]], run: dict[str, Any]) -> Pairing:
+    """Pair the baseline batch with this run's rows and run record."""
+    before = {_key(row): row for row in baseline.get("tests") or []}
+    now = {_key(row): row for row in rows}
+    shared = before.keys() & now.keys()
+    pairing = Pairing(shared=len(shared), only_baseline=len(before.keys() - shared),
+                      only_now=len(now.keys() - shared))
+    if before and (pairing.only_baseline or pairing.only_now):
+        pairing.warnings.append(
+            f"the test sets differ: {pairing.shared} tests in both, {pairing.only_baseline} only in the baseline, "
+            f"{pairing.only_now} only in this run; figures are compared on the {pairing.shared} shared tests")
+    old_run = baseline.get("run") or {}
+    for what, old, new in (("models", sorted(old_run.get("models") or []), sorted(run.get("models") or [])),
+                           ("streaming", _option(old_run, "stream"), _option(run, "stream")),
+                           ("concurrency", _option(old_run, "concurrency"), _option(run, "concurrency")),
+                           ("xdist workers", old_run.get("workers"), run.get("workers"))):
+        if old is not None and new is not None and old != new:
+            pairing.warnings.append(f"{what} differ: {old} in the baseline, {new} in this run")
+    for key in sorted(shared):
+        old_s, new_s = finite_number(before[key].get("execution_time")), finite_number(now[key].get("execution_time"))
+        if before[key].get("success") and now[key].get("success") and old_s is not None and new_s is not None:
+            pairing.per_test.append(TestDelta(key[0], key[1], old_s, new_s))
+    return pairing
+
+
+def shared_aggregate(rows: list[dict[str, Any]], keys: set[tuple[str, str]], whole: dict[str, Any]) -> dict[str, Any]:
+    """The run's figures over the shared tests only; run-wide throughputs stay those of the whole run."""
+    accumulator = StatsAccumulator()
+    for row in rows:
+        if _key(row) in keys:
+            accumulator.add(row)
+    figures = accumulator.summary(whole.get("duration_s") or 0.0)
+    figures.update({name: whole.get(name) for name in _RUN_WIDE})
+    return figures
+
+
+def shared_keys(baseline: dict[str, Any], rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {_key(row) for row in baseline.get("tests") or []} & {_key(row) for row in rows}
+
+
+def _option(run: dict[str, Any], name: str) -> Any:
+    return (run.get("options") or {}).get(name)
