@@ -74,7 +74,7 @@ def latest_batch(output: Path) -> Path | None:
     """The batch file of the most recent run that wrote one: the ``latest`` run first, else the newest folder."""
     pointed = latest_folder(output)
     if pointed is not None and batch_in(pointed) is not None:
-        return batch_in(pointed)
+        return batch_in(pointed.resolve())  # named by its run folder: "latest" moves on with the next run
     folders = sorted((p for p in output.iterdir() if p.is_dir() and not p.is_symlink()), reverse=True) \
         if output.is_dir() else []
     for folder in folders:
