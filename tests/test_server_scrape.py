@@ -45,7 +45,7 @@ def test_vllm_metrics_beside_the_endpoint_are_found_and_tied_to_each_test_and_th
     result.assert_outcomes(passed=TESTS)
     metrics_url = vllm.stub.url.replace("/v1", "/metrics")
     assert result.stdout.lines.count(f"server metrics: {metrics_url} (vLLM)") == 1
-    result.stdout.fnmatch_lines(["server: * (vLLM) | * scrapes every 0.2 s*", "  e2e * server p50 * | client (latency)*"])
+    result.stdout.fnmatch_lines(["server: * (vLLM) | * scrapes every 0.2 s*", "  e2e * server p50 * | client (e2el)*"])
     batch = batch_of(pytester.path / "out")
     server = batch["server"]
     assert server["generation_tokens"] == 6 * TESTS and server["requests_finished"] == TESTS
