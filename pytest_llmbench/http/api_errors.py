@@ -81,7 +81,7 @@ def http_error(status: int, body: bytes, secrets: Secrets = NO_SECRETS) -> ApiEr
     kind = "http"
     if status in (401, 403):
         kind = "auth"
-        message = f"authentication failed: {message} (check the API key)"
+        message = f"authentication failed: {message}"
     return ApiError(kind, message, status, type_, clip(text), details)
 
 

@@ -11,13 +11,22 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from .._version import __version__
 from ..exceptions import ClientError, EndpointUnreachable
 from ..jsonbound import loads_bounded
 from ..result import ApiError, Attempt, TestResult, now_iso, tokens_per_second
 from .api_errors import clip, describe
-from .openai import build_body, fill_token_counts, models_url, prompt_as_chat, read_completion_body, resolve_url
+from .openai import (
+    PATHS,
+    build_body,
+    fill_token_counts,
+    models_url,
+    prompt_as_chat,
+    read_completion_body,
+    resolve_url,
+)
 from .redact import Secrets, header_secrets, url_secrets
 from .retry import RetryPolicy, decide, may_have_run
 from .sse import tpot
@@ -124,6 +133,10 @@ class LLMClient:
                 error = exc.error or ApiError("request", str(exc))
                 return _finished(TestResult(api_type=used, request=request), error)
         reply, attempts = self._with_retries("POST", url, request, used if request.get("stream") is True else None)
+        if reply.error is not None and reply.error.status == 404:  # name what was hit, and the other API
+            other = resolve_url(url.rsplit(PATHS[used], 1)[0], "completions" if used == "chat" else "chat")[0]
+            reply.error.message += (f" (POST {self._redact(url)}; check the endpoint's path, or whether this "
+                                    f"server serves the other API, {self._redact(other)})")
         return self._result(reply, attempts, used, request)
 
     def complete(self, prompt: str, **params: Any) -> TestResult:
@@ -152,6 +165,10 @@ class LLMClient:
         server that trickles bytes cannot stall start-up. A redirect counts as unreachable: requests are
         never redirected, so every one of them would fail.
         """
+        if urlsplit(self.config.endpoint).scheme not in ("http", "https"):
+            shown = self._redact(self.config.endpoint)
+            raise EndpointUnreachable(f"The endpoint {shown} has no http:// or https:// in front: try "
+                                      f"--llmbench-endpoint http://{shown.split('://', 1)[-1]}")
         try:
             url = models_url(self.config.endpoint)
             target(url)  # a bad port only shows here; the messages below need the target
@@ -164,11 +181,16 @@ class LLMClient:
             self.listed = _model_entries(reply.payload)  # kept: the header line and the default model read it
             return
         if reply.error.kind == "http":  # any answer but these means it is there
+            if reply.error.status == 404 and not urlsplit(url).path.rstrip("/").endswith("/v1/models"):
+                base = self._redact(url.rsplit("/models", 1)[0])
+                raise EndpointUnreachable(f"GET {self._redact(url)} answered HTTP 404: an OpenAI-compatible API "
+                                          f"lives under /v1; try --llmbench-endpoint {base}/v1", reply.error)
             return
         error = self._secrets.redact_error(reply.error)
         where = self._redact(url)
         if error.kind == "auth":
-            raise EndpointUnreachable(f"The LLM server at {where} rejected the request: {describe(error)}", error)
+            hinted = auth_hint(error, self.sends_key)
+            raise EndpointUnreachable(f"The LLM server at {where} refused: {describe(hinted)}", error)
         if error.kind == "deadline":
             message = f"The LLM server at {where} accepted the connection but did not answer within {timeout:g} s."
         elif error.kind == "redirect":
@@ -176,6 +198,11 @@ class LLMClient:
         else:
             message = f"Cannot reach the LLM server at {where}: {error.message}."
         raise EndpointUnreachable(message, error)
+
+    @property
+    def sends_key(self) -> bool:
+        """Whether requests carry a credential: an API key, or an Authorization header of the user's own."""
+        return bool(self.config.api_key) or any(n.lower() == "authorization" for n in self.config.headers)
 
     def close(self) -> None:
         self._transport.close()
@@ -202,6 +229,8 @@ class LLMClient:
             if reply.error is None:
                 break
             reply.error = self._secrets.redact_error(reply.error)
+            if reply.error.kind == "auth":
+                reply.error = auth_hint(reply.error, self.sends_key)
             decision = decide(reply.error, reply.headers, retry_index, self._policy)
             if decision.refusal:
                 reply.error.message += f"; {decision.refusal}"
@@ -240,6 +269,19 @@ class LLMClient:
 
     def _redact(self, text: str) -> str:
         return self._secrets.redact(text)
+
+
+def auth_hint(error: ApiError, key_sent: bool) -> ApiError:
+    """A 401/403 that says which mistake it is: no key sent, or the key sent refused, and how to set one."""
+    if key_sent:
+        hint = ("the API key sent was refused: check LLMBENCH_API_KEY or OPENAI_API_KEY (or --llmbench-api-key, "
+                "--llmbench-header)")
+    else:
+        hint = ("no API key was sent and the server wants one: set LLMBENCH_API_KEY or OPENAI_API_KEY (or "
+                "--llmbench-api-key)")
+    if hint not in error.message:
+        error.message = f"{error.message}; {hint}"
+    return error
 
 
 def _model_entries(payload: bytes) -> list[dict[str, Any]] | None:

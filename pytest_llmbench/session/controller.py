@@ -59,6 +59,8 @@ class Controller:
         self.suite_files: set[str] = set()
         self._header_shown = False
         self._load_taken = False
+        self._session: pytest.Session | None = None
+        self._auth_stopped = False
         self.load = LoadRecord(config.stash[LOAD_PLAN_KEY], slos=gates.slos, bucket_s=settings.timeline_bucket)
         if self.load.plan.sweep_kind:  # a sweep's levels are meant to cross the SLOs: they name its knee instead
             self.gates = dataclasses.replace(gates, slos=[])
@@ -92,6 +94,7 @@ class Controller:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.started = datetime.now(timezone.utc)  # the clock pytest's own "in 5.09s" runs on starts here too
         self._started_monotonic = time.monotonic()
+        self._session = session
         self._install_sigterm()
         self.line = self._make_line()
         # xdist starts its workers in its own sessionstart and hands them the endpoint then: an embedded server
@@ -232,6 +235,7 @@ class Controller:
         delivery = delivery_of(report, self.inbox)
         if delivery is not None:
             self._ensure_run_dir_quietly()
+            self._stop_on_refusal(delivery)
             self._waiting.append((delivery, report.passed))
             self._record_ready()
         elif report.failed and report.when in ("call", "???") and is_llmbench_nodeid(report.nodeid):
@@ -245,6 +249,20 @@ class Controller:
         raw = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)  # a crashed worker has none
         if raw:
             self._take_load_report(json.loads(raw))
+
+    def _stop_on_refusal(self, delivery: Delivery) -> None:
+        """The first 401/403 on a request stops the session once, as the pre-flight check would have: every
+        other request would be refused the same way (a server whose /v1/models is open but completions not)."""
+        error = delivery.result.error
+        if self._auth_stopped or error is None or error.kind != "auth" or self._session is None:
+            return
+        self._auth_stopped = True
+        reason = f"llmbench: the server refused a request ({error.message}); stopping"
+        self._session.shouldstop = reason
+        dsession = self.config.pluginmanager.get_plugin("dsession")
+        if dsession is not None:
+            dsession.shouldstop = reason
+        self._warn_live([reason])
 
     def _ensure_run_dir_quietly(self) -> None:
         """A result that comes before any set-up (an llm_client test without suites) still gets its folder;
