@@ -102,12 +102,12 @@ def secret_suite(pytester: pytest.Pytester, stub: OpenAIStub, httpserver: Any, k
         return error_reply(500, f"upstream refused: {json.dumps(dict(request.headers))}")(request)
 
     reply_for(httpserver, "echo", echo_headers)
-    return write_suite(pytester.path / "secrets.json", [
-        {"id": "denied", "prompt": "deny me"},
+    return write_suite(pytester.path / "secrets.json", [  # the refusal last: the first one stops the session
         {"id": "echoed", "prompt": "echo my headers"},
         {"id": "repeated", "prompt": "repeat the key"},
         {"id": "repeated_check", "prompt": "repeat the key again", "expected": {"contains": "absent-word"}},
         {"id": "plain", "prompt": "hello"},
+        {"id": "denied", "prompt": "deny me"},
     ])
 
 

@@ -165,7 +165,7 @@ class LLMClient:
         server that trickles bytes cannot stall start-up. A redirect counts as unreachable: requests are
         never redirected, so every one of them would fail.
         """
-        if urlsplit(self.config.endpoint).scheme not in ("http", "https"):
+        if self.config.endpoint.split("://", 1)[0].lower() not in ("http", "https"):
             shown = self._redact(self.config.endpoint)
             raise EndpointUnreachable(f"The endpoint {shown} has no http:// or https:// in front: try "
                                       f"--llmbench-endpoint http://{shown.split('://', 1)[-1]}")
