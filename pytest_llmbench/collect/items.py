@@ -170,6 +170,17 @@ def matches_category(category: str, patterns: tuple[str, ...]) -> bool:
     return False
 
 
+def suites_requested(config: pytest.Config, settings: Settings) -> bool:
+    """Whether the session will collect suites: given as options, or as ``*.llmbench.json`` paths or folders."""
+    if settings.suite:
+        return True
+    for arg in config.args:
+        path = Path(arg.split("::", 1)[0])
+        if path.name.endswith(SUITE_SUFFIX) or (path.is_dir() and next(path.rglob(f"*{SUITE_SUFFIX}"), None)):
+            return True
+    return False
+
+
 def add_suites_to_args(config: pytest.Config, suites: tuple[Path, ...]) -> None:
     """Suites named on the command line alone run alone; beside test paths, or from the ini file, they join."""
     existing = [str(p) for p in suites if p.exists()]  # missing ones become error items at collection

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import platform
 import signal
-import socket
 import time
-import warnings
 from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,29 +17,26 @@ from typing import Any
 
 import pytest
 
-from .._version import __version__
-from ..collect.items import DRIVER_KEY, LOAD_PLAN_KEY, LLMBenchItem
-from ..collect.suite import SUITE_SUFFIX
-from ..exceptions import EndpointError, LLMBenchWarning, OutputNotWritable
-from ..http.redact import Secrets, redact_headers
+from ..collect.items import DRIVER_KEY, LOAD_PLAN_KEY, LLMBenchItem, suites_requested
+from ..exceptions import EndpointError, OutputNotWritable
+from ..http.redact import Secrets
 from ..metrics.gates import GateResult, Gates
 from ..metrics.hardware.monitor import ErrorRateAlert
-from ..metrics.server.section import build_section, slo_view, summary_lines
+from ..metrics.server.section import slo_view
 from ..options import Settings, endpoint_source
 from .endpoint import WORKERINPUT_KEY, EndpointLifecycle
+from .finish import emit_warnings, fail_session, lost_reason, run_metadata, write_end_summary, write_html_report
 from .gate_reports import is_gate_nodeid, log_gate_failures
 from .handoff import Delivery, Inbox, delivery_of, is_llmbench_nodeid
 from .load.driver import DURATION_SKIP, WORKEROUTPUT_KEY
 from .load.record import LoadRecord
-from .load.summary import load_lines
 from .process import make_monitor, stop_for_usage
 from .recorder import Recorder
-from .report_html import DEFAULT_NAME, write_report
 from .run_folder import make_run_folder, point_latest
-from .server_scrape import ServerScraper, plan
+from .server_scrape import ServerScraper, start_scraper
 from .storage import check_writable, clean_temp_files
 from .target import Target, describe_target
-from .terminal import ProgressLine, is_live_terminal, safe, write_gates, write_summary
+from .terminal import ProgressLine, is_live_terminal, safe, terminal_line
 
 
 class Controller:
@@ -100,7 +94,7 @@ class Controller:
         # xdist starts its workers in its own sessionstart and hands them the endpoint then: an embedded server
         # must be running by that time. A remote endpoint is checked once the workers report llmbench items.
         if self.distributed and not self.config.option.collectonly and self.settings.uses_local_server \
-                and self._suites_requested():
+                and suites_requested(self.config, self.settings):
             self.prepare()
 
     @pytest.hookimpl(wrapper=True)
@@ -161,7 +155,7 @@ class Controller:
                 and self.config.get_verbosity() >= 0:
             if self.line is not None:
                 self.line.interrupt()
-            if reporter._tw.width_of_current_line:  # xdist's "collecting: 1/2 workers" status, say
+            if terminal_line(reporter):  # xdist's "collecting: 1/2 workers" status, say
                 reporter.write("\n")
             reporter.write_line(safe(self.target.line()), bold=True)
         self._warn_live(self.target.warnings if self.target is not None else [])
@@ -171,39 +165,22 @@ class Controller:
         return [safe(self.target.line())] if self.target is not None else []
 
     def _start_server_metrics(self, endpoint: str) -> None:
-        """Look for the servers' /metrics once the endpoint answers, say what was found, start the scraper."""
+        """Look for the servers' /metrics once per session, whichever path prepares the endpoint."""
         if self._server_checked:
             return
         self._server_checked = True
-        sources = plan(self.settings, endpoint)
-        if not sources:
-            return
-        verify: bool | str = False if self.settings.insecure else (self.settings.ca_bundle or True)
-        scraper = ServerScraper(sources, self.settings.server_metrics_interval, self.settings.server_metric,
-                                verify, self.settings.secrets())
-        line = scraper.header_line(scraper.discover())
+        self.server, line = start_scraper(self.settings, endpoint)
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None and self.config.get_verbosity() >= 0:
+        if line is not None and reporter is not None and self.config.get_verbosity() >= 0:
             reporter.write_line(safe(line))
-        if scraper.sources:
-            scraper.start()
-            self.server = scraper
-            self.recorder.server = scraper.store
+        if self.server is not None:
+            self.recorder.server = self.server.store
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         handed = self.lifecycle.for_workers()
         if handed is not None:
             node.workerinput[WORKERINPUT_KEY] = handed
-
-    def _suites_requested(self) -> bool:
-        if self.settings.suite:
-            return True
-        for arg in self.config.args:
-            path = Path(arg.split("::", 1)[0])
-            if path.name.endswith(SUITE_SUFFIX) or (path.is_dir() and next(path.rglob(f"*{SUITE_SUFFIX}"), None)):
-                return True
-        return False
 
     def _install_sigterm(self) -> None:
         def on_sigterm(signum: int, frame: Any) -> None:
@@ -239,7 +216,7 @@ class Controller:
             self._waiting.append((delivery, report.passed))
             self._record_ready()
         elif report.failed and report.when in ("call", "???") and is_llmbench_nodeid(report.nodeid):
-            self._show(self.recorder.record_lost(report.nodeid, _reason(report)))
+            self._show(self.recorder.record_lost(report.nodeid, lost_reason(report)))
         elif report.skipped and DURATION_SKIP in str(report.longrepr) and is_llmbench_nodeid(report.nodeid):
             self.load.duration_skipped += 1  # not a test of the run: it never sent its request
             self.recorder.tracker.set_total(self.recorder.progress.total_tests - 1)
@@ -288,11 +265,7 @@ class Controller:
             self._show(self.recorder.record(item[0], passed=item[1]))
 
     def _server_has_read(self, window: tuple[float, float] | None) -> bool:
-        if self.server is None or not window:
-            return True
-        last = self.server.store.last_t
-        late = time.monotonic() - window[1] > 2 * self.server.interval + 1.0
-        return late or (last is not None and last >= window[1])
+        return self.server is None or self.server.has_read(window)
 
     def _show(self, progress: Any) -> None:
         if self.load.plan.dispatched:
@@ -371,12 +344,12 @@ class Controller:
             self.recorder.monitor.stop()
         if not self.recorder.rows:
             return
-        batch = self.recorder.build_batch(run=self._run_metadata(), partial_reason=self.partial_reason,
+        run = run_metadata(self.config, self.settings, self.lifecycle.endpoint, self.target, self.run_dir,
+                           self.started)
+        batch = self.recorder.build_batch(run=run, partial_reason=self.partial_reason,
                                           wall_time_s=time.monotonic() - self._started_monotonic)
         if self.server is not None:
-            batch["server"] = build_section(self.server.store.summary(), sources=self.server.section_sources(),
-                                            interval=self.server.interval,
-                                            failed_scrapes=self.server.failed_scrapes, aggregate=batch["aggregate"])
+            batch["server"] = self.server.batch_section(batch["aggregate"])
         if self.gates.active:
             self.gate_result = self.gates.check({**batch["aggregate"], **slo_view(batch.get("server"))},
                                                 rows=batch["tests"], run=batch["run"])
@@ -396,11 +369,14 @@ class Controller:
                         + self._server_messages())
         if self.batch is not None:
             self._write_files(session, self.batch)
-        self._emit_warnings(session)  # last: under -W error a warning raises, and the files are safe by now
+        # last: under -W error a warning raises, and the files are safe by now
+        self.warnings_as_errors = emit_warnings(self.warnings)
+        if self.warnings_as_errors:
+            fail_session(session)
 
     def _write_files(self, session: pytest.Session, batch: dict[str, Any]) -> None:
         if self.gate_result is not None and self.gate_result.failed:
-            _fail_session(session)
+            fail_session(session)
         try:
             self.config.hook.pytest_llmbench_batch(batch=batch, config=self.config)
         except Exception as exc:  # noqa: BLE001 - a conftest bug must not cost the run its batch file
@@ -409,81 +385,19 @@ class Controller:
         if self.batch_path is None and self.recorder.batch_failure is not None:
             self.batch_problem = self.recorder.batch_failure.reason
             self.warnings.append(f"batch file NOT WRITTEN: {self.batch_problem}")
-            _fail_session(session)
-        self.report_path = self._write_report(batch)
-
-    def _emit_warnings(self, session: pytest.Session) -> None:
-        """The run's warnings, through the warnings machinery (pytest's summary lists them). A filter that makes
-        them errors (-W error) fails the session with the reason, after the batch file and summary are safe."""
-        for message in self.warnings:
-            try:
-                warnings.warn(LLMBenchWarning(message), stacklevel=1)
-            except Warning:
-                self.warnings_as_errors.append(message)
-        if self.warnings_as_errors:
-            _fail_session(session)
-
-    def _write_report(self, batch: dict[str, Any]) -> Path | None:
-        """The HTML report, after the batch file is safe on disk: a report that fails is a warning, nothing more."""
-        html = self.settings.html
-        if (html or "").strip().lower() == "none" or len(self.recorder.rows) < 2:
-            return None
-        # the default goes into the run's folder; a given path is relative to where pytest started
-        folder = self.run_dir or self.output
-        path = self.config.invocation_params.dir / html if html else folder / DEFAULT_NAME
-        try:
-            return write_report([(batch, self.started.strftime("%Y-%m-%d %H:%M:%S UTC"), folder)], path)
-        except Exception as exc:  # noqa: BLE001 - a bad value from a hook, a full disk: the batch is safe already
-            self.warnings.append(f"could not write the HTML report {path}: {type(exc).__name__}: {exc}")
-            return None
-
-    def _run_metadata(self) -> dict[str, Any]:
-        s = self.settings
-        options = {k: v for k, v in vars(s).items() if k not in ("api_key", "header")}
-        options = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, tuple) else v)
-                   for k, v in options.items()}
-        options["api_key"] = "***" if s.api_key else None
-        options["header"] = [f"{k}: {v}" for k, v in redact_headers(s.headers()).items()]
-        secrets = Secrets(s.secrets())
-        endpoint = self.lifecycle.endpoint
-        for key in ("endpoint", "judge_endpoint"):  # a URL may carry user:password@ or ?api_key=
-            options[key] = options[key] and secrets.redact(options[key])
-        return {
-            "plugin_version": __version__,
-            "pytest_version": pytest.__version__,
-            "python_version": platform.python_version(),
-            "hostname": socket.gethostname(),
-            "endpoint": secrets.redact(endpoint.url) if endpoint else options["endpoint"],
-            "target": self.target.to_dict() if self.target is not None else None,
-            "run_dir": str(self.run_dir) if self.run_dir is not None else None,
-            "models": list(s.model) or ([endpoint.model] if endpoint and endpoint.model else []),
-            "workers": self.config.getoption("numprocesses", None) or 0,
-            "start_time": self.started.isoformat(timespec="seconds"),
-            "end_time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "options": options,
-        }
+            fail_session(session)
+        self.report_path = write_html_report(self.config, self.settings, batch, self.run_dir or self.output,
+                                             self.started, self.warnings)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        batch = self.batch
-        if batch is None:
+        if self.batch is None:
             return
         files = [str(self.batch_path)] if self.batch_path else []
         if self.report_path is not None:
             files.append(str(self.report_path))
         files.append(f"{self.run_dir or self.output}{'' if files else ' (per-test files)'}")
-        write_summary(terminalreporter, batch, files)
-        for line in load_lines(batch.get("load"), batch.get("sweep")):
-            terminalreporter.write_line(safe(line))
-        if batch.get("server"):
-            for line in summary_lines(batch["server"]):
-                terminalreporter.write_line(safe(line))
-        if self.gate_result is not None:
-            write_gates(terminalreporter, self.gate_result)
-        if self.batch_problem is not None:
-            terminalreporter.write_line(f"batch file NOT WRITTEN: {safe(self.batch_problem)}", red=True, bold=True)
-        for message in self.warnings_as_errors:
-            terminalreporter.write_line(f"FAILED llmbench warning raised as an error (-W): {safe(message)}",
-                                        red=True, bold=True)
+        write_end_summary(terminalreporter, self.batch, files, self.gate_result, self.batch_problem,
+                          self.warnings_as_errors)
 
     def pytest_unconfigure(self) -> None:
         if self.server is not None:
@@ -491,16 +405,3 @@ class Controller:
         if self._previous_sigterm is not None:
             signal.signal(signal.SIGTERM, self._previous_sigterm)
 
-
-def _fail_session(session: pytest.Session) -> None:
-    """A non-zero exit status for a run whose tests passed but whose record is not what it should be."""
-    if session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
-
-
-def _reason(report: pytest.TestReport) -> str:
-    """Why a test ended without a result: the exception's own line (a traceback's first line is only code)."""
-    crash = getattr(report.longrepr, "reprcrash", None)
-    lines = [line for line in str(report.longrepr).splitlines() if line.strip()]
-    message = crash.message if crash is not None else (lines[-1] if lines else "no result")
-    return message.splitlines()[0] if message else "no result"

@@ -20,6 +20,7 @@ import requests
 from ..http.redact import Secrets
 from ..metrics.server.catalog import Reading, identify, read, wanted_keys
 from ..metrics.server.parse import ExpositionError, SeriesParser, parse
+from ..metrics.server.section import build_section
 from ..metrics.server.store import ServerStore
 from ..options import Settings
 
@@ -227,3 +228,35 @@ class ServerScraper:
 
     def section_sources(self) -> list[dict[str, Any]]:
         return [source.to_dict(self.secrets) for source in self.sources]
+
+    def has_read(self, window: tuple[float, float] | None) -> bool:
+        """Whether a result of this window can be recorded: a reading after its end has come, or the scraper
+        is too late for it (2 intervals and a second), so that a result never waits long."""
+        if not window:
+            return True
+        last = self.store.last_t
+        late = time.monotonic() - window[1] > 2 * self.interval + 1.0
+        return late or (last is not None and last >= window[1])
+
+    def batch_section(self, aggregate: dict[str, Any]) -> dict[str, Any]:
+        """The batch's ``server`` section, beside the client's figures in ``aggregate``."""
+        return build_section(self.store.summary(), sources=self.section_sources(), interval=self.interval,
+                             failed_scrapes=self.failed_scrapes, aggregate=aggregate)
+
+
+def start_scraper(settings: Settings, endpoint: str) -> tuple[ServerScraper | None, str | None]:
+    """Look for the servers' /metrics once the endpoint answers and start reading the ones found.
+
+    Returns the running scraper (None when nothing answered or it is off) and the line that says what was found
+    (None when there was nothing to look for)."""
+    sources = plan(settings, endpoint)
+    if not sources:
+        return None, None
+    verify: bool | str = False if settings.insecure else (settings.ca_bundle or True)
+    scraper = ServerScraper(sources, settings.server_metrics_interval, settings.server_metric, verify,
+                            settings.secrets())
+    line = scraper.header_line(scraper.discover())
+    if not scraper.sources:
+        return None, line
+    scraper.start()
+    return scraper, line
