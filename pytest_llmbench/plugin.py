@@ -10,10 +10,10 @@ import pytest
 
 from . import hookspecs
 from .collect import items as collect
-from .http.client import LLMClient
 from .metrics.hardware.monitor import PerformanceMonitor
 from .options import add_options
 from .session import process
+from .session.client_requests import RecordingClient
 from .session.controller import Controller
 from .session.handoff import release
 from .session.load.scheduling import make_scheduler
@@ -55,10 +55,21 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, Any]:
+    process.running(item, item.config)  # llm_client's requests are this test's from here on
+    try:
+        return (yield)
+    finally:
+        process.running(None, item.config)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
     report = yield
     if call.when == "call" and isinstance(item, collect.LLMBenchItem):
         process.hand_on(item, report)
+    elif not isinstance(item, collect.LLMBenchItem):
+        process.hand_on_requests(item, call, report)
     return report
 
 
@@ -71,9 +82,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> Generator[None, Any, 
 
 
 @pytest.fixture(scope="session")
-def llm_client(pytestconfig: pytest.Config) -> LLMClient:
-    """The session's configured client, for hand-written tests: ``llm_client.complete(...)``, ``.chat(...)``."""
-    return process.process_runner(pytestconfig).client
+def llm_client(pytestconfig: pytest.Config) -> RecordingClient:
+    """The session's configured client, for hand-written tests: ``llm_client.complete(...)``, ``.chat(...)``;
+    each of these requests is recorded like a suite's, under the calling test's node id."""
+    process.process_runner(pytestconfig)  # an unreachable endpoint stops the session here, as for suites
+    return process.recording_client(pytestconfig)
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,7 @@ from ..options import Settings, endpoint_source
 from .endpoint import WORKERINPUT_KEY, EndpointLifecycle
 from .finish import emit_warnings, fail_session, lost_reason, run_metadata, write_end_summary, write_html_report
 from .gate_reports import is_gate_nodeid, log_gate_failures
-from .handoff import Delivery, Inbox, delivery_of, is_llmbench_nodeid
+from .handoff import Delivery, Inbox, deliveries_of, is_llmbench_nodeid
 from .load.driver import DURATION_SKIP, WORKEROUTPUT_KEY
 from .load.record import LoadRecord
 from .process import make_monitor, stop_for_usage
@@ -209,11 +209,12 @@ class Controller:
 
     @pytest.hookimpl(trylast=True)  # after pytest has written its own dot or line for the test
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        delivery = delivery_of(report, self.inbox)
-        if delivery is not None:
+        deliveries = deliveries_of(report, self.inbox)  # several: a hand-written test's llm_client requests
+        if deliveries:
             self._ensure_run_dir_quietly()
-            self._stop_on_refusal(delivery)
-            self._waiting.append((delivery, report.passed))
+            for delivery in deliveries:
+                self._stop_on_refusal(delivery)
+                self._waiting.append((delivery, report.passed))
             self._record_ready()
         elif report.failed and report.when in ("call", "???") and is_llmbench_nodeid(report.nodeid):
             self._show(self.recorder.record_lost(report.nodeid, lost_reason(report)))

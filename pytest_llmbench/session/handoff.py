@@ -1,8 +1,8 @@
 """How a result crosses from the process that ran the test to the controller.
 
-From an xdist worker it travels as a JSON string on the report: execnet carries only built-in types, and
+From an xdist worker they travel as a JSON string on the report: execnet carries only built-in types, and
 pytest copies a report's ``__dict__`` when it serializes it, so one string attribute arrives intact. In the
-controller's own process (no ``-n``) it waits in the controller's inbox under the report's node id instead,
+controller's own process (no ``-n``) they wait in the controller's inbox under the report's node id instead,
 so the hot path pays for no JSON round trip and the report stays small for any plugin that serializes it.
 """
 
@@ -36,41 +36,52 @@ class Delivery:
     worker: str | None = None  # the xdist worker id; None in the controller's own process
     host: str = HOST
     wall: tuple[float, float] | None = None  # the window as Unix times, taken where it was measured
+    in_test: bool = False  # one of the requests of a hand-written test (llm_client), not an llmbench item
 
     def __post_init__(self) -> None:
         if self.wall is None and self.window is not None:
             self.wall = (self.window[0] + _WALL_OFFSET, self.window[1] + _WALL_OFFSET)
 
     def to_json(self) -> str:
-        return dumps_strict({"result": self.result.to_dict(), "file_stem": self.file_stem, "subdir": self.subdir,
-                             "window": self.window, "phase": self.phase, "worker": self.worker, "host": self.host,
-                             "wall": self.wall})
+        return dumps_strict(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"result": self.result.to_dict(), "file_stem": self.file_stem, "subdir": self.subdir,
+                "window": self.window, "phase": self.phase, "worker": self.worker, "host": self.host,
+                "wall": self.wall, "in_test": self.in_test}
 
     @classmethod
     def from_json(cls, raw: str) -> Delivery:
-        data = json.loads(raw)
+        return cls.from_dict(json.loads(raw))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Delivery:
         window, wall = data.get("window"), data.get("wall")
         return cls(TestResult.from_dict(data["result"]), data["file_stem"], data.get("subdir"),
                    tuple(window) if window else None, phase=data.get("phase") or 0, worker=data.get("worker"),
-                   host=data.get("host") or "", wall=tuple(wall) if wall else None)
+                   host=data.get("host") or "", wall=tuple(wall) if wall else None,
+                   in_test=bool(data.get("in_test")))
 
 
-Inbox = dict[str, Delivery]
+Inbox = dict[str, list[Delivery]]
 
 
-def attach(report: Any, delivery: Delivery, inbox: Inbox | None) -> None:
-    """Hand the result on: into ``inbox`` when the controller shares this process, else onto the report."""
+def attach(report: Any, deliveries: list[Delivery], inbox: Inbox | None) -> None:
+    """Hand the results on: into ``inbox`` when the controller shares this process, else onto the report."""
+    if not deliveries:
+        return
     if inbox is None:
-        setattr(report, ATTRIBUTE, delivery.to_json())
+        setattr(report, ATTRIBUTE, dumps_strict([delivery.to_dict() for delivery in deliveries]))
     else:
-        inbox[report.nodeid] = delivery
+        inbox[report.nodeid] = deliveries
 
 
-def delivery_of(report: Any, inbox: Inbox) -> Delivery | None:
+def deliveries_of(report: Any, inbox: Inbox) -> list[Delivery]:
+    """The results a report brings: one for a suite item, any number for a hand-written test's phase."""
     raw = getattr(report, ATTRIBUTE, None)
     if raw:
-        return Delivery.from_json(raw)
-    return inbox.pop(report.nodeid, None) if report.when == "call" else None
+        return [Delivery.from_dict(data) for data in json.loads(raw)]
+    return inbox.pop(report.nodeid, [])
 
 
 def release(report: Any) -> None:

@@ -18,8 +18,9 @@ from ..metrics.hardware.monitor import PerformanceMonitor
 from ..options import Settings, read_settings
 from ..result import TestResult
 from ..runner import Runner, build_runner
+from .client_requests import RecordingClient
 from .endpoint import EndpointLifecycle, output_folder
-from .handoff import attach
+from .handoff import Inbox, attach
 from .load.driver import LoadDriver
 from .load.plan import LoadPlan
 from .report_html.pytest_html import add_html_extras, html_report_wanted
@@ -29,6 +30,7 @@ CONTROLLER = "llmbench-controller"  # the controller's name in the plugin manage
 SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()
 ENDPOINT_KEY = pytest.StashKey[EndpointLifecycle]()
 _RUNNER = pytest.StashKey[Runner]()
+_CLIENT = pytest.StashKey[RecordingClient]()
 
 
 def stop_for_usage(exc: LLMBenchError) -> NoReturn:
@@ -98,9 +100,34 @@ def hand_on(item: LLMBenchItem, report: pytest.TestReport) -> None:
         return
     if html_report_wanted(item.config):
         add_html_extras(report, item.result, item.config.stash[SETTINGS_KEY].secrets())
-    controller = item.config.pluginmanager.get_plugin(CONTROLLER)  # None in an xdist worker
-    attach(report, item.delivery(item.result, item.window), inbox=controller.inbox if controller is not None else None)
+    attach(report, [item.delivery(item.result, item.window)], inbox=inbox_of(item.config))
     item.result = None  # handed on; items live until the session ends
+
+
+def inbox_of(config: pytest.Config) -> Inbox | None:
+    """The controller's inbox when it shares this process; None in an xdist worker (results go on the report)."""
+    controller = config.pluginmanager.get_plugin(CONTROLLER)
+    return controller.inbox if controller is not None else None
+
+
+def hand_on_requests(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
+    """Send a hand-written test's ``llm_client`` requests to the controller with the report of the phase that
+    ends them: the call's, setup's when no call follows, teardown's for any made after the call."""
+    client = item.config.stash.get(_CLIENT, None)
+    if client is not None and client.item is item and (call.when != "setup" or not report.passed):
+        attach(report, client.take(), inbox=inbox_of(item.config))
+
+
+def recording_client(config: pytest.Config) -> RecordingClient:
+    """The ``llm_client`` fixture's value: the runner's client, its requests recorded under the running test."""
+    if _CLIENT not in config.stash:
+        config.stash[_CLIENT] = RecordingClient(lambda: process_runner(config).client, config)
+    return config.stash[_CLIENT]
+
+
+def running(item: pytest.Item | None, config: pytest.Config) -> None:
+    """Note the test whose protocol runs now (None once it ended), for the requests it makes."""
+    recording_client(config).start(item)
 
 
 def make_monitor(config: pytest.Config, settings: Settings) -> PerformanceMonitor:

@@ -104,7 +104,7 @@ class Recorder:
             completion = next((str(p.relative_to(self.output)) for p in written
                                if p.name.endswith(COMPLETION_SUFFIX)), None)
         progress = self._count(result, passed=passed, file_stem=delivery.file_stem, completion_file=completion,
-                               started=window[0] if window else None)
+                               started=window[0] if window else None, in_test=delivery.in_test)
         if self.load is not None:
             self.load.add(delivery, result, self.rows[-1])
         return progress
@@ -117,16 +117,22 @@ class Recorder:
         self.lost.append({"nodeid": nodeid, "error_message": message})
         return self._count(result, passed=False, file_stem=None)
 
-    def _count(self, result: TestResult, *, passed: bool, file_stem: str | None,
-               completion_file: str | None = None, started: float | None = None) -> ExecutionProgress:
-        """The one place a result enters the run's record: error-rate alert, row, statistics, progress."""
+    def _count(self, result: TestResult, *, passed: bool, file_stem: str | None, completion_file: str | None = None,
+               started: float | None = None, in_test: bool = False) -> ExecutionProgress:
+        """The one place a result enters the run's record: error-rate alert, row, statistics, progress.
+
+        ``in_test``: one of a hand-written test's llm_client requests. It is a row and counts in the statistics,
+        but not in the progress, which counts the run's llmbench items against their total."""
         self._note_alert(self.error_alert.add(result.success) if self.error_alert else None)
         row = row_of(result)
         row["passed"], row["file_stem"], row["completion_file"] = passed, file_stem, completion_file
         row["start_s"] = None  # set by build_batch, from the first request on
+        row["llm_client"] = in_test
         self._starts.append(started)
         self.rows.append(row)
         self.stats.add({**row, **{m.field: getattr(result, m.field) for m in METRICS if m.per_chunk}})
+        if in_test:
+            return self.tracker.progress
         return self.tracker.update(name=result.test_name, category=result.category, success=result.success,
                                    passed=passed, execution_time=result.execution_time,
                                    completion_tokens=result.completion_tokens,
@@ -189,7 +195,12 @@ class Recorder:
         duration_s = self._span[1] - self._span[0] if self._span else wall_time_s
         aggregate = self.stats.summary(duration_s)
         aggregate["wall_time_s"] = wall_time_s
-        aggregate["passed_tests"] = sum(row["passed"] for row in self.rows)
+        # pytest's tests: a hand-written test's requests (all with its outcome) count once, by its node id
+        tests = {row["test_id"]: row["passed"] for row in self.rows if row["llm_client"]}
+        suite_rows = [row for row in self.rows if not row["llm_client"]]
+        aggregate["total_requests"] = len(self.rows)
+        aggregate["total_tests"] = len(suite_rows) + len(tests)
+        aggregate["passed_tests"] = sum(row["passed"] for row in suite_rows) + sum(tests.values())
         return aggregate
 
     def use_folder(self, folder: Path) -> None:

@@ -1,0 +1,74 @@
+"""Requests a hand-written test makes through the ``llm_client`` fixture, recorded like a suite's.
+
+The fixture hands out one ``RecordingClient`` per process; it notes each ``complete``/``chat`` result under the
+test that is running, and the test's report carries them to the controller (session/handoff.py), so that they
+land in the batch rows, statistics and per-test files, attributed to the test's node id. A test may make several
+requests: each is a row of its own, all of that one pytest test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from ..http.client import LLMClient
+from ..result import TestResult
+from ..runner import add_failed_check
+from .handoff import Delivery
+from .storage import file_stem
+
+CATEGORY = "llm_client"  # the category of these rows, and the folder of their files in the run folder
+
+
+class RecordingClient:
+    """The session's client for hand-written tests: ``complete`` and ``chat`` are recorded under the running
+    test; everything else (``list_models``, ``model``, ``send``...) is the session client's own."""
+
+    def __init__(self, client_of: Callable[[], LLMClient], config: pytest.Config) -> None:
+        self._client_of = client_of  # the runner's client, built on first use (--setup-only stays offline)
+        self._config = config
+        self.item: pytest.Item | None = None  # the test whose setup, call or teardown is running
+        self._pending: list[Delivery] = []  # recorded for ``item`` and not yet on one of its reports
+        self._sent = 0  # requests recorded for ``item``: the second one's files are ``<stem>-2``
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client_of(), name)
+
+    def complete(self, prompt: str, **params: Any) -> TestResult:
+        return self._recorded(lambda: self._client_of().complete(prompt, **params))
+
+    def chat(self, messages: list[dict[str, Any]], **params: Any) -> TestResult:
+        return self._recorded(lambda: self._client_of().chat(messages, **params))
+
+    def _recorded(self, request: Any) -> TestResult:
+        started = time.monotonic()
+        result: TestResult = request()
+        window = (started, time.monotonic())
+        item = self.item
+        if item is None:  # outside any test (a session fixture's teardown, say): nothing to attribute it to
+            return result
+        result.test_id = result.test_name = item.nodeid
+        result.category = CATEGORY
+        try:
+            self._config.hook.pytest_llmbench_result(result=result, item=item, config=self._config)
+        except Exception as exc:  # noqa: BLE001 - a conftest bug is a failed check of the result, never a lost one
+            add_failed_check(result, "pytest_llmbench_result", f"raised {type(exc).__name__}: {exc}")
+        stem = file_stem(item.nodeid, item.nodeid)
+        self._sent += 1
+        worker = getattr(self._config, "workerinput", {}).get("workerid")
+        self._pending.append(Delivery(result, stem if self._sent == 1 else f"{stem}-{self._sent}", CATEGORY, window,
+                                      worker=worker, in_test=True))
+        return result
+
+    def start(self, item: pytest.Item | None) -> None:
+        """Record under ``item`` from now on (None: under no test)."""
+        self.item, self._pending, self._sent = item, [], 0
+
+    def take(self) -> list[Delivery]:
+        """The requests recorded since the last take, handed over once (a later phase gets only newer ones)."""
+        taken, self._pending = self._pending, []
+        return taken
+
