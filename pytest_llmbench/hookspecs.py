@@ -61,7 +61,8 @@ def pytest_llmbench_result(result: TestResult, item: pytest.Item, config: pytest
     """Post-process or forward one finished ``TestResult`` before it is reported and written.
 
     Runs in the process that ran ``item``; the result's files are written by the controller afterwards, so a
-    field set here lands in them::
+    field set here lands in them. It is also called for each request a hand-written test makes through
+    ``llm_client`` (``item`` is that test, ``result.category`` is ``"llm_client"``)::
 
         def pytest_llmbench_result(result):
             result.performance_metrics["gpu_pool"] = "a100-east"
