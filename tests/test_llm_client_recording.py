@@ -127,3 +127,26 @@ def test_a_suite_run_alongside_keeps_its_progress_and_counts(pytester, stub, wor
     last = lines_of(pytester.path / "progress.jsonl")[-1]
     assert (last["completed_tests"], last["total_tests"]) == (3, 3)  # the llmbench items, not the requests
     result.stdout.fnmatch_lines(["*tests 6: 5 passed, 1 failed*"])
+
+
+def test_test_files_failed_writes_only_the_failing_tests_requests(pytester, stub):
+    run(pytester, stub, "test_hand.py", "--llmbench-test-files", "failed").assert_outcomes(passed=3, failed=1)
+    batch = batch_of(pytester)
+    [failing] = client_rows(batch, "test_fails_after_its_request")
+    folder = pytester.path / "llmbench_results" / "latest" / "llm_client"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        f"{failing['file_stem']}{suffix}" for suffix in ("_completion.txt", "_result.json"))
+    assert len([row for row in batch["tests"] if row["llm_client"]]) == 4  # every request is still a row
+
+
+def test_a_result_hook_that_raises_keeps_the_request_as_a_failed_check(pytester, stub):
+    pytester.makeconftest("""
+        def pytest_llmbench_result(result):
+            raise RuntimeError("conftest bug")
+    """)
+    pytester.makepyfile(test_hand=HAND_TESTS)
+    pytester.runpytest("--llmbench-endpoint", stub.url, "-p", "no:cacheprovider",
+                       "test_hand.py").assert_outcomes(passed=3, failed=1)
+    [row] = client_rows(batch_of(pytester), "test_one")
+    assert row["evaluation_passed"] is False
+    assert row["failure"]["checks"] == ["pytest_llmbench_result: raised RuntimeError: conftest bug"]
