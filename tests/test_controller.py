@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from openai_stub import write_suite
+from run_files import batch_of
 from terminal_pty import run_in_pty
 
 CATEGORIES = ("alpha", "beta", "gamma")
@@ -26,9 +27,6 @@ def suite(pytester: pytest.Pytester) -> Path:
     return write_suite(pytester.path / "suite.json", tests)
 
 
-def batch_of(folder: Path) -> dict:
-    [path] = folder.glob("batch_results_*.json")
-    return json.loads(path.read_text())
 
 
 def test_batch_statistics_are_the_same_with_and_without_xdist(pytester, stub, suite):

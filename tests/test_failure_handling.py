@@ -21,6 +21,7 @@ import pytest
 from faultserver import FaultServer, Reply, refusing_url
 from openai_stub import OpenAIStub, write_suite
 from pytest_httpserver.httpserver import RequestMatcher
+from run_files import batch_of
 from werkzeug import Request, Response
 
 OUTPUT = "llmbench_results/latest"
@@ -65,9 +66,6 @@ def results(folder: Path) -> list[dict[str, Any]]:
     return [json.loads(path.read_text(encoding="utf-8")) for path in sorted(folder.rglob("*_result.json"))]
 
 
-def batch_of(folder: Path) -> dict[str, Any]:
-    [path] = folder.glob("batch_results_*.json")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 # -- secrets ------------------------------------------------------------------------------------------------

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 from faultserver import COMPLETION, FaultServer, Reply, client_for, unanswered_url
 from openai_stub import write_suite
+from run_files import batch_of, results_by_id
 
 from pytest_llmbench.http.api_errors import EXCERPT_LIMIT, MESSAGE_LIMIT
 
@@ -32,14 +32,8 @@ def run_session(pytester: pytest.Pytester, server: FaultServer, tests: list[dict
                                          "-p", "no:cacheprovider", *args, timeout=120)
 
 
-def results_by_id(folder: Path) -> dict[str, dict[str, Any]]:
-    found = (json.loads(path.read_text(encoding="utf-8")) for path in folder.rglob("*_result.json"))
-    return {result["test_id"]: result for result in found}
 
 
-def batch_of(folder: Path) -> dict[str, Any]:
-    [path] = folder.rglob("batch_results_*.json")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def answer_body() -> tuple[bytes, bytes]:

@@ -3,17 +3,16 @@ that cannot hang or crash, files that are never lost quietly, node ids that neve
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from faultserver import COMPLETION, FaultServer, Reply
 from openai_stub import write_suite
+from run_files import batch_of, results_by_id
 
 from pytest_llmbench.session.storage import HOST_TAG, TEMP_SUFFIX
 
@@ -34,14 +33,8 @@ def run(pytester: pytest.Pytester, server: FaultServer, suite: Path, *args: str)
                                          *args, timeout=120)
 
 
-def saved(folder: Path) -> dict[str, dict[str, Any]]:
-    found = (json.loads(path.read_text(encoding="utf-8")) for path in folder.rglob("*_result.json"))
-    return {result["test_id"]: result for result in found}
 
 
-def batch_of(folder: Path) -> dict[str, Any]:
-    [path] = folder.rglob("batch_results_*.json")
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 # -- 3. warnings never cost the batch -----------------------------------------------------------------------
@@ -98,7 +91,7 @@ def test_hostile_answers_and_broken_hooks_fail_their_checks_and_every_file_is_wr
     assert time.monotonic() - started < 60  # unbounded, the pattern runs for hours
     result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines(["*regex timed out after 1 s*", "*JSON nested deeper than 100 levels*"])
-    files = saved(pytester.path / OUTPUT)
+    files = results_by_id(pytester.path / OUTPUT)
     assert sorted(files) == ["backtracking", "nested", "request_hook", "result_hook"]
     assert "build_request broke" in files["request_hook"]["error_message"]
     [hook_check] = files["result_hook"]["evaluation_result"]["checks"]
@@ -129,7 +122,7 @@ def test_a_batch_file_that_cannot_be_written_is_a_warning_a_summary_line_and_a_f
     assert proc.returncode == pytest.ExitCode.TESTS_FAILED, proc.stdout
     assert "LLMBenchWarning: batch file NOT WRITTEN: File too large" in proc.stdout
     assert "\nbatch file NOT WRITTEN: File too large [EFBIG]\n" in proc.stdout
-    assert not list((pytester.path / OUTPUT).rglob("batch_results_*")) and len(saved(pytester.path / OUTPUT)) == 2
+    assert not list((pytester.path / OUTPUT).rglob("batch_results_*")) and len(results_by_id(pytester.path / OUTPUT)) == 2
 
 
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["sequential", "xdist"])
@@ -142,7 +135,7 @@ def test_ids_equal_after_terminal_escaping_stay_distinct_nodes_with_their_own_fi
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines(["PASSED s.json::dup\\x1b"])  # as pytest prints them: escaped, still two
     result.stdout.fnmatch_lines(["PASSED s.json::dup\\\\x1b"])
-    assert sorted(saved(pytester.path / OUTPUT)) == ["dup\x1b", "dup\\x1b"]
+    assert sorted(results_by_id(pytester.path / OUTPUT)) == ["dup\x1b", "dup\\x1b"]
 
 
 def test_two_tests_that_would_share_a_node_id_stop_collection_naming_both(pytester, fault_server):

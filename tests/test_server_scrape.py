@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from openai_stub import write_suite
 from prometheus_exporter import PREFIX_HITS, Observers, PrometheusExporter
+from run_files import batch_of
 
 INTERVAL = ("--llmbench-server-metrics-interval", "0.2", "-p", "no:cacheprovider")
 TESTS = 6
@@ -28,9 +29,6 @@ def suite(pytester: pytest.Pytester) -> Path:
     return write_suite(pytester.path / "suite.json", [{"id": f"t{i}"} for i in range(TESTS)])
 
 
-def batch_of(output: Path) -> dict:
-    [path] = (output / "latest").glob("batch_results_*.json")
-    return json.loads(path.read_text())
 
 
 def results_of(output: Path) -> list[dict]:
