@@ -9,6 +9,7 @@ from pytest_httpserver import HTTPServer
 
 from pytest_llmbench.checks.evaluate import evaluate
 from pytest_llmbench.checks.judge import (
+    JUDGE_FORMAT,
     JUDGE_PARAMS,
     RETRY_PROMPT,
     JudgeParseError,
@@ -73,10 +74,23 @@ def test_judge_request_carries_question_answer_rubric_at_temperature_zero(httpse
     assert body["temperature"] == 0
     assert body["max_tokens"] == JUDGE_PARAMS["max_tokens"]
     assert body["model"] == "judge-model"
+    assert body["response_format"] == JUDGE_FORMAT  # structured output where the server has it
     [message] = body["messages"]
     assert message["role"] == "user"
     for part in (QUESTION, ANSWER, RUBRIC, '{"score": <number from 0 to 10>, "reason": "<one sentence>"}'):
         assert part in message["content"]
+
+
+def test_a_server_that_refuses_structured_output_is_asked_again_without_it(httpserver: HTTPServer,
+                                                                          judge: LLMClient) -> None:
+    httpserver.expect_ordered_request(CHAT, method="POST").respond_with_json(
+        {"error": {"message": "response_format is not supported", "type": "invalid_request_error"}}, status=400)
+    script(httpserver, '{"score": 8, "reason": "Names Paris."}')
+    check, record = grade(judge)
+    assert check.passed and record["score"] == 8.0 and record["attempts"] == 1
+    first, second = sent_bodies(httpserver)
+    assert first["response_format"] == JUDGE_FORMAT and "response_format" not in second
+    assert first["messages"] == second["messages"]
 
 
 def test_json_inside_prose_is_read(httpserver: HTTPServer, judge: LLMClient) -> None:
@@ -139,7 +153,8 @@ def test_failed_judge_request_is_a_failed_check_without_retry(httpserver: HTTPSe
     assert not check.passed
     assert check.detail.startswith("judge request failed: ")
     assert "model overloaded" in check.detail
-    assert (record["attempts"], len(httpserver.log)) == (1, 1)
+    # one judge attempt: the 400 is first taken as a refusal of structured output and asked once without it
+    assert (record["attempts"], len(httpserver.log)) == (1, 2)
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,12 @@ RETRY_PROMPT = (
     '"reason": "<one sentence>"} and nothing else.'
 )
 JUDGE_PARAMS: dict[str, Any] = {"temperature": 0, "max_tokens": 128}
+# Structured output, so that even a small model answers in the JSON asked for: llama.cpp's server and vLLM constrain
+# the reply to this schema. A server that refuses the field (HTTP 400/422) is asked again without it.
+JUDGE_FORMAT: dict[str, Any] = {"type": "json_object", "schema": {
+    "type": "object", "required": ["score", "reason"],
+    "properties": {"score": {"type": "number", "minimum": 0, "maximum": 10}, "reason": {"type": "string"}}}}
+_FORMAT_REFUSED = (400, 422)
 MAX_ATTEMPTS = 2  # the first request and one follow-up asking for JSON only
 
 
@@ -52,6 +58,7 @@ class ChatReply(Protocol):
     response_text: str
     error_message: str | None
     execution_time: float
+    error: Any  # an ApiError with the HTTP status, when the request failed
 
 
 class JudgeParseError(ValueError):
@@ -133,8 +140,12 @@ def run_judge(
         "error": None,
     }
     problem: JudgeParseError | None = None
+    params = {**JUDGE_PARAMS, "response_format": JUDGE_FORMAT}
     for attempt in range(1, MAX_ATTEMPTS + 1):
-        reply = chat(messages, **JUDGE_PARAMS)
+        reply = chat(messages, **params)
+        if not reply.success and "response_format" in params and _format_refused(reply):
+            params = dict(JUDGE_PARAMS)  # no structured output here: the prompt alone asks for the JSON
+            reply = chat(messages, **params)
         record["attempts"] = attempt
         record["seconds"] += reply.execution_time
         if not reply.success:
@@ -154,6 +165,11 @@ def run_judge(
         passed = score >= min_score
         return Check("rubric", passed, min_score, f"score {score:g}/10: {excerpt(reason, context=200)}"), record
     return _failed(record, min_score, f"judge reply unreadable after {MAX_ATTEMPTS} attempts: {problem}")
+
+
+def _format_refused(reply: ChatReply) -> bool:
+    status = getattr(reply.error, "status", None)
+    return status in _FORMAT_REFUSED
 
 
 def _failed(record: dict[str, Any], min_score: float, why: str) -> tuple[Check, dict[str, Any]]:
