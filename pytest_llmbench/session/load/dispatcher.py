@@ -104,10 +104,15 @@ class Dispatcher:
     def knows(self, key: str) -> bool:
         return key in self._tickets
 
-    def take(self, key: str) -> Ticket:
-        """Block until the ticket is answered, expired or cancelled; the caller owns it from then on."""
+    def take(self, key: str, holder: dict[str, Ticket] | None = None) -> Ticket:
+        """Block until the ticket is answered, expired or cancelled; the caller owns it from then on.
+
+        With ``holder``, the ticket is put there before it leaves the dispatcher, so that a Ctrl-C arriving
+        with the answer (the usual moment) finds it in one place or the other, never in neither."""
         ticket = self._tickets[key]
         ticket.event.wait()
+        if holder is not None:
+            holder[key] = ticket
         with self._cond:
             self._tickets.pop(key, None)
         return ticket
@@ -128,7 +133,6 @@ class Dispatcher:
             in_flight = [t for t in self._tickets.values() if t.state == SENT]
             for ticket in in_flight:
                 ticket.state = CANCELLED
-            self.cancelled = sum(t.sent > 0 for t in in_flight)  # on the wire; the rest never left
             for ticket in self._tickets.values():
                 if ticket.state == QUEUED:
                     ticket.state = DROPPED
@@ -137,6 +141,8 @@ class Dispatcher:
         if in_flight:
             WATCHDOG.expire_all()  # the blocked reads return at once
         self._pool.shutdown(wait=True, cancel_futures=True)
+        # counted once every job has ended: a job that had started when the stop came still sent its request
+        self.cancelled = sum(t.sent > 0 for t in in_flight)  # on the wire; the rest never left
         if self._sender is not None:
             self._sender.join()
             sys.setswitchinterval(self._switch_interval)
@@ -237,6 +243,10 @@ class Dispatcher:
             return not self._stopped
 
     def _job(self, ticket: Ticket) -> None:
+        if ticket.state == CANCELLED:  # the stop came between the slot and this thread: nothing leaves
+            self._release()
+            ticket.event.set()
+            return
         ticket.sent_unix, ticket.sent = time.time(), time.monotonic()
         if ticket.planned is not None:  # measured where the request leaves, pool hand-over included
             ticket.schedule_lag = max(0.0, ticket.sent - ticket.planned)

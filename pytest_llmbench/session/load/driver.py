@@ -13,7 +13,7 @@ item reported is finished (checks, SLOs) and recorded: a stopped run keeps every
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -169,16 +169,20 @@ class LoadDriver:
 
     def result_of(self, item: Any, runner: Runner) -> tuple[TestResult, tuple[float, float]]:
         """Wait for the item's answer and finish it (checks, SLOs); skips an item the duration left unsent."""
-        ticket = self.dispatcher.take(item.nodeid)
-        if ticket.state == EXPIRED:
-            pytest.skip(DURATION_SKIP)
-        if ticket.state != DONE:  # the run is stopping under this item
-            raise KeyboardInterrupt("llmbench: the run was stopped")
-        self._taken[item.nodeid] = ticket  # until its report is recorded: a Ctrl-C in between keeps it
+        # held in _taken until its report is recorded: a Ctrl-C before that keeps the answer
+        ticket = self.dispatcher.take(item.nodeid, self._taken)
+        if ticket.state != DONE:
+            self._taken.pop(item.nodeid, None)
+            if ticket.state == EXPIRED:
+                pytest.skip(DURATION_SKIP)
+            raise KeyboardInterrupt("llmbench: the run was stopped")  # the run is stopping under this item
         return self._finish(ticket, item.case, runner), ticket.window
 
-    @pytest.hookimpl(trylast=True)  # after the controller recorded it
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> Iterator[None]:
+        """Let go of an answer only once every other plugin (the controller's recorder) has taken its report: a
+        Ctrl-C while it is being recorded raises out of the ``yield`` and keeps the answer for stop()."""
+        yield
         if report.when == "call":
             self._taken.pop(report.nodeid, None)
 
@@ -217,7 +221,7 @@ class LoadDriver:
 
         items = {item.nodeid: item for item in self.config._llmbench_session.items  # type: ignore[attr-defined]
                  if isinstance(item, LLMBenchItem)}
-        for ticket in [*leftovers, *self._taken.values()]:
+        for ticket in {t.key: t for t in [*leftovers, *self._taken.values()]}.values():
             item = items.get(ticket.key)
             if item is None:
                 continue
