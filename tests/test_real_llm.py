@@ -62,7 +62,10 @@ def assert_server_ended(output: Path) -> str:
 
 
 def test_quickstart_passes_on_the_embedded_server(pytester: pytest.Pytester) -> None:
-    _run, output = run_quickstart(pytester)
+    run, output = run_quickstart(pytester)
+    # no endpoint given anywhere: the header says plainly that the embedded model is what is tested
+    run.stdout.fnmatch_lines(["llmbench: EMBEDDED model server http://127.0.0.1:*/v1 (no --llmbench-endpoint, "
+                              "LLMBENCH_ENDPOINT or OPENAI_BASE_URL set) | model gemma3-270m*"])
     found = results(output)
     assert {r["api_type"] for r in found} == {"chat", "completions"}
     for result in found:

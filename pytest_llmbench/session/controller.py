@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import signal
 import time
 from collections import deque
 from datetime import datetime, timezone
@@ -30,7 +29,7 @@ from .gate_reports import is_gate_nodeid, log_gate_failures
 from .handoff import Delivery, Inbox, deliveries_of, is_llmbench_nodeid
 from .load.driver import DURATION_SKIP, WORKEROUTPUT_KEY
 from .load.record import LoadRecord
-from .process import make_monitor, stop_for_usage
+from .process import make_monitor, restore_sigterm, sigterm_as_interrupt, stop_for_usage
 from .recorder import Recorder
 from .run_folder import make_run_folder, point_latest
 from .server_scrape import ServerScraper, start_scraper
@@ -89,7 +88,7 @@ class Controller:
         self.started = datetime.now(timezone.utc)  # the clock pytest's own "in 5.09s" runs on starts here too
         self._started_monotonic = time.monotonic()
         self._session = session
-        self._install_sigterm()
+        self._previous_sigterm = sigterm_as_interrupt(self._on_sigterm)
         self.line = self._make_line()
         # xdist starts its workers in its own sessionstart and hands them the endpoint then: an embedded server
         # must be running by that time. A remote endpoint is checked once the workers report llmbench items.
@@ -182,15 +181,6 @@ class Controller:
         if handed is not None:
             node.workerinput[WORKERINPUT_KEY] = handed
 
-    def _install_sigterm(self) -> None:
-        def on_sigterm(signum: int, frame: Any) -> None:
-            self.partial_reason = "terminated by SIGTERM"
-            raise KeyboardInterrupt("SIGTERM")
-
-        try:
-            self._previous_sigterm = signal.signal(signal.SIGTERM, on_sigterm)
-        except ValueError:  # not the main thread (pytest run inside another program)
-            self._previous_sigterm = None
 
     # -- results --------------------------------------------------------------------------------
 
@@ -316,6 +306,9 @@ class Controller:
         self.line.interrupt()
         return None
 
+    def _on_sigterm(self) -> None:
+        self.partial_reason = "terminated by SIGTERM"
+
     def pytest_keyboard_interrupt(self) -> None:
         self.partial_reason = self.partial_reason or "interrupted (KeyboardInterrupt)"
 
@@ -403,6 +396,5 @@ class Controller:
     def pytest_unconfigure(self) -> None:
         if self.server is not None:
             self.server.stop()
-        if self._previous_sigterm is not None:
-            signal.signal(signal.SIGTERM, self._previous_sigterm)
+        restore_sigterm(self._previous_sigterm)
 

@@ -4,7 +4,8 @@ its settings and suites, its endpoint, its runner and monitor, and the one way a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -128,6 +129,26 @@ def recording_client(config: pytest.Config) -> RecordingClient:
 def running(item: pytest.Item | None, config: pytest.Config) -> None:
     """Note the test whose protocol runs now (None once it ended), for the requests it makes."""
     recording_client(config).start(item)
+
+
+def sigterm_as_interrupt(on_term: Callable[[], None]) -> Any:
+    """SIGTERM stops the session as Ctrl-C does (partial batch, status 2), after ``on_term`` notes why.
+
+    Returns the handler it replaced, for ``restore_sigterm``; None off the main thread, where no handler can be set
+    (pytest run inside another program)."""
+    def on_sigterm(signum: int, frame: Any) -> None:
+        on_term()
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        return signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:
+        return None
+
+
+def restore_sigterm(previous: Any) -> None:
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def make_monitor(config: pytest.Config, settings: Settings) -> PerformanceMonitor:
