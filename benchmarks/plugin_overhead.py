@@ -8,7 +8,8 @@ progress dots; the plugin's progress line). Each whole command is timed from out
 (their order rotating), and each command's fastest run and median are compared (see report()).
 
 Judged: the default case, a run into an output folder an earlier run filled (``llmbench_results`` on a user's
-second run), whose result files it replaces. Target: plugin / floor <= 1.15; with --llmbench-test-files none
+second run); since every run writes into a run folder of its own, it creates its files beside the earlier run's
+and replaces none. Target: plugin / floor <= 1.15; with --llmbench-test-files none
 (no per-test files) <= 1.05 (issue 14, L5).
 
 The disk is part of the plugin's cost (two files per test), so the benchmark keeps it in its normal state.
@@ -51,7 +52,7 @@ NO_FILES = "plugin, --llmbench-test-files none"
 NO_FILES_TARGET = 1.05
 MAX_TOKENS = 16
 TMPFS = Path("/dev/shm")
-DEFAULT_CASE = "plugin"  # into the folder an earlier run filled: a user's second run
+DEFAULT_CASE = "plugin"  # into the output folder an earlier run filled: a user's second run
 FRESH = "plugin, new folder"
 QUIET_DISK_MS = 0.12  # per new file; 0.06-0.1 ms normally on this machine's disk
 DISK_WAIT_S = 30
@@ -192,7 +193,7 @@ def report(runs: dict[str, list[Timing]], tests: int) -> int:
                   f" fastest {best[name].wall_s / floor:.3f} x, medians {medians[name] / medians['floor']:.3f} x"
                   " (not judged)")
     plugin = best[DEFAULT_CASE].wall_s
-    print(f"plugin overhead (second run into the same folder, the default case): {(plugin - floor) / tests * 1000:.2f}"
+    print(f"plugin overhead (second run into the same output folder, the default case): {(plugin - floor) / tests * 1000:.2f}"
           f" ms/test; medians' ratio {medians[DEFAULT_CASE] / medians['floor']:.3f}")
     ratio = plugin / floor
     print(f"ratio plugin/floor (fastest runs): {ratio:.3f} (target <= {TARGET}) {verdict(ratio <= TARGET)}")
