@@ -193,8 +193,9 @@ def report(runs: dict[str, list[Timing]], tests: int) -> int:
                   f" fastest {best[name].wall_s / floor:.3f} x, medians {medians[name] / medians['floor']:.3f} x"
                   " (not judged)")
     plugin = best[DEFAULT_CASE].wall_s
-    print(f"plugin overhead (second run into the same output folder, the default case): {(plugin - floor) / tests * 1000:.2f}"
-          f" ms/test; medians' ratio {medians[DEFAULT_CASE] / medians['floor']:.3f}")
+    median_ratio = medians[DEFAULT_CASE] / medians["floor"]
+    print("plugin overhead (second run into the same output folder, the default case):"
+          f" {(plugin - floor) / tests * 1000:.2f} ms/test; medians' ratio {median_ratio:.3f}")
     ratio = plugin / floor
     print(f"ratio plugin/floor (fastest runs): {ratio:.3f} (target <= {TARGET}) {verdict(ratio <= TARGET)}")
     bare = best[NO_FILES].wall_s / floor
