@@ -179,24 +179,26 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] if ordered else float("nan")
 
 
+def _ttft_error(client_ms: float | None, stamp: dict[str, Any] | None) -> float | None:
+    """A client's TTFT minus the server's own (first token written - request received), in ms."""
+    if not stamp or client_ms is None or not stamp["content_ns"]:
+        return None
+    return client_ms - (stamp["content_ns"][0] - stamp["received_ns"]) / 1e6
+
+
 def _ttft_errors(batch: dict[str, Any], stamps: dict[str, Any]) -> list[float]:
-    """The plugin's TTFT minus the server's (first token written - request received), in ms, matched by prompt."""
-    errors = []
-    for row in batch["tests"]:
-        stamp = stamps.get(f"stream {row['test_id'][1:]}")
-        if stamp and row.get("ttft") is not None and stamp["content_ns"]:
-            errors.append(row["ttft"] * 1000 - (stamp["content_ns"][0] - stamp["received_ns"]) / 1e6)
-    return errors
+    """The plugin's TTFT errors, matched to the server's stamps by prompt."""
+    found = (_ttft_error(None if row.get("ttft") is None else row["ttft"] * 1000,
+                         stamps.get(f"stream {row['test_id'][1:]}")) for row in batch["tests"])
+    return [error for error in found if error is not None]
 
 
 def _aiperf_ttft_errors(summary: dict[str, Any], stamps: dict[str, Any]) -> list[float]:
-    errors = []
-    for record in summary.get("records") or []:
-        stamp = stamps.get((record.get("metadata") or {}).get("x_request_id"))
-        ttft = ((record.get("metrics") or {}).get("time_to_first_token") or {}).get("value")
-        if stamp and ttft is not None and stamp["content_ns"]:
-            errors.append(ttft - (stamp["content_ns"][0] - stamp["received_ns"]) / 1e6)
-    return errors
+    """AIPerf's TTFT errors, matched to the server's stamps by the request id it sends."""
+    found = (_ttft_error(((record.get("metrics") or {}).get("time_to_first_token") or {}).get("value"),
+                         stamps.get((record.get("metadata") or {}).get("x_request_id")))
+             for record in summary.get("records") or [])
+    return [error for error in found if error is not None]
 
 
 def l3(args: argparse.Namespace, work: Path) -> bool:
