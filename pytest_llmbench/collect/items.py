@@ -1,4 +1,6 @@
-"""pytest collection: a suite file becomes a ``SuiteFile`` whose tests become ``LLMBenchItem``s."""
+"""pytest collection: a suite file becomes a ``SuiteFile`` whose tests become ``LLMBenchItem``s.
+
+plugin.py registers this module as a plugin: its two ``pytest_*`` functions are llmbench's collection hooks."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from .suite import SUITE_SUFFIX, TestCase, load_suite
 
 # Set by session/process.py; items read them from the stash so that pytest's fixtures stay out of item setup.
 SETTINGS_KEY = pytest.StashKey[Settings]()
+SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()  # the suites named by --llmbench-suite or the ini file, resolved
 RUNNER_KEY = pytest.StashKey[Callable[[], Runner]]()  # this process's runner, built on first use
 LOAD_PLAN_KEY = pytest.StashKey[LoadPlan]()
 DRIVER_KEY = pytest.StashKey[LoadDriver]()  # only in a load run
@@ -191,15 +194,21 @@ def add_suites_to_args(config: pytest.Config, suites: tuple[Path, ...]) -> None:
         config.args.extend(existing)
 
 
-def complete_items(session: pytest.Session, items: list[pytest.Item], suites: tuple[Path, ...],
-                   settings: Settings) -> None:
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> SuiteFile | None:
+    if is_suite_path(file_path, parent.config.stash[SUITES_KEY]):
+        return SuiteFile.for_path(parent, file_path)
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """The session's items once collected: named suites that do not exist as error items, node ids checked to
     be distinct, every item's file stem for the run, ``--llmbench-category`` applied, and a load run's levels and
     repetitions in order."""
-    items.extend(missing_suite_items(session, suites))
+    items.extend(missing_suite_items(session, config.stash[SUITES_KEY]))
     check_distinct_nodeids(items)
     assign_file_stems(items)
-    deselect_categories(session.config, items, settings.category)
+    deselect_categories(config, items, config.stash[SETTINGS_KEY].category)
     order_by_load(items)
 
 

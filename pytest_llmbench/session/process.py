@@ -1,17 +1,27 @@
-"""What each pytest process (the controller, or an xdist worker) sets up for llmbench, behind plugin.py's hooks:
-its settings and suites, its endpoint, its runner and monitor, and the one way a usage error stops the session.
-"""
+"""What each pytest process (the controller, or an xdist worker) sets up for llmbench: its settings and suites, its
+endpoint, its runner and monitor, and the one way a usage error stops the session.
+
+plugin.py registers this module as a plugin: its ``pytest_*`` functions hand each suite test's result on with its
+report, let go of reports once recorded, choose the xdist scheduler and close the process's runner and server."""
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable, Generator
 from typing import Any, NoReturn
 
 import pytest
 
-from ..collect.items import DRIVER_KEY, LOAD_PLAN_KEY, RUNNER_KEY, SETTINGS_KEY, LLMBenchItem, add_suites_to_args
+from ..collect.items import (
+    DRIVER_KEY,
+    LOAD_PLAN_KEY,
+    MARKER,
+    RUNNER_KEY,
+    SETTINGS_KEY,
+    SUITES_KEY,
+    LLMBenchItem,
+    add_suites_to_args,
+)
 from ..collect.suite import TestCase
 from ..exceptions import ConfigurationError, LLMBenchError
 from ..metrics.gates import Gates
@@ -19,19 +29,17 @@ from ..metrics.hardware.monitor import PerformanceMonitor
 from ..options import Settings, read_settings
 from ..result import TestResult
 from ..runner import Runner, build_runner
-from .client_requests import RecordingClient
 from .endpoint import EndpointLifecycle, output_folder
-from .handoff import Inbox, attach
+from .handoff import Inbox, attach, release
 from .load.driver import LoadDriver
 from .load.plan import LoadPlan
+from .load.scheduling import make_scheduler
 from .report_html.pytest_html import add_html_extras, html_report_wanted
 from .run_folder import resolve_baseline
 
 CONTROLLER = "llmbench-controller"  # the controller's name in the plugin manager
-SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()
 ENDPOINT_KEY = pytest.StashKey[EndpointLifecycle]()
 _RUNNER = pytest.StashKey[Runner]()
-_CLIENT = pytest.StashKey[RecordingClient]()
 
 
 def stop_for_usage(exc: LLMBenchError) -> NoReturn:
@@ -43,6 +51,7 @@ def stop_for_usage(exc: LLMBenchError) -> NoReturn:
 def configure(config: pytest.Config) -> Gates:
     """Read the options into the stash, add the suites to pytest's arguments, make this process's endpoint
     lifecycle; the gates are for the controller. A bad option is pytest's usage error, named by its flag."""
+    config.addinivalue_line("markers", f"{MARKER}: a test from an llmbench JSON suite")
     try:
         settings = read_settings(config.getoption, config.getini,
                                  ini_dir=config.inipath.parent if config.inipath else None)
@@ -111,26 +120,6 @@ def inbox_of(config: pytest.Config) -> Inbox | None:
     return controller.inbox if controller is not None else None
 
 
-def hand_on_requests(item: pytest.Item, call: pytest.CallInfo[None], report: pytest.TestReport) -> None:
-    """Send a hand-written test's ``llm_client`` requests to the controller with the report of the phase that
-    ends them: the call's, setup's when no call follows, teardown's for any made after the call."""
-    client = item.config.stash.get(_CLIENT, None)
-    if client is not None and client.item is item and (call.when != "setup" or not report.passed):
-        attach(report, client.take(), inbox=inbox_of(item.config))
-
-
-def recording_client(config: pytest.Config) -> RecordingClient:
-    """The ``llm_client`` fixture's value: the runner's client, its requests recorded under the running test."""
-    if _CLIENT not in config.stash:
-        config.stash[_CLIENT] = RecordingClient(lambda: process_runner(config).client, config)
-    return config.stash[_CLIENT]
-
-
-def running(item: pytest.Item | None, config: pytest.Config) -> None:
-    """Note the test whose protocol runs now (None once it ended), for the requests it makes."""
-    recording_client(config).start(item)
-
-
 def sigterm_as_interrupt(on_term: Callable[[], None]) -> Any:
     """SIGTERM stops the session as Ctrl-C does (partial batch, status 2), after ``on_term`` notes why.
 
@@ -160,19 +149,28 @@ def make_monitor(config: pytest.Config, settings: Settings) -> PerformanceMonito
     return monitor
 
 
-def session_monitor(config: pytest.Config) -> Iterator[PerformanceMonitor]:
-    """The controller's sampler under ``--llmbench-monitor``; otherwise one started for the fixture's users."""
-    controller = config.pluginmanager.get_plugin(CONTROLLER)
-    if controller is not None and controller.recorder.monitor is not None:
-        yield controller.recorder.monitor
-        return
-    monitor = make_monitor(config, config.stash[SETTINGS_KEY])
-    monitor.start()
-    yield monitor
-    monitor.stop()
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    return make_scheduler(config, config.stash[LOAD_PLAN_KEY])  # None unless a load run under --dist load
 
 
-def close(config: pytest.Config) -> None:
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    report = yield
+    if call.when == "call" and isinstance(item, LLMBenchItem):
+        hand_on(item, report)
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_logreport(report: pytest.TestReport) -> Generator[None, Any, Any]:
+    try:
+        return (yield)
+    finally:  # after every listener (the controller records trylast): pytest keeps every report, drop the text
+        release(report)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
     """Close this process's runner and stop the server it started, if any."""
     runner = config.stash.get(_RUNNER, None)
     if runner is not None:

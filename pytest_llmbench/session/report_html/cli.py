@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .write import DEFAULT_NAME, write_report
+from .render import DEFAULT_NAME, write_report
 
 
 class BatchFileError(Exception):

@@ -1,4 +1,5 @@
-"""The report as one HTML file: Jinja2 with autoescaping, the chart library and our script inlined once.
+"""The report as one HTML file: Jinja2 with autoescaping, the chart library and our script inlined once, written
+atomically (a half-written report never replaces one).
 
 Hostile text (test names, answers, server messages) reaches the page two ways, both inert: as template values,
 which Jinja escapes, and inside the JSON data island, whose `<`, `>`, `&` and line separators are written as
@@ -17,9 +18,11 @@ import jinja2
 
 from ..._version import __version__
 from ...result import dumps_strict
+from ..storage import atomic_write_text
 from .build import DISTRIBUTIONS, HEADLINE, build_run
 from .compare import comparison, test_changes
 
+DEFAULT_NAME = "report.html"
 _PACKAGE = "pytest_llmbench.session.report_html"
 _SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
                    0x2028: "\\u2028", 0x2029: "\\u2029"}
@@ -68,3 +71,12 @@ def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report
         report_css=_asset("templates", "report.css"),
         payload=payload,
     )
+
+
+def write_report(batches: list[tuple[dict[str, Any], str, Path | None]], path: Path,
+                 title: str | None = None) -> Path:
+    """Render and write the report for (batch, label, folder of its test files) runs; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, render_report(batches, path, title))
+    return path
