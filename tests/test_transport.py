@@ -141,6 +141,19 @@ def test_the_connection_is_kept_for_the_next_request(fault_server, v1):
     assert fault_server.received[0].client_port == fault_server.received[1].client_port
 
 
+def test_a_cookie_the_server_sets_goes_with_the_next_request_beside_the_configured_headers(fault_server, v1):
+    fault_server.always(Reply.json(COMPLETION, headers={"Set-Cookie": "sticky=node-3; Path=/"}))
+    client = client_for(v1, headers={"X-Team": "bench"})
+
+    client.complete("a")
+    client.complete("b")
+
+    first, second = fault_server.received
+    assert "cookie" not in first.headers and second.headers["cookie"] == "sticky=node-3"
+    assert first.headers["x-team"] == second.headers["x-team"] == "bench"
+    assert second.headers["user-agent"].startswith("pytest-llmbench")
+
+
 def test_proxy_settings_from_the_environment_are_honoured(fault_server, monkeypatch):
     monkeypatch.setenv("HTTP_PROXY", fault_server.url)
     monkeypatch.delenv("NO_PROXY", raising=False)
