@@ -88,7 +88,7 @@ class TestResult:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""
         data = {name: getattr(self, name) for name in _FIELD_NAMES}
-        data["attempt_log"] = [dataclasses.asdict(a) for a in self.attempt_log]
+        data["attempt_log"] = [{name: getattr(a, name) for name in _ATTEMPT_FIELDS} for a in self.attempt_log]
         data["itl"] = list(self.itl)
         if self.error is not None:
             data["error"] = dataclasses.asdict(self.error)
@@ -107,6 +107,7 @@ class TestResult:
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TestResult))
+_ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(Attempt))  # all plain values: nothing to copy deeply
 _FIELD_SET = frozenset(_FIELD_NAMES)
 
 
