@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import regex
-
 from ..textsafe import escape_for_terminal, excerpt
 from .expectations import problems_by_key, regex_flags
 from .extract import answer_json, extract_answer, normalize_answer, number_value
@@ -218,6 +216,8 @@ def _contains_any(value: Any, subject: _Subject) -> list[Check]:
 def _regex(value: Any, subject: _Subject) -> list[Check]:
     """Suite patterns run under a time limit (the ``regex`` package's): ``^(a|a)+$`` on a hostile answer would
     otherwise backtrack for hours, past every timeout the plugin has."""
+    import regex  # here: loading it costs every run 5 ms, and only suites with this check need it
+
     spec = subject.expected.get("regex_flags")
     flags = regex_flags(spec)
     shown_flags = f" (flags {spec if isinstance(spec, str) else ', '.join(spec)})" if spec else ""

@@ -25,8 +25,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from ..exceptions import OutputNotWritable
 from ..result import dumps_strict
 from ..textsafe import INVISIBLE_CLASS
@@ -244,6 +242,7 @@ def clean_temp_files(directory: Path, stale_after_s: float = STALE_AFTER_S) -> i
                 continue
             path = os.path.join(folder, name)
             writer = _TEMP_NAME.match(name)
+            import psutil  # here: loading it costs every run 5 ms, and only a killed run's leftovers need it
             try:
                 dead = writer is not None and writer[1] == HOST_TAG and not psutil.pid_exists(int(writer[2], 16))
                 if dead or now - os.lstat(path).st_mtime > stale_after_s:

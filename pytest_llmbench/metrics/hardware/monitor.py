@@ -17,9 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from .nvml import GIB, GpuProbe
 from .window import (
@@ -33,6 +31,9 @@ from .window import (
     summarize_block,
     summarize_window,
 )
+
+if TYPE_CHECKING:
+    import psutil
 
 DEFAULT_INTERVAL = 0.5  # seconds between samples
 DEFAULT_GPU_TEMP_C = 85.0  # the GPU-temperature alert
@@ -73,6 +74,8 @@ def _optional(read: Callable[[], Any]) -> Any:
 
 
 def _counters() -> Counters:
+    import psutil  # here, in _system_sample and in the monitor: it takes 5 ms to load, and most runs never monitor
+
     return Counters(
         t=time.monotonic(),
         cpu=_optional(psutil.cpu_times),
@@ -85,6 +88,7 @@ def _counters() -> Counters:
 
 def _system_sample(process: psutil.Process, before: Counters | None, now: Counters) -> Sample:
     """The system part of a sample; it keeps no state, so the sampler and measure() can share it."""
+    import psutil
     freq = _optional(psutil.cpu_freq)
     memory = psutil.virtual_memory()
     process_memory = _optional(process.memory_info)
@@ -160,6 +164,8 @@ class PerformanceMonitor:
         self.device_names: list[str] = []
         self._probe = probe if probe is not None else GpuProbe()
         self._probe_problems_seen = 0
+        import psutil
+
         self._process = psutil.Process()
         self._near = max(3 * interval, 1.0)  # how far a nearby sample may lie from a window with none inside
         self._lock = threading.Lock()

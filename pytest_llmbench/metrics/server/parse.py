@@ -11,8 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from prometheus_client.parser import text_string_to_metric_families
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
 
 Labels = dict[str, str]
 Readings = dict[str, list[tuple[Labels, float]]]  # series key -> (labels, value) for each label set
@@ -29,6 +31,14 @@ def series_key(name: str) -> str:
     return name.removesuffix("_total")
 
 
+def _families(text: str) -> Iterable[Metric]:
+    """prometheus_client's parser, imported by the first page read: it takes 7 ms to load, which a run against
+    a server without /metrics would otherwise spend for nothing."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return text_string_to_metric_families(text)
+
+
 def parse(text: str, wanted: Callable[[str], bool] | None = None) -> Readings:
     """Every sample whose series key ``wanted`` accepts (all when None); NaN values are left out.
 
@@ -36,7 +46,7 @@ def parse(text: str, wanted: Callable[[str], bool] | None = None) -> Readings:
     """
     readings: Readings = {}
     try:
-        for family in text_string_to_metric_families(text):
+        for family in _families(text):
             for sample in family.samples:
                 key = series_key(sample.name)
                 if (wanted is None or wanted(key)) and not math.isnan(sample.value):
@@ -87,7 +97,7 @@ class SeriesParser:
 
     def _read_series(self, type_line: str, line: str) -> tuple[str, Labels] | None:
         try:
-            samples = [s for f in text_string_to_metric_families(f"{type_line}\n{line}\n") for s in f.samples]
+            samples = [s for f in _families(f"{type_line}\n{line}\n") for s in f.samples]
         except (ValueError, TypeError, IndexError, KeyError) as exc:
             raise ExpositionError(f"not Prometheus exposition text ({exc})") from None
         if len(samples) != 1:

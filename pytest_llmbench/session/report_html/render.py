@@ -12,15 +12,16 @@ from datetime import datetime, timezone
 from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from ..._version import __version__
 from ...result import dumps_strict
 from ..storage import atomic_write_text
 from .build import DISTRIBUTIONS, HEADLINE, build_run
 from .compare import comparison, test_changes
+
+if TYPE_CHECKING:
+    import jinja2
 
 DEFAULT_NAME = "report.html"
 _PACKAGE = "pytest_llmbench.session.report_html"
@@ -43,6 +44,8 @@ def _asset(*parts: str) -> str:
 
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
+    import jinja2  # here: a run that writes no report (or a worker) never spends the 12 ms loading it takes
+
     loader = jinja2.PackageLoader(_PACKAGE, "templates")
     return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
                               trim_blocks=True, lstrip_blocks=True)
