@@ -4,13 +4,17 @@ llmbench-report command and the pytest-html columns. What it looks like in Chrom
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
+import tempfile
 
+import jinja2
 import pytest
 from report_sessions import HOSTILE, REPORT_STUB, batch_file, load_batch, report_file, results, run_session
 
+from pytest_llmbench.session.report_html import environment
 from pytest_llmbench.session.report_html.render import script_json
 
 STUB = REPORT_STUB
@@ -197,3 +201,39 @@ def test_a_key_the_model_repeats_is_masked_in_the_report(pytester, stub, monkeyp
     html = report_file(pytester).read_text(encoding="utf-8")
     assert "my key is ***" in html  # the failure's answer excerpt
     assert secret not in html
+
+
+@pytest.fixture
+def new_environment(tmp_path, monkeypatch):
+    """The report's Jinja environment made afresh, its compiled-template folder under tmp_path."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where Jinja makes its per-user folder
+    environment.report_environment.cache_clear()
+    yield environment.report_environment
+    environment.report_environment.cache_clear()
+
+
+def test_the_compiled_template_is_kept_for_the_next_report(new_environment, tmp_path, monkeypatch):
+    first = new_environment().get_template("report.html.j2")
+    kept = list(tmp_path.glob("_jinja2-cache-*/__llmbench_*.cache"))
+    environment.report_environment.cache_clear()
+    monkeypatch.setattr(jinja2.Environment, "compile", lambda *args, **kwargs: pytest.fail("compiled again"))
+
+    again = new_environment().get_template("report.html.j2")
+
+    assert len(kept) == 1 and again.root_render_func.__code__.co_code == first.root_render_func.__code__.co_code
+
+
+def test_a_compiled_template_that_cannot_be_kept_is_compiled_each_time(new_environment, tmp_path):
+    jinja = new_environment()
+    blocker = tmp_path / "a file"
+    blocker.write_text("")
+    jinja.bytecode_cache.directory = str(blocker)  # reading and writing the kept code both fail
+
+    assert jinja.get_template("report.html.j2").render
+
+
+def test_no_compiled_template_is_kept_without_a_safe_folder(new_environment, tmp_path):
+    (tmp_path / f"_jinja2-cache-{os.getuid()}").write_text("a file where Jinja's folder should be")
+
+    assert new_environment().bytecode_cache is None
+    assert new_environment().get_template("report.html.j2").render

@@ -9,19 +9,16 @@ which Jinja escapes, and inside the JSON data island, whose `<`, `>`, `&` and li
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from functools import cache, lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..._version import __version__
 from ...result import dumps_strict
 from ..storage import atomic_write_text
 from .build import DISTRIBUTIONS, HEADLINE, build_run
 from .compare import comparison, test_changes
-
-if TYPE_CHECKING:
-    import jinja2
 
 DEFAULT_NAME = "report.html"
 _PACKAGE = "pytest_llmbench.session.report_html"
@@ -42,25 +39,18 @@ def _asset(*parts: str) -> str:
     return text
 
 
-@lru_cache(maxsize=1)
-def _environment() -> jinja2.Environment:
-    import jinja2  # here: a run that writes no report (or a worker) never spends the 12 ms loading it takes
-
-    loader = jinja2.PackageLoader(_PACKAGE, "templates")
-    return jinja2.Environment(loader=loader, autoescape=True, undefined=jinja2.StrictUndefined,
-                              trim_blocks=True, lstrip_blocks=True)
-
-
 def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report_path: Path,
                   title: str | None = None) -> str:
     """The HTML text for one or more runs: (batch, label, folder its test files are relative to) each."""
+    from .environment import report_environment  # Jinja2 loads with the first report (see environment.py)
+
     report_dir = report_path.parent
     runs = [build_run(batch, label=label, batch_dir=folder, report_dir=report_dir)
             for batch, label, folder in batches]
     data = {"runs": [run["chart"] for run in runs],
             "distributions": [[key, title] for key, _, _, title in DISTRIBUTIONS]}
     payload = script_json(data)
-    template = _environment().get_template("report.html.j2")
+    template = report_environment().get_template("report.html.j2")
     return template.render(
         title=title or ("llmbench comparison" if len(runs) > 1 else "llmbench report"),
         runs=runs,
