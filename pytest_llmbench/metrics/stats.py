@@ -154,6 +154,9 @@ class _Pool:
         # keeps those values; every pool keeps their mean per request.
         self.series = {m.key: _Series() for m in METRICS if pool_chunks or not m.per_chunk}
         self.per_request = {m.key: _Mean() for m in METRICS if m.per_chunk}
+        # What add() feeds, looked up once: it runs for every result, in three pools.
+        self._plain = [(m.field, self.series[m.key]) for m in METRICS if not m.per_chunk]
+        self._chunked = [(m.field, self.per_request[m.key], self.series.get(m.key)) for m in METRICS if m.per_chunk]
 
     def add(self, row: dict[str, Any]) -> None:
         self.total += 1
@@ -172,16 +175,16 @@ class _Pool:
         self.prompt_tokens += row.get("prompt_tokens") or 0
         self.unknown_prompt_tokens += row.get("prompt_tokens") is None
         self.completion_tokens += row.get("completion_tokens") or 0
-        for metric in METRICS:
-            value = row.get(metric.field)
-            if value is None or (metric.per_chunk and not value):
-                continue
-            if metric.per_chunk:
-                self.per_request[metric.key].add(math.fsum(value) / len(value))
-                if metric.key in self.series:
-                    self.series[metric.key].extend(value)
-            else:
-                self.series[metric.key].add(value)
+        for field, series in self._plain:
+            value = row.get(field)
+            if value is not None:
+                series.add(value)
+        for field, mean, chunks in self._chunked:
+            values = row.get(field)
+            if values:
+                mean.add(math.fsum(values) / len(values))
+                if chunks is not None:
+                    chunks.extend(values)
 
     def fields(self) -> dict[str, Any]:
         latency = self.series["latency"].describe()
