@@ -85,8 +85,10 @@ def run_aiperf(url: str, requests: int, concurrency: int, cwd: Path, *, streamin
                "--artifact-dir", str(cwd / "out"), *(("--streaming",) if streaming else ()),
                *(("--request-rate", str(rate)) if rate else ()), *extra]
     print("aiperf:", " ".join(command), flush=True)
+    # AIPerf reads AIPERF_* variables as its own settings: ours (AIPERF_TOKENIZER is a folder) must not reach it
+    env = {key: value for key, value in os.environ.items() if key not in ("AIPERF", "AIPERF_TOKENIZER")}
     started = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
+    done = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False, env=env)
     wall = time.perf_counter() - started
     found = list((cwd / "out").rglob("profile_export_aiperf.json"))
     if done.returncode != 0 or not found:
