@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import warnings
+from urllib.parse import urlsplit
 
 import pytest
 from faultserver import (
@@ -17,6 +18,7 @@ from faultserver import (
 )
 
 from pytest_llmbench.http.api_errors import ERROR_BODY_LIMIT
+from pytest_llmbench.http.transport import _HTTPConnection
 
 # --- The total deadline ---------------------------------------------------------------------------
 
@@ -130,6 +132,39 @@ def test_a_server_that_ignores_stream_true_still_gives_its_answer(fault_server, 
 
 
 # --- Connections ----------------------------------------------------------------------------------
+
+class _Writes:
+    """The connection's real socket, with each write it is asked for noted."""
+
+    def __init__(self, sock):
+        self.sock, self.writes = sock, []
+
+    def sendall(self, data):
+        self.writes.append(bytes(data))
+        return self.sock.sendall(data)
+
+    def __getattr__(self, name):
+        return getattr(self.sock, name)
+
+
+@pytest.mark.parametrize("body", [b'{"prompt": "a"}', None])
+def test_a_request_leaves_in_one_write_head_and_body_together(fault_server, v1, body):
+    """Between two writes the thread gives up the GIL; with many requests in flight the body could wait
+    milliseconds behind its head, and the server would count them as before the request."""
+    fault_server.always(Reply.json(COMPLETION))
+    host, port = urlsplit(v1).hostname, urlsplit(v1).port
+    connection = _HTTPConnection(host, port)
+    connection.connect()
+    connection.sock = writes = _Writes(connection.sock)
+
+    connection.request("POST" if body else "GET", "/v1/completions", body=body,
+                       headers={"Content-Type": "application/json"})
+
+    assert len(writes.writes) == 1 and writes.writes[0].endswith(body or b"\r\n\r\n")
+    assert writes.writes[0].startswith(b"POST " if body else b"GET ")
+    assert connection.getresponse().status == 200
+    connection.close()
+
 
 def test_the_connection_is_kept_for_the_next_request(fault_server, v1):
     fault_server.always(Reply.json(COMPLETION))

@@ -286,15 +286,43 @@ if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
 
 
 class _Watched:
-    """Mixin for urllib3 connections: attach to the current attempt before sending and before the headers."""
+    """Mixin for urllib3 connections: attach to the current attempt before sending and before the headers; send
+    a request's head and body in one write.
+
+    urllib3 writes the head, then the body. Between the two writes the thread gives up the GIL, and with many
+    requests in flight it waited 1.4 ms (median; 16 ms at p99) to get it back: time the server, which starts
+    its clock when the body is in, counted as before the request, and the client as part of the TTFT."""
+
+    _holding = False
+    _head: bytes | None = None
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         WATCHDOG.attach(self)
-        super().request(*args, **kwargs)  # type: ignore[misc]
+        self._holding, self._head = True, None
+        try:
+            super().request(*args, **kwargs)  # type: ignore[misc]
+        except BaseException:
+            self._head = None  # a half-made request never leaves
+            raise
+        finally:
+            self._holding = False
+        if self._head is not None:  # no body came: the head goes alone
+            head, self._head = self._head, None
+            self.send(head)
 
-    def getresponse(self) -> Any:
-        WATCHDOG.attach(self)  # a socket opened after the deadline fired is caught here
-        return super().getresponse()  # type: ignore[misc]
+    def send(self, data: Any) -> None:
+        if self._holding:
+            if self._head is None and isinstance(data, bytes):  # http.client's first write is the head
+                self._head = data
+                return
+            self._holding = False
+            if self._head is not None:
+                head, self._head = self._head, None
+                if isinstance(data, bytes):
+                    data = head + data
+                else:  # a body that is not bytes (a file): the head goes first
+                    super().send(head)  # type: ignore[misc]
+        super().send(data)  # type: ignore[misc]
 
 
 class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
