@@ -3,6 +3,7 @@ repeat, sweep and its knee, stops with requests in flight, and which per-test fi
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import signal
@@ -51,6 +52,19 @@ def test_one_process_keeps_n_requests_in_flight(pytester, stub):
     buckets = data["timeline"]["buckets"]
     assert max(b["in_flight"] for b in buckets) > 4 and sum(b["sent"] for b in buckets) == 16
     assert load_threads() == []  # the pool and the sender are gone with the session
+
+
+def test_what_collection_built_is_frozen_while_a_load_run_sends_and_unfrozen_after(pytester, stub):
+    """No full garbage collection walks the collected session during a load run (its pause would land in the
+    TTFTs of every answer arriving meanwhile); an ordinary run leaves the collector alone."""
+    pytester.makepyfile(test_gc="import gc\n\ndef test_frozen(record_property):\n"
+                                "    record_property('frozen', gc.get_freeze_count())\n")
+    for load, expect_frozen in ((("--llmbench-concurrency", "4"), True), ((), False)):
+        result = run(pytester, stub, 4, str(pytester.path / "test_gc.py"), "--junitxml=gc.xml", *load)
+        result.assert_outcomes(passed=5)
+        frozen = int(re.search(r'name="frozen" value="(\d+)"', (pytester.path / "gc.xml").read_text())[1])
+        assert (frozen > 1000) is expect_frozen
+        assert gc.get_freeze_count() == 0  # the in-process session unfroze what it froze
 
 
 def test_without_the_option_one_request_at_a_time(pytester, stub):
