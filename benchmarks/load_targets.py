@@ -7,7 +7,8 @@ L1 in flight without processes: one process, --llmbench-concurrency 64, answers 
    request rate over the requests' span >= 95 % of 64 / 0.5 s; the process's peak RSS < 150 MB.
 L2 streams: --llmbench-concurrency 128 with -n 2, streams of 40 tokens 25 ms apart after 100 ms, 2,000 requests:
    >= 90 % of the ideal rate; TTFT error against the server's own send times p50 <= 2 ms, p99 <= 10 ms,
-   and no worse than AIPerf's at the same concurrency in the same run (when AIPerf is installed).
+   and no worse than AIPerf's at the same concurrency in the same run (when AIPerf is installed). The same
+   run from one process (no -n) is printed beside, not judged.
 L3 drive: zero-delay server, 32 in flight, 4,000 requests: request rate >= AIPerf's, end-to-end wall time no
    longer than AIPerf's.
 L4 rate: --llmbench-request-rate 50 (Poisson), 2,000 requests: achieved rate within 2 % of 50, coefficient of
@@ -142,6 +143,10 @@ def l2(args: argparse.Namespace, work: Path) -> bool:
                                     "--llmbench-model", "schedule",
                                     "--llmbench-test-files", "none", "--llmbench-timeout", "60")
         stamps = _stamps(port)
+        alone, _, _ = run_plugin(suite, url, work / "l2-one", "--llmbench-concurrency", "128",
+                                 "--llmbench-model", "schedule",
+                                 "--llmbench-test-files", "none", "--llmbench-timeout", "60")
+        alone_stamps = _stamps(port)
         peer = run_aiperf(url, requests, 128, work / "l2-aiperf", streaming=True,
                           extra=("--extra-inputs", "max_tokens:40"))
         peer_stamps = _stamps(port)
@@ -157,6 +162,10 @@ def l2(args: argparse.Namespace, work: Path) -> bool:
     p50, p99 = _pct(errors, 50), _pct(errors, 99)
     ok &= line("TTFT error vs the server's send times (p50, p99)", f"{p50:+.2f} ms, {p99:+.2f} ms",
                abs(p50) <= 2 and p99 <= 10)
+    alone_errors = _ttft_errors(alone, alone_stamps)
+    alone_rate = alone["aggregate"]["request_throughput"]
+    line("the same from one process (no -n): rate; TTFT error p50, p99",
+         f"{alone_rate / ideal:.3f}; {_pct(alone_errors, 50):+.2f}, {_pct(alone_errors, 99):+.2f} ms", None)
     if peer is None:
         line("AIPerf at concurrency 128", "not installed", None)
     else:
