@@ -10,7 +10,7 @@ L2 streams: --llmbench-concurrency 128 with -n 2, streams of 40 tokens 25 ms apa
    and no worse than AIPerf's at the same concurrency in the same run (when AIPerf is installed). The same
    run from one process (no -n) is printed beside, not judged.
 L3 drive: zero-delay server, 32 in flight, 4,000 requests: request rate >= AIPerf's, end-to-end wall time no
-   longer than AIPerf's.
+   longer than AIPerf's. Judged with -n 2 (AIPerf too sends from processes of its own); one process beside.
 L4 rate: --llmbench-request-rate 50 (Poisson), 2,000 requests: achieved rate within 2 % of 50, coefficient of
    variation of the server-side inter-arrival gaps within 0.05 of 1.0, median schedule_lag < 2 ms.
 L5 overhead: 2,000 sequential tests with --llmbench-test-files none <= 1.05 x bare pytest making the same
@@ -213,25 +213,37 @@ def _aiperf_ttft_errors(summary: dict[str, Any], stamps: dict[str, Any]) -> list
 
 
 def l3(args: argparse.Namespace, work: Path) -> bool:
-    print("L3 drive: zero-delay server, 32 in flight")
+    print("L3 drive: zero-delay server, 32 in flight (-n 2, as AIPerf runs its workers in processes of their own)")
     requests = args.requests or 4000
     with launch(delay_ms=0) as server:
         suite = write_suite(work / "l3.json", requests)
-        batch, wall, _ = run_plugin(suite, server.url, work / "l3", "--llmbench-concurrency", "32",
-                                    "--llmbench-test-files", "none", *args.plugin_args)
+        runs = {}
+        for label, extra in (("-n 2", ("-n", "2")), ("one process", ())):
+            server.stamps(reset=True)
+            batch, wall, _ = run_plugin(suite, server.url, work / f"l3{len(runs)}", "--llmbench-concurrency", "32",
+                                        "--llmbench-test-files", "none", *extra, *args.plugin_args)
+            runs[label] = (batch["aggregate"]["request_throughput"], wall, _server_rate(server.stamps()))
         peer = run_aiperf(server.url, requests, 32, work / "l3-aiperf")
-    rate = batch["aggregate"]["request_throughput"]
-    line("plugin request rate over the requests' span", f"{rate:.0f} req/s", None)
-    line("plugin end-to-end wall time", f"{wall:.1f} s", None)
+    for label, (rate, wall, at_server) in runs.items():
+        line(f"plugin ({label}): rate over the requests' span; at the server",
+             f"{rate:.0f} req/s; {at_server:.0f} req/s", None)
+        line(f"plugin ({label}): end-to-end wall time", f"{wall:.1f} s", None)
     if peer is None:
         line("AIPerf", "not installed", None)
         return True
+    rate, wall, _ = runs["-n 2"]
     peer_rate = aiperf_value(peer, "request_throughput") or 0.0
-    ok = line("request rate vs AIPerf's", f"{rate:.0f} vs {peer_rate:.0f} req/s = {rate / peer_rate:.2f}x",
+    ok = line("request rate vs AIPerf's (-n 2)", f"{rate:.0f} vs {peer_rate:.0f} req/s = {rate / peer_rate:.2f}x",
               rate >= peer_rate)
-    ok &= line("wall time vs AIPerf's", f"{wall:.1f} vs {peer['wall_s']:.1f} s = {wall / peer['wall_s']:.2f}x",
+    ok &= line("wall time vs AIPerf's (-n 2)", f"{wall:.1f} vs {peer['wall_s']:.1f} s = {wall / peer['wall_s']:.2f}x",
                wall <= peer["wall_s"])
     return ok
+
+
+def _server_rate(stamps: dict[str, Any]) -> float:
+    """Requests per second between the first and the last request the server received."""
+    received = sorted(stamps["received_ns"])
+    return (len(received) - 1) / ((received[-1] - received[0]) / 1e9) if len(received) > 1 else 0.0
 
 
 def l4(args: argparse.Namespace, work: Path) -> bool:
@@ -264,7 +276,9 @@ def l5(args: argparse.Namespace, work: Path) -> bool:
     print("overhead:", " ".join(command), flush=True)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     print(done.stdout[-2500:] + done.stderr[-2500:])
-    return done.returncode == 0
+    # L5 judges the --llmbench-test-files none ratio; the default case's (its own 1.15 target) is printed too
+    judged = [row for row in done.stdout.splitlines() if row.startswith("ratio plugin --llmbench-test-files none")]
+    return bool(judged) and judged[-1].endswith("PASS")
 
 
 def l6(args: argparse.Namespace, work: Path) -> bool:
