@@ -71,7 +71,7 @@ def run_pytest(base: str, suite: Path, output: Path, workers: int) -> float:
 def errors(output: Path, stamps: dict[str, dict[str, list[int] | int]], tokens: int) -> tuple[list, list, int]:
     """Per-request TTFT errors, per-gap ITL errors (ms) and how many results counted every token."""
     ttft_err, itl_err, exact = [], [], 0
-    for path in sorted(output.glob("req-*_result.json")):
+    for path in sorted((output / "latest").glob("req-*_result.json")):  # the run folder
         result = json.loads(path.read_text())
         stamp = stamps[result["test_id"]]
         written = stamp["content_ns"]
