@@ -5,10 +5,10 @@
 
 L1 in flight without processes: one process, --llmbench-concurrency 64, answers after 500 ms, 2,000 requests:
    request rate over the requests' span >= 95 % of 64 / 0.5 s; the process's peak RSS < 150 MB.
-L2 streams: --llmbench-concurrency 128 with -n 2, streams of 40 tokens 25 ms apart after 100 ms, 2,000 requests:
-   >= 90 % of the ideal rate; TTFT error against the server's own send times p50 <= 2 ms, p99 <= 10 ms,
-   and no worse than AIPerf's at the same concurrency in the same run (when AIPerf is installed). The same
-   run from one process (no -n) is printed beside, not judged.
+L2 streams: --llmbench-concurrency 128 (at most -n 2), streams of 40 tokens 25 ms apart after 100 ms, 2,000
+   requests: >= 90 % of the ideal rate; TTFT error against the server's own send times p50 <= 2 ms, p99 <= 10 ms,
+   and no worse than AIPerf's at the same concurrency in the same run (when AIPerf is installed). Judged from one
+   process, as users run it by default; the same with -n 2 is printed beside with its own marks.
 L3 drive: zero-delay server, 32 in flight, 4,000 requests: request rate >= AIPerf's, end-to-end wall time no
    longer than AIPerf's. Judged with -n 2 (AIPerf too sends from processes of its own); one process beside.
 L4 rate: --llmbench-request-rate 50 (Poisson), 2,000 requests: achieved rate within 2 % of 50, coefficient of
@@ -128,7 +128,7 @@ def l1(args: argparse.Namespace, work: Path) -> bool:
 
 
 def l2(args: argparse.Namespace, work: Path) -> bool:
-    print("L2 streams: concurrency 128 over -n 2, TTFT 100 ms then 40 tokens 25 ms apart")
+    print("L2 streams: concurrency 128 from one process (judged) and over -n 2, TTFT 100 ms then 40 tokens 25 ms apart")
     requests = args.requests or 2000
     process = subprocess.Popen([sys.executable, str(HERE / "sse_server.py"), "--ttft-ms", "100", "--gap-ms", "25",
                                 "--tokens", "40"], stdout=subprocess.PIPE, text=True)
@@ -139,44 +139,40 @@ def l2(args: argparse.Namespace, work: Path) -> bool:
         cases = [{"id": f"s{n}", "name": f"Stream {n}", "category": "bench", "stream": True,
                   "messages": [{"role": "user", "content": f"stream {n}"}]} for n in range(requests)]
         suite.write_text(json.dumps({"test_suite_id": "streams", "tests": cases}))
-        batch, wall, _ = run_plugin(suite, url, work / "l2", "--llmbench-concurrency", "128", "-n", "2",
-                                    "--llmbench-model", "schedule",
-                                    "--llmbench-test-files", "none", "--llmbench-timeout", "60")
-        stamps = _stamps(port)
-        alone, _, _ = run_plugin(suite, url, work / "l2-one", "--llmbench-concurrency", "128",
-                                 "--llmbench-model", "schedule",
-                                 "--llmbench-test-files", "none", "--llmbench-timeout", "60")
-        alone_stamps = _stamps(port)
+        runs = {}
+        for label, extra in (("one process", ()), ("-n 2", ("-n", "2"))):
+            batch, wall, _ = run_plugin(suite, url, work / f"l2{len(runs)}", "--llmbench-concurrency", "128", *extra,
+                                        "--llmbench-model", "schedule",
+                                        "--llmbench-test-files", "none", "--llmbench-timeout", "60")
+            runs[label] = (batch["aggregate"]["request_throughput"], _ttft_errors(batch, _stamps(port)), wall)
         peer = run_aiperf(url, requests, 128, work / "l2-aiperf", streaming=True,
                           extra=("--extra-inputs", "max_tokens:40"))
         peer_stamps = _stamps(port)
     finally:
         process.terminate()
         process.wait(timeout=10)
-    per_request = 0.1 + 39 * 0.025
-    ideal = 128 / per_request
-    rate = batch["aggregate"]["request_throughput"]
-    ok = line("request rate over the requests' span", f"{rate:.1f} req/s = {rate / ideal:.3f} of {ideal:.0f}",
-              rate / ideal >= 0.9)
-    errors = _ttft_errors(batch, stamps)
-    p50, p99 = _pct(errors, 50), _pct(errors, 99)
-    ok &= line("TTFT error vs the server's send times (p50, p99)", f"{p50:+.2f} ms, {p99:+.2f} ms",
-               abs(p50) <= 2 and p99 <= 10)
-    alone_errors = _ttft_errors(alone, alone_stamps)
-    alone_rate = alone["aggregate"]["request_throughput"]
-    line("the same from one process (no -n): rate; TTFT error p50, p99",
-         f"{alone_rate / ideal:.3f}; {_pct(alone_errors, 50):+.2f}, {_pct(alone_errors, 99):+.2f} ms", None)
+    ideal = 128 / (0.1 + 39 * 0.025)
+    peer_errors = _aiperf_ttft_errors(peer, peer_stamps) if peer is not None else []
+    q99 = _pct(peer_errors, 99) if peer_errors else None
+    ok = True
+    for label, (rate, errors, wall) in runs.items():
+        judged = label == "one process"  # at most -n 2, as users run it by default
+        p50, p99 = _pct(errors, 50), _pct(errors, 99)
+        passed = line(f"({label}) request rate over the requests' span",
+                      f"{rate:.1f} req/s = {rate / ideal:.3f} of {ideal:.0f}", rate / ideal >= 0.9)
+        passed &= line(f"({label}) TTFT error vs the server's send times (p50, p99)", f"{p50:+.2f} ms, {p99:+.2f} ms",
+                       abs(p50) <= 2 and p99 <= 10)
+        if q99 is not None:
+            passed &= line(f"({label}) p99 TTFT error no worse than AIPerf's", f"{p99:.2f} vs {q99:.2f} ms", p99 <= q99)
+        line(f"({label}) end-to-end wall time", f"{wall:.1f} s{'' if judged else ' (not judged)'}", None)
+        ok &= passed or not judged
     if peer is None:
         line("AIPerf at concurrency 128", "not installed", None)
     else:
-        peer_errors = _aiperf_ttft_errors(peer, peer_stamps)
         if peer_errors:
-            q50, q99 = _pct(peer_errors, 50), _pct(peer_errors, 99)
-            line("AIPerf TTFT error (p50, p99)", f"{q50:+.2f} ms, {q99:+.2f} ms", None)
-            ok &= line("plugin's p99 TTFT error no worse than AIPerf's", f"{p99:.2f} vs {q99:.2f} ms", p99 <= q99)
+            line("AIPerf TTFT error (p50, p99)", f"{_pct(peer_errors, 50):+.2f} ms, {q99:+.2f} ms", None)
         peer_rate = aiperf_value(peer, "request_throughput") or 0.0
         line("AIPerf request rate", f"{peer_rate:.1f} req/s = {peer_rate / ideal:.3f} of {ideal:.0f}", None)
-    line("end-to-end wall time (plugin)", f"{wall:.1f} s", None)
     return ok
 
 
