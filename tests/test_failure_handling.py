@@ -228,16 +228,20 @@ def test_hostile_text_reaches_the_terminal_escaped_and_the_files_raw(pytester, s
 
 
 def _wait_for_results(proc: subprocess.Popen[bytes], folder: Path, count: int) -> set[psutil.Process]:
-    """Children seen while the run goes on, once ``count`` result files exist."""
+    """Children seen while tests run (from the first result file on), once ``count`` result files exist.
+
+    Not before: at start-up pytest-metadata runs ``uname -p`` for a moment, which is not the run's to end."""
     parent = psutil.Process(proc.pid)
     seen: set[psutil.Process] = set()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
+        written = len(list(folder.glob("*_result.json")))
         try:
-            seen.update(parent.children(recursive=True))
+            if written:
+                seen.update(parent.children(recursive=True))
         except psutil.NoSuchProcess:
             break
-        if len(list(folder.glob("*_result.json"))) >= count:
+        if written >= count:
             return seen
         time.sleep(0.02)
     pytest.fail(f"the run ended or stalled before {count} results: {proc.poll()}")
