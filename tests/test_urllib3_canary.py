@@ -1,8 +1,10 @@
 """A canary for the urllib3 internals http/transport.py overrides (pyproject caps urllib3 below 3 for them).
 
-The transport swaps the connection pools through ``PoolManager.pool_classes_by_scheme`` and, in insecure mode,
-replaces ``HTTPSConnectionPool._validate_conn`` to skip urllib3's per-request warning. If urllib3 moves either,
-the deadline watchdog or the insecure mode would stop working without an error: these tests say so first.
+The transport swaps the connection pools through ``PoolManager.pool_classes_by_scheme``, wraps the socket
+``HTTPConnection._new_conn`` opens (so that its reads carry the kernel's receive times) and, in insecure mode,
+replaces ``HTTPSConnectionPool._validate_conn`` to skip urllib3's per-request warning. If urllib3 moves any of
+them, the deadline watchdog, the arrival times or the insecure mode would stop working without an error: these
+tests say so first.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import inspect
 
 import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
 
@@ -35,6 +38,12 @@ def test_https_pools_still_validate_each_connection_through_validate_conn():
     assert "if conn.is_closed:" in https and "conn.connect()" in https and "InsecureRequestWarning" in https
     base = inspect.getsource(HTTPConnectionPool._validate_conn)
     assert base.rstrip().endswith('"""') or base.rstrip().endswith("pass")  # nothing our override skips
+
+
+def test_connections_still_open_their_socket_through_new_conn():
+    for connection in (HTTPConnection, HTTPSConnection):
+        assert "self._new_conn()" in inspect.getsource(connection.connect)
+    assert list(inspect.signature(HTTPConnection._new_conn).parameters) == ["self"]
 
 
 def test_the_transport_installs_its_watched_pools(v1):

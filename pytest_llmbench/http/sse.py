@@ -2,8 +2,9 @@
 
 The parser works on bytes, not text: requests' ``iter_lines(decode_unicode=True)`` splits lines on
 U+2028 inside JSON strings, and decoding before the line split breaks multi-byte characters that
-straddle two reads. Each read is stamped with ``perf_counter_ns`` the moment it returns, so the
-timings measure when bytes arrived rather than when they were parsed.
+straddle two reads. Each read is stamped with the kernel's receive time of its bytes where the system gives one
+(``arrival.py``), otherwise with ``perf_counter_ns`` the moment it returns, so the timings measure when bytes
+arrived rather than when they were parsed.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import urllib3.exceptions
 from ..jsonbound import loads_bounded
 from ..result import ApiError
 from .api_errors import BODY_READ_ERRORS, MESSAGE_LIMIT, size_text
+from .arrival import arrival_ns
 from .openai import usage_count
 from .redact import NO_SECRETS, Secrets
 
@@ -176,7 +178,7 @@ def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadli
                 outcome.error = outcome.failure("deadline", "the stream passed its deadline")
                 break
             data = raw.read1(READ_SIZE, decode_content=True)
-            now = time.perf_counter_ns()
+            now = arrival_ns(not_before=sent_ns)  # the kernel's receive time where it gives one (arrival.py)
             outcome.end_ns = now
             if not data:
                 _end_without_done(outcome, parser.close())

@@ -25,6 +25,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from ..result import ApiError
+from . import arrival
 from .api_errors import (
     BODY_READ_ERRORS,
     ERROR_BODY_LIMIT,
@@ -75,6 +76,7 @@ class Transport:
     def attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float) -> Reply:
         """One try; ``stream_api`` ("chat" or "completions") asks for a streamed answer to be read as SSE."""
         deadline = time.monotonic() + timeout
+        arrival.forget()
         sent_ns = time.perf_counter_ns()
         with WATCHDOG.watching(deadline) as watch:
             return self._attempt(method, url, body, stream_api, timeout, sent_ns, watch)
@@ -323,6 +325,13 @@ class _Watched:
                 else:  # a body that is not bytes (a file): the head goes first
                     super().send(head)  # type: ignore[misc]
         super().send(data)  # type: ignore[misc]
+
+    def getresponse(self) -> Any:
+        WATCHDOG.attach(self)  # a socket opened after the deadline fired is caught here
+        return super().getresponse()  # type: ignore[misc]
+
+    def _new_conn(self) -> Any:
+        return arrival.stamped(super()._new_conn())  # type: ignore[misc]  # its reads note when their bytes came
 
 
 class _HTTPConnection(_Watched, urllib3.connection.HTTPConnection):
