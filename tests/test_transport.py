@@ -8,6 +8,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -171,49 +172,70 @@ def test_a_request_leaves_in_one_write_head_and_body_together(fault_server, v1, 
 
 
 _LATE_TOKEN_SERVER = r"""
-import socket, sys, time
+import socket, time
 server = socket.create_server(("127.0.0.1", 0))
 print(server.getsockname()[1], flush=True)
 conn, _ = server.accept()
-request = b""
-while b"\r\n\r\n" not in request or not request.rstrip().endswith(b"}"):
-    request += conn.recv(65536)
+reader = conn.makefile("rb")
+length = 0
+while (line := reader.readline()) not in (b"\r\n", b""):
+    if line.lower().startswith(b"content-length:"):
+        length = int(line.split(b":")[1])
+reader.read(length)
 def event(data):
     return b"%x\r\n%s\r\n" % (len(data) + 8, b"data: " + data + b"\n\n")
 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
-time.sleep(0.2)  # the first token, 200 ms after the request
+time.sleep(0.2)  # the first token, 200 ms after the whole request came
 conn.sendall(event(b'{"choices": [{"index": 0, "delta": {"content": "Hi"}}]}') + event(b"[DONE]") + b"0\r\n\r\n")
 time.sleep(5)
 """
 
 
-@pytest.mark.skipif(arrival.SO_TIMESTAMPNS is None, reason="the kernel gives no receive times here (not Linux)")
-def test_a_streamed_token_is_timed_when_it_arrived_not_when_the_reading_thread_got_the_gil(v1):
-    """The reading thread cannot run while another holds the GIL; the kernel's receive time still says when the
-    token came (the server, a process of its own, sends it 200 ms after the request)."""
+@pytest.fixture
+def late_token_url() -> Iterator[str]:
+    """A server in a process of its own (holding the GIL here cannot stop it): one streamed answer whose first
+    token comes 200 ms after the request."""
     server = subprocess.Popen([sys.executable, "-c", _LATE_TOKEN_SERVER], stdout=subprocess.PIPE, text=True)
     try:
-        url = f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
-        started = time.perf_counter()
-        sum(range(1_000_000))
-        per_million = time.perf_counter() - started
-        outcome: list = []
-        reader = threading.Thread(target=lambda: outcome.append(client_for(url).chat([{"role": "user",
-                                                                                      "content": "x"}],
-                                                                                     stream=True)))
-        reader.start()
-        time.sleep(0.1)  # the request is out; the token comes in 100 ms
-        held = time.perf_counter()
-        sum(range(int(0.6 / per_million * 1_000_000)))  # one C call: the GIL stays held for about 0.6 s
-        held = time.perf_counter() - held
-        reader.join(10)
+        yield f"http://127.0.0.1:{server.stdout.readline().strip()}/v1"
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.mark.skipif(arrival.SO_TIMESTAMPNS is None, reason="the kernel gives no receive times here (not Linux)")
+def test_a_streamed_token_is_timed_when_it_arrived_not_when_the_reading_thread_got_the_gil(late_token_url):
+    """The reading thread cannot run while another holds the GIL; the kernel's receive time still says when the
+    token came."""
+    started = time.perf_counter()
+    sum(range(1_000_000))
+    per_million = time.perf_counter() - started
+    outcome: list = []
+    reader = threading.Thread(target=lambda: outcome.append(
+        client_for(late_token_url).chat([{"role": "user", "content": "x"}], stream=True)))
+    reader.start()
+    time.sleep(0.1)  # the request is out; the token comes in 100 ms
+    held = time.perf_counter()
+    sum(range(int(0.6 / per_million * 1_000_000)))  # one C call: the GIL stays held for about 0.6 s
+    held = time.perf_counter() - held
+    reader.join(10)
     [result] = outcome
     assert result.success and result.response_text == "Hi"
     assert held > 0.25  # the reading thread could not have read the token in time on its own
     assert 0.18 < result.ttft < 0.3, result.ttft  # without the kernel's time: 0.1 s + however long the GIL was held
+
+
+def test_ttft_starts_when_the_request_goes_out_not_while_the_client_prepares_it(late_token_url):
+    """Encoding a large body is the client's time: the server's 200 ms are what TTFT and latency measure."""
+    messages = [{"role": "user", "content": "x"}] * 1_000_000  # about 35 MB of JSON
+    started = time.perf_counter()
+    json.dumps({"messages": messages}).encode()
+    encoding = time.perf_counter() - started
+
+    result = client_for(late_token_url, timeout=30).chat(messages, stream=True)
+
+    assert result.success and encoding > 0.1
+    assert 0.18 < result.ttft < 0.2 + 0.5 * encoding, (result.ttft, encoding)  # sending 35 MB is part of it
 
 
 def test_the_connection_is_kept_for_the_next_request(fault_server, v1):

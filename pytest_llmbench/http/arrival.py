@@ -1,4 +1,5 @@
-"""When the bytes arrived: the kernel's receive time of each read on a plain-HTTP socket (Linux's SO_TIMESTAMPNS).
+"""When a request went out and when its bytes arrived: the kernel's receive time of each read on a plain-HTTP
+socket (Linux's SO_TIMESTAMPNS), and the moment the request starts out on its connection.
 
 A thread that reads a streamed answer stamps each read when it gets the GIL back, and with many requests in
 flight in one process that can be milliseconds after the bytes came: the kernel's stamp is not. The kernel's
@@ -54,8 +55,23 @@ def stamped(sock: socket.socket) -> socket.socket:
 
 
 def forget() -> None:
-    """Before a request's first read: a stamp from this thread's earlier request is not this one's."""
+    """Before an attempt: the stamps of this thread's earlier request are not this one's."""
     _latest.wall_ns = None
+    _latest.sent_ns = None
+
+
+def note_sending() -> None:
+    """A request starts out on its connection (opening it first if new): where its TTFT and latency start."""
+    _latest.sent_ns = time.perf_counter_ns()
+
+
+def request_sent_ns(prepared_ns: int) -> int:
+    """When this thread's request started out; ``prepared_ns`` (when its preparation began) if not noted.
+
+    Preparing a request (requests' and urllib3's Python, a connection from the pool) is the client's time, not the
+    server's: with many requests in flight a thread can wait tens of milliseconds for the GIL in between."""
+    noted = getattr(_latest, "sent_ns", None)
+    return noted if noted is not None and noted >= prepared_ns else prepared_ns
 
 
 def arrival_ns(not_before: int) -> int:

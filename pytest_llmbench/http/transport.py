@@ -104,6 +104,7 @@ class Transport:
             if late():
                 return reply(error=ApiError("deadline", _past_deadline("no response came", timeout)))
             return reply(error=network_error(exc, target(url)))
+        sent_ns = arrival.request_sent_ns(sent_ns)  # timings start as the request went out, not as it was prepared
         with response:
             status, headers = response.status_code, response.headers
             if 300 <= status < 400:
@@ -300,6 +301,7 @@ class _Watched:
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         WATCHDOG.attach(self)
+        arrival.note_sending()  # a new connection's set-up is part of the request's time, its preparation is not
         self._holding, self._head = True, None
         try:
             super().request(*args, **kwargs)  # type: ignore[misc]
