@@ -61,8 +61,10 @@ def forget() -> None:
 
 
 def note_sending() -> None:
-    """A request starts out on its connection (opening it first if new): where its TTFT and latency start."""
-    _latest.sent_ns = time.perf_counter_ns()
+    """A request starts out: its connection opens, or its first write goes. The first note of an attempt counts:
+    where its TTFT and latency start."""
+    if getattr(_latest, "sent_ns", None) is None:
+        _latest.sent_ns = time.perf_counter_ns()
 
 
 def request_sent_ns(prepared_ns: int) -> int:

@@ -301,7 +301,6 @@ class _Watched:
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         WATCHDOG.attach(self)
-        arrival.note_sending()  # a new connection's set-up is part of the request's time, its preparation is not
         self._holding, self._head = True, None
         try:
             super().request(*args, **kwargs)  # type: ignore[misc]
@@ -325,8 +324,14 @@ class _Watched:
                 if isinstance(data, bytes):
                     data = head + data
                 else:  # a body that is not bytes (a file): the head goes first
+                    arrival.note_sending()
                     super().send(head)  # type: ignore[misc]
+        arrival.note_sending()  # the first write starts the request's time (a new plain connection opens in it)
         super().send(data)  # type: ignore[misc]
+
+    def connect(self) -> None:
+        arrival.note_sending()  # opening the connection (TLS too) is part of the request's time
+        super().connect()  # type: ignore[misc]
 
     def getresponse(self) -> Any:
         WATCHDOG.attach(self)  # a socket opened after the deadline fired is caught here
