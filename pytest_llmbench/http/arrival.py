@@ -24,7 +24,7 @@ _ASM_GENERIC = {"x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "armv7l",
 SO_TIMESTAMPNS: int | None = 35 if sys.platform == "linux" and platform.machine().lower() in _ASM_GENERIC else None
 _STAMP = struct.Struct("@ll")  # struct timespec: seconds, nanoseconds
 _ANCILLARY = socket.CMSG_SPACE(_STAMP.size) if SO_TIMESTAMPNS is not None else 0
-_latest = threading.local()  # the wall-clock ns of the last stamped read in this thread
+_latest = threading.local()  # this thread's attempt: sent_ns (perf_counter) and wall_ns of its last stamped read
 
 
 class _StampedSocket(socket.socket):
