@@ -50,11 +50,12 @@ def recording_client(config: pytest.Config) -> RecordingClient:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, Any, Any]:
-    recording_client(item.config).start(item)  # llm_client's requests are this test's from here on
+    client = recording_client(item.config)
+    client.start(item)  # llm_client's requests are this test's from here on
     try:
         return (yield)
     finally:
-        recording_client(item.config).start(None)
+        client.start(None)
 
 
 @pytest.hookimpl(wrapper=True)
