@@ -14,28 +14,50 @@
   with a module-level ``STUB = {...}`` of OpenAIStub's arguments (answers, status, delay, ...); a test may change
   its fields (``stub.delay = 0.1``) before the session starts.
 - ``local_extra``: skips a test when the ``local`` extra is missing (fails it under CI); see tests/local_extra.py.
+
+This file is loaded by every pytest run in the checkout — README command 1 too, which installs only the ``local``
+extra and runs an example suite. So it imports nothing at module level that the ``test`` extra brings (werkzeug,
+pytest-httpserver, ...): the fixtures import their servers when they run, and the per-test time limit is set here
+only when pytest-timeout is installed (an ini key ``timeout`` would be an "Unknown config option" without it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
-from faultserver import FaultServer
-from local_extra import require_local_extra
-from openai_stub import OpenAIStub
-from prometheus_exporter import PrometheusExporter, serve_beside
-from pytest_httpserver import HTTPServer
+
+if TYPE_CHECKING:
+    from faultserver import FaultServer
+    from openai_stub import OpenAIStub
+
+TEST_TIMEOUT_S = 120.0
+"""pytest-timeout's limit per test: a broken retry cap or deadline fails in minutes, not by hanging CI."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Give pytest-timeout its default before it reads it; ``--timeout`` and ``PYTEST_TIMEOUT`` still win."""
+    if config.pluginmanager.hasplugin("timeout") and getattr(config.option, "timeout", None) is None:
+        import os
+
+        if "PYTEST_TIMEOUT" not in os.environ:
+            config.option.timeout = TEST_TIMEOUT_S
 
 
 @pytest.fixture
 def local_extra() -> None:
     """Skip a test that needs the ``local`` extra when it is missing; under CI fail it (tests/local_extra.py)."""
+    from local_extra import require_local_extra
+
     require_local_extra()
 
 
 @pytest.fixture
 def fault_server() -> Iterator[FaultServer]:
+    from faultserver import FaultServer
+
     with FaultServer() as server:
         yield server
 
@@ -47,6 +69,9 @@ def v1(fault_server: FaultServer) -> str:
 
 @pytest.fixture
 def load_stub() -> Iterator[OpenAIStub]:
+    from openai_stub import OpenAIStub
+    from pytest_httpserver import HTTPServer
+
     server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
     answering = OpenAIStub(delay=0.25)
@@ -58,6 +83,10 @@ def load_stub() -> Iterator[OpenAIStub]:
 
 @pytest.fixture
 def metrics_stub(request: pytest.FixtureRequest) -> Iterator[OpenAIStub]:
+    from openai_stub import OpenAIStub
+    from prometheus_exporter import PrometheusExporter, serve_beside
+    from pytest_httpserver import HTTPServer
+
     server = HTTPServer(host="127.0.0.1", port=0, threaded=True)  # vLLM answers /metrics while requests run
     server.start()
     answering = OpenAIStub(default_answer="one two three four five six", delay=0.25)
@@ -70,7 +99,9 @@ def metrics_stub(request: pytest.FixtureRequest) -> Iterator[OpenAIStub]:
 
 
 @pytest.fixture
-def stub(request: pytest.FixtureRequest, httpserver) -> OpenAIStub:
+def stub(request: pytest.FixtureRequest, httpserver: Any) -> OpenAIStub:
+    from openai_stub import OpenAIStub
+
     server = OpenAIStub(**getattr(request.module, "STUB", {}))
     server.url = server.install(httpserver)
     return server

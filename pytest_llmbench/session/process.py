@@ -22,6 +22,7 @@ from ..collect.items import (
     LLMBenchItem,
     add_suites_to_args,
 )
+from ..collect.rootdir import borrowed_rootdir
 from ..collect.suite import TestCase
 from ..exceptions import ConfigurationError, LLMBenchError
 from ..metrics.gates import Gates
@@ -67,6 +68,9 @@ def configure(config: pytest.Config) -> Gates:
     base = config.invocation_params.dir
     config.stash[SUITES_KEY] = tuple((p if p.is_absolute() else base / p).resolve() for p in settings.suite)
     add_suites_to_args(config, config.stash[SUITES_KEY])
+    borrowed = borrowed_rootdir(config.rootpath, base, config.stash[SUITES_KEY], config.invocation_params.args)
+    if borrowed is not None and not hasattr(config, "workerinput"):
+        config_warning(config, pytest.PytestConfigWarning(borrowed))
     config.stash[RUNNER_KEY] = lambda: process_runner(config)
     if plan.dispatched:  # this process sends ahead (session/load/)
         config.stash[DRIVER_KEY] = LoadDriver(config, plan, config.stash[RUNNER_KEY])
@@ -74,12 +78,17 @@ def configure(config: pytest.Config) -> Gates:
     config.stash[ENDPOINT_KEY] = EndpointLifecycle(settings, output_folder(settings, base),
                                                    getattr(config, "workerinput", None))
     if settings.insecure:
-        warning = pytest.PytestWarning("llmbench: --llmbench-insecure is set: TLS certificates are not verified")
-        try:
-            config.issue_config_time_warning(warning, stacklevel=2)
-        except Warning:  # -W error (or a filterwarnings line) made it an error: a usage error, not INTERNALERROR
-            raise pytest.UsageError(f"{warning} (a warnings filter turned this warning into an error)") from None
+        config_warning(config, pytest.PytestWarning("llmbench: --llmbench-insecure is set: TLS certificates are "
+                                                    "not verified"))
     return gates
+
+
+def config_warning(config: pytest.Config, warning: Warning) -> None:
+    """A warning while pytest configures; one that a filter (``-W error``) makes an error is a usage error."""
+    try:
+        config.issue_config_time_warning(warning, stacklevel=3)
+    except Warning:
+        raise pytest.UsageError(f"{warning} (a warnings filter turned this warning into an error)") from None
 
 
 def process_runner(config: pytest.Config) -> Runner:
