@@ -40,7 +40,21 @@ class OpenAIStub:
     active: int = 0  # requests being answered now (non-streamed answers)
     peak: int = 0  # the most ever answered at once (concurrent connections, one request each)
     answered: int = 0  # answers fully built and handed to the server
+    # Hold each answer until this many requests are in at once (a wave), or gather_timeout passes: ``peak`` then
+    # counts what the client sends at once, however slow a busy machine makes each send.
+    gather: int = 0
+    gather_timeout: float = 10.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _waves: int = 0
+
+    def _gather(self) -> None:
+        """Called with the lock held: the request that completes a wave releases it, the others wait for it."""
+        if self.active >= self.gather:
+            self._waves += 1
+            self._arrived.notify_all()
+        else:
+            wave = self._waves
+            self._arrived.wait_for(lambda: self._waves != wave, timeout=self.gather_timeout)
 
     def install(self, httpserver: Any) -> str:
         httpserver.expect_request("/v1/models").respond_with_json(
@@ -49,23 +63,29 @@ class OpenAIStub:
         httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_handler(self._answer)
         return httpserver.url_for("/v1")
 
+    def __post_init__(self) -> None:
+        self._arrived = threading.Condition(self._lock)
+
     def _answer(self, request: Request) -> Response:
+        arrived = time.monotonic()
         with self._lock:
             self.active += 1
             self.peak = max(self.peak, self.active)
             load = self.active
+            if self.gather:
+                self._gather()
         try:
-            return self._reply(request, load)
+            return self._reply(request, load, arrived)
         finally:
             with self._lock:
                 self.active -= 1
                 self.answered += 1
 
-    def _reply(self, request: Request, load: int) -> Response:
+    def _reply(self, request: Request, load: int, arrived: float) -> Response:
         body = json.loads(request.get_data())
         with self._lock:
             self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers),
-                                  "at": time.monotonic()})
+                                  "at": arrived})
         question = body.get("prompt") or (body.get("messages") or [{}])[-1].get("content", "")
         for key, code in self.status.items():
             if key in question:

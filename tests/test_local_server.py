@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import platform
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 from local_extra import needs_local
 
 from pytest_llmbench.session.embedded import (
+    LAUNCHER,
     LOG_NAME,
     MODEL_ALIAS,
     REQUIRED_MODULES,
@@ -27,6 +29,7 @@ from pytest_llmbench.session.embedded import (
     ensure_model,
     start_embedded_server,
 )
+from pytest_llmbench.session.llama_launch import amx_unusable
 
 
 def real_llm(test):  # starts the real server
@@ -179,7 +182,7 @@ def test_server_answers_models_and_stop_ends_its_group(tmp_path: Path) -> None:
     with pytest.raises(ProcessLookupError):
         os.killpg(server.pid, 0)
     assert server.log_path == tmp_path / "out" / LOG_NAME
-    assert "llama_cpp.server" in server.log_path.read_text()
+    assert LAUNCHER in server.log_path.read_text()
 
 
 @real_llm
@@ -248,7 +251,7 @@ def test_no_server_outlives_an_interrupted_session(tmp_path: Path, signum: int) 
         assert pid_file.exists(), session.communicate(timeout=30)[0].decode(errors="replace")
         server_pid = int(pid_file.read_text())
         servers = [p for p in psutil.Process(session.pid).children(recursive=True)
-                   if "llama_cpp.server" in " ".join(p.cmdline())]
+                   if LAUNCHER in " ".join(p.cmdline())]
         assert [p.pid for p in servers] == [server_pid]
         session.send_signal(signum)
         session.communicate(timeout=60)
@@ -257,3 +260,27 @@ def test_no_server_outlives_an_interrupted_session(tmp_path: Path, signum: int) 
             session.kill()
             session.wait()
     assert gone(server_pid), f"llama_cpp.server {server_pid} survived the session ({signal.Signals(signum).name})"
+
+
+@pytest.mark.parametrize(("cpuinfo", "supported", "unusable"), [
+    ("flags\t: fpu avx512f amx_bf16 amx_tile amx_int8", 0x202E7, True),  # a Firecracker guest: no XTILEDATA (18)
+    ("flags\t: fpu avx512f amx_bf16 amx_tile amx_int8", 0x602E7, False),  # tile data supported
+    ("flags\t: fpu avx2 fma", 0x2E7, False),  # no AMX at all
+])
+def test_amx_that_the_kernel_cannot_hold_is_recognised(cpuinfo: str, supported: int, unusable: bool) -> None:
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        pytest.skip("AMX is an x86_64 Linux matter")
+    assert amx_unusable(cpuinfo, supported) is unusable
+
+
+def test_the_embedded_server_answers_completions_on_this_machine(local_extra: None, tmp_path: Path) -> None:
+    """Loading and /v1/models are not enough: a build whose kernels this CPU cannot run (AMX listed by a VM that
+    has no room for its tile state) dies by SIGILL at the first completion. Here one completion is asked for."""
+    with start_embedded_server(tmp_path) as server:
+        request = urllib.request.Request(f"{server.url}/completions", method="POST",
+                                         data=json.dumps({"prompt": "One, two,", "max_tokens": 4}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            body = json.loads(answer.read())
+        assert body["usage"]["completion_tokens"] >= 1
+        assert server.process is not None and server.process.poll() is None, server.log_path.read_text()[-2000:]

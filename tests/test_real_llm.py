@@ -16,10 +16,12 @@ import psutil
 import pytest
 
 from pytest_llmbench.session.embedded import (
+    LAUNCHER,
     LOG_NAME,
     MODEL_ALIAS,
     cache_dir,
 )
+from pytest_llmbench.session.server_scrape import EMBEDDED_LINE
 
 pytestmark = [pytest.mark.real_llm, pytest.mark.timeout(900),  # a first run builds the model cache
               pytest.mark.usefixtures("local_extra")]
@@ -65,7 +67,9 @@ def test_quickstart_passes_on_the_embedded_server(pytester: pytest.Pytester) -> 
     run, output = run_quickstart(pytester)
     # no endpoint given anywhere: the header says plainly that the embedded model is what is tested
     run.stdout.fnmatch_lines(["llmbench: EMBEDDED model server http://127.0.0.1:*/v1 (no --llmbench-endpoint, "
-                              "LLMBENCH_ENDPOINT or OPENAI_BASE_URL set) | model gemma3-270m*"])
+                              "LLMBENCH_ENDPOINT or OPENAI_BASE_URL set) | model gemma3-270m*",
+                              EMBEDDED_LINE])  # llama-cpp-python has no /metrics: said once, no 404 looked for
+    assert "HTTP 404" not in run.stdout.str()
     found = results(output)
     assert {r["api_type"] for r in found} == {"chat", "completions"}
     for result in found:
@@ -132,7 +136,7 @@ def test_an_interrupted_session_leaves_no_server_behind(pytester: pytest.Pyteste
     while len(list(output.glob("*_result.json"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     children = psutil.Process(proc.pid).children(recursive=True)
-    servers = [p for p in children if "llama_cpp.server" in " ".join(p.cmdline())]
+    servers = [p for p in children if LAUNCHER in " ".join(p.cmdline())]
     assert len(servers) == 1
     proc.send_signal(signum)
     out, _ = proc.communicate(timeout=60)

@@ -168,7 +168,7 @@ class Controller:
         if self._server_checked:
             return
         self._server_checked = True
-        self.server, line = start_scraper(self.settings, endpoint)
+        self.server, line = start_scraper(self.settings, endpoint, embedded=self.settings.uses_local_server)
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if line is not None and reporter is not None and self.config.get_verbosity() >= 0:
             reporter.write_line(safe(line))

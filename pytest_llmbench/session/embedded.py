@@ -44,6 +44,7 @@ MODEL_ALIAS = "gemma3-270m"
 SERVER_MODULES = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
 REQUIRED_MODULES = (*SERVER_MODULES, MODEL_PACKAGE)
 LOG_NAME = "llama_server.log"
+LAUNCHER = "pytest_llmbench.session.llama_launch"  # llama_cpp.server behind one fix (see that module)
 LOG_TAIL_LINES = 30
 STOP_GRACE_S = 10.0
 INSTALL_HINT = (
@@ -194,7 +195,7 @@ def start_embedded_server(output: Path, *, startup_timeout: float = 180.0, model
     model = ensure_model() if model_path is None else Path(model_path)
     log_path = Path(output) / LOG_NAME
     port = _free_port()
-    command = [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--model_alias", MODEL_ALIAS,
+    command = [sys.executable, "-m", LAUNCHER, "--model", str(model), "--model_alias", MODEL_ALIAS,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--chat_format", "gemma",
                "--n_threads", str(os.cpu_count() or 1)]
     try:

@@ -244,12 +244,21 @@ class ServerScraper:
                              failed_scrapes=self.failed_scrapes, aggregate=aggregate)
 
 
-def start_scraper(settings: Settings, endpoint: str) -> tuple[ServerScraper | None, str | None]:
+EMBEDDED_LINE = ("server metrics: none from the embedded server (llama-cpp-python serves no /metrics; llama.cpp's "
+                 "own llama-server does with --metrics)")
+
+
+def start_scraper(settings: Settings, endpoint: str, embedded: bool = False) -> tuple[ServerScraper | None, str | None]:
     """Look for the servers' /metrics once the endpoint answers and start reading the ones found.
 
     Returns the running scraper (None when nothing answered or it is off) and the line that says what was found
-    (None when there was nothing to look for)."""
+    (None when there was nothing to look for). Beside the ``embedded`` server nothing is looked for: it has no
+    page, and a 404 on every run would read as a fault."""
     sources = plan(settings, endpoint)
+    if embedded:
+        sources = [source for source in sources if not source.auto]
+        if not sources:
+            return None, None if OFF in settings.server_metrics else EMBEDDED_LINE
     if not sources:
         return None, None
     verify: bool | str = False if settings.insecure else (settings.ca_bundle or True)
