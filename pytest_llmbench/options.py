@@ -154,6 +154,15 @@ class Settings:
             parsed[name.strip()] = value.strip()
         return parsed
 
+    def client_config(self, url: str) -> ClientConfig:
+        """The client these settings describe, talking to ``url``."""
+        verify: bool | str = False if self.insecure else (self.ca_bundle or True)
+        return ClientConfig(endpoint=url, api_key=self.api_key, headers=self.headers(), timeout=self.timeout,
+                            retries=self.retries, retry_delay=self.retry_delay,
+                            max_retry_wait=self.max_retry_wait, retry_read_timeouts=self.retry_read_timeouts,
+                            verify=verify, connect_timeout=self.connect_timeout,
+                            max_response_bytes=self.max_response_bytes, secrets=tuple(self.secrets()))
+
     def secrets(self) -> list[str]:
         """Every value that must never be written or printed."""
         from .http.redact import header_secrets, url_secrets

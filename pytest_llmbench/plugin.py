@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 
 from . import hookspecs
-from .collect import items
+from .adapter import fixtures, items, process
+from .adapter.controller import Controller
+from .adapter.internals import is_xdist_worker
+from .adapter.pytest_html import PytestHtmlColumns
 from .options import add_options
-from .session import fixtures, process
-from .session.controller import Controller
-from .session.report_html.pytest_html import PytestHtmlColumns
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -25,7 +25,7 @@ def pytest_configure(config: pytest.Config) -> None:
     gates = process.configure(config)
     for name, part in (("collect", items), ("process", process), ("fixtures", fixtures)):
         config.pluginmanager.register(part, f"llmbench-{name}")
-    if not hasattr(config, "workerinput"):  # the controller: the only process without xdist
+    if not is_xdist_worker(config):  # the controller: the only process without xdist
         controller = Controller(config, config.stash[items.SETTINGS_KEY], gates, config.stash[process.ENDPOINT_KEY])
         config.pluginmanager.register(controller, process.CONTROLLER)
     if config.pluginmanager.hasplugin("html"):

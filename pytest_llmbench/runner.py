@@ -15,12 +15,11 @@ from .checks.judge import judge_question, run_judge
 from .collect.suite import TestCase
 from .exceptions import HookError, LLMBenchError
 from .http.api_errors import MESSAGE_LIMIT
-from .http.client import ClientConfig, LLMClient
-from .http.openai import build_body
+from .http.client import LLMClient
+from .http.openai import build_body, chat_endpoint
 from .metrics.slo import check_test_slo
 from .options import Settings
 from .result import ApiError, TestResult, now_iso
-from .session.endpoint import chat_endpoint
 
 
 def _no_request_hook(test_case: TestCase, request: dict[str, Any]) -> None:
@@ -136,13 +135,13 @@ def build_runner(settings: Settings, url: str, model: str | None, *,
     endpoint or model, or chat where the session is fixed on /completions. ``in_flight``: the most requests
     this process keeps in flight, so that every one of them keeps its connection open."""
     model = model or (settings.model[0] if settings.model else None)
-    config = ClientConfig.from_settings(settings, url)
+    config = settings.client_config(url)
     config.connections = max(config.connections, in_flight)
     client = LLMClient(config, model=model)
     judge_url = settings.judge_endpoint or chat_endpoint(url)
     judge = None
     if judge_url != url or settings.judge_model:
-        judge = LLMClient(ClientConfig.from_settings(settings, judge_url), model=settings.judge_model or model)
+        judge = LLMClient(settings.client_config(judge_url), model=settings.judge_model or model)
     return Runner(client=client, stream=settings.stream, evaluate=not settings.no_eval, judge=judge,
                   build_request=build_request, extra_checks=extra_checks)
 

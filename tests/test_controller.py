@@ -179,7 +179,7 @@ def test_hooks_change_requests_results_and_the_batch(pytester, stub, suite):
 def test_every_hook_also_receives_config_and_the_result_hook_its_item(pytester, stub, suite):
     pytester.makeconftest("""
         import pytest
-        from pytest_llmbench.collect.items import LLMBenchItem
+        from pytest_llmbench.adapter.items import LLMBenchItem
 
         seen = set()
 

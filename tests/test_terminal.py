@@ -1,6 +1,6 @@
 """The terminal's private parts the progress line relies on, pinned against the installed pytest and urllib3.
 
-``session/terminal.py::terminal_line`` is the one function touching pytest's private terminal writer; the transport
+``adapter/internals.py::terminal_line`` is the one function touching pytest's private terminal writer; the transport
 overrides two urllib3 internals. If an upgrade renames either, these tests fail loudly instead of the progress line
 or the insecure mode breaking quietly.
 """
@@ -12,7 +12,7 @@ import io
 import pytest
 from _pytest.terminal import TerminalReporter
 
-from pytest_llmbench.session.terminal import terminal_line
+from pytest_llmbench.adapter.internals import terminal_line
 
 
 @pytest.fixture

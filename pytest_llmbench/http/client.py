@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 from .._version import __version__
@@ -32,9 +32,6 @@ from .retry import RetryPolicy, decide, may_have_run
 from .sse import tpot
 from .transport import CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, Reply, Transport, target
 
-if TYPE_CHECKING:
-    from ..options import Settings
-
 USER_AGENT = f"pytest-llmbench/{__version__}"
 PROBE_TIMEOUT = 10.0  # seconds: check_reachable's whole deadline, so a dead or trickling host fails fast
 
@@ -54,16 +51,6 @@ class ClientConfig:
     max_response_bytes: int = MAX_RESPONSE_BYTES  # decoded bytes of one answer; past it the answer fails
     secrets: tuple[str, ...] = field(default=(), repr=False)  # more values to mask (the session's other ones)
     connections: int = 10  # connections kept open: at least the requests in flight (--llmbench-concurrency)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, url: str) -> ClientConfig:
-        """The client the session's options describe, talking to ``url``."""
-        verify: bool | str = False if settings.insecure else (settings.ca_bundle or True)
-        return cls(endpoint=url, api_key=settings.api_key, headers=settings.headers(), timeout=settings.timeout,
-                   retries=settings.retries, retry_delay=settings.retry_delay,
-                   max_retry_wait=settings.max_retry_wait, retry_read_timeouts=settings.retry_read_timeouts,
-                   verify=verify, connect_timeout=settings.connect_timeout,
-                   max_response_bytes=settings.max_response_bytes, secrets=tuple(settings.secrets()))
 
     def __post_init__(self) -> None:
         """Reject settings no request could honour, naming the setting (NaN fails every check too)."""

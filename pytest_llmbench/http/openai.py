@@ -122,3 +122,11 @@ def fill_token_counts(result: TestResult, content_chunks: int | None = None) -> 
 def usage_count(value: Any) -> int | None:
     """A token count from a usage object, or None for anything that is not a count."""
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def chat_endpoint(url: str) -> str:
+    """Where the judge can chat: a session fixed on ``/completions`` (a base model) judges through the base URL."""
+    stripped = url.rstrip("/")
+    if stripped.endswith("/completions") and not stripped.endswith("/chat/completions"):
+        return stripped[: -len("/completions")]
+    return url

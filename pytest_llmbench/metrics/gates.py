@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..options import Settings
 from .baseline import (
     Delta,
     Threshold,
@@ -70,15 +69,14 @@ class Gates:
     baseline_path: Path | None
 
     @classmethod
-    def from_settings(cls, settings: Settings, baseline_path: Path | None = None) -> Gates:
+    def parse(cls, slo: tuple[str, ...], compare_fail: tuple[str, ...], baseline_path: Path | None = None) -> Gates:
         """Raises ValueError naming the bad SLO, threshold or baseline file.
 
         ``baseline_path`` is ``--llmbench-compare`` resolved to a batch file (a folder or ``latest`` names one).
         """
-        baseline_path = baseline_path or settings.compare
         baseline = load_baseline(baseline_path) if baseline_path else None
-        return cls(slos=parse_run_slos(settings.slo),
-                   thresholds=[parse_threshold(spec) for spec in settings.compare_fail],
+        return cls(slos=parse_run_slos(slo),
+                   thresholds=[parse_threshold(spec) for spec in compare_fail],
                    baseline=baseline, baseline_path=baseline_path)
 
     @property

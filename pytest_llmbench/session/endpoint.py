@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import ClientError, EndpointError
-from ..http.client import ClientConfig, LLMClient
+from ..http.client import LLMClient
 from ..options import Settings
 
 WORKERINPUT_KEY = "llmbench_endpoint"  # where a worker finds the controller's endpoint in its workerinput
@@ -51,7 +51,7 @@ def prepare(settings: Settings, output: Path) -> Endpoint:
     else:
         url = str(settings.endpoint)
     try:
-        client = LLMClient(ClientConfig.from_settings(settings, url), model=single_model(settings))
+        client = LLMClient(settings.client_config(url), model=single_model(settings))
         try:
             client.check_reachable()
             model = client.resolve_model() if len(settings.model) <= 1 else None
@@ -66,14 +66,6 @@ def prepare(settings: Settings, output: Path) -> Endpoint:
             server.stop()
         raise
     return Endpoint(url=url, model=model, server=server, listed=client.listed)
-
-
-def chat_endpoint(url: str) -> str:
-    """Where the judge can chat: a session fixed on ``/completions`` (a base model) judges through the base URL."""
-    stripped = url.rstrip("/")
-    if stripped.endswith("/completions") and not stripped.endswith("/chat/completions"):
-        return stripped[: -len("/completions")]
-    return url
 
 
 def single_model(settings: Settings) -> str | None:

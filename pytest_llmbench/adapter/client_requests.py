@@ -17,8 +17,9 @@ import pytest
 from ..http.client import LLMClient
 from ..result import TestResult
 from ..runner import add_failed_check
-from .handoff import Delivery
-from .storage import file_stem
+from ..session.handoff import Delivery
+from ..session.storage import file_stem
+from .internals import worker_id
 
 CATEGORY = "llm_client"  # the category of these rows, and the folder of their files in the run folder
 
@@ -58,7 +59,7 @@ class RecordingClient:
             add_failed_check(result, "pytest_llmbench_result", f"raised {type(exc).__name__}: {exc}")
         stem = file_stem(item.nodeid, item.nodeid)
         self._sent += 1
-        worker = getattr(self._config, "workerinput", {}).get("workerid")
+        worker = worker_id(self._config)
         self._pending.append(Delivery(result, stem if self._sent == 1 else f"{stem}-{self._sent}", CATEGORY, window,
                                       worker=worker, in_test=True))
         return result

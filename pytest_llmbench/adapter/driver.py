@@ -19,42 +19,28 @@ from typing import Any
 
 import pytest
 
-from ...result import TestResult, dumps_strict
-from ...runner import Runner, failure_message
-from ..handoff import HOST, Delivery
-from .dispatcher import DONE, EXPIRED, WARMUP_PHASE, Dispatcher, Ticket
-from .plan import LoadPlan, ceiling, process_level, share
+from ..result import TestResult, dumps_strict
+from ..runner import Runner, failure_message
+from ..session.handoff import HOST, Delivery
+from ..session.load.dispatcher import DONE, EXPIRED, WARMUP_PHASE, Dispatcher, Ticket
+from ..session.load.plan import LoadPlan, ceiling, process_level, share
+from .internals import marks_keep_from_running, worker_indices_ahead, worker_input, worker_output
+from .items import LLMBenchItem
 
 WORKEROUTPUT_KEY = "llmbench_load"
 DURATION_SKIP = "llmbench: --llmbench-duration passed before this test's request was sent"
-
-try:  # pytest's own reading of skip marks; private, so a pytest without it sends skipped items' requests
-    from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
-except ImportError:  # pragma: no cover
-    evaluate_skip_marks = evaluate_xfail_marks = None  # type: ignore[assignment]
+_SESSION = pytest.StashKey[pytest.Session]()
+DRIVER_KEY = pytest.StashKey["LoadDriver"]()  # only in a load run
 
 
 def worker_position(config: pytest.Config) -> tuple[int, int, str | None]:
     """(index, count, worker id) of this process among the session's processes."""
-    workerinput = getattr(config, "workerinput", None)
+    workerinput = worker_input(config)
     if not workerinput:
         return 0, 1, None
     workerid = str(workerinput.get("workerid", "gw0"))
     index = int(workerid[2:]) if workerid[2:].isdigit() else 0
     return index, int(workerinput.get("workercount", 1)), workerid
-
-
-def will_run(item: pytest.Item) -> bool:
-    """False when a mark already says pytest will skip the item (or not run an xfail)."""
-    if evaluate_skip_marks is None:
-        return True
-    try:
-        if evaluate_skip_marks(item) is not None:
-            return False
-        xfailed = evaluate_xfail_marks(item)
-    except Exception:  # noqa: BLE001 - a broken condition: pytest reports it when the item runs
-        return True
-    return not (xfailed is not None and not xfailed.run and not item.config.option.runxfail)
 
 
 class LoadDriver:
@@ -98,10 +84,8 @@ class LoadDriver:
             self.feed(item.session, item)
 
     def feed(self, session: pytest.Session, current: pytest.Item) -> None:
-        from ...collect.items import LLMBenchItem
-
         upcoming = [item for item in self._upcoming(session, current)
-                    if isinstance(item, LLMBenchItem) and will_run(item)]
+                    if isinstance(item, LLMBenchItem) and not marks_keep_from_running(item)]
         if not upcoming:
             return
         tickets = [self._ticket(item.nodeid, item.case, item.model, item.phase) for item in upcoming]
@@ -111,15 +95,12 @@ class LoadDriver:
         self.dispatcher.add(tickets)
 
     def _upcoming(self, session: pytest.Session, current: pytest.Item) -> list[pytest.Item]:
-        interactor = self._interactor()
-        if interactor is None:  # no xdist: the rest of the session, in order, once
+        ahead = worker_indices_ahead(self.config)
+        if ahead is None:  # no xdist: the rest of the session, in order, once
             if self._fed_all:
                 return []
             self._fed_all = True
             return session.items[session.items.index(current):]
-        with interactor.torun.lock() as queue:
-            queued = list(queue)
-        ahead = [interactor.item_index, interactor.nextitem_index, *queued]
         new: list[int] = []
         for index in reversed(ahead):  # new chunks arrive at the end of the queue
             if not isinstance(index, int):
@@ -129,14 +110,6 @@ class LoadDriver:
             new.append(index)
         self._fed.update(new)
         return [session.items[i] for i in reversed(new)]
-
-    def _interactor(self) -> Any:
-        if not hasattr(self.config, "workerinput"):
-            return None
-        for plugin in self.config.pluginmanager.get_plugins():
-            if type(plugin).__name__ == "WorkerInteractor":
-                return plugin
-        return None
 
     def _ticket(self, key: str, case: Any, model: str | None, phase: int) -> Ticket:
         ticket = Ticket(key=key, api_type=case.api_type, body={}, phase=phase, level=self.levels[max(phase, 0)])
@@ -165,11 +138,11 @@ class LoadDriver:
         """Requests in flight now in this process."""
         return None if self._dispatcher is None else self._dispatcher.in_flight
 
-    def dispatches(self, item: pytest.Item) -> bool:
-        return self._dispatcher is not None and self._dispatcher.knows(item.nodeid)
-
-    def result_of(self, item: Any, runner: Runner) -> tuple[TestResult, tuple[float, float]]:
-        """Wait for the item's answer and finish it (checks, SLOs); skips an item the duration left unsent."""
+    def sent_ahead(self, item: LLMBenchItem, runner: Runner) -> tuple[TestResult, tuple[float, float]] | None:
+        """The item's answer, finished (checks, SLOs), if its request was sent ahead; else None (it sends its own).
+        Skips an item the duration left unsent."""
+        if self._dispatcher is None or not self._dispatcher.knows(item.nodeid):
+            return None
         # held in _taken until its report is recorded: a Ctrl-C before that keeps the answer
         ticket = self.dispatcher.take(item.nodeid, self._taken)
         if ticket.state != DONE:
@@ -200,12 +173,12 @@ class LoadDriver:
     def pytest_runtest_logfinish(self, nodeid: str) -> None:
         if self._dispatcher is not None:
             self._dispatcher.drop(nodeid)  # not taken by its item (skipped, errored in set-up): not wanted
-        session = getattr(self.config, "_llmbench_session", None)
+        session = self.config.stash.get(_SESSION, None)
         if session is not None and (session.shouldfail or session.shouldstop):
             self.stop()
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
-        self.config._llmbench_session = session  # type: ignore[attr-defined]
+        self.config.stash[_SESSION] = session
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """What collection built lives to the session's end: frozen, so that no full garbage collection walks it
@@ -225,10 +198,7 @@ class LoadDriver:
         warmup = [t for t in self.dispatcher.warmup if t.state == DONE]
         self.counts["warmup_requests"] = len(warmup)
         self.counts["warmup_errors"] = sum(t.error is not None or not t.answer.success for t in warmup)
-        from ...collect.items import LLMBenchItem
-
-        items = {item.nodeid: item for item in self.config._llmbench_session.items  # type: ignore[attr-defined]
-                 if isinstance(item, LLMBenchItem)}
+        items = {item.nodeid: item for item in self.config.stash[_SESSION].items if isinstance(item, LLMBenchItem)}
         for ticket in {t.key: t for t in [*leftovers, *self._taken.values()]}.values():
             item = items.get(ticket.key)
             if item is None:
@@ -243,7 +213,7 @@ class LoadDriver:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         self.stop()
         gc.unfreeze()
-        workeroutput = getattr(self.config, "workeroutput", None)
+        workeroutput = worker_output(self.config)
         if workeroutput is not None:
             workeroutput[WORKEROUTPUT_KEY] = dumps_strict(self.report())
 

@@ -12,9 +12,10 @@ from typing import Any
 
 from ..metrics.stats import enough_values, metric_key
 from ..result import METRICS
+from ..session.progress import ExecutionProgress
 from ..textsafe import escape_for_terminal
 from .gate_reports import gate_summary_lines
-from .progress import ExecutionProgress
+from .internals import terminal_line
 
 LOG_INTERVAL_S = 10.0  # one plain line this often when not on a terminal ...
 LOG_STEP_PCT = 10  # ... or when another tenth of the run is done, ...
@@ -97,23 +98,6 @@ class ProgressLine:
             self.reporter.write("\n")
             self.reporter.currentfspath = None
             self._drawn, self._width = False, 0
-
-
-def terminal_line(reporter: Any, redraw: str | None = None, pad_to: int = 0) -> int:
-    """The width of the terminal's current line; with ``redraw``, first redraw that line in place.
-
-    The one place that touches pytest's private terminal state, as no public API redraws a line:
-    ``TerminalReporter._tw`` and ``TerminalWriter._current_line``. The writer appends every "\\r" redraw to what
-    it thinks the line holds, so that is reset, or it grows for the whole run and pytest's own width checks go
-    wrong. tests/test_terminal.py pins both attributes against the installed pytest.
-    """
-    writer = getattr(reporter, "_tw", None)
-    if writer is None:
-        return 0
-    if redraw is not None:
-        writer.write("\r" + redraw.ljust(pad_to), flush=True)
-        writer._current_line = redraw
-    return int(writer.width_of_current_line)
 
 
 def is_live_terminal(reporter: Any) -> bool:

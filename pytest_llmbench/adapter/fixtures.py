@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from ..collect.items import SETTINGS_KEY, LLMBenchItem
 from ..metrics.hardware.monitor import PerformanceMonitor
+from ..session.handoff import attach
 from .client_requests import RecordingClient
-from .handoff import attach
+from .items import SETTINGS_KEY, LLMBenchItem
 from .process import CONTROLLER, inbox_of, make_monitor, process_runner
 
 _CLIENT = pytest.StashKey[RecordingClient]()

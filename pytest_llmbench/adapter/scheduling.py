@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from .plan import LoadPlan
+from ..session.load.plan import LoadPlan
+from .internals import xdist_stopping
 
 _LEVEL = re.compile(r"\[(?:.*-)?(c\d+|rate[^-\]]+)(?:-r\d+)?\]$")
 
@@ -91,8 +92,7 @@ def _scheduler_class() -> type:
                     node.shutdown()
 
         def _session_stops(self) -> bool:
-            dsession = self.config.pluginmanager.getplugin("dsession")
-            return bool(dsession is not None and dsession.shouldstop)
+            return xdist_stopping(self.config)
 
         def _take_back(self) -> None:
             """-x/--maxfail: what the workers have not started is not run (xdist would run it all)."""

@@ -21,10 +21,10 @@ from ..http.redact import Secrets, redact_headers
 from ..metrics.gates import GateResult
 from ..metrics.server.section import summary_lines
 from ..options import Settings
-from .endpoint import Endpoint
-from .load.summary import load_lines
-from .report_html import DEFAULT_NAME, write_report
-from .target import Target
+from ..session.endpoint import Endpoint
+from ..session.load.summary import load_lines
+from ..session.report_html import DEFAULT_NAME, write_report
+from ..session.target import Target
 from .terminal import safe, write_gates, write_summary
 
 

@@ -12,23 +12,25 @@ from typing import Any
 
 import pytest
 
+from ..collect.suite import SUITE_SUFFIX, TestCase, load_suite
 from ..exceptions import SuiteError
 from ..options import Settings
 from ..result import TestResult
 from ..runner import Runner, add_failed_check, failure_message
 from ..session.handoff import Delivery
-from ..session.load.driver import LoadDriver
 from ..session.load.plan import LoadPlan
 from ..session.storage import assign_stems
 from ..textsafe import escape_for_terminal, escape_node_name
-from .suite import SUITE_SUFFIX, TestCase, load_suite
+from .internals import worker_id
 
 # Set by session/process.py; items read them from the stash so that pytest's fixtures stay out of item setup.
 SETTINGS_KEY = pytest.StashKey[Settings]()
 SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()  # the suites named by --llmbench-suite or the ini file, resolved
 RUNNER_KEY = pytest.StashKey[Callable[[], Runner]]()  # this process's runner, built on first use
 LOAD_PLAN_KEY = pytest.StashKey[LoadPlan]()
-DRIVER_KEY = pytest.StashKey[LoadDriver]()  # only in a load run
+# In a load run, the driver's answer for an item whose request it sent ahead (adapter/driver.py), else None
+SENT_AHEAD_KEY = pytest.StashKey[
+    Callable[["LLMBenchItem", Runner], "tuple[TestResult, tuple[float, float]] | None"]]()
 MARKER = "llmbench"
 
 
@@ -113,17 +115,17 @@ class LLMBenchItem(pytest.Item):
 
     def delivery(self, result: TestResult, window: tuple[float, float] | None) -> Delivery:
         """The result on its way to the controller, with where its files go and where and when it ran."""
-        worker = getattr(self.config, "workerinput", {}).get("workerid")
         return Delivery(result, self.file_stem or self.case.id, self.output_subdir, window, phase=self.phase,
-                        worker=worker)
+                        worker=worker_id(self.config))
 
     def runtest(self) -> None:
         runner = self.config.stash[RUNNER_KEY]()  # built on first use, before the item's clock starts
-        driver = self.config.stash.get(DRIVER_KEY, None)
+        sent_ahead = self.config.stash.get(SENT_AHEAD_KEY, None)
         started = time.monotonic()
         try:
-            if driver is not None and driver.dispatches(self):  # sent ahead: wait for this item's own answer
-                self.result, self.window = driver.result_of(self, runner)
+            answer = sent_ahead(self, runner) if sent_ahead is not None else None  # waits for this item's own
+            if answer is not None:
+                self.result, self.window = answer
             else:
                 self.result = runner.run(self.case, self.model)
                 self.window = (started, time.monotonic())

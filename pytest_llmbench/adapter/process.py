@@ -12,16 +12,6 @@ from typing import Any, NoReturn
 
 import pytest
 
-from ..collect.items import (
-    DRIVER_KEY,
-    LOAD_PLAN_KEY,
-    MARKER,
-    RUNNER_KEY,
-    SETTINGS_KEY,
-    SUITES_KEY,
-    LLMBenchItem,
-    add_suites_to_args,
-)
 from ..collect.rootdir import borrowed_rootdir
 from ..collect.suite import TestCase
 from ..exceptions import ConfigurationError, LLMBenchError
@@ -30,13 +20,24 @@ from ..metrics.hardware.monitor import PerformanceMonitor
 from ..options import Settings, read_settings
 from ..result import TestResult
 from ..runner import Runner, build_runner
-from .endpoint import EndpointLifecycle, output_folder
-from .handoff import Inbox, attach, release
-from .load.driver import LoadDriver
-from .load.plan import LoadPlan
-from .load.scheduling import make_scheduler
-from .report_html.pytest_html import add_html_extras, html_report_wanted
-from .run_folder import resolve_baseline
+from ..session.endpoint import EndpointLifecycle, output_folder
+from ..session.handoff import Inbox, attach, release
+from ..session.load.plan import LoadPlan
+from ..session.run_folder import resolve_baseline
+from .driver import DRIVER_KEY, LoadDriver
+from .internals import is_xdist_worker, worker_input
+from .items import (
+    LOAD_PLAN_KEY,
+    MARKER,
+    RUNNER_KEY,
+    SENT_AHEAD_KEY,
+    SETTINGS_KEY,
+    SUITES_KEY,
+    LLMBenchItem,
+    add_suites_to_args,
+)
+from .pytest_html import add_html_extras, html_report_wanted
+from .scheduling import make_scheduler
 
 CONTROLLER = "llmbench-controller"  # the controller's name in the plugin manager
 ENDPOINT_KEY = pytest.StashKey[EndpointLifecycle]()
@@ -59,24 +60,25 @@ def configure(config: pytest.Config) -> Gates:
         settings.headers()
         baseline = resolve_baseline(settings.compare, output_folder(settings, config.invocation_params.dir)) \
             if settings.compare else None
-        gates = Gates.from_settings(settings, baseline)
+        gates = Gates.parse(settings.slo, settings.compare_fail, baseline)
         plan = LoadPlan.from_settings(settings)
     except (ConfigurationError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
     config.stash[LOAD_PLAN_KEY] = plan
     base = config.invocation_params.dir
-    config.stash[SUITES_KEY] = tuple((p if p.is_absolute() else base / p).resolve() for p in settings.suite)
-    add_suites_to_args(config, config.stash[SUITES_KEY])
-    borrowed = borrowed_rootdir(config.rootpath, base, config.stash[SUITES_KEY], config.invocation_params.args)
-    if borrowed is not None and not hasattr(config, "workerinput"):
+    suites = config.stash[SUITES_KEY] = tuple((p if p.is_absolute() else base / p).resolve() for p in settings.suite)
+    add_suites_to_args(config, suites)
+    borrowed = borrowed_rootdir(config.rootpath, base, suites, config.invocation_params.args)
+    if borrowed is not None and not is_xdist_worker(config):
         config_warning(config, pytest.PytestConfigWarning(borrowed))
     config.stash[RUNNER_KEY] = lambda: process_runner(config)
     if plan.dispatched:  # this process sends ahead (session/load/)
-        config.stash[DRIVER_KEY] = LoadDriver(config, plan, config.stash[RUNNER_KEY])
-        config.pluginmanager.register(config.stash[DRIVER_KEY], "llmbench-load")
+        driver = config.stash[DRIVER_KEY] = LoadDriver(config, plan, config.stash[RUNNER_KEY])
+        config.stash[SENT_AHEAD_KEY] = driver.sent_ahead
+        config.pluginmanager.register(driver, "llmbench-load")
     config.stash[ENDPOINT_KEY] = EndpointLifecycle(settings, output_folder(settings, base),
-                                                   getattr(config, "workerinput", None))
+                                                   worker_input(config))
     if settings.insecure:
         config_warning(config, pytest.PytestWarning("llmbench: --llmbench-insecure is set: TLS certificates are "
                                                     "not verified"))

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from markupsafe import escape
 
-from ...http.redact import Secrets
-from ...result import TestResult
-from ..render import render_completion_text
+from ..http.redact import Secrets
+from ..result import TestResult
+from ..session.render import render_completion_text
 
 FIGURES_ATTRIBUTE = "llmbench_figures"
 COLUMNS = (("llmbench_latency", "Latency s"), ("llmbench_ttft", "TTFT s"), ("llmbench_tps", "Tokens/s"))

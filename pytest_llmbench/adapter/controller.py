@@ -16,26 +16,27 @@ from typing import Any
 
 import pytest
 
-from ..collect.items import DRIVER_KEY, LOAD_PLAN_KEY, LLMBenchItem, suites_requested
 from ..exceptions import EndpointError, OutputNotWritable
 from ..http.redact import Secrets
 from ..metrics.gates import GateResult, Gates
 from ..metrics.hardware.monitor import ErrorRateAlert
 from ..metrics.server.section import slo_view
 from ..options import Settings, endpoint_source
-from .endpoint import WORKERINPUT_KEY, EndpointLifecycle
+from ..session.endpoint import WORKERINPUT_KEY, EndpointLifecycle
+from ..session.handoff import Delivery, Inbox, deliveries_of, is_llmbench_nodeid
+from ..session.load.record import LoadRecord
+from ..session.recorder import Recorder
+from ..session.run_folder import make_run_folder, point_latest
+from ..session.server_scrape import ServerScraper, start_scraper
+from ..session.storage import check_writable, clean_temp_files
+from ..session.target import Target, describe_target
+from .driver import DRIVER_KEY, DURATION_SKIP, WORKEROUTPUT_KEY
 from .finish import emit_warnings, fail_session, lost_reason, run_metadata, write_end_summary, write_html_report
 from .gate_reports import is_gate_nodeid, log_gate_failures
-from .handoff import Delivery, Inbox, deliveries_of, is_llmbench_nodeid
-from .load.driver import DURATION_SKIP, WORKEROUTPUT_KEY
-from .load.record import LoadRecord
+from .internals import is_xdist_controller, node_input, node_output, stop_xdist, terminal_line
+from .items import LOAD_PLAN_KEY, LLMBenchItem, suites_requested
 from .process import make_monitor, restore_sigterm, sigterm_as_interrupt, stop_for_usage
-from .recorder import Recorder
-from .run_folder import make_run_folder, point_latest
-from .server_scrape import ServerScraper, start_scraper
-from .storage import check_writable, clean_temp_files
-from .target import Target, describe_target
-from .terminal import ProgressLine, is_live_terminal, safe, terminal_line
+from .terminal import ProgressLine, is_live_terminal, safe
 
 
 class Controller:
@@ -81,7 +82,7 @@ class Controller:
 
     @property
     def distributed(self) -> bool:
-        return self.config.pluginmanager.has_plugin("dsession")  # xdist's controller is active
+        return is_xdist_controller(self.config)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
@@ -179,7 +180,7 @@ class Controller:
     def pytest_configure_node(self, node: Any) -> None:
         handed = self.lifecycle.for_workers()
         if handed is not None:
-            node.workerinput[WORKERINPUT_KEY] = handed
+            node_input(node)[WORKERINPUT_KEY] = handed
 
 
     # -- results --------------------------------------------------------------------------------
@@ -214,7 +215,7 @@ class Controller:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
-        raw = getattr(node, "workeroutput", {}).get(WORKEROUTPUT_KEY)  # a crashed worker has none
+        raw = node_output(node).get(WORKEROUTPUT_KEY)  # a crashed worker has none
         if raw:
             self._take_load_report(json.loads(raw))
 
@@ -227,9 +228,7 @@ class Controller:
         self._auth_stopped = True
         reason = f"llmbench: the server refused a request ({error.message}); stopping"
         self._session.shouldstop = reason
-        dsession = self.config.pluginmanager.get_plugin("dsession")
-        if dsession is not None:
-            dsession.shouldstop = reason
+        stop_xdist(self.config, reason)
         self._warn_live([reason])
 
     def _ensure_run_dir_quietly(self) -> None:
