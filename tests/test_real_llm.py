@@ -93,7 +93,9 @@ def test_streaming_run_measures_ttft_and_estimates_tokens(pytester: pytest.Pytes
 
 
 def test_two_workers_share_one_server(pytester: pytest.Pytester) -> None:
-    _run, output = run_quickstart(pytester, "-n", "2")
+    run, output = run_quickstart(pytester, "-n", "2")
+    # the server starts before any worker has collected: the line still names the suite it was given
+    run.stdout.fnmatch_lines([f"llmbench: EMBEDDED model server * | suites {pytester.path / 'quickstart.json'} | *"])
     assert all(r["success"] for r in results(output))
     log = assert_server_ended(output)
     assert len(re.findall(r'"POST /v1/(?:chat/)?completions HTTP/1\.1" 200', log)) == len(QUICKSTART_TESTS)

@@ -135,9 +135,14 @@ class Controller:
         except OSError as exc:
             stop_for_usage(OutputNotWritable(f"cannot make a run folder in {self.output}: {exc.strerror or exc}"))
         self.target = describe_target(self.config, self.settings, endpoint, endpoint_source(
-            self.config.getoption, self.config.getini), sorted(self.suite_files))
+            self.config.getoption, self.config.getini), sorted(self.suite_files) or self._named_suites())
         self._say_target()
         self._start_server_metrics(endpoint.url)
+
+    def _named_suites(self) -> list[str]:
+        """The suites the options name, as the user wrote them: under xdist the embedded server starts (and the
+        run says what it tests) before any worker has collected."""
+        return [str(path) for path in self.settings.suite]
 
     def ensure_run_dir(self) -> Path:
         """This run's folder, made on first use, with ``<output>/latest`` pointing at it. Raises OSError."""
