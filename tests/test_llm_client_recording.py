@@ -150,3 +150,21 @@ def test_a_result_hook_that_raises_keeps_the_request_as_a_failed_check(pytester,
     [row] = client_rows(batch_of(pytester), "test_one")
     assert row["evaluation_passed"] is False
     assert row["failure"]["checks"] == ["pytest_llmbench_result: raised RuntimeError: conftest bug"]
+
+
+def test_llm_client_requests_are_held_to_the_sessions_concurrency(pytester: pytest.Pytester, load_stub) -> None:
+    """Eight threads of one hand-written test ask at once; --llmbench-concurrency 4 lets four be in flight. The
+    server holds each wave until four are in (gather), so its peak is what the client let through."""
+    load_stub.gather, load_stub.gather_timeout = 4, 2.0
+    pytester.makepyfile(test_threads="""
+        from concurrent.futures import ThreadPoolExecutor
+
+        def test_eight_at_once(llm_client):
+            with ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(lambda n: llm_client.complete(f"q{n}", max_tokens=2), range(8)))
+            assert all(r.success for r in results)
+    """)
+    run = pytester.runpytest("--llmbench-endpoint", load_stub.url, "--llmbench-concurrency", "4",
+                             "-p", "no:cacheprovider")
+    run.assert_outcomes(passed=1)
+    assert load_stub.peak == 4 and load_stub.answered == 8

@@ -21,6 +21,7 @@ from pytest_llmbench.session.embedded import (
     MODEL_ALIAS,
     cache_dir,
 )
+from pytest_llmbench.session.endpoint import WORKER_LOGS
 from pytest_llmbench.session.server_scrape import EMBEDDED_LINE
 
 pytestmark = [pytest.mark.real_llm, pytest.mark.timeout(900),  # a first run builds the model cache
@@ -147,3 +148,31 @@ def test_an_interrupted_session_leaves_no_server_behind(pytester: pytest.Pyteste
     assert not alive
     batch = json.loads(next(output.glob("batch_results_*.json")).read_text())
     assert batch["partial"] is True and len(batch["tests"]) == 2
+
+
+HAND_WRITTEN = """
+def test_asks_once(llm_client):
+    result = llm_client.complete("One, two, three,", max_tokens=4, temperature=0)
+    assert result.success, result.error_message
+
+def test_asks_twice(llm_client):
+    for prompt in ("Monday, Tuesday,", "A, B, C,"):
+        assert llm_client.complete(prompt, max_tokens=4, temperature=0).success
+"""
+
+
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one process", "two workers"])
+def test_hand_written_tests_alone_say_what_they_test_and_keep_the_servers_log(pytester: pytest.Pytester,
+                                                                             workers: tuple[str, ...]) -> None:
+    """No suite and no endpoint: each process that runs llm_client tests starts the embedded server. The run
+    still says what it tests, its batch names the endpoint, and every server's log ends in the run's folder."""
+    pytester.makepyfile(test_hand=HAND_WRITTEN)
+    run = pytester.runpytest_subprocess("-p", "no:cacheprovider", *workers, timeout=300)
+    run.assert_outcomes(passed=2)
+    run.stdout.fnmatch_lines(["llmbench: EMBEDDED model server http://127.0.0.1:*/v1 *"])
+    output = pytester.path / "llmbench_results"
+    batch = json.loads(next((output / "latest").glob("batch_results_*.json")).read_text())
+    assert batch["run"]["endpoint"].startswith("http://127.0.0.1:") and len(batch["tests"]) == 3
+    logs = sorted(p.relative_to(output / "latest") for p in (output / "latest").rglob(LOG_NAME))
+    assert logs and all(log.parts[0] in ("gw0", "gw1", LOG_NAME) for log in logs), logs
+    assert not (output / WORKER_LOGS).exists() and not (output / LOG_NAME).exists()

@@ -8,6 +8,8 @@ requests: each is a row of its own, all of that one pytest test.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +19,7 @@ import pytest
 from ..http.client import LLMClient
 from ..result import TestResult
 from ..runner import add_failed_check
+from ..session.endpoint import Endpoint
 from ..session.handoff import Delivery
 from ..session.storage import file_stem
 from .internals import worker_id
@@ -28,9 +31,13 @@ class RecordingClient:
     """The session's client for hand-written tests: ``complete`` and ``chat`` are recorded under the running
     test; everything else (``list_models``, ``model``, ``send``...) is the session client's own."""
 
-    def __init__(self, client_of: Callable[[], LLMClient], config: pytest.Config) -> None:
+    def __init__(self, client_of: Callable[[], LLMClient], config: pytest.Config,
+                 endpoint_of: Callable[[], Endpoint | None] = lambda: None, slots: int | None = None) -> None:
         self._client_of = client_of  # the runner's client, built on first use (--setup-only stays offline)
         self._config = config
+        self._endpoint_of = endpoint_of  # this process's endpoint, named in what a worker hands on
+        # --llmbench-concurrency holds these requests too: this process's share of it (None: no limit)
+        self._slots = threading.BoundedSemaphore(slots) if slots else None
         self.item: pytest.Item | None = None  # the test whose setup, call or teardown is running
         self._pending: list[Delivery] = []  # recorded for ``item`` and not yet on one of its reports
         self._sent = 0  # requests recorded for ``item``: the second one's files are ``<stem>-2``
@@ -45,9 +52,10 @@ class RecordingClient:
         return self._recorded(lambda: self._client_of().chat(messages, **params))
 
     def _recorded(self, request: Any) -> TestResult:
-        started = time.monotonic()
-        result: TestResult = request()
-        window = (started, time.monotonic())
+        with self._slots or contextlib.nullcontext():
+            started = time.monotonic()  # after a slot was free: waiting for one is not the request's time
+            result: TestResult = request()
+            window = (started, time.monotonic())
         item = self.item
         if item is None:  # outside any test (a session fixture's teardown, say): nothing to attribute it to
             return result
@@ -61,8 +69,16 @@ class RecordingClient:
         self._sent += 1
         worker = worker_id(self._config)
         self._pending.append(Delivery(result, stem if self._sent == 1 else f"{stem}-{self._sent}", CATEGORY, window,
-                                      worker=worker, in_test=True))
+                                      worker=worker, in_test=True, endpoint=self._described(worker)))
         return result
+
+    def _described(self, worker: str | None) -> dict[str, Any] | None:
+        """A worker's own endpoint, for the controller (which found none itself); None in the controller's process."""
+        endpoint = self._endpoint_of() if worker is not None else None
+        if endpoint is None:
+            return None
+        log = getattr(endpoint.server, "log_path", None)
+        return {**endpoint.to_workerinput(), "log": str(log) if log is not None else None}
 
     def start(self, item: pytest.Item | None) -> None:
         """Record under ``item`` from now on (None: under no test)."""

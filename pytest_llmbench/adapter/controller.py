@@ -22,7 +22,7 @@ from ..metrics.gates import GateResult, Gates
 from ..metrics.hardware.monitor import ErrorRateAlert
 from ..metrics.server.section import slo_view
 from ..options import Settings, endpoint_source
-from ..session.endpoint import WORKERINPUT_KEY, EndpointLifecycle
+from ..session.endpoint import WORKERINPUT_KEY, Endpoint, EndpointLifecycle, WorkersEndpoints
 from ..session.handoff import Delivery, Inbox, deliveries_of, is_llmbench_nodeid
 from ..session.load.record import LoadRecord
 from ..session.recorder import Recorder
@@ -50,6 +50,7 @@ class Controller:
         # the run goes in it (per-test files, batch file, report, server metrics, the embedded server's log).
         self.run_dir: Path | None = None
         self.target: Target | None = None  # what the run tests: the header line
+        self.workers_endpoints = WorkersEndpoints(self.output, self._adopt_target)  # what workers found themselves
         self.suite_files: set[str] = set()
         self._header_shown = False
         self._load_taken = False
@@ -139,6 +140,13 @@ class Controller:
         self._say_target()
         self._start_server_metrics(endpoint.url)
 
+    def _adopt_target(self, endpoint: Endpoint) -> None:
+        """Say what the run tests from a worker's own endpoint, when the controller prepared none."""
+        if self.target is None:
+            self.target = describe_target(self.config, self.settings, endpoint, endpoint_source(
+                self.config.getoption, self.config.getini), self._named_suites())
+            self._say_target()
+
     def _named_suites(self) -> list[str]:
         """The suites the options name, as the user wrote them: under xdist the embedded server starts (and the
         run says what it tests) before any worker has collected."""
@@ -210,6 +218,8 @@ class Controller:
             self._ensure_run_dir_quietly()
             for delivery in deliveries:
                 self._stop_on_refusal(delivery)
+                if delivery.endpoint is not None:
+                    self.workers_endpoints.adopt(delivery.worker, delivery.endpoint)
                 self._waiting.append((delivery, report.passed))
             self._record_ready()
         elif report.failed and report.when in ("call", "???") and is_llmbench_nodeid(report.nodeid):
@@ -342,8 +352,10 @@ class Controller:
             self.recorder.monitor.stop()
         if not self.recorder.rows:
             return
-        run = run_metadata(self.config, self.settings, self.lifecycle.endpoint, self.target, self.run_dir,
-                           self.started)
+        if self.run_dir is not None:
+            self._warn_live(self.workers_endpoints.move_logs(self.run_dir))
+        run = run_metadata(self.config, self.settings, self.lifecycle.endpoint or self.workers_endpoints.endpoint,
+                           self.target, self.run_dir, self.started)
         batch = self.recorder.build_batch(run=run, partial_reason=self.partial_reason,
                                           wall_time_s=time.monotonic() - self._started_monotonic)
         if self.server is not None:

@@ -12,9 +12,11 @@ import pytest
 
 from ..metrics.hardware.monitor import PerformanceMonitor
 from ..session.handoff import attach
+from ..session.load.plan import in_flight_cap
 from .client_requests import RecordingClient
-from .items import SETTINGS_KEY, LLMBenchItem
-from .process import CONTROLLER, inbox_of, make_monitor, process_runner
+from .driver import worker_position
+from .items import LOAD_PLAN_KEY, SETTINGS_KEY, LLMBenchItem
+from .process import CONTROLLER, ENDPOINT_KEY, inbox_of, make_monitor, process_runner
 
 _CLIENT = pytest.StashKey[RecordingClient]()
 
@@ -44,7 +46,11 @@ def performance_monitor(pytestconfig: pytest.Config) -> Iterator[PerformanceMoni
 def recording_client(config: pytest.Config) -> RecordingClient:
     """The ``llm_client`` fixture's value: the runner's client, its requests recorded under the running test."""
     if _CLIENT not in config.stash:
-        config.stash[_CLIENT] = RecordingClient(lambda: process_runner(config).client, config)
+        index, count, _worker = worker_position(config)
+        lifecycle = config.stash[ENDPOINT_KEY]
+        config.stash[_CLIENT] = RecordingClient(lambda: process_runner(config).client, config,
+                                                endpoint_of=lambda: lifecycle.endpoint,
+                                                slots=in_flight_cap(config.stash[LOAD_PLAN_KEY], index, count))
     return config.stash[_CLIENT]
 
 

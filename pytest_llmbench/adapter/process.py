@@ -96,6 +96,9 @@ def config_warning(config: pytest.Config, warning: Warning) -> None:
 def process_runner(config: pytest.Config) -> Runner:
     """This process's runner, built on first use so that --setup-only/--setup-plan stay offline."""
     if _RUNNER not in config.stash:
+        controller = config.pluginmanager.get_plugin(CONTROLLER)
+        if controller is not None and config.stash[ENDPOINT_KEY].endpoint is None:
+            controller.prepare()  # hand-written tests alone: the run says what it tests, its server logs in its folder
         try:
             endpoint = config.stash[ENDPOINT_KEY].for_requests()
         except LLMBenchError as exc:

@@ -98,8 +98,8 @@ def describe_target(config: pytest.Config, settings: Settings, endpoint: Endpoin
         endpoint=Secrets(settings.secrets()).redact(endpoint.url), endpoint_source=source,
         models=list(settings.model) or ([endpoint.model] if endpoint.model else []),
         model_source="--llmbench-model" if settings.model else "first of GET /v1/models",
-        server=EMBEDDED if endpoint.server is not None else recognize_server(endpoint.listed),
-        embedded=endpoint.server is not None, suites=suites, stream=settings.stream,
+        server=EMBEDDED if endpoint.embedded else recognize_server(endpoint.listed),
+        embedded=endpoint.embedded, suites=suites, stream=settings.stream,
         workers=int(config.getoption("numprocesses", None) or 0),
         concurrency=getattr(settings, "concurrency", None) or None,
         warnings=unlisted_models(settings.model, listed))

@@ -123,6 +123,13 @@ def process_level(level: Level, index: int, count: int) -> Level:
     return Level(concurrency, level.rate / count)
 
 
+def in_flight_cap(plan: LoadPlan, index: int, count: int) -> int | None:
+    """The most requests process ``index`` of ``count`` may have in flight under ``--llmbench-concurrency`` (its
+    share of the largest level); None when no level sets a concurrency."""
+    caps = [process_level(level, index, count).concurrency for level in plan.levels if level.concurrency]
+    return max(caps) if caps else None
+
+
 def ceiling(level: Level) -> int:
     """Most requests in flight in this process at the level."""
     if level.concurrency:
