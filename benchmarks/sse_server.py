@@ -2,9 +2,9 @@
 
 Each POST waits ``--ttft-ms`` after the request arrived, then sends ``--tokens`` one-token chunks
 ``--gap-ms`` apart (against an absolute schedule, so a late wake-up never accumulates), a usage
-chunk and ``data: [DONE]``. The server records ``perf_counter_ns`` when a request's body is in and
-just before writing each token; ``GET /stamps`` returns them per ``X-Request-Id`` (or, without one,
-per the last message's text).
+chunk and ``data: [DONE]``. The server records ``perf_counter_ns`` when a request's body is in, and just
+before and just after writing each token (on loopback the token reaches the client in between); ``GET /stamps``
+returns them per ``X-Request-Id`` (or, without one, per the last message's text).
 
 One asyncio event loop and no threads: a stamp and its write happen in the same callback, so nothing
 runs between them. (With a thread per stream, 128 streams fought over the GIL between stamp and
@@ -78,7 +78,8 @@ class ScheduleServer:
 
     async def stream(self, writer: asyncio.StreamWriter, key: str, received_ns: int) -> None:
         sent: list[int] = []
-        self.stamps[key] = {"received_ns": received_ns, "content_ns": sent}
+        written: list[int] = []
+        self.stamps[key] = {"received_ns": received_ns, "content_ns": sent, "written_ns": written}
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
                      + _chunked(_event(_chunk({"role": "assistant"}))))
         for i in range(self.tokens):
@@ -86,6 +87,7 @@ class ScheduleServer:
             await asyncio.sleep(max(0, due - time.perf_counter_ns()) / 1e9)
             sent.append(time.perf_counter_ns())  # before the write: a loopback reader may wake inside it
             writer.write(_chunked(_event(_chunk({"content": f" tok{i}"}))))
+            written.append(time.perf_counter_ns())  # the token reached the client between the two
         usage = {"prompt_tokens": 5, "completion_tokens": self.tokens, "total_tokens": 5 + self.tokens}
         writer.write(_chunked(_event(_chunk({}, "length")) + _event({"object": "chat.completion.chunk",
                                                                      "choices": [], "usage": usage})
@@ -94,7 +96,7 @@ class ScheduleServer:
 
 async def serve(args: argparse.Namespace) -> None:
     schedule = ScheduleServer(args.ttft_ms, args.gap_ms, args.tokens)
-    server = await asyncio.start_server(schedule.connection, "127.0.0.1", 0, backlog=256)  # 128 connect at once
+    server = await asyncio.start_server(schedule.connection, "127.0.0.1", 0, backlog=4096)  # thousands at once
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()

@@ -83,6 +83,8 @@ class TestResult:
     e2e_latency: float | None = None  # seconds
     possibly_duplicated: bool = False  # retried after a try that may have been processed (a read timeout)
     schedule_lag: float | None = None  # seconds the request left after its planned send time; None: none was planned
+    timing_degraded: bool = False  # the client cannot vouch for ttft, itl and tpot: left out of the statistics
+    timing_degraded_reason: str | None = None  # why (http/timing.py): the client read several tokens together
     server_metrics: dict[str, Any] | None = None  # the servers' /metrics over the test's window (controller)
 
     def to_dict(self) -> dict[str, Any]:
@@ -125,6 +127,7 @@ class Metric:
     seconds: bool = True  # a duration in seconds (shown in ms in the summary); False: a rate shown as it is
     always_shown: bool = False  # in the completion text even when not measured ("n/a")
     per_chunk: bool = False  # a list of values per request (ITL): pooled over chunks, and its mean per request
+    arrival_timed: bool = False  # rests on when each token arrived: not pooled from a timing_degraded result
 
     @property
     def unit(self) -> str:
@@ -133,9 +136,9 @@ class Metric:
 
 METRICS: tuple[Metric, ...] = (
     Metric("execution_time", "latency", "latency ms", always_shown=True),
-    Metric("ttft", "ttft", "TTFT ms"),
-    Metric("itl", "itl", "ITL ms", per_chunk=True),
-    Metric("tpot", "tpot", "TPOT ms"),
+    Metric("ttft", "ttft", "TTFT ms", arrival_timed=True),
+    Metric("itl", "itl", "ITL ms", per_chunk=True, arrival_timed=True),
+    Metric("tpot", "tpot", "TPOT ms", arrival_timed=True),
     Metric("e2e_latency", "e2el", "E2E ms"),
     Metric("tokens_per_second", "tokens_per_second", "tokens/s", seconds=False, always_shown=True),
     Metric("schedule_lag", "schedule_lag", "lag ms"),

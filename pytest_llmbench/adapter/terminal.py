@@ -133,6 +133,9 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         f"tokens: {_prompt_tokens(agg)} prompt, {agg['total_completion_tokens']} completion"
         + (f" ({agg['estimated_token_counts']} results estimated)" if agg.get("estimated_token_counts") else "")
         + f" | {agg['output_throughput']:.1f} tok/s aggregate | {agg['request_throughput']:.2f} req/s")
+    if agg.get("timing_degraded_requests"):
+        reporter.write_line(f"client fell behind on {agg['timing_degraded_requests']} requests: their TTFT, ITL and "
+                            "TPOT are not known (timing_degraded) and are left out of the figures below", yellow=True)
     _write_metric_table(reporter, agg)
     models = batch.get("models") or {}
     if len(models) > 1:

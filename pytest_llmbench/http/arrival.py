@@ -2,9 +2,15 @@
 socket (Linux's SO_TIMESTAMPNS), and the moment the request starts out on its connection.
 
 A thread that reads a streamed answer stamps each read when it gets the GIL back, and with many requests in
-flight in one process that can be milliseconds after the bytes came: the kernel's stamp is not. The kernel's
-clock is the wall clock; a stamp is turned into ``perf_counter_ns`` by its age, read when it is used. Where the
-kernel gives no stamp (TLS, which reads inside OpenSSL; other systems) the time of the read stands, as before.
+flight in one process that can be milliseconds after the bytes came: the kernel's stamp is not. A read's stamp is
+when its last bytes came (Linux keeps one per queued segment, and merges the stamps of segments that wait
+together into the latest): several events in one read share it, which ``timing.py`` accounts for. Where the
+kernel gives no stamp (TLS, which reads inside OpenSSL; other systems) the time of the read stands.
+
+The kernel's clock is the wall clock; a stamp becomes ``perf_counter_ns`` through the offset between the two
+clocks, measured between two ``perf_counter_ns`` readings close together. Measured per read instead, a thread
+that lost the GIL between its two clock readings moved the stamp back by the wait: negative inter-token
+latencies of up to -186 ms with 128 streams in flight.
 """
 
 from __future__ import annotations
@@ -24,11 +30,17 @@ _ASM_GENERIC = {"x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "armv7l",
 SO_TIMESTAMPNS: int | None = 35 if sys.platform == "linux" and platform.machine().lower() in _ASM_GENERIC else None
 _STAMP = struct.Struct("@ll")  # struct timespec: seconds, nanoseconds
 _ANCILLARY = socket.CMSG_SPACE(_STAMP.size) if SO_TIMESTAMPNS is not None else 0
-_latest = threading.local()  # this thread's attempt: sent_ns (perf_counter) and wall_ns of its last stamped read
+_latest = threading.local()  # this thread's attempt: sent_ns (perf_counter); wall_ns and number (reads) of its last
+_OFFSET_FRESH_NS = 1_000_000_000  # the clocks' offset is measured again after this (NTP slews the wall clock)
+_OFFSET_STALE_NS = 10_000_000_000  # past this, even a wide measurement replaces the offset
+_TIGHT_NS = 20_000  # a measurement of the offset bracketed this closely is taken at once
+_WIDE_NS = 200_000  # one bracketed wider than this does not replace a fresh enough offset
+_offset = [0, -_OFFSET_STALE_NS]  # the wall clock less perf_counter_ns, and perf_counter_ns when it was measured
 
 
 class _StampedSocket(socket.socket):
-    """A socket whose reads note the kernel's receive time of their first byte, for the reading thread."""
+    """A socket whose reads note when their bytes arrived (the kernel's stamp of the last segment), for the
+    reading thread."""
 
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         view = memoryview(buffer).cast("B")
@@ -37,6 +49,7 @@ class _StampedSocket(socket.socket):
             if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _STAMP.size:
                 seconds, nanoseconds = _STAMP.unpack_from(data)
                 _latest.wall_ns = seconds * 1_000_000_000 + nanoseconds
+                _latest.reads = getattr(_latest, "reads", 0) + 1
         return size
 
 
@@ -76,12 +89,33 @@ def request_sent_ns(prepared_ns: int) -> int:
     return noted if noted is not None and noted >= prepared_ns else prepared_ns
 
 
-def arrival_ns(not_before: int) -> int:
-    """``perf_counter_ns`` when the bytes of this thread's last read arrived; the time now if the kernel gave no
-    stamp or the stamp is not believable (older than ``not_before``, or from the future after a clock step)."""
-    now = time.perf_counter_ns()
+def last_read() -> tuple[int, int] | None:
+    """(number, ``perf_counter_ns`` arrival) of this thread's last stamped read in this attempt; None when the
+    socket gives no stamps. The number tells whether two pieces of a response came in the same read."""
     wall = getattr(_latest, "wall_ns", None)
     if wall is None:
-        return now
-    arrived = now - (time.time_ns() - wall)
-    return arrived if not_before <= arrived <= now else now
+        return None
+    return _latest.reads, min(wall - _clock_offset(), time.perf_counter_ns())  # never later than now
+
+
+def _clock_offset() -> int:
+    """The wall clock less ``perf_counter_ns``, from the tightest of a few bracketed readings, kept for a second.
+
+    A measurement whose every try lost the GIL between its readings is wide: the last good offset is kept (NTP
+    slews the wall clock by 0.5 ms a second at most) unless it is older than ``_OFFSET_STALE_NS``."""
+    offset, measured = _offset
+    now = time.perf_counter_ns()
+    if now - measured < _OFFSET_FRESH_NS:
+        return offset
+    best = (2**62, 0)
+    for _ in range(8):
+        before = time.perf_counter_ns()
+        wall = time.time_ns()
+        after = time.perf_counter_ns()
+        best = min(best, (after - before, wall - (before + after) // 2))
+        if best[0] <= _TIGHT_NS:
+            break
+    if best[0] <= _WIDE_NS or now - measured >= _OFFSET_STALE_NS:
+        _offset[:] = best[1], now
+        return best[1]
+    return offset

@@ -238,6 +238,8 @@ class LLMClient:
             result.response_text, result.finish_reason = outcome.text, outcome.finish_reason
             result.prompt_tokens, result.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
             result.ttft, result.itl, result.e2e_latency = outcome.ttft, outcome.itl, outcome.e2e_latency
+            result.timing_degraded_reason = outcome.timing_degraded
+            result.timing_degraded = outcome.timing_degraded is not None
         elif error is None:
             error = read_completion_body(result, reply.payload, self._secrets)
             if error is not None:

@@ -4,7 +4,7 @@ The parser works on bytes, not text: requests' ``iter_lines(decode_unicode=True)
 U+2028 inside JSON strings, and decoding before the line split breaks multi-byte characters that
 straddle two reads. Each read is stamped with the kernel's receive time of its bytes where the system gives one
 (``arrival.py``), otherwise with ``perf_counter_ns`` the moment it returns, so the timings measure when bytes
-arrived rather than when they were parsed.
+arrived rather than when they were parsed; ``timing.py`` says when a reader that fell behind cannot vouch for them.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import urllib3.exceptions
 from ..jsonbound import loads_bounded
 from ..result import ApiError
 from .api_errors import BODY_READ_ERRORS, MESSAGE_LIMIT, size_text
-from .arrival import arrival_ns
 from .openai import usage_count
 from .redact import NO_SECRETS, Secrets
+from .timing import EventClock
 
 if TYPE_CHECKING:
     import requests
@@ -77,6 +77,11 @@ class SSEParser:
             raise EventTooLarge(f"an event grew past {MAX_EVENT_BYTES // 2**20} MB without ending")
         return events
 
+    @property
+    def pending(self) -> bool:
+        """Whether bytes of an unfinished event are held."""
+        return bool(self._partial or self._data)
+
     def close(self) -> str | None:
         """The data of an event the stream cut off before its closing blank line, if any."""
         if self._partial:
@@ -121,6 +126,7 @@ class StreamOutcome:
     end_ns: int | None = None  # when the answer ended ([DONE] read), broke off or was given up
     done: bool = False  # saw data: [DONE]
     error: ApiError | None = None
+    timing_degraded: str | None = None  # why the text events' times cannot be vouched for (timing.py)
 
     @property
     def first_content_ns(self) -> int | None:
@@ -172,13 +178,14 @@ def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadli
     answer: list[str] = []
     raw = response.raw
     left = max_bytes
+    clock = EventClock(sent_ns)
     try:
         while outcome.error is None and not outcome.done:
             if time.monotonic() > deadline:
                 outcome.error = outcome.failure("deadline", "the stream passed its deadline")
                 break
             data = raw.read1(READ_SIZE, decode_content=True)
-            now = arrival_ns(not_before=sent_ns)  # the kernel's receive time where it gives one (arrival.py)
+            now = clock.read()  # the kernel's receive time where it gives one (arrival.py)
             outcome.end_ns = now
             if not data:
                 _end_without_done(outcome, parser.close())
@@ -187,9 +194,12 @@ def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadli
             if left is not None:
                 data, left = data[:left], left - min(left, len(data))
             for payload in parser.feed(data):
+                texts = len(outcome.content_ns)
                 _take_event(outcome, payload, api_type, now, answer, secrets)
+                clock.event(text=len(outcome.content_ns) > texts)
                 if outcome.error is not None or outcome.done:
                     break
+            clock.parsed(parser.pending)
             if over and outcome.error is None and not outcome.done:
                 message = f"response exceeded {size_text(max_bytes or 0)} (--llmbench-max-response-bytes)"
                 outcome.error = outcome.failure("too_large", message)
@@ -199,6 +209,7 @@ def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadli
         outcome.end_ns = time.perf_counter_ns()
         outcome.error = _broken_off(outcome, exc)
     outcome.text = "".join(answer)
+    outcome.timing_degraded = clock.degraded
     if outcome.done:
         _drain(raw, min(deadline, time.monotonic() + DRAIN_LIMIT))
     return outcome

@@ -144,6 +144,7 @@ class _Pool:
         self.successful = 0
         self.met_slos = 0
         self.estimated = 0
+        self.timing_degraded = 0  # successful results whose token times the client cannot vouch for
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.unknown_prompt_tokens = 0  # successful results whose server sent no prompt count: not 0 tokens
@@ -154,9 +155,11 @@ class _Pool:
         # keeps those values; every pool keeps their mean per request.
         self.series = {m.key: _Series() for m in METRICS if pool_chunks or not m.per_chunk}
         self.per_request = {m.key: _Mean() for m in METRICS if m.per_chunk}
-        # What add() feeds, looked up once: it runs for every result, in three pools.
-        self._plain = [(m.field, self.series[m.key]) for m in METRICS if not m.per_chunk]
-        self._chunked = [(m.field, self.per_request[m.key], self.series.get(m.key)) for m in METRICS if m.per_chunk]
+        # What add() feeds, looked up once: it runs for every result, in three pools. A timing_degraded result
+        # feeds none of the metrics that rest on its tokens' arrival times.
+        self._plain = [(m.field, self.series[m.key], m.arrival_timed) for m in METRICS if not m.per_chunk]
+        self._chunked = [(m.field, self.per_request[m.key], self.series.get(m.key), m.arrival_timed)
+                         for m in METRICS if m.per_chunk]
 
     def add(self, row: dict[str, Any]) -> None:
         self.total += 1
@@ -175,13 +178,15 @@ class _Pool:
         self.prompt_tokens += row.get("prompt_tokens") or 0
         self.unknown_prompt_tokens += row.get("prompt_tokens") is None
         self.completion_tokens += row.get("completion_tokens") or 0
-        for field, series in self._plain:
+        degraded = bool(row.get("timing_degraded"))
+        self.timing_degraded += degraded
+        for field, series, timed in self._plain:
             value = row.get(field)
-            if value is not None:
+            if value is not None and not (degraded and timed):
                 series.add(value)
-        for field, mean, chunks in self._chunked:
+        for field, mean, chunks, timed in self._chunked:
             values = row.get(field)
-            if values:
+            if values and not (degraded and timed):
                 mean.add(math.fsum(values) / len(values))
                 if chunks is not None:
                     chunks.extend(values)
@@ -202,6 +207,7 @@ class _Pool:
             "total_tokens": self.prompt_tokens + self.completion_tokens,
             "average_tokens_per_second": rate["mean"],
             "estimated_token_counts": self.estimated,
+            "timing_degraded_requests": self.timing_degraded,
             "mean_reasoning_score": self.reasoning.value,
             "evaluation_pass_rate": _ratio(self.evaluations_passed, self.evaluated),
         }

@@ -25,7 +25,7 @@ SCHEMA_VERSION = 1
 
 # A row carries every scalar metric; per-chunk ones (ITL) go to the statistics only, or rows would hold every chunk.
 ROW_FIELDS = ("test_id", "test_name", "category", "model", "success", "prompt_tokens", "completion_tokens",
-              "tokens_estimated", "attempts", "error_message", "reasoning_score",
+              "tokens_estimated", "attempts", "error_message", "reasoning_score", "timing_degraded",
               *(metric.field for metric in METRICS if not metric.per_chunk))
 
 

@@ -67,6 +67,8 @@ def _metric_lines(result: dict[str, Any]) -> list[str]:
     ]
     lines += [f"{m.field}: {_metric_value(m, result.get(m.field))}" for m in METRICS
               if not m.per_chunk and (m.always_shown or result.get(m.field) is not None)]
+    if result.get("timing_degraded"):
+        lines.append(f"timing_degraded: {result.get('timing_degraded_reason')}")
     if result.get("reasoning_score") is not None:
         lines.append(f"reasoning_score: {result['reasoning_score']}")
     evaluation = result.get("evaluation_result")

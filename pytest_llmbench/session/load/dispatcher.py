@@ -27,6 +27,7 @@ from .plan import Level, arrivals, ceiling, concurrency_at
 
 WARMUP_PHASE = -1
 SWITCH_INTERVAL_S = 0.0005
+FILES_BESIDE_CONNECTIONS = 256  # open files a process needs besides its connections: pytest's, logs, results
 
 # A ticket's states: waiting to be sent, sent, answered, and the three ways it never gets an answer
 QUEUED, SENT, DONE, DROPPED, EXPIRED, CANCELLED = "queued", "sent", "done", "dropped", "expired", "cancelled"
@@ -56,6 +57,20 @@ class Ticket:
         return (self.sent, self.done)
 
 
+def open_files_for(connections: int) -> None:
+    """Raise this process's limit of open files (soft, up to the hard one) so that every request in flight has its
+    connection: many systems start processes at 1,024, which 1,000 streams and pytest's own files pass."""
+    try:
+        import resource
+    except ImportError:  # Windows: no such limit
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = connections + FILES_BESIDE_CONNECTIONS
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else min(wanted, hard),
+                                                    hard))
+
+
 class Dispatcher:
     """Sends tickets in the order added, phase by phase (a phase starts when the previous one has drained).
 
@@ -75,6 +90,7 @@ class Dispatcher:
         self._tickets: dict[str, Ticket] = {}
         self._in_flight = 0
         self._stopped = False
+        open_files_for(threads)
         self._pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="llmbench-load")
         self._sender: threading.Thread | None = None
         self._switch_interval = sys.getswitchinterval()

@@ -97,9 +97,10 @@ def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path)
         tests["model"].append(index(row.get("model")))
         tests["outcome"].append(outcome_of(row))
         tests["latency"].append(_ms(row.get("execution_time")) if row.get("success") else None)
-        tests["ttft"].append(_ms(row.get("ttft")))
-        tests["itl"].append(_ms(row.get("itl_mean")))
-        tests["tpot"].append(_ms(row.get("tpot")))
+        timed = not row.get("timing_degraded")  # the client fell behind: its token times are not known
+        tests["ttft"].append(_ms(row.get("ttft")) if timed else None)
+        tests["itl"].append(_ms(row.get("itl_mean")) if timed else None)
+        tests["tpot"].append(_ms(row.get("tpot")) if timed else None)
         speed = finite_number(row.get("tokens_per_second"))
         tests["tps"].append(None if speed is None else round(speed, 2))
         tests["tokens"].append(row.get("completion_tokens"))
@@ -175,6 +176,7 @@ def _header(batch: dict[str, Any], label: str) -> dict[str, Any]:
         "passed": aggregate.get("passed_tests", 0),
         "failed": (aggregate.get("total_tests") or 0) - (aggregate.get("passed_tests") or 0),
         "options": sorted((str(k), v if isinstance(v, str) else str(v)) for k, v in shown.items()),
+        "behind": aggregate.get("timing_degraded_requests") or 0,
         "alerts": [str(a) for a in batch.get("alerts") or []],
         "lost": batch.get("lost_tests") or [],
     }

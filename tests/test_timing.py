@@ -1,0 +1,189 @@
+"""Token times that are right or marked: a real streaming server on a schedule (benchmarks/sse_server.py, in a
+process of its own, so that holding the GIL here cannot slow it), its own write stamps as the reference.
+
+On Linux ``perf_counter_ns`` is CLOCK_MONOTONIC in every process: the server's stamps and the client's times
+compare directly.
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import json
+import resource
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from gil import hold_the_gil
+
+from pytest_llmbench.http.client import ClientConfig, LLMClient
+from pytest_llmbench.http.timing import TOLERANCE_NS
+
+SERVER = Path(__file__).resolve().parent.parent / "benchmarks" / "sse_server.py"
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="perf_counter is one clock across processes on Linux")
+
+Stamps = Callable[[], dict[str, Any]]
+
+
+@pytest.fixture
+def schedule_server() -> Iterator[Callable[..., tuple[str, Stamps]]]:
+    """Starts the schedule server: (its /v1 URL, a call that returns its stamps per prompt)."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(ttft_ms: float, gap_ms: float, tokens: int) -> tuple[str, Stamps]:
+        process = subprocess.Popen([sys.executable, str(SERVER), "--ttft-ms", str(ttft_ms), "--gap-ms", str(gap_ms),
+                                    "--tokens", str(tokens)], stdout=subprocess.PIPE, text=True)
+        started.append(process)
+        port = int(process.stdout.readline().split()[1])  # type: ignore[union-attr]
+
+        def stamps() -> dict[str, Any]:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+            try:
+                connection.request("GET", "/stamps")
+                return json.loads(connection.getresponse().read())
+            finally:
+                connection.close()
+
+        return f"http://127.0.0.1:{port}/v1", stamps
+
+    yield start
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def streams_suite(folder: Path, count: int) -> Path:
+    """A suite of streamed chat tests; test n says "stream n", which the server files its stamps under."""
+    cases = [{"id": f"s{n}", "name": f"stream {n}", "category": "streams", "stream": True,
+              "messages": [{"role": "user", "content": f"stream {n}"}]} for n in range(count)]
+    path = folder / "streams.json"
+    path.write_text(json.dumps({"test_suite_id": "streams", "tests": cases}))
+    return path
+
+
+def starve_the_first_item(pytester: pytest.Pytester, *, after_s: float, hold_s: float) -> None:
+    """A conftest whose first item's set-up holds the GIL for ``hold_s`` seconds once ``after_s`` have passed (a
+    load run has sent its requests by then)."""
+    pytester.makeconftest(f"""
+import sys
+import time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from gil import hold_the_gil
+
+held = []
+
+def pytest_runtest_setup(item):
+    if not held:
+        held.append(True)
+        time.sleep({after_s})
+        hold_the_gil({hold_s})
+""")
+
+
+def test_a_starved_reader_marks_every_stream_whose_tokens_it_read_together(schedule_server):
+    url, stamps = schedule_server(ttft_ms=100, gap_ms=40, tokens=20)
+    client = LLMClient(ClientConfig(endpoint=url, timeout=30, connections=8), model="schedule")
+    results: dict[int, Any] = {}
+
+    def stream(number: int) -> None:
+        results[number] = client.chat([{"role": "user", "content": f"stream {number}"}], stream=True)
+
+    readers = [threading.Thread(target=stream, args=(n,)) for n in range(8)]
+    for reader in readers:
+        reader.start()
+    time.sleep(0.3)  # every stream is past its first token
+    start, end = hold_the_gil(0.5)
+    for reader in readers:
+        reader.join(30)
+    written = stamps()
+
+    assert (end - start) / 1e9 > 0.25  # long enough to pile several 40 ms tokens up
+    piled = 0
+    for number, result in results.items():
+        assert result.success, result.error_message
+        assert all(gap >= 0 for gap in result.itl), result.itl
+        during = [stamp for stamp in written[f"stream {number}"]["content_ns"] if start < stamp < end]
+        # One token may be taken by a read already waiting in the kernel; every later one waited in the socket
+        if len(during) >= 3:
+            piled += 1
+            assert result.timing_degraded, (number, result.itl)
+            assert "fell behind" in result.timing_degraded_reason
+    assert piled >= 4, piled  # the hold did pile tokens up for most streams
+
+
+def test_the_run_says_how_many_requests_the_client_fell_behind_on_and_leaves_them_out(pytester, schedule_server):
+    """A conftest hook holds the GIL while the streams of a load run are in flight."""
+    url, _ = schedule_server(ttft_ms=100, gap_ms=40, tokens=20)
+    starve_the_first_item(pytester, after_s=0.3, hold_s=0.5)
+    suite = streams_suite(pytester.path, 6)
+    run = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", url, "-p",
+                                        "no:cacheprovider", "--llmbench-model", "schedule",
+                                        "--llmbench-concurrency", "6", f"--rootdir={pytester.path}")
+    run.assert_outcomes(passed=6)
+    folder = pytester.path / "llmbench_results" / "latest"
+    [batch_file] = folder.glob("batch_results_*.json")
+    batch = json.loads(batch_file.read_text())
+    marked = [row for row in batch["tests"] if row["timing_degraded"]]
+    aggregate = batch["aggregate"]
+
+    assert len(marked) >= 3 and aggregate["timing_degraded_requests"] == len(marked)
+    assert aggregate["count_ttft"] == aggregate["count_tpot"] == 6 - len(marked)  # left out of the statistics
+    assert aggregate["count_itl"] == 19 * (6 - len(marked))
+    run.stdout.fnmatch_lines([f"client fell behind on {len(marked)} requests: *"])
+    assert f"client fell behind on {len(marked)} requests" in (folder / "report.html").read_text()
+    result = json.loads((folder / f"{marked[0]['file_stem']}_result.json").read_text())
+    assert result["timing_degraded"] and "fell behind" in result["timing_degraded_reason"]
+    completion = (folder / f"{marked[0]['file_stem']}_completion.txt").read_text()
+    assert "timing_degraded: the client fell behind" in completion
+
+
+def test_a_thousand_streams_from_one_process_time_every_token_or_mark_it(pytester, schedule_server):
+    """1,024 streams in flight from one pytest process, its open-file limit lowered to 1,024 as many systems
+    start it: the plugin raises it for the connections. The GIL is held once for 0.3 s while they stream. No result has a negative ITL, and every ITL of an unmarked
+    one lies within what the server's stamps around its writes allow (tokens read together, with an ITL of 0 or a
+    TTFT equal to the latency, would not). A busy machine makes the client fall behind on many: those are marked."""
+    streams, gap_ms, tokens = 1024, 50, 16
+    url, stamps = schedule_server(ttft_ms=1500, gap_ms=gap_ms, tokens=tokens)
+    suite = streams_suite(pytester.path, streams)
+    starve_the_first_item(pytester, after_s=1.8, hold_s=0.3)  # every stream is past its first token: some pile up
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < streams + 512:
+        pytest.skip(f"the hard limit of open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # the child starts with it
+    try:
+        run = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", url, "-p",
+                                            "no:cacheprovider", "-q", "--llmbench-model", "schedule",
+                                            "--llmbench-concurrency", str(streams), "--llmbench-timeout", "120",
+                                            timeout=300)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    run.assert_outcomes(passed=streams)
+    written = stamps()
+    folder = pytester.path / "llmbench_results" / "latest"
+    results = [json.loads(path.read_text()) for path in folder.glob("*_result.json")]
+    assert len(results) == streams
+
+    edges = sorted([(s["received_ns"], 1) for s in written.values()] + [(s["content_ns"][-1], -1)
+                                                                         for s in written.values()])
+    in_flight = max(itertools.accumulate(change for _, change in edges))
+    assert in_flight >= streams * 0.9, in_flight  # they were in flight together (the server's own count)
+    marked, slack = 0, TOLERANCE_NS + 1_000_000  # what a time may be off, and the clocks' offset at most
+    for result in results:
+        assert result["success"] and len(result["itl"]) == tokens - 1
+        assert all(gap >= 0 for gap in result["itl"]), result["itl"]
+        if result["timing_degraded"]:
+            marked += 1
+            continue
+        server = written[result["request"]["messages"][-1]["content"]]
+        before, after = server["content_ns"], server["written_ns"]  # each token reached the client in between
+        for gap, (start, end) in zip(result["itl"], itertools.pairwise(zip(before, after))):
+            assert end[0] - start[1] - slack <= gap * 1e9 <= end[1] - start[0] + slack, (result["test_id"], gap)
+        assert result["ttft"] * 1e9 >= before[0] - server["received_ns"] - slack  # sent before the server read it
+    [batch_file] = folder.glob("batch_results_*.json")
+    assert json.loads(batch_file.read_text())["aggregate"]["timing_degraded_requests"] == marked > 0
