@@ -35,12 +35,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from itertools import islice, pairwise
 from pathlib import Path
 from typing import Any
 
 from openai_server import HERE, launch, plugin_command, verdict, write_suite
+from sse_server import launch as launch_schedule
+from sse_server import stamps
 
 from pytest_llmbench.session.load.plan import arrivals
 
@@ -130,11 +131,7 @@ def l1(args: argparse.Namespace, work: Path) -> bool:
 def l2(args: argparse.Namespace, work: Path) -> bool:
     print("L2 streams: concurrency 128 from one process (judged) and over -n 2, TTFT 100 ms then 40 tokens 25 ms apart")
     requests = args.requests or 2000
-    process = subprocess.Popen([sys.executable, str(HERE / "sse_server.py"), "--ttft-ms", "100", "--gap-ms", "25",
-                                "--tokens", "40"], stdout=subprocess.PIPE, text=True)
-    try:
-        port = int(process.stdout.readline().split()[1])  # type: ignore[union-attr]
-        url = f"http://127.0.0.1:{port}/v1"
+    with launch_schedule(100, 25, 40) as (url, port):
         suite = work / "l2.json"
         cases = [{"id": f"s{n}", "name": f"Stream {n}", "category": "bench", "stream": True,
                   "messages": [{"role": "user", "content": f"stream {n}"}]} for n in range(requests)]
@@ -144,13 +141,10 @@ def l2(args: argparse.Namespace, work: Path) -> bool:
             batch, wall, _ = run_plugin(suite, url, work / f"l2{len(runs)}", "--llmbench-concurrency", "128", *extra,
                                         "--llmbench-model", "schedule",
                                         "--llmbench-test-files", "none", "--llmbench-timeout", "60")
-            runs[label] = (batch["aggregate"]["request_throughput"], _ttft_errors(batch, _stamps(port)), wall)
+            runs[label] = (batch["aggregate"]["request_throughput"], _ttft_errors(batch, stamps(port)), wall)
         peer = run_aiperf(url, requests, 128, work / "l2-aiperf", streaming=True,
                           extra=("--extra-inputs", "max_tokens:40"))
-        peer_stamps = _stamps(port)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+        peer_stamps = stamps(port)
     ideal = 128 / (0.1 + 39 * 0.025)
     peer_errors = _aiperf_ttft_errors(peer, peer_stamps) if peer is not None else []
     q99 = _pct(peer_errors, 99) if peer_errors else None
@@ -174,11 +168,6 @@ def l2(args: argparse.Namespace, work: Path) -> bool:
         peer_rate = aiperf_value(peer, "request_throughput") or 0.0
         line("AIPerf request rate", f"{peer_rate:.1f} req/s = {peer_rate / ideal:.3f} of {ideal:.0f}", None)
     return ok
-
-
-def _stamps(port: int) -> dict[str, Any]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/stamps", timeout=60) as reply:
-        return json.loads(reply.read())
 
 
 def _pct(values: list[float], q: float) -> float:

@@ -20,9 +20,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import json
+import resource
+import subprocess
+import sys
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import Any
 
 
@@ -95,11 +101,38 @@ class ScheduleServer:
 
 
 async def serve(args: argparse.Namespace) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a connection per stream: thousands of them
     schedule = ScheduleServer(args.ttft_ms, args.gap_ms, args.tokens)
     server = await asyncio.start_server(schedule.connection, "127.0.0.1", 0, backlog=4096)  # thousands at once
     print(f"PORT {server.sockets[0].getsockname()[1]}", flush=True)
     async with server:
         await server.serve_forever()
+
+
+@contextmanager
+def launch(ttft_ms: float, gap_ms: float, tokens: int) -> Iterator[tuple[str, int]]:
+    """The server in a process of its own (never competing for the client's GIL): its /v1 URL and port."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--ttft-ms", str(ttft_ms), "--gap-ms", str(gap_ms),
+               "--tokens", str(tokens)]
+    print("server:", " ".join(command), flush=True)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(process.stdout.readline().split()[1])  # type: ignore[union-attr]
+        yield f"http://127.0.0.1:{port}/v1", port
+    finally:
+        process.kill()
+        process.wait()
+
+
+def stamps(port: int) -> dict[str, Any]:
+    """The server's stamps, per request (plain http.client: no proxy from the environment on the way)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("GET", "/stamps")
+        return json.loads(connection.getresponse().read())  # type: ignore[no-any-return]
+    finally:
+        connection.close()
 
 
 def main() -> None:

@@ -7,11 +7,10 @@ compare directly.
 
 from __future__ import annotations
 
-import http.client
+import contextlib
 import itertools
 import json
 import resource
-import subprocess
 import sys
 import threading
 import time
@@ -22,10 +21,12 @@ from typing import Any
 import pytest
 from gil import hold_the_gil
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import sse_server  # the benchmarks' schedule server, which these tests judge the client against
+
 from pytest_llmbench.http.client import ClientConfig, LLMClient
 from pytest_llmbench.http.timing import TOLERANCE_NS
 
-SERVER = Path(__file__).resolve().parent.parent / "benchmarks" / "sse_server.py"
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="perf_counter is one clock across processes on Linux")
 
 Stamps = Callable[[], dict[str, Any]]
@@ -34,28 +35,12 @@ Stamps = Callable[[], dict[str, Any]]
 @pytest.fixture
 def schedule_server() -> Iterator[Callable[..., tuple[str, Stamps]]]:
     """Starts the schedule server: (its /v1 URL, a call that returns its stamps per prompt)."""
-    started: list[subprocess.Popen[str]] = []
+    with contextlib.ExitStack() as servers:
+        def start(ttft_ms: float, gap_ms: float, tokens: int) -> tuple[str, Stamps]:
+            url, port = servers.enter_context(sse_server.launch(ttft_ms, gap_ms, tokens))
+            return url, lambda: sse_server.stamps(port)
 
-    def start(ttft_ms: float, gap_ms: float, tokens: int) -> tuple[str, Stamps]:
-        process = subprocess.Popen([sys.executable, str(SERVER), "--ttft-ms", str(ttft_ms), "--gap-ms", str(gap_ms),
-                                    "--tokens", str(tokens)], stdout=subprocess.PIPE, text=True)
-        started.append(process)
-        port = int(process.stdout.readline().split()[1])  # type: ignore[union-attr]
-
-        def stamps() -> dict[str, Any]:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            try:
-                connection.request("GET", "/stamps")
-                return json.loads(connection.getresponse().read())
-            finally:
-                connection.close()
-
-        return f"http://127.0.0.1:{port}/v1", stamps
-
-    yield start
-    for process in started:
-        process.kill()
-        process.wait()
+        yield start
 
 
 def streams_suite(folder: Path, count: int) -> Path:
