@@ -75,4 +75,5 @@ class EventClock:
         if self.widest_ns <= TOLERANCE_NS:
             return None
         return (f"the client fell behind: {self.vague} of {self.texts} text events were read together with a later "
-                f"one, each timed only to within {self.widest_ns / 1e6:.1f} ms")
+                f"one, each timed only to within {self.widest_ns / 1e6:.1f} ms (the reader was late, or the server "
+                "sent them together)")
