@@ -20,6 +20,7 @@ import urllib3.exceptions
 from ..jsonbound import loads_bounded
 from ..result import ApiError
 from .api_errors import BODY_READ_ERRORS, MESSAGE_LIMIT, size_text
+from .arrival import last_read
 from .openai import usage_count
 from .redact import NO_SECRETS, Secrets
 from .timing import EventClock
@@ -185,7 +186,7 @@ def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadli
                 outcome.error = outcome.failure("deadline", "the stream passed its deadline")
                 break
             data = raw.read1(READ_SIZE, decode_content=True)
-            now = clock.read()  # the kernel's receive time where it gives one (arrival.py)
+            now = clock.read(last_read())  # the kernel's receive time where it gives one (arrival.py)
             outcome.end_ns = now
             if not data:
                 _end_without_done(outcome, parser.close())

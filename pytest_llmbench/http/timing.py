@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import time
 
-from . import arrival
-
 TOLERANCE_NS = 1_000_000  # how far a text event's time may be off and still count (1 ms)
 
 
@@ -37,9 +35,11 @@ class EventClock:
         self._open: tuple[int, int] | None = None  # the last text event's read and span, while a later one may come
         self._shared = False  # a later event started in the last text event's read
 
-    def read(self) -> int:
-        """A read has just returned bytes (about to be parsed): the ``perf_counter_ns`` its events are given."""
-        mark = arrival.last_read()
+    def read(self, mark: tuple[int, int] | None) -> int:
+        """A read has just returned bytes (about to be parsed): the ``perf_counter_ns`` its events are given.
+
+        ``mark``: the (number, arrival) of the socket read that brought them (``arrival.last_read()``), or None
+        where the kernel gave no stamp; then the read is timed now and counted as a read of its own."""
         if mark is None:
             self._own_reads += 1
             mark = (-self._own_reads, time.perf_counter_ns())
