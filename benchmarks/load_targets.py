@@ -295,14 +295,18 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=0, help="requests per run (default: the target's)")
     parser.add_argument("--repeats", type=int, default=5, help="runs of each command in L5 (default 5)")
     parser.add_argument("--plugin-args", nargs="*", default=[], help="extra options for the plugin runs (L3)")
-    args = parser.parse_args()
+    return run_targets(TARGETS, parser.parse_args(), "llmbench-load-")
+
+
+def run_targets(targets: dict[str, Any], args: argparse.Namespace, prefix: str) -> int:
+    """Each named target (or all) in a folder of its own; the summary line; exit status 1 if any failed."""
     print("command:", " ".join([sys.executable, *sys.argv]))
-    names = list(TARGETS) if "all" in args.targets else args.targets
+    names = list(targets) if "all" in args.targets else args.targets
     results = {}
-    with tempfile.TemporaryDirectory(prefix="llmbench-load-") as folder:
+    with tempfile.TemporaryDirectory(prefix=prefix) as folder:
         for name in names:
             (Path(folder) / name).mkdir()
-            results[name] = TARGETS[name](args, Path(folder) / name)
+            results[name] = targets[name](args, Path(folder) / name)
     print("summary: " + ", ".join(f"{name} {verdict(ok)}" for name, ok in results.items()))
     return 0 if all(results.values()) else 1
 

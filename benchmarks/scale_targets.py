@@ -33,14 +33,13 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
-from load_targets import l5, line
+from load_targets import l5, line, run_targets
 from openai_server import HERE, launch, plugin_command, write_suite
 from sse_server import launch as launch_schedule
 from sse_server import stamps as schedule_stamps
@@ -140,49 +139,45 @@ X_SCHEDULE = (500.0, 500.0, 11)
 L2_SCHEDULE = (100.0, 25.0, 40)
 
 
+# (figure, limit or None, higher is better): what each streamed target judges, and what it prints beside
+X1_FIGURES = (("share of ideal rate", 0.90, True), ("TTFT error p99 ms", 50, False), ("TTFT error p50 ms", None, False),
+              ("marked %", 5, False), ("unmarked TTFT within 0.2 s of latency", 0, False),
+              ("min unmarked ITL ms", 0, True), ("server lateness p99 ms", None, False), ("peak RSS MB", None, False),
+              ("failed requests", 0, False))
+X2_FIGURES = (("share of ideal rate", 0.85, True), ("peak RSS MB", 1536, False),
+              ("unmarked TTFT within 0.2 s of latency", 0, False), ("marked %", None, False),
+              ("TTFT error p99 ms", None, False), ("server lateness p99 ms", None, False),
+              ("failed requests", 0, False))
+X3_FIGURES = (("share of ideal rate", 0.90, True), ("TTFT error p99 ms", 10, False), ("TTFT error p50 ms", None, False),
+              ("server lateness p99 ms", None, False), ("marked %", None, False))
+
+
+def judge_all(figures: list[Figures], judged: tuple[tuple[str, float | None, bool], ...]) -> bool:
+    ok = True
+    for name, limit, higher in judged:
+        ok &= judge(figures, name, limit, higher=higher)
+    return ok
+
+
 def x1(args: argparse.Namespace, work: Path) -> bool:
     streams = args.streams or 1024
     print(f"X1 {streams} streams from one process, 5.5 s each")
-    figures = repeat(args.runs, lambda n: stream_figures(work / f"x1-{n}", streams, args.requests or 3 * streams,
-                                                          X_SCHEDULE))
-    ok = judge(figures, "share of ideal rate", 0.90, higher=True)
-    ok &= judge(figures, "TTFT error p99 ms", 50)
-    judge(figures, "TTFT error p50 ms")
-    ok &= judge(figures, "marked %", 5)
-    ok &= judge(figures, "unmarked TTFT within 0.2 s of latency", 0)
-    ok &= judge(figures, "min unmarked ITL ms", 0, higher=True)
-    judge(figures, "server lateness p99 ms")
-    judge(figures, "peak RSS MB")
-    ok &= judge(figures, "failed requests", 0)
-    return ok
+    return judge_all(repeat(args.runs, lambda n: stream_figures(
+        work / f"x1-{n}", streams, args.requests or 3 * streams, X_SCHEDULE)), X1_FIGURES)
 
 
 def x2(args: argparse.Namespace, work: Path) -> bool:
     streams = args.streams or 4096
     print(f"X2 {streams} streams from one machine over -n {args.workers}, 5.5 s each")
-    figures = repeat(args.runs, lambda n: stream_figures(work / f"x2-{n}", streams, args.requests or 2 * streams,
-                                                          X_SCHEDULE, "-n", str(args.workers)))
-    ok = judge(figures, "share of ideal rate", 0.85, higher=True)
-    ok &= judge(figures, "peak RSS MB", 1536)
-    ok &= judge(figures, "unmarked TTFT within 0.2 s of latency", 0)
-    judge(figures, "marked %")
-    judge(figures, "TTFT error p99 ms")
-    judge(figures, "server lateness p99 ms")
-    ok &= judge(figures, "failed requests", 0)
-    return ok
+    return judge_all(repeat(args.runs, lambda n: stream_figures(
+        work / f"x2-{n}", streams, args.requests or 2 * streams, X_SCHEDULE, "-n", str(args.workers))), X2_FIGURES)
 
 
 def x3(args: argparse.Namespace, work: Path) -> bool:
     streams = args.streams or 128
     print(f"X3 (L2) {streams} streams from one process, TTFT 100 ms then 39 tokens 25 ms apart")
-    figures = repeat(args.runs, lambda n: stream_figures(work / f"x3-{n}", streams, args.requests or 2000,
-                                                          L2_SCHEDULE))
-    ok = judge(figures, "share of ideal rate", 0.90, higher=True)
-    ok &= judge(figures, "TTFT error p99 ms", 10)
-    judge(figures, "TTFT error p50 ms")
-    judge(figures, "server lateness p99 ms")
-    judge(figures, "marked %")
-    return ok
+    return judge_all(repeat(args.runs, lambda n: stream_figures(
+        work / f"x3-{n}", streams, args.requests or 2000, L2_SCHEDULE)), X3_FIGURES)
 
 
 def x4(args: argparse.Namespace, work: Path) -> bool:
@@ -231,16 +226,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=4, help="xdist processes for X2 (default 4)")
     parser.add_argument("--baseline", default="", help="a checkout of the plugin to compare with (X4)")
     parser.add_argument("--repeats", type=int, default=5, help="runs of each command in L5 (X4; default 5)")
-    args = parser.parse_args()
-    print("command:", " ".join([sys.executable, *sys.argv]))
-    names = list(TARGETS) if "all" in args.targets else args.targets
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="llmbench-scale-") as folder:
-        for name in names:
-            (Path(folder) / name).mkdir()
-            results[name] = TARGETS[name](args, Path(folder) / name)
-    print("summary: " + ", ".join(f"{name} {'PASS' if ok else 'FAIL'}" for name, ok in results.items()))
-    return 0 if all(results.values()) else 1
+    return run_targets(TARGETS, parser.parse_args(), "llmbench-scale-")
 
 
 if __name__ == "__main__":
