@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from faultserver import FaultServer, Reply
 from gil import hold_the_gil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -172,3 +173,38 @@ def test_a_thousand_streams_from_one_process_time_every_token_or_mark_it(pyteste
         assert result["ttft"] * 1e9 >= before[0] - server["received_ns"] - slack  # sent before the server read it
     [batch_file] = folder.glob("batch_results_*.json")
     assert json.loads(batch_file.read_text())["aggregate"]["timing_degraded_requests"] == marked > 0
+
+
+def _event(delta: dict[str, Any] | None = None, *, usage: bool = False) -> bytes:
+    """One chat-completion chunk as an SSE event: a delta, or the usage chunk."""
+    chunk: dict[str, Any] = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta or {}}]}
+    if usage:
+        chunk = {"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}
+    return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+
+def _stream(fault_server: FaultServer, steps: list[tuple[float, bytes]]) -> Any:
+    """The plugin's client (kernel-stamped reads) against a scripted stream: (seconds to wait, bytes) writes."""
+    fault_server.reply(Reply(200, headers={"Content-Type": "text/event-stream"}, chunks=steps))
+    client = LLMClient(ClientConfig(endpoint=fault_server.url_for("/v1"), timeout=10), model="m")
+    return client.chat([{"role": "user", "content": "x"}], stream=True)
+
+
+def test_a_token_whose_read_also_brought_the_next_ones_first_bytes_is_marked(fault_server):
+    """The stamp of a read is its last segment's: here the first bytes of "b", written 0.1 s after "a". The
+    client cannot tell when "a" came, only that it came after the role chunk."""
+    a, b = _event({"content": "a"}), _event({"content": "b"})
+    result = _stream(fault_server, [(0.0, _event({"role": "assistant"})), (0.1, a + b[:20]), (0.1, b[20:]),
+                                    (0.0, _event(usage=True) + b"data: [DONE]\n\n")])
+    assert result.success and result.response_text == "ab"
+    assert result.timing_degraded and "1 of 2 text events" in result.timing_degraded_reason
+
+
+def test_the_finish_usage_and_done_after_the_last_token_do_not_mark_it(fault_server):
+    """A server writes these right after the last token; one read bringing them all times every token exactly."""
+    steps = [(0.0, _event({"role": "assistant"})), (0.1, _event({"content": "a"})),
+             (0.1, _event({"content": "b"}) + _event({}) + _event(usage=True) + b"data: [DONE]\n\n")]
+    result = _stream(fault_server, steps)
+    written = fault_server.chunk_ns
+    assert result.success and not result.timing_degraded, result.timing_degraded_reason
+    assert result.itl[0] * 1e9 == pytest.approx(written[2] - written[1], abs=TOLERANCE_NS + 1_000_000)
