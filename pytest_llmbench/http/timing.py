@@ -24,6 +24,7 @@ class EventClock:
     """The reads of one streamed answer and its events, in order; ``degraded`` says why its times are not known."""
 
     def __init__(self, sent_ns: int) -> None:
+        self._sent_ns = sent_ns
         self.texts = 0
         self.vague = 0  # text events timed only to a span (shared their read with a later event)
         self.widest_ns = 0  # the widest such span
@@ -39,7 +40,11 @@ class EventClock:
         """A read has just returned bytes (about to be parsed): the ``perf_counter_ns`` its events are given.
 
         ``mark``: the (number, arrival) of the socket read that brought them (``arrival.last_read()``), or None
-        where the kernel gave no stamp; then the read is timed now and counted as a read of its own."""
+        where the kernel gave no stamp; then the read is timed now and counted as a read of its own. A stamp from
+        before the request went out is an earlier request's (a socket without stamps read on a thread that once
+        read one with them), and is not this read's."""
+        if mark is not None and mark[1] < self._sent_ns - TOLERANCE_NS:
+            mark = None
         if mark is None:
             self._own_reads += 1
             mark = (-self._own_reads, time.perf_counter_ns())
