@@ -30,7 +30,7 @@ _ASM_GENERIC = {"x86_64", "amd64", "i386", "i686", "aarch64", "arm64", "armv7l",
 SO_TIMESTAMPNS: int | None = 35 if sys.platform == "linux" and platform.machine().lower() in _ASM_GENERIC else None
 _STAMP = struct.Struct("@ll")  # struct timespec: seconds, nanoseconds
 _ANCILLARY = socket.CMSG_SPACE(_STAMP.size) if SO_TIMESTAMPNS is not None else 0
-_latest = threading.local()  # this thread's attempt: sent_ns (perf_counter); wall_ns and number (reads) of its last
+_latest = threading.local()  # this thread's attempt: sent_ns (perf_counter); its last stamped read: wall_ns, reads
 _OFFSET_FRESH_NS = 1_000_000_000  # the clocks' offset is measured again after this (NTP slews the wall clock)
 _OFFSET_STALE_NS = 10_000_000_000  # past this, even a wide measurement replaces the offset
 _TIGHT_NS = 20_000  # a measurement of the offset bracketed this closely is taken at once
