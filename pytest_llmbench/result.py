@@ -72,6 +72,7 @@ class TestResult:
     attempt_log: list[Attempt] = field(default_factory=list)
     error: ApiError | None = None
     tokens_estimated: bool = False  # completion_tokens is an estimate (the server sent no usage)
+    usage_implausible: bool = False  # the server's usage was dropped: past max_tokens, the answer's size or 10^7
     finish_reason: str | None = None
     api_type: str | None = None  # the shape actually sent, which the endpoint URL may have fixed
     suite_id: str | None = None

@@ -130,7 +130,8 @@ class OpenAIStub:
         for n, word in enumerate(words):
             piece = word if n == 0 else " " + word
             delta = {"delta": {"content": piece}} if chat else {"text": piece}
-            yield f"data: {json.dumps({'choices': [{'index': 0, **delta, 'finish_reason': None}]})}\n\n".encode()
+            finish = "stop" if n == len(words) - 1 else None  # as real servers end a whole answer
+            yield f"data: {json.dumps({'choices': [{'index': 0, **delta, 'finish_reason': finish}]})}\n\n".encode()
             if self.break_stream:
                 return
             time.sleep(self.token_gap)

@@ -312,7 +312,7 @@ def test_check_reachable_treats_a_redirect_as_unreachable_and_names_the_target(f
 # --- Streamed answers (parsing: test_streaming.py; reading: test_transport.py) ------------------------
 
 def test_a_streamed_answer_comes_back_with_timings(fault_server, v1):
-    chunks = [{"choices": [{"index": 0, "text": word, "finish_reason": None}]} for word in ("Pa", "ris")]
+    chunks = [{"choices": [{"index": 0, "text": w, "finish_reason": f}]} for w, f in (("Pa", None), ("ris", "stop"))]
     chunks.append({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2}})
     fault_server.reply(Reply.sse(chunks, gap=0.05))
 
@@ -326,7 +326,8 @@ def test_a_streamed_answer_comes_back_with_timings(fault_server, v1):
 
 def test_a_stream_without_usage_counts_one_token_per_text_chunk(fault_server, v1):
     words = ["The", " answer", " is", " a", " fairly", " long", " sentence."]
-    fault_server.reply(Reply.sse([{"choices": [{"index": 0, "text": w, "finish_reason": None}]} for w in words]))
+    fault_server.reply(Reply.sse([{"choices": [{"index": 0, "text": w, "finish_reason": None if n < 6 else "stop"}]}
+                                  for n, w in enumerate(words)]))
 
     result = client_for(v1).complete("x", stream=True)
 

@@ -76,7 +76,7 @@ def test_a_gzip_bomb_inflates_only_as_far_as_the_cap(fault_server, v1):
 
 
 def test_an_endless_stream_stops_at_the_cap_keeps_its_text_and_writes_bounded_files(pytester, fault_server):
-    fault_server.reply(Reply.endless_sse("word "), Reply.sse([{"choices": [{"index": 0, "text": "ok"}]}]),
+    fault_server.reply(Reply.endless_sse("word "), Reply.sse([{"choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}]}]),
                        path="/v1/completions")
 
     run = run_session(pytester, fault_server, [{"id": "endless"}, {"id": "fine"}], "--llmbench-stream",

@@ -135,7 +135,7 @@ def test_run_section_compares_server_and_client_latency_and_feeds_slos():
         store.add(scrape(exporter, 2.0))
     aggregate = {"count_e2el": 0, "count_latency": 4, "p50_latency_ms": 700.0, "mean_latency_ms": 650.0,
                  "total_completion_tokens": 24}
-    section = build_section(store.summary(), sources=[], interval=0.5, failed_scrapes=0, aggregate=aggregate)
+    section = build_section(store.summary(), sources=[], interval=0.5, failed_scrapes=0, skipped_scrapes=0, aggregate=aggregate)
     e2e = section["latency"]["e2e"]
     assert e2e["client_metric"] == "latency" and e2e["server_count"] == 4
     assert e2e["client_minus_server_p50_ms"] == pytest.approx(700.0 - e2e["server_p50_ms"])

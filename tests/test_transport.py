@@ -78,7 +78,7 @@ def test_a_stream_that_goes_silent_is_cut_at_the_total_deadline(fault_server, v1
 
 
 def test_the_wait_for_the_end_of_the_body_after_done_is_not_the_answers_time(fault_server, v1):
-    chunks = [{"choices": [{"index": 0, "text": w, "finish_reason": None}]} for w in ("Pa", "ris")]
+    chunks = [{"choices": [{"index": 0, "text": w, "finish_reason": f}]} for w, f in (("Pa", None), ("ris", "stop"))]
     chunks.append({"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2}})
     reply = Reply.sse(chunks)
     reply.hold_end = 3.0  # the chunked terminator comes 3 s after [DONE]
@@ -186,7 +186,8 @@ def event(data):
     return b"%x\r\n%s\r\n" % (len(data) + 8, b"data: " + data + b"\n\n")
 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
 time.sleep(0.2)  # the first token, 200 ms after the whole request came
-conn.sendall(event(b'{"choices": [{"index": 0, "delta": {"content": "Hi"}}]}') + event(b"[DONE]") + b"0\r\n\r\n")
+conn.sendall(event(b'{"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": "stop"}]}') + event(b"[DONE]")
+             + b"0\r\n\r\n")
 time.sleep(5)
 """
 

@@ -20,6 +20,7 @@ from ..result import ApiError, Attempt, TestResult, now_iso, tokens_per_second
 from .api_errors import clip, describe
 from .openai import (
     PATHS,
+    asked_tokens,
     build_body,
     fill_token_counts,
     models_url,
@@ -29,7 +30,7 @@ from .openai import (
 )
 from .redact import Secrets, header_secrets, url_secrets
 from .retry import RetryPolicy, decide, may_have_run
-from .sse import tpot
+from .sse import tpot, unfinished
 from .transport import CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, Reply, Transport, target
 
 USER_AGENT = f"pytest-llmbench/{__version__}"
@@ -240,6 +241,8 @@ class LLMClient:
             result.ttft, result.itl, result.e2e_latency = outcome.ttft, outcome.itl, outcome.e2e_latency
             result.timing_degraded_reason = outcome.timing_degraded
             result.timing_degraded = outcome.timing_degraded is not None
+            if error is None and (error := unfinished(outcome, asked_tokens(request))) is not None:
+                attempts[-1].error = clip(describe(error), 300)
         elif error is None:
             error = read_completion_body(result, reply.payload, self._secrets)
             if error is not None:
@@ -249,7 +252,7 @@ class LLMClient:
         result.response_text = self._secrets.mask(result.response_text)
         result.api_response = self._secrets.mask(result.api_response)
         if error is None:
-            fill_token_counts(result, None if outcome is None else len(outcome.content_ns))
+            fill_token_counts(result, None if outcome is None else len(outcome.content_ns), asked_tokens(request))
             if outcome is not None:
                 result.tpot = tpot(result.ttft, result.e2e_latency, result.completion_tokens)
             else:  # not streamed: the whole answer arrived at once, so end to end is the latency itself

@@ -17,6 +17,8 @@ from .api_errors import bad_response, parse_error_body
 from .redact import NO_SECRETS, Secrets
 
 PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+MAX_USAGE_TOKENS = 10_000_000  # no prompt or answer is this long: a count past it is a broken or hostile server
+TOKENS_PER_BYTE = 4  # an answer's tokens are at most this many per UTF-8 byte of its text (byte-level fallback)
 
 
 def build_body(
@@ -105,18 +107,52 @@ def read_completion_body(result: TestResult, payload: bytes, secrets: Secrets = 
     return None
 
 
-def fill_token_counts(result: TestResult, content_chunks: int | None = None) -> None:
-    """Estimate the completion count when the server did not report it, and flag it.
+def fill_token_counts(result: TestResult, content_chunks: int | None = None, asked: int | None = None) -> None:
+    """Estimate the completion count when the server did not report it or reported one it cannot mean, and flag it.
 
     Only the completion count is estimated: it is the one tokens/s, TPOT and the token checks use,
     and ``tokens_estimated`` says it is a guess. A prompt count the server did not report stays None.
     A stream is estimated at one token per chunk that carried text (llama.cpp's server and others send
     about one token a chunk and no usage); a whole answer at ``estimate_tokens`` of its text.
+    A count past ``MAX_USAGE_TOKENS``, past the ``max_tokens`` asked for (``asked``) or past
+    ``TOKENS_PER_BYTE`` per byte of the answer (reasoning text included) is dropped and ``usage_implausible``
+    set: 10^30 tokens would otherwise pass any throughput SLO.
     """
+    if result.prompt_tokens is not None and result.prompt_tokens > MAX_USAGE_TOKENS:
+        result.prompt_tokens, result.usage_implausible = None, True
+    if result.completion_tokens is not None and not _plausible(result, result.completion_tokens, content_chunks,
+                                                               asked):
+        result.completion_tokens, result.usage_implausible = None, True
     if result.completion_tokens is None:
         result.completion_tokens = (estimate_tokens(result.response_text) if content_chunks is None
                                     else content_chunks)
         result.tokens_estimated = True
+
+
+def _plausible(result: TestResult, count: int, content_chunks: int | None, asked: int | None) -> bool:
+    if count > MAX_USAGE_TOKENS or (asked is not None and count > asked):
+        return False
+    size = len(result.response_text.encode("utf-8", "replace")) + _reasoning_bytes(result.api_response)
+    return count <= TOKENS_PER_BYTE * size + (content_chunks or 0) + 16  # a reasoning stream: a token a chunk
+
+
+def _reasoning_bytes(data: Any) -> int:
+    """The size of a whole chat answer's reasoning text, which its completion count covers but its text leaves out."""
+    try:
+        message = data["choices"][0]["message"]
+        return sum(len(message[key].encode("utf-8", "replace")) for key in ("reasoning_content", "reasoning")
+                   if isinstance(message.get(key), str))
+    except (KeyError, IndexError, TypeError, AttributeError):
+        return 0
+
+
+def asked_tokens(request: Mapping[str, Any]) -> int | None:
+    """The answer length a request asked for (``max_tokens``, or ``max_completion_tokens``), if any."""
+    for key in ("max_tokens", "max_completion_tokens"):
+        value = request.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+    return None
 
 
 def usage_count(value: Any) -> int | None:

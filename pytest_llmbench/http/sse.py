@@ -40,11 +40,16 @@ class EventTooLarge(ValueError):
     """An event (or a line) grew past ``MAX_EVENT_BYTES`` without ending."""
 
 
+class ErrorEvent(str):
+    """The data of an event named ``error`` (``event: error``): the server's report of a failure mid-stream."""
+
+
 class SSEParser:
     """Incremental SSE parser (WHATWG rules) that hands back the data of each complete event.
 
-    Only ``data`` fields matter to an OpenAI-style stream: comments (keep-alive pings), ``event``,
-    ``id`` and ``retry`` are dropped. Events are decoded as UTF-8 only once complete, so a character
+    Only ``data`` fields and an ``event: error`` name matter to an OpenAI-style stream (the data of such an event
+    comes back as an ``ErrorEvent``): comments (keep-alive pings), other ``event`` names, ``id`` and ``retry``
+    are dropped. Events are decoded as UTF-8 only once complete, so a character
     split across reads is never cut. Each read is scanned once: the unfinished line kept between reads
     holds no line end, so a large event arriving in small reads costs linear time.
     """
@@ -54,6 +59,7 @@ class SSEParser:
         self._data: list[bytes] = []
         self._size = 0  # bytes held for the current event: its data lines and the partial line
         self._skip_lf = False  # a CR ended the last read: an LF opening the next one belongs to it
+        self._error = False  # the current event is named "error"
 
     def feed(self, chunk: bytes) -> list[str]:
         """The events this read completed; raises EventTooLarge past ``MAX_EVENT_BYTES``."""
@@ -94,9 +100,14 @@ class SSEParser:
 
     def _line(self, line: bytes) -> str | None:
         if not line:
-            return self._dispatch() if self._data else None
+            if not self._data:
+                self._error = False  # an event without data is not dispatched (WHATWG)
+                return None
+            return self._dispatch()
         name, _, value = line.partition(b":")  # a comment (": ping") has the empty name
-        if name == b"data":
+        if name == b"event":
+            self._error = value.strip() == b"error"
+        elif name == b"data":
             value = value[1:] if value.startswith(b" ") else value
             self._data.append(value)
             self._size += len(value) + 1
@@ -106,6 +117,9 @@ class SSEParser:
         data = b"\n".join(self._data).decode("utf-8", errors="replace")
         self._data = []
         self._size = 0
+        if self._error:
+            self._error = False
+            return ErrorEvent(data)
         return data
 
 
@@ -126,6 +140,7 @@ class StreamOutcome:
     content_ns: list[int] = field(default_factory=list)  # perf_counter_ns of each chunk adding text
     end_ns: int | None = None  # when the answer ended ([DONE] read), broke off or was given up
     done: bool = False  # saw data: [DONE]
+    tool_calls: bool = False  # a chunk carried a tool call (its arguments are not answer text)
     error: ApiError | None = None
     timing_degraded: str | None = None  # why the text events' times cannot be vouched for (timing.py)
 
@@ -218,6 +233,14 @@ def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadli
 
 def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, answer: list[str],
                 secrets: Secrets = NO_SECRETS) -> None:
+    if isinstance(payload, ErrorEvent):
+        try:
+            chunk = loads_bounded(payload)
+        except ValueError:
+            chunk = None
+        chunk = chunk if isinstance(chunk, dict) else {"error": {"message": payload or "no message"}}
+        outcome.error = _server_error(outcome, chunk, payload, secrets)
+        return
     if payload == DONE:
         outcome.done = True
         return
@@ -250,6 +273,7 @@ def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, a
         delta = delta if isinstance(delta, dict) else {}
         text = _text(delta.get("content"))
         reasoning = _text(delta.get("reasoning_content")) or _text(delta.get("reasoning"))
+        outcome.tool_calls = outcome.tool_calls or bool(delta.get("tool_calls") or delta.get("function_call"))
     else:
         text = _text(choice.get("text"))
         reasoning = ""
@@ -257,6 +281,23 @@ def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, a
     if text or reasoning:
         answer.append(text)
         outcome.content_ns.append(now)
+
+
+def unfinished(outcome: StreamOutcome, asked: int | None) -> ApiError | None:
+    """Why a stream that ended cleanly is still no whole answer, or None.
+
+    Every OpenAI-compatible server ends a whole answer with a ``finish_reason``; a stream without one was cut
+    short (llama-cpp-python's ``interrupt_requests`` ends a stream with [DONE] when the next request comes), unless
+    it reached the ``max_tokens`` asked for. A stream with no text, no tool call and no usage is no answer at all.
+    """
+    tokens = outcome.completion_tokens if outcome.completion_tokens is not None else len(outcome.content_ns)
+    if not outcome.content_ns and not outcome.tool_calls and outcome.completion_tokens is None:
+        return outcome.failure("incomplete", "empty answer: the stream carried no text, no tool call and no usage")
+    if outcome.finish_reason or (asked is not None and tokens >= asked):
+        return None
+    of = f" of the {asked} asked for" if asked is not None else ""
+    return outcome.failure("incomplete", f"the stream ended without a finish_reason ({tokens} tokens{of}): cut "
+                                         "short by the server")
 
 
 def _first_choice(chunk: dict[str, Any]) -> dict[str, Any] | None:

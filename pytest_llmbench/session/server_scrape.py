@@ -15,18 +15,21 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
+from requests.auth import _basic_auth_str
 
 from ..http.redact import Secrets
+from ..http.transport import Transport
 from ..metrics.server.catalog import Reading, identify, read, wanted_keys
-from ..metrics.server.parse import ExpositionError, SeriesParser, parse
+from ..metrics.server.parse import ExpositionError, SeriesParser, series_names
 from ..metrics.server.section import build_section
 from ..metrics.server.store import ServerStore
 from ..options import Settings
 
 OFF, AUTO = "off", "auto"
 MAX_BYTES = 16 * 2**20  # a /metrics page past this is cut off and counted as a failed scrape
-DISCOVERY_TIMEOUT = 2.0
+DISCOVERY_TIMEOUT = 2.0  # seconds for discovery of all sources together, parsing included, before the first test
+STOP_TIMEOUT = 1.0  # seconds the session's end waits for the scraper
+LAST_SCRAPE_TIMEOUT = 0.8  # the last scrape's deadline for all sources together, within STOP_TIMEOUT
 _API_TAILS = ("/chat/completions", "/completions", "/models", "/v1")
 
 
@@ -59,10 +62,11 @@ class Source:
     scrapes: int = 0
     failures: int = 0
     last_error: str | None = None
+    capped: bool = False  # a page had more series than the parser reads (parse.MAX_SERIES)
 
     def to_dict(self, secrets: list[str]) -> dict[str, Any]:
         return {"url": Secrets(secrets).redact(self.url), "server": self.server, "scrapes": self.scrapes,
-                "failures": self.failures, "last_error": self.last_error}
+                "failures": self.failures, "last_error": self.last_error, "series_capped": self.capped}
 
 
 def plan(settings: Settings, endpoint: str) -> list[Source]:
@@ -85,37 +89,57 @@ def plan(settings: Settings, endpoint: str) -> list[Source]:
     return sources
 
 
-class Fetcher:
-    """GETs a metrics page with a total deadline and a size cap, on one keep-alive session."""
+class ScrapeFailed(ValueError):
+    """A scrape got no page: the message says why (HTTP status, deadline, size, connection)."""
 
-    def __init__(self, verify: bool | str) -> None:
-        self.session = requests.Session()
-        self.session.verify = verify
-        self.session.trust_env = False  # an exporter beside the server is reached directly, never via a proxy
+
+class Fetcher:
+    """GETs metrics pages through the client's transport: one total deadline per page, however slowly the server
+    drips it (the transport's watchdog ends the attempt), and a size cap. One transport per source, since
+    credentials go only to sources of the endpoint's origin."""
+
+    def __init__(self, verify: bool | str, secrets: Secrets) -> None:
+        self.verify = verify
+        self.secrets = secrets
+        self._transports: dict[str, Transport] = {}
+        self._lock = threading.Lock()
 
     def get(self, source: Source, timeout: float) -> str:
-        """The page's text; raises OSError/requests errors, or ValueError for a bad answer."""
-        deadline = time.monotonic() + timeout
-        with self.session.get(source.url, headers=source.headers, auth=source.auth, timeout=timeout,
-                              stream=True, allow_redirects=False) as response:
-            if response.status_code != 200:
-                raise ValueError(f"HTTP {response.status_code}")
-            parts, size = [], 0
-            for chunk in response.iter_content(65536):
-                parts.append(chunk)
-                size += len(chunk)
-                if size > MAX_BYTES:
-                    raise ValueError(f"page larger than {MAX_BYTES // 2**20} MiB")
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"not complete within {timeout:g} s")
-            return b"".join(parts).decode(response.encoding or "utf-8", errors="replace")
+        """The page's text; raises ScrapeFailed."""
+        reply = self._transport(source, timeout).attempt("GET", source.url, None, None, timeout)
+        if reply.error is not None and reply.error.kind == "deadline":
+            raise ScrapeFailed(f"not complete within {timeout:g} s")
+        if reply.error is not None and reply.error.kind == "too_large":
+            raise ScrapeFailed(f"page larger than {MAX_BYTES // 2**20} MiB")
+        if reply.error is not None and reply.status is None:
+            raise ScrapeFailed("connection failed")
+        if reply.status != 200:
+            raise ScrapeFailed(f"HTTP {reply.status}")
+        return reply.payload.decode("utf-8", errors="replace")
+
+    def _transport(self, source: Source, timeout: float) -> Transport:
+        with self._lock:
+            if source.url not in self._transports:
+                headers = dict(source.headers)
+                if source.auth is not None:
+                    headers["Authorization"] = _basic_auth_str(*source.auth)
+                self._transports[source.url] = Transport(headers, source.url, self.verify, connect_timeout=timeout,
+                                                         max_response_bytes=MAX_BYTES, secrets=self.secrets,
+                                                         connections=1)
+            return self._transports[source.url]
 
     def close(self) -> None:
-        self.session.close()
+        with self._lock:
+            for transport in self._transports.values():
+                transport.close()
 
 
 class ServerScraper:
-    """Reads every source each ``interval`` into ``store``; ``messages`` holds one warning per failing source."""
+    """Reads every source each ``interval`` into ``store``; ``messages`` holds one warning per failing source.
+
+    Every wait has a total deadline: discovery 2 s for all sources together, each scrape 0.8 x the interval per
+    source (fetching and parsing), the last one at stop 0.8 s. A scrape that overruns its tick skips the ticks it
+    missed and counts them (``skipped_scrapes``): the scraper never catches up in a burst."""
 
     def __init__(self, sources: list[Source], interval: float, raw: tuple[str, ...], verify: bool | str,
                  secrets: list[str], clock: Callable[[], float] = time.monotonic) -> None:
@@ -128,30 +152,49 @@ class ServerScraper:
         self.secrets = secrets
         self._redactor = Secrets(secrets)
         self.failed_scrapes = 0
+        self.skipped_scrapes = 0
         self._parsers = {source.url: SeriesParser(wanted_keys(raw).__contains__) for source in sources}
-        self._fetcher = Fetcher(verify)
+        self._fetcher = Fetcher(verify, self._redactor)
         self._clock = clock
         self._lock = threading.Lock()
         self._messages: list[str] = []
-        self._warned: set[str] = set()
+        self._warned: set[tuple[str, str]] = set()
         self._stop = threading.Event()
+        self._stopped = False
         self._thread: threading.Thread | None = None
 
     def discover(self, timeout: float = DISCOVERY_TIMEOUT) -> list[Source]:
-        """One look at each source; names the servers that answer. Returns those that answered; the scraper
-        keeps them and every source named by the user (an exporter may come up later), drops the rest."""
-        found = []
-        for source in self.sources:
-            try:
-                readings = parse(self._fetcher.get(source, timeout))
-            except (requests.RequestException, OSError, ValueError) as exc:
-                source.last_error = self._describe(exc)
-                continue
-            servers = identify(readings)
-            source.server = ", ".join(servers) if servers else "Prometheus"
-            found.append(source)
+        """One look at each source, all at once within ``timeout``; names the servers that answer and keeps what
+        they said as the first reading (so counters count from the run's start without a scrape before the first
+        test). Returns those that answered; the scraper keeps them and every source named by the user (an
+        exporter may come up later), drops the rest."""
+        deadline = self._clock() + timeout
+        parts: dict[str, Reading] = {}
+        looks = [threading.Thread(target=self._look, args=(source, deadline, parts), daemon=True,
+                                  name="llmbench-server-metrics-discovery") for source in self.sources]
+        for look in looks:
+            look.start()
+        for look in looks:
+            look.join(max(deadline - self._clock(), 0.0) + 0.2)  # the transport's watchdog ends each by then
+        with self._lock:
+            found = [source for source in self.sources if source.url in parts]
+            self._keep(list(parts.values()))
         self.sources = [s for s in self.sources if s in found or not s.auto]
         return found
+
+    def _look(self, source: Source, deadline: float, parts: dict[str, Reading]) -> None:
+        started = self._clock()
+        try:
+            text = self._fetcher.get(source, max(deadline - started, 0.01))
+            part = self._read(source, text, deadline, started)
+        except (ScrapeFailed, ValueError, OSError) as exc:
+            source.last_error = self._describe(exc)
+            return
+        servers = identify(series_names(text[:2**20]))  # the first MiB names the server
+        source.server = ", ".join(servers) if servers else "Prometheus"
+        source.scrapes += 1
+        with self._lock:
+            parts[source.url] = part
 
     def header_line(self, found: list[Source]) -> str:
         parts = [f"{self._redactor.redact(s.url)} ({s.server})" for s in found]
@@ -161,64 +204,100 @@ class ServerScraper:
         return "server metrics: " + ", ".join(parts) + (f"; not answering: {', '.join(missing)}" if missing else "")
 
     def start(self) -> None:
-        """The first reading is taken here, before any test starts, so counters count from the run's start."""
-        self.scrape_once()
+        """Scraping goes on on a daemon thread; discovery's reading is the first, so nothing here waits."""
         self._thread = threading.Thread(target=self._run, name="llmbench-server-metrics", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """One last scrape covers the end of the last test; a hung one is left to the daemon thread."""
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """One last scrape covers the end of the last test, within ``timeout``; a scrape still running after it is
+        left to the daemon thread, and what it reads is not recorded."""
         if self._thread is None:
             return
         self._stop.set()
         self._thread.join(timeout)
         self._thread = None
-        self._fetcher.close()
+        with self._lock:
+            self._stopped = True
 
     def _run(self) -> None:
-        began = self._clock()
-        while True:
-            stopping = self._stop.wait(max(self.interval - (self._clock() - began), 0.0))
-            began = self._clock()
-            self.scrape_once()
-            if stopping:
-                return
+        try:
+            tick = self._clock()
+            while not self._stop.wait(max(tick + self.interval - self._clock(), 0.0)):
+                tick += self.interval
+                self.scrape_once(self.timeout)
+                missed = int((self._clock() - tick) // self.interval)
+                if missed > 0:
+                    tick += missed * self.interval
+                    self._skipped(missed)
+            self.scrape_once(LAST_SCRAPE_TIMEOUT, shared=True)
+        finally:
+            self._fetcher.close()
 
-    def scrape_once(self) -> None:
-        reading: Reading | None = None
+    def scrape_once(self, timeout: float, shared: bool = False) -> None:
+        """Each source within ``timeout`` (all of them together when ``shared``)."""
+        parts = []
+        deadline = self._clock() + timeout
         for source in self.sources:
             started = self._clock()
+            budget = deadline - started if shared else timeout
             try:
-                text = self._fetcher.get(source, self.timeout)
-                part = read(self._parsers[source.url].parse(text), (started + self._clock()) / 2, self.raw)
-            except (requests.RequestException, OSError, ValueError) as exc:
+                if budget <= 0:
+                    raise ScrapeFailed(f"not complete within {timeout:g} s")
+                parts.append(self._read(source, self._fetcher.get(source, budget), started + budget, started))
+            except (ScrapeFailed, ValueError, OSError) as exc:
                 self._failed(source, exc)
                 continue
             source.scrapes += 1
-            if reading is None:
-                reading = part
-            else:
-                reading.merge(part)
-        if reading is not None:
-            self.store.add(reading)
+        with self._lock:
+            if not self._stopped:
+                self._keep(parts)
+
+    def _read(self, source: Source, text: str, deadline: float, started: float) -> Reading:
+        """One page as a reading, parsed by ``deadline``; a page past the series cap is read that far."""
+        parser = self._parsers[source.url]
+        dropped = parser.dropped
+        readings = parser.parse(text, deadline, self._clock)
+        part = read(readings, (started + self._clock()) / 2, self.raw)
+        part.dropped += parser.dropped - dropped
+        source.capped = source.capped or parser.capped
+        if parser.capped:
+            self._warn(source, "capped", f"server metrics: {self._redactor.redact(source.url)} serves more than "
+                                         f"{parser.max_series:,} series; only the first {parser.max_series:,} "
+                                         "are read")
+        return part
+
+    def _keep(self, parts: list[Reading]) -> None:
+        if not parts:
+            return
+        reading = parts[0]
+        for part in parts[1:]:
+            reading.merge(part)
+        self.store.add(reading)
 
     def _failed(self, source: Source, exc: BaseException) -> None:
         source.failures += 1
         source.last_error = self._describe(exc)
         with self._lock:
             self.failed_scrapes += 1
-            if source.url not in self._warned:
-                self._warned.add(source.url)
-                self._messages.append(f"server metrics: a scrape of {self._redactor.redact(source.url)} failed "
-                                      f"({source.last_error}); tests go on, failures are counted in the batch")
+        self._warn(source, "failed", f"server metrics: a scrape of {self._redactor.redact(source.url)} failed "
+                                     f"({source.last_error}); tests go on, failures are counted in the batch")
+
+    def _skipped(self, missed: int) -> None:
+        with self._lock:
+            self.skipped_scrapes += missed
+        self._warn(None, "skipped", f"server metrics: scrapes take longer than the {self.interval:g} s interval; "
+                                    "the ones that could not start on time are skipped and counted in the batch")
+
+    def _warn(self, source: Source | None, what: str, message: str) -> None:
+        """One warning per source and kind of trouble."""
+        with self._lock:
+            if (source.url if source else "", what) not in self._warned:
+                self._warned.add((source.url if source else "", what))
+                self._messages.append(message)
 
     def _describe(self, exc: BaseException) -> str:
         if isinstance(exc, ExpositionError):
             return "not Prometheus exposition text"
-        if isinstance(exc, requests.Timeout):
-            return f"no answer within {self.timeout:g} s"
-        if isinstance(exc, requests.ConnectionError):
-            return "connection failed"
         return self._redactor.redact(str(exc))[:200] or type(exc).__name__
 
     def pop_messages(self) -> list[str]:
@@ -241,7 +320,8 @@ class ServerScraper:
     def batch_section(self, aggregate: dict[str, Any]) -> dict[str, Any]:
         """The batch's ``server`` section, beside the client's figures in ``aggregate``."""
         return build_section(self.store.summary(), sources=self.section_sources(), interval=self.interval,
-                             failed_scrapes=self.failed_scrapes, aggregate=aggregate)
+                             failed_scrapes=self.failed_scrapes, skipped_scrapes=self.skipped_scrapes,
+                             aggregate=aggregate)
 
 
 EMBEDDED_LINE = ("server metrics: none from the embedded server (llama-cpp-python serves no /metrics; llama.cpp's "

@@ -87,6 +87,7 @@ class Reading:
     values: dict[str, float] = field(default_factory=dict)  # gauges and counters, common and raw names
     histograms: dict[str, Histogram] = field(default_factory=dict)
     gpus: dict[str, dict[str, Any]] = field(default_factory=dict)  # by the exporter's gpu index
+    dropped: int = 0  # values left out as implausible: not finite, past parse.MAX_VALUE, negative counts
 
     def merge(self, other: Reading) -> None:
         """Figures of a second exporter: requests and tokens add up, usage shares take the larger."""
@@ -96,6 +97,7 @@ class Reading:
         for name, hist in other.histograms.items():
             self.histograms[name] = hist.plus(self.histograms.get(name))
         self.gpus.update(other.gpus)
+        self.dropped += other.dropped
 
 
 def _add(a: float, b: float) -> float:
@@ -134,8 +136,9 @@ def read(readings: Readings, t: float, raw: Iterable[str] = ()) -> Reading:
                     reading.histograms[series.name] = hist
                     break
             elif source in readings:
-                values = [value * series.scale for _, value in readings[source]]
-                reading.values[series.name] = max(values) if series.combine == "max" else sum(values)
+                values = _counts(reading, readings[source], series.scale)
+                if values:
+                    reading.values[series.name] = max(values) if series.combine == "max" else sum(values)
                 break
     for name in raw:
         hist = histogram(readings, name)
@@ -143,16 +146,27 @@ def read(readings: Readings, t: float, raw: Iterable[str] = ()) -> Reading:
             reading.histograms[name] = hist
         elif series_key(name) in readings:
             reading.values[name] = sum(value for _, value in readings[series_key(name)])
-    reading.gpus = _gpus(readings)
+    reading.gpus = _gpus(reading, readings)
     for device in reading.gpus.values():
         device["t"] = t  # its own exporter's time: sources are read one after another
     return reading
 
 
-def _gpus(readings: Readings) -> dict[str, dict[str, Any]]:
+def _counts(reading: Reading, samples: list[tuple[Labels, float]], scale: float) -> list[float]:
+    """The samples' values, scaled; a negative one (no request count, token count, share or watt is) is
+    counted in ``reading.dropped`` and left out, so that no rate or quantile turns negative."""
+    values = [value * scale for _, value in samples if value >= 0]
+    reading.dropped += len(samples) - len(values)
+    return values
+
+
+def _gpus(reading: Reading, readings: Readings) -> dict[str, dict[str, Any]]:
     gpus: dict[str, dict[str, Any]] = {}
     for name, (source, scale) in GPU_SERIES.items():
         for labels, value in readings.get(source, ()):
+            if value < 0:
+                reading.dropped += 1
+                continue
             device = gpus.setdefault(_gpu_id(labels), {"name": labels.get("modelName") or "GPU"})
             device[name] = value * scale
     for device in gpus.values():

@@ -23,10 +23,10 @@ SLO_KEYS = {  # run SLO name -> key of slo_view(); all are upper limits
 
 
 def build_section(summary: dict[str, Any], *, sources: list[dict[str, Any]], interval: float,
-                  failed_scrapes: int, aggregate: dict[str, Any]) -> dict[str, Any]:
+                  failed_scrapes: int, skipped_scrapes: int, aggregate: dict[str, Any]) -> dict[str, Any]:
     """``summary`` is ``ServerStore.summary()``; ``aggregate`` the batch's client-side statistics."""
     section: dict[str, Any] = {"sources": sources, "interval_s": interval, "failed_scrapes": failed_scrapes,
-                               **summary}
+                               "skipped_scrapes": skipped_scrapes, **summary}
     section["latency"] = compare_latency(summary, aggregate)
     if section.get("gpu_energy_j") and not section.get("joules_per_token"):
         tokens = aggregate.get("total_completion_tokens")
@@ -76,7 +76,9 @@ def summary_lines(section: dict[str, Any]) -> list[str]:
     """Plain lines for the terminal summary (the caller escapes and colours them)."""
     names = ", ".join(f"{s['url']} ({s['server']})" for s in section["sources"]) or "none"
     lines = [f"server: {names} | {section['readings']} scrapes every {section['interval_s']:g} s"
-             + (f", {section['failed_scrapes']} failed" if section["failed_scrapes"] else "")]
+             + (f", {section['failed_scrapes']} failed" if section["failed_scrapes"] else "")
+             + (f", {section['skipped_scrapes']} skipped" if section.get("skipped_scrapes") else "")
+             + (f", {section['dropped_values']} implausible values dropped" if section.get("dropped_values") else "")]
     queue = []
     if section.get("requests_running_mean") is not None:
         queue.append(f"running mean {_n(section['requests_running_mean'])} peak "

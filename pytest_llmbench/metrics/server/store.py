@@ -48,6 +48,7 @@ class ServerStore:
         self._first: Reading | None = None
         self._last: Reading | None = None
         self.count = 0
+        self.dropped_values = 0  # implausible values the readings left out (Reading.dropped)
 
     @property
     def last_t(self) -> float | None:
@@ -59,6 +60,7 @@ class ServerStore:
             previous = self._last
             self._readings.append(reading)
             self.count += 1
+            self.dropped_values += reading.dropped
             if self._first is None:
                 self._first = reading
             self._last = reading
@@ -119,7 +121,8 @@ class ServerStore:
         """Run figures: gauge means and peaks, counter totals and rates, histogram quantiles, GPUs, timeline."""
         with self._lock:
             duration = None if self._first is None or self._last is None else self._last.t - self._first.t
-            figures: dict[str, Any] = {"readings": self.count, "duration_s": duration}
+            figures: dict[str, Any] = {"readings": self.count, "dropped_values": self.dropped_values,
+                                       "duration_s": duration}
             units = {series.name: series.unit for series in SERIES}
             for name, stat in self._gauges.items():
                 unit = units.get(name, "")
