@@ -110,6 +110,7 @@ class Received:
     headers: dict[str, str]  # names lower-cased
     body: bytes
     client_port: int  # the same port twice means the client reused its connection
+    at: float = 0.0  # time.time() when the request was read: the server's own clock, to compare with file times
 
     @property
     def json(self) -> Any:
@@ -251,7 +252,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fault._answers_metrics(self.command, path):
             self._send(fault, Reply(404, "no metrics here"))
             return
-        fault._record(Received(self.command, path, headers, self.rfile.read(length), self.client_address[1]))
+        fault._record(Received(self.command, path, headers, self.rfile.read(length), self.client_address[1],
+                               time.time()))
         reply = fault._next_reply(path)
         if reply.chunks is not None:
             fault.chunk_ns = []

@@ -108,7 +108,7 @@ class Fetcher:
         """The page's text; raises ScrapeFailed."""
         reply = self._transport(source, timeout).attempt("GET", source.url, None, None, timeout)
         if reply.error is not None and reply.error.kind == "deadline":
-            raise ScrapeFailed(f"not complete within {timeout:g} s")
+            raise ScrapeFailed(f"not complete within {timeout:.2g} s")
         if reply.error is not None and reply.error.kind == "too_large":
             raise ScrapeFailed(f"page larger than {MAX_BYTES // 2**20} MiB")
         if reply.error is not None and reply.status is None:

@@ -101,7 +101,7 @@ class SeriesParser:
                     if len(seen) >= self.max_series:
                         self.capped = True
                         break
-                    if len(seen) % 64 == 0 and clock() > deadline:
+                    if len(seen) % 64 == 63 and clock() > deadline:
                         raise ParseTimeout(f"page not read within its deadline ({len(seen):,} series read)")
                     known = self._known[series] if series in self._known else self._read_series(type_line, line)
                     seen[series] = known

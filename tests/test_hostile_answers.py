@@ -1,0 +1,124 @@
+"""Hostile answers, round three: streams cut short (with and without [DONE]), streams that report an error or carry
+nothing, usage counts no server means. Real sockets (tests/faultserver.py) and real pytest sessions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from faultserver import COMPLETION, FaultServer, Reply, client_for
+from openai_stub import write_suite
+from run_files import batch_of, results_by_id
+
+MODELS = {"object": "list", "data": [{"id": "m", "object": "model"}]}
+OUTPUT = "llmbench_results"
+
+
+def chunk(text: str, finish: str | None = None) -> dict[str, Any]:
+    return {"choices": [{"index": 0, "text": text, "finish_reason": finish}]}
+
+
+def cut_short(done: bool) -> Reply:
+    """What llama-cpp-python's interrupt_requests does to a running stream: one token, no finish_reason, and
+    [DONE] (or, from a server that simply hangs up, no [DONE])."""
+    return Reply.sse([chunk("The")], done=done)
+
+
+def run(pytester: pytest.Pytester, server: FaultServer, tests: list[dict[str, Any]], *args: str) -> pytest.RunResult:
+    server.always(Reply.json(MODELS), path="/v1/models")
+    suite = write_suite(pytester.path / "s.json", tests)
+    return pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", server.url_for("/v1"),
+                                         "--llmbench-model", "m", "--llmbench-retries", "0", "-p", "no:cacheprovider",
+                                         "--llmbench-server-metrics", "off", *args, timeout=120)
+
+
+@pytest.mark.parametrize("done", [True, False], ids=["with-done", "without-done"])
+def test_a_stream_cut_short_fails_counts_as_an_error_in_rates_and_sweeps_and_is_flagged(pytester, fault_server, done):
+    fault_server.always(cut_short(done), path="/v1/completions")
+
+    result = run(pytester, fault_server, [{"id": "a"}, {"id": "b"}], "--llmbench-stream",
+                 "--llmbench-sweep", "concurrency=1,2")
+
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines(["*requests 0.0% successful*"])
+    batch = batch_of(pytester.path / OUTPUT)
+    assert batch["aggregate"]["success_rate"] == 0.0
+    assert [level["error_rate"] for level in batch["sweep"]["levels"]] == [1.0, 1.0]
+    saved = results_by_id(pytester.path / OUTPUT)
+    assert {r["response_text"] for r in saved.values()} == {"The"}  # the partial answer is kept
+    kinds = {r["error"]["kind"] for r in saved.values()}
+    assert kinds == ({"incomplete"} if done else {"stream"})
+    if done:
+        assert all("ended without a finish_reason (1 tokens)" in r["error_message"] for r in saved.values())
+
+
+def test_a_stream_that_reaches_max_tokens_is_whole_without_a_finish_reason(fault_server):
+    fault_server.reply(Reply.sse([chunk("a"), chunk("b")]), Reply.sse([chunk("a"), chunk("b")]))
+
+    whole = client_for(fault_server.url_for("/v1")).complete("x", stream=True, max_tokens=2)
+    cut = client_for(fault_server.url_for("/v1")).complete("x", stream=True, max_tokens=3)
+
+    assert whole.success and whole.response_text == "ab"
+    assert not cut.success and cut.error.kind == "incomplete"
+    assert "(2 tokens of the 3 asked for)" in cut.error_message
+
+
+def test_an_error_event_fails_the_test_with_the_servers_message_even_before_done(pytester, fault_server):
+    error = json.dumps({"error": {"message": "CUDA out of memory", "type": "server_error"}})
+    events = [(0.0, f"data: {json.dumps(chunk('Par'))}\n\n"), (0.0, f"event: error\ndata: {error}\n\n"),
+              (0.0, "data: [DONE]\n\n")]
+    fault_server.reply(Reply(200, chunks=events), Reply(200, chunks=[(0.0, "event: error\ndata: overloaded\n\n"),
+                                                                   (0.0, "data: [DONE]\n\n")]),
+                       path="/v1/completions")
+
+    result = run(pytester, fault_server, [{"id": "json"}, {"id": "text"}], "--llmbench-stream")
+
+    result.assert_outcomes(failed=2)
+    saved = results_by_id(pytester.path / OUTPUT)
+    assert "the server reported an error mid-stream: CUDA out of memory" in saved["json"]["error_message"]
+    assert saved["json"]["response_text"] == "Par" and saved["json"]["error"]["type"] == "server_error"
+    assert "the server reported an error mid-stream: overloaded" in saved["text"]["error_message"]
+
+
+def test_a_stream_with_no_text_no_tool_call_and_no_usage_is_an_empty_answer_not_a_zero_token_success(fault_server):
+    empty = Reply.sse([{"choices": []}, {"choices": []}])
+    tool = Reply.sse([{"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"name": "f"}}]},
+                                    "finish_reason": "tool_calls"}]}])
+    fault_server.reply(empty, tool)
+    client = client_for(fault_server.url_for("/v1"))
+
+    nothing = client.complete("x", stream=True)
+    calls = client.chat([{"role": "user", "content": "x"}], stream=True)
+
+    assert not nothing.success and nothing.error.kind == "incomplete"
+    assert "empty answer" in nothing.error_message
+    assert calls.success and calls.finish_reason == "tool_calls"
+
+
+def with_usage(prompt: int, completion: int, text: str = "Paris") -> Reply:
+    body = {**COMPLETION, "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion}}
+    return Reply(200, json.dumps(body), headers={"Content-Type": "application/json"})
+
+
+def test_usage_counts_no_server_means_fall_back_to_an_estimate_flagged_and_out_of_throughput(pytester, fault_server):
+    fault_server.reply(with_usage(5, 10**30), with_usage(10**400, 1), with_usage(5, 10**400),
+                       with_usage(5, 500), with_usage(5, 1), path="/v1/completions")
+    tests = [{"id": "huge"}, {"id": "prompt400"}, {"id": "completion400"},
+             {"id": "past_max", "parameters": {"max_tokens": 16}}, {"id": "fine"}]
+
+    result = run(pytester, fault_server, tests)
+
+    assert "OverflowError" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+    saved = results_by_id(pytester.path / OUTPUT)
+    assert all(saved[t]["success"] for t in saved)
+    for test_id in ("huge", "completion400", "past_max"):
+        assert saved[test_id]["usage_implausible"] and saved[test_id]["tokens_estimated"]
+        assert saved[test_id]["completion_tokens"] == 2  # "Paris": the estimate
+    assert saved["prompt400"]["usage_implausible"] and saved["prompt400"]["prompt_tokens"] is None
+    assert not saved["fine"]["usage_implausible"] and saved["fine"]["completion_tokens"] == 1
+    aggregate = batch_of(pytester.path / OUTPUT)["aggregate"]
+    assert aggregate["total_completion_tokens"] < 100 and aggregate["total_prompt_tokens"] < 100
+    assert max(r["tokens_per_second"] for r in saved.values()) < 1e6  # 10^30 would pass any throughput SLO
+    assert "0" * 30 not in result.stdout.str()
