@@ -42,6 +42,11 @@ class SuiteError(LLMBenchError):
         return type(self), (self.path, self.problems)  # so that it can be pickled across processes
 
 
+class BatchFileError(LLMBenchError, ValueError):
+    """A batch file someone else wrote (a baseline, a ``latest`` target, an ``llmbench-report`` input) that cannot
+    be used; ``str()`` names the file and its first problem."""
+
+
 class ClientError(LLMBenchError):
     """A request the client could not complete; ``str()`` is one readable line without secrets."""
 

@@ -8,6 +8,7 @@ encoder writing the result file, a schema validator). So parsing stops at a fixe
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 MAX_ANSWER_DEPTH = 100  # far beyond any real answer or error body; far below the interpreter's stack
@@ -38,6 +39,35 @@ def loads_bounded(text: str | bytes, max_depth: int = MAX_ANSWER_DEPTH) -> Any:
     if _openings(text) > max_depth and deeper_than(data, max_depth):
         raise TooDeep(f"JSON nested deeper than {max_depth} levels")
     return data
+
+
+def loads_strict(text: str, max_depth: int, max_int_digits: int) -> Any:
+    """JSON someone else wrote for us to compute with (a suite, a batch file): no NaN or Infinity, integers of at most
+    ``max_int_digits`` digits (a 400-digit count would overflow every float made from it), finite floats, depth
+    bounded. Raises ValueError: json.JSONDecodeError for syntax, TooDeep for depth, a plain one for a number."""
+    def bounded_int(digits: str) -> int:
+        if len(digits.lstrip("-")) > max_int_digits:
+            raise ValueError(f"integer with {len(digits.lstrip('-'))} digits (at most {max_int_digits} allowed)")
+        return int(digits)
+
+    try:
+        data = json.loads(text, parse_constant=_reject_constant, parse_int=bounded_int, parse_float=_finite_float)
+    except RecursionError:
+        raise TooDeep(f"nesting deeper than {max_depth} levels") from None
+    if deeper_than(data, max_depth):
+        raise TooDeep(f"nesting deeper than {max_depth} levels")
+    return data
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a valid JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text[:60]} is too large for a number")
+    return value
 
 
 def _openings(text: str | bytes) -> int:

@@ -41,11 +41,11 @@ def test_baseline_file_round_trips_the_aggregate(tmp_path):
     ("content", "why"),
     [
         (None, "does not exist"),
-        ("{not json", "is not valid JSON"),
-        (b"\xff\xfe\x00garbage", "is not valid JSON"),
-        ('{"tests": []}', 'has no "aggregate" object'),
-        ('{"aggregate": [1, 2]}', 'has no "aggregate" object'),
-        ("[]", 'has no "aggregate" object'),
+        ("{not json", "not JSON: Expecting property name"),
+        (b"\xff\xfe\x00garbage", "not JSON: not UTF-8 text"),
+        ('{"tests": []}', 'no "aggregate" object'),
+        ('{"aggregate": [1, 2]}', r"aggregate: \[1, 2\] is not an object"),
+        ("[]", "not an llmbench batch file"),
     ],
 )
 def test_unusable_baseline_file_is_named_in_the_error(tmp_path, content, why):

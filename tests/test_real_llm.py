@@ -93,6 +93,16 @@ def test_streaming_run_measures_ttft_and_estimates_tokens(pytester: pytest.Pytes
     assert_server_ended(output)
 
 
+def test_concurrent_streams_all_finish_whole(pytester: pytest.Pytester) -> None:
+    """llama-cpp-python ends a running stream with [DONE] and no finish_reason when the next request comes, unless
+    started with ``--interrupt_requests False``: four streams at once then pass only if none was cut short."""
+    _run, output = run_quickstart(pytester, "--llmbench-stream", "--llmbench-concurrency", "4")
+    found = results(output)
+    assert all(r["success"] and r["finish_reason"] in ("stop", "length") for r in found), [
+        (r["test_id"], r["finish_reason"], r["error_message"]) for r in found]
+    assert "--interrupt_requests False" in (output / LOG_NAME).read_text(encoding="utf-8", errors="replace")
+
+
 def test_two_workers_share_one_server(pytester: pytest.Pytester) -> None:
     run, output = run_quickstart(pytester, "-n", "2")
     # the server starts before any worker has collected: the line still names the suite it was given

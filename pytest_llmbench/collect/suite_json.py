@@ -7,14 +7,13 @@ and clearly instead of hanging or ending in a traceback.
 from __future__ import annotations
 
 import json
-import math
 import re
 import stat
 from pathlib import Path
 from typing import Any
 
 from ..exceptions import SuiteError
-from ..jsonbound import deeper_than
+from ..jsonbound import TooDeep, loads_strict
 
 DEFAULT_MAX_BYTES = 50 * 2**20
 MAX_DEPTH = 64
@@ -65,38 +64,17 @@ def _too_big(size: int, limit: int) -> str:
     )
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a valid JSON number")
-
-
-def _bounded_int(text: str) -> int:
-    digits = len(text.lstrip("-"))
-    if digits > MAX_INT_DIGITS:
-        raise ValueError(f"integer with {digits} digits (at most {MAX_INT_DIGITS} allowed)")
-    return int(text)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):
-        raise ValueError(f"{text[:60]} is too large for a number")
-    return value
-
-
 def _parse(path: Path, text: str) -> Any:
     if not text.strip():
         raise SuiteError(path, 'file is empty; a suite is a JSON object with a "tests" list')
-    too_deep = f"nesting deeper than {MAX_DEPTH} levels"
     try:
-        data = json.loads(text, parse_constant=_reject_constant, parse_int=_bounded_int, parse_float=_finite_float)
+        data = loads_strict(text, MAX_DEPTH, MAX_INT_DIGITS)
     except json.JSONDecodeError as exc:
         raise SuiteError(path, f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except TooDeep as exc:
+        raise SuiteError(path, str(exc)) from None
     except ValueError as exc:  # from the number hooks, which also keep int() under Python's digit limit
         raise SuiteError(path, f"invalid JSON number: {exc}") from None
-    except RecursionError:
-        raise SuiteError(path, too_deep) from None
-    if deeper_than(data, MAX_DEPTH):
-        raise SuiteError(path, too_deep)
     if _SURROGATE_ESCAPE.search(text):
         try:
             json.dumps(data, ensure_ascii=False).encode("utf-8")

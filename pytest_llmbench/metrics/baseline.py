@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import os
 from collections.abc import Iterable, Sequence
@@ -13,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..exceptions import BatchFileError
+from .batch_file import read_batch
 from .slo import RUN_NAMES, summary_key
 from .stats import finite_number, format_value, summary_keys
 
@@ -52,21 +53,12 @@ class Threshold:
 
 
 def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The whole batch document; its "aggregate" object is what compare() takes."""
-    path = Path(path)
+    """The whole batch document, checked (batch_file.py); its "aggregate" object is what compare() takes.
+    Raises BatchFileError (a ValueError) naming the file and its first problem."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"baseline file {path} does not exist") from None
-    except OSError as exc:
-        raise ValueError(f"baseline file {path} cannot be read: {exc.strerror or exc}") from None
-    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        raise ValueError(f"baseline file {path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("aggregate"), dict):
-        raise ValueError(
-            f'baseline file {path} has no "aggregate" object: pass a batch_results_*.json written by pytest-llmbench'
-        )
-    return data
+        return read_batch(Path(path))
+    except BatchFileError as exc:
+        raise BatchFileError(f"baseline file {exc}") from None
 
 
 def compare(

@@ -197,7 +197,8 @@ def start_embedded_server(output: Path, *, startup_timeout: float = 180.0, model
     port = _free_port()
     command = [sys.executable, "-m", LAUNCHER, "--model", str(model), "--model_alias", MODEL_ALIAS,
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--chat_format", "gemma",
-               "--n_threads", str(os.cpu_count() or 1)]
+               "--n_threads", str(os.cpu_count() or 1),
+               "--interrupt_requests", "False"]  # else a new request ends a running stream early with [DONE]
     try:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("wb") as log:  # the child keeps its own copy of the descriptor

@@ -6,31 +6,12 @@ With two or more batches the report compares them: the first is the reference ev
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
-from typing import Any
 
+from ...exceptions import BatchFileError
+from ...metrics.batch_file import read_batch
 from .render import DEFAULT_NAME, write_report
-
-
-class BatchFileError(Exception):
-    """A batch file that cannot be read: the message names the file and what is wrong."""
-
-
-def load_batch(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            batch = json.load(handle)
-    except OSError as exc:
-        raise BatchFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise BatchFileError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except json.JSONDecodeError as exc:
-        raise BatchFileError(f"{path}: not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
-    if not isinstance(batch, dict) or not isinstance(batch.get("tests"), list):
-        raise BatchFileError(f"{path}: not an llmbench batch file (no 'tests' list)")
-    return batch
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     labels = args.label + [path.stem for path in args.batches[len(args.label):]]
     try:
-        runs = [(load_batch(path), label, path.resolve().parent) for path, label in zip(args.batches, labels)]
+        runs = [(read_batch(path, required=("tests",)), label, path.resolve().parent) for path, label in zip(args.batches, labels)]
     except BatchFileError as exc:
         print(f"llmbench-report: {exc}", file=sys.stderr)
         return 2
