@@ -110,7 +110,7 @@ def test_a_malformed_baseline_is_a_usage_error_before_any_test(pytester, fault_s
 def test_a_planted_latest_link_to_a_malformed_batch_is_refused_before_any_test(pytester, fault_server, good_batch):
     planted = pytester.path / "elsewhere"
     planted.mkdir()
-    bad, why = malformed(good_batch, "row that is a string", planted / "batch_results_1.json")
+    _bad, why = malformed(good_batch, "row that is a string", planted / "batch_results_1.json")
     (pytester.path / "llmbench_results").mkdir()
     (pytester.path / "llmbench_results" / "latest").symlink_to(planted)
 

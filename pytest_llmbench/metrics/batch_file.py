@@ -28,13 +28,13 @@ _TEXTS = {"type": ["array", "null"], "items": {"type": ["string", "null"]}}
 _ROW = {
     "type": "object",
     "properties": {
-        **{name: _TEXT for name in ("test_id", "test_name", "category", "model", "error_message", "completion_file",
-                                    "file_stem", "host", "worker", "level")},
-        **{name: _NUMBER for name in ("execution_time", "ttft", "tpot", "e2e_latency", "tokens_per_second",
-                                      "prompt_tokens", "completion_tokens", "start_s", "itl_mean", "schedule_lag",
-                                      "reasoning_score", "attempts")},
-        **{name: _FLAG for name in ("success", "passed", "evaluation_passed", "slo_passed", "llm_client",
-                                    "tokens_estimated")},
+        **dict.fromkeys(("test_id", "test_name", "category", "model", "error_message", "completion_file",
+                         "file_stem", "host", "worker", "level"), _TEXT),
+        **dict.fromkeys(("execution_time", "ttft", "tpot", "e2e_latency", "tokens_per_second", "prompt_tokens",
+                         "completion_tokens", "start_s", "itl_mean", "schedule_lag", "reasoning_score", "attempts"),
+                        _NUMBER),
+        **dict.fromkeys(("success", "passed", "evaluation_passed", "slo_passed", "llm_client", "tokens_estimated"),
+                        _FLAG),
         "failure": {"type": ["object", "null"], "properties": {
             "checks": _TEXTS, "slo_misses": _TEXTS, "answer_excerpt": _TEXT, "kind": _TEXT, "message": _TEXT}},
     },

@@ -35,7 +35,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     labels = args.label + [path.stem for path in args.batches[len(args.label):]]
     try:
-        runs = [(read_batch(path, required=("tests",)), label, path.resolve().parent) for path, label in zip(args.batches, labels)]
+        runs = [(read_batch(path, required=("tests",)), label, path.resolve().parent)
+                for path, label in zip(args.batches, labels)]
     except BatchFileError as exc:
         print(f"llmbench-report: {exc}", file=sys.stderr)
         return 2
