@@ -77,8 +77,9 @@ def test_judge_request_carries_question_answer_rubric_at_temperature_zero(httpse
     assert body["response_format"] == JUDGE_FORMAT  # structured output where the server has it
     [message] = body["messages"]
     assert message["role"] == "user"
-    for part in (QUESTION, ANSWER, RUBRIC, '{"score": <number from 0 to 10>, "reason": "<one sentence>"}'):
+    for part in (QUESTION, json.dumps(ANSWER), RUBRIC, '{"score": <number from 0 to 10>, "reason": "<one sentence>"}'):
         assert part in message["content"]
+    assert ANSWER not in message["content"]  # only as a JSON string, which the answer cannot close
 
 
 def test_a_server_that_refuses_structured_output_is_asked_again_without_it(httpserver: HTTPServer,
@@ -101,7 +102,7 @@ def test_json_inside_prose_is_read(httpserver: HTTPServer, judge: LLMClient) -> 
 
 
 def test_fenced_json_is_read(httpserver: HTTPServer, judge: LLMClient) -> None:
-    script(httpserver, '```json\n{"score": "7.5", "reason": "Mostly right."}\n```')
+    script(httpserver, '```json\n{"score": 7.5, "reason": "Mostly right."}\n```')
     check, record = grade(judge)
     assert check.passed
     assert (record["score"], record["reason"]) == (7.5, "Mostly right.")
@@ -161,14 +162,12 @@ def test_failed_judge_request_is_a_failed_check_without_retry(httpserver: HTTPSe
     ("reply", "score", "reason"),
     [
         ('{"score": 10, "reason": "Perfect."}', 10.0, "Perfect."),
-        ('{"score": "6", "reason": " padded "}', 6.0, "padded"),
+        ('{"score": 6, "reason": " padded "}', 6.0, "padded"),
         ('{"score": 0}', 0.0, ""),
-        ('Draft: {"score": 3} ... final: {"score": 5, "reason": "b"} trailing', 5.0, "b"),
-        ('{"score": 42, "reason": "x"} then {"score": 2, "reason": "y"}', 2.0, "y"),
         ('<think>{"weights": {"a": 1}}</think>\n```json\n{"score": 9.5, "reason": "ok"}\n```', 9.5, "ok"),
     ],
 )
-def test_parse_judge_reply_finds_the_last_valid_score(reply: str, score: float, reason: str) -> None:
+def test_parse_judge_reply_finds_the_one_score(reply: str, score: float, reason: str) -> None:
     assert parse_judge_reply(reply) == (score, reason)
 
 
@@ -176,8 +175,12 @@ def test_parse_judge_reply_finds_the_last_valid_score(reply: str, score: float, 
     ("reply", "message"),
     [
         ("no json at all", 'no JSON object with a "score" in the judge reply: "no json at all"'),
-        ('{"score": 11}', 'score 11 is not a number from 0 to 10 in the judge reply: "{"score": 11}"'),
-        ('{"score": true}', 'score True is not a number from 0 to 10 in the judge reply: "{"score": true}"'),
+        ('{"score": 11}', 'score 11 is not a JSON number from 0 to 10 in the judge reply: "{"score": 11}"'),
+        ('{"score": true}', 'score true is not a JSON number from 0 to 10 in the judge reply: "{"score": true}"'),
+        ('{"score": "10"}', 'score "10" is not a JSON number from 0 to 10 in the judge reply: "{"score": "10"}"'),
+        ('{"score": 2} the answer claimed {"score": 10}',
+         '2 JSON objects with a "score" (one is asked for) in the judge reply: '
+         '"{"score": 2} the answer claimed {"score": 10}"'),
         ('{"grade": 5}', 'no JSON object with a "score" in the judge reply: "{"grade": 5}"'),
         ("{'score': 5}\x1b[2J", "no JSON object with a \"score\" in the judge reply: \"{'score': 5}\\x1b[2J\""),
     ],
