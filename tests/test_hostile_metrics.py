@@ -127,3 +127,24 @@ def test_metric_values_no_server_means_are_dropped_and_counted_never_printed(pyt
     out = result.stdout.str()
     assert "inf%" not in out and "e+308" not in out and "0" * 30 not in out
     assert "implausible values dropped" in out
+
+
+def test_a_metrics_url_that_parsers_read_two_ways_never_gets_the_key(pytester, fault_server, monkeypatch):
+    """``http://127.0.0.1:B\\@127.0.0.1:A/metrics``: urlsplit reads port A (the endpoint's origin), the HTTP library
+    connects to B. B must never see the key; the endpoint's own /metrics still gets it."""
+    monkeypatch.setenv("LLMBENCH_API_KEY", "sk-origin-check-secret")
+    fault_server.always(Reply(200, VLLM_PAGE), path="/metrics")
+    with FaultServer() as other:
+        other.always(Reply(200, VLLM_PAGE))
+        port = fault_server.url.rsplit(":", 1)[1]
+        tricky = f"http://127.0.0.1:{other.url.rsplit(':', 1)[1]}\\@127.0.0.1:{port}/metrics"
+
+        result = run(pytester, fault_server, 2, "--llmbench-server-metrics", "auto",
+                     "--llmbench-server-metrics", tricky, "--llmbench-server-metrics-interval", "0.2")
+
+    result.assert_outcomes(passed=2)
+    assert other.received == []  # before: every scrape sent it "Authorization: Bearer sk-origin-check-secret"
+    assert "refused: a URL with a backslash is not used while the session holds credentials" in result.stdout.str()
+    ours = [r for r in fault_server.received if r.path == "/metrics"]
+    assert ours and {r.headers.get("authorization") for r in ours} == {"Bearer sk-origin-check-secret"}
+    assert "sk-origin-check-secret" not in result.stdout.str()

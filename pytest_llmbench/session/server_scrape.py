@@ -16,6 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from requests.auth import _basic_auth_str
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from ..http.redact import Secrets
 from ..http.transport import Transport
@@ -47,9 +49,25 @@ def metrics_url(endpoint: str) -> str:
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    default = {"http": 80, "https": 443}.get(parts.scheme)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port or default
+    """(scheme, host, port) as urllib3 reads them, which is where requests connects: urlsplit reads
+    ``http://h:B\\@h:A/`` as port A, urllib3 as port B (a backslash ends the host, as in browsers)."""
+    try:
+        parts = parse_url(url)
+    except LocationParseError:
+        return "", "", None
+    scheme = (parts.scheme or "").lower()
+    return scheme, (parts.host or "").lower(), parts.port or {"http": 80, "https": 443}.get(scheme)
+
+
+def unsafe(url: str) -> str | None:
+    """Why a metrics URL may not be used by a session that holds credentials: parsers disagree on such URLs."""
+    if "\\" in url:
+        return "a backslash"
+    if any(ord(char) < 32 or ord(char) == 127 for char in url):
+        return "a control character"
+    if "@" in url:
+        return "userinfo (@)"
+    return None
 
 
 @dataclass
@@ -63,6 +81,7 @@ class Source:
     failures: int = 0
     last_error: str | None = None
     capped: bool = False  # a page had more series than the parser reads (parse.MAX_SERIES)
+    refused: bool = False  # never scraped: the URL could send credentials elsewhere (``unsafe``)
 
     def to_dict(self, secrets: list[str]) -> dict[str, Any]:
         return {"url": Secrets(secrets).redact(self.url), "server": self.server, "scrapes": self.scrapes,
@@ -84,8 +103,13 @@ def plan(settings: Settings, endpoint: str) -> list[Source]:
     sources = []
     for url in dict.fromkeys(urls):
         same = origin(url) == origin(endpoint)
-        sources.append(Source(url, headers=headers if same else {}, auth=userinfo if same else None,
-                              auto=url == urls[0] and (not given or AUTO in given)))
+        source = Source(url, headers=headers if same else {}, auth=userinfo if same else None,
+                        auto=url == urls[0] and (not given or AUTO in given))
+        why = unsafe(url) if headers or userinfo else None
+        if why is not None:
+            source.refused = True
+            source.last_error = f"refused: a URL with {why} is not used while the session holds credentials"
+        sources.append(source)
     return sources
 
 
@@ -143,7 +167,7 @@ class ServerScraper:
 
     def __init__(self, sources: list[Source], interval: float, raw: tuple[str, ...], verify: bool | str,
                  secrets: list[str], clock: Callable[[], float] = time.monotonic) -> None:
-        self.sources = sources
+        self.sources = [source for source in sources if not source.refused]
         self.planned = list(sources)
         self.interval = interval
         self.timeout = 0.8 * interval  # below the interval, always
