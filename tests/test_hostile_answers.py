@@ -3,7 +3,13 @@ nothing, usage counts no server means. Real sockets (tests/faultserver.py) and r
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
+import socket
+import struct
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -155,3 +161,43 @@ def test_an_answer_cannot_close_its_block_nor_plant_a_score_and_two_scores_are_a
     string = saved["string"]["evaluation_result"]["judge"]
     assert string["attempts"] == 2 and string["score"] is None  # "10" and then 2 JSON objects: never a 10
     assert "is not a JSON number" in string["error"] or "JSON objects" in string["error"]
+
+
+@contextlib.contextmanager
+def resetting_server() -> Iterator[tuple[str, list[bytes]]]:
+    """A raw socket server that reads each whole request (head and body), then resets the connection (RST)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    requests_seen: list[bytes] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536) or b"\r\n\r\n"
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1)) if b"ength" in head else 0
+                while len(body) < length:
+                    body += conn.recv(65536)
+                requests_seen.append(head.split(b"\r\n", 1)[0])
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close = RST
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/v1", requests_seen
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("retry", [False, True], ids=["default", "retry-read-timeouts"])
+def test_a_reset_after_the_whole_request_was_read_is_possibly_duplicated_and_retried_only_on_request(retry):
+    with resetting_server() as (url, seen):
+        result = client_for(url, retries=3, retry_read_timeouts=retry).complete("x")
+
+    assert not result.success and result.error.type == "reset_after_send"
+    assert len(seen) == (4 if retry else 1)  # before: 4 POSTs either way, none marked
+    assert result.possibly_duplicated is retry

@@ -262,13 +262,19 @@ def test_connection_refused_is_retried():
     assert "connection refused" in result.error_message
 
 
-def test_a_hang_up_before_answering_is_retried(fault_server, v1):
-    fault_server.reply(Reply(hang_up=True), Reply.json(COMPLETION))
+def test_a_hang_up_after_the_whole_request_was_read_follows_the_read_timeout_policy(fault_server, v1):
+    """The server had the whole request when it hung up: it may have done the work, as after a read timeout."""
+    fault_server.reply(Reply(hang_up=True), Reply(hang_up=True), Reply.json(COMPLETION))
 
-    result = client_for(v1).complete("x")
+    once = client_for(v1).complete("x")
+    again = client_for(v1, retry_read_timeouts=True).complete("x")
 
-    assert result.success and result.attempts == 2
-    assert result.attempt_log[0].status is None
+    assert not once.success and once.attempts == 1 and not once.possibly_duplicated
+    assert (once.error.kind, once.error.type) == ("connection", "reset_after_send")
+    assert "closed the connection without answering after the whole request was sent" in once.error_message
+    assert again.success and again.attempts == 2 and again.possibly_duplicated
+    assert again.attempt_log[0].status is None and again.attempt_log[1].possibly_duplicated
+    assert [r.method for r in fault_server.received] == ["POST"] * 3
 
 
 def test_a_body_cut_short_is_not_retried_by_default(fault_server, v1):

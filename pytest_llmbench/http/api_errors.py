@@ -32,6 +32,7 @@ ERROR_BODY_LIMIT = 64 * 1024  # bytes of an error body worth reading: the messag
 MESSAGE_LIMIT = 1000  # characters of a server's message kept in an error
 _LINE_LIMIT = 200
 CUT = "cut"  # ApiError.type of a body that broke off after the headers: the request had reached the server
+SENT_RESET = "reset_after_send"  # ApiError.type of a reset after the whole request was written: it may have run
 
 # What a read of a response body can raise: urllib3 wraps most socket and http.client failures, not all.
 BODY_READ_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
 from ..result import ApiError
-from .api_errors import CUT
+from .api_errors import CUT, SENT_RESET
 
 BACKOFF_CAP = 30.0  # seconds: the longest backoff of our own, whatever the attempt number
 RETRY_STATUSES = frozenset({408, 409, 429})
@@ -54,7 +54,7 @@ def status_is_transient(status: int, headers: Mapping[str, str] | None = None) -
 
 def may_have_run(error: ApiError) -> bool:
     """The request reached the server before it failed: sent again, it may be processed twice."""
-    return error.kind in SENT_KINDS or (error.kind == "connection" and error.type == CUT)
+    return error.kind in SENT_KINDS or (error.kind == "connection" and error.type in (CUT, SENT_RESET))
 
 
 def is_retryable(error: ApiError, headers: Mapping[str, str] | None, policy: RetryPolicy) -> bool:

@@ -29,6 +29,7 @@ from . import arrival
 from .api_errors import (
     BODY_READ_ERRORS,
     ERROR_BODY_LIMIT,
+    SENT_RESET,
     broken_body,
     http_error,
     network_error,
@@ -103,7 +104,11 @@ class Transport:
         except requests.RequestException as exc:
             if late():
                 return reply(error=ApiError("deadline", _past_deadline("no response came", timeout)))
-            return reply(error=network_error(exc, target(url)))
+            failure = network_error(exc, target(url))
+            if watch.sent and failure.type == "reset" and method != "GET":  # the server had all of it: it may have
+                # done the work, and a POST sent again may be processed twice
+                failure.type, failure.message = SENT_RESET, f"{failure.message} after the whole request was sent"
+            return reply(error=failure)
         sent_ns = arrival.request_sent_ns(sent_ns)  # timings start as the request went out, not as it was prepared
         with response:
             status, headers = response.status_code, response.headers
@@ -207,11 +212,12 @@ class DeadlinePassed(ConnectionAbortedError):
 class Watch:
     """One attempt's deadline and the connection it is using."""
 
-    __slots__ = ("connection", "deadline", "expired")
+    __slots__ = ("connection", "deadline", "expired", "sent")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.expired = False
+        self.sent = False  # the whole request was written (a reset after it may follow processing)
         self.connection: Any = None
 
     def expire(self) -> None:
@@ -272,6 +278,12 @@ class Watchdog:
                 raise DeadlinePassed("the attempt's deadline passed")
             watch.connection = connection
 
+    def note_sent(self) -> None:
+        """Called by a connection once the whole request is written, in the attempt's thread."""
+        watch = getattr(self._current, "watch", None)
+        if watch is not None:
+            watch.sent = True
+
     def _run(self) -> None:
         with self._cond:
             while True:
@@ -312,6 +324,7 @@ class _Watched:
         if self._head is not None:  # no body came: the head goes alone
             head, self._head = self._head, None
             self.send(head)
+        WATCHDOG.note_sent()
 
     def send(self, data: Any) -> None:
         if self._holding:
