@@ -120,3 +120,25 @@ def test_a_planted_latest_link_to_a_malformed_batch_is_refused_before_any_test(p
     output = result.stdout.str() + result.stderr.str()
     assert "INTERNALERROR" not in output and why in output and "batch_results_1.json" in output
     assert "/v1/completions" not in fault_server.paths()
+
+
+def test_links_from_result_data_stay_relative_inside_the_run_folder(tmp_path, good_batch):
+    batch = copy.deepcopy(good_batch)
+    crafted = ["//evil-host/share/x.txt", "../../../../etc/passwd", "/etc/passwd", "\\\\evil-host\\share\\y.txt",
+               "C:/Windows/z.txt", "javascript:alert(1)"]
+    row = batch["tests"][0]
+    batch["tests"] = [{**row, "test_id": f"c{n}", "completion_file": name} for n, name in enumerate(crafted)]
+    batch["tests"].append({**row, "test_id": "fine", "completion_file": "fine_completion.txt"})
+    path = tmp_path / "run" / "batch_results_1.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps(batch), encoding="utf-8")
+
+    done = subprocess.run([sys.executable, "-m", "pytest_llmbench.session.report_html.cli", str(path), "-o",
+                           str(tmp_path / "run" / "report.html")], capture_output=True, text=True, timeout=120,
+                          check=False)
+
+    assert done.returncode == 0, done.stderr
+    html = (tmp_path / "run" / "report.html").read_text(encoding="utf-8")
+    assert "fine_completion.txt" in html  # a file of the run folder keeps its link
+    for needle in ("evil-host", "etc/passwd", "Windows", "javascript"):
+        assert needle not in html, needle

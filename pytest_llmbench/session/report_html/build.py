@@ -73,10 +73,16 @@ def link_base(batch_dir: Path | None, report_dir: Path) -> str | None:
 
 
 def file_link(base: str | None, completion_file: Any) -> str | None:
-    """A test's completion file as a URL from the report; every character that is not a path's is %-escaped."""
+    """A test's completion file as a URL from the report; every character that is not a path's is %-escaped.
+
+    Only a relative path inside the run folder makes a link: a crafted ``//host/share/x.txt`` (a protocol-relative
+    URL, a network share on Windows), ``/etc/passwd`` or ``../../x`` makes none."""
     if base is None or not isinstance(completion_file, str) or not completion_file:
         return None
-    return base + "/".join(quote(part) for part in completion_file.replace(os.sep, "/").split("/"))
+    parts = completion_file.replace("\\", "/").split("/")
+    if any(part in ("", ".", "..") for part in parts) or ":" in parts[0]:
+        return None
+    return base + "/".join(quote(part) for part in parts)
 
 
 def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
