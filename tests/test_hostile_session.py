@@ -4,6 +4,8 @@ that cannot hang or crash, files that are never lost quietly, node ids that neve
 from __future__ import annotations
 
 import os
+import re
+import signal
 import subprocess
 import sys
 import time
@@ -231,3 +233,37 @@ def test_under_ci_without_the_local_extra_not_real_llm_deselects_instead_of_erro
 
     assert proc.returncode == pytest.ExitCode.OK, proc.stdout + proc.stderr
     assert "errors" not in proc.stdout and "deselected" in proc.stdout
+
+
+# -- round three: Ctrl-C in a load run ----------------------------------------------------------------------
+
+
+def test_ctrl_c_twice_in_a_load_run_ends_cleanly_interrupted_and_the_last_line_counts_what_was_recorded(
+        pytester, fault_server):
+    fault_server.always(Reply.json(MODELS), path="/v1/models")
+    fault_server.always(Reply.json(COMPLETION, delay=0.3), path="/v1/completions")
+    suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}"} for i in range(200)])
+    command = [sys.executable, "-m", "pytest", "--llmbench-suite", str(suite), "--llmbench-endpoint",
+               fault_server.url_for("/v1"), "--llmbench-model", "m", "-p", "no:cacheprovider",
+               "--llmbench-concurrency", "8", "--llmbench-server-metrics", "off"]
+    proc = subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(fault_server.received) < 30 and time.monotonic() < deadline:  # by the server's own count
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)  # while the run writes its files: before, exit 130 and a traceback
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == pytest.ExitCode.INTERRUPTED, out[-3000:]
+    assert "Traceback" not in out
+    rows = batch_of(pytester.path / OUTPUT)["tests"]
+    assert batch_of(pytester.path / OUTPUT)["partial_reason"] == "interrupted (KeyboardInterrupt)"
+    last = out.strip().splitlines()[-1]
+    passed = int(re.search(r"(\d+) passed", last).group(1)) if "passed" in last else 0
+    recorded = re.search(r"(\d+) recorded after the interrupt", last)
+    assert passed + (int(recorded.group(1)) if recorded else 0) == len(rows) > 0, last

@@ -102,3 +102,16 @@ def test_the_load_scheduler_still_finds_what_it_uses_on_xdists_load_scheduling(p
     assert list(inspect.signature(LoadScheduling.check_schedule).parameters)[:2] == ["self", "node"]
     for method in ("send_runtest_some", "send_steal", "shutdown"):
         assert callable(getattr(WorkerController, method, None)), f"WorkerController.{method} moved"
+
+
+def test_an_entry_added_at_session_finish_still_reaches_pytests_last_line(pytester):
+    pytester.makeconftest("""
+        from pytest_llmbench.adapter import internals
+
+        def pytest_sessionfinish(session):
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            internals.count_on_last_line(reporter, "recorded after the interrupt", 3)
+    """)
+    pytester.makepyfile("def test_one(): pass")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["*= 1 passed, 3 recorded after the interrupt in *"])

@@ -33,11 +33,17 @@ from ..session.target import Target, describe_target
 from .driver import DRIVER_KEY, DURATION_SKIP, WORKEROUTPUT_KEY
 from .finish import emit_warnings, fail_session, lost_reason, run_metadata, write_end_summary, write_html_report
 from .gate_reports import is_gate_nodeid, log_gate_failures
-from .internals import is_xdist_controller, node_input, node_output, stop_xdist, terminal_line
+from .internals import (
+    count_on_last_line,
+    is_xdist_controller,
+    node_input,
+    node_output,
+    stop_xdist,
+    terminal_line,
+)
 from .items import LOAD_PLAN_KEY, LLMBenchItem, suites_requested
-from .process import make_monitor, restore_sigterm, sigterm_as_interrupt, stop_for_usage
+from .process import InterruptSignals, make_monitor, stop_for_usage
 from .terminal import ProgressLine, is_live_terminal, safe
-
 
 class Controller:
     def __init__(self, config: pytest.Config, settings: Settings, gates: Gates, lifecycle: EndpointLifecycle) -> None:
@@ -77,7 +83,7 @@ class Controller:
         self.server: ServerScraper | None = None
         self._server_checked = False
         self._waiting: deque[tuple[Delivery, bool]] = deque()  # results waiting for a server reading
-        self._previous_sigterm: Any = None
+        self._signals: InterruptSignals | None = None
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -90,7 +96,7 @@ class Controller:
         self.started = datetime.now(timezone.utc)  # the clock pytest's own "in 5.09s" runs on starts here too
         self._started_monotonic = time.monotonic()
         self._session = session
-        self._previous_sigterm = sigterm_as_interrupt(self._on_sigterm)
+        self._signals = InterruptSignals(self._on_signal)
         self.line = self._make_line()
         # xdist starts its workers in its own sessionstart and hands them the endpoint then: an embedded server
         # must be running by that time. A remote endpoint is checked once the workers report llmbench items.
@@ -320,8 +326,8 @@ class Controller:
         self.line.interrupt()
         return None
 
-    def _on_sigterm(self) -> None:
-        self.partial_reason = "terminated by SIGTERM"
+    def _on_signal(self, reason: str) -> None:
+        self.partial_reason = self.partial_reason or reason
 
     def pytest_keyboard_interrupt(self) -> None:
         self.partial_reason = self.partial_reason or "interrupted (KeyboardInterrupt)"
@@ -373,6 +379,8 @@ class Controller:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self._finish(session, interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            self._count_unreported()
         if self.line is not None:
             self.line.interrupt()
         self._warn_live(self.recorder.pop_new_alerts() + self.recorder.pop_new_write_failures()
@@ -383,6 +391,19 @@ class Controller:
         self.warnings_as_errors = emit_warnings(self.warnings)
         if self.warnings_as_errors:
             fail_session(session)
+
+    def _count_unreported(self) -> None:
+        """After an interrupt, pytest's last line counts only the items that reported; a load run records the
+        answers already received too (cut-off items, other processes' leftovers). Those are counted on the line as
+        "N recorded after the interrupt", so that it never says "no tests ran" over recorded results."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+        reported = sum(getattr(report, "when", None) == "call" and is_llmbench_nodeid(report.nodeid)
+                       for key in ("passed", "failed") for report in reporter.stats.get(key, ()))
+        unreported = sum(not row["llm_client"] for row in self.recorder.rows) - reported
+        if unreported > 0:
+            count_on_last_line(reporter, "recorded after the interrupt", unreported)
 
     def _write_files(self, session: pytest.Session, batch: dict[str, Any]) -> None:
         if self.gate_result is not None and self.gate_result.failed:
@@ -412,5 +433,6 @@ class Controller:
     def pytest_unconfigure(self) -> None:
         if self.server is not None:
             self.server.stop()
-        restore_sigterm(self._previous_sigterm)
+        if self._signals is not None:
+            self._signals.restore()
 

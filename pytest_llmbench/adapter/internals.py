@@ -113,3 +113,14 @@ def terminal_line(reporter: Any, redraw: str | None = None, pad_to: int = 0) -> 
         writer.write("\r" + redraw.ljust(pad_to), flush=True)
         writer._current_line = redraw
     return int(writer.width_of_current_line)
+
+
+def count_on_last_line(reporter: Any, kind: str, count: int) -> None:
+    """Add ``count`` entries of ``kind`` to pytest's last line ("3 passed, 6 <kind> in 2.1s").
+
+    The line is built from ``TerminalReporter.stats``, whose kinds pytest caches (``_set_main_color``): an entry
+    added at session finish shows only once that cache is rebuilt."""
+    reporter.stats.setdefault(kind, []).extend([SimpleNamespace(count_towards_summary=True)] * count)
+    refresh = getattr(reporter, "_set_main_color", None)
+    if refresh is not None:
+        refresh()

@@ -7,6 +7,7 @@ report, let go of reports once recorded, choose the xdist scheduler and close th
 from __future__ import annotations
 
 import signal
+import sys
 from collections.abc import Callable, Generator
 from typing import Any, NoReturn
 
@@ -134,24 +135,38 @@ def inbox_of(config: pytest.Config) -> Inbox | None:
     return controller.inbox if controller is not None else None
 
 
-def sigterm_as_interrupt(on_term: Callable[[], None]) -> Any:
-    """SIGTERM stops the session as Ctrl-C does (partial batch, status 2), after ``on_term`` notes why.
+class InterruptSignals:
+    """Ctrl-C and SIGTERM stop the session once (partial batch, status 2), after ``on_signal`` notes why.
 
-    Returns the handler it replaced, for ``restore_sigterm``; None off the main thread, where no handler can be set
-    (pytest run inside another program)."""
-    def on_sigterm(signum: int, frame: Any) -> None:
-        on_term()
-        raise KeyboardInterrupt("SIGTERM")
+    A second signal while the session writes its files, or as the process exits, is only reported: raised there, it
+    would cost the run its batch and end in pytest's traceback (exit 130). A third stops at once. Off the main
+    thread no handler can be set (pytest run inside another program), and nothing changes."""
 
-    try:
-        return signal.signal(signal.SIGTERM, on_sigterm)
-    except ValueError:
-        return None
+    def __init__(self, on_signal: Callable[[str], None]) -> None:
+        self.on_signal = on_signal
+        self.received: list[int] = []
+        self.previous: dict[int, Any] = {}
+        try:
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._on_interrupt)
+        except ValueError:
+            pass
 
+    def _on_interrupt(self, signum: int, frame: Any) -> None:
+        self.received.append(signum)
+        if len(self.received) == 2:
+            sys.stderr.write("\nllmbench: stopping; the results so far are being written (a third Ctrl-C abandons "
+                             "them)\n")
+            return
+        if len(self.received) == 1:
+            self.on_signal("terminated by SIGTERM" if signum == signal.SIGTERM else "interrupted (KeyboardInterrupt)")
+        raise KeyboardInterrupt("SIGTERM" if signum == signal.SIGTERM else "")
 
-def restore_sigterm(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+    def restore(self) -> None:
+        """The handlers from before. After an interrupt the process is on its way out with status 2: further signals
+        are ignored (Python keeps an ignored signal ignored while it shuts down, but resets a handler of its own)."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, signal.SIG_IGN if self.received else handler)
 
 
 def make_monitor(config: pytest.Config, settings: Settings) -> PerformanceMonitor:
