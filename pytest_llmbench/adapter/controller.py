@@ -45,6 +45,7 @@ from .items import LOAD_PLAN_KEY, LLMBenchItem, suites_requested
 from .process import InterruptSignals, make_monitor, stop_for_usage
 from .terminal import ProgressLine, is_live_terminal, safe
 
+
 class Controller:
     def __init__(self, config: pytest.Config, settings: Settings, gates: Gates, lifecycle: EndpointLifecycle) -> None:
         self.config = config
