@@ -63,7 +63,8 @@ class Transport:
 
     def __init__(self, headers: Mapping[str, str], endpoint: str, verify: bool | str, *,
                  connect_timeout: float = CONNECT_TIMEOUT, max_response_bytes: int = MAX_RESPONSE_BYTES,
-                 secrets: Secrets = NO_SECRETS, connections: int = 10) -> None:
+                 secrets: Secrets = NO_SECRETS, connections: int = 10, direct: bool = False) -> None:
+        """``direct``: never through the environment's proxies or CA bundle (an exporter beside the server)."""
         self.connect_timeout = connect_timeout
         self.max_response_bytes = max_response_bytes
         self.secrets = secrets  # masked in what the server sends back before any of it is cut
@@ -72,7 +73,11 @@ class Transport:
         adapter = _WatchedAdapter(_UNVERIFIED_POOLS if verify is False else _POOLS, connections)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
-        self._environment = _environment_settings(self._session, endpoint, verify)
+        if direct:
+            self._session.trust_env = False
+            self._environment: dict[str, Any] = {"proxies": {}, "verify": verify}
+        else:
+            self._environment = _environment_settings(self._session, endpoint, verify)
 
     def attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float) -> Reply:
         """One try; ``stream_api`` ("chat" or "completions") asks for a streamed answer to be read as SSE."""

@@ -149,7 +149,7 @@ class Fetcher:
                     headers["Authorization"] = _basic_auth_str(*source.auth)
                 self._transports[source.url] = Transport(headers, source.url, self.verify, connect_timeout=timeout,
                                                          max_response_bytes=MAX_BYTES, secrets=self.secrets,
-                                                         connections=1)
+                                                         connections=1, direct=True)
             return self._transports[source.url]
 
     def close(self) -> None:
