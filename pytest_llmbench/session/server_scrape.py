@@ -8,6 +8,7 @@ next scrape simply comes. Endpoint credentials go only to a metrics URL of the s
 
 from __future__ import annotations
 
+import base64
 import threading
 import time
 from collections.abc import Callable
@@ -15,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from requests.auth import _basic_auth_str
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
@@ -131,22 +131,24 @@ class Fetcher:
     def get(self, source: Source, timeout: float) -> str:
         """The page's text; raises ScrapeFailed."""
         reply = self._transport(source, timeout).attempt("GET", source.url, None, None, timeout)
-        if reply.error is not None and reply.error.kind == "deadline":
+        error = reply.error
+        if error is None and reply.status == 200:
+            return reply.payload.decode("utf-8", errors="replace")
+        if error is not None and error.kind == "deadline":
             raise ScrapeFailed(f"not complete within {timeout:.2g} s")
-        if reply.error is not None and reply.error.kind == "too_large":
+        if error is not None and error.kind == "too_large":
             raise ScrapeFailed(f"page larger than {MAX_BYTES // 2**20} MiB")
-        if reply.error is not None and reply.status is None:
+        if reply.status is None:
             raise ScrapeFailed("connection failed")
-        if reply.status != 200:
-            raise ScrapeFailed(f"HTTP {reply.status}")
-        return reply.payload.decode("utf-8", errors="replace")
+        raise ScrapeFailed(f"HTTP {reply.status}" if reply.status != 200 or error is None else error.message)
 
     def _transport(self, source: Source, timeout: float) -> Transport:
         with self._lock:
             if source.url not in self._transports:
                 headers = dict(source.headers)
                 if source.auth is not None:
-                    headers["Authorization"] = _basic_auth_str(*source.auth)
+                    credentials = base64.b64encode(":".join(source.auth).encode("utf-8")).decode("ascii")
+                    headers["Authorization"] = f"Basic {credentials}"
                 self._transports[source.url] = Transport(headers, source.url, self.verify, connect_timeout=timeout,
                                                          max_response_bytes=MAX_BYTES, secrets=self.secrets,
                                                          connections=1, direct=True)
