@@ -201,3 +201,18 @@ def test_a_reset_after_the_whole_request_was_read_is_possibly_duplicated_and_ret
     assert not result.success and result.error.type == "reset_after_send"
     assert len(seen) == (4 if retry else 1)  # before: 4 POSTs either way, none marked
     assert result.possibly_duplicated is retry
+
+
+def test_reasoning_tokens_a_server_counts_without_sending_them_are_plausible(fault_server):
+    """OpenAI's reasoning models count hidden reasoning in completion_tokens: a short answer with 2,000 tokens is
+    true there, and must keep its count, streamed or not."""
+    usage = {"prompt_tokens": 5, "completion_tokens": 2000, "completion_tokens_details": {"reasoning_tokens": 1990}}
+    fault_server.reply(Reply.json({**COMPLETION, "usage": usage}),
+                       Reply.sse([chunk("Paris", "stop"), {"choices": [], "usage": usage}]))
+    client = client_for(fault_server.url_for("/v1"))
+
+    whole, streamed = client.complete("x"), client.complete("x", stream=True)
+
+    for result in (whole, streamed):
+        assert result.success and result.completion_tokens == 2000, result.error_message
+        assert not result.usage_implausible and not result.tokens_estimated

@@ -252,7 +252,8 @@ class LLMClient:
         result.response_text = self._secrets.mask(result.response_text)
         result.api_response = self._secrets.mask(result.api_response)
         if error is None:
-            fill_token_counts(result, None if outcome is None else len(outcome.content_ns), asked_tokens(request))
+            fill_token_counts(result, None if outcome is None else len(outcome.content_ns), asked_tokens(request),
+                              0 if outcome is None else outcome.reasoning_tokens)
             if outcome is not None:
                 result.tpot = tpot(result.ttft, result.e2e_latency, result.completion_tokens)
             else:  # not streamed: the whole answer arrived at once, so end to end is the latency itself

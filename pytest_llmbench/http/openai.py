@@ -107,7 +107,8 @@ def read_completion_body(result: TestResult, payload: bytes, secrets: Secrets = 
     return None
 
 
-def fill_token_counts(result: TestResult, content_chunks: int | None = None, asked: int | None = None) -> None:
+def fill_token_counts(result: TestResult, content_chunks: int | None = None, asked: int | None = None,
+                      hidden: int = 0) -> None:
     """Estimate the completion count when the server did not report it or reported one it cannot mean, and flag it.
 
     Only the completion count is estimated: it is the one tokens/s, TPOT and the token checks use,
@@ -115,13 +116,16 @@ def fill_token_counts(result: TestResult, content_chunks: int | None = None, ask
     A stream is estimated at one token per chunk that carried text (llama.cpp's server and others send
     about one token a chunk and no usage); a whole answer at ``estimate_tokens`` of its text.
     A count past ``MAX_USAGE_TOKENS``, past the ``max_tokens`` asked for (``asked``) or past
-    ``TOKENS_PER_BYTE`` per byte of the answer (reasoning text included) is dropped and ``usage_implausible``
+    ``TOKENS_PER_BYTE`` per byte of the answer (reasoning text included, and the ``hidden`` reasoning tokens a
+    server counts without sending their text, as OpenAI's reasoning models do) is dropped and ``usage_implausible``
     set: 10^30 tokens would otherwise pass any throughput SLO.
     """
     if result.prompt_tokens is not None and result.prompt_tokens > MAX_USAGE_TOKENS:
         result.prompt_tokens, result.usage_implausible = None, True
-    if result.completion_tokens is not None and not _plausible(result, result.completion_tokens, content_chunks,
-                                                               asked):
+    hidden = hidden or reasoning_tokens(result.api_response.get("usage") if isinstance(result.api_response, dict)
+                                        else None)
+    if result.completion_tokens is not None and not _plausible(result, result.completion_tokens,
+                                                               (content_chunks or 0) + hidden, asked):
         result.completion_tokens, result.usage_implausible = None, True
     if result.completion_tokens is None:
         result.completion_tokens = (estimate_tokens(result.response_text) if content_chunks is None
@@ -129,11 +133,19 @@ def fill_token_counts(result: TestResult, content_chunks: int | None = None, ask
         result.tokens_estimated = True
 
 
-def _plausible(result: TestResult, count: int, content_chunks: int | None, asked: int | None) -> bool:
+def _plausible(result: TestResult, count: int, allowance: int, asked: int | None) -> bool:
+    """``allowance``: tokens beyond the text's own (a token a streamed chunk, reasoning tokens not sent)."""
     if count > MAX_USAGE_TOKENS or (asked is not None and count > asked):
         return False
     size = len(result.response_text.encode("utf-8", "replace")) + _reasoning_bytes(result.api_response)
-    return count <= TOKENS_PER_BYTE * size + (content_chunks or 0) + 16  # a reasoning stream: a token a chunk
+    return count <= TOKENS_PER_BYTE * size + allowance + 16
+
+
+def reasoning_tokens(usage: Any) -> int:
+    """``usage.completion_tokens_details.reasoning_tokens``, or 0."""
+    details = usage.get("completion_tokens_details") if isinstance(usage, dict) else None
+    count = usage_count(details.get("reasoning_tokens")) if isinstance(details, dict) else None
+    return count or 0
 
 
 def _reasoning_bytes(data: Any) -> int:

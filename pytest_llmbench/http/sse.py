@@ -21,7 +21,7 @@ from ..jsonbound import loads_bounded
 from ..result import ApiError
 from .api_errors import BODY_READ_ERRORS, MESSAGE_LIMIT, size_text
 from .arrival import last_read
-from .openai import usage_count
+from .openai import reasoning_tokens, usage_count
 from .redact import NO_SECRETS, Secrets
 from .timing import EventClock
 
@@ -141,6 +141,7 @@ class StreamOutcome:
     end_ns: int | None = None  # when the answer ended ([DONE] read), broke off or was given up
     done: bool = False  # saw data: [DONE]
     tool_calls: bool = False  # a chunk carried a tool call (its arguments are not answer text)
+    reasoning_tokens: int = 0  # counted in completion_tokens without their text being sent (usage details)
     error: ApiError | None = None
     timing_degraded: str | None = None  # why the text events' times cannot be vouched for (timing.py)
 
@@ -264,6 +265,7 @@ def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, a
         prompt, completion = usage_count(usage.get("prompt_tokens")), usage_count(usage.get("completion_tokens"))
         outcome.prompt_tokens = outcome.prompt_tokens if prompt is None else prompt
         outcome.completion_tokens = outcome.completion_tokens if completion is None else completion
+        outcome.reasoning_tokens = reasoning_tokens(usage) or outcome.reasoning_tokens
     choice = _first_choice(chunk)
     if choice is None:
         return
