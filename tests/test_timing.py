@@ -175,9 +175,10 @@ def test_a_thousand_streams_from_one_process_time_every_token_or_mark_it(pyteste
     assert json.loads(batch_file.read_text())["aggregate"]["timing_degraded_requests"] == marked > 0
 
 
-def _event(delta: dict[str, Any] | None = None, *, usage: bool = False) -> bytes:
-    """One chat-completion chunk as an SSE event: a delta, or the usage chunk."""
-    chunk: dict[str, Any] = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta or {}}]}
+def _event(delta: dict[str, Any] | None = None, *, usage: bool = False, finish: str | None = None) -> bytes:
+    """One chat-completion chunk as an SSE event: a delta (the last with its ``finish``), or the usage chunk."""
+    chunk: dict[str, Any] = {"object": "chat.completion.chunk",
+                             "choices": [{"index": 0, "delta": delta or {}, "finish_reason": finish}]}
     if usage:
         chunk = {"object": "chat.completion.chunk", "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"
@@ -195,7 +196,7 @@ def test_a_token_whose_read_also_brought_the_next_ones_first_bytes_is_marked(fau
     client cannot tell when "a" came, only that it came after the role chunk."""
     a, b = _event({"content": "a"}), _event({"content": "b"})
     result = _stream(fault_server, [(0.0, _event({"role": "assistant"})), (0.1, a + b[:20]), (0.1, b[20:]),
-                                    (0.0, _event(usage=True) + b"data: [DONE]\n\n")])
+                                    (0.0, _event(finish="stop") + _event(usage=True) + b"data: [DONE]\n\n")])
     assert result.success and result.response_text == "ab"
     assert result.timing_degraded and "1 of 2 text events" in result.timing_degraded_reason
 
@@ -203,7 +204,7 @@ def test_a_token_whose_read_also_brought_the_next_ones_first_bytes_is_marked(fau
 def test_the_finish_usage_and_done_after_the_last_token_do_not_mark_it(fault_server):
     """A server writes these right after the last token; one read bringing them all times every token exactly."""
     steps = [(0.0, _event({"role": "assistant"})), (0.1, _event({"content": "a"})),
-             (0.1, _event({"content": "b"}) + _event({}) + _event(usage=True) + b"data: [DONE]\n\n")]
+             (0.1, _event({"content": "b"}) + _event(finish="stop") + _event(usage=True) + b"data: [DONE]\n\n")]
     result = _stream(fault_server, steps)
     written = fault_server.chunk_ns
     assert result.success and not result.timing_degraded, result.timing_degraded_reason
