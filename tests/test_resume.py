@@ -197,6 +197,7 @@ def test_changed_options_refuse_the_resume_listing_each_difference_and_force_ove
 
     forced = pytester.runpytest(*args, "--llmbench-stream", "--llmbench-resume", "--llmbench-resume-force")
     forced.assert_outcomes(passed=10)
+    forced.stdout.fnmatch_lines(["*resumed under other options (--llmbench-resume-force): --llmbench-stream*"])
     [batch] = batches(pytester)
     assert any("stream" in line for line in batch["resumed_from"]["option_differences"])
 

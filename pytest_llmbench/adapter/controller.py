@@ -83,6 +83,9 @@ class Controller:
         self._previous_sigterm: Any = None
         self.resume = Resume.open(config, settings, self.output, config.stash[SUITES_KEY]) if settings.resume \
             else None
+        if self.resume is not None:  # forced: the run's record says under what it went on
+            self.warnings += [f"resumed under other options (--llmbench-resume-force): {line}"
+                              for line in self.resume.differences]
 
     # -- set-up ---------------------------------------------------------------------------------
 
