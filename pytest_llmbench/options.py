@@ -86,6 +86,9 @@ class Settings:
     compare: Path | None = _option(None, "an earlier run to compare this run with: its batch file, its run "
                                    "folder, or 'latest' (the most recent earlier run in the output folder)", "RUN",
                                    path=True)
+    drift_fail: float | None = _option(None, "with --llmbench-compare: fail the session when an answer's "
+                                       "similarity to the baseline's answer (0-1, rapidfuzz's ratio / 100) falls "
+                                       "below this, e.g. 0.8", "SIMILARITY", low=0, high=1)
     compare_fail: tuple[str, ...] = _option((), "fail the session when a metric regresses past a threshold, e.g. "
                                                 "latency_p50:10% or tokens_per_second_mean:-5% (repeatable)",
                                                 "METRIC:PCT")
@@ -203,6 +206,7 @@ class Option:
 
 
 def _kind(annotation: str) -> str:
+    annotation = annotation.removesuffix(" | None")  # an option that may be left unset
     if annotation.startswith("tuple"):
         return "list"
     for kind in ("bool", "int", "float"):

@@ -37,7 +37,7 @@ from .internals import is_xdist_controller, node_input, node_output, stop_xdist,
 from .items import LOAD_PLAN_KEY, SUITES_KEY, LLMBenchItem, suites_requested
 from .process import make_monitor, restore_sigterm, sigterm_as_interrupt, stop_for_usage
 from .resume import WORKERINPUT_KEY as RESUME_INPUT_KEY
-from .resume import Resume, open_journal
+from .resume import Resume, baseline_answers, open_journal
 from .terminal import ProgressLine, is_live_terminal, safe
 
 
@@ -83,6 +83,7 @@ class Controller:
         self._previous_sigterm: Any = None
         self.resume = Resume.open(config, settings, self.output, config.stash[SUITES_KEY]) if settings.resume \
             else None
+        self.recorder.drift, self.recorder.drift_fail = baseline_answers(gates, self.warnings), settings.drift_fail
         if self.resume is not None:  # forced: the run's record says under what it went on
             self.warnings += [f"resumed under other options (--llmbench-resume-force): {line}"
                               for line in self.resume.differences]

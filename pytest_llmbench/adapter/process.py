@@ -61,7 +61,7 @@ def configure(config: pytest.Config) -> Gates:
         settings.headers()
         baseline = resolve_baseline(settings.compare, output_folder(settings, config.invocation_params.dir)) \
             if settings.compare else None
-        gates = Gates.parse(settings.slo, settings.compare_fail, baseline)
+        gates = Gates.parse(settings.slo, settings.compare_fail, baseline, settings.drift_fail)
         plan = LoadPlan.from_settings(settings)
     except (ConfigurationError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None

@@ -1,4 +1,6 @@
-"""``--llmbench-resume`` in pytest: the controller opens the run's journal and checks the options; every process
+"""What a session takes from earlier runs: ``--llmbench-resume`` and the baseline's answers for drift.
+
+``--llmbench-resume`` in pytest: the controller opens the run's journal and checks the options; every process
 (the controller alone, or each xdist worker from its workerinput) marks the collected items whose results are
 recorded, so that they show their recorded outcome instead of sending their request.
 
@@ -15,7 +17,10 @@ from typing import Any
 
 import pytest
 
+from ..metrics.drift import BaselineAnswers
+from ..metrics.gates import Gates
 from ..options import Settings
+from ..session.answers import NoAnswers, run_answers
 from ..session.journal import Journal, Record
 from ..session.resume import (
     Recorded,
@@ -136,3 +141,17 @@ def open_journal(config: pytest.Config, settings: Settings, folder: Path, starte
     suites = config.stash[SUITES_KEY]
     journal.session(started, measured_options(settings, suites, config.getoption("numprocesses", None) or 0))
     return journal
+
+
+def baseline_answers(gates: Gates, warnings: list[str]) -> BaselineAnswers | None:
+    """The ``--llmbench-compare`` baseline's answers, for answer drift; without them drift is a warning, or a usage
+    error when ``--llmbench-drift-fail`` asks for a gate that could not be checked."""
+    if gates.baseline is None or gates.baseline_path is None:
+        return None
+    try:
+        return run_answers(gates.baseline_path.parent, gates.baseline, str(gates.baseline_path))
+    except NoAnswers as exc:
+        if gates.drift_fail is not None:
+            raise pytest.UsageError(f"llmbench: --llmbench-drift-fail: {exc}") from None
+        warnings.append(f"answer drift not measured: {exc}")
+        return None

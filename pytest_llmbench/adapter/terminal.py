@@ -129,6 +129,28 @@ def resumed_line(resumed: dict[str, Any], rows: int) -> str:
                if dropped else ""))
 
 
+def drift_lines(batch: dict[str, Any], shown: int = 5) -> list[tuple[str, dict[str, bool]]]:
+    """Answer drift against the baseline: counts per level, then the regressions and the most changed answers."""
+    drift, changes = batch.get("drift"), batch.get("answer_changes") or []
+    if not drift:
+        return []
+    lowest = drift.get("min_similarity")
+    counts = (f"answers against the baseline: {drift['compared']} compared, {drift['identical']} identical, "
+              f"{drift['normalized_equal']} equal but for case, spacing or punctuation, {drift['changed']} changed")
+    lines: list[tuple[str, dict[str, bool]]] = [
+        (counts + ("" if lowest is None else f" (lowest similarity {lowest:.2f})"), {})]
+    regressions = [c for c in changes if c.get("outcome") == "regression"]
+    if regressions:
+        lines.append((f"answer checks that passed in the baseline and fail now: "
+                      f"{', '.join(c['test_id'] for c in regressions[:shown])}"
+                      + (" …" if len(regressions) > shown else ""), {"red": True, "bold": True}))
+    most = [f"{c['test_id']} {c['similarity']:.2f}" for c in changes if c.get("level") == "changed"][:shown]
+    if most:
+        lines.append((f"most changed answers: {', '.join(most)}", {}))
+    lines += [(f"answer drift WARNING: {note}", {"yellow": True}) for note in drift.get("sampling_warnings") or []]
+    return lines
+
+
 def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> None:
     """The llmbench section of pytest's summary, from the batch record."""
     agg = batch["aggregate"]
@@ -163,6 +185,8 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         score = agg.get("mean_reasoning_score")
         reporter.write_line(f"answers: {agg['evaluation_pass_rate'] * 100:.1f}% passed their checks"
                             + ("" if score is None else f" | mean reasoning score {score:.2f}"))
+    for line, markup in drift_lines(batch):
+        reporter.write_line(safe(line), **markup)
     _write_categories(reporter, batch.get("categories") or {})
     if batch.get("hardware"):
         _write_hardware(reporter, batch["hardware"])

@@ -52,9 +52,10 @@ class Journal:
                      sync=True)
 
     def result(self, nodeid: str, phase: int, row: dict[str, Any], chunks: dict[str, Any], answer: str,
-               wall: tuple[float, float] | None) -> None:
+               wall: tuple[float, float] | None, sampling: dict[str, Any]) -> None:
+        """``sampling``: the request's temperature, seed ...: whether answer drift against this run means anything."""
         self._append({"kind": "result", "nodeid": nodeid, "phase": phase, "row": row, "chunks": chunks,
-                      "answer": answer, "wall": wall})
+                      "answer": answer, "wall": wall, "sampling": sampling})
 
     def end(self, partial_reason: str | None, batch: str | None) -> None:
         self._append({"kind": "end", "partial_reason": partial_reason, "batch": batch}, sync=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..http.redact import Secrets
+from ..metrics.drift import BaselineAnswers, sampling_of
 from ..metrics.hardware.monitor import ErrorRateAlert, PerformanceMonitor
 from ..metrics.hardware.window import joules_per_token
 from ..metrics.server.store import ServerStore
@@ -75,6 +76,8 @@ class Recorder:
     load: LoadRecord | None = None  # the timeline and the load section
     test_files: str = "all"  # per-test files: "all", "failed" (items that did not pass) or "none"
     journal: Journal | None = None  # the run's durable record (set once the run folder exists)
+    drift: BaselineAnswers | None = None  # the baseline's answers, with --llmbench-compare
+    drift_fail: float | None = None  # --llmbench-drift-fail, recorded in the batch's ``drift``
 
     def __post_init__(self) -> None:
         self.batch_failure: WriteFailure | None = None
@@ -113,17 +116,22 @@ class Recorder:
                                if p.name.endswith(COMPLETION_SUFFIX)), None)
         progress = self._count(result, passed=passed, file_stem=delivery.file_stem, completion_file=completion,
                                started=window[0] if window else None, in_test=delivery.in_test)
+        row, sampling = self.rows[-1], sampling_of(result.request)
+        if self.drift is not None and not delivery.in_test:
+            row["answer_drift"] = self.drift.compare(row, result.response_text, sampling)
         if self.load is not None:
-            self.load.add(delivery, result, self.rows[-1])
+            self.load.add(delivery, result, row)
         if self.journal is not None and delivery.nodeid is not None and not delivery.in_test:
-            self.journal.result(delivery.nodeid, delivery.phase, self.rows[-1], _chunks(result), result.response_text,
-                                delivery.wall)
+            self.journal.result(delivery.nodeid, delivery.phase, row, _chunks(result), result.response_text,
+                                delivery.wall, sampling)
         return progress
 
     def add_resumed(self, entry: dict[str, Any]) -> ExecutionProgress:
         """A result an earlier session of this run recorded (its journal entry): a row and in the statistics again,
         counted in the progress as done, never written again."""
         row = {**entry["row"], "resumed": True}
+        if self.drift is not None:  # against this session's baseline, which may not be the earlier one's
+            row["answer_drift"] = self.drift.compare(row, entry.get("answer") or "", entry.get("sampling") or {})
         wall = entry.get("wall")
         self._keep(row, entry.get("chunks") or {}, None)
         if wall:  # each earlier session's own span: the run's duration is the sum, without the gaps between
@@ -211,6 +219,8 @@ class Recorder:
             "timeline": None if self.load is None else self.load.timeline_section(),
             "sweep": None if self.load is None else self.load.sweep_section(),
             "resumed_from": None,
+            "drift": None if self.drift is None else self.drift.summary(self.rows, self.drift_fail),
+            "answer_changes": None if self.drift is None else self.drift.changes(self.rows),
             "tests": self.rows,
         }
 
