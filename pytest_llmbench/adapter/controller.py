@@ -167,7 +167,8 @@ class Controller:
         """This run's folder, made on first use, with ``<output>/latest`` pointing at it. Raises OSError."""
         if self.run_dir is None:
             self.run_dir = self.resume.folder if self.resume else make_run_folder(self.output, self.started)
-            point_latest(self.output, self.run_dir)
+            if self.run_dir.parent.resolve() == self.output.resolve():  # a resumed run may live in another folder
+                point_latest(self.output, self.run_dir)
             self.recorder.use_folder(self.run_dir)
             self.recorder.journal = open_journal(self.config, self.settings, self.run_dir,
                                                  self.started.isoformat(timespec="seconds"))
