@@ -58,9 +58,11 @@ class _State:
     received_ns: list[int] = field(default_factory=list)
     answered_ns: list[int] = field(default_factory=list)
     client_ports: list[int] = field(default_factory=list)  # per received request
+    keep_prompts: bool = False  # --keep-prompts: each completion request's prompt, for counting sends per test
+    prompts: list[str] = field(default_factory=list)
 
     def reset(self) -> None:
-        self.received_ns, self.answered_ns, self.client_ports = [], [], []
+        self.received_ns, self.answered_ns, self.client_ports, self.prompts = [], [], [], []
 
 
 class _Connection(asyncio.Protocol):
@@ -88,19 +90,19 @@ class _Connection(asyncio.Protocol):
                     length = int(value)
             if len(self.buffer) < end + 4 + length:
                 return  # the body is still on its way
-            self.buffer = self.buffer[end + 4 + length:]
-            self._answer(head.split(" ", 2))
+            body, self.buffer = self.buffer[end + 4:end + 4 + length], self.buffer[end + 4 + length:]
+            self._answer(head.split(" ", 2), body)
 
-    def _answer(self, request_line: list[str]) -> None:
+    def _answer(self, request_line: list[str], body: bytes) -> None:
         method, target = request_line[0], request_line[1] if len(request_line) > 1 else "/"
         path, _, query = target.partition("?")
         state = self.state
         if method == "GET" and path == "/stamps":
-            body = json.dumps({"received_ns": state.received_ns, "answered_ns": state.answered_ns,
-                               "client_ports": state.client_ports}).encode()
+            stamps = json.dumps({"received_ns": state.received_ns, "answered_ns": state.answered_ns,
+                                 "client_ports": state.client_ports, "prompts": state.prompts}).encode()
             if "reset=1" in query:
                 state.reset()
-            self.transport.write(_response(body))
+            self.transport.write(_response(stamps))
             return
         reply = state.answers.get(path)
         if reply is None:
@@ -111,6 +113,8 @@ class _Connection(asyncio.Protocol):
             return
         state.received_ns.append(time.perf_counter_ns())
         state.client_ports.append(self.port)
+        if state.keep_prompts:
+            state.prompts.append(str(json.loads(body).get("prompt")))
         if state.delay_s > 0:
             asyncio.get_running_loop().call_later(state.delay_s, self._send, reply)
         else:
@@ -122,8 +126,8 @@ class _Connection(asyncio.Protocol):
             self.state.answered_ns.append(time.perf_counter_ns())
 
 
-async def serve(delay_ms: float, answer_bytes: int) -> None:
-    state = _State(_answers(answer_bytes), delay_ms / 1000.0)
+async def serve(delay_ms: float, answer_bytes: int, keep_prompts: bool = False) -> None:
+    state = _State(_answers(answer_bytes), delay_ms / 1000.0, keep_prompts=keep_prompts)
     server = await asyncio.get_running_loop().create_server(
         lambda: _Connection(state), "127.0.0.1", 0, backlog=512)
     print("PORT", server.sockets[0].getsockname()[1], flush=True)
@@ -147,10 +151,10 @@ class RunningServer:
 
 
 @contextmanager
-def launch(delay_ms: float = 0.0, answer_bytes: int = 64) -> Iterator[RunningServer]:
+def launch(delay_ms: float = 0.0, answer_bytes: int = 64, keep_prompts: bool = False) -> Iterator[RunningServer]:
     """Run the server in its own process (so it never competes for this one's GIL); stop it afterwards."""
     command = [sys.executable, str(HERE / "openai_server.py"), "--delay-ms", str(delay_ms),
-               "--answer-bytes", str(answer_bytes)]
+               "--answer-bytes", str(answer_bytes), *(["--keep-prompts"] if keep_prompts else [])]
     print("server:", " ".join(command), flush=True)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
@@ -209,9 +213,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--delay-ms", type=float, default=0.0, help="wait before each completion answer")
     parser.add_argument("--answer-bytes", type=int, default=64, help="length of the answer text")
+    parser.add_argument("--keep-prompts", action="store_true", help="keep each prompt for GET /stamps")
     args = parser.parse_args(argv)
     with suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.delay_ms, args.answer_bytes))
+        asyncio.run(serve(args.delay_ms, args.answer_bytes, args.keep_prompts))
 
 
 if __name__ == "__main__":

@@ -32,14 +32,15 @@ LOCAL_ENDPOINT = "local"
 
 
 def _option(default: Any, help: str, metavar: str | None = None, *, low: float | None = None,
-            high: float | None = None, inclusive: bool = True, path: bool = False, lines: bool = False) -> Any:
+            high: float | None = None, inclusive: bool = True, path: bool = False, lines: bool = False,
+            const: str | None = None) -> Any:
     """A ``Settings`` field that is also an option: its help, metavar, numeric bounds and whether it is a path.
 
     A list option's ini value is split on whitespace (quotes keep a path with spaces whole), unless ``lines``:
-    then one value per line (headers, whose values hold spaces).
+    then one value per line (headers, whose values hold spaces). ``const``: the value of the flag given alone.
     """
     meta = {"help": help, "metavar": metavar, "low": low, "high": high, "inclusive": inclusive, "path": path,
-            "lines": lines}
+            "lines": lines, "const": const}
     return field(default=default, metadata=meta)
 
 
@@ -85,6 +86,9 @@ class Settings:
     compare: Path | None = _option(None, "an earlier run to compare this run with: its batch file, its run "
                                    "folder, or 'latest' (the most recent earlier run in the output folder)", "RUN",
                                    path=True)
+    drift_fail: float | None = _option(None, "with --llmbench-compare: fail the session when an answer's "
+                                       "similarity to the baseline's answer (0-1, rapidfuzz's ratio / 100) falls "
+                                       "below this, e.g. 0.8", "SIMILARITY", low=0, high=1)
     compare_fail: tuple[str, ...] = _option((), "fail the session when a metric regresses past a threshold, e.g. "
                                                 "latency_p50:10% or tokens_per_second_mean:-5% (repeatable)",
                                                 "METRIC:PCT")
@@ -135,6 +139,11 @@ class Settings:
         (), "the servers' Prometheus /metrics to scrape during the run: 'auto' (the default: look beside the "
             "endpoint's base URL once), 'off', or a URL such as a DCGM exporter's http://gpu-host:9400/metrics "
             "(repeatable; URLs replace 'auto' unless it is named too)", "URL")
+    resume: str | None = _option(None, "continue an interrupted run in its own folder: 'latest' (the default when "
+                                       "no RUN is given), a run folder or its batch file; recorded tests are not "
+                                       "sent again", "RUN", const="latest")
+    resume_force: bool = _option(False, "resume even when the options that change what is measured differ from "
+                                        "the run's (the differences are listed as a warning)")
     server_metrics_interval: float = _option(0.5, "seconds between scrapes of the server metrics", "SECONDS",
                                              low=0.05)
     server_metric: tuple[str, ...] = _option((), "also keep this series of the server metrics, raw, e.g. "
@@ -185,6 +194,7 @@ class Option:
     inclusive: bool
     path: bool
     lines: bool = False
+    const: str | None = None  # a flag whose value may be left out: ``--llmbench-resume`` alone is ``latest``
 
     @property
     def flag(self) -> str:
@@ -196,6 +206,7 @@ class Option:
 
 
 def _kind(annotation: str) -> str:
+    annotation = annotation.removesuffix(" | None")  # an option that may be left unset
     if annotation.startswith("tuple"):
         return "list"
     for kind in ("bool", "int", "float"):
@@ -208,7 +219,8 @@ OPTIONS: tuple[Option, ...] = tuple(
     Option(name=f.name, kind=_kind(str(f.type)), default=None if f.default is MISSING else f.default,
            help=f.metadata["help"], metavar=f.metadata.get("metavar"), low=f.metadata.get("low"),
            high=f.metadata.get("high"), inclusive=f.metadata.get("inclusive", True),
-           path=f.metadata.get("path", False), lines=f.metadata.get("lines", False))
+           path=f.metadata.get("path", False), lines=f.metadata.get("lines", False),
+           const=f.metadata.get("const"))
     for f in fields(Settings)
 )
 
@@ -222,6 +234,9 @@ def add_options(parser: Any) -> None:
                             help=f"turn {opt.flag} off (e.g. when the ini file sets it)")
         elif opt.kind == "list":
             group.addoption(opt.flag, action="append", default=None, dest=opt.dest, metavar=opt.metavar,
+                            help=_escape(opt.help))
+        elif opt.const is not None:
+            group.addoption(opt.flag, nargs="?", const=opt.const, default=None, dest=opt.dest, metavar=opt.metavar,
                             help=_escape(opt.help))
         else:
             group.addoption(opt.flag, default=None, dest=opt.dest, metavar=opt.metavar,

@@ -186,3 +186,33 @@ def test_hand_written_tests_alone_say_what_they_test_and_keep_the_servers_log(py
     logs = sorted(p.relative_to(output / "latest") for p in (output / "latest").rglob(LOG_NAME))
     assert logs and all(log.parts[0] in ("gw0", "gw1", LOG_NAME) for log in logs), logs
     assert not (output / WORKER_LOGS).exists() and not (output / LOG_NAME).exists()
+
+
+def test_answer_drift_between_two_temperatures_of_the_embedded_model(pytester: pytest.Pytester) -> None:
+    """Three runs of one small suite: at temperature 0 twice (the same answers), then at 1.5 with another seed."""
+    prompts = ["Name three colours.", "Count from one to five.", "What is the capital of Italy?"]
+
+    def run(name: str, temperature: float, seed: int, *args: str) -> dict:
+        tests = [{"id": f"d{n}", "name": f"drift {n}", "category": "drift", "prompt": prompt,
+                  "parameters": {"max_tokens": 24, "temperature": temperature, "seed": seed}}
+                 for n, prompt in enumerate(prompts)]
+        suite = pytester.path / f"{name}.json"
+        suite.write_text(json.dumps({"test_suite_id": "drift", "tests": tests}), encoding="utf-8")
+        result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "-p", "no:cacheprovider", *args,
+                                               timeout=300)
+        result.assert_outcomes(passed=len(prompts))
+        [batch] = (pytester.path / "llmbench_results" / "latest").glob("batch_results_*.json")
+        return json.loads(batch.read_text(encoding="utf-8"))
+
+    first = run("cold", 0.0, 1)
+    baseline = Path(first["run"]["run_dir"])
+    again = run("cold_again", 0.0, 1, "--llmbench-compare", str(baseline))
+    assert again["drift"]["compared"] == 3 and again["drift"]["min_similarity"] >= 0.9, again["answer_changes"]
+    assert again["drift"]["sampling_warnings"] == []
+    hot = run("hot", 1.5, 7, "--llmbench-compare", str(baseline))
+    assert hot["drift"]["compared"] == 3 and hot["drift"]["identical"] < 3, hot["tests"]
+    assert hot["answer_changes"] and all(0 <= c["similarity"] < 1 or c["level"] == "normalized-equal"
+                                         for c in hot["answer_changes"])
+    assert hot["drift"]["sampling_warnings"] == [
+        "3 tests sampled differently: seed=1, temperature=0.0 in the baseline, seed=7, temperature=1.5 now"]
+    assert all(isinstance(c["diff"], list) and c["diff"] for c in hot["answer_changes"])

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
-from report_sessions import HOSTILE, REPORT_STUB, batch_file, report_file, run_session
+from report_sessions import HOSTILE, REPORT_STUB, batch_file, report_file, results, run_session
 
 STUB = REPORT_STUB
 INSTALL_HINT = ("the browser tests need Chromium and playwright: `sudo apt-get install chromium` (Debian/Ubuntu) "
@@ -280,3 +280,28 @@ def test_a_server_section_draws_one_chart_per_series(pytester, metrics_stub, ope
         assert charts[series]["marks"] == [points] and charts[series]["painted"], charts[series]
     assert charts["generation_tokens_per_s"]["marks"] == [points - 1]  # a rate needs the reading before it
     assert "kv_cache_usage_peak_pct" in report.js("document.getElementById('server').textContent")
+
+
+def test_what_changed_shows_escaped_word_diffs_of_the_changed_answers(pytester, stub, open_report):
+    run_session(pytester, stub)
+    first = batch_file(pytester)
+    stub.answers = {"France, 1?": HOSTILE, **stub.answers, "France": "Rome is the capital of France."}
+    run_session(pytester, stub, "--llmbench-compare", str(first.parent))
+    [report_path] = [p for p in results(pytester).glob("*/report.html")
+                     if p.parent != first.parent and not p.parent.is_symlink()]
+    report = open_report(report_path)
+    assert report.problems == [] and report.js("window.__pwned") is None
+    rows = report.js("""[...document.querySelectorAll('#what-changed table.drift tbody tr')].map(r =>
+        [r.cells[0].textContent, r.cells[3].textContent.trim(),
+         [...r.cells[4].querySelectorAll('del')].map(e => e.textContent.trim()),
+         [...r.cells[4].querySelectorAll('ins')].map(e => e.textContent.trim())])""")
+    assert len(rows) == 10  # the nine q tests and 'wrong' changed; 'broken' has no answer
+    q00 = next(row for row in rows if row[0] == "q00")
+    assert q00[2] == ["Paris"] and q00[3] == ["Rome"]
+    wrong = next(row for row in rows if row[0] == "wrong")
+    assert wrong[1] == "fail → fail"
+    q01 = next(row for row in rows if row[0] == "q01")
+    assert "".join(q01[3]).replace(" ", "") == HOSTILE.replace(" ", "").strip()  # shown as text, run as nothing
+    assert report.js("document.querySelector('nav.toc a[href=\"#what-changed\"]') !== null")
+    assert report.js("getComputedStyle(document.querySelector('#what-changed ins')).backgroundColor") != \
+        report.js("getComputedStyle(document.querySelector('#what-changed del')).backgroundColor")

@@ -41,8 +41,10 @@ from .internals import (
     stop_xdist,
     terminal_line,
 )
-from .items import LOAD_PLAN_KEY, LLMBenchItem, suites_requested
+from .items import LOAD_PLAN_KEY, SUITES_KEY, LLMBenchItem, suites_requested
 from .process import InterruptSignals, make_monitor, stop_for_usage
+from .resume import WORKERINPUT_KEY as RESUME_INPUT_KEY
+from .resume import Resume, baseline_answers, open_journal
 from .terminal import ProgressLine, is_live_terminal, safe
 
 
@@ -83,8 +85,15 @@ class Controller:
         self.inbox: Inbox = {}  # results of tests run in this process, by node id (see handoff.py)
         self.server: ServerScraper | None = None
         self._server_checked = False
+        self._resumed_taken = False
         self._waiting: deque[tuple[Delivery, bool]] = deque()  # results waiting for a server reading
         self._signals: InterruptSignals | None = None
+        self.resume = Resume.open(config, settings, self.output, config.stash[SUITES_KEY]) if settings.resume \
+            else None
+        self.recorder.drift, self.recorder.drift_fail = baseline_answers(gates, self.warnings), settings.drift_fail
+        if self.resume is not None:  # forced: the run's record says under what it went on
+            self.warnings += [f"resumed under other options (--llmbench-resume-force): {line}"
+                              for line in self.resume.differences]
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -97,6 +106,8 @@ class Controller:
         self.started = datetime.now(timezone.utc)  # the clock pytest's own "in 5.09s" runs on starts here too
         self._started_monotonic = time.monotonic()
         self._session = session
+        if self.resume is not None:
+            self.resume.stop_if_finished()
         self._signals = InterruptSignals(self._on_signal)
         self.line = self._make_line()
         # xdist starts its workers in its own sessionstart and hands them the endpoint then: an embedded server
@@ -162,9 +173,12 @@ class Controller:
     def ensure_run_dir(self) -> Path:
         """This run's folder, made on first use, with ``<output>/latest`` pointing at it. Raises OSError."""
         if self.run_dir is None:
-            self.run_dir = make_run_folder(self.output, self.started)
-            point_latest(self.output, self.run_dir)
+            self.run_dir = self.resume.folder if self.resume else make_run_folder(self.output, self.started)
+            if self.run_dir.parent.resolve() == self.output.resolve():  # a resumed run may live in another folder
+                point_latest(self.output, self.run_dir)
             self.recorder.use_folder(self.run_dir)
+            self.recorder.journal = open_journal(self.config, self.settings, self.run_dir,
+                                                 self.started.isoformat(timespec="seconds"))
         return self.run_dir
 
     def _say_target(self) -> None:
@@ -201,6 +215,8 @@ class Controller:
         handed = self.lifecycle.for_workers()
         if handed is not None:
             node_input(node)[WORKERINPUT_KEY] = handed
+        if self.resume is not None:
+            node_input(node)[RESUME_INPUT_KEY] = self.resume.replays(self.config).to_workerinput()
 
 
     # -- results --------------------------------------------------------------------------------
@@ -209,17 +225,29 @@ class Controller:
         ours = [item for item in session.items if isinstance(item, LLMBenchItem)]
         self.recorder.tracker.set_total(len(ours))
         self.suite_files.update(item.nodeid.split("::", 1)[0] for item in ours)
+        if self.resume is not None:
+            self._take_resumed(self.resume.keep_from_items(ours))
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
         self.suite_files.update(nodeid.split("::", 1)[0] for nodeid in ids if is_llmbench_nodeid(nodeid))
         total = sum(map(is_llmbench_nodeid, ids))
         self.recorder.tracker.set_total(max(self.recorder.progress.total_tests, total))
+        if self.resume is not None and not self._resumed_taken:  # every worker collected the same
+            self._take_resumed(self.resume.keep_from_ids(self.config, [i for i in ids if is_llmbench_nodeid(i)]))
         if total and self.lifecycle.endpoint is None:  # before the first item is scheduled
             self.prepare()
 
+    def _take_resumed(self, entries: list[dict[str, Any]]) -> None:
+        """The recorded results this session keeps enter the record now; their items only show them again."""
+        self._resumed_taken = True
+        for entry in entries:
+            self.recorder.add_resumed(entry)
+
     @pytest.hookimpl(trylast=True)  # after pytest has written its own dot or line for the test
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.resume is not None and report.nodeid in self.resume.kept:
+            return  # recorded by an earlier session: its row came from the journal
         deliveries = deliveries_of(report, self.inbox)  # several: a hand-written test's llm_client requests
         if deliveries:
             self._ensure_run_dir_quietly()
@@ -320,6 +348,9 @@ class Controller:
         pytest counting them for its percentage); any other test first moves the line out of its way."""
         if is_gate_nodeid(report.nodeid):  # counted and summarised, but no letter after pytest's "[100%]"
             return ("failed", "", ("FAILED", {"red": True})) if report.failed else None
+        if self.resume is not None and report.nodeid in self.resume.kept and report.when == "call":
+            live = self.line is not None and self.line.live
+            return report.outcome, "" if live else "r" if report.passed else "F", f"{report.outcome.upper()} (resumed)"
         if self.line is None or not self.line.live:
             return None
         if is_llmbench_nodeid(report.nodeid):
@@ -365,6 +396,7 @@ class Controller:
                            self.target, self.run_dir, self.started)
         batch = self.recorder.build_batch(run=run, partial_reason=self.partial_reason,
                                           wall_time_s=time.monotonic() - self._started_monotonic)
+        batch["resumed_from"] = self.resume.section() if self.resume is not None else None
         if self.server is not None:
             batch["server"] = self.server.batch_section(batch["aggregate"])
         if self.gates.active:
@@ -414,6 +446,7 @@ class Controller:
         except Exception as exc:  # noqa: BLE001 - a conftest bug must not cost the run its batch file
             self.warnings.append(f"a pytest_llmbench_batch hook raised {type(exc).__name__}: {exc}")
         self.batch_path = self.recorder.write_batch(batch, self.started)
+        self.recorder.end_journal(self.partial_reason, self.batch_path)
         if self.batch_path is None and self.recorder.batch_failure is not None:
             self.batch_problem = self.recorder.batch_failure.reason
             self.warnings.append(f"batch file NOT WRITTEN: {self.batch_problem}")

@@ -84,8 +84,8 @@ class LoadDriver:
             self.feed(item.session, item)
 
     def feed(self, session: pytest.Session, current: pytest.Item) -> None:
-        upcoming = [item for item in self._upcoming(session, current)
-                    if isinstance(item, LLMBenchItem) and not marks_keep_from_running(item)]
+        upcoming = [item for item in self._upcoming(session, current)  # a resumed item only shows its record
+                    if isinstance(item, LLMBenchItem) and item.resumed is None and not marks_keep_from_running(item)]
         if not upcoming:
             return
         tickets = [self._ticket(item.nodeid, item.case, item.model, item.phase) for item in upcoming]

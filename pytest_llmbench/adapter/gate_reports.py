@@ -17,7 +17,7 @@ import pytest
 from ..metrics.gates import GateResult
 
 GATE_PREFIX = "llmbench::"
-_KINDS = ("slo[", "compare[")
+_KINDS = ("slo[", "compare[", "drift[")
 
 
 def is_gate_nodeid(nodeid: str) -> bool:

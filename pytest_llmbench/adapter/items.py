@@ -19,6 +19,7 @@ from ..result import TestResult
 from ..runner import Runner, add_failed_check, failure_message
 from ..session.handoff import Delivery
 from ..session.load.plan import LoadPlan
+from ..session.resume import Recorded
 from ..session.storage import assign_stems
 from ..textsafe import escape_for_terminal, escape_node_name
 from .internals import worker_id
@@ -106,6 +107,7 @@ class LLMBenchItem(pytest.Item):
         self.result: TestResult | None = None
         self.window: tuple[float, float] | None = None
         self.file_stem: str | None = None  # assigned for the whole run by assign_file_stems()
+        self.resumed: Recorded | None = None  # its outcome recorded by an earlier session of the run (resume.py)
         self.add_marker(MARKER)
         self.extra_keyword_matches.update({case.id, case.name, case.category})
 
@@ -116,9 +118,13 @@ class LLMBenchItem(pytest.Item):
     def delivery(self, result: TestResult, window: tuple[float, float] | None) -> Delivery:
         """The result on its way to the controller, with where its files go and where and when it ran."""
         return Delivery(result, self.file_stem or self.case.id, self.output_subdir, window, phase=self.phase,
-                        worker=worker_id(self.config))
+                        worker=worker_id(self.config), nodeid=self.nodeid)
 
     def runtest(self) -> None:
+        if self.resumed is not None:  # recorded by an earlier session of this run: shown again, never sent
+            if not self.resumed.passed:
+                raise LLMBenchFailure(f"resumed: {self.resumed.message}")
+            return
         runner = self.config.stash[RUNNER_KEY]()  # built on first use, before the item's clock starts
         sent_ahead = self.config.stash.get(SENT_AHEAD_KEY, None)
         started = time.monotonic()

@@ -38,6 +38,7 @@ from .items import (
     add_suites_to_args,
 )
 from .pytest_html import add_html_extras, html_report_wanted
+from .resume import mark_resumed, replays_for_worker
 from .scheduling import make_scheduler
 
 CONTROLLER = "llmbench-controller"  # the controller's name in the plugin manager
@@ -61,7 +62,7 @@ def configure(config: pytest.Config) -> Gates:
         settings.headers()
         baseline = resolve_baseline(settings.compare, output_folder(settings, config.invocation_params.dir)) \
             if settings.compare else None
-        gates = Gates.parse(settings.slo, settings.compare_fail, baseline)
+        gates = Gates.parse(settings.slo, settings.compare_fail, baseline, settings.drift_fail)
         plan = LoadPlan.from_settings(settings)
     except (ConfigurationError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -80,6 +81,7 @@ def configure(config: pytest.Config) -> Gates:
         config.pluginmanager.register(driver, "llmbench-load")
     config.stash[ENDPOINT_KEY] = EndpointLifecycle(settings, output_folder(settings, base),
                                                    worker_input(config))
+    replays_for_worker(config)
     if settings.insecure:
         config_warning(config, pytest.PytestWarning("llmbench: --llmbench-insecure is set: TLS certificates are "
                                                     "not verified"))
@@ -181,6 +183,11 @@ def make_monitor(config: pytest.Config, settings: Settings) -> PerformanceMonito
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return make_scheduler(config, config.stash[LOAD_PLAN_KEY])  # None unless a load run under --dist load
+
+
+@pytest.hookimpl(tryfirst=True)  # before the controller counts the items it will record
+def pytest_collection_finish(session: pytest.Session) -> None:
+    mark_resumed(session.config, session.items)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -40,7 +40,8 @@ def progress_text(p: ExecutionProgress) -> str:
     ok, bad = _marks()
     failed = p.completed_tests - p.passed_tests
     return (f"llmbench {p.completed_tests}/{p.total_tests} {ok}{p.passed_tests} {bad}{failed}"
-            f" | {p.tests_per_second:.1f} tests/s | {p.output_throughput:.0f} tok/s"
+            + (f" (resumed {p.resumed_tests})" if p.resumed_tests else "")
+            + f" | {p.tests_per_second:.1f} tests/s | {p.output_throughput:.0f} tok/s"
             f" | ETA {clock(p.estimated_remaining_time)}" + _load_text(p))
 
 
@@ -117,6 +118,39 @@ TABLE_STATS = (("n", "count"), ("mean", "mean"), ("std", "std"), ("min", "min"),
                ("p95", "p95"), ("p99", "p99"), ("p99.9", "p99_9"), ("max", "max"))
 
 
+def resumed_line(resumed: dict[str, Any], rows: int) -> str:
+    """What a resumed run took from its earlier sessions and what it sent again."""
+    sessions = resumed.get("sessions") or []
+    ended = "; ".join(f"{s.get('started')}: {s.get('results')} results, {s.get('ended')}" for s in sessions)
+    dropped = (resumed.get("recorded") or 0) - (resumed.get("kept") or 0)
+    return (f"resumed {resumed.get('kept')} recorded results of {resumed.get('run_dir')} ({ended}); "
+            f"{rows - (resumed.get('kept') or 0)} results from this session"
+            + (f"; {dropped} recorded results not kept (a sweep level cut short, or tests not selected)"
+               if dropped else ""))
+
+
+def drift_lines(batch: dict[str, Any], shown: int = 5) -> list[tuple[str, dict[str, bool]]]:
+    """Answer drift against the baseline: counts per level, then the regressions and the most changed answers."""
+    drift, changes = batch.get("drift"), batch.get("answer_changes") or []
+    if not drift:
+        return []
+    lowest = drift.get("min_similarity")
+    counts = (f"answers against the baseline: {drift['compared']} compared, {drift['identical']} identical, "
+              f"{drift['normalized_equal']} equal but for case, spacing or punctuation, {drift['changed']} changed")
+    lines: list[tuple[str, dict[str, bool]]] = [
+        (counts + ("" if lowest is None else f" (lowest similarity {lowest:.2f})"), {})]
+    regressions = [c for c in changes if c.get("outcome") == "regression"]
+    if regressions:
+        lines.append((f"answer checks that passed in the baseline and fail now: "
+                      f"{', '.join(c['test_id'] for c in regressions[:shown])}"
+                      + (" …" if len(regressions) > shown else ""), {"red": True, "bold": True}))
+    most = [f"{c['test_id']} {c['similarity']:.2f}" for c in changes if c.get("level") == "changed"][:shown]
+    if most:
+        lines.append((f"most changed answers: {', '.join(most)}", {}))
+    lines += [(f"answer drift WARNING: {note}", {"yellow": True}) for note in drift.get("sampling_warnings") or []]
+    return lines
+
+
 def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> None:
     """The llmbench section of pytest's summary, from the batch record."""
     agg = batch["aggregate"]
@@ -126,6 +160,8 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         reporter.write_line(safe(target["line"]))
     if batch.get("partial"):
         reporter.write_line(f"PARTIAL RUN: {safe(batch.get('partial_reason'))}", yellow=True, bold=True)
+    if batch.get("resumed_from"):
+        reporter.write_line(safe(resumed_line(batch["resumed_from"], len(batch.get("tests") or ()))), bold=True)
     reporter.write_line(
         f"tests {agg['total_tests']}: {agg['passed_tests']} passed, {agg['total_tests'] - agg['passed_tests']} failed"
         f" | requests {agg['success_rate'] * 100:.1f}% successful | wall time {agg['wall_time_s']:.2f}s")
@@ -149,6 +185,8 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         score = agg.get("mean_reasoning_score")
         reporter.write_line(f"answers: {agg['evaluation_pass_rate'] * 100:.1f}% passed their checks"
                             + ("" if score is None else f" | mean reasoning score {score:.2f}"))
+    for line, markup in drift_lines(batch):
+        reporter.write_line(safe(line), **markup)
     _write_categories(reporter, batch.get("categories") or {})
     if batch.get("hardware"):
         _write_hardware(reporter, batch["hardware"])

@@ -20,6 +20,7 @@ from .baseline import (
     parse_threshold,
 )
 from .baseline_tests import Pairing, pair, shared_aggregate, shared_keys
+from .drift import drift_failures
 from .slo import RunSlo, SloMiss, check_run_slos, parse_run_slos
 from .stats import format_value
 
@@ -33,13 +34,14 @@ class GateResult:
     pairing: Pairing | None = None  # the baseline's tests beside this run's, and how the two runs differ
     failed_gates: list[tuple[str, str]] = field(default_factory=list)  # (gate id, message), e.g. "slo[ttft_p99]"
     passed_gates: list[str] = field(default_factory=list)  # "run SLO ttft_p99 <= 500 ms: 312.0 ms"
+    drift: list[str] = field(default_factory=list)  # --llmbench-drift-fail: answers below the similarity
 
     @property
     def failed(self) -> bool:
-        return bool(self.slo_misses or self.regressions)
+        return bool(self.slo_misses or self.regressions or self.drift)
 
     def failures(self) -> list[str]:
-        return [m.message for m in self.slo_misses] + self.regressions
+        return [m.message for m in self.slo_misses] + self.regressions + self.drift
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -54,6 +56,7 @@ class GateResult:
                 "per_test": [d.to_dict() for d in self.pairing.per_test] if self.pairing else [],
                 "deltas": [vars(d) for d in self.deltas],
                 "regressions": self.regressions,
+                "drift": self.drift,
             },
         }
 
@@ -67,17 +70,21 @@ class Gates:
     thresholds: list[Threshold]
     baseline: dict[str, Any] | None
     baseline_path: Path | None
+    drift_fail: float | None = None  # fail when an answer's similarity to the baseline's falls below this
 
     @classmethod
-    def parse(cls, slo: tuple[str, ...], compare_fail: tuple[str, ...], baseline_path: Path | None = None) -> Gates:
+    def parse(cls, slo: tuple[str, ...], compare_fail: tuple[str, ...], baseline_path: Path | None = None,
+              drift_fail: float | None = None) -> Gates:
         """Raises ValueError naming the bad SLO, threshold or baseline file.
 
         ``baseline_path`` is ``--llmbench-compare`` resolved to a batch file (a folder or ``latest`` names one).
         """
+        if drift_fail is not None and baseline_path is None:
+            raise ValueError("--llmbench-drift-fail compares answers with a baseline: add --llmbench-compare RUN")
         baseline = load_baseline(baseline_path) if baseline_path else None
         return cls(slos=parse_run_slos(slo),
                    thresholds=[parse_threshold(spec) for spec in compare_fail],
-                   baseline=baseline, baseline_path=baseline_path)
+                   baseline=baseline, baseline_path=baseline_path, drift_fail=drift_fail)
 
     @property
     def active(self) -> bool:
@@ -115,4 +122,14 @@ class Gates:
                     delta = next(d for d in result.deltas if d.name == threshold.metric)
                     change = "n/a" if delta.change_pct is None else f"{delta.change_pct:+.1f}%"
                     result.passed_gates.append(f"{threshold.metric} {change} against the baseline, {threshold.text}")
+            if self.drift_fail is not None:
+                self._check_drift(result, rows or [])
         return result
+
+    def _check_drift(self, result: GateResult, rows: list[dict[str, Any]]) -> None:
+        assert self.drift_fail is not None
+        result.drift = drift_failures(rows, self.drift_fail)
+        if result.drift:
+            result.failed_gates.append(("drift[answers]", result.drift[0]))
+        else:
+            result.passed_gates.append(f"every compared answer's similarity to the baseline >= {self.drift_fail:g}")

@@ -40,6 +40,7 @@ class Delivery:
     # The endpoint a worker found for itself (hand-written tests alone under -n; ``Endpoint.to_workerinput`` and
     # the embedded server's ``log``), so that the controller can say what the run tested and keep the log.
     endpoint: dict[str, Any] | None = None
+    nodeid: str | None = None  # the suite item's node id: its key in the run's journal (session/journal.py)
 
     def __post_init__(self) -> None:
         if self.wall is None and self.window is not None:
@@ -51,7 +52,7 @@ class Delivery:
     def to_dict(self) -> dict[str, Any]:
         return {"result": self.result.to_dict(), "file_stem": self.file_stem, "subdir": self.subdir,
                 "window": self.window, "phase": self.phase, "worker": self.worker, "host": self.host,
-                "wall": self.wall, "in_test": self.in_test, "endpoint": self.endpoint}
+                "wall": self.wall, "in_test": self.in_test, "endpoint": self.endpoint, "nodeid": self.nodeid}
 
     @classmethod
     def from_json(cls, raw: str) -> Delivery:
@@ -63,7 +64,7 @@ class Delivery:
         return cls(TestResult.from_dict(data["result"]), data["file_stem"], data.get("subdir"),
                    tuple(window) if window else None, phase=data.get("phase") or 0, worker=data.get("worker"),
                    host=data.get("host") or "", wall=tuple(wall) if wall else None,
-                   in_test=bool(data.get("in_test")), endpoint=data.get("endpoint"))
+                   in_test=bool(data.get("in_test")), endpoint=data.get("endpoint"), nodeid=data.get("nodeid"))
 
 
 Inbox = dict[str, list[Delivery]]

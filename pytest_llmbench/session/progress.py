@@ -34,6 +34,7 @@ class ExecutionProgress:
     in_flight: int | None = None  # requests sent and not yet answered (a load run in one process)
     offered_rate: float | None = None  # --llmbench-request-rate, requests/s
     achieved_rate: float | None = None  # requests/s sent so far, first send to last
+    resumed_tests: int = 0  # recorded by an earlier session of the run (--llmbench-resume): done, not sent
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,6 +49,7 @@ class ProgressTracker:
         self._execution_time_sum = 0.0
         self._tokens_per_second_sum = 0.0
         self._with_rate = 0
+        self._resumed_tokens = 0
 
     def restart(self) -> None:
         """Start the clock now: when the tests begin, not when pytest did."""
@@ -58,9 +60,12 @@ class ProgressTracker:
         self.progress.total_tests = total_tests
 
     def update(self, *, name: str, category: str | None, success: bool, passed: bool, execution_time: float,
-               completion_tokens: int | None, tokens_per_second: float | None) -> ExecutionProgress:
+               completion_tokens: int | None, tokens_per_second: float | None,
+               resumed: bool = False) -> ExecutionProgress:
+        """Count one finished test; a ``resumed`` one counts as done but not in this session's rates."""
         p = self.progress
         p.completed_tests += 1
+        p.resumed_tests += resumed
         p.successful_tests += success
         p.failed_tests += not success
         p.passed_tests += passed
@@ -72,11 +77,13 @@ class ProgressTracker:
             self._tokens_per_second_sum += tokens_per_second
             self._with_rate += 1
             p.average_tokens_per_second = self._tokens_per_second_sum / self._with_rate
+        if resumed:
+            self._resumed_tokens += completion_tokens or 0
         p.total_tokens_generated += completion_tokens or 0
         p.elapsed_time = time.monotonic() - self._started
         if p.elapsed_time > 0:
-            p.tests_per_second = p.completed_tests / p.elapsed_time
-            p.output_throughput = p.total_tokens_generated / p.elapsed_time
+            p.tests_per_second = (p.completed_tests - p.resumed_tests) / p.elapsed_time
+            p.output_throughput = (p.total_tokens_generated - self._resumed_tokens) / p.elapsed_time
         p.total_tests = max(p.total_tests, p.completed_tests)
         remaining = p.total_tests - p.completed_tests
         p.estimated_remaining_time = remaining / p.tests_per_second if p.tests_per_second else None

@@ -11,12 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from ..http.redact import Secrets
+from ..metrics.drift import BaselineAnswers, sampling_of
 from ..metrics.hardware.monitor import ErrorRateAlert, PerformanceMonitor
 from ..metrics.hardware.window import joules_per_token
 from ..metrics.server.store import ServerStore
 from ..metrics.stats import StatsAccumulator
 from ..result import METRICS, TestResult
 from .handoff import Delivery
+from .journal import Journal
 from .load.record import LoadRecord
 from .progress import ExecutionProgress, ProgressTracker
 from .storage import COMPLETION_SUFFIX, ResultWriter, WriteFailure
@@ -55,6 +57,11 @@ def _failure_of(result: TestResult) -> dict[str, Any]:
     }
 
 
+def _chunks(result: TestResult) -> dict[str, Any]:
+    """The per-chunk figures (ITL) that go to the statistics but not into a row."""
+    return {m.field: getattr(result, m.field) for m in METRICS if m.per_chunk}
+
+
 @dataclass
 class Recorder:
     output: Path
@@ -68,6 +75,9 @@ class Recorder:
     secrets: Secrets = field(default_factory=lambda: Secrets(()))  # masked in every result: a hook may add one
     load: LoadRecord | None = None  # the timeline and the load section
     test_files: str = "all"  # per-test files: "all", "failed" (items that did not pass) or "none"
+    journal: Journal | None = None  # the run's durable record (set once the run folder exists)
+    drift: BaselineAnswers | None = None  # the baseline's answers, with --llmbench-compare
+    drift_fail: float | None = None  # --llmbench-drift-fail, recorded in the batch's ``drift``
 
     def __post_init__(self) -> None:
         self.batch_failure: WriteFailure | None = None
@@ -76,6 +86,7 @@ class Recorder:
         self._unseen_alerts: list[str] = []
         self._span: list[float] = []  # [first request started, last answer done], monotonic
         self._starts: list[float | None] = []  # each row's request start, monotonic
+        self._resumed_spans: dict[int, list[float]] = {}  # earlier sessions' [first start, last end], Unix time
         self._failures_reported = 0
 
     @property
@@ -105,9 +116,34 @@ class Recorder:
                                if p.name.endswith(COMPLETION_SUFFIX)), None)
         progress = self._count(result, passed=passed, file_stem=delivery.file_stem, completion_file=completion,
                                started=window[0] if window else None, in_test=delivery.in_test)
+        row, sampling = self.rows[-1], sampling_of(result.request)
+        if self.drift is not None and not delivery.in_test:
+            row["answer_drift"] = self.drift.compare(row, result.response_text, sampling)
         if self.load is not None:
-            self.load.add(delivery, result, self.rows[-1])
+            self.load.add(delivery, result, row)
+        if self.journal is not None and delivery.nodeid is not None and not delivery.in_test:
+            self.journal.result(delivery.nodeid, delivery.phase, row, _chunks(result), result.response_text,
+                                delivery.wall, sampling)
         return progress
+
+    def add_resumed(self, entry: dict[str, Any]) -> ExecutionProgress:
+        """A result an earlier session of this run recorded (its journal entry): a row and in the statistics again,
+        counted in the progress as done, never written again."""
+        row = {**entry["row"], "resumed": True}
+        if self.drift is not None:  # against this session's baseline, which may not be the earlier one's
+            row["answer_drift"] = self.drift.compare(row, entry.get("answer") or "", entry.get("sampling") or {})
+        wall = entry.get("wall")
+        self._keep(row, entry.get("chunks") or {}, None)
+        if wall:  # each earlier session's own span: the run's duration is the sum, without the gaps between
+            span = self._resumed_spans.setdefault(entry.get("session", 0), [wall[0], wall[1]])
+            span[:] = [min(span[0], wall[0]), max(span[1], wall[1])]
+        if self.load is not None:
+            self.load.add_resumed(entry["phase"], row, entry.get("chunks") or {}, wall)
+        return self.tracker.update(name=row.get("test_name") or "", category=row.get("category"),
+                                   success=bool(row.get("success")), passed=bool(row.get("passed")),
+                                   execution_time=row.get("execution_time") or 0.0,
+                                   completion_tokens=row.get("completion_tokens"),
+                                   tokens_per_second=row.get("tokens_per_second"), resumed=True)
 
     def record_lost(self, nodeid: str, message: str) -> ExecutionProgress:
         """A test that ended without a result (a crashed worker, an error outside the request)."""
@@ -128,15 +164,18 @@ class Recorder:
         row["passed"], row["file_stem"], row["completion_file"] = passed, file_stem, completion_file
         row["start_s"] = None  # set by build_batch, from the first request on
         row["llm_client"] = in_test
-        self._starts.append(started)
-        self.rows.append(row)
-        self.stats.add({**row, **{m.field: getattr(result, m.field) for m in METRICS if m.per_chunk}})
+        self._keep(row, _chunks(result), started)
         if in_test:
             return self.tracker.progress
         return self.tracker.update(name=result.test_name, category=result.category, success=result.success,
                                    passed=passed, execution_time=result.execution_time,
                                    completion_tokens=result.completion_tokens,
                                    tokens_per_second=result.tokens_per_second)
+
+    def _keep(self, row: dict[str, Any], chunks: dict[str, Any], started: float | None) -> None:
+        self._starts.append(started)
+        self.rows.append(row)
+        self.stats.add({**row, **chunks})
 
     def _note_alert(self, message: str | None) -> None:
         if message:
@@ -179,6 +218,9 @@ class Recorder:
             "load": None if self.load is None else self.load.section(),
             "timeline": None if self.load is None else self.load.timeline_section(),
             "sweep": None if self.load is None else self.load.sweep_section(),
+            "resumed_from": None,
+            "drift": None if self.drift is None else self.drift.summary(self.rows, self.drift_fail),
+            "answer_changes": None if self.drift is None else self.drift.changes(self.rows),
             "tests": self.rows,
         }
 
@@ -192,7 +234,8 @@ class Recorder:
 
     def _aggregate(self, wall_time_s: float) -> dict[str, Any]:
         """Throughput over the requests' own span (as vLLM's ``duration``), not over pytest's start-up."""
-        duration_s = self._span[1] - self._span[0] if self._span else wall_time_s
+        duration_s = self._span[1] - self._span[0] if self._span else (0.0 if self._resumed_spans else wall_time_s)
+        duration_s += sum(end - start for start, end in self._resumed_spans.values())
         aggregate = self.stats.summary(duration_s)
         aggregate["wall_time_s"] = wall_time_s
         # pytest's tests: a hand-written test's requests (all with its outcome) count once, by its node id
@@ -207,6 +250,12 @@ class Recorder:
         """Write into ``folder`` from now on (the run's own folder, once it exists)."""
         self.output = folder
         self.writer.directory = Path(folder)
+
+    def end_journal(self, partial_reason: str | None, batch_path: Path | None) -> None:
+        """The journal's last line for this session: a run that ended whole with its batch file is finished."""
+        if self.journal is not None:
+            self.journal.end(partial_reason, batch_path.name if batch_path is not None else None)
+            self.journal.close()
 
     def write_batch(self, batch: dict[str, Any], started: Any) -> Path | None:
         """Every run with a result writes one, so that any run (one test included) can be a baseline. None when

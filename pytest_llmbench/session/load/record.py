@@ -54,7 +54,7 @@ class LoadRecord:
             self._lags.append(result.schedule_lag)
         series = [self.timeline]
         if self.plan.sweep_kind:  # each level's own statistics, for its row of the sweep table
-            stats, timeline = self._levels.setdefault(phase, (StatsAccumulator(slowest_kept=0), Timeline()))
+            stats, timeline = self._level(phase)
             stats.add({**row, **{m.field: getattr(result, m.field) for m in METRICS if m.per_chunk}})
             series.append(timeline)
         wall = delivery.wall
@@ -63,6 +63,19 @@ class LoadRecord:
             self._last_sent = max(self._last_sent, wall[0])
             for timeline in series:
                 timeline.add(wall[0], wall[1], result.completion_tokens, not result.success)
+
+    def add_resumed(self, phase: int, row: dict[str, Any], chunks: dict[str, Any],
+                    wall: list[float] | None) -> None:
+        """A result recorded by an earlier session: in its level's statistics and timeline (a level is always one
+        session's: resume reruns a cut level whole); not in this session's timeline."""
+        if self.plan.sweep_kind:
+            stats, timeline = self._level(phase)
+            stats.add({**row, **chunks})
+            if wall:
+                timeline.add(wall[0], wall[1], row.get("completion_tokens"), not row.get("success"))
+
+    def _level(self, phase: int) -> tuple[StatsAccumulator, Timeline]:
+        return self._levels.setdefault(phase, (StatsAccumulator(slowest_kept=0), Timeline()))
 
     def add_process(self, report: dict[str, Any]) -> None:
         self.processes.append({k: v for k, v in report.items() if k != "leftovers"})

@@ -19,6 +19,7 @@ from ...result import dumps_strict
 from ..storage import atomic_write_text
 from .build import DISTRIBUTIONS, HEADLINE, build_run
 from .compare import comparison, test_changes
+from .drift import what_changed
 
 DEFAULT_NAME = "report.html"
 _PACKAGE = "pytest_llmbench.session.report_html"
@@ -56,6 +57,7 @@ def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report
         runs=runs,
         comparison=comparison(runs) if len(runs) > 1 else None,
         test_changes=test_changes(batches[0][0], batches[-1][0]) if len(runs) > 1 else None,
+        what_changed=what_changed(batches),
         headline=HEADLINE,
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         version=__version__,
