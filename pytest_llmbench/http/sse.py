@@ -183,53 +183,100 @@ def tpot(ttft: float | None, e2e_latency: float | None, completion_tokens: int |
 
 def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadline: float,
                 max_bytes: int | None = None, secrets: Secrets = NO_SECRETS) -> StreamOutcome:
-    """Read a 200 streaming response to its end; failures come back in ``error`` with the text so far.
+    """Read a 200 streaming response to its end on this thread; failures come back in ``error`` with the text so far.
 
     ``deadline`` is a ``time.monotonic()`` value checked between reads; a single blocked read is
-    bounded by the socket timeout the caller set (or by the caller closing the socket). ``end_ns`` is
-    the read that brought [DONE]: the wait for the rest of the body after it is not the answer's time.
-    A stream past ``max_bytes`` decoded bytes is read no further: the answer so far is kept, the error says so.
+    bounded by the socket timeout the caller set (or by the caller closing the socket).
     """
-    outcome = StreamOutcome(sent_ns=sent_ns)
-    parser = SSEParser()
-    answer: list[str] = []
+    reader = StreamReader(api_type, sent_ns, max_bytes, secrets)
     raw = response.raw
-    left = max_bytes
-    clock = EventClock(sent_ns)
     try:
-        while outcome.error is None and not outcome.done:
+        while not reader.finished:
             if time.monotonic() > deadline:
-                outcome.error = outcome.failure("deadline", "the stream passed its deadline")
+                reader.fail("deadline", "the stream passed its deadline")
                 break
-            data = raw.read1(READ_SIZE, decode_content=True)
-            now = clock.read(last_read())  # the kernel's receive time where it gives one (arrival.py)
-            outcome.end_ns = now
-            if not data:
-                _end_without_done(outcome, parser.close())
-                break
-            over = left is not None and len(data) > left
-            if left is not None:
-                data, left = data[:left], left - min(left, len(data))
-            for payload in parser.feed(data):
-                texts = len(outcome.content_ns)
-                _take_event(outcome, payload, api_type, now, answer, secrets)
-                clock.event(text=len(outcome.content_ns) > texts)
-                if outcome.error is not None or outcome.done:
-                    break
-            clock.parsed(parser.pending)
-            if over and outcome.error is None and not outcome.done:
-                message = f"response exceeded {size_text(max_bytes or 0)} (--llmbench-max-response-bytes)"
-                outcome.error = outcome.failure("too_large", message)
-    except EventTooLarge as exc:
-        outcome.error = outcome.failure("stream", str(exc))
+            reader.feed(raw.read1(READ_SIZE, decode_content=True), last_read())  # the kernel's stamp (arrival.py)
     except BODY_READ_ERRORS as exc:
-        outcome.end_ns = time.perf_counter_ns()
-        outcome.error = _broken_off(outcome, exc)
-    outcome.text = "".join(answer)
-    outcome.timing_degraded = clock.degraded
+        reader.broken(exc)
+    outcome = reader.outcome()
     if outcome.done:
         _drain(raw, min(deadline, time.monotonic() + DRAIN_LIMIT))
     return outcome
+
+
+class StreamReader:
+    """One streamed answer, fed the body's decoded bytes read by read as they come (push-based): the one parser,
+    size cap, redaction and marking rule for whoever reads the socket (``read_stream`` here, or ``reader.py``).
+
+    ``end_ns`` is the read that brought [DONE] (or the end): the wait for the rest of the body after it is not the
+    answer's time. A stream past ``max_bytes`` decoded bytes is read no further: the answer so far is kept, the
+    error says so.
+    """
+
+    def __init__(self, api_type: str, sent_ns: int, max_bytes: int | None = None,
+                 secrets: Secrets = NO_SECRETS) -> None:
+        self._outcome = StreamOutcome(sent_ns=sent_ns)
+        self._api_type = api_type
+        self._left = max_bytes
+        self._max_bytes = max_bytes
+        self._secrets = secrets
+        self._parser = SSEParser()
+        self._answer: list[str] = []
+        self._clock = EventClock(sent_ns)
+
+    @property
+    def finished(self) -> bool:
+        """[DONE] came or the stream failed: nothing more is read into the answer."""
+        return self._outcome.error is not None or self._outcome.done
+
+    def feed(self, data: bytes, mark: tuple[int, int] | None) -> None:
+        """One read's bytes (empty: the body ended) with ``mark``, its (number, arrival) from ``arrival.py``."""
+        outcome = self._outcome
+        outcome.end_ns = now = self._clock.read(mark)
+        if not data:
+            self._end()
+            return
+        left = self._left
+        over = left is not None and len(data) > left
+        if left is not None:
+            data, self._left = data[:left], left - min(left, len(data))
+        try:
+            for payload in self._parser.feed(data):
+                texts = len(outcome.content_ns)
+                _take_event(outcome, payload, self._api_type, now, self._answer, self._secrets)
+                self._clock.event(text=len(outcome.content_ns) > texts)
+                if self.finished:
+                    break
+        except EventTooLarge as exc:
+            outcome.error = outcome.failure("stream", str(exc))
+            return
+        self._clock.parsed(self._parser.pending)
+        if over and not self.finished:
+            message = f"response exceeded {size_text(self._max_bytes or 0)} (--llmbench-max-response-bytes)"
+            outcome.error = outcome.failure("too_large", message)
+
+    def fail(self, kind: str, message: str) -> None:
+        """The reader gives the stream up (its deadline passed)."""
+        self._outcome.error = self._outcome.failure(kind, message)
+
+    def broken(self, exc: Exception) -> None:
+        """The connection broke off (or went silent past its read timeout)."""
+        self._outcome.end_ns = time.perf_counter_ns()
+        self._outcome.error = _broken_off(self._outcome, exc)
+
+    def outcome(self) -> StreamOutcome:
+        """The answer as far as it got, with its text and whether its times can be vouched for."""
+        self._outcome.text = "".join(self._answer)
+        self._outcome.timing_degraded = self._clock.degraded
+        return self._outcome
+
+    def _end(self) -> None:
+        cut_event = self._parser.close()
+        if cut_event == DONE:
+            self._outcome.done = True
+            return
+        where = " inside an event" if cut_event else ""
+        self._outcome.error = self._outcome.failure("stream", f"the stream ended{where} without data: [DONE]")
 
 
 def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, answer: list[str],
@@ -313,14 +360,6 @@ def _first_choice(chunk: dict[str, Any]) -> dict[str, Any] | None:
 def _text(value: Any) -> str:
     """Text pieces are strings; null (or anything odd) adds nothing instead of breaking the join."""
     return value if isinstance(value, str) else ""
-
-
-def _end_without_done(outcome: StreamOutcome, cut_event: str | None) -> None:
-    if cut_event == DONE:
-        outcome.done = True
-        return
-    where = " inside an event" if cut_event else ""
-    outcome.error = outcome.failure("stream", f"the stream ended{where} without data: [DONE]")
 
 
 def _broken_off(outcome: StreamOutcome, exc: Exception) -> ApiError:
