@@ -45,12 +45,33 @@ class _StampedSocket(socket.socket):
     def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
         view = memoryview(buffer).cast("B")
         size, ancillary, _, _ = self.recvmsg_into([view[:nbytes] if nbytes else view], _ANCILLARY, flags)
-        for level, kind, data in ancillary:
-            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _STAMP.size:
-                seconds, nanoseconds = _STAMP.unpack_from(data)
-                _latest.wall_ns = seconds * 1_000_000_000 + nanoseconds
-                _latest.reads = getattr(_latest, "reads", 0) + 1
+        wall = _wall_stamp(ancillary)
+        if wall is not None:
+            _latest.wall_ns = wall
+            _latest.reads = getattr(_latest, "reads", 0) + 1
         return size
+
+
+def _wall_stamp(ancillary: list[tuple[int, int, bytes]]) -> int | None:
+    """The kernel's receive time (wall clock) in a read's control messages, if it gave one."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _STAMP.size:
+            seconds, nanoseconds = _STAMP.unpack_from(data)
+            return int(seconds) * 1_000_000_000 + int(nanoseconds)
+    return None
+
+
+def is_stamped(sock: Any) -> bool:
+    """Whether ``sock`` is a plain socket whose reads the kernel stamps (``stamped`` made it so)."""
+    return isinstance(sock, _StampedSocket)
+
+
+def receive(sock: socket.socket, size: int) -> tuple[bytes, int | None]:
+    """One read of a stamped socket on any thread: its bytes and their ``perf_counter_ns`` arrival (None: the
+    kernel gave no stamp)."""
+    data, ancillary, _, _ = sock.recvmsg(size, _ANCILLARY)
+    wall = _wall_stamp(ancillary)
+    return data, None if wall is None else _arrived_ns(wall)
 
 
 def stamped(sock: socket.socket) -> socket.socket:
@@ -95,7 +116,12 @@ def last_read() -> tuple[int, int] | None:
     wall = getattr(_latest, "wall_ns", None)
     if wall is None:
         return None
-    return _latest.reads, min(wall - _clock_offset(), time.perf_counter_ns())  # never later than now
+    return _latest.reads, _arrived_ns(wall)
+
+
+def _arrived_ns(wall_ns: int) -> int:
+    """A kernel stamp as ``perf_counter_ns``, never later than now."""
+    return min(wall_ns - _clock_offset(), time.perf_counter_ns())
 
 
 def _clock_offset() -> int:

@@ -35,6 +35,7 @@ from .api_errors import (
     network_error,
     size_text,
 )
+from .reader import LOOP
 from .redact import NO_SECRETS, Secrets
 from .sse import READ_SIZE, StreamOutcome, read_stream
 
@@ -122,8 +123,10 @@ class Transport:
                 message = f"redirected to {where}, not followed: set the endpoint to the final URL"
                 return reply(status=status, headers=headers, error=ApiError("redirect", message, status))
             if status == 200 and stream_api and _is_event_stream(headers):  # some servers ignore "stream"
-                outcome = read_stream(response, stream_api, sent_ns, watch.deadline, self.max_response_bytes,
-                                      self.secrets)
+                reading = (response, stream_api, sent_ns, watch.deadline, self.max_response_bytes, self.secrets)
+                outcome = LOOP.read(*reading)  # None: not a stream the process's reading loop can take
+                if outcome is None:
+                    outcome = read_stream(*reading)
                 if outcome.error is not None and (outcome.error.kind == "deadline" or late()):
                     outcome.error = outcome.failure("deadline", _past_deadline("the stream was not complete", timeout))
                 elapsed = ((outcome.end_ns or time.perf_counter_ns()) - sent_ns) / 1e9  # [DONE], not the drain
