@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import resource
 import sys
 import threading
@@ -25,8 +26,11 @@ from gil import hold_the_gil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import sse_server  # the benchmarks' schedule server, which these tests judge the client against
 
+from pytest_llmbench.http import reader
 from pytest_llmbench.http.client import ClientConfig, LLMClient
 from pytest_llmbench.http.timing import TOLERANCE_NS
+from pytest_llmbench.session.load.dispatcher import Dispatcher, Ticket, open_files_for
+from pytest_llmbench.session.load.plan import Level
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="perf_counter is one clock across processes on Linux")
 
@@ -129,6 +133,26 @@ def test_the_run_says_how_many_requests_the_client_fell_behind_on_and_leaves_the
     assert "timing_degraded: the client fell behind" in completion
 
 
+def check_against_the_server(itl: list[float], ttft: float, degraded: bool, server: dict[str, Any], name: str) -> None:
+    """No ITL is negative; an unmarked result's every ITL lies within what the server's stamps around its writes
+    allow (tokens read together, with an ITL of 0 or a TTFT equal to the latency, would not)."""
+    assert all(gap >= 0 for gap in itl), (name, itl)
+    if degraded:
+        return
+    slack = TOLERANCE_NS + 1_000_000  # what a time may be off, and the clocks' offset at most
+    before, after = server["content_ns"], server["written_ns"]  # each token reached the client in between
+    for gap, (start, end) in zip(itl, itertools.pairwise(zip(before, after)), strict=False):
+        assert end[0] - start[1] - slack <= gap * 1e9 <= end[1] - start[0] + slack, (name, gap)
+    assert ttft * 1e9 >= before[0] - server["received_ns"] - slack  # sent before the server read it
+
+
+def in_flight_together(written: dict[str, Any], names: list[str]) -> int:
+    """The most of these requests the server had in flight at once, by its own stamps."""
+    edges = sorted([(written[n]["received_ns"], 1) for n in names] + [(written[n]["content_ns"][-1], -1)
+                                                                      for n in names])
+    return max(itertools.accumulate(change for _, change in edges))
+
+
 def test_a_thousand_streams_from_one_process_time_every_token_or_mark_it(pytester, schedule_server):
     """1,024 streams in flight from one pytest process, its open-file limit lowered to 1,024 as many systems
     start it: the plugin raises it for the connections. The GIL is held once for 0.3 s while they stream. No result has a negative ITL, and every ITL of an unmarked
@@ -155,24 +179,63 @@ def test_a_thousand_streams_from_one_process_time_every_token_or_mark_it(pyteste
     results = [json.loads(path.read_text()) for path in folder.glob("*_result.json")]
     assert len(results) == streams
 
-    edges = sorted([(s["received_ns"], 1) for s in written.values()] + [(s["content_ns"][-1], -1)
-                                                                         for s in written.values()])
-    in_flight = max(itertools.accumulate(change for _, change in edges))
+    in_flight = in_flight_together(written, list(written))
     assert in_flight >= streams * 0.9, in_flight  # they were in flight together (the server's own count)
-    marked, slack = 0, TOLERANCE_NS + 1_000_000  # what a time may be off, and the clocks' offset at most
+    marked = 0
     for result in results:
         assert result["success"] and len(result["itl"]) == tokens - 1
-        assert all(gap >= 0 for gap in result["itl"]), result["itl"]
         if result["timing_degraded"]:
             marked += 1
-            continue
-        server = written[result["request"]["messages"][-1]["content"]]
-        before, after = server["content_ns"], server["written_ns"]  # each token reached the client in between
-        for gap, (start, end) in zip(result["itl"], itertools.pairwise(zip(before, after))):
-            assert end[0] - start[1] - slack <= gap * 1e9 <= end[1] - start[0] + slack, (result["test_id"], gap)
-        assert result["ttft"] * 1e9 >= before[0] - server["received_ns"] - slack  # sent before the server read it
+        prompt = result["request"]["messages"][-1]["content"]
+        check_against_the_server(result["itl"], result["ttft"], result["timing_degraded"], written[prompt], prompt)
     [batch_file] = folder.glob("batch_results_*.json")
     assert json.loads(batch_file.read_text())["aggregate"]["timing_degraded_requests"] == marked > 0
+
+
+def test_a_thousand_streams_read_by_the_loop_are_timed_where_a_thread_per_stream_falls_behind(schedule_server,
+                                                                                             monkeypatch):
+    """1,024 streams in flight from one process, 20,000 tokens a second in all, sent as a load run sends them (the
+    dispatcher's threads over the one client): once read by a thread per stream, once by the process's reading
+    loop (http/reader.py). Judged by the plugin's own marking and the server's stamps: threads waking for every
+    token fall behind all the time, and read most tokens together with the next one; the loop, which wakes only
+    for bytes, reads almost every token alone. (On a machine so busy that the whole process stalls for a gap, a
+    stall marks every stream then in flight, whichever reads them: so the share of tokens read together is the
+    measure, not the share of streams marked.)"""
+    streams, tokens = 1024, 16
+    url, stamps = schedule_server(ttft_ms=1500, gap_ms=50, tokens=tokens)  # all are sent before a token comes
+    open_files_for(streams + 64)
+
+    def run(loop: bool, side: str) -> list[Any]:
+        monkeypatch.setattr(reader, "ENABLED", loop)
+        client = LLMClient(ClientConfig(endpoint=url, timeout=120, connections=streams), model="schedule")
+        dispatcher = Dispatcher(client.send, threads=streams)
+        level = Level(concurrency=streams, rate=math.inf)
+        tickets = [Ticket(key=f"{side} {n}", api_type="chat", phase=0, level=level, body={
+            "model": "schedule", "stream": True, "messages": [{"role": "user", "content": f"{side} {n}"}]})
+            for n in range(streams)]
+        dispatcher.add(tickets)
+        try:
+            return [dispatcher.take(ticket.key).answer for ticket in tickets]
+        finally:
+            dispatcher.stop()
+            client.close()
+
+    threaded, looped = run(False, "thread"), run(True, "loop")
+    written = stamps()
+
+    together = {}
+    for side, results in (("thread", threaded), ("loop", looped)):
+        names = [f"{side} {n}" for n in range(streams)]
+        in_flight = in_flight_together(written, names)
+        assert in_flight >= streams * 0.9, (side, in_flight)  # in flight together, by the server's own count
+        for name, result in zip(names, results, strict=True):
+            assert result.success and len(result.itl) == tokens - 1, (name, result.error_message)
+            check_against_the_server(result.itl, result.ttft, result.timing_degraded, written[name], name)
+        # the marking's own count: "the client fell behind: N of M text events were read together with a later one"
+        together[side] = sum(int(result.timing_degraded_reason.split(" of ")[0].rsplit(" ", 1)[1])
+                             for result in results if result.timing_degraded) / (streams * tokens)
+    assert together["thread"] >= 0.1, together  # the cliff the loop is for (about half on a 2-core machine)
+    assert together["loop"] <= together["thread"] / 4, together  # a few at most
 
 
 def _event(delta: dict[str, Any] | None = None, *, usage: bool = False, finish: str | None = None) -> bytes:
