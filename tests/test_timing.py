@@ -26,7 +26,7 @@ from gil import hold_the_gil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import sse_server  # the benchmarks' schedule server, which these tests judge the client against
 
-from pytest_llmbench.http import reader
+from pytest_llmbench.http import reader as reading_loop
 from pytest_llmbench.http.client import ClientConfig, LLMClient
 from pytest_llmbench.http.timing import TOLERANCE_NS
 from pytest_llmbench.session.load.dispatcher import Dispatcher, Ticket, open_files_for
@@ -206,7 +206,7 @@ def test_a_thousand_streams_read_by_the_loop_are_timed_where_a_thread_per_stream
     open_files_for(streams + 64)
 
     def run(loop: bool, side: str) -> list[Any]:
-        monkeypatch.setattr(reader, "ENABLED", loop)
+        monkeypatch.setattr(reading_loop, "ENABLED", loop)
         client = LLMClient(ClientConfig(endpoint=url, timeout=120, connections=streams), model="schedule")
         dispatcher = Dispatcher(client.send, threads=streams)
         level = Level(concurrency=streams, rate=math.inf)

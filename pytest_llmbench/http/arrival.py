@@ -21,7 +21,7 @@ import struct
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 # Python names no SO_TIMESTAMPNS: Linux's asm-generic value (SO_TIMESTAMPNS_OLD, a timespec of two longs) on the
 # machines that use asm-generic/socket.h; elsewhere (other systems, or Linux on machines that number it otherwise)
@@ -61,7 +61,7 @@ def _wall_stamp(ancillary: list[tuple[int, int, bytes]]) -> int | None:
     return None
 
 
-def is_stamped(sock: Any) -> bool:
+def is_stamped(sock: Any) -> TypeGuard[socket.socket]:
     """Whether ``sock`` is a plain socket whose reads the kernel stamps (``stamped`` made it so)."""
     return isinstance(sock, _StampedSocket)
 

@@ -1,10 +1,11 @@
-"""The HTTP/1.1 body framing of a response read off its raw socket (``reader.py``): chunked, a Content-Length, or
-the connection's close. The one piece of http.client the reading loop repeats, kept small and strict.
+"""The HTTP/1.1 body framing of a streamed answer read off its raw socket (``reader.py``): chunked or a
+Content-Length. The one piece of http.client the reading loop repeats, kept small and strict.
 
 Bodies delimited by the connection's close never come here: http.client gives their socket to the response
-alone, and they are read on the request's thread. A hostile server cannot make it hold more than ``LINE_LIMIT`` bytes of framing (a chunk-size line or the trailer
-that never ends), nor pass a size that is not plain hexadecimal: each is a ``FramingError``, which the reader
-reports as a broken connection, the way urllib3 reports http.client's own.
+alone, and they are read on the request's thread. A hostile server cannot make it hold more than ``LINE_LIMIT``
+bytes of framing (a chunk-size line, or a trailer that never ends), nor pass a size that is not plain
+hexadecimal: each is a ``FramingError``, which the reader reports as a broken connection, the way urllib3 reports
+http.client's own.
 """
 
 from __future__ import annotations
