@@ -131,16 +131,19 @@ pytestmark = pytest.mark.skipif(not reader.arrival.SO_TIMESTAMPNS, reason="the l
 
 
 @pytest.mark.parametrize("framing", ["chunked", "length"])
-def test_the_loop_reads_a_stream_and_hands_its_connection_to_the_next_request(raw_server, handed_over, framing):
+@pytest.mark.parametrize("with_headers", [True, False], ids=["first-event-with-headers", "headers-alone"])
+def test_the_loop_reads_a_stream_and_hands_its_connection_to_the_next_request(raw_server, handed_over, framing,
+                                                                              with_headers):
     """The events a server writes with its headers (read by http.client with them) come first; a whole body
     leaves its connection in the pool."""
     events = [event("Hel"), event("lo"), event(finish="stop") + b"data: [DONE]\n\n"]
     if framing == "chunked":
-        first, rest = CHUNKED + chunk(events[0]), [chunk(e) for e in events[1:]] + [b"0\r\n\r\n"]
+        head, body = CHUNKED, [chunk(e) for e in events] + [b"0\r\n\r\n"]
     else:
-        first, rest = HEAD + b"Content-Length: %d\r\n\r\n" % len(b"".join(events)) + events[0], events[1:]
+        head, body = HEAD + b"Content-Length: %d\r\n\r\n" % len(b"".join(events)), events
+    steps = [(0.0, head + body[0])] if with_headers else [(0.0, head), (0.05, body[0])]
     for _ in range(2):
-        raw_server.script((0.0, first), *[(0.05, piece) for piece in rest])
+        raw_server.script(*steps, *[(0.05, piece) for piece in body[1:]])
 
     results = ask_twice(raw_server)
 

@@ -204,9 +204,16 @@ class ReadingLoop:
                 pass
         with self._lock:
             arriving, self._arriving = self._arriving, []
+        admitted = []
         for stream in arriving:
-            selector.register(stream.sock, selectors.EVENT_READ, stream)
-        return arriving
+            try:
+                selector.register(stream.sock, selectors.EVENT_READ, stream)
+            except (OSError, ValueError, KeyError) as exc:  # a socket closed or known already: never read it
+                stream.broken(exc)
+                stream.finish()
+            else:
+                admitted.append(stream)
+        return admitted
 
 
 LOOP = ReadingLoop()
