@@ -44,6 +44,8 @@ from openai_server import HERE, launch, plugin_command, write_suite
 from sse_server import launch as launch_schedule
 from sse_server import stamps as schedule_stamps
 
+from pytest_llmbench.http import reader
+
 ROOT = HERE.parent
 Figures = dict[str, float]
 
@@ -161,7 +163,8 @@ def judge_all(figures: list[Figures], judged: tuple[tuple[str, float | None, boo
 
 def x1(args: argparse.Namespace, work: Path) -> bool:
     streams = args.streams or 1024
-    print(f"X1 {streams} streams from one process, 5.5 s each")
+    reading = "one reading loop" if reader.ENABLED else "a thread per stream (LLMBENCH_READING_LOOP=0)"
+    print(f"X1 {streams} streams from one process, 5.5 s each, read by {reading}")
     return judge_all(repeat(args.runs, lambda n: stream_figures(
         work / f"x1-{n}", streams, args.requests or 3 * streams, X_SCHEDULE)), X1_FIGURES)
 
