@@ -4,7 +4,8 @@ requests' timeouts bound each socket operation, not the attempt: a server sendin
 0.2 s never trips a 1 s read timeout. So a watchdog thread shuts the attempt's socket down when its
 deadline passes, whatever the attempt is doing (sending, waiting for headers, reading the body); the
 blocked read returns at once and the attempt is reported as kind "deadline". The socket is found
-through urllib3 connection classes that attach themselves to the current thread's watch.
+through urllib3 connection classes that attach themselves to the current thread's watch. A streamed answer's
+body is read by the process's reading loop where it can be (``reader.py``); the shutdown reaches it there too.
 """
 
 from __future__ import annotations
