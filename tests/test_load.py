@@ -41,7 +41,8 @@ def batch(pytester: pytest.Pytester) -> dict[str, Any]:
 
 
 def load_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("llmbench-") and t.name != "llmbench-deadline"]
+    return [t.name for t in threading.enumerate() if t.name.startswith("llmbench-")
+            and t.name not in ("llmbench-deadline", "llmbench-reader")]  # the process's own, kept for the next run
 
 
 def test_one_process_keeps_n_requests_in_flight(pytester, stub):
