@@ -146,3 +146,21 @@ def test_the_same_tests_and_settings_compare_without_a_warning(pytester, stub):
     run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(passed=2)
     result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", "latest")
     assert "baseline WARNING" not in result.stdout.str()
+
+
+def test_an_empty_streamed_answer_says_the_stream_had_no_content_not_to_turn_streaming_on(pytester, fault_server):
+    from faultserver import Reply
+
+    fault_server.always(Reply.json({"object": "list", "data": [{"id": "m", "object": "model"}]}), path="/v1/models")
+    empty = {"choices": [{"index": 0, "text": "", "finish_reason": "stop"}],
+             "usage": {"prompt_tokens": 3, "completion_tokens": 0}}
+    fault_server.always(Reply.sse([empty]), path="/v1/completions")
+    suite = write_suite(pytester.path / "s.json", [{"id": "t", "stream": True, "slo": {"max_ttft_s": 5}}])
+
+    result = pytester.runpytest("--llmbench-endpoint", fault_server.url_for("/v1"), "--llmbench-suite", str(suite),
+                                "-p", "no:cacheprovider")
+
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ttft not measured, so max_ttft_s 5 s could not be checked (the stream carried no "
+                                 "content: an empty answer has no first token)*"])
+    assert "--llmbench-stream" not in result.stdout.str()

@@ -24,6 +24,9 @@ from .stats import (
 )
 
 STREAM_HINT = 'measured only on streamed responses: run with --llmbench-stream or set "stream": true on the test'
+# Why a streamed answer has no TTFT or TPOT: streaming is on, so the hint above would send the reader the wrong way.
+STREAMED_BUT_EMPTY = {"ttft": "the stream carried no content: an empty answer has no first token",
+                      "tpot": "the stream carried fewer than two tokens: there is no time between tokens"}
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,8 @@ def check_test_slo(slo: dict[str, Any] | None, result: dict[str, Any]) -> list[S
         limit_text = f"{key} {limit:g} {gate.unit}"
         raw = result.get(gate.field)
         if raw is None:
-            message = f"{gate.metric} not measured, so {limit_text} could not be checked ({gate.unmeasured})"
+            why = STREAMED_BUT_EMPTY.get(gate.metric, gate.unmeasured) if result.get("stream") else gate.unmeasured
+            message = f"{gate.metric} not measured, so {limit_text} could not be checked ({why})"
             misses.append(SloMiss(gate.metric, limit, None, message))
             continue
         measured = raw * gate.scale
