@@ -224,8 +224,8 @@ def test_slowest_lists_the_longest_successful_tests_first():
         acc.add({"test_id": f"t{index}", "test_name": f"n{index}", "success": index != 1,
                  "execution_time": seconds})
     assert acc.slowest(2) == [
-        {"test_id": "t4", "test_name": "n4", "execution_time": 7.0, "success": True},
-        {"test_id": "t3", "test_name": "n3", "execution_time": 4.0, "success": True},
+        {"test_id": "t4", "label": "t4", "test_name": "n4", "execution_time": 7.0, "success": True},
+        {"test_id": "t3", "label": "t3", "test_name": "n3", "execution_time": 4.0, "success": True},
     ]
     # at most slowest_kept are remembered; of two equal times the earlier test stays
     assert [s["test_id"] for s in acc.slowest(10)] == ["t4", "t3", "t5"]

@@ -29,8 +29,7 @@ SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()  # the suites named by --llmben
 RUNNER_KEY = pytest.StashKey[Callable[[], Runner]]()  # this process's runner, built on first use
 LOAD_PLAN_KEY = pytest.StashKey[LoadPlan]()
 # In a load run, the driver's answer for an item whose request it sent ahead (adapter/driver.py), else None
-SENT_AHEAD_KEY = pytest.StashKey[
-    Callable[["LLMBenchItem", Runner], "tuple[TestResult, tuple[float, float]] | None"]]()
+SENT_AHEAD_KEY = pytest.StashKey[Callable[["LLMBenchItem"], "tuple[TestResult, tuple[float, float]] | None"]]()
 MARKER = "llmbench"
 
 
@@ -104,10 +103,17 @@ class LLMBenchItem(pytest.Item):
         self.repeat = repeat  # which repetition (--llmbench-repeat), from 0
         self.load_param = load_param  # "c16-r3": part of the node id and of the file name
         self.result: TestResult | None = None
-        self.window: tuple[float, float] | None = None
+        self.window: tuple[float, float] | None = None  # the request's own start and end (monotonic)
+        self.judged: tuple[float, float] | None = None  # when an LLM judge graded its answer
         self.file_stem: str | None = None  # assigned for the whole run by assign_file_stems()
         self.add_marker(MARKER)
         self.extra_keyword_matches.update({case.id, case.name, case.category})
+
+    @property
+    def label(self) -> str | None:
+        """The test as its node id names it, without the file: ``t01[m-c16-r3]`` (None when that is its id)."""
+        param = "-".join(part for part in (self.model, self.load_param) if part)
+        return f"{self.case.id}[{param}]" if param else None
 
     @property
     def output_subdir(self) -> str | None:
@@ -116,22 +122,26 @@ class LLMBenchItem(pytest.Item):
     def delivery(self, result: TestResult, window: tuple[float, float] | None) -> Delivery:
         """The result on its way to the controller, with where its files go and where and when it ran."""
         return Delivery(result, self.file_stem or self.case.id, self.output_subdir, window, phase=self.phase,
-                        worker=worker_id(self.config))
+                        worker=worker_id(self.config), judged=self.judged, label=self.label)
 
     def runtest(self) -> None:
         runner = self.config.stash[RUNNER_KEY]()  # built on first use, before the item's clock starts
         sent_ahead = self.config.stash.get(SENT_AHEAD_KEY, None)
         started = time.monotonic()
         try:
-            answer = sent_ahead(self, runner) if sent_ahead is not None else None  # waits for this item's own
-            if answer is not None:
-                self.result, self.window = answer
+            answer_window = sent_ahead(self) if sent_ahead is not None else None  # waits for this item's own
+            if answer_window is not None:
+                answer, self.window = answer_window
             else:
-                self.result = runner.run(self.case, self.model)
+                answer = runner.send(self.case, self.model)
                 self.window = (started, time.monotonic())
+            grading = time.monotonic()
+            self.result = runner.finish(self.case, answer)  # the checks, and an LLM judge: not the request's time
+            if (self.result.evaluation_result or {}).get("judge"):
+                self.judged = (grading, time.monotonic())
         except Exception as exc:  # noqa: BLE001 - MemoryError, a bug: the test fails with its files, never lost
             self.result = runner.failed(self.case, self.model, "running the test", exc)
-            self.window = (started, time.monotonic())
+            self.window = self.window or (started, time.monotonic())
         try:
             self.config.hook.pytest_llmbench_result(result=self.result, item=self, config=self.config)
         except Exception as exc:  # noqa: BLE001 - a conftest bug fails this test's check, the result is kept

@@ -157,7 +157,7 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
     slowest = batch.get("slowest") or []
     if slowest:
         reporter.write_line("slowest: " + ", ".join(
-            f"{safe(s['test_id'])} {s['execution_time']:.2f}s" for s in slowest))
+            f"{safe(s.get('label') or s['test_id'])} {s['execution_time']:.2f}s" for s in slowest))
     for missing in batch.get("missing_files") or []:
         reporter.write_line(f"NOT WRITTEN: {safe(missing['path'])} ({safe(missing['reason'])})", red=True)
     for path in files:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..result import MIN_RATE_TOKENS
 from .server.section import SLO_KEYS as SERVER_SLO_KEYS
 from .stats import (
     RATE_METRIC,
@@ -55,7 +56,8 @@ _TEST_GATES = {
     "max_ttft_s": _TestGate("ttft", "ttft", 1.0, "s", True, STREAM_HINT),
     "max_tpot_ms": _TestGate("tpot", "tpot", 1000.0, "ms", True, STREAM_HINT),
     "min_tokens_per_second": _TestGate(
-        RATE_METRIC, RATE_METRIC, 1.0, "tok/s", False, "the response reported no completion tokens"
+        RATE_METRIC, RATE_METRIC, 1.0, "tok/s", False,
+        f"the answer had fewer than {MIN_RATE_TOKENS} completion tokens, too few for a rate, or none were reported"
     ),
 }
 TEST_SLO_KEYS = tuple(_TEST_GATES)

@@ -40,6 +40,8 @@ class Delivery:
     # The endpoint a worker found for itself (hand-written tests alone under -n; ``Endpoint.to_workerinput`` and
     # the embedded server's ``log``), so that the controller can say what the run tested and keep the log.
     endpoint: dict[str, Any] | None = None
+    judged: tuple[float, float] | None = None  # monotonic, when an LLM judge graded the answer: not the run's time
+    label: str | None = None  # the test as its node id names it, t01[c16-r3]; None: its test id says it all
 
     def __post_init__(self) -> None:
         if self.wall is None and self.window is not None:
@@ -51,7 +53,8 @@ class Delivery:
     def to_dict(self) -> dict[str, Any]:
         return {"result": self.result.to_dict(), "file_stem": self.file_stem, "subdir": self.subdir,
                 "window": self.window, "phase": self.phase, "worker": self.worker, "host": self.host,
-                "wall": self.wall, "in_test": self.in_test, "endpoint": self.endpoint}
+                "wall": self.wall, "in_test": self.in_test, "endpoint": self.endpoint, "judged": self.judged,
+                "label": self.label}
 
     @classmethod
     def from_json(cls, raw: str) -> Delivery:
@@ -59,11 +62,12 @@ class Delivery:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Delivery:
-        window, wall = data.get("window"), data.get("wall")
+        window, wall, judged = data.get("window"), data.get("wall"), data.get("judged")
         return cls(TestResult.from_dict(data["result"]), data["file_stem"], data.get("subdir"),
                    tuple(window) if window else None, phase=data.get("phase") or 0, worker=data.get("worker"),
                    host=data.get("host") or "", wall=tuple(wall) if wall else None,
-                   in_test=bool(data.get("in_test")), endpoint=data.get("endpoint"))
+                   in_test=bool(data.get("in_test")), endpoint=data.get("endpoint"),
+                   judged=tuple(judged) if judged else None, label=data.get("label"))
 
 
 Inbox = dict[str, list[Delivery]]

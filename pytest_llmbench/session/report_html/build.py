@@ -54,6 +54,11 @@ def _ms(value: Any) -> float | None:
     return None if number is None else round(number * 1000.0, 3)
 
 
+def label_of(row: dict[str, Any]) -> str:
+    """The test as its node id names it (``t01[c16-r3]``: repetition, sweep level, model), else its test id."""
+    return str(row.get("label") or row.get("test_id", ""))
+
+
 def outcome_of(row: dict[str, Any]) -> str:
     """passed / failed (a check, an SLO or a hook failed it) / error (no usable answer)."""
     if not row.get("success"):
@@ -91,7 +96,7 @@ def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path)
         "id", "name", "category", "model", "outcome", "latency", "ttft", "itl", "tpot", "tps", "tokens",
         "start", "file")}
     for row in rows:
-        tests["id"].append(str(row.get("test_id", "")))
+        tests["id"].append(label_of(row))
         tests["name"].append(str(row.get("test_name", "")))
         tests["category"].append(index(row.get("category")))
         tests["model"].append(index(row.get("model")))
@@ -133,7 +138,7 @@ def _failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in failed[:FAILURES_SHOWN]:
         failure = row.get("failure") or {}
         shown.append({
-            "id": str(row.get("test_id", "")),
+            "id": label_of(row),
             "name": str(row.get("test_name", "")),
             "model": str(row.get("model") or ""),
             "outcome": outcome_of(row),
@@ -148,7 +153,7 @@ def _failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _slowest(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     timed = [row for row in rows if row.get("success") and finite_number(row.get("execution_time"))]
     timed.sort(key=lambda row: row["execution_time"], reverse=True)
-    return [{"id": str(row.get("test_id", "")), "name": str(row.get("test_name", "")),
+    return [{"id": label_of(row), "name": str(row.get("test_name", "")),
              "model": str(row.get("model") or ""), "latency": format_value("x_ms", row["execution_time"] * 1000),
              "ttft": format_value("x_ms", _ms(row.get("ttft"))),
              "tokens": format_value("n", row.get("completion_tokens"))}
