@@ -229,6 +229,8 @@ def write_gates(reporter: Any, gates: Any) -> None:
     """The baseline it was compared with, its table, then every gate: passed ones and failed ones."""
     if gates.baseline_path:
         reporter.write_line(f"baseline: {safe(gates.baseline_path)}")
+    elif gates.baseline_note:
+        reporter.write_line(f"baseline: none: {safe(gates.baseline_note)}")
     pairing = gates.pairing
     for warning in pairing.warnings if pairing else []:
         reporter.write_line(f"baseline WARNING: {safe(warning)}", yellow=True)

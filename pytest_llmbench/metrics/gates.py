@@ -33,6 +33,7 @@ class GateResult:
     pairing: Pairing | None = None  # the baseline's tests beside this run's, and how the two runs differ
     failed_gates: list[tuple[str, str]] = field(default_factory=list)  # (gate id, message), e.g. "slo[ttft_p99]"
     passed_gates: list[str] = field(default_factory=list)  # "run SLO ttft_p99 <= 500 ms: 312.0 ms"
+    baseline_note: str | None = None  # why no baseline was compared with although one was asked for
 
     @property
     def failed(self) -> bool:
@@ -46,6 +47,7 @@ class GateResult:
             "passed": not self.failed,
             "failed": [{"gate": gate, "message": message} for gate, message in self.failed_gates],
             "passed_gates": self.passed_gates,
+            "baseline_note": self.baseline_note,
             "slo_misses": [m.to_dict() for m in self.slo_misses],
             "comparison": None if self.baseline_path is None else {
                 "baseline": self.baseline_path,
@@ -68,20 +70,24 @@ class Gates:
     baseline: dict[str, Any] | None
     baseline_path: Path | None
 
+    note: str | None = None  # why there is no baseline although one was asked for (a first run)
+
     @classmethod
-    def parse(cls, slo: tuple[str, ...], compare_fail: tuple[str, ...], baseline_path: Path | None = None) -> Gates:
+    def parse(cls, slo: tuple[str, ...], compare_fail: tuple[str, ...], baseline_path: Path | None = None,
+              note: str | None = None) -> Gates:
         """Raises ValueError naming the bad SLO, threshold or baseline file.
 
-        ``baseline_path`` is ``--llmbench-compare`` resolved to a batch file (a folder or ``latest`` names one).
+        ``baseline_path`` is ``--llmbench-compare`` resolved to a batch file (a folder or ``latest`` names one);
+        ``note`` says why there is none when one was asked for.
         """
         baseline = load_baseline(baseline_path) if baseline_path else None
         return cls(slos=parse_run_slos(slo),
                    thresholds=[parse_threshold(spec) for spec in compare_fail],
-                   baseline=baseline, baseline_path=baseline_path)
+                   baseline=baseline, baseline_path=baseline_path, note=note)
 
     @property
     def active(self) -> bool:
-        return bool(self.slos or self.thresholds or self.baseline)
+        return bool(self.slos or self.thresholds or self.baseline or self.note)
 
     def check(self, aggregate: dict[str, Any], rows: list[dict[str, Any]] | None = None,
               run: dict[str, Any] | None = None) -> GateResult:
@@ -96,6 +102,9 @@ class Gates:
             else:
                 measured = format_value(slo.key, aggregate.get(slo.key))
                 result.passed_gates.append(f"run SLO {slo.text}: measured {measured}")
+        if self.baseline is None and self.note:
+            unchecked = "; the --llmbench-compare-fail limits were not checked" if self.thresholds else ""
+            result.baseline_note = self.note + unchecked
         if self.baseline is not None:
             result.baseline_path = str(self.baseline_path)
             before, now = self.baseline["aggregate"], aggregate

@@ -38,6 +38,7 @@ def row_of(result: TestResult) -> dict[str, Any]:
     """The batch file's row for one test: its figures without the response text (a failure keeps an excerpt)."""
     row = {name: getattr(result, name) for name in ROW_FIELDS}
     row["itl_mean"] = sum(result.itl) / len(result.itl) if result.itl else None
+    row["itl_count"] = len(result.itl)  # with itl_mean, the pooled mean over any subset of rows (baseline_tests.py)
     evaluation, slo = result.evaluation_result, result.slo_result
     row["evaluation_passed"] = evaluation.get("passed") if evaluation else None
     row["slo_passed"] = slo.get("passed") if slo else None

@@ -192,23 +192,30 @@ def _gates(batch: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(gates, dict):
         return None
     comparison = gates.get("comparison") or None
-    deltas = []
-    for delta in (comparison or {}).get("deltas") or []:
-        name, change = str(delta.get("name")), finite_number(delta.get("change_pct"))
-        better = _better(name)
-        verdict = "" if change is None or better is None or change == 0 else (
-            "better" if (change < 0) == (better == "lower") else "worse")
-        deltas.append({"name": name, "baseline": format_value(name, delta.get("baseline")),
-                       "current": format_value(name, delta.get("current")),
-                       "change": "n/a" if change is None else f"{change:+.1f}%", "verdict": verdict})
+    deltas = delta_rows((comparison or {}).get("deltas") or [])
     return {
         "passed": bool(gates.get("passed", True)),
         "slo_misses": [str(m.get("message") if isinstance(m, dict) else m) for m in gates.get("slo_misses") or []],
         "baseline": None if comparison is None else str(comparison.get("baseline") or ""),
+        "baseline_note": str(gates.get("baseline_note") or ""),
         "regressions": [str(r) for r in (comparison or {}).get("regressions") or []],
         "deltas": deltas,
         "passed_gates": [str(g) for g in gates.get("passed_gates") or []],  # listed by newer batches
     }
+
+
+def delta_rows(deltas: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """A baseline table's rows (``Delta``s as dicts): each figure before and now, and the change coloured."""
+    rows = []
+    for delta in deltas:
+        name, change = str(delta.get("name")), finite_number(delta.get("change_pct"))
+        better = _better(name)
+        verdict = "" if change is None or better is None or change == 0 else (
+            "better" if (change < 0) == (better == "lower") else "worse")
+        rows.append({"name": name, "baseline": format_value(name, delta.get("baseline")),
+                     "current": format_value(name, delta.get("current")),
+                     "change": "n/a" if change is None else f"{change:+.1f}%", "verdict": verdict})
+    return rows
 
 
 def _hardware_note(hardware: dict[str, Any]) -> str:
