@@ -69,8 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         found = [find_batch(path) for path in args.batches]
-        labels = args.label + [label for _, label in found[len(args.label):]]
-        runs = [(load_batch(path), label, path.resolve().parent) for (path, _), label in zip(found, labels)]
+        labels: list[str] = args.label + [label for _, label in found[len(args.label):]]
+        runs: list[tuple[dict[str, Any], str, Path | None]] = [
+            (load_batch(path), label, path.resolve().parent) for (path, _), label in zip(found, labels)]
     except BatchFileError as exc:
         print(f"llmbench-report: {exc}", file=sys.stderr)
         return 2
