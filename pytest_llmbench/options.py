@@ -142,6 +142,10 @@ class Settings:
     server_metric: tuple[str, ...] = _option((), "also keep this series of the server metrics, raw, e.g. "
                                                  "vllm:num_requests_swapped (repeatable; name a counter with its "
                                                  "_total to get its increase and rate)", "NAME")
+    few_samples: str = _option("warn", "what a run-wide gate (--llmbench-slo, --llmbench-compare-fail, a sweep's "
+                                       "SLOs) does with a percentile resting on fewer samples than it needs (p90 10, "
+                                       "p95 20, p99 100, p99.9 1000): warn (judge it and warn) or fail (the gate "
+                                       "fails unjudged)", "WHAT")
 
     @property
     def uses_local_server(self) -> bool:

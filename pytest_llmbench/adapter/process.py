@@ -60,7 +60,7 @@ def configure(config: pytest.Config) -> Gates:
         settings.headers()
         baseline, no_baseline = resolve_baseline(settings.compare, output_folder(
             settings, config.invocation_params.dir)) if settings.compare else (None, None)
-        gates = Gates.parse(settings.slo, settings.compare_fail, baseline, no_baseline)
+        gates = Gates.parse(settings.slo, settings.compare_fail, baseline, no_baseline, settings.few_samples)
         plan = LoadPlan.from_settings(settings)
     except (ConfigurationError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None

@@ -322,11 +322,3 @@ def format_value(key: str, value: Any, unit: bool = True) -> str:
     text = f"{value:.{digits}f}"
     return f"{text} {symbol}" if unit and symbol else text
 
-
-def enough_values(stat: str, count: int) -> bool:
-    """Whether a percentile rests on enough values to mean something: pQ needs 100 / (100 - Q) of them (p99 one
-    in a hundred, p99.9 a thousand); with fewer it is only an interpolation between the largest ones."""
-    if not stat.startswith("p"):
-        return count > 0
-    q = float(stat[1:].replace("_", "."))
-    return count * (100.0 - q) >= 100.0 - 1e-6 if q < 100 else count > 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ...metrics.samples import short_of, shortfall, vouched
 from ...metrics.stats import finite_number, format_value
 from .sections import batch_timeline, derived_timeline, hardware_columns, server_figures, sweep_view
 
@@ -47,6 +48,11 @@ HEADLINE = (
     ("mean_reasoning_score", "reasoning score", "higher"),
     ("duration_s", "duration", None),
 )
+
+
+def shown(key: str, figures: dict[str, Any]) -> str:
+    """A figure as the report prints it: "-" for a percentile on too few samples (metrics/samples.py)."""
+    return "-" if shortfall(key, figures) else format_value(key, figures.get(key))
 
 
 def _ms(value: Any) -> float | None:
@@ -117,7 +123,9 @@ def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path)
 
 
 def _percentiles(aggregate: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    return {key: {mark: finite_number(aggregate.get(f"{mark}_{metric}_ms")) for mark in MARKED}
+    """The marks on each distribution's charts: none for a percentile on too few samples."""
+    marked = vouched(aggregate)
+    return {key: {mark: finite_number(marked.get(f"{mark}_{metric}_ms")) for mark in MARKED}
             for key, _, metric, _ in DISTRIBUTIONS}
 
 
@@ -126,7 +134,7 @@ def _group_table(groups: dict[str, Any]) -> list[dict[str, str]]:
     for name, figures in (groups or {}).items():
         if not isinstance(figures, dict):
             continue
-        table.append({"name": str(name), **{key: format_value(key, figures.get(key)) for key in (
+        table.append({"name": str(name), **{key: shown(key, figures) for key in (
             "total_tests", "success_rate", "goodput", "evaluation_pass_rate", "p50_latency_ms", "p99_latency_ms",
             "p50_ttft_ms", "p99_ttft_ms", "mean_tokens_per_second", "mean_reasoning_score")}})
     return table
@@ -209,11 +217,13 @@ def delta_rows(deltas: list[dict[str, Any]]) -> list[dict[str, str]]:
     rows = []
     for delta in deltas:
         name, change = str(delta.get("name")), finite_number(delta.get("change_pct"))
+        before, now = (short_of(name, delta.get(f"{side}_count")) for side in ("baseline", "current"))
+        change = None if before or now else change  # a percentile on too few samples (metrics/samples.py)
         better = _better(name)
         verdict = "" if change is None or better is None or change == 0 else (
             "better" if (change < 0) == (better == "lower") else "worse")
-        rows.append({"name": name, "baseline": format_value(name, delta.get("baseline")),
-                     "current": format_value(name, delta.get("current")),
+        rows.append({"name": name, "baseline": "-" if before else format_value(name, delta.get("baseline")),
+                     "current": "-" if now else format_value(name, delta.get("current")),
                      "change": "n/a" if change is None else f"{change:+.1f}%", "verdict": verdict})
     return rows
 
@@ -259,8 +269,8 @@ def build_run(batch: dict[str, Any], *, label: str, batch_dir: Path | None, repo
     }
     return {
         "header": _header(batch, label),
-        "figures": {key: format_value(key, aggregate.get(key)) for key, _, _ in HEADLINE},
-        "raw": {key: finite_number(aggregate.get(key)) for key, _, _ in HEADLINE},
+        "figures": {key: shown(key, aggregate) for key, _, _ in HEADLINE},
+        "raw": {key: finite_number(vouched(aggregate).get(key)) for key, _, _ in HEADLINE},
         "gates": _gates(batch),
         "categories": _group_table(batch.get("categories") or {}),
         "models": _group_table(batch.get("models") or {}),

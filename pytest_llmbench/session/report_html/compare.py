@@ -9,8 +9,9 @@ from typing import Any
 
 from ...metrics.baseline import compare
 from ...metrics.baseline_tests import keys_of, shared_aggregate
+from ...metrics.samples import vouched
 from ...metrics.stats import finite_number, format_value
-from .build import HEADLINE, delta_rows
+from .build import HEADLINE, delta_rows, shown
 
 TEST_CHANGES_SHOWN = 15  # the largest slow-downs, and a third as many speed-ups
 
@@ -40,13 +41,13 @@ def comparison(aggregates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Headline figures side by side, each later run's change against the first, coloured better or worse."""
     table = []
     for key, label, better in HEADLINE:
-        raw = [finite_number(aggregate.get(key)) for aggregate in aggregates]
+        raw = [finite_number(vouched(aggregate).get(key)) for aggregate in aggregates]
         cells = []
         for aggregate, value in zip(aggregates, raw):
             change = None if value is None or not raw[0] else (value - raw[0]) / abs(raw[0]) * 100.0
-            cells.append({"value": format_value(key, aggregate.get(key)),
+            cells.append({"value": shown(key, aggregate),
                           "change": None if change is None else f"{change:+.1f}%", "verdict": verdict(change, better)})
-        if any(value is not None for value in raw):
+        if any(value is not None or cell["value"] == "-" for value, cell in zip(raw, cells)):
             table.append({"label": label, "cells": cells})
     return table
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._version import __version__
+from ...metrics.samples import RULE
 from ...result import dumps_strict
 from ..storage import atomic_write_text
 from .build import DISTRIBUTIONS, HEADLINE, build_run
@@ -60,6 +61,7 @@ def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report
         runs=runs,
         comparison=comparison(aggregates) if len(runs) > 1 else None,
         shared=shared,
+        few_samples_rule=RULE,
         test_changes=test_changes(batches[0][0], batches[-1][0]) if len(runs) > 1 else None,
         headline=HEADLINE,
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
