@@ -45,7 +45,8 @@ def short_of(key: str, count: Any) -> str | None:
     if split is None or not isinstance(count, int) or isinstance(count, bool) or count == 0:
         return None
     need = min_samples(split[0])
-    return None if count >= need else f"{split[0].replace('_', '.')} of {count} samples, needs {need}"
+    plural = "" if count == 1 else "s"
+    return None if count >= need else f"{split[0].replace('_', '.')} of {count} sample{plural}, needs {need}"
 
 
 def shortfall(key: str, figures: dict[str, Any]) -> str | None:
