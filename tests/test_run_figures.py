@@ -102,7 +102,7 @@ def test_an_llm_judges_time_is_not_in_the_runs_duration_or_its_request_rate(pyte
     assert len(judged) == 2 and min(judged) >= 0.9 and load_stub.answered == 2
     aggregate = batch["aggregate"]
     # the two requests took a fraction of one judge's second: neither judge (between them, after them) counts
-    assert aggregate["duration_s"] < min(judged) / 2 < aggregate["wall_time_s"]
+    assert aggregate["duration_s"] < min(judged) * 0.75 < aggregate["wall_time_s"]
     assert aggregate["request_throughput"] == 2 / aggregate["duration_s"]
 
 

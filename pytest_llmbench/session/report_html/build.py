@@ -270,6 +270,7 @@ def build_run(batch: dict[str, Any], *, label: str, batch_dir: Path | None, repo
     return {
         "header": _header(batch, label),
         "figures": {key: shown(key, aggregate) for key, _, _ in HEADLINE},
+        "shortfalls": {key: shortfall(key, aggregate) or "" for key, _, _ in HEADLINE},  # the "-" figures' why
         "raw": {key: finite_number(vouched(aggregate).get(key)) for key, _, _ in HEADLINE},
         "gates": _gates(batch),
         "categories": _group_table(batch.get("categories") or {}),

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...metrics.baseline import compare
 from ...metrics.baseline_tests import keys_of, shared_aggregate
-from ...metrics.samples import vouched
+from ...metrics.samples import shortfall, vouched
 from ...metrics.stats import finite_number, format_value
 from .build import HEADLINE, delta_rows, shown
 
@@ -45,7 +45,7 @@ def comparison(aggregates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         cells = []
         for aggregate, value in zip(aggregates, raw):
             change = None if value is None or not raw[0] else (value - raw[0]) / abs(raw[0]) * 100.0
-            cells.append({"value": shown(key, aggregate),
+            cells.append({"value": shown(key, aggregate), "why": shortfall(key, aggregate) or "",
                           "change": None if change is None else f"{change:+.1f}%", "verdict": verdict(change, better)})
         if any(value is not None or cell["value"] == "-" for value, cell in zip(raw, cells)):
             table.append({"label": label, "cells": cells})
