@@ -133,6 +133,8 @@ def test_repeats_and_sweep_levels_are_named_in_slowest_failures_and_the_report(p
                                 "-p", "no:cacheprovider")
 
     result.assert_outcomes(failed=4)
+    headings = sorted(re.findall(r"_ llmbench \w+: Test 0 \[(\S+)\] _", result.stdout.str()))
+    assert headings == ["c1-r1", "c1-r2", "c2-r1", "c2-r2"]  # the FAILURES section's headings
     [slowest] = [line for line in result.stdout.lines if line.startswith("slowest: ")]
     assert sorted(re.findall(r"(t\[\S+\]) \d", slowest)) == ["t[c1-r1]", "t[c1-r2]", "t[c2-r1]", "t[c2-r2]"]
     batch = batch_of(pytester)

@@ -110,10 +110,14 @@ class LLMBenchItem(pytest.Item):
         self.extra_keyword_matches.update({case.id, case.name, case.category})
 
     @property
+    def param(self) -> str:
+        """Which model, sweep level and repetition of its test this item is: ``m-c16-r3`` (empty: the only one)."""
+        return "-".join(part for part in (self.model, self.load_param) if part)
+
+    @property
     def label(self) -> str | None:
         """The test as its node id names it, without the file: ``t01[m-c16-r3]`` (None when that is its id)."""
-        param = "-".join(part for part in (self.model, self.load_param) if part)
-        return f"{self.case.id}[{param}]" if param else None
+        return f"{self.case.id}[{self.param}]" if self.param else None
 
     @property
     def output_subdir(self) -> str | None:
@@ -158,7 +162,8 @@ class LLMBenchItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, escape_for_terminal(f"llmbench {self.case.category}: {self.case.name}")
+        where = f" [{self.param}]" if self.param else ""  # a failure's heading tells repetitions and levels apart
+        return self.path, None, escape_for_terminal(f"llmbench {self.case.category}: {self.case.name}{where}")
 
 
 def _printable(message: str) -> str:
