@@ -151,8 +151,14 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+MIN_RATE_TOKENS = 10
+"""The fewest completion tokens a tokens/s figure is given for. The request's time includes its prompt's processing
+and the first token's wait: over a handful of tokens, tokens/s is the request's latency in disguise (a 1-token
+answer gave 0.7 to 12.8 tok/s on one server), so below this the figure is left out (None) rather than shown."""
+
+
 def tokens_per_second(completion_tokens: int | None, seconds: float) -> float | None:
-    if not completion_tokens or seconds <= 0:
+    if not completion_tokens or completion_tokens < MIN_RATE_TOKENS or seconds <= 0:
         return None
     return completion_tokens / seconds
 

@@ -42,7 +42,11 @@ class Runner:
     extra_checks: Callable[[TestCase, TestResult], list[Any]] = _no_extra_checks  # each hook's answer
 
     def run(self, case: TestCase, model: str | None = None) -> TestResult:
-        return self.finish(case, self.client.send(case.api_type, self.prepare(case, model)))
+        return self.finish(case, self.send(case, model))
+
+    def send(self, case: TestCase, model: str | None = None) -> TestResult:
+        """The request alone, before its answer is checked: the part of a test that is the server's time."""
+        return self.client.send(case.api_type, self.prepare(case, model))
 
     def prepare(self, case: TestCase, model: str | None = None) -> dict[str, Any]:
         """The request body, after pytest_llmbench_build_request (a load run prepares bodies ahead)."""

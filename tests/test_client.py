@@ -9,7 +9,7 @@ from pytest_llmbench import __version__
 from pytest_llmbench.exceptions import ClientError, EndpointUnreachable
 from pytest_llmbench.http.client import ClientConfig
 from pytest_llmbench.http.openai import build_body, models_url, resolve_url
-from pytest_llmbench.result import estimate_tokens
+from pytest_llmbench.result import MIN_RATE_TOKENS, estimate_tokens
 
 KEY = "sk-llmbench-unique-7f3a9c51e2"
 
@@ -210,14 +210,15 @@ def test_auth_failures_say_authentication_failed(fault_server, v1, status):
 # --- Execution time -------------------------------------------------------------------------------
 
 def test_execution_time_is_the_final_attempt_alone(fault_server, v1):
-    fault_server.reply(Reply(503, OVERLOADED, delay=0.5), Reply.json(COMPLETION))
+    ten = {**COMPLETION, "usage": {"prompt_tokens": 5, "completion_tokens": MIN_RATE_TOKENS}}
+    fault_server.reply(Reply(503, OVERLOADED, delay=0.5), Reply.json(ten))
 
     result = client_for(v1).complete("x")
 
     assert result.attempt_log[0].elapsed_s >= 0.45
     assert 0 < result.execution_time < 0.45
     assert result.execution_time == result.attempt_log[-1].elapsed_s
-    assert result.tokens_per_second == pytest.approx(1 / result.execution_time)
+    assert result.tokens_per_second == pytest.approx(MIN_RATE_TOKENS / result.execution_time)
 
 
 # --- Error bodies and bad answers -------------------------------------------------------------------
@@ -349,9 +350,12 @@ def test_a_failed_request_gives_one_readable_line_naming_every_attempt(fault_ser
 
 
 def test_a_finished_result_has_its_speed_and_the_model_sent(fault_server, v1):
-    fault_server.reply(Reply.json(COMPLETION))
+    fault_server.reply(Reply.json({**COMPLETION, "usage": {"prompt_tokens": 5, "completion_tokens": 12}}),
+                       Reply.json(COMPLETION))
 
     result = client_for(v1, model="m").complete("x")
+    one_token = client_for(v1, model="m").complete("x")
 
     assert result.tokens_per_second == pytest.approx(result.completion_tokens / result.execution_time)
+    assert one_token.completion_tokens == 1 and one_token.tokens_per_second is None  # below MIN_RATE_TOKENS
     assert (result.model, result.error, result.error_message) == ("m", None, None)

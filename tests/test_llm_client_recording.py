@@ -168,3 +168,19 @@ def test_llm_client_requests_are_held_to_the_sessions_concurrency(pytester: pyte
                              "-p", "no:cacheprovider")
     run.assert_outcomes(passed=1)
     assert load_stub.peak == 4 and load_stub.answered == 8
+
+
+def test_a_hand_written_test_outside_the_root_folder_is_named_by_its_file_not_an_empty_one(pytester, stub):
+    (pytester.path / "root").mkdir()
+    (pytester.path / "root" / "pytest.ini").write_text("[pytest]\n")
+    hand = pytester.path / "mine" / "test_hand.py"
+    hand.parent.mkdir()
+    hand.write_text("def test_client_chat(llm_client):\n    assert llm_client.complete('hi').success\n")
+    pytester.chdir()
+
+    result = pytester.runpytest("--rootdir", "root", str(hand), "--llmbench-endpoint", stub.url,
+                                "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1)
+    [row] = batch_of(pytester)["tests"]
+    assert row["test_id"] == f"{hand.resolve().as_posix()}::test_client_chat"

@@ -60,3 +60,37 @@ def test_compare_fail_takes_the_slo_spelling_and_the_summary_key():
 
     assert parse_threshold("ttft_p99:10%").metric == parse_threshold("p99_ttft_ms:10%").metric == "p99_ttft_ms"
     assert parse_threshold("latency_p50=10%").metric == "p50_latency_ms"
+
+
+def test_a_misspelt_option_gets_the_near_option_not_a_bare_unrecognized_arguments(pytester: pytest.Pytester) -> None:
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
+
+    result = pytester.runpytest("--llmbench-concurency", "4", "--llmbench-suite", str(suite), "--no-llmbench-strem")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: llmbench: --llmbench-concurency: unknown option; did you mean "
+                                 "--llmbench-concurrency?",
+                                 "--no-llmbench-strem: unknown option; did you mean --no-llmbench-stream?"])
+    assert "unrecognized arguments" not in result.stderr.str()
+
+
+def test_an_option_a_conftest_adds_is_not_taken_for_a_slip(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest("""
+        def pytest_addoption(parser):
+            parser.addoption("--llmbench-concurrency-note", action="store_true")
+    """)
+    pytester.makepyfile("def test_x(request):\n    assert request.config.getoption('llmbench_concurrency_note')\n")
+
+    pytester.runpytest("--llmbench-concurrency-note", "-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_two_suites_after_one_option_say_to_repeat_the_option(pytester: pytest.Pytester) -> None:
+    first = write_suite(pytester.path / "a.json", [{"id": "a"}])
+    second = write_suite(pytester.path / "b.json", [{"id": "b"}])
+
+    result = pytester.runpytest("--llmbench-suite", "a.json", "b.json")
+
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and first.exists() and second.exists()
+    result.stderr.fnmatch_lines(["ERROR: llmbench: --llmbench-suite takes one suite: b.json after --llmbench-suite "
+                                 "a.json would be a test path*Repeat the option for each suite: --llmbench-suite "
+                                 "a.json --llmbench-suite b.json"])

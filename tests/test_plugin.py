@@ -51,7 +51,7 @@ def test_result_files_hold_prompt_completion_metrics_and_the_whole_result(pytest
     assert result["test_id"] == "geo_01" and result["success"] is True
     assert result["response_text"] == "Paris is the capital."
     assert (result["prompt_tokens"], result["completion_tokens"], result["tokens_estimated"]) == (7, 4, False)
-    assert result["tokens_per_second"] == pytest.approx(4 / result["execution_time"])
+    assert result["tokens_per_second"] is None  # 4 tokens: too few for a rate (MIN_RATE_TOKENS)
     assert result["reasoning_type"] == "factual" and result["model"] == MODEL and result["attempts"] == 1
     for name in ("timestamp", "api_response", "performance_metrics", "evaluation_result", "reasoning_score",
                  "error_message", "category"):

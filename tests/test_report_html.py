@@ -12,8 +12,11 @@ import tempfile
 
 import jinja2
 import pytest
+from openai_stub import write_suite
 from report_sessions import HOSTILE, REPORT_STUB, batch_file, load_batch, report_file, results, run_session
 
+from pytest_llmbench.metrics.samples import short_of
+from pytest_llmbench.metrics.stats import format_value
 from pytest_llmbench.session.report_html import environment
 from pytest_llmbench.session.report_html.render import script_json
 
@@ -145,6 +148,57 @@ def test_report_command_compares_two_batches(pytester, stub):
     header = re.search(r'<table class="compare">.*?</thead>', html, re.S).group(0)
     assert "before" in header and "after" in header
     assert re.search(r'class="delta (better|worse|)">[+-]\d', html)
+
+
+def _reference_table(html: str, label: str) -> dict[str, list[str]]:
+    table = re.search(rf"<h3>Against {re.escape(label)}, this report's reference</h3>(.*?)</table>", html, re.S)[1]
+    return {row[0]: list(row[1:]) for row in
+            re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td[^>]*>([^<]*)</td></tr>", table)}
+
+
+def test_report_takes_run_folders_and_latest_and_compares_the_shared_tests_as_compare_does(pytester, stub):
+    """Issue 27, point 8: folders as --llmbench-compare takes them, its shared-test figures (mean ITL too), and a
+    later run's card against the report's reference, not the baseline it had at run time."""
+    output = results(pytester)
+    three = [{"id": name, "prompt": f"France, {name}?"} for name in ("a", "b", "c")]
+    first_suite = write_suite(pytester.path / "first.json", three)
+    other_suite = write_suite(pytester.path / "other.json", [*three[:2], {"id": "d", "prompt": "France, d?"}])
+    run_session(pytester, stub, suite=first_suite)
+    reference = (output / "latest").resolve()
+    run_session(pytester, stub, suite=first_suite)
+    middle = (output / "latest").resolve()
+    run_session(pytester, stub, "--llmbench-compare", str(reference), suite=other_suite)  # a, b shared; c, d not
+    batch = json.loads(next((output / "latest").glob("batch_results_*.json")).read_text())
+    own = {d["name"]: d for d in batch["gates"]["comparison"]["deltas"]}
+    shared = [row for row in batch["tests"] if row["test_id"] in ("a", "b")]
+    itl = sum(row["itl_mean"] * row["itl_count"] for row in shared) / sum(row["itl_count"] for row in shared)
+    assert own["mean_itl_ms"]["current"] == pytest.approx(itl * 1000) and own["mean_itl_ms"]["baseline"] is not None
+
+    done = report_cli(reference, output / "latest", "-o", pytester.path / "ab.html")
+
+    assert done.returncode == 0, done.stderr
+    html = (pytester.path / "ab.html").read_text(encoding="utf-8")
+    compared = re.search(r'<table class="compare">.*?</table>', html, re.S)[0]
+    assert re.search(r"<th>tests</th>\s*<td>2</td><td>2 ", compared)  # the two shared tests, not 3 and 3
+    assert "the figures are those of the 2 tests (id and model) every run has" in html
+    table = _reference_table(html, reference.name)
+    for name, (before, now, _) in table.items():  # the same figures --llmbench-compare gave that run
+        assert (before, now) == tuple("-" if short_of(name, own[name].get(f"{side}_count"))  # a p99 of 2 samples
+                                      else format_value(name, own[name][side]) for side in ("baseline", "current"))
+    assert table["mean_itl_ms"][1] != "n/a"
+
+    again = report_cli(middle, output / "latest", "-o", pytester.path / "middle.html")
+    assert again.returncode == 0, again.stderr
+    html = (pytester.path / "middle.html").read_text(encoding="utf-8")
+    assert _reference_table(html, middle.name) and "Against the baseline" not in html
+    assert f"At run time it was compared with <code>{next(reference.glob('batch_results_*.json'))}</code>" in html
+
+
+def test_report_command_says_when_a_folder_holds_no_run(tmp_path):
+    done = report_cli(tmp_path, "-o", tmp_path / "r.html")
+    assert done.returncode == 2 and f"{tmp_path}: the folder holds no batch_results_*.json" in done.stderr
+    done = report_cli(tmp_path / "latest", "-o", tmp_path / "r.html")
+    assert done.returncode == 2 and f"{tmp_path / 'latest'}: no run with a batch file in {tmp_path}" in done.stderr
 
 
 def test_report_command_names_the_file_it_cannot_read(tmp_path):

@@ -84,3 +84,64 @@ def test_the_judge_endpoints_credentials_never_reach_the_batch(pytester, stub):
     assert "judge-pw-5521" not in raw and "judge-key-8812" not in raw
     assert json.loads(raw)["run"]["options"]["judge_endpoint"] == (
         stub.url.replace("http://", "http://***@") + "?api_key=***")
+
+
+# -- issue 27, point 9: time and rates ---------------------------------------------------------------------------
+
+
+def test_an_llm_judges_time_is_not_in_the_runs_duration_or_its_request_rate(pytester, stub, load_stub):
+    load_stub.delay, load_stub.default_answer = 1.0, '{"score": 9, "reason": "fine"}'  # a slow judge elsewhere
+    suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}", "expected": {"rubric": "names a city"}}
+                                                   for i in range(2)])
+    pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "--llmbench-judge-endpoint",
+                       load_stub.url, "-p", "no:cacheprovider").assert_outcomes(passed=2)
+
+    batch = batch_of(pytester)
+    judged = [json.loads(path.read_text())["evaluation_result"]["judge"]["seconds"]
+              for path in (pytester.path / "llmbench_results" / "latest").glob("*_result.json")]
+    assert len(judged) == 2 and min(judged) >= 0.9 and load_stub.answered == 2
+    aggregate = batch["aggregate"]
+    # the two requests took a fraction of one judge's second: neither judge (between them, after them) counts
+    assert aggregate["duration_s"] < min(judged) * 0.75 < aggregate["wall_time_s"]
+    assert aggregate["request_throughput"] == 2 / aggregate["duration_s"]
+
+
+def test_tokens_per_second_is_left_out_below_the_minimum_of_completion_tokens(pytester, stub):
+    from pytest_llmbench.result import MIN_RATE_TOKENS
+
+    stub.answers["long one"] = " ".join(["word"] * MIN_RATE_TOKENS)
+    suite = write_suite(pytester.path / "s.json", [
+        {"id": "short", "prompt": "Paris?", "slo": {"min_tokens_per_second": 1}},  # "Paris": one token
+        {"id": "long", "prompt": "long one"}])
+    result = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
+                                "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines([f"*tokens_per_second not measured*fewer than {MIN_RATE_TOKENS} completion tokens*"])
+    rows = {row["test_id"]: row for row in batch_of(pytester)["tests"]}
+    assert rows["short"]["completion_tokens"] == 1 and rows["short"]["tokens_per_second"] is None
+    assert rows["long"]["tokens_per_second"] == MIN_RATE_TOKENS / rows["long"]["execution_time"]
+    assert batch_of(pytester)["aggregate"]["count_tokens_per_second"] == 1
+    [speed] = [line for line in result.stdout.lines if line.startswith("tokens/s ")]
+    assert speed.split()[1] == "1"  # the table's n
+
+
+def test_repeats_and_sweep_levels_are_named_in_slowest_failures_and_the_report(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "t", "expected": {"contains": "Berlin"}}])
+    result = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
+                                "--llmbench-sweep", "concurrency=1,2", "--llmbench-repeat", "2",
+                                "-p", "no:cacheprovider")
+
+    result.assert_outcomes(failed=4)
+    headings = sorted(re.findall(r"_ llmbench \w+: Test 0 \[(\S+)\] _", result.stdout.str()))
+    assert headings == ["c1-r1", "c1-r2", "c2-r1", "c2-r2"]  # the FAILURES section's headings
+    [slowest] = [line for line in result.stdout.lines if line.startswith("slowest: ")]
+    assert sorted(re.findall(r"(t\[\S+\]) \d", slowest)) == ["t[c1-r1]", "t[c1-r2]", "t[c2-r1]", "t[c2-r2]"]
+    batch = batch_of(pytester)
+    assert sorted(row["label"] for row in batch["tests"]) == ["t[c1-r1]", "t[c1-r2]", "t[c2-r1]", "t[c2-r2]"]
+    assert {row["test_id"] for row in batch["tests"]} == {"t"}
+    html = (pytester.path / "llmbench_results" / "latest" / "report.html").read_text()
+    data = json.loads(re.search(r'id="llmbench-data">(.*?)</script>', html, re.S)[1])
+    assert sorted(data["runs"][0]["tests"]["id"]) == ["t[c1-r1]", "t[c1-r2]", "t[c2-r1]", "t[c2-r2]"]
+    failures = re.findall(r'<article class="failure[^>]*>\s*<h4><span[^>]*>\w+</span> (\S+) ', html)
+    assert sorted(failures) == ["t[c1-r1]", "t[c1-r2]", "t[c2-r1]", "t[c2-r2]"]

@@ -60,12 +60,25 @@ def test_compare_takes_a_run_folder_or_latest(pytester, stub):
     assert latest.ret == pytest.ExitCode.OK
 
 
-def test_compare_latest_without_an_earlier_run_is_a_usage_error(pytester, stub):
-    suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
-    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", "latest")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--llmbench-compare latest: no earlier run with a batch file in *"])
-    assert stub.requests == []
+def test_compare_latest_on_a_first_run_into_a_new_folder_passes_with_a_note(pytester, stub):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
+
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", "latest",
+                 "--llmbench-compare-fail", "latency_p50:10%", "--llmbench-output", "new/results")
+
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=2)
+    note = (f"no earlier run with a batch file in {pytester.path / 'new' / 'results'}, so nothing to compare with "
+            "(--llmbench-compare latest); this run is the baseline of the next; the --llmbench-compare-fail limits "
+            "were not checked")
+    result.stdout.fnmatch_lines([f"baseline: none: {note}"])
+    [batch] = (pytester.path / "new" / "results" / "latest").glob("batch_results_*.json")
+    gates = json.loads(batch.read_text())["gates"]
+    assert gates["passed"] is True and gates["baseline_note"] == note and gates["comparison"] is None
+    first = batch.resolve()  # the next run compares with it
+    again = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", "latest",
+                "--llmbench-output", "new/results")
+    again.stdout.fnmatch_lines([f"baseline: {first}"])
 
 
 def test_a_folder_without_a_batch_file_is_named_in_the_error(tmp_path):
@@ -89,4 +102,4 @@ def test_latest_falls_back_to_a_file_where_the_link_cannot_be_made(tmp_path):
     assert (tmp_path / "latest.txt").read_text().strip() == folder.name
     assert latest_folder(tmp_path) == folder
     assert (tmp_path / "latest" / "keep").read_text() == "x"
-    assert resolve_baseline(tmp_path / "nowhere" / "latest", tmp_path).parent == folder
+    assert resolve_baseline(tmp_path / "nowhere" / "latest", tmp_path)[0].parent == folder

@@ -138,7 +138,7 @@ def summary_of(rows: list[dict], wall_time_s: float = 10.0) -> dict:
 def test_run_slo_miss_reports_the_measured_statistic():
     summary = summary_of([{"success": True, "execution_time": 1.0, "ttft": 0.8123}])
     (miss,) = check_run_slos([parse_run_slo("ttft_p99=500ms")], summary)
-    assert miss.message == "run SLO ttft_p99 <= 500 ms missed: measured 812.3 ms"
+    assert miss.message == "run SLO ttft_p99 <= 500 ms missed: measured 812.3 ms (p99 of 1 sample, needs 100)"
     assert (miss.metric, miss.limit) == ("p99_ttft_ms", 500.0)
     assert miss.measured == pytest.approx(812.3)
 

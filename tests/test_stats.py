@@ -224,8 +224,8 @@ def test_slowest_lists_the_longest_successful_tests_first():
         acc.add({"test_id": f"t{index}", "test_name": f"n{index}", "success": index != 1,
                  "execution_time": seconds})
     assert acc.slowest(2) == [
-        {"test_id": "t4", "test_name": "n4", "execution_time": 7.0, "success": True},
-        {"test_id": "t3", "test_name": "n3", "execution_time": 4.0, "success": True},
+        {"test_id": "t4", "label": "t4", "test_name": "n4", "execution_time": 7.0, "success": True},
+        {"test_id": "t3", "label": "t3", "test_name": "n3", "execution_time": 4.0, "success": True},
     ]
     # at most slowest_kept are remembered; of two equal times the earlier test stays
     assert [s["test_id"] for s in acc.slowest(10)] == ["t4", "t3", "t5"]
@@ -241,12 +241,18 @@ def test_failed_and_lost_tests_are_not_among_the_slowest():
     assert [s["test_id"] for s in acc.slowest(5)] == ["ok"]  # a failure's time says how fast it failed
 
 
-def test_percentiles_are_shown_only_with_enough_values():
-    from pytest_llmbench.metrics.stats import enough_values
+def test_one_rule_says_how_many_samples_each_percentile_needs():
+    from pytest_llmbench.metrics.samples import min_samples, shortfall, vouched
 
-    assert [enough_values(stat, 2) for stat in ("mean", "p50", "p90", "p99", "p99_9")] == [True, True, False,
-                                                                                           False, False]
-    assert enough_values("p99", 100) and not enough_values("p99_9", 999) and enough_values("p99_9", 1000)
+    assert [min_samples(stat) for stat in ("mean", "max", "median", "p50", "p90", "p95", "p99", "p99_9", "p99.9")] \
+        == [1, 1, 2, 2, 10, 20, 100, 1000, 1000]
+    figures = {"count_ttft": 99, "p95_ttft_ms": 8.0, "p99_ttft_ms": 9.0, "p99_9_ttft_ms": 9.5, "mean_ttft_ms": 5.0,
+               "count_latency": 1000, "p99_9_latency_ms": 20.0, "success_rate": 1.0}
+    assert shortfall("p99_ttft_ms", figures) == "p99 of 99 samples, needs 100"
+    assert shortfall("p99_9_ttft_ms", figures) == "p99.9 of 99 samples, needs 1000"
+    assert [shortfall(key, figures) for key in ("p95_ttft_ms", "mean_ttft_ms", "p99_9_latency_ms", "success_rate",
+                                                "p99_tpot_ms")] == [None] * 5  # enough, no percentile, no count
+    assert vouched(figures) == {**figures, "p99_ttft_ms": None, "p99_9_ttft_ms": None}
 
 
 def test_summary_keys_cover_every_documented_field():

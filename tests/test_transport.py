@@ -90,7 +90,7 @@ def test_the_wait_for_the_end_of_the_body_after_done_is_not_the_answers_time(fau
     assert time.monotonic() - started < 2  # gave up on the terminator after about half a second
     assert result.success and result.response_text == "Paris"
     assert result.execution_time < 0.4 and result.execution_time == result.e2e_latency
-    assert result.tokens_per_second > 5
+    assert result.tokens_per_second is None  # 2 tokens: too few for a rate (MIN_RATE_TOKENS)
 
 
 # --- What is read ---------------------------------------------------------------------------------

@@ -65,7 +65,8 @@ class Controller:
         self._load_taken = False
         self._session: pytest.Session | None = None
         self._auth_stopped = False
-        self.load = LoadRecord(config.stash[LOAD_PLAN_KEY], slos=gates.slos, bucket_s=settings.timeline_bucket)
+        self.load = LoadRecord(config.stash[LOAD_PLAN_KEY], slos=gates.slos, bucket_s=settings.timeline_bucket,
+                               few_samples=gates.few_samples)
         if self.load.plan.sweep_kind:  # a sweep's levels are meant to cross the SLOs: they name its knee instead
             self.gates = dataclasses.replace(gates, slos=[])
         self.recorder = Recorder(self.output, error_alert=ErrorRateAlert(threshold=settings.alert_error_rate),
@@ -404,6 +405,8 @@ class Controller:
                                                 rows=batch["tests"], run=batch["run"])
             if self.gate_result.pairing is not None:
                 self.warnings += [f"baseline: {w}" for w in self.gate_result.pairing.warnings]
+            self.warnings += [f"{w} (with --llmbench-few-samples fail such a gate fails)"
+                              for w in self.gate_result.sample_warnings]
             batch["gates"] = self.gate_result.to_dict()
             if not interrupted:  # failed gates in pytest's own counts, short summary and JUnit XML
                 log_gate_failures(self.config, session, self.gate_result)

@@ -138,9 +138,9 @@ class LoadDriver:
         """Requests in flight now in this process."""
         return None if self._dispatcher is None else self._dispatcher.in_flight
 
-    def sent_ahead(self, item: LLMBenchItem, runner: Runner) -> tuple[TestResult, tuple[float, float]] | None:
-        """The item's answer, finished (checks, SLOs), if its request was sent ahead; else None (it sends its own).
-        Skips an item the duration left unsent."""
+    def sent_ahead(self, item: LLMBenchItem) -> tuple[TestResult, tuple[float, float]] | None:
+        """The item's answer, if its request was sent ahead, else None (it sends its own); its checks and SLOs are
+        the item's to run. Skips an item the duration left unsent."""
         if self._dispatcher is None or not self._dispatcher.knows(item.nodeid):
             return None
         # held in _taken until its report is recorded: a Ctrl-C before that keeps the answer
@@ -150,7 +150,7 @@ class LoadDriver:
             if ticket.state == EXPIRED:
                 pytest.skip(DURATION_SKIP)
             raise KeyboardInterrupt("llmbench: the run was stopped")  # the run is stopping under this item
-        return self._finish(ticket, item.case, runner), ticket.window
+        return self._answer(ticket), ticket.window
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> Iterator[None]:
@@ -161,10 +161,10 @@ class LoadDriver:
             self._taken.pop(report.nodeid, None)
 
     @staticmethod
-    def _finish(ticket: Ticket, case: Any, runner: Runner) -> TestResult:
+    def _answer(ticket: Ticket) -> TestResult:
         if ticket.error is not None:
             raise ticket.error
-        result = runner.finish(case, ticket.answer)
+        result: TestResult = ticket.answer
         result.schedule_lag = ticket.schedule_lag
         return result
 
@@ -204,7 +204,7 @@ class LoadDriver:
             if item is None:
                 continue
             try:
-                result = self._finish(ticket, item.case, self.runner)
+                result = self.runner.finish(item.case, self._answer(ticket))
             except Exception:  # noqa: BLE001 - a hook failing now loses only this leftover
                 continue
             self._leftovers.append((item.delivery(result, ticket.window), failure_message(result) is None))

@@ -30,8 +30,7 @@ SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()  # the suites named by --llmben
 RUNNER_KEY = pytest.StashKey[Callable[[], Runner]]()  # this process's runner, built on first use
 LOAD_PLAN_KEY = pytest.StashKey[LoadPlan]()
 # In a load run, the driver's answer for an item whose request it sent ahead (adapter/driver.py), else None
-SENT_AHEAD_KEY = pytest.StashKey[
-    Callable[["LLMBenchItem", Runner], "tuple[TestResult, tuple[float, float]] | None"]]()
+SENT_AHEAD_KEY = pytest.StashKey[Callable[["LLMBenchItem"], "tuple[TestResult, tuple[float, float]] | None"]]()
 MARKER = "llmbench"
 
 
@@ -105,11 +104,22 @@ class LLMBenchItem(pytest.Item):
         self.repeat = repeat  # which repetition (--llmbench-repeat), from 0
         self.load_param = load_param  # "c16-r3": part of the node id and of the file name
         self.result: TestResult | None = None
-        self.window: tuple[float, float] | None = None
+        self.window: tuple[float, float] | None = None  # the request's own start and end (monotonic)
+        self.judged: tuple[float, float] | None = None  # when an LLM judge graded its answer
         self.file_stem: str | None = None  # assigned for the whole run by assign_file_stems()
         self.resumed: Recorded | None = None  # its outcome recorded by an earlier session of the run (resume.py)
         self.add_marker(MARKER)
         self.extra_keyword_matches.update({case.id, case.name, case.category})
+
+    @property
+    def param(self) -> str:
+        """Which model, sweep level and repetition of its test this item is: ``m-c16-r3`` (empty: the only one)."""
+        return "-".join(part for part in (self.model, self.load_param) if part)
+
+    @property
+    def label(self) -> str | None:
+        """The test as its node id names it, without the file: ``t01[m-c16-r3]`` (None when that is its id)."""
+        return f"{self.case.id}[{self.param}]" if self.param else None
 
     @property
     def output_subdir(self) -> str | None:
@@ -118,7 +128,7 @@ class LLMBenchItem(pytest.Item):
     def delivery(self, result: TestResult, window: tuple[float, float] | None) -> Delivery:
         """The result on its way to the controller, with where its files go and where and when it ran."""
         return Delivery(result, self.file_stem or self.case.id, self.output_subdir, window, phase=self.phase,
-                        worker=worker_id(self.config), nodeid=self.nodeid)
+                        worker=worker_id(self.config), nodeid=self.nodeid, judged=self.judged, label=self.label)
 
     def runtest(self) -> None:
         if self.resumed is not None:  # recorded by an earlier session of this run: shown again, never sent
@@ -129,15 +139,19 @@ class LLMBenchItem(pytest.Item):
         sent_ahead = self.config.stash.get(SENT_AHEAD_KEY, None)
         started = time.monotonic()
         try:
-            answer = sent_ahead(self, runner) if sent_ahead is not None else None  # waits for this item's own
-            if answer is not None:
-                self.result, self.window = answer
+            answer_window = sent_ahead(self) if sent_ahead is not None else None  # waits for this item's own
+            if answer_window is not None:
+                answer, self.window = answer_window
             else:
-                self.result = runner.run(self.case, self.model)
+                answer = runner.send(self.case, self.model)
                 self.window = (started, time.monotonic())
+            grading = time.monotonic()
+            self.result = runner.finish(self.case, answer)  # the checks, and an LLM judge: not the request's time
+            if (self.result.evaluation_result or {}).get("judge"):
+                self.judged = (grading, time.monotonic())
         except Exception as exc:  # noqa: BLE001 - MemoryError, a bug: the test fails with its files, never lost
             self.result = runner.failed(self.case, self.model, "running the test", exc)
-            self.window = (started, time.monotonic())
+            self.window = self.window or (started, time.monotonic())
         try:
             self.config.hook.pytest_llmbench_result(result=self.result, item=self, config=self.config)
         except Exception as exc:  # noqa: BLE001 - a conftest bug fails this test's check, the result is kept
@@ -154,7 +168,8 @@ class LLMBenchItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, escape_for_terminal(f"llmbench {self.case.category}: {self.case.name}")
+        where = f" [{self.param}]" if self.param else ""  # a failure's heading tells repetitions and levels apart
+        return self.path, None, escape_for_terminal(f"llmbench {self.case.category}: {self.case.name}{where}")
 
 
 def _printable(message: str) -> str:

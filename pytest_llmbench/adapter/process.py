@@ -60,9 +60,10 @@ def configure(config: pytest.Config) -> Gates:
         settings = read_settings(config.getoption, config.getini,
                                  ini_dir=config.inipath.parent if config.inipath else None)
         settings.headers()
-        baseline = resolve_baseline(settings.compare, output_folder(settings, config.invocation_params.dir)) \
-            if settings.compare else None
-        gates = Gates.parse(settings.slo, settings.compare_fail, baseline, settings.drift_fail)
+        baseline, no_baseline = resolve_baseline(settings.compare, output_folder(
+            settings, config.invocation_params.dir)) if settings.compare else (None, None)
+        gates = Gates.parse(settings.slo, settings.compare_fail, baseline, no_baseline, settings.few_samples,
+                            settings.drift_fail)
         plan = LoadPlan.from_settings(settings)
     except (ConfigurationError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None

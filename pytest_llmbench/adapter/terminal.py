@@ -10,7 +10,8 @@ import sys
 import time
 from typing import Any
 
-from ..metrics.stats import enough_values, metric_key
+from ..metrics.samples import RULE, vouched
+from ..metrics.stats import metric_key
 from ..result import METRICS
 from ..session.progress import ExecutionProgress
 from ..textsafe import escape_for_terminal
@@ -173,7 +174,7 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         reporter.write_line(f"client fell behind on {agg['timing_degraded_requests']} requests: their TTFT, ITL and "
                             "TPOT are not known (timing_degraded) and are left out of the figures below", yellow=True)
     _write_metric_table(reporter, agg)
-    models = batch.get("models") or {}
+    models = {name: vouched(model) for name, model in (batch.get("models") or {}).items()}
     if len(models) > 1:
         for name, model in sorted(models.items()):
             reporter.write_line(
@@ -195,7 +196,7 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
     slowest = batch.get("slowest") or []
     if slowest:
         reporter.write_line("slowest: " + ", ".join(
-            f"{safe(s['test_id'])} {s['execution_time']:.2f}s" for s in slowest))
+            f"{safe(s.get('label') or s['test_id'])} {s['execution_time']:.2f}s" for s in slowest))
     for missing in batch.get("missing_files") or []:
         reporter.write_line(f"NOT WRITTEN: {safe(missing['path'])} ({safe(missing['reason'])})", red=True)
     for path in files:
@@ -220,27 +221,24 @@ def _prompt_tokens(agg: dict[str, Any]) -> str:
 
 
 def _write_metric_table(reporter: Any, agg: dict[str, Any]) -> None:
-    """Pooled statistics of every metric that was measured, one row each."""
+    """Pooled statistics of every metric that was measured, one row each; "-" for a percentile resting on too few
+    samples (metrics/samples.py), said once under the table."""
     metrics = [(metric.label, metric.key) for metric in METRICS if agg.get(f"count_{metric.key}")]
     if not metrics:
         return
-    rows = []
-    for label, metric in metrics:
-        cells = [label]
-        for _, stat in TABLE_STATS:
-            value = agg.get(f"count_{metric}" if stat == "count" else metric_key(stat, metric))
-            if stat != "count" and not enough_values(stat, agg.get(f"count_{metric}") or 0):
-                value = None  # "-": too few values for this percentile to mean anything
-            cells.append(str(value) if stat == "count" else _ms(value))
-        rows.append(cells)
+    shown = vouched(agg)
+    rows = [[label, *(str(agg[f"count_{metric}"]) if stat == "count" else _ms(shown.get(metric_key(stat, metric)))
+                      for _, stat in TABLE_STATS)] for label, metric in metrics]
     _write_table(reporter, ["", *(title for title, _ in TABLE_STATS)], rows)
+    if any(shown.get(key) is None and agg.get(key) is not None for key in agg):
+        reporter.write_line(f"  -: {RULE}")
 
 
 def _write_categories(reporter: Any, categories: dict[str, dict[str, Any]]) -> None:
     if len(categories) < 2:
         return
     rows = []
-    for name, cat in sorted(categories.items()):
+    for name, cat in sorted((name, vouched(figures)) for name, figures in categories.items()):
         score, evaluated = cat.get("mean_reasoning_score"), cat.get("evaluation_pass_rate")
         rows.append([safe(name), str(cat["total_tests"]), f"{cat['success_rate'] * 100:.1f}%",
                      _ms(cat.get("p50_latency_ms")), _ms(cat.get("mean_tokens_per_second")),
@@ -267,6 +265,8 @@ def write_gates(reporter: Any, gates: Any) -> None:
     """The baseline it was compared with, its table, then every gate: passed ones and failed ones."""
     if gates.baseline_path:
         reporter.write_line(f"baseline: {safe(gates.baseline_path)}")
+    elif gates.baseline_note:
+        reporter.write_line(f"baseline: none: {safe(gates.baseline_note)}")
     pairing = gates.pairing
     for warning in pairing.warnings if pairing else []:
         reporter.write_line(f"baseline WARNING: {safe(warning)}", yellow=True)

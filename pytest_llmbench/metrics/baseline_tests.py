@@ -5,10 +5,12 @@ non-streamed run with a five-test streamed one without saying so.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .stats import StatsAccumulator, finite_number
+from ..result import METRICS
+from .stats import StatsAccumulator, finite_number, metric_key
 
 # Figures of the whole run's span: over a subset of its tests they mean nothing, so they stay the runs' own.
 _RUN_WIDE = ("request_throughput", "output_throughput", "duration_s", "wall_time_s")
@@ -80,16 +82,38 @@ def pair(baseline: dict[str, Any], rows: list[dict[str, Any]], run: dict[str, An
 def shared_aggregate(rows: list[dict[str, Any]], keys: set[tuple[str, str]], whole: dict[str, Any]) -> dict[str, Any]:
     """The run's figures over the shared tests only; run-wide throughputs stay those of the whole run."""
     accumulator = StatsAccumulator()
-    for row in rows:
-        if _key(row) in keys:
-            accumulator.add(row)
+    shared = [row for row in rows if _key(row) in keys]
+    for row in shared:
+        accumulator.add(row)
     figures = accumulator.summary(whole.get("duration_s") or 0.0)
     figures.update({name: whole.get(name) for name in _RUN_WIDE})
+    figures["passed_tests"] = sum(bool(row.get("passed")) for row in shared)
+    figures.update(_chunk_means([row for row in shared if row.get("success")]))
+    return figures
+
+
+def _chunk_means(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """A per-chunk metric's (ITL's) means from the rows, which keep each request's mean and count of gaps but not
+    the gaps: the pooled mean is exact, its percentiles cannot be had and stay None."""
+    figures: dict[str, Any] = {}
+    for metric in (m for m in METRICS if m.per_chunk):
+        pairs = [(row[f"{metric.field}_mean"], row[f"{metric.field}_count"]) for row in rows
+                 if finite_number(row.get(f"{metric.field}_mean")) is not None and row.get(f"{metric.field}_count")]
+        if pairs:
+            count = sum(n for _, n in pairs)
+            figures[f"count_{metric.key}"] = count
+            figures[metric_key("mean", metric.key)] = math.fsum(mean * n for mean, n in pairs) / count * 1000.0
+            figures[f"mean_{metric.key}_per_request_ms"] = math.fsum(mean for mean, _ in pairs) / len(pairs) * 1000.0
     return figures
 
 
 def shared_keys(baseline: dict[str, Any], rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    return {_key(row) for row in baseline.get("tests") or []} & {_key(row) for row in rows}
+    return keys_of(baseline.get("tests") or []) & keys_of(rows)
+
+
+def keys_of(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """The tests of a run as comparisons pair them: by test id and model."""
+    return {_key(row) for row in rows if isinstance(row, dict)}
 
 
 def _option(run: dict[str, Any], name: str) -> Any:

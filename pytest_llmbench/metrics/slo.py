@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..result import MIN_RATE_TOKENS
+from .samples import shortfall
 from .server.section import SLO_KEYS as SERVER_SLO_KEYS
 from .stats import (
     RATE_METRIC,
@@ -24,6 +26,9 @@ from .stats import (
 )
 
 STREAM_HINT = 'measured only on streamed responses: run with --llmbench-stream or set "stream": true on the test'
+# Why a streamed answer has no TTFT or TPOT: streaming is on, so the hint above would send the reader the wrong way.
+STREAMED_BUT_EMPTY = {"ttft": "the stream carried no content: an empty answer has no first token",
+                      "tpot": "the stream carried fewer than two tokens: there is no time between tokens"}
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,8 @@ _TEST_GATES = {
     "max_ttft_s": _TestGate("ttft", "ttft", 1.0, "s", True, STREAM_HINT),
     "max_tpot_ms": _TestGate("tpot", "tpot", 1000.0, "ms", True, STREAM_HINT),
     "min_tokens_per_second": _TestGate(
-        RATE_METRIC, RATE_METRIC, 1.0, "tok/s", False, "the response reported no completion tokens"
+        RATE_METRIC, RATE_METRIC, 1.0, "tok/s", False,
+        f"the answer had fewer than {MIN_RATE_TOKENS} completion tokens, too few for a rate, or none were reported"
     ),
 }
 TEST_SLO_KEYS = tuple(_TEST_GATES)
@@ -78,7 +84,8 @@ def check_test_slo(slo: dict[str, Any] | None, result: dict[str, Any]) -> list[S
         limit_text = f"{key} {limit:g} {gate.unit}"
         raw = result.get(gate.field)
         if raw is None:
-            message = f"{gate.metric} not measured, so {limit_text} could not be checked ({gate.unmeasured})"
+            why = STREAMED_BUT_EMPTY.get(gate.metric, gate.unmeasured) if result.get("stream") else gate.unmeasured
+            message = f"{gate.metric} not measured, so {limit_text} could not be checked ({why})"
             misses.append(SloMiss(gate.metric, limit, None, message))
             continue
         measured = raw * gate.scale
@@ -179,18 +186,34 @@ def parse_run_slos(specs: Iterable[str]) -> list[RunSlo]:
     return [parse_run_slo(part) for spec in specs for part in spec.split(",") if part.strip()]
 
 
-def check_run_slos(slos: Iterable[RunSlo], summary: dict[str, Any]) -> list[SloMiss]:
+def check_run_slos(slos: Iterable[RunSlo], summary: dict[str, Any], few_samples: str = "warn") -> list[SloMiss]:
+    """The SLOs ``summary`` misses. A percentile on too few samples (metrics/samples.py) is judged and its message
+    says so, or with ``few_samples="fail"`` is a miss of its own, not judged."""
     misses = []
     for slo in slos:
         measured = finite_number(summary.get(slo.key))
-        if measured is None:
+        short = shortfall(slo.key, summary) if measured is not None else None
+        if short and few_samples == "fail":
+            message = f"run SLO {slo.text} not judged: {short} (--llmbench-few-samples fail)"
+        elif measured is None:
             streamed = any(f"_{metric}_" in f"_{slo.key}_" for metric in ("ttft", "itl", "tpot", "e2el"))
             why = STREAM_HINT if streamed else "no successful request or no wall time to measure it"
             why = _SERVER_HINT if slo.key in SERVER_SLO_KEYS.values() else why
             message = f"run SLO {slo.text} missed: not measured ({why})"
         elif (measured > slo.limit) if slo.op == "<=" else (measured < slo.limit):
-            message = f"run SLO {slo.text} missed: measured {format_value(slo.key, measured)}"
+            message = f"run SLO {slo.text} missed: measured {format_value(slo.key, measured)}" + samples_note(short)
         else:
             continue
         misses.append(SloMiss(slo.key, slo.limit, measured, message))
     return misses
+
+
+def few_sample_warnings(slos: Iterable[RunSlo], summary: dict[str, Any]) -> list[str]:
+    """One warning per SLO judged on a percentile that rests on too few samples."""
+    return [f"run SLO {slo.text} was judged on {short}" for slo in slos
+            if (short := shortfall(slo.key, summary)) and finite_number(summary.get(slo.key)) is not None]
+
+
+def samples_note(short: str | None) -> str:
+    """What a verdict on too few samples says after its figure: " (p99 of 8 samples, needs 100)"."""
+    return f" ({short})" if short else ""

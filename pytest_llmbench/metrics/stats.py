@@ -232,7 +232,7 @@ class StatsAccumulator:
         self._categories: dict[str, _Pool] = {}
         self._models: dict[str, _Pool] = {}
         self._slowest_kept = slowest_kept
-        self._slowest: list[tuple[float, int, str, str, bool]] = []  # a min-heap of the slowest seen
+        self._slowest: list[tuple[float, int, str, str, str, bool]] = []  # a min-heap of the slowest seen
         self._seen = 0
 
     def add(self, row: dict[str, Any]) -> None:
@@ -248,7 +248,9 @@ class StatsAccumulator:
         # fast it failed, not how slow the server is.
         if row.get("success") and seconds is not None and seconds > 0 and self._slowest_kept > 0:
             # -seen: among equal times the earlier test stays
-            entry = (seconds, -self._seen, row.get("test_id", ""), row.get("test_name", ""), bool(row.get("success")))
+            test_id = row.get("test_id", "")
+            entry = (seconds, -self._seen, test_id, row.get("label") or test_id, row.get("test_name", ""),
+                     bool(row.get("success")))
             if len(self._slowest) < self._slowest_kept:
                 heapq.heappush(self._slowest, entry)
             else:
@@ -281,10 +283,10 @@ class StatsAccumulator:
         return [round(percentile(ordered, 100.0 * i / (points - 1)) * 1000.0, 4) for i in range(points)]
 
     def slowest(self, n: int = 5) -> list[dict[str, Any]]:
-        """The n slowest tests, slowest first (at most slowest_kept of them, timed failures included)."""
+        """The n slowest tests, slowest first (at most slowest_kept of them), each named by its row's label."""
         return [
-            {"test_id": test_id, "test_name": name, "execution_time": time, "success": success}
-            for time, _, test_id, name, success in heapq.nlargest(n, self._slowest)
+            {"test_id": test_id, "label": label, "test_name": name, "execution_time": time, "success": success}
+            for time, _, test_id, label, name, success in heapq.nlargest(n, self._slowest)
         ]
 
 
@@ -320,11 +322,3 @@ def format_value(key: str, value: Any, unit: bool = True) -> str:
     text = f"{value:.{digits}f}"
     return f"{text} {symbol}" if unit and symbol else text
 
-
-def enough_values(stat: str, count: int) -> bool:
-    """Whether a percentile rests on enough values to mean something: pQ needs 100 / (100 - Q) of them (p99 one
-    in a hundred, p99.9 a thousand); with fewer it is only an interpolation between the largest ones."""
-    if not stat.startswith("p"):
-        return count > 0
-    q = float(stat[1:].replace("_", "."))
-    return count * (100.0 - q) >= 100.0 - 1e-6 if q < 100 else count > 0

@@ -6,6 +6,7 @@ response texts are written and dropped, which keeps the controller's memory flat
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from ..metrics.hardware.monitor import ErrorRateAlert, PerformanceMonitor
 from ..metrics.hardware.window import joules_per_token
 from ..metrics.server.store import ServerStore
 from ..metrics.stats import StatsAccumulator
+from ..metrics.timeline import uncovered
 from ..result import METRICS, TestResult
 from .handoff import Delivery
 from .journal import Journal
@@ -38,6 +40,7 @@ def row_of(result: TestResult) -> dict[str, Any]:
     """The batch file's row for one test: its figures without the response text (a failure keeps an excerpt)."""
     row = {name: getattr(result, name) for name in ROW_FIELDS}
     row["itl_mean"] = sum(result.itl) / len(result.itl) if result.itl else None
+    row["itl_count"] = len(result.itl)  # with itl_mean, the pooled mean over any subset of rows (baseline_tests.py)
     evaluation, slo = result.evaluation_result, result.slo_result
     row["evaluation_passed"] = evaluation.get("passed") if evaluation else None
     row["slo_passed"] = slo.get("passed") if slo else None
@@ -87,6 +90,8 @@ class Recorder:
         self._span: list[float] = []  # [first request started, last answer done], monotonic
         self._starts: list[float | None] = []  # each row's request start, monotonic
         self._resumed_spans: dict[int, list[float]] = {}  # earlier sessions' [first start, last end], Unix time
+        self._windows = array("d")  # every request's start and end, flat: what an LLM judge's time may overlap
+        self._judged: list[tuple[float, float]] = []  # when LLM judges graded (monotonic)
         self._failures_reported = 0
 
     @property
@@ -103,6 +108,9 @@ class Recorder:
         window = delivery.window
         if window:
             self._span = [min(self._span[0], window[0]), max(self._span[1], window[1])] if self._span else list(window)
+            self._windows.extend(window)
+        if delivery.judged:
+            self._judged.append(delivery.judged)
         if self.monitor is not None and window:
             metrics = self.monitor.window(*window)
             metrics["joules_per_token"] = joules_per_token(metrics, result.completion_tokens)
@@ -115,7 +123,8 @@ class Recorder:
             completion = next((str(p.relative_to(self.output)) for p in written
                                if p.name.endswith(COMPLETION_SUFFIX)), None)
         progress = self._count(result, passed=passed, file_stem=delivery.file_stem, completion_file=completion,
-                               started=window[0] if window else None, in_test=delivery.in_test)
+                               started=window[0] if window else None, in_test=delivery.in_test,
+                               label=delivery.label)
         row, sampling = self.rows[-1], sampling_of(result.request)
         if self.drift is not None and not delivery.in_test:
             row["answer_drift"] = self.drift.compare(row, result.response_text, sampling)
@@ -154,7 +163,7 @@ class Recorder:
         return self._count(result, passed=False, file_stem=None)
 
     def _count(self, result: TestResult, *, passed: bool, file_stem: str | None, completion_file: str | None = None,
-               started: float | None = None, in_test: bool = False) -> ExecutionProgress:
+               started: float | None = None, in_test: bool = False, label: str | None = None) -> ExecutionProgress:
         """The one place a result enters the run's record: error-rate alert, row, statistics, progress.
 
         ``in_test``: one of a hand-written test's llm_client requests. It is a row and counts in the statistics,
@@ -162,6 +171,7 @@ class Recorder:
         self._note_alert(self.error_alert.add(result.success) if self.error_alert else None)
         row = row_of(result)
         row["passed"], row["file_stem"], row["completion_file"] = passed, file_stem, completion_file
+        row["label"] = label or result.test_id  # t01[c16-r3]: which repetition, level or model of the test
         row["start_s"] = None  # set by build_batch, from the first request on
         row["llm_client"] = in_test
         self._keep(row, _chunks(result), started)
@@ -235,6 +245,10 @@ class Recorder:
     def _aggregate(self, wall_time_s: float) -> dict[str, Any]:
         """Throughput over the requests' own span (as vLLM's ``duration``), not over pytest's start-up."""
         duration_s = self._span[1] - self._span[0] if self._span else (0.0 if self._resumed_spans else wall_time_s)
+        if self._span and self._judged:  # a judge's time between requests is no request's: not in the rates
+            inside = [(max(low, self._span[0]), min(high, self._span[1])) for low, high in self._judged]
+            requests = iter(self._windows)
+            duration_s -= uncovered(inside, zip(requests, requests))
         duration_s += sum(end - start for start, end in self._resumed_spans.values())
         aggregate = self.stats.summary(duration_s)
         aggregate["wall_time_s"] = wall_time_s

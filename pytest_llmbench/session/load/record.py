@@ -26,6 +26,7 @@ class LoadRecord:
     plan: LoadPlan
     slos: list[RunSlo] = field(default_factory=list)
     bucket_s: float = 1.0
+    few_samples: str = "warn"  # a level's SLO on a percentile with too few samples: judged and noted, or missed
 
     def __post_init__(self) -> None:
         self.timeline = Timeline()
@@ -112,7 +113,7 @@ class LoadRecord:
         for phase, level in enumerate(self.plan.levels):
             stats, timeline = self._levels.get(phase, (StatsAccumulator(slowest_kept=0), Timeline()))
             rows.append(level_row(level.label, level.concurrency, level.rate, stats.summary(timeline.span()),
-                                  timeline.send_rate(), self.slos))
+                                  timeline.send_rate(), self.slos, self.few_samples))
         return rows
 
     def timeline_section(self) -> dict[str, Any]:

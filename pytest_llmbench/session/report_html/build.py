@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ...metrics.samples import short_of, shortfall, vouched
 from ...metrics.stats import finite_number, format_value
 from .sections import batch_timeline, derived_timeline, hardware_columns, server_figures, sweep_view
 
@@ -49,9 +50,19 @@ HEADLINE = (
 )
 
 
+def shown(key: str, figures: dict[str, Any]) -> str:
+    """A figure as the report prints it: "-" for a percentile on too few samples (metrics/samples.py)."""
+    return "-" if shortfall(key, figures) else format_value(key, figures.get(key))
+
+
 def _ms(value: Any) -> float | None:
     number = finite_number(value)
     return None if number is None else round(number * 1000.0, 3)
+
+
+def label_of(row: dict[str, Any]) -> str:
+    """The test as its node id names it (``t01[c16-r3]``: repetition, sweep level, model), else its test id."""
+    return str(row.get("label") or row.get("test_id", ""))
 
 
 def outcome_of(row: dict[str, Any]) -> str:
@@ -97,7 +108,7 @@ def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path)
         "id", "name", "category", "model", "outcome", "latency", "ttft", "itl", "tpot", "tps", "tokens",
         "start", "file")}
     for row in rows:
-        tests["id"].append(str(row.get("test_id", "")))
+        tests["id"].append(label_of(row))
         tests["name"].append(str(row.get("test_name", "")))
         tests["category"].append(index(row.get("category")))
         tests["model"].append(index(row.get("model")))
@@ -118,7 +129,9 @@ def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path)
 
 
 def _percentiles(aggregate: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    return {key: {mark: finite_number(aggregate.get(f"{mark}_{metric}_ms")) for mark in MARKED}
+    """The marks on each distribution's charts: none for a percentile on too few samples."""
+    marked = vouched(aggregate)
+    return {key: {mark: finite_number(marked.get(f"{mark}_{metric}_ms")) for mark in MARKED}
             for key, _, metric, _ in DISTRIBUTIONS}
 
 
@@ -127,7 +140,7 @@ def _group_table(groups: dict[str, Any]) -> list[dict[str, str]]:
     for name, figures in (groups or {}).items():
         if not isinstance(figures, dict):
             continue
-        table.append({"name": str(name), **{key: format_value(key, figures.get(key)) for key in (
+        table.append({"name": str(name), **{key: shown(key, figures) for key in (
             "total_tests", "success_rate", "goodput", "evaluation_pass_rate", "p50_latency_ms", "p99_latency_ms",
             "p50_ttft_ms", "p99_ttft_ms", "mean_tokens_per_second", "mean_reasoning_score")}})
     return table
@@ -139,7 +152,7 @@ def _failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for row in failed[:FAILURES_SHOWN]:
         failure = row.get("failure") or {}
         shown.append({
-            "id": str(row.get("test_id", "")),
+            "id": label_of(row),
             "name": str(row.get("test_name", "")),
             "model": str(row.get("model") or ""),
             "outcome": outcome_of(row),
@@ -154,7 +167,7 @@ def _failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _slowest(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     timed = [row for row in rows if row.get("success") and finite_number(row.get("execution_time"))]
     timed.sort(key=lambda row: row["execution_time"], reverse=True)
-    return [{"id": str(row.get("test_id", "")), "name": str(row.get("test_name", "")),
+    return [{"id": label_of(row), "name": str(row.get("test_name", "")),
              "model": str(row.get("model") or ""), "latency": format_value("x_ms", row["execution_time"] * 1000),
              "ttft": format_value("x_ms", _ms(row.get("ttft"))),
              "tokens": format_value("n", row.get("completion_tokens"))}
@@ -193,23 +206,32 @@ def _gates(batch: dict[str, Any]) -> dict[str, Any] | None:
     if not isinstance(gates, dict):
         return None
     comparison = gates.get("comparison") or None
-    deltas = []
-    for delta in (comparison or {}).get("deltas") or []:
-        name, change = str(delta.get("name")), finite_number(delta.get("change_pct"))
-        better = _better(name)
-        verdict = "" if change is None or better is None or change == 0 else (
-            "better" if (change < 0) == (better == "lower") else "worse")
-        deltas.append({"name": name, "baseline": format_value(name, delta.get("baseline")),
-                       "current": format_value(name, delta.get("current")),
-                       "change": "n/a" if change is None else f"{change:+.1f}%", "verdict": verdict})
+    deltas = delta_rows((comparison or {}).get("deltas") or [])
     return {
         "passed": bool(gates.get("passed", True)),
         "slo_misses": [str(m.get("message") if isinstance(m, dict) else m) for m in gates.get("slo_misses") or []],
         "baseline": None if comparison is None else str(comparison.get("baseline") or ""),
+        "baseline_note": str(gates.get("baseline_note") or ""),
         "regressions": [str(r) for r in (comparison or {}).get("regressions") or []],
         "deltas": deltas,
         "passed_gates": [str(g) for g in gates.get("passed_gates") or []],  # listed by newer batches
     }
+
+
+def delta_rows(deltas: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """A baseline table's rows (``Delta``s as dicts): each figure before and now, and the change coloured."""
+    rows = []
+    for delta in deltas:
+        name, change = str(delta.get("name")), finite_number(delta.get("change_pct"))
+        before, now = (short_of(name, delta.get(f"{side}_count")) for side in ("baseline", "current"))
+        change = None if before or now else change  # a percentile on too few samples (metrics/samples.py)
+        better = _better(name)
+        verdict = "" if change is None or better is None or change == 0 else (
+            "better" if (change < 0) == (better == "lower") else "worse")
+        rows.append({"name": name, "baseline": "-" if before else format_value(name, delta.get("baseline")),
+                     "current": "-" if now else format_value(name, delta.get("current")),
+                     "change": "n/a" if change is None else f"{change:+.1f}%", "verdict": verdict})
+    return rows
 
 
 def _hardware_note(hardware: dict[str, Any]) -> str:
@@ -253,8 +275,9 @@ def build_run(batch: dict[str, Any], *, label: str, batch_dir: Path | None, repo
     }
     return {
         "header": _header(batch, label),
-        "figures": {key: format_value(key, aggregate.get(key)) for key, _, _ in HEADLINE},
-        "raw": {key: finite_number(aggregate.get(key)) for key, _, _ in HEADLINE},
+        "figures": {key: shown(key, aggregate) for key, _, _ in HEADLINE},
+        "shortfalls": {key: shortfall(key, aggregate) or "" for key, _, _ in HEADLINE},  # the "-" figures' why
+        "raw": {key: finite_number(vouched(aggregate).get(key)) for key, _, _ in HEADLINE},
         "gates": _gates(batch),
         "categories": _group_table(batch.get("categories") or {}),
         "models": _group_table(batch.get("models") or {}),

@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from ..._version import __version__
+from ...metrics.samples import RULE
 from ...result import dumps_strict
 from ..storage import atomic_write_text
 from .build import DISTRIBUTIONS, HEADLINE, build_run
-from .compare import comparison, test_changes
+from .compare import against_reference, comparison, shared_figures, test_changes
 from .drift import what_changed
 
 DEFAULT_NAME = "report.html"
@@ -48,6 +49,10 @@ def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report
     report_dir = report_path.parent
     runs = [build_run(batch, label=label, batch_dir=folder, report_dir=report_dir)
             for batch, label, folder in batches]
+    aggregates, shared = shared_figures([batch for batch, _, _ in batches])
+    references = against_reference(aggregates, runs[0]["header"]["label"]) if len(runs) > 1 else [None]
+    for run, reference in zip(runs, references):
+        run["reference"] = reference
     data = {"runs": [run["chart"] for run in runs],
             "distributions": [[key, title] for key, _, _, title in DISTRIBUTIONS]}
     payload = script_json(data)
@@ -55,7 +60,9 @@ def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report
     return template.render(
         title=title or ("llmbench comparison" if len(runs) > 1 else "llmbench report"),
         runs=runs,
-        comparison=comparison(runs) if len(runs) > 1 else None,
+        comparison=comparison(aggregates) if len(runs) > 1 else None,
+        shared=shared,
+        few_samples_rule=RULE,
         test_changes=test_changes(batches[0][0], batches[-1][0]) if len(runs) > 1 else None,
         what_changed=what_changed(batches),
         headline=HEADLINE,

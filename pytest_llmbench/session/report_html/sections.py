@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 from typing import Any
 
+from ...metrics.samples import vouched
 from ...metrics.stats import finite_number, format_value
 
 TIMELINE_POINTS = 200  # buckets of the throughput timeline derived from the rows
@@ -81,10 +82,9 @@ def sweep_view(sweep: Any) -> dict[str, Any] | None:
     knee = _first(sweep, "knee", "knee_level") if isinstance(sweep, dict) else None
     if isinstance(knee, dict):
         knee = _first(knee, "level", "value")
+    levels = [vouched(level) for level in levels if isinstance(level, dict)]  # "-" on too few samples
     points = []
     for level in levels:
-        if not isinstance(level, dict):
-            continue
         name = _first(level, "level", "value", "concurrency", "rate", "label")
         points.append({
             "label": str(name),
@@ -101,7 +101,7 @@ def sweep_view(sweep: Any) -> dict[str, Any] | None:
                         for key, _ in SWEEP_COLUMNS],
               "meets": level.get("meets_slos"), "misses": [str(m) for m in level.get("slo_misses") or []],
               "knee": knee is not None and str(knee) == str(level.get("level"))}
-             for level in levels if isinstance(level, dict)]
+             for level in levels]
     return {"levels": points, "x_label": "achieved throughput, requests/s", "table": table,
             "columns": [title for _, title in SWEEP_COLUMNS], "knee": None if knee is None else str(knee),
             "kind": str(sweep.get("kind") or "") if isinstance(sweep, dict) else ""}
