@@ -185,7 +185,11 @@ def test_summary_timeseries_stays_within_max_points():
     assert 4 <= len(points) <= 8
     offsets = [p["t"] for p in points]
     assert offsets[0] == 0.0 and offsets == sorted(offsets)
-    assert offsets[-1] > summary["duration_s"] / 2  # spread over the whole run, not its first moments
+    # spread over the whole run, not its first moments: the last point kept comes from the later half of the
+    # samples (judged by the samples' own times, which a busy machine spaces unevenly)
+    samples = monitor.samples()
+    taken = [sample["t"] - samples[0]["t"] for sample in samples]
+    assert offsets[-1] >= taken[len(taken) // 2 - 1]
     assert set(points[0]) == {"t", "cpu_pct", "memory_pct", "gpu_util_pct", "gpu_power_w", "gpu_memory_used_gb"}
 
 
