@@ -155,6 +155,9 @@ class Settings:
                                        "SLOs) does with a percentile resting on fewer samples than it needs (p90 10, "
                                        "p95 20, p99 100, p99.9 1000): warn (judge it and warn) or fail (the gate "
                                        "fails unjudged)", "WHAT")
+    server_timing: bool = _option(False, "ask the server for its own per-request times (sends vLLM's "
+                                         "include_metrics field, which some servers refuse); llama.cpp timings, "
+                                         "TGI headers and SGLang meta_info are read without it")
 
     @property
     def uses_local_server(self) -> bool:
@@ -176,7 +179,8 @@ class Settings:
                             retries=self.retries, retry_delay=self.retry_delay,
                             max_retry_wait=self.max_retry_wait, retry_read_timeouts=self.retry_read_timeouts,
                             verify=verify, connect_timeout=self.connect_timeout,
-                            max_response_bytes=self.max_response_bytes, secrets=tuple(self.secrets()))
+                            max_response_bytes=self.max_response_bytes, secrets=tuple(self.secrets()),
+                            server_timing=self.server_timing)
 
     def secrets(self) -> list[str]:
         """Every value that must never be written or printed."""

@@ -87,6 +87,16 @@ class TestResult:
     timing_degraded: bool = False  # the client cannot vouch for ttft, itl and tpot: left out of the statistics
     timing_degraded_reason: str | None = None  # why (http/timing.py): the client read several tokens together
     server_metrics: dict[str, Any] | None = None  # the servers' /metrics over the test's window (controller)
+    # What the server said about this request (http/server_timing.py), seconds; None: it did not say (or it was
+    # implausible, then named in server_timing["dropped"]). server_ttft and server_e2e_latency count from the
+    # request's arrival at the server, its queue included.
+    queue_time: float | None = None
+    prefill_time: float | None = None
+    decode_time: float | None = None
+    server_ttft: float | None = None
+    server_e2e_latency: float | None = None
+    client_overhead: float | None = None  # the client's TTFT minus the server's (else latency minus server E2E)
+    server_timing: dict[str, Any] | None = None  # {"source": "vllm", "dropped": {field: reason}}; None: none sent
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""
@@ -143,6 +153,12 @@ METRICS: tuple[Metric, ...] = (
     Metric("e2e_latency", "e2el", "E2E ms"),
     Metric("tokens_per_second", "tokens_per_second", "tokens/s", seconds=False, always_shown=True),
     Metric("schedule_lag", "schedule_lag", "lag ms"),
+    Metric("queue_time", "queue", "queue ms"),
+    Metric("prefill_time", "prefill", "prefill ms"),
+    Metric("decode_time", "decode", "decode ms"),
+    Metric("server_ttft", "server_ttft", "server TTFT ms"),
+    Metric("server_e2e_latency", "server_e2el", "server E2E ms"),
+    Metric("client_overhead", "client_overhead", "client+net ms"),
 )
 """Every per-request metric, in the order the summary table lists them."""
 

@@ -30,6 +30,8 @@ from .openai import (
 )
 from .redact import Secrets, header_secrets, url_secrets
 from .retry import RetryPolicy, decide, may_have_run
+from .server_timing import join as join_server_timing
+from .server_timing import with_request_fields
 from .sse import tpot, unfinished
 from .transport import CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, Reply, Transport, target
 
@@ -52,6 +54,7 @@ class ClientConfig:
     max_response_bytes: int = MAX_RESPONSE_BYTES  # decoded bytes of one answer; past it the answer fails
     secrets: tuple[str, ...] = field(default=(), repr=False)  # more values to mask (the session's other ones)
     connections: int = 10  # connections kept open: at least the requests in flight (--llmbench-concurrency)
+    server_timing: bool = False  # ask servers for their per-request times (request fields some servers refuse)
 
     def __post_init__(self) -> None:
         """Reject settings no request could honour, naming the setting (NaN fails every check too)."""
@@ -114,6 +117,8 @@ class LLMClient:
                 "point the endpoint at the base URL (.../v1) or at .../v1/chat/completions"
             )
             return _finished(TestResult(api_type=used, request=request), ApiError("request", message))
+        if self.config.server_timing:
+            request = with_request_fields(request)
         if request.get("model") is None:
             try:
                 request = {"model": self.resolve_model(), **{k: v for k, v in request.items() if k != "model"}}
@@ -258,6 +263,8 @@ class LLMClient:
                 result.tpot = tpot(result.ttft, result.e2e_latency, result.completion_tokens)
             else:  # not streamed: the whole answer arrived at once, so end to end is the latency itself
                 result.e2e_latency = result.execution_time
+            join_server_timing(result, result.api_response if outcome is None else outcome.server_reports,
+                               reply.headers)
         return _finished(result, error)
 
     def _redact(self, text: str) -> str:

@@ -24,6 +24,7 @@ from .arrival import last_read
 from .openai import reasoning_tokens, usage_count
 from .redact import NO_SECRETS, Secrets
 from .timing import EventClock
+from .server_timing import keep_reports
 
 if TYPE_CHECKING:
     import requests
@@ -144,6 +145,7 @@ class StreamOutcome:
     reasoning_tokens: int = 0  # counted in completion_tokens without their text being sent (usage details)
     error: ApiError | None = None
     timing_degraded: str | None = None  # why the text events' times cannot be vouched for (timing.py)
+    server_reports: dict[str, Any] = field(default_factory=dict)  # the server's timing objects (server_timing.py)
 
     @property
     def first_content_ns(self) -> int | None:
@@ -260,6 +262,7 @@ def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, a
         outcome.error = _server_error(outcome, chunk, payload, secrets)
         return
     outcome.chunk_count += 1
+    keep_reports(chunk, outcome.server_reports)
     usage = chunk.get("usage")
     if isinstance(usage, dict):
         prompt, completion = usage_count(usage.get("prompt_tokens")), usage_count(usage.get("completion_tokens"))

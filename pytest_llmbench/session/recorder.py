@@ -16,6 +16,7 @@ from ..metrics.drift import BaselineAnswers, sampling_of
 from ..metrics.hardware.monitor import ErrorRateAlert, PerformanceMonitor
 from ..metrics.hardware.window import joules_per_token
 from ..metrics.server.store import ServerStore
+from ..metrics.server_timing import ServerTimingTally
 from ..metrics.stats import StatsAccumulator
 from ..metrics.timeline import uncovered
 from ..result import METRICS, TestResult
@@ -29,7 +30,7 @@ SCHEMA_VERSION = 1
 
 # A row carries every scalar metric; per-chunk ones (ITL) go to the statistics only, or rows would hold every chunk.
 ROW_FIELDS = ("test_id", "test_name", "category", "model", "success", "prompt_tokens", "completion_tokens",
-              "tokens_estimated", "attempts", "error_message", "reasoning_score", "timing_degraded",
+              "tokens_estimated", "attempts", "error_message", "reasoning_score", "timing_degraded", "server_timing",
               *(metric.field for metric in METRICS if not metric.per_chunk))
 
 
@@ -93,6 +94,7 @@ class Recorder:
         self._windows = array("d")  # every request's start and end, flat: what an LLM judge's time may overlap
         self._judged: list[tuple[float, float]] = []  # when LLM judges graded (monotonic)
         self._failures_reported = 0
+        self.server_timing = ServerTimingTally()
 
     @property
     def progress(self) -> ExecutionProgress:
@@ -186,6 +188,7 @@ class Recorder:
         self._starts.append(started)
         self.rows.append(row)
         self.stats.add({**row, **chunks})
+        self.server_timing.add(row.get("success"), row.get("server_timing"))
 
     def _note_alert(self, message: str | None) -> None:
         if message:
@@ -231,6 +234,7 @@ class Recorder:
             "resumed_from": None,
             "drift": None if self.drift is None else self.drift.summary(self.rows, self.drift_fail),
             "answer_changes": None if self.drift is None else self.drift.changes(self.rows),
+            "server_timing": self.server_timing.section(),
             "tests": self.rows,
         }
 

@@ -1,0 +1,171 @@
+"""Server timings joined to each result: real servers on 127.0.0.1 speaking llama.cpp, vLLM, TGI and SGLang."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+
+import pytest
+from openai_stub import write_suite
+from run_files import batch_of, results_by_id
+from timing_servers import serving
+
+from pytest_llmbench.http.client import ClientConfig, LLMClient
+from pytest_llmbench.metrics.slo import parse_run_slo
+
+COMPONENTS = ("queue_time", "prefill_time", "decode_time", "server_ttft", "server_e2e_latency")
+# What each shape tells: llama.cpp has no queue (so nothing from arrival), TGI and SGLang no prefill/decode split.
+TOLD = {"llama.cpp": ("prefill_time", "decode_time"), "vllm": COMPONENTS,
+        "tgi": ("queue_time", "server_e2e_latency"), "sglang": ("queue_time", "server_e2e_latency")}
+
+
+@contextlib.contextmanager
+def client(url: str, **config):
+    llm = LLMClient(ClientConfig(endpoint=url, retries=0, **config), model="timing-model")
+    try:
+        yield llm
+    finally:
+        llm.close()
+
+
+@pytest.fixture
+def server(request):
+    shape, options = request.param if isinstance(request.param, tuple) else (request.param, {})
+    yield from serving(shape, **options)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("server", ["llama.cpp", "vllm", "tgi", "sglang"], indirect=True)
+def test_each_source_joins_the_servers_own_split_to_the_result(server, stream):
+    with client(server.url, server_timing=True) as llm:
+        result = llm.chat([{"role": "user", "content": "hi"}], stream=stream)
+    assert result.success, result.error_message
+    if server.shape == "tgi" and stream:  # TGI's stream headers leave before the times exist: nothing invented
+        assert result.server_timing is None and all(getattr(result, name) is None for name in COMPONENTS)
+        return
+    [truth] = server.truth
+    assert result.server_timing == {"source": server.shape, "dropped": {}}
+    for name in COMPONENTS:
+        value = getattr(result, name)
+        if name in TOLD[server.shape]:
+            assert value == pytest.approx(truth[name], abs=1e-6), name  # the server's figure, to the microsecond
+        else:
+            assert value is None, name
+    assert result.client_overhead is not None or server.shape == "llama.cpp"
+    if result.client_overhead is not None:  # what the server did not see, on loopback: small, never huge
+        assert -0.002 <= result.client_overhead < result.execution_time
+
+
+@pytest.mark.parametrize("server", [("vllm", {"slots": 1})], indirect=True)
+def test_a_real_queue_shows_as_queue_time_and_in_the_servers_ttft(server):
+    """Two requests for one slot: the second waits for the first, and the server's TTFT includes that wait."""
+    import threading
+
+    results = []
+    with client(server.url, server_timing=True, connections=2) as llm:
+        threads = [threading.Thread(target=lambda: results.append(llm.complete("p", stream=True)))
+                   for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    waited = max(results, key=lambda r: r.queue_time)
+    assert waited.queue_time >= server.prefill_s  # it waited at least for the other's prefill
+    assert waited.server_ttft == pytest.approx(waited.queue_time + waited.prefill_time, abs=1e-9)
+    assert waited.ttft >= waited.server_ttft - 0.002
+
+
+@pytest.mark.parametrize("server", ["vllm"], indirect=True)
+def test_request_fields_are_sent_only_when_asked(server):
+    with client(server.url) as llm:
+        plain = llm.complete("p")
+    with client(server.url, server_timing=True) as llm:
+        asked = llm.complete("p")
+    assert "include_metrics" not in server.received[0]["body"] and plain.server_timing is None
+    assert server.received[1]["body"]["include_metrics"] is True and asked.server_timing["source"] == "vllm"
+
+
+@pytest.mark.parametrize(("shape", "tamper", "field", "reason"), [
+    ("vllm", {"queue_time_ms": -5.0}, "queue_time", "negative"),
+    ("vllm", {"queue_time_ms": "12"}, "queue_time", "not a number"),
+    ("vllm", {"generation_time_ms": float("nan")}, "decode_time", "not finite"),
+    ("vllm", {"time_to_first_token_ms": 9e9}, "prefill_time", "longer than the client's latency"),
+    ("llama.cpp", {"predicted_ms": True}, "decode_time", "not a number"),
+    ("sglang", {"e2e_latency": 1e6}, "server_e2e_latency", "longer than the client's latency"),
+    ("tgi", {"x-queue-time": "soon \x1b[31m<script>"}, "queue_time", "not a number"),
+    ("tgi", {"x-total-time": "-3"}, "server_e2e_latency", "negative"),
+])
+def test_implausible_values_are_dropped_with_a_fixed_reason(shape, tamper, field, reason):
+    for server in serving(shape, tamper=tamper):
+        with client(server.url, server_timing=True) as llm:
+            result = llm.complete("p")
+    assert result.success
+    assert getattr(result, field) is None
+    assert result.server_timing["dropped"][field] == reason  # our words: nothing the server wrote
+    kept = [name for name in TOLD[shape] if name != field and name not in ("server_ttft", "server_e2e_latency")]
+    assert all(getattr(result, name) is not None for name in kept)  # the other figures still count
+
+
+@pytest.mark.parametrize("server", [("vllm", {"slots": 1})], indirect=True)
+def test_a_stream_later_than_the_clients_first_token_is_refused(server):
+    """A server claiming its first token came later than the client saw it cannot be right."""
+    server.tamper = {"queue_time_ms": 5000.0, "time_to_first_token_ms": 0.0, "generation_time_ms": 0.0}
+    with client(server.url, server_timing=True, timeout=30) as llm:
+        result = llm.chat([{"role": "user", "content": "hi"}], stream=True)
+    assert result.server_timing["dropped"]["queue_time"] == "longer than the client's latency"
+    assert result.server_ttft is None and result.client_overhead is None
+
+
+def test_a_session_pools_each_component_takes_slos_and_says_where_the_times_came_from(pytester, tmp_path):
+    suite = write_suite(pytester.path / "s.json", [{"id": f"t{n}"} for n in range(4)])
+    for server in serving("vllm"):
+        result = pytester.runpytest("--llmbench-endpoint", server.url, "--llmbench-suite", str(suite),
+                                    "--llmbench-stream", "--llmbench-server-timing", "-p", "no:cacheprovider",
+                                    "--llmbench-slo", "queue_p99=10s", "--llmbench-slo", "prefill_p50=1ms")
+    result.assert_outcomes(passed=4, failed=1)  # prefill takes 20 ms on this server: that SLO fails
+    result.stdout.fnmatch_lines(["*queue ms*", "*prefill ms*", "*client+net ms*",
+                                 "server timing: vllm on 4 of 4", "*prefill_p50*"])
+    batch = batch_of(pytester.path / "llmbench_results")
+    aggregate = batch["aggregate"]
+    assert aggregate["count_queue"] == aggregate["count_prefill"] == aggregate["count_server_ttft"] == 4
+    truth = sorted(t["prefill_time"] * 1e3 for t in server.truth)
+    assert aggregate["max_prefill_ms"] == pytest.approx(truth[-1], abs=1e-3)
+    assert {"p50_decode_ms", "p90_decode_ms", "p99_decode_ms", "p99_client_overhead_ms"} <= set(aggregate)
+    assert batch["server_timing"] == {"results": 4, "sources": {"vllm": 4}, "dropped": 0, "dropped_by_reason": {}}
+    assert all(row["server_ttft"] is not None for row in batch["tests"])
+    stored = results_by_id(pytester.path / "llmbench_results")["t0"]
+    assert stored["server_timing"] == {"source": "vllm", "dropped": {}}
+    assert parse_run_slo("queue_p99=200ms").key == "p99_queue_ms"
+
+
+def test_a_server_that_sends_nothing_gets_nothing_invented(pytester):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
+    for server in serving("vllm"):  # vLLM sends its metrics only when asked: here it is not
+        result = pytester.runpytest("--llmbench-endpoint", server.url, "--llmbench-suite", str(suite),
+                                    "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["server timing: none sent*"])
+    assert "queue ms" not in result.stdout.str()
+    row = batch_of(pytester.path / "llmbench_results")["tests"][0]
+    assert row["queue_time"] is None and row["client_overhead"] is None
+
+
+def test_dropped_values_are_counted_in_the_batch_and_the_summary(pytester):
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
+    for server in serving("sglang", tamper={"queue_time": -1}):
+        result = pytester.runpytest("--llmbench-endpoint", server.url, "--llmbench-suite", str(suite),
+                                    "-p", "no:cacheprovider")
+    result.stdout.fnmatch_lines(["server timing: sglang on 2 of 2; 2 values dropped as implausible "
+                                 "(queue_time: negative x2)"])
+    section = batch_of(pytester.path / "llmbench_results")["server_timing"]
+    assert section["dropped_by_reason"] == {"queue_time: negative": 2}
+
+
+def test_json_nan_and_huge_numbers_never_reach_the_statistics():
+    for server in serving("vllm", tamper={"queue_time_ms": float("inf")}):
+        with client(server.url, server_timing=True) as llm:
+            result = llm.complete("p")
+    assert result.queue_time is None and result.server_timing["dropped"] == {"queue_time": "not finite"}
+    assert json.loads(result.to_json())["queue_time"] is None
+    assert not any(isinstance(v, float) and not math.isfinite(v) for v in result.to_dict().values())
