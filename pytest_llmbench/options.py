@@ -158,6 +158,11 @@ class Settings:
     server_timing: bool = _option(False, "ask the server for its own per-request times (sends vLLM's "
                                          "include_metrics field, which some servers refuse); llama.cpp timings, "
                                          "TGI headers and SGLang meta_info are read without it")
+    traceparent: bool = _option(True, "send a W3C traceparent header with a trace id of its own on every request "
+                                      "(a traceparent given with --llmbench-header wins)")
+    otlp: str | None = _option(None, "export one OpenTelemetry span per request and one for the session to this "
+                                     "OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces (needs the otel "
+                                     "extra); a collector that is down costs only its spans", "URL")
 
     @property
     def uses_local_server(self) -> bool:
@@ -180,7 +185,7 @@ class Settings:
                             max_retry_wait=self.max_retry_wait, retry_read_timeouts=self.retry_read_timeouts,
                             verify=verify, connect_timeout=self.connect_timeout,
                             max_response_bytes=self.max_response_bytes, secrets=tuple(self.secrets()),
-                            server_timing=self.server_timing)
+                            server_timing=self.server_timing, traceparent=self.traceparent)
 
     def secrets(self) -> list[str]:
         """Every value that must never be written or printed."""

@@ -97,6 +97,8 @@ class TestResult:
     server_e2e_latency: float | None = None
     client_overhead: float | None = None  # the client's TTFT minus the server's (else latency minus server E2E)
     server_timing: dict[str, Any] | None = None  # {"source": "vllm", "dropped": {field: reason}}; None: none sent
+    trace_id: str | None = None  # the W3C trace id its traceparent header carried (32 hex digits)
+    span_id: str | None = None  # the header's parent id: the request's own span, parent of the server's spans
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""

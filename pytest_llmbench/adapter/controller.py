@@ -30,6 +30,7 @@ from ..session.run_folder import make_run_folder, point_latest
 from ..session.server_scrape import ServerScraper, start_scraper
 from ..session.storage import check_writable, clean_temp_files
 from ..session.target import Target, describe_target
+from ..session.tracing import SpanExport, dropped_spans, session_attributes
 from .driver import DRIVER_KEY, DURATION_SKIP, WORKEROUTPUT_KEY
 from .finish import emit_warnings, fail_session, lost_reason, run_metadata, write_end_summary, write_html_report
 from .gate_reports import is_gate_nodeid, log_gate_failures
@@ -71,6 +72,8 @@ class Controller:
             self.gates = dataclasses.replace(gates, slos=[])
         self.recorder = Recorder(self.output, error_alert=ErrorRateAlert(threshold=settings.alert_error_rate),
                                  secrets=Secrets(settings.secrets()), load=self.load, test_files=settings.test_files)
+        if settings.otlp:
+            self.recorder.spans = SpanExport(settings.otlp)
         self.warnings: list[str] = []
         self.started = datetime.now(timezone.utc)
         self._started_monotonic = time.monotonic()
@@ -400,6 +403,10 @@ class Controller:
         batch["resumed_from"] = self.resume.section() if self.resume is not None else None
         if self.server is not None:
             batch["server"] = self.server.batch_section(batch["aggregate"])
+        if self.recorder.spans is not None:
+            batch["tracing"] = self.recorder.spans.finish(session_attributes(batch))
+            if batch["tracing"]["dropped"]:
+                self.warnings.append(dropped_spans(batch["tracing"]))
         if self.gates.active:
             self.gate_result = self.gates.check({**batch["aggregate"], **slo_view(batch.get("server"))},
                                                 rows=batch["tests"], run=batch["run"])

@@ -25,6 +25,7 @@ from ..session.endpoint import EndpointLifecycle, output_folder
 from ..session.handoff import Inbox, attach, release
 from ..session.load.plan import LoadPlan
 from ..session.run_folder import resolve_baseline
+from ..session.tracing import check as check_otlp
 from .driver import DRIVER_KEY, LoadDriver
 from .internals import is_xdist_worker, worker_input
 from .items import (
@@ -60,6 +61,7 @@ def configure(config: pytest.Config) -> Gates:
         settings = read_settings(config.getoption, config.getini,
                                  ini_dir=config.inipath.parent if config.inipath else None)
         settings.headers()
+        check_otlp(settings.otlp)
         baseline, no_baseline = resolve_baseline(settings.compare, output_folder(
             settings, config.invocation_params.dir)) if settings.compare else (None, None)
         gates = Gates.parse(settings.slo, settings.compare_fail, baseline, no_baseline, settings.few_samples,

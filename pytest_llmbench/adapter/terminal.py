@@ -15,6 +15,7 @@ from ..metrics.server_timing import summary_line as server_timing_line
 from ..metrics.stats import metric_key
 from ..result import METRICS
 from ..session.progress import ExecutionProgress
+from ..session.tracing import summary_line as tracing_line
 from ..textsafe import escape_for_terminal
 from .gate_reports import gate_summary_lines
 from .internals import terminal_line
@@ -175,8 +176,9 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         reporter.write_line(f"client fell behind on {agg['timing_degraded_requests']} requests: their TTFT, ITL and "
                             "TPOT are not known (timing_degraded) and are left out of the figures below", yellow=True)
     _write_metric_table(reporter, agg)
-    if (line := server_timing_line(batch.get("server_timing"))) is not None:
-        reporter.write_line(safe(line))
+    for line in (server_timing_line(batch.get("server_timing")), tracing_line(batch.get("tracing"))):
+        if line is not None:
+            reporter.write_line(safe(line))
     models = {name: vouched(model) for name, model in (batch.get("models") or {}).items()}
     if len(models) > 1:
         for name, model in sorted(models.items()):

@@ -33,6 +33,7 @@ from .retry import RetryPolicy, decide, may_have_run
 from .server_timing import join as join_server_timing
 from .server_timing import with_request_fields
 from .sse import tpot, unfinished
+from .trace_context import for_request as trace_for_request
 from .transport import CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, Reply, Transport, target
 
 USER_AGENT = f"pytest-llmbench/{__version__}"
@@ -55,6 +56,7 @@ class ClientConfig:
     secrets: tuple[str, ...] = field(default=(), repr=False)  # more values to mask (the session's other ones)
     connections: int = 10  # connections kept open: at least the requests in flight (--llmbench-concurrency)
     server_timing: bool = False  # ask servers for their per-request times (request fields some servers refuse)
+    traceparent: bool = True  # a W3C traceparent header with a trace id of its own on every request
 
     def __post_init__(self) -> None:
         """Reject settings no request could honour, naming the setting (NaN fails every check too)."""
@@ -125,12 +127,16 @@ class LLMClient:
             except ClientError as exc:
                 error = exc.error or ApiError("request", str(exc))
                 return _finished(TestResult(api_type=used, request=request), error)
-        reply, attempts = self._with_retries("POST", url, request, used if request.get("stream") is True else None)
+        trace, headers = trace_for_request(self.config.headers, self.config.traceparent)
+        reply, attempts = self._with_retries("POST", url, request, used if request.get("stream") is True else None,
+                                             headers)
         if reply.error is not None and reply.error.status == 404:  # name what was hit, and the other API
             other = resolve_url(url.rsplit(PATHS[used], 1)[0], "completions" if used == "chat" else "chat")[0]
             reply.error.message += (f" (POST {self._redact(url)}; check the endpoint's path, or whether this "
                                     f"server serves the other API, {self._redact(other)})")
-        return self._result(reply, attempts, used, request)
+        result = self._result(reply, attempts, used, request)
+        result.trace_id, result.span_id = trace or (None, None)
+        return result
 
     def complete(self, prompt: str, **params: Any) -> TestResult:
         return self._adhoc("completions", params, prompt=prompt)
@@ -209,13 +215,14 @@ class LLMClient:
         return result
 
     def _with_retries(
-        self, method: str, url: str, body: dict[str, Any] | None, stream_api: str | None
+        self, method: str, url: str, body: dict[str, Any] | None, stream_api: str | None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[Reply, list[Attempt]]:
         """Attempts until one succeeds or the policy says stop; every attempt is recorded."""
         attempts: list[Attempt] = []
         resent = False
         for retry_index in range(self._policy.retries + 1):
-            reply = self._transport.attempt(method, url, body, stream_api, self.config.timeout)
+            reply = self._transport.attempt(method, url, body, stream_api, self.config.timeout, headers)
             attempt = Attempt(number=retry_index + 1, status=reply.status, elapsed_s=reply.elapsed,
                               possibly_duplicated=resent)
             attempts.append(attempt)

@@ -79,19 +79,21 @@ class Transport:
         else:
             self._environment = _environment_settings(self._session, endpoint, verify)
 
-    def attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float) -> Reply:
-        """One try; ``stream_api`` ("chat" or "completions") asks for a streamed answer to be read as SSE."""
+    def attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float,
+                headers: Mapping[str, str] | None = None) -> Reply:
+        """One try; ``stream_api`` ("chat" or "completions") asks for a streamed answer to be read as SSE;
+        ``headers`` go with this request alone (its traceparent), beside the session's."""
         deadline = time.monotonic() + timeout
         arrival.forget()
         sent_ns = time.perf_counter_ns()
         with WATCHDOG.watching(deadline) as watch:
-            return self._attempt(method, url, body, stream_api, timeout, sent_ns, watch)
+            return self._attempt(method, url, body, stream_api, timeout, sent_ns, watch, headers)
 
     def close(self) -> None:
         self._session.close()
 
     def _attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float, sent_ns: int,
-                 watch: Watch) -> Reply:
+                 watch: Watch, headers: Mapping[str, str] | None = None) -> Reply:
         def reply(**fields: Any) -> Reply:
             return Reply(elapsed=(time.perf_counter_ns() - sent_ns) / 1e9, **fields)
 
@@ -99,7 +101,7 @@ class Transport:
             return watch.expired or time.monotonic() >= watch.deadline
 
         try:
-            response = self._send(method, url, body, timeout)
+            response = self._send(method, url, body, timeout, headers)
         except requests.ConnectTimeout as exc:  # before the deadline check: the request never reached the server
             failure = network_error(exc, target(url))
             failure.message += f" within {min(self.connect_timeout, timeout):g} s (--llmbench-connect-timeout)"
@@ -144,7 +146,8 @@ class Transport:
         error = http_error(status, payload, self.secrets) if status >= 300 else None
         return reply(status=status, headers=headers, payload=payload, error=error)
 
-    def _send(self, method: str, url: str, body: Any, timeout: float) -> requests.Response:
+    def _send(self, method: str, url: str, body: Any, timeout: float,
+              headers: Mapping[str, str] | None = None) -> requests.Response:
         """What ``Session.request`` does, less its per-request merging of the session's settings into empty ones
         (params, auth, a copy of the cookie jar, proxies again), which costs more than a fast local server's answer.
 
@@ -153,8 +156,8 @@ class Transport:
         """
         session = self._session
         prepared = requests.PreparedRequest()
-        prepared.prepare(method=method, url=url, headers=session.headers, json=body, cookies=session.cookies,
-                         hooks=session.hooks)
+        prepared.prepare(method=method, url=url, headers={**session.headers, **headers} if headers else session.headers,
+                         json=body, cookies=session.cookies, hooks=session.hooks)
         return session.send(prepared, stream=True, allow_redirects=False, cert=None,
                             timeout=(min(self.connect_timeout, timeout), timeout), **self._environment)
 

@@ -31,6 +31,7 @@ SCHEMA_VERSION = 1
 # A row carries every scalar metric; per-chunk ones (ITL) go to the statistics only, or rows would hold every chunk.
 ROW_FIELDS = ("test_id", "test_name", "category", "model", "success", "prompt_tokens", "completion_tokens",
               "tokens_estimated", "attempts", "error_message", "reasoning_score", "timing_degraded", "server_timing",
+              "trace_id",
               *(metric.field for metric in METRICS if not metric.per_chunk))
 
 
@@ -82,6 +83,7 @@ class Recorder:
     journal: Journal | None = None  # the run's durable record (set once the run folder exists)
     drift: BaselineAnswers | None = None  # the baseline's answers, with --llmbench-compare
     drift_fail: float | None = None  # --llmbench-drift-fail, recorded in the batch's ``drift``
+    spans: Any = None  # a tracing.SpanExport with --llmbench-otlp: each recorded result becomes a span
 
     def __post_init__(self) -> None:
         self.batch_failure: WriteFailure | None = None
@@ -135,6 +137,8 @@ class Recorder:
         if self.journal is not None and delivery.nodeid is not None and not delivery.in_test:
             self.journal.result(delivery.nodeid, delivery.phase, row, _chunks(result), result.response_text,
                                 delivery.wall, sampling)
+        if self.spans is not None:
+            self.spans.request(result, delivery.wall)
         return progress
 
     def add_resumed(self, entry: dict[str, Any]) -> ExecutionProgress:
