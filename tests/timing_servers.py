@@ -41,6 +41,7 @@ class TimingServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # small writes leave at once (no 40 ms wait for a delayed ACK)
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -95,20 +96,22 @@ class TimingServer:
                 handler._send(200, payload, headers)
 
     def _generate(self, arrived: float, scheduled: float, emit: Any) -> dict[str, float]:
-        """Think, prefill and decode on the server's clock, handing each piece to ``emit``."""
-        reasoning_end = scheduled + self.reasoning_s
-        while self.reasoning_s and time.perf_counter() < reasoning_end:
-            emit("thinking ", "reasoning")
-            time.sleep(min(0.02, max(0.0, reasoning_end - time.perf_counter())))
+        """Prefill, think (reasoning pieces), then decode the answer on the server's clock, handing each piece to
+        ``emit``; the first token is the first piece of either kind."""
         time.sleep(self.prefill_s)
         first = time.perf_counter()
+        think_until = first + self.reasoning_s
+        while self.reasoning_s and (now := time.perf_counter()) < think_until:
+            emit("thinking ", "reasoning")
+            time.sleep(min(0.02, max(0.0, think_until - now)))
+        first_answer = time.perf_counter()
         emit("w0", "content")
         for n in range(1, self.tokens):
             time.sleep(self.token_gap_s)
             emit(f" w{n}", "content")
         last = time.perf_counter()
         return {"arrived": arrived, "scheduled": scheduled, "first": first, "last": last,
-                "reasoning_end": reasoning_end}
+                "first_answer": first_answer}
 
     def _stream(self, handler: Any, body: dict[str, Any], chat: bool, arrived: float, scheduled: float) -> None:
         handler.send_response(200)
@@ -146,7 +149,7 @@ class TimingServer:
         decode = stamps["last"] - stamps["first"]
         truth = {"queue_time": queue, "prefill_time": prefill, "decode_time": decode,
                  "server_ttft": queue + prefill, "server_e2e_latency": queue + prefill + decode,
-                 "reasoning": stamps["reasoning_end"] - stamps["scheduled"]}
+                 "answer_after_first": stamps["first_answer"] - stamps["first"]}
         headers: dict[str, str] = {}
         if self.shape == "llama.cpp":
             target["timings"] = {"prompt_n": 7, "prompt_ms": prefill * 1e3, "predicted_n": self.tokens,

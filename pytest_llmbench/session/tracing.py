@@ -4,8 +4,10 @@ The controller makes the spans from the results it records, after the fact: each
 ``traceparent`` header announced (``http/trace_context.py``), so the server's own spans for that request are its
 children in Jaeger, Tempo or Grafana; every request span links to the session's span. Spans leave through the
 SDK's batch processor on its own thread, with a bounded queue; a collector that is slow or down costs the run
-nothing but those spans: a full queue drops them, each export gives up after ``EXPORT_TIMEOUT_S``, the end of the
-session waits at most ``SHUTDOWN_WAIT_S`` for the last ones, and every span that did not arrive is counted.
+nothing but those spans: a full queue drops them, each export gives up after ``EXPORT_TIMEOUT_S`` (a failed one is
+not retried: batches are dropped for ``RETRY_AFTER_S`` after it), the end of the session waits at most
+``SHUTDOWN_WAIT_S`` for the last ones (not at all while the collector is failing), and every span that did not
+arrive is counted.
 
 The SDK and the exporter are an optional extra (``pip install pytest-llmbench[otel]``), imported only here.
 """
@@ -25,8 +27,9 @@ from ..result import TestResult
 
 QUEUE_SIZE = 4096  # spans waiting for export; past it new spans are dropped (and counted), never waited for
 BATCH_SIZE = 512
-EXPORT_TIMEOUT_S = 2.0  # one export's whole deadline, its retries included
+EXPORT_TIMEOUT_S = 0.75  # one export's deadline: below the exporter's first backoff (0.8 s), so no retry
 SHUTDOWN_WAIT_S = 3.0  # the longest the end of a session waits for the last spans to leave
+RETRY_AFTER_S = 5.0  # after a failed export, batches are dropped at once for this long (the collector is down)
 SCOPE = "pytest-llmbench"
 
 
@@ -115,7 +118,8 @@ class SpanExport:
         self._processor.on_end(session)
         closing = threading.Thread(target=self._processor.shutdown, name="llmbench-otlp-shutdown", daemon=True)
         closing.start()
-        closing.join(SHUTDOWN_WAIT_S)  # past it the rest is abandoned: the thread is a daemon
+        # past the wait the rest is abandoned (the thread is a daemon); a collector that is down gets no wait at all
+        closing.join(0.0 if self._exporter.failing else SHUTDOWN_WAIT_S)
         exported = self._exporter.exported
         self.report = {"spans": self.offered, "exported": exported, "dropped": self.offered - exported,
                        "session_trace_id": f"{self.session.trace_id:032x}"}
@@ -123,23 +127,32 @@ class SpanExport:
 
 
 class _Counting:
-    """The exporter, counting the spans the collector accepted (everything else was dropped)."""
+    """The exporter, counting the spans the collector accepted (everything else was dropped), and dropping batches
+    at once for ``RETRY_AFTER_S`` after a failed export rather than retrying each against a collector that is down."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.exported = 0
-        self._lock = threading.Lock()
+        self.failed_at: float | None = None  # monotonic time of the last failed export; None once one succeeds
+
+    @property
+    def failing(self) -> bool:
+        return self.failed_at is not None
 
     def export(self, spans: Any) -> Any:
         from opentelemetry.sdk.trace.export import SpanExportResult
 
+        if self.failed_at is not None and time.monotonic() - self.failed_at < RETRY_AFTER_S:
+            return SpanExportResult.FAILURE
         try:
             outcome = self.inner.export(spans)
         except Exception:  # noqa: BLE001 - a broken exporter loses its spans, never the run
-            return SpanExportResult.FAILURE
+            outcome = SpanExportResult.FAILURE
         if outcome == SpanExportResult.SUCCESS:
-            with self._lock:
-                self.exported += len(spans)
+            self.exported += len(spans)  # one export at a time: the processor's worker holds its lock
+            self.failed_at = None
+        else:
+            self.failed_at = time.monotonic()
         return outcome
 
     def shutdown(self) -> None:
