@@ -160,7 +160,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("decode_time", "decode", "decode ms"),
     Metric("server_ttft", "server_ttft", "server TTFT ms"),
     Metric("server_e2e_latency", "server_e2el", "server E2E ms"),
-    Metric("client_overhead", "client_overhead", "client+net ms"),
+    Metric("client_overhead", "client_overhead", "client+net ms", arrival_timed=True),
 )
 """Every per-request metric, in the order the summary table lists them."""
 

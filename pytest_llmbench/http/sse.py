@@ -23,8 +23,8 @@ from .api_errors import BODY_READ_ERRORS, MESSAGE_LIMIT, size_text
 from .arrival import last_read
 from .openai import reasoning_tokens, usage_count
 from .redact import NO_SECRETS, Secrets
-from .timing import EventClock
 from .server_timing import keep_reports
+from .timing import EventClock
 
 if TYPE_CHECKING:
     import requests
