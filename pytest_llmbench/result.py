@@ -78,7 +78,7 @@ class TestResult:
     suite_id: str | None = None
     request: dict[str, Any] = field(default_factory=dict)  # the body sent; never headers
     stream: bool = False
-    ttft: float | None = None  # seconds; streaming only
+    ttft: float | None = None  # seconds to the first generated token of any kind (answer, reasoning, tool call)
     itl: list[float] = field(default_factory=list)  # seconds between content chunks; streaming only
     tpot: float | None = None  # seconds
     e2e_latency: float | None = None  # seconds
@@ -99,6 +99,10 @@ class TestResult:
     server_timing: dict[str, Any] | None = None  # {"source": "vllm", "dropped": {field: reason}}; None: none sent
     trace_id: str | None = None  # the W3C trace id its traceparent header carried (32 hex digits)
     span_id: str | None = None  # the header's parent id: the request's own span, parent of the server's spans
+    ttfot: float | None = None  # seconds to the first token of the answer itself, after any reasoning; streaming
+    time_to_second_token: float | None = None  # seconds between the first two generated chunks; streaming
+    reasoning_tokens: int | None = None  # thinking tokens: the server's count, else counted (http/reasoning.py)
+    reasoning_text: str = ""  # the thinking, kept out of response_text (the answer, which the checks read)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""
@@ -161,6 +165,9 @@ METRICS: tuple[Metric, ...] = (
     Metric("server_ttft", "server_ttft", "server TTFT ms"),
     Metric("server_e2e_latency", "server_e2el", "server E2E ms"),
     Metric("client_overhead", "client_overhead", "client+net ms", arrival_timed=True),
+    Metric("ttfot", "ttfot", "TTFOT ms", arrival_timed=True),
+    Metric("time_to_second_token", "ttst", "TTST ms", arrival_timed=True),
+    Metric("reasoning_tokens", "reasoning_tokens", "reasoning tok", seconds=False),
 )
 """Every per-request metric, in the order the summary table lists them."""
 

@@ -88,7 +88,7 @@ class Runner:
     def _evaluate(self, case: TestCase, result: TestResult) -> None:
         expected = case.expected or {}
         evaluation = evaluate(expected, result.response_text, result.completion_tokens,
-                              tokens_estimated=result.tokens_estimated)
+                              tokens_estimated=result.tokens_estimated, reasoning_text=result.reasoning_text)
         checks = [c.to_dict() for c in evaluation.checks]
         judge_record: dict[str, Any] | None = None
         if needs_judge(expected):

@@ -29,6 +29,7 @@ class TimingServer:
     tokens: int = 5
     slots: int = 1
     reasoning_s: float = 0.0  # seconds of reasoning chunks before the answer (a thinking model)
+    reasoning_usage: int | None = None  # report this as usage.completion_tokens_details.reasoning_tokens
     tamper: dict[str, Any] = field(default_factory=dict)
     truth: list[dict[str, float]] = field(default_factory=list)  # per request: the split it reported, seconds
     received: list[dict[str, Any]] = field(default_factory=list)  # per request: headers and body
@@ -89,9 +90,14 @@ class TimingServer:
             if body.get("stream"):
                 self._stream(handler, body, chat, arrived, scheduled)
             else:
-                stamps = self._generate(arrived, scheduled, lambda piece, kind: None)
+                pieces: list[str] = []
+                stamps = self._generate(arrived, scheduled, lambda piece, kind: pieces.append(piece)
+                                        if kind == "reasoning" else None)
+                choice = _choice(self._text(), chat)
+                if chat and pieces:
+                    choice["message"]["reasoning_content"] = "".join(pieces)
                 payload = {"id": "x", "object": "chat.completion" if chat else "text_completion",
-                           "choices": [_choice(self._text(), chat)], "usage": self._usage()}
+                           "choices": [choice], "usage": self._usage(len(pieces))}
                 headers = self._report(payload, stamps, body)
                 handler._send(200, payload, headers)
 
@@ -124,7 +130,11 @@ class TimingServer:
             handler.wfile.write(f"{len(line):x}\r\n".encode() + line + b"\r\n")
             handler.wfile.flush()
 
+        thoughts = []
+
         def emit(piece: str, kind: str) -> None:
+            if kind == "reasoning":
+                thoughts.append(piece)
             if chat:
                 delta = {"reasoning_content": piece} if kind == "reasoning" else {"content": piece}
                 send({"choices": [{"index": 0, "delta": delta, "finish_reason": None}]})
@@ -134,7 +144,7 @@ class TimingServer:
         stamps = self._generate(arrived, scheduled, emit)
         last: dict[str, Any] = {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"} if chat else
                                             {"index": 0, "text": "", "finish_reason": "stop"}]}
-        usage: dict[str, Any] = {"choices": [], "usage": self._usage()}
+        usage: dict[str, Any] = {"choices": [], "usage": self._usage(len(thoughts))}
         self._report(last if self.shape in ("llama.cpp", "sglang") else usage, stamps, body)
         send(last)
         send(usage)
@@ -173,8 +183,13 @@ class TimingServer:
     def _text(self) -> str:
         return "w0" + "".join(f" w{n}" for n in range(1, self.tokens))
 
-    def _usage(self) -> dict[str, int]:
-        return {"prompt_tokens": 7, "completion_tokens": self.tokens, "total_tokens": 7 + self.tokens}
+    def _usage(self, thoughts: int = 0) -> dict[str, Any]:
+        """Usage as OpenAI sends it; reasoning pieces count as completion tokens (``reasoning_usage``: told apart)."""
+        completion = self.tokens + thoughts
+        usage: dict[str, Any] = {"prompt_tokens": 7, "completion_tokens": completion, "total_tokens": 7 + completion}
+        if self.reasoning_usage is not None:
+            usage["completion_tokens_details"] = {"reasoning_tokens": self.reasoning_usage}
+        return usage
 
 
 def _choice(text: str, chat: bool) -> dict[str, Any]:

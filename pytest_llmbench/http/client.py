@@ -28,6 +28,7 @@ from .openai import (
     read_completion_body,
     resolve_url,
 )
+from .reasoning import streamed as streamed_reasoning
 from .redact import Secrets, header_secrets, url_secrets
 from .retry import RetryPolicy, decide, may_have_run
 from .server_timing import join as join_server_timing
@@ -251,6 +252,9 @@ class LLMClient:
             result.response_text, result.finish_reason = outcome.text, outcome.finish_reason
             result.prompt_tokens, result.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
             result.ttft, result.itl, result.e2e_latency = outcome.ttft, outcome.itl, outcome.e2e_latency
+            result.ttfot, result.time_to_second_token = outcome.ttfot, outcome.time_to_second_token
+            result.reasoning_text, result.reasoning_tokens = streamed_reasoning(outcome.reasoning_parts,
+                                                                                outcome.reasoning_tokens)
             result.timing_degraded_reason = outcome.timing_degraded
             result.timing_degraded = outcome.timing_degraded is not None
             if error is None and (error := unfinished(outcome, asked_tokens(request))) is not None:
@@ -262,6 +266,7 @@ class LLMClient:
                 attempts[-1].error = clip(describe(error), 300)
         # Before a failed check quotes the answer: a model may repeat a key it was shown.
         result.response_text = self._secrets.mask(result.response_text)
+        result.reasoning_text = self._secrets.mask(result.reasoning_text)
         result.api_response = self._secrets.mask(result.api_response)
         if error is None:
             fill_token_counts(result, None if outcome is None else len(outcome.content_ns), asked_tokens(request),

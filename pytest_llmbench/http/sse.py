@@ -22,6 +22,7 @@ from ..result import ApiError
 from .api_errors import BODY_READ_ERRORS, MESSAGE_LIMIT, size_text
 from .arrival import last_read
 from .openai import reasoning_tokens, usage_count
+from .reasoning import reasoning_of
 from .redact import NO_SECRETS, Secrets
 from .server_timing import keep_reports
 from .timing import EventClock
@@ -146,6 +147,8 @@ class StreamOutcome:
     error: ApiError | None = None
     timing_degraded: str | None = None  # why the text events' times cannot be vouched for (timing.py)
     server_reports: dict[str, Any] = field(default_factory=dict)  # the server's timing objects (server_timing.py)
+    answer_ns: int | None = None  # the first chunk of answer text (reasoning.py)
+    reasoning_parts: list[str] = field(default_factory=list)  # the thinking, kept apart from the answer
 
     @property
     def first_content_ns(self) -> int | None:
@@ -156,6 +159,16 @@ class StreamOutcome:
         """Seconds from sending the request to the first chunk that carried text."""
         first = self.first_content_ns
         return None if first is None else (first - self.sent_ns) / 1e9
+
+    @property
+    def ttfot(self) -> float | None:
+        """Seconds to the first chunk of the answer itself (after any thinking)."""
+        return None if self.answer_ns is None else (self.answer_ns - self.sent_ns) / 1e9
+
+    @property
+    def time_to_second_token(self) -> float | None:
+        """Seconds between the first two generated chunks (AIPerf's TTST): a slow first decode step shows here."""
+        return (self.content_ns[1] - self.content_ns[0]) / 1e9 if len(self.content_ns) > 1 else None
 
     @property
     def itl(self) -> list[float]:
@@ -277,15 +290,20 @@ def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, a
         delta = choice.get("delta")
         delta = delta if isinstance(delta, dict) else {}
         text = _text(delta.get("content"))
-        reasoning = _text(delta.get("reasoning_content")) or _text(delta.get("reasoning"))
-        outcome.tool_calls = outcome.tool_calls or bool(delta.get("tool_calls") or delta.get("function_call"))
+        reasoning = reasoning_of(delta)
+        tool = bool(delta.get("tool_calls") or delta.get("function_call"))
+        outcome.tool_calls = outcome.tool_calls or tool
     else:
         text = _text(choice.get("text"))
-        reasoning = ""
-    # Reasoning tokens are generated tokens too: they count for TTFT and ITL like answer text does.
-    if text or reasoning:
+        reasoning, tool = "", False
+    # Reasoning and tool-call fragments are generated tokens too: they count for TTFT and ITL like answer text.
+    if text or reasoning or tool:
         answer.append(text)
         outcome.content_ns.append(now)
+        if reasoning:
+            outcome.reasoning_parts.append(reasoning)
+        if text and outcome.answer_ns is None:
+            outcome.answer_ns = now
 
 
 def unfinished(outcome: StreamOutcome, asked: int | None) -> ApiError | None:
