@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 
 import pytest
 from openai_stub import write_suite
 from run_files import batch_of, results_by_id
-from timing_servers import serving
+from timing_servers import client, serving
 
-from pytest_llmbench.http.client import ClientConfig, LLMClient
 from pytest_llmbench.metrics.slo import parse_run_slo
 
 COMPONENTS = ("queue_time", "prefill_time", "decode_time", "server_ttft", "server_e2e_latency")
 # What each shape tells: llama.cpp has no queue (so nothing from arrival), TGI and SGLang no prefill/decode split.
 TOLD = {"llama.cpp": ("prefill_time", "decode_time"), "vllm": COMPONENTS,
         "tgi": ("queue_time", "server_e2e_latency"), "sglang": ("queue_time", "server_e2e_latency")}
-
-
-@contextlib.contextmanager
-def client(url: str, **config):
-    llm = LLMClient(ClientConfig(endpoint=url, retries=0, **config), model="timing-model")
-    try:
-        yield llm
-    finally:
-        llm.close()
 
 
 @pytest.fixture

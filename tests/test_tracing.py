@@ -9,21 +9,10 @@ import pytest
 from faultserver import CHAT, FaultServer, Reply, client_for, refusing_url
 from openai_stub import write_suite
 from run_files import batch_of, results_by_id
-from timing_servers import serving
-
-from pytest_llmbench.http.client import ClientConfig, LLMClient
+from timing_servers import client, serving
 
 otlp_receiver = pytest.importorskip("otlp_receiver")  # needs the otel extra (in the test extra)
 TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-01")
-
-
-@contextlib.contextmanager
-def client(url: str, **config):
-    llm = LLMClient(ClientConfig(endpoint=url, retries=0, **config), model="timing-model")
-    try:
-        yield llm
-    finally:
-        llm.close()
 
 
 @pytest.fixture

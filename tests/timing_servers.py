@@ -10,6 +10,7 @@ values (a hostile or broken server): ``{"queue_time_ms": -5}``, or for TGI ``{"x
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from pytest_llmbench.http.client import ClientConfig, LLMClient
 
 SHAPES = ("llama.cpp", "vllm", "tgi", "sglang")
 
@@ -196,6 +199,16 @@ def _choice(text: str, chat: bool) -> dict[str, Any]:
     if chat:
         return {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
     return {"index": 0, "text": text, "finish_reason": "stop"}
+
+
+@contextlib.contextmanager
+def client(url: str, **config: Any) -> Iterator[LLMClient]:
+    """A client for these servers: no retries, their one model."""
+    llm = LLMClient(ClientConfig(endpoint=url, retries=0, **config), model="timing-model")
+    try:
+        yield llm
+    finally:
+        llm.close()
 
 
 def serving(shape: str, **options: Any) -> Iterator[TimingServer]:
