@@ -109,6 +109,10 @@ def test_batch_rows_carry_send_time_itl_completion_file_and_failure_excerpt(pyte
     assert rows["wrong"]["failure"]["answer_excerpt"] == "Paris is the capital of France."
     assert rows["broken"]["failure"]["answer_excerpt"] == ""
     assert "500" in rows["broken"]["error_message"]
+    # each failure names its request's trace id, by which the server's spans for it can be found
+    html = report_file(pytester).read_text(encoding="utf-8")
+    assert re.fullmatch(r"[0-9a-f]{32}", rows["wrong"]["trace_id"])
+    assert f"trace id <code>{rows['wrong']['trace_id']}</code>" in html
     quantiles = batch["distributions"]["itl_ms"]
     assert len(quantiles) == 201 and quantiles == sorted(quantiles)
 

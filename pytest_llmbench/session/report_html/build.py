@@ -160,6 +160,7 @@ def _failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "checks": [str(c) for c in failure.get("checks") or []],
             "slo_misses": [str(m) for m in failure.get("slo_misses") or []],
             "answer": str(failure.get("answer_excerpt") or ""),
+            "trace": str(row.get("trace_id") or ""),  # to find the request's spans on the server
         })
     return shown
 
