@@ -29,7 +29,7 @@ _ROW = {
     "type": "object",
     "properties": {
         **dict.fromkeys(("test_id", "test_name", "category", "model", "error_message", "completion_file",
-                         "file_stem", "host", "worker", "level"), _TEXT),
+                         "file_stem", "host", "worker", "level", "trace_id"), _TEXT),
         **dict.fromkeys(("execution_time", "ttft", "tpot", "e2e_latency", "tokens_per_second", "prompt_tokens",
                          "completion_tokens", "start_s", "itl_mean", "schedule_lag", "reasoning_score", "attempts"),
                         _NUMBER),
@@ -37,6 +37,7 @@ _ROW = {
                         _FLAG),
         "failure": {"type": ["object", "null"], "properties": {
             "checks": _TEXTS, "slo_misses": _TEXTS, "answer_excerpt": _TEXT, "kind": _TEXT, "message": _TEXT}},
+        "server_timing": {"type": ["object", "null"], "properties": {"source": _TEXT, "dropped": {"type": "object"}}},
     },
 }
 BATCH_SCHEMA: dict[str, Any] = {
@@ -57,7 +58,7 @@ BATCH_SCHEMA: dict[str, Any] = {
         "alerts": {"type": ["array", "null"]},
         "distributions": {"type": ["object", "null"], "additionalProperties": {"type": ["array", "null"]}},
         **{name: {"type": ["object", "null"]} for name in ("hardware", "load", "timeline", "sweep", "server",
-                                                            "gates")},
+                                                            "gates", "server_timing", "tracing")},
     },
 }
 _WHAT = {"aggregate": 'no "aggregate" object', "tests": 'no "tests" list'}
