@@ -158,3 +158,21 @@ def test_json_nan_and_huge_numbers_never_reach_the_statistics():
     assert result.queue_time is None and result.server_timing["dropped"] == {"queue_time": "not finite"}
     assert json.loads(result.to_json())["queue_time"] is None
     assert not any(isinstance(v, float) and not math.isfinite(v) for v in result.to_dict().values())
+
+
+def test_a_resumed_run_counts_its_replayed_results_in_the_server_timing_line(pytester):
+    import signal
+
+    from test_resume import interrupt, journal_lines
+
+    suite = write_suite(pytester.path / "s.json", [{"id": f"t{n:02d}"} for n in range(10)])
+    for server in serving("sglang", prefill_s=0.1):
+        args = ["--llmbench-suite", str(suite), "--llmbench-endpoint", server.url, "-p", "no:cacheprovider"]
+        interrupt(pytester, args, signal.SIGKILL, after=3)
+        replayed = journal_lines(pytester)
+        result = pytester.runpytest(*args, "--llmbench-resume")
+    result.assert_outcomes(passed=10)
+    assert replayed >= 3
+    result.stdout.fnmatch_lines(["server timing: sglang on 10 of 10"])
+    [batch] = [json.loads(p.read_text()) for p in (pytester.path / "llmbench_results").rglob("batch_results_*.json")]
+    assert batch["server_timing"]["sources"] == {"sglang": 10}
