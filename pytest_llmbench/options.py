@@ -113,6 +113,8 @@ class Settings:
     connect_timeout: float = _option(ClientConfig.connect_timeout, "seconds to open a connection (within "
                                      "--llmbench-timeout); a connect timeout is retried", "SECONDS",
                                      low=0, inclusive=False)
+    tokenizer: str | None = _option(None, "tokenizer.json (or its folder) that builds workload prompts when the "
+                                    "server has no /tokenize route; needs the 'tokenizer' extra", "PATH")
     # -- load generation (session/load/) --
     concurrency: int = _option(0, "most requests in flight for the whole session, whatever the number of "
                                   "processes (0: one per process, as plain pytest)", "N", low=0)

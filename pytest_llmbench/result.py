@@ -103,6 +103,13 @@ class TestResult:
     time_to_second_token: float | None = None  # seconds between the first two generated chunks; streaming
     reasoning_tokens: int | None = None  # thinking tokens: the server's count, else counted (http/reasoning.py)
     reasoning_text: str = ""  # the thinking, kept out of response_text (the answer, which the checks read)
+    # -- generated tests (workloads) --
+    requested_input_tokens: int | None = None  # the prompt's length asked for; prompt_tokens is what usage says
+    requested_output_tokens: int | None = None  # max_tokens asked for; completion_tokens is what usage says
+    input_tokens_estimated: bool = False  # the prompt was built by an estimate, not the server's tokenizer
+    stopped_early: bool = False  # exact_output was asked and the server sent fewer tokens
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens, when the server sends it
+    turn: int | None = None  # a conversation's turn, from 1; None for a single request
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""
@@ -168,6 +175,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("ttfot", "ttfot", "TTFOT ms", arrival_timed=True),
     Metric("time_to_second_token", "ttst", "TTST ms", arrival_timed=True),
     Metric("reasoning_tokens", "reasoning_tokens", "reasoning tok", seconds=False),
+    Metric("cached_tokens", "cached_tokens", "cached tokens", seconds=False),
 )
 """Every per-request metric, in the order the summary table lists them."""
 

@@ -20,6 +20,7 @@ from .http.openai import build_body, chat_endpoint
 from .metrics.slo import check_test_slo
 from .options import Settings
 from .result import ApiError, TestResult, now_iso
+from .shaped import ShapedPrompts
 
 
 def _no_request_hook(test_case: TestCase, request: dict[str, Any]) -> None:
@@ -40,6 +41,7 @@ class Runner:
     judge: LLMClient | None = None  # None: the session's own client judges
     build_request: Callable[[TestCase, dict[str, Any]], None] = _no_request_hook
     extra_checks: Callable[[TestCase, TestResult], list[Any]] = _no_extra_checks  # each hook's answer
+    shaped: ShapedPrompts | None = None  # builds generated tests' prompts; made on first need
 
     def run(self, case: TestCase, model: str | None = None) -> TestResult:
         return self.finish(case, self.send(case, model))
@@ -51,6 +53,10 @@ class Runner:
     def prepare(self, case: TestCase, model: str | None = None) -> dict[str, Any]:
         """The request body, after pytest_llmbench_build_request (a load run prepares bodies ahead)."""
         stream = self.stream if case.stream is None else case.stream
+        if case.shape is not None:
+            if self.shaped is None:
+                self.shaped = ShapedPrompts(self.client, None)
+            case = self.shaped.apply(case, model)
         body = build_body(prompt=case.prompt, messages=case.messages, parameters=case.parameters,
                           model=model or self.client.resolve_model(), stream=stream)
         try:
@@ -63,12 +69,24 @@ class Runner:
         """The result of a sent request, filled in: answer checks, judge, hooks and SLOs."""
         result.test_id, result.test_name, result.category = case.id, case.name, case.category
         result.reasoning_type, result.suite_id = case.reasoning_type, case.suite_id
+        if case.shape is not None:
+            self._shape_fields(case, result)
         if result.success and self.evaluate:
             self._evaluate(case, result)
         if result.success and case.slo:
             misses = check_test_slo(case.slo, result.to_dict())
             result.slo_result = {"passed": not misses, "misses": [m.to_dict() for m in misses]}
         return result
+
+    def _shape_fields(self, case: TestCase, result: TestResult) -> None:
+        """A generated test's requested lengths beside what the server's usage says it got."""
+        shape = case.shape
+        assert shape is not None
+        result.requested_input_tokens, result.requested_output_tokens = shape.input_tokens, shape.output_tokens
+        result.input_tokens_estimated = self.shaped is not None and self.shaped.estimated
+        result.stopped_early = bool(shape.exact_output and result.success and not result.tokens_estimated
+                                    and result.completion_tokens is not None and shape.output_tokens is not None
+                                    and result.completion_tokens < shape.output_tokens)
 
     def failed(self, case: TestCase, model: str | None, what: str, exc: BaseException) -> TestResult:
         """The failed result of a test whose run raised: it is recorded and its files are written like any other,
@@ -147,7 +165,8 @@ def build_runner(settings: Settings, url: str, model: str | None, *,
     if judge_url != url or settings.judge_model:
         judge = LLMClient(settings.client_config(judge_url), model=settings.judge_model or model)
     return Runner(client=client, stream=settings.stream, evaluate=not settings.no_eval, judge=judge,
-                  build_request=build_request, extra_checks=extra_checks)
+                  build_request=build_request, extra_checks=extra_checks,
+                  shaped=ShapedPrompts(client, settings.tokenizer))
 
 
 def add_failed_check(result: TestResult, name: str, detail: str) -> None:

@@ -20,6 +20,7 @@ from ..exceptions import LLMBenchWarning
 from ..http.redact import Secrets, redact_headers
 from ..metrics.gates import GateResult
 from ..metrics.server.section import summary_lines
+from ..metrics.workload import workload_lines
 from ..options import Settings
 from ..session.endpoint import Endpoint
 from ..session.load.summary import load_lines
@@ -92,7 +93,7 @@ def write_end_summary(reporter: Any, batch: dict[str, Any], files: list[str], ga
                       batch_problem: str | None, warnings_as_errors: list[str]) -> None:
     """The llmbench part of pytest's terminal summary: tables, load and server lines, gates, lost files."""
     write_summary(reporter, batch, files)
-    for line in load_lines(batch.get("load"), batch.get("sweep")):
+    for line in load_lines(batch.get("load"), batch.get("sweep")) + workload_lines(batch.get("workload")):
         reporter.write_line(safe(line))
     if batch.get("server"):
         for line in summary_lines(batch["server"]):

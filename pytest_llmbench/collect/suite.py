@@ -19,6 +19,7 @@ from ..checks.expectations import KNOWN_KEYS, problems_by_key
 from ..exceptions import SuiteError
 from ..metrics.slo import TEST_SLO_KEYS
 from .suite_json import DEFAULT_MAX_BYTES, read_suite_json
+from .workload.spec import Request, Shape, Workload, check_workload, shape_parameters
 
 SUITE_SUFFIX = ".llmbench.json"
 
@@ -42,6 +43,10 @@ class TestCase:
     suite_id: str = ""
     description: str | None = None
     metadata: dict[str, Any] | None = None
+    shape: Shape | None = None  # a generated request: its prompt is built to these token counts when sent
+    turns: tuple[str, ...] | None = None  # a conversation: user turns sent one after another
+    think_time_s: float = 0.0  # between a turn's answer and the next turn
+    send_at_s: float | None = None  # a trace's send time, seconds from the replay's start
 
     @property
     def api_type(self) -> str:
@@ -146,7 +151,7 @@ _TOP_RULES: dict[str, Rule] = {
     "description": _STRING,
     "metadata": _OBJECT,
 }
-_TOP_FIELDS = (*_TOP_RULES, "defaults", "tests")
+_TOP_FIELDS = (*_TOP_RULES, "defaults", "tests", "workload")
 _JSON_TYPES = {
     type(None): "null", bool: "boolean", int: "integer", float: "number",
     str: "string", list: "array", dict: "object",
@@ -335,13 +340,16 @@ def _build_suite(path: Path, top: Any, problems: _Problems) -> Suite | None:
     problems.check_fields(top, _TOP_RULES)
     suite_id = top["test_suite_id"] if _NAME[0](top.get("test_suite_id")) else _default_suite_id(path)
     defaults = _defaults(top, problems)
-    tests = top.get("tests")
-    if not isinstance(tests, list) or not tests:
+    tests = top.get("tests", [] if "workload" in top else None)
+    if not isinstance(tests, list) or (not tests and "workload" not in top):
         shown = "nothing" if "tests" not in top else _describe(tests)
-        problems.add(f"tests must be a non-empty list of test objects, got {shown}")
+        problems.add(f"tests must be a non-empty list of test objects, got {shown} (or give a workload)")
         return None
     cases = [_test_case(i, raw, defaults, suite_id, problems) for i, raw in enumerate(tests)]
     _duplicate_ids(tests, problems)
+    if "workload" in top:
+        cases += _workload_cases(path, top["workload"], defaults, suite_id, len(cases), problems)
+        _clashing_ids(cases, problems)
     if problems.lines:
         return None
     return Suite(
@@ -351,3 +359,44 @@ def _build_suite(path: Path, top: Any, problems: _Problems) -> Suite | None:
         description=top.get("description"),
         tests=tuple(case for case in cases if case is not None),
     )
+
+
+def _workload_cases(path: Path, raw: Any, defaults: dict[str, dict[str, Any]], suite_id: str, first: int,
+                    problems: _Problems) -> list[TestCase | None]:
+    """The workload's requests as test cases, after the suite's own tests; the workload's parameters, expected
+    and slo apply to each (over the suite's defaults), a request's own token counts over both."""
+    from .workload import generate
+
+    workload = check_workload(raw, path, problems.add)
+    if workload is None or problems.lines:
+        return []
+    own = {key: _section(workload.raw, key, problems, prefix="workload.") for key in _SECTIONS}
+    requests = generate(workload, problems.add)
+    if problems.lines:
+        return []
+    merged = {key: _merged(defaults, own, key) for key in _SECTIONS}
+    return [_generated(workload, request, merged, suite_id, first + n) for n, request in enumerate(requests)]
+
+
+def _generated(workload: Workload, request: Request, merged: dict[str, dict[str, Any]], suite_id: str,
+               index: int) -> TestCase:
+    prompt, messages = request.prompt, request.messages
+    if prompt is None and messages is None and not request.turns:  # built when sent: a placeholder of the API
+        prompt, messages = ("", None) if workload.api == "completions" else (None, ({"role": "user", "content": ""},))
+    shaped = shape_parameters(request.shape) if request.shape is not None else {}
+    return TestCase(
+        id=request.id, name=request.id, category=request.category, prompt=prompt,
+        messages=messages if messages is not None or prompt is not None else (),
+        parameters={**copy.deepcopy(merged["parameters"]), **(request.parameters or {}), **shaped},
+        stream=workload.raw.get("stream"), expected=copy.deepcopy(merged["expected"]) or None,
+        slo=copy.deepcopy(merged["slo"]) or None, index=index, suite_id=suite_id, shape=request.shape,
+        turns=request.turns, think_time_s=request.think_time_s, send_at_s=request.send_at_s)
+
+
+def _clashing_ids(cases: list[TestCase | None], problems: _Problems) -> None:
+    seen: set[str] = set()
+    for case in cases:
+        if case is not None and case.id in seen:
+            problems.add(f"the workload's test id '{_short(case.id)}' is also a test's id in this suite")
+        elif case is not None:
+            seen.add(case.id)

@@ -158,6 +158,14 @@ class LLMClient:
         self.listed = entries
         return [entry["id"] for entry in entries]
 
+    def post_once(self, url: str, body: dict[str, Any], timeout: float) -> Reply:
+        """One POST beside the completions API (a tokenizer's), with the session's credentials, a total deadline
+        and no retry; the error, if any, has its secrets masked."""
+        reply = self._transport.attempt("POST", url, body, None, timeout)
+        if reply.error is not None:
+            reply.error = self._secrets.redact_error(reply.error)
+        return reply
+
     def check_reachable(self) -> None:
         """Raise EndpointUnreachable unless the server answers at all and accepts our credentials.
 

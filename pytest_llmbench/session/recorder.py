@@ -19,6 +19,7 @@ from ..metrics.server.store import ServerStore
 from ..metrics.server_timing import ServerTimingTally
 from ..metrics.stats import StatsAccumulator
 from ..metrics.timeline import uncovered
+from ..metrics.workload import workload_section
 from ..result import METRICS, TestResult
 from .handoff import Delivery
 from .journal import Journal
@@ -31,7 +32,8 @@ SCHEMA_VERSION = 1
 # A row carries every scalar metric; per-chunk ones (ITL) go to the statistics only, or rows would hold every chunk.
 ROW_FIELDS = ("test_id", "test_name", "category", "model", "success", "prompt_tokens", "completion_tokens",
               "tokens_estimated", "attempts", "error_message", "reasoning_score", "timing_degraded", "server_timing",
-              "trace_id",
+              "trace_id", "requested_input_tokens", "requested_output_tokens", "input_tokens_estimated",
+              "stopped_early", "turn",
               *(metric.field for metric in METRICS if not metric.per_chunk))
 
 
@@ -239,6 +241,7 @@ class Recorder:
             "drift": None if self.drift is None else self.drift.summary(self.rows, self.drift_fail),
             "answer_changes": None if self.drift is None else self.drift.changes(self.rows),
             "server_timing": self.server_timing.section(),
+            "workload": workload_section(self.rows),
             "tests": self.rows,
         }
 

@@ -1,0 +1,13 @@
+"""Workloads as serving benchmarks define them: synthetic token shapes, datasets and trace replay.
+
+``generate`` turns a suite's checked ``workload`` into its requests; suite.py makes them test cases.
+"""
+
+from __future__ import annotations
+
+from .spec import Add, Request, Workload, synthetic_requests
+
+
+def generate(workload: Workload, add: Add) -> list[Request]:
+    """The workload's requests in a fixed order; problems go to ``add`` (each naming the field)."""
+    return synthetic_requests(workload, add)

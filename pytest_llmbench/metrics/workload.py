@@ -1,0 +1,61 @@
+"""The batch file's ``workload`` section: the token lengths generated tests asked for beside what the server's
+usage says they got, so that a run's shape can be put next to the figures other benchmarks publish."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .stats import describe_sorted
+
+_SHOWN = ("count", "mean", "stdev", "min", "p50", "p99", "max")
+
+
+def workload_section(rows: Iterable[Mapping[str, Any]], tokenizer: str | None = None) -> dict[str, Any] | None:
+    """None when no row is a generated test; ``rows`` are the batch rows."""
+    shaped = [row for row in rows if row.get("requested_input_tokens") is not None]
+    if not shaped:
+        return None
+    answered = [row for row in shaped if row.get("success")]
+    pairs = [(row["requested_input_tokens"], row["prompt_tokens"]) for row in answered
+             if row.get("prompt_tokens") is not None]
+    return {
+        "requests": len(shaped),
+        "tokenizer": tokenizer,
+        "estimated_lengths": sum(bool(row.get("input_tokens_estimated")) for row in shaped),
+        "input_tokens": {"requested": _describe(row["requested_input_tokens"] for row in shaped),
+                         "achieved": _describe(achieved for _, achieved in pairs)},
+        "output_tokens": {"requested": _describe(row.get("requested_output_tokens") for row in shaped),
+                          "achieved": _describe(row.get("completion_tokens") for row in answered
+                                                if not row.get("tokens_estimated"))},
+        "input_exact": sum(wanted == got for wanted, got in pairs),
+        "input_off_max_pct": max((abs(got - wanted) * 100 / wanted for wanted, got in pairs), default=None),
+        "stopped_early": sum(bool(row.get("stopped_early")) for row in shaped),
+    }
+
+
+def _describe(values: Iterable[Any]) -> dict[str, Any]:
+    described = describe_sorted(sorted(float(v) for v in values if v is not None))
+    return {key: described[key] for key in _SHOWN}
+
+
+def workload_lines(section: Mapping[str, Any] | None) -> list[str]:
+    """The summary's lines about a generated workload's lengths."""
+    if not section:
+        return []
+
+    def shown(stats: Mapping[str, Any]) -> str:
+        if not stats["count"]:
+            return "n/a"
+        return f"mean {stats['mean']:.1f} (min {stats['min']:g}, p50 {stats['p50']:g}, max {stats['max']:g})"
+
+    inputs, outputs = section["input_tokens"], section["output_tokens"]
+    achieved = inputs["achieved"]["count"]
+    lines = [f"workload: {section['requests']} generated requests | input tokens requested {shown(inputs['requested'])}"
+             f", achieved by server usage {shown(inputs['achieved'])}; {section['input_exact']}/{achieved} exact",
+             f"workload: output tokens requested {shown(outputs['requested'])}, achieved {shown(outputs['achieved'])}"
+             + (f"; {section['stopped_early']} stopped early" if section["stopped_early"] else "")]
+    if section["estimated_lengths"]:
+        lines.append(f"workload: ESTIMATED prompt lengths in {section['estimated_lengths']} requests (no server "
+                     "tokenizer and no --llmbench-tokenizer): input lengths are not exact")
+    return lines
