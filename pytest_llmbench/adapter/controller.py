@@ -248,6 +248,14 @@ class Controller:
         for entry in entries:
             self.recorder.add_resumed(entry)
 
+    def pytest_warning_recorded(self, warning_message: Any, when: str, nodeid: str) -> None:
+        """llmbench's collection warnings (a dataset's malformed lines) go in the batch too, each once: every xdist
+        worker collects, and so warns, alike."""
+        message = str(warning_message.message)
+        if when == "collect" and message.startswith("llmbench: ") \
+                and message not in self.recorder.collection_warnings:
+            self.recorder.collection_warnings.append(message)
+
     @pytest.hookimpl(trylast=True)  # after pytest has written its own dot or line for the test
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if self.resume is not None and report.nodeid in self.resume.kept:

@@ -65,12 +65,17 @@ class Suite:
 def load_suite(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> Suite:
     """Read and validate one suite file; raises SuiteError naming every problem found."""
     path = Path(path)
-    data = read_suite_json(path, max_bytes)
+    data = dataset_suite(path) if path.suffix == ".jsonl" else read_suite_json(path, max_bytes)
     problems = _Problems([])
     suite = _build_suite(path, data, problems)
     if suite is None:
         raise SuiteError(path, problems.lines)
     return suite
+
+
+def dataset_suite(path: Path) -> dict[str, Any]:
+    """A ``*.jsonl`` named as a suite: every record of it a test, its format guessed from its fields."""
+    return {"test_suite_id": path.stem, "workload": {"type": "dataset", "path": path.name, "format": "auto"}}
 
 
 Rule = tuple[Callable[[Any], bool], str]
@@ -390,7 +395,8 @@ def _generated(workload: Workload, request: Request, merged: dict[str, dict[str,
         parameters={**copy.deepcopy(merged["parameters"]), **(request.parameters or {}), **shaped},
         stream=workload.raw.get("stream"), expected=copy.deepcopy(merged["expected"]) or None,
         slo=copy.deepcopy(merged["slo"]) or None, index=index, suite_id=suite_id, shape=request.shape,
-        turns=request.turns, think_time_s=request.think_time_s, send_at_s=request.send_at_s)
+        turns=request.turns, think_time_s=request.think_time_s, send_at_s=request.send_at_s,
+        metadata={"source": request.where} if request.where else None)
 
 
 def _clashing_ids(cases: list[TestCase | None], problems: _Problems) -> None:

@@ -100,4 +100,4 @@ def release(report: Any) -> None:
 def is_llmbench_nodeid(nodeid: str) -> bool:
     """True for ids of JSON suite tests: our collector makes the items inside ``.json`` files; a broken suite's
     single error item is not a test of the run."""
-    return nodeid.split("::", 1)[0].endswith(".json") and not nodeid.endswith("::suite_error")
+    return nodeid.split("::", 1)[0].endswith((".json", ".jsonl")) and not nodeid.endswith("::suite_error")

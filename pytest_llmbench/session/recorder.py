@@ -86,6 +86,7 @@ class Recorder:
     drift: BaselineAnswers | None = None  # the baseline's answers, with --llmbench-compare
     drift_fail: float | None = None  # --llmbench-drift-fail, recorded in the batch's ``drift``
     spans: Any = None  # a tracing.SpanExport with --llmbench-otlp: each recorded result becomes a span
+    collection_warnings: list[str] = field(default_factory=list)  # e.g. a dataset's malformed lines, each once
 
     def __post_init__(self) -> None:
         self.batch_failure: WriteFailure | None = None
@@ -231,6 +232,7 @@ class Recorder:
             "slowest": self.stats.slowest(5),
             "distributions": {"itl_ms": self.stats.quantiles("itl")},
             "lost_tests": self.lost,
+            "collection_warnings": self.collection_warnings,
             "alerts": self.alerts,
             "hardware": self._hardware(aggregate),
             "missing_files": [{"path": str(f.path), "reason": f.reason} for f in self.writer.failures],

@@ -5,9 +5,12 @@
 
 from __future__ import annotations
 
+from .datasets import dataset_requests
 from .spec import Add, Request, Workload, synthetic_requests
 
 
 def generate(workload: Workload, add: Add) -> list[Request]:
     """The workload's requests in a fixed order; problems go to ``add`` (each naming the field)."""
+    if workload.kind == "dataset":
+        return dataset_requests(workload, add)
     return synthetic_requests(workload, add)

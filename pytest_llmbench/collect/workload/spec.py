@@ -54,6 +54,7 @@ class Request:
     think_time_s: float = 0.0
     send_at_s: float | None = None  # a trace's send time from the start of the replay
     parameters: dict[str, Any] | None = None
+    where: str | None = None  # the record it came from (file:line), kept in the test's metadata
 
 
 Add = Callable[[str], None]
@@ -107,7 +108,7 @@ def check_workload(raw: Any, suite_path: Path, add: Add) -> Workload | None:
 
 def synthetic_requests(workload: Workload, add: Add) -> list[Request]:
     raw = workload.raw
-    _unknown(raw, _SYNTHETIC, add)
+    unknown_fields(raw, _SYNTHETIC, add)
     mix = parse_mix(raw["mix"], "workload.mix", add) if "mix" in raw else None
     if mix is not None and ("input_tokens" in raw or "output_tokens" in raw):
         add("workload: give either mix or input_tokens/output_tokens, not both")
@@ -172,7 +173,7 @@ def shape_parameters(shape: Shape) -> dict[str, Any]:
     return out
 
 
-def _unknown(raw: dict[str, Any], allowed: tuple[str, ...], add: Add) -> None:
+def unknown_fields(raw: dict[str, Any], allowed: tuple[str, ...], add: Add) -> None:
     for key in raw:
         if key not in allowed:
             add(f"unknown field 'workload.{key}' for a {raw.get('type')} workload (allowed: {', '.join(allowed)})")
