@@ -6,6 +6,8 @@ arrive as plain callables.
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +23,8 @@ from .metrics.slo import check_test_slo
 from .options import Settings
 from .result import ApiError, TestResult, now_iso
 from .shaped import ShapedPrompts
+
+Answered = tuple[TestResult, tuple[float, float]]  # a request's result and its monotonic window
 
 
 def _no_request_hook(test_case: TestCase, request: dict[str, Any]) -> None:
@@ -49,6 +53,45 @@ class Runner:
     def send(self, case: TestCase, model: str | None = None) -> TestResult:
         """The request alone, before its answer is checked: the part of a test that is the server's time."""
         return self.client.send(case.api_type, self.prepare(case, model))
+
+    def send_all(self, case: TestCase, model: str | None = None) -> list[Answered]:
+        """A test's requests with their windows, before their answers are checked: one, or a conversation's turns."""
+        if case.turns is not None:
+            return self.talk(case, model)
+        started = time.monotonic()
+        return [(self.send(case, model), (started, time.monotonic()))]
+
+    def talk(self, case: TestCase, model: str | None = None) -> list[Answered]:
+        """A conversation's requests, as a chat app's user sends them: each turn with every earlier answer in the
+        context, after ``think_time_s``. Stops at a failed turn: the next has no answer to follow. Only sends (a
+        load run calls this on its own threads); ``finish_answers`` checks the answers."""
+        assert case.turns is not None
+        context = list(case.messages or ())
+        answered: list[Answered] = []
+        for number, turn in enumerate(case.turns, 1):
+            if number > 1 and case.think_time_s:
+                time.sleep(case.think_time_s)
+            context.append({"role": "user", "content": turn.content})
+            body = self.prepare(dataclasses.replace(case, messages=tuple(context), turns=None), model)
+            started = time.monotonic()
+            result = self.client.send("chat", body)
+            answered.append((result, (started, time.monotonic())))
+            if not result.success:
+                break
+            context.append({"role": "assistant", "content": result.response_text})
+        return answered
+
+    def finish_answers(self, case: TestCase, answered: list[Answered]) -> list[Answered]:
+        """Each answer finished: a conversation's turns each with the test's checks and the turn's own over them."""
+        if case.turns is None:
+            return [(self.finish(case, result), window) for result, window in answered]
+        for number, (result, _) in enumerate(answered, 1):
+            turn = case.turns[number - 1]
+            own = dataclasses.replace(case, expected={**(case.expected or {}), **(turn.expected or {})} or None,
+                                      slo={**(case.slo or {}), **(turn.slo or {})} or None, turns=None)
+            result.turn = number
+            self.finish(own, result)
+        return answered
 
     def prepare(self, case: TestCase, model: str | None = None) -> dict[str, Any]:
         """The request body, after pytest_llmbench_build_request (a load run prepares bodies ahead)."""
@@ -193,7 +236,12 @@ def _share(checks: list[dict[str, Any]]) -> float | None:
 
 
 def failure_message(result: TestResult) -> str | None:
-    """The short reason an item fails, or None when it passes."""
+    """The short reason an item fails, or None when it passes; a conversation's turn says which it is."""
+    message = _failure(result)
+    return f"turn {result.turn}: {message}" if message and result.turn is not None else message
+
+
+def _failure(result: TestResult) -> str | None:
     if not result.success:
         return result.error_message or "request failed"
     lines = []

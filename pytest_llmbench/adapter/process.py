@@ -130,8 +130,9 @@ def hand_on(item: LLMBenchItem, report: pytest.TestReport) -> None:
         return
     if html_report_wanted(item.config):
         add_html_extras(report, item.result, item.config.stash[SETTINGS_KEY].secrets())
-    attach(report, [item.delivery(item.result, item.window)], inbox=inbox_of(item.config))
-    item.result = None  # handed on; items live until the session ends
+    answered = [*item.earlier, (item.result, item.window)]  # a conversation's turns, in order
+    attach(report, [item.delivery(result, window) for result, window in answered], inbox=inbox_of(item.config))
+    item.result, item.earlier = None, []  # handed on; items live until the session ends
 
 
 def inbox_of(config: pytest.Config) -> Inbox | None:

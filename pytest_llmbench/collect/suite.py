@@ -19,7 +19,7 @@ from ..checks.expectations import KNOWN_KEYS, problems_by_key
 from ..exceptions import SuiteError
 from ..metrics.slo import TEST_SLO_KEYS
 from .suite_json import DEFAULT_MAX_BYTES, read_suite_json
-from .workload.spec import Request, Shape, Workload, check_workload, shape_parameters
+from .workload.spec import Shape, Turn
 
 SUITE_SUFFIX = ".llmbench.json"
 
@@ -44,7 +44,7 @@ class TestCase:
     description: str | None = None
     metadata: dict[str, Any] | None = None
     shape: Shape | None = None  # a generated request: its prompt is built to these token counts when sent
-    turns: tuple[str, ...] | None = None  # a conversation: user turns sent one after another
+    turns: tuple[Turn, ...] | None = None  # a conversation: user turns sent one after another, answers kept
     think_time_s: float = 0.0  # between a turn's answer and the next turn
     send_at_s: float | None = None  # a trace's send time, seconds from the replay's start
 
@@ -148,7 +148,7 @@ _MESSAGE_RULES: dict[str, Rule] = {
     ),
 }
 _SECTIONS = ("parameters", "expected", "slo")
-_TEST_FIELDS = (*_TEST_RULES, "messages", *_SECTIONS)
+_TEST_FIELDS = (*_TEST_RULES, "messages", *_SECTIONS, "turns", "think_time_s")
 _REQUIRED_TEST_FIELDS = ("id", "name", "category")
 _TOP_RULES: dict[str, Rule] = {
     "test_suite_id": _NAME,
@@ -286,7 +286,10 @@ def _test_case(
     here.require(raw, _REQUIRED_TEST_FIELDS)
     here.check_fields(raw, _TEST_RULES)
     has_prompt, has_messages = "prompt" in raw, "messages" in raw
-    if has_prompt == has_messages:
+    turns = _turns(raw, here) if "turns" in raw or "think_time_s" in raw else None
+    if turns is not None and has_prompt:
+        here.add("has both 'prompt' and 'turns': a conversation is chat; put earlier turns in 'messages'")
+    elif turns is None and has_prompt == has_messages:
         which = "has both 'prompt' and" if has_prompt else "missing 'prompt' or"
         here.add(f"{which} 'messages': give exactly one ('prompt' for /completions, 'messages' for chat)")
     messages = _messages(raw["messages"], here) if has_messages else None
@@ -304,7 +307,7 @@ def _test_case(
         name=raw["name"],
         category=raw["category"],
         prompt=raw.get("prompt"),
-        messages=messages,
+        messages=messages if turns is None else messages or (),
         parameters=_merged(defaults, own, "parameters"),
         reasoning_type=raw.get("reasoning_type"),
         stream=raw.get("stream"),
@@ -314,7 +317,32 @@ def _test_case(
         suite_id=suite_id,
         description=raw.get("description"),
         metadata=copy.deepcopy(raw.get("metadata")),
+        turns=turns,
+        think_time_s=raw.get("think_time_s", 0.0),
     )
+
+
+def _turns(raw: dict[str, Any], problems: _Problems) -> tuple[Turn, ...] | None:
+    """A conversation's user turns: texts, or {"content", "expected", "slo"} objects with checks of their own."""
+    value = raw.get("turns")
+    think = raw.get("think_time_s", 0.0)
+    if not (isinstance(think, (int, float)) and not isinstance(think, bool) and think >= 0):
+        problems.add(f"think_time_s must be a number of seconds >= 0, got {_describe(think)}")
+    if not isinstance(value, list) or not value:
+        problems.add(f"turns must be a non-empty list of user turns, got {_describe(value)}")
+        return None
+    turns = []
+    for n, turn in enumerate(value):
+        if isinstance(turn, str) and turn.strip():
+            turns.append(Turn(turn))
+        elif isinstance(turn, dict) and isinstance(turn.get("content"), str) and turn["content"].strip():
+            problems.unknown_keys(turn, ("content", "expected", "slo"), prefix=f"turns[{n}].")
+            sections = {key: _section(turn, key, problems, prefix=f"turns[{n}].") for key in ("expected", "slo")}
+            turns.append(Turn(turn["content"], sections["expected"] or None, sections["slo"] or None))
+        else:
+            problems.add(f"turns[{n}] must be a non-empty text or an object with a 'content' text, got "
+                         f"{_describe(turn)}")
+    return tuple(turns)
 
 
 def _default_suite_id(path: Path) -> str:
@@ -353,8 +381,10 @@ def _build_suite(path: Path, top: Any, problems: _Problems) -> Suite | None:
     cases = [_test_case(i, raw, defaults, suite_id, problems) for i, raw in enumerate(tests)]
     _duplicate_ids(tests, problems)
     if "workload" in top:
-        cases += _workload_cases(path, top["workload"], defaults, suite_id, len(cases), problems)
-        _clashing_ids(cases, problems)
+        from .generated import clashing_ids, workload_cases
+
+        cases += workload_cases(path, top["workload"], defaults, suite_id, len(cases), problems)
+        clashing_ids(cases, problems)
     if problems.lines:
         return None
     return Suite(
@@ -365,44 +395,3 @@ def _build_suite(path: Path, top: Any, problems: _Problems) -> Suite | None:
         tests=tuple(case for case in cases if case is not None),
     )
 
-
-def _workload_cases(path: Path, raw: Any, defaults: dict[str, dict[str, Any]], suite_id: str, first: int,
-                    problems: _Problems) -> list[TestCase | None]:
-    """The workload's requests as test cases, after the suite's own tests; the workload's parameters, expected
-    and slo apply to each (over the suite's defaults), a request's own token counts over both."""
-    from .workload import generate
-
-    workload = check_workload(raw, path, problems.add)
-    if workload is None or problems.lines:
-        return []
-    own = {key: _section(workload.raw, key, problems, prefix="workload.") for key in _SECTIONS}
-    requests = generate(workload, problems.add)
-    if problems.lines:
-        return []
-    merged = {key: _merged(defaults, own, key) for key in _SECTIONS}
-    return [_generated(workload, request, merged, suite_id, first + n) for n, request in enumerate(requests)]
-
-
-def _generated(workload: Workload, request: Request, merged: dict[str, dict[str, Any]], suite_id: str,
-               index: int) -> TestCase:
-    prompt, messages = request.prompt, request.messages
-    if prompt is None and messages is None and not request.turns:  # built when sent: a placeholder of the API
-        prompt, messages = ("", None) if workload.api == "completions" else (None, ({"role": "user", "content": ""},))
-    shaped = shape_parameters(request.shape) if request.shape is not None else {}
-    return TestCase(
-        id=request.id, name=request.id, category=request.category, prompt=prompt,
-        messages=messages if messages is not None or prompt is not None else (),
-        parameters={**copy.deepcopy(merged["parameters"]), **(request.parameters or {}), **shaped},
-        stream=workload.raw.get("stream"), expected=copy.deepcopy(merged["expected"]) or None,
-        slo=copy.deepcopy(merged["slo"]) or None, index=index, suite_id=suite_id, shape=request.shape,
-        turns=request.turns, think_time_s=request.think_time_s, send_at_s=request.send_at_s,
-        metadata={"source": request.where} if request.where else None)
-
-
-def _clashing_ids(cases: list[TestCase | None], problems: _Problems) -> None:
-    seen: set[str] = set()
-    for case in cases:
-        if case is not None and case.id in seen:
-            problems.add(f"the workload's test id '{_short(case.id)}' is also a test's id in this suite")
-        elif case is not None:
-            seen.add(case.id)

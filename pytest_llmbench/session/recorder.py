@@ -184,7 +184,7 @@ class Recorder:
         row["start_s"] = None  # set by build_batch, from the first request on
         row["llm_client"] = in_test
         self._keep(row, _chunks(result), started)
-        if in_test:
+        if in_test or (result.turn or 1) > 1:  # a conversation counts once, by its first turn
             return self.tracker.progress
         return self.tracker.update(name=result.test_name, category=result.category, success=result.success,
                                    passed=passed, execution_time=result.execution_time,
@@ -267,7 +267,7 @@ class Recorder:
         aggregate["wall_time_s"] = wall_time_s
         # pytest's tests: a hand-written test's requests (all with its outcome) count once, by its node id
         tests = {row["test_id"]: row["passed"] for row in self.rows if row["llm_client"]}
-        suite_rows = [row for row in self.rows if not row["llm_client"]]
+        suite_rows = [row for row in self.rows if not row["llm_client"] and (row["turn"] or 1) == 1]
         aggregate["total_requests"] = len(self.rows)
         aggregate["total_tests"] = len(suite_rows) + len(tests)
         aggregate["passed_tests"] = sum(row["passed"] for row in suite_rows) + sum(tests.values())

@@ -20,7 +20,7 @@ from ...exceptions import LLMBenchWarning
 from ...result import estimate_tokens
 from .lengths import parse_lengths, request_rng
 from .records import Record, records
-from .spec import Add, Request, Workload, numbered, unknown_fields
+from .spec import Add, Request, Turn, Workload, numbered, unknown_fields
 
 FORMATS = ("auto", "openai", "sharegpt", "text")
 MAX_WARNINGS = 20  # malformed records named one by one; the rest are counted
@@ -44,6 +44,8 @@ def dataset_requests(workload: Workload, add: Add) -> list[Request]:
     think = raw.get("think_time_s", 0)
     if not isinstance(multi_turn, bool):
         add(f"workload.multi_turn must be true or false, got {multi_turn!r}")
+    elif multi_turn and workload.api != "chat":
+        add("workload.multi_turn replays conversations over chat: drop workload.api or set it to \"chat\"")
     if not (isinstance(think, (int, float)) and not isinstance(think, bool) and think >= 0):
         add(f"workload.think_time_s must be a number of seconds >= 0, got {think!r}")
     path = dataset_path(workload, add)
@@ -77,7 +79,7 @@ def _shaped(request: Request, prompt: tuple[dict[str, Any], ...], api: str, mult
     """The sampled messages as the request's prompt, messages or turns."""
     if multi_turn:
         context = prompt[:1] if prompt[0]["role"] == "system" else ()
-        turns = tuple(m["content"] for m in prompt if m["role"] == "user")
+        turns = tuple(Turn(m["content"]) for m in prompt if m["role"] == "user")
         return replace(request, messages=context, turns=turns)
     if api == "completions":
         return replace(request, prompt="\n".join(str(m["content"]) for m in prompt))

@@ -42,6 +42,15 @@ class Shape:
 
 
 @dataclass(frozen=True)
+class Turn:
+    """One user turn of a conversation; its own expected and slo apply over the test's."""
+
+    content: str
+    expected: dict[str, Any] | None = None
+    slo: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
 class Request:
     """One generated request, before it becomes a TestCase (suite.py adds the suite's defaults)."""
 
@@ -50,7 +59,7 @@ class Request:
     shape: Shape | None = None
     prompt: str | None = None
     messages: tuple[dict[str, Any], ...] | None = None
-    turns: tuple[str, ...] | None = None
+    turns: tuple[Turn, ...] | None = None
     think_time_s: float = 0.0
     send_at_s: float | None = None  # a trace's send time from the start of the replay
     parameters: dict[str, Any] | None = None

@@ -1,0 +1,55 @@
+"""A suite's workload as test cases: its requests, with the suite's and the workload's defaults merged in.
+
+Kept apart from suite.py (which checks hand-written tests) but built with the same checks of parameters,
+expected and slo, so that a workload's sections fail the way a test's do.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from .suite import _SECTIONS, TestCase, _merged, _Problems, _section, _short
+from .workload import generate
+from .workload.spec import Request, Workload, check_workload, shape_parameters
+
+
+def workload_cases(path: Path, raw: Any, defaults: dict[str, dict[str, Any]], suite_id: str, first: int,
+                    problems: _Problems) -> list[TestCase | None]:
+    """The workload's requests as test cases, after the suite's own tests; the workload's parameters, expected
+    and slo apply to each (over the suite's defaults), a request's own token counts over both."""
+    workload = check_workload(raw, path, problems.add)
+    if workload is None or problems.lines:
+        return []
+    own = {key: _section(workload.raw, key, problems, prefix="workload.") for key in _SECTIONS}
+    requests = generate(workload, problems.add)
+    if problems.lines:
+        return []
+    merged = {key: _merged(defaults, own, key) for key in _SECTIONS}
+    return [_generated(workload, request, merged, suite_id, first + n) for n, request in enumerate(requests)]
+
+
+def _generated(workload: Workload, request: Request, merged: dict[str, dict[str, Any]], suite_id: str,
+               index: int) -> TestCase:
+    prompt, messages = request.prompt, request.messages
+    if prompt is None and messages is None and not request.turns:  # built when sent: a placeholder of the API
+        prompt, messages = ("", None) if workload.api == "completions" else (None, ({"role": "user", "content": ""},))
+    shaped = shape_parameters(request.shape) if request.shape is not None else {}
+    return TestCase(
+        id=request.id, name=request.id, category=request.category, prompt=prompt,
+        messages=messages if messages is not None or prompt is not None else (),
+        parameters={**copy.deepcopy(merged["parameters"]), **(request.parameters or {}), **shaped},
+        stream=workload.raw.get("stream"), expected=copy.deepcopy(merged["expected"]) or None,
+        slo=copy.deepcopy(merged["slo"]) or None, index=index, suite_id=suite_id, shape=request.shape,
+        turns=request.turns, think_time_s=request.think_time_s, send_at_s=request.send_at_s,
+        metadata={"source": request.where} if request.where else None)
+
+
+def clashing_ids(cases: list[TestCase | None], problems: _Problems) -> None:
+    seen: set[str] = set()
+    for case in cases:
+        if case is not None and case.id in seen:
+            problems.add(f"the workload's test id '{_short(case.id)}' is also a test's id in this suite")
+        elif case is not None:
+            seen.add(case.id)
