@@ -110,6 +110,7 @@ class TestResult:
     stopped_early: bool = False  # exact_output was asked and the server sent fewer tokens
     cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens, when the server sends it
     turn: int | None = None  # a conversation's turn, from 1; None for a single request
+    send_at_s: float | None = None  # a replayed trace's send time from the replay's start (after speedup)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""

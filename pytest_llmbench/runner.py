@@ -126,6 +126,7 @@ class Runner:
         shape = case.shape
         assert shape is not None
         result.requested_input_tokens, result.requested_output_tokens = shape.input_tokens, shape.output_tokens
+        result.send_at_s = case.send_at_s
         result.input_tokens_estimated = self.shaped is not None and self.shaped.estimated
         result.stopped_early = bool(shape.exact_output and result.success and not result.tokens_estimated
                                     and result.completion_tokens is not None and shape.output_tokens is not None

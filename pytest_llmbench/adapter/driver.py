@@ -121,7 +121,8 @@ class LoadDriver:
 
     def _ticket(self, key: str, case: Any, model: str | None, phase: int) -> Ticket:
         api_type = CONVERSATION if case.turns is not None else case.api_type
-        ticket = Ticket(key=key, api_type=api_type, body={}, phase=phase, level=self.levels[max(phase, 0)])
+        ticket = Ticket(key=key, api_type=api_type, body={}, phase=phase, level=self.levels[max(phase, 0)],
+                        send_at=case.send_at_s if phase != WARMUP_PHASE else None)
         if case.turns is not None:  # its turns are prepared as they go: each needs the answer before it
             ticket.body = {"case": case, "model": model}
             return ticket

@@ -13,8 +13,9 @@ from typing import Any, NoReturn
 
 import pytest
 
+from ..collect.generated import replays_any
 from ..collect.rootdir import borrowed_rootdir
-from ..collect.suite import TestCase
+from ..collect.suite import SUITE_SUFFIX, TestCase
 from ..exceptions import ConfigurationError, LLMBenchError
 from ..metrics.gates import Gates
 from ..metrics.hardware.monitor import PerformanceMonitor
@@ -70,13 +71,16 @@ def configure(config: pytest.Config) -> Gates:
     except (ConfigurationError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
-    config.stash[LOAD_PLAN_KEY] = plan
     base = config.invocation_params.dir
     suites = config.stash[SUITES_KEY] = tuple((p if p.is_absolute() else base / p).resolve() for p in settings.suite)
     add_suites_to_args(config, suites)
     borrowed = borrowed_rootdir(config.rootpath, base, suites, config.invocation_params.args)
     if borrowed is not None and not is_xdist_worker(config):
         config_warning(config, pytest.PytestConfigWarning(borrowed))
+    named = [*suites, *(base / arg for arg in config.args if arg.endswith(SUITE_SUFFIX))]
+    if not plan.dispatched and replays_any(named, settings.max_suite_bytes):
+        plan = plan.replaying()  # a trace sends at its own times: a load run whatever the options
+    config.stash[LOAD_PLAN_KEY] = plan
     config.stash[RUNNER_KEY] = lambda: process_runner(config)
     if plan.dispatched:  # this process sends ahead (session/load/)
         driver = config.stash[DRIVER_KEY] = LoadDriver(config, plan, config.stash[RUNNER_KEY])

@@ -7,11 +7,14 @@ expected and slo, so that a workload's sections fail the way a test's do.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ..exceptions import SuiteError
 from .suite import _SECTIONS, TestCase, _merged, _Problems, _section, _short
-from .workload import generate
+from .suite_json import read_suite_json
+from .workload import generate, replays
 from .workload.spec import Request, Workload, check_workload, shape_parameters
 
 
@@ -53,3 +56,16 @@ def clashing_ids(cases: list[TestCase | None], problems: _Problems) -> None:
             problems.add(f"the workload's test id '{_short(case.id)}' is also a test's id in this suite")
         elif case is not None:
             seen.add(case.id)
+
+
+def replays_any(paths: Iterable[Path], max_bytes: int) -> bool:
+    """Whether a suite among ``paths`` (files, or folders of ``*.json``) replays a trace; one that cannot be read
+    is left to collection, which reports it."""
+    for path in paths:
+        for candidate in sorted(path.glob("*.json")) if path.is_dir() else [path]:
+            try:
+                if candidate.suffix == ".json" and replays(read_suite_json(candidate, max_bytes)):
+                    return True
+            except SuiteError:
+                continue
+    return False

@@ -31,7 +31,16 @@ def workload_section(rows: Iterable[Mapping[str, Any]], tokenizer: str | None = 
         "input_exact": sum(wanted == got for wanted, got in pairs),
         "input_off_max_pct": max((abs(got - wanted) * 100 / wanted for wanted, got in pairs), default=None),
         "stopped_early": sum(bool(row.get("stopped_early")) for row in shaped),
+        "trace": _trace([row["send_at_s"] for row in shaped if row.get("send_at_s") is not None]),
     }
+
+
+def _trace(times: list[float]) -> dict[str, Any] | None:
+    """A replay's offered rate: its requests over the span of their planned send times."""
+    if not times:
+        return None
+    span = max(times) - min(times)
+    return {"requests": len(times), "span_s": span, "offered_rate": (len(times) - 1) / span if span > 0 else None}
 
 
 def _describe(values: Iterable[Any]) -> dict[str, Any]:
@@ -55,6 +64,10 @@ def workload_lines(section: Mapping[str, Any] | None) -> list[str]:
              f", achieved by server usage {shown(inputs['achieved'])}; {section['input_exact']}/{achieved} exact",
              f"workload: output tokens requested {shown(outputs['requested'])}, achieved {shown(outputs['achieved'])}"
              + (f"; {section['stopped_early']} stopped early" if section["stopped_early"] else "")]
+    trace = section.get("trace")
+    if trace and trace["offered_rate"]:
+        lines.append(f"workload: trace replay of {trace['requests']} requests over {trace['span_s']:.2f} s, offered "
+                     f"{trace['offered_rate']:.2f} req/s (the achieved rate and schedule lag are in the load line)")
     if section["estimated_lengths"]:
         lines.append(f"workload: ESTIMATED prompt lengths in {section['estimated_lengths']} requests (no server "
                      "tokenizer and no --llmbench-tokenizer): input lengths are not exact")
