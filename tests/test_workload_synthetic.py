@@ -139,3 +139,19 @@ def test_bad_specs_name_the_file_and_the_field(pytester, tok_stub, workload, mes
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([f"*rand.json: {message}"])
     assert tok_stub.requests == []
+
+
+@pytest.mark.parametrize("stream", [(), ("--llmbench-stream",)], ids=["json", "streamed"])
+def test_shared_prefixes_are_cached_and_cached_tokens_are_pooled(pytester, tok_stub, stream):
+    suite = write_workload(pytester.path, {"type": "synthetic", "count": 8, "seed": 3, "input_tokens": 100,
+                                           "output_tokens": 2, "prefix": {"tokens": 64, "groups": 2}})
+    result = run(pytester, tok_stub, suite, *stream)
+    result.assert_outcomes(passed=8)
+    prompts = [tok_stub.encode(r["body"]["prompt"]) for r in completions(tok_stub)]
+    assert len({tuple(p[:64]) for p in prompts}) == 2 and len({tuple(p[64:]) for p in prompts}) == 8
+    results = results_by_id(pytester.path / "llmbench_results" / "latest").values()
+    assert sorted(r["cached_tokens"] for r in results) == [0, 0] + [64] * 6  # each group's first is not cached
+    data = batch_of(pytester.path / "llmbench_results" / "latest")
+    assert data["aggregate"]["count_cached_tokens"] == 8 and data["aggregate"]["mean_cached_tokens"] == 48
+    assert data["workload"]["cached_tokens"] == {"requests": 8, "total": 384, "share": 384 / 800}
+    result.stdout.fnmatch_lines(["workload: 384 prompt tokens cached by usage (48.0% of 8 prompts)*"])

@@ -93,7 +93,8 @@ def write_end_summary(reporter: Any, batch: dict[str, Any], files: list[str], ga
                       batch_problem: str | None, warnings_as_errors: list[str]) -> None:
     """The llmbench part of pytest's terminal summary: tables, load and server lines, gates, lost files."""
     write_summary(reporter, batch, files)
-    for line in load_lines(batch.get("load"), batch.get("sweep")) + workload_lines(batch.get("workload")):
+    hit_rate = (batch.get("server") or {}).get("prefix_cache_hit_rate")
+    for line in load_lines(batch.get("load"), batch.get("sweep")) + workload_lines(batch.get("workload"), hit_rate):
         reporter.write_line(safe(line))
     if batch.get("server"):
         for line in summary_lines(batch["server"]):

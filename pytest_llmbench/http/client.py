@@ -259,6 +259,7 @@ class LLMClient:
         if outcome is not None:  # a broken stream keeps its partial text and timings
             result.response_text, result.finish_reason = outcome.text, outcome.finish_reason
             result.prompt_tokens, result.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
+            result.cached_tokens = outcome.cached_tokens
             result.ttft, result.itl, result.e2e_latency = outcome.ttft, outcome.itl, outcome.e2e_latency
             result.ttfot, result.time_to_second_token = outcome.ttfot, outcome.time_to_second_token
             result.reasoning_text, result.reasoning_tokens = streamed_reasoning(outcome.reasoning_parts,

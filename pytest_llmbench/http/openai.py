@@ -107,6 +107,7 @@ def read_completion_body(result: TestResult, payload: bytes, secrets: Secrets = 
         from_message(result, message_obj, reasoning_tokens(usage))
     result.prompt_tokens = usage_count(usage.get("prompt_tokens"))
     result.completion_tokens = usage_count(usage.get("completion_tokens"))
+    result.cached_tokens = cached_count(usage)
     return None
 
 
@@ -168,6 +169,13 @@ def asked_tokens(request: Mapping[str, Any]) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
     return None
+
+
+def cached_count(usage: Mapping[str, Any]) -> int | None:
+    """The prompt tokens the server took from its prefix cache (``usage.prompt_tokens_details.cached_tokens``, as
+    OpenAI, vLLM and SGLang send it); None when it does not say."""
+    details = usage.get("prompt_tokens_details")
+    return usage_count(details.get("cached_tokens")) if isinstance(details, Mapping) else None
 
 
 def usage_count(value: Any) -> int | None:

@@ -21,7 +21,7 @@ from ..jsonbound import loads_bounded
 from ..result import ApiError
 from .api_errors import BODY_READ_ERRORS, MESSAGE_LIMIT, size_text
 from .arrival import last_read
-from .openai import reasoning_tokens, usage_count
+from .openai import cached_count, reasoning_tokens, usage_count
 from .reasoning import reasoning_of
 from .redact import NO_SECRETS, Secrets
 from .server_timing import keep_reports
@@ -137,6 +137,7 @@ class StreamOutcome:
     text: str = ""  # the answer; reasoning (thinking) text is timed but kept out of it
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens
     finish_reason: str | None = None
     chunk_count: int = 0  # JSON chunks parsed, [DONE] not counted
     content_ns: list[int] = field(default_factory=list)  # perf_counter_ns of each chunk adding text
@@ -282,6 +283,8 @@ def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, a
         outcome.prompt_tokens = outcome.prompt_tokens if prompt is None else prompt
         outcome.completion_tokens = outcome.completion_tokens if completion is None else completion
         outcome.reasoning_tokens = reasoning_tokens(usage) or outcome.reasoning_tokens
+        cached = cached_count(usage)
+        outcome.cached_tokens = outcome.cached_tokens if cached is None else cached
     choice = _first_choice(chunk)
     if choice is None:
         return

@@ -31,8 +31,18 @@ def workload_section(rows: Iterable[Mapping[str, Any]], tokenizer: str | None = 
         "input_exact": sum(wanted == got for wanted, got in pairs),
         "input_off_max_pct": max((abs(got - wanted) * 100 / wanted for wanted, got in pairs), default=None),
         "stopped_early": sum(bool(row.get("stopped_early")) for row in shaped),
+        "cached_tokens": _cached(answered),
         "trace": _trace([row["send_at_s"] for row in shaped if row.get("send_at_s") is not None]),
     }
+
+
+def _cached(rows: list[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The prompt tokens the server's usage says came from its prefix cache, and their share of the prompts."""
+    told = [row for row in rows if row.get("cached_tokens") is not None and row.get("prompt_tokens")]
+    if not told:
+        return None
+    cached, prompts = sum(row["cached_tokens"] for row in told), sum(row["prompt_tokens"] for row in told)
+    return {"requests": len(told), "total": cached, "share": cached / prompts}
 
 
 def _trace(times: list[float]) -> dict[str, Any] | None:
@@ -48,8 +58,9 @@ def _describe(values: Iterable[Any]) -> dict[str, Any]:
     return {key: described[key] for key in _SHOWN}
 
 
-def workload_lines(section: Mapping[str, Any] | None) -> list[str]:
-    """The summary's lines about a generated workload's lengths."""
+def workload_lines(section: Mapping[str, Any] | None, server_hit_rate: float | None = None) -> list[str]:
+    """The summary's lines about a generated workload: lengths, the prefix cache (by usage, and by the server's
+    own counters beside when they were scraped) and a trace's offered rate."""
     if not section:
         return []
 
@@ -64,6 +75,11 @@ def workload_lines(section: Mapping[str, Any] | None) -> list[str]:
              f", achieved by server usage {shown(inputs['achieved'])}; {section['input_exact']}/{achieved} exact",
              f"workload: output tokens requested {shown(outputs['requested'])}, achieved {shown(outputs['achieved'])}"
              + (f"; {section['stopped_early']} stopped early" if section["stopped_early"] else "")]
+    cached = section.get("cached_tokens")
+    if cached:
+        lines.append(f"workload: {cached['total']} prompt tokens cached by usage ({cached['share'] * 100:.1f}% of "
+                     f"{cached['requests']} prompts)" + ("" if server_hit_rate is None else
+                                                         f" | server prefix cache hits {server_hit_rate * 100:.1f}%"))
     trace = section.get("trace")
     if trace and trace["offered_rate"]:
         lines.append(f"workload: trace replay of {trace['requests']} requests over {trace['span_s']:.2f} s, offered "
