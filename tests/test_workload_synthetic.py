@@ -155,3 +155,23 @@ def test_shared_prefixes_are_cached_and_cached_tokens_are_pooled(pytester, tok_s
     assert data["aggregate"]["count_cached_tokens"] == 8 and data["aggregate"]["mean_cached_tokens"] == 48
     assert data["workload"]["cached_tokens"] == {"requests": 8, "total": 384, "share": 384 / 800}
     result.stdout.fnmatch_lines(["workload: 384 prompt tokens cached by usage (48.0% of 8 prompts)*"])
+
+
+def test_a_local_tokenizer_builds_exact_prompts_when_the_server_has_none(pytester, plain_stub):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    from pytest_llmbench.collect.workload.prompts import corpus_text
+
+    tokenizer = Tokenizer(models.BPE(unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.train_from_iterator([corpus_text()], trainers.BpeTrainer(vocab_size=400, special_tokens=["[UNK]"]))
+    tokenizer.decoder = decoders.ByteLevel()
+    (pytester.path / "tok").mkdir()
+    tokenizer.save(str(pytester.path / "tok" / "tokenizer.json"))
+    suite = write_workload(pytester.path, {**SYNTHETIC, "count": 4})
+    run(pytester, plain_stub, suite, "--llmbench-tokenizer", str(pytester.path / "tok")).assert_outcomes(passed=4)
+    results = results_by_id(pytester.path / "llmbench_results" / "latest").values()
+    assert not any(r["input_tokens_estimated"] for r in results)
+    for result in results:
+        encoded = tokenizer.encode(result["request"]["prompt"], add_special_tokens=False)
+        assert len(encoded.ids) == result["requested_input_tokens"]
