@@ -60,3 +60,18 @@ def test_a_requests_lengths_do_not_depend_on_the_order_they_are_drawn():
     backward = [spec.draw(request_rng(7, i)) for i in reversed(range(50))][::-1]
     assert forward == backward and min(forward) >= 50 and max(forward) <= 150 and len(set(forward)) > 10
     assert forward != [spec.draw(request_rng(8, i)) for i in range(50)]
+
+
+def test_the_workload_examples_load_and_cover_every_kind():
+    from pathlib import Path
+
+    from pytest_llmbench.collect.suite import load_suite
+
+    folder = Path(__file__).resolve().parent.parent / "example_suites" / "workloads"
+    suites = {path.stem: load_suite(path).tests for path in sorted(folder.glob("*.json"))}
+    assert len(suites["rand"]) == 1000 and suites["rand"][0].shape.blocks  # the README's JSON, as written
+    assert len(suites["chats"]) == 12 and suites["chats"][0].api_type == "chat"
+    assert suites["replay"][-1].send_at_s > 0 and suites["replay"][0].shape.blocks
+    assert all(case.turns for case in suites["conversation"])
+    assert {block.key for case in suites["prefix"] for block in case.shape.blocks} == {
+        f"prefix/3/{group}" for group in range(4)}
