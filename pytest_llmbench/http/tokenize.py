@@ -3,7 +3,7 @@
 vLLM and SGLang serve ``POST /tokenize`` and ``/detokenize`` at the root (``{"prompt"}`` in, ``{"tokens"}`` out),
 llama.cpp's ``llama-server`` the same paths with ``{"content"}``, some proxies under ``/v1``, and
 llama-cpp-python's server ``/extras/tokenize`` (``{"input"}``, with BOS) and ``/extras/detokenize``. One body
-carries both field names, so one probe per route finds out; a 404 (or 405) moves to the next route. Only these
+carries both field names, so one probe per route finds out; a 404 (or any failure) moves to the next route. Only these
 routes are ever called: no probe reaches the completions endpoints. Every call has a total deadline.
 
 The tokens a server adds on its own (BOS) are found by tokenizing the empty text and taken off every answer:
@@ -27,7 +27,6 @@ from .openai import PATHS
 TOKENIZE_TIMEOUT = 30.0  # seconds, the whole of one tokenize call
 _ROUTES = (("/tokenize", "/detokenize"), ("/v1/tokenize", "/v1/detokenize"),
            ("/extras/tokenize", "/extras/detokenize"))
-_NOT_THERE = (404, 405, 501)
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,8 @@ def find_server_tokenizer(client: LLMClient, model: str | None,
             return ServerTokenizer(client, route, model, timeout), ""
         except ClientError as exc:
             status = exc.error.status if exc.error is not None else None
-            tried.append(tokenize if status in _NOT_THERE else f"{tokenize} ({exc})")
+            why = f"HTTP {status}" if status is not None else str(exc).split(": ", 1)[-1][:80]
+            tried.append(f"{tokenize} ({why})")
     return None, ", ".join(tried)
 
 
