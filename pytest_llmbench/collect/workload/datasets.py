@@ -10,22 +10,19 @@ valid ones still run.
 from __future__ import annotations
 
 import random
-import warnings
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ...exceptions import LLMBenchWarning
 from ...result import estimate_tokens
 from .lengths import parse_lengths, request_rng
-from .records import Record, records
+from .records import Usable
 from .spec import Add, Request, Turn, Workload, numbered, unknown_fields
 
 FORMATS = ("auto", "openai", "sharegpt", "text")
-MAX_WARNINGS = 20  # malformed records named one by one; the rest are counted
 _FIELDS = ("type", "count", "seed", "api", "category", "parameters", "stream", "slo", "expected", "path", "format",
            "max_input_tokens", "min_input_tokens", "output_tokens", "multi_turn", "think_time_s")
+Read = tuple[tuple[dict[str, Any], ...], str | None]  # a record's messages, or why it has none
 _USER, _ASSISTANT = ("human", "user"), ("gpt", "assistant", "chatgpt", "bard", "bing")
 
 
@@ -91,33 +88,25 @@ def _sample(path: Path, fmt: str, workload: Workload, multi_turn: bool, bounds: 
     """(line, messages) of the sampled records, in file order; problems and filters as they stream by."""
     rng = random.Random(f"llmbench/{workload.seed}/sample")
     kept: list[tuple[int, tuple[dict[str, Any], ...]]] = []
-    seen = bad = 0
+    seen = 0
     try:
         with path.open("rb") as handle:
-            for record, messages, problem in _read(records(handle), fmt, multi_turn):
-                if problem is not None:
-                    bad += 1
-                    if bad <= MAX_WARNINGS:
-                        warnings.warn(LLMBenchWarning(f"llmbench: {path}:{record.where}: {problem}; skipped"),
-                                      stacklevel=2)
-                    continue
+            found = Usable(path, handle, lambda value: _read(value, fmt, multi_turn))
+            for where, messages in found:
                 if not _fits(messages, bounds, multi_turn):
                     continue
                 if workload.count is None or seen < workload.count:
-                    kept.append((record.where, messages))
+                    kept.append((where, messages))
                 else:
                     slot = rng.randint(0, seen)
                     if slot < workload.count:
-                        kept[slot] = (record.where, messages)
+                        kept[slot] = (where, messages)
                 seen += 1
     except OSError as exc:
         add(f"workload.path: cannot read {path}: {exc.strerror or exc}")
         return []
-    if bad > MAX_WARNINGS:
-        warnings.warn(LLMBenchWarning(f"llmbench: {path}: {bad - MAX_WARNINGS} more malformed records skipped"),
-                      stacklevel=2)
     if not kept:
-        add(f"workload.path: {path} has no usable record" + (f" ({bad} malformed)" if bad else "")
+        add(f"workload.path: {path} has no usable record" + (f" ({found.bad} malformed)" if found.bad else "")
             + (" within the token bounds" if any(bounds) else ""))
     return sorted(kept, key=lambda pair: pair[0])
 
@@ -132,20 +121,12 @@ def _fits(messages: tuple[dict[str, Any], ...], bounds: tuple[int, int], multi_t
     return tokens >= low and (not high or tokens <= high)
 
 
-def _read(found: Iterator[Record], fmt: str,
-          multi_turn: bool) -> Iterator[tuple[Record, tuple[dict[str, Any], ...], str | None]]:
-    """Each record as chat messages ending with a user message, or with the problem that keeps it out."""
-    for record in found:
-        if record.problem is not None:
-            yield record, (), record.problem
-            continue
-        value = record.value
-        kind = fmt if fmt != "auto" else _guess(value)
-        if kind is None:
-            yield record, (), "not an object with 'messages', 'conversations' or 'text'"
-            continue
-        messages, problem = _READERS[kind](value, multi_turn)
-        yield record, messages, problem
+def _read(value: Any, fmt: str, multi_turn: bool) -> Read:
+    """A record as chat messages ending with a user message, or the problem that keeps it out."""
+    kind = fmt if fmt != "auto" else _guess(value)
+    if kind is None:
+        return (), "not an object with 'messages', 'conversations' or 'text'"
+    return _READERS[kind](value, multi_turn)
 
 
 def _guess(value: Any) -> str | None:
@@ -154,9 +135,6 @@ def _guess(value: Any) -> str | None:
             if key in value:
                 return kind
     return None
-
-
-Read = tuple[tuple[dict[str, Any], ...], str | None]
 
 
 def _openai(value: Any, multi_turn: bool) -> Read:

@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from pathlib import Path
+from typing import IO, Any, Generic, TypeVar
+
+from ...exceptions import LLMBenchWarning
 
 MAX_RECORD_BYTES = 16 * 2**20
+MAX_WARNINGS = 20  # malformed records named one by one; the rest are counted
+T = TypeVar("T")
 _CHUNK = 1 << 20
 
 
@@ -21,6 +27,29 @@ class Record:
     where: int  # the line number (JSONL) or the item's number in the array, from 1
     value: Any  # the parsed JSON, or None when ``problem`` says why it could not be read
     problem: str | None = None
+
+
+class Usable(Generic[T]):
+    """(where, what ``read`` made of it) for each record ``read`` finds no problem with; each malformed record is a
+    warning naming the file and line (the first MAX_WARNINGS, then a count), and ``bad`` counts them."""
+
+    def __init__(self, path: Path, handle: IO[bytes], read: Callable[[Any], tuple[T, str | None]]) -> None:
+        self.path, self.handle, self.read = path, handle, read
+        self.bad = 0
+
+    def __iter__(self) -> Iterator[tuple[int, T]]:
+        for record in records(self.handle):
+            value, problem = (None, record.problem) if record.problem else self.read(record.value)
+            if problem is None:
+                yield record.where, value  # type: ignore[misc]
+                continue
+            self.bad += 1
+            if self.bad <= MAX_WARNINGS:
+                warnings.warn(LLMBenchWarning(f"llmbench: {self.path}:{record.where}: {problem}; skipped"),
+                              stacklevel=2)
+        if self.bad > MAX_WARNINGS:
+            warnings.warn(LLMBenchWarning(f"llmbench: {self.path}: {self.bad - MAX_WARNINGS} more malformed "
+                                          "records skipped"), stacklevel=2)
 
 
 def records(handle: IO[bytes]) -> Iterator[Record]:

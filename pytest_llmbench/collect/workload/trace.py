@@ -9,12 +9,10 @@ it, a timestamp earlier than the one before is an error (a replay cannot send in
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
-from ...exceptions import LLMBenchWarning
-from .datasets import MAX_WARNINGS, dataset_path
-from .records import records
+from .datasets import dataset_path
+from .records import Usable
 from .spec import Add, Block, Request, Shape, Workload, numbered, unknown_fields
 
 FORMATS = ("mooncake",)
@@ -56,29 +54,22 @@ def trace_requests(workload: Workload, add: Add) -> list[Request]:
 
 def _lines(path: Any, workload: Workload, add: Add) -> list[tuple[int, dict[str, Any]]]:
     kept: list[tuple[int, dict[str, Any]]] = []
-    bad = 0
     try:
         with path.open("rb") as handle:
-            for record in records(handle):
-                problem = record.problem or _problem(record.value)
-                if problem is None and kept and record.value["timestamp"] < kept[-1][1]["timestamp"]:
-                    add(f"workload.path: {path}:{record.where}: timestamp {record.value['timestamp']} goes back "
-                        f"before {kept[-1][1]['timestamp']} (line {kept[-1][0]}); a trace must be in time order")
+            found = Usable(path, handle, lambda value: (value, _problem(value)))
+            for where, entry in found:
+                if kept and entry["timestamp"] < kept[-1][1]["timestamp"]:
+                    add(f"workload.path: {path}:{where}: timestamp {entry['timestamp']} goes back before "
+                        f"{kept[-1][1]['timestamp']} (line {kept[-1][0]}); a trace must be in time order")
                     return []
-                if problem is not None:
-                    bad += 1
-                    if bad <= MAX_WARNINGS:
-                        warnings.warn(LLMBenchWarning(f"llmbench: {path}:{record.where}: {problem}; skipped"),
-                                      stacklevel=2)
-                    continue
-                kept.append((record.where, record.value))
+                kept.append((where, entry))
                 if workload.count is not None and len(kept) == workload.count:
                     break
     except OSError as exc:
         add(f"workload.path: cannot read {path}: {exc.strerror or exc}")
         return []
     if not kept:
-        add(f"workload.path: {path} has no usable trace line" + (f" ({bad} malformed)" if bad else ""))
+        add(f"workload.path: {path} has no usable trace line" + (f" ({found.bad} malformed)" if found.bad else ""))
     return kept
 
 
