@@ -7,7 +7,9 @@ arrive as plain callables.
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,16 +17,72 @@ from typing import Any
 from .checks.evaluate import DEFAULT_MIN_SCORE, Check, evaluate, format_failures, needs_judge
 from .checks.judge import judge_question, run_judge
 from .collect.suite import TestCase
-from .exceptions import HookError, LLMBenchError
+from .collect.workload.prompts import PromptBuilder
+from .collect.workload.tokens import resolve_tokenizer
+from .exceptions import ClientError, HookError, LLMBenchError, LLMBenchWarning
 from .http.api_errors import MESSAGE_LIMIT
 from .http.client import LLMClient
 from .http.openai import build_body, chat_endpoint
 from .metrics.slo import check_test_slo
 from .options import Settings
 from .result import ApiError, TestResult, now_iso
-from .shaped import ShapedPrompts
 
 Answered = tuple[TestResult, tuple[float, float]]  # a request's result and its monotonic window
+
+
+class ShapedPrompts:
+    """One process's prompt builder for generated tests; the tokenizer is resolved once, on first use.
+
+    Collection sends nothing (it runs in every xdist worker): the process that sends a generated request builds its
+    text just before. A load run prepares every body before its first request leaves, so building is never inside
+    a measured request."""
+
+    def __init__(self, client: LLMClient, local_tokenizer: str | None) -> None:
+        self._client = client
+        self._local = local_tokenizer
+        self._builder: PromptBuilder | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def builder(self) -> PromptBuilder:
+        with self._lock:
+            if self._builder is None:
+                tokenizer, warning = resolve_tokenizer(self._client, self._client.model, self._local)
+                if warning:
+                    warnings.warn(LLMBenchWarning(f"llmbench: {warning}"), stacklevel=2)
+                self._builder = PromptBuilder(tokenizer)
+            return self._builder
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the lengths are estimates (known once a prompt was built)."""
+        return self._builder is not None and self._builder.tokenizer.estimated
+
+    def apply(self, case: TestCase, model: str | None) -> TestCase:
+        """The case with its prompt (or its user message) built; raises LLMBenchError when it cannot be."""
+        shape = case.shape
+        assert shape is not None
+        self._check_context(case, model)
+        builder = self.builder
+        head = [i for block in shape.blocks for i in builder.block(block.key, block.tokens)]
+        text, _ = builder.text(shape.input_tokens, shape.key, head)
+        if case.messages is None:
+            return dataclasses.replace(case, prompt=text)
+        return dataclasses.replace(case, messages=(*case.messages[:-1], {**case.messages[-1], "content": text}))
+
+    def _check_context(self, case: TestCase, model: str | None) -> None:
+        """Refuse a request longer than the model's context, when /v1/models says how long that is (vLLM)."""
+        shape = case.shape
+        assert shape is not None
+        wanted = model or self._client.model
+        for entry in self._client.listed or ():
+            limit = entry.get("max_model_len")
+            if entry.get("id") == wanted and isinstance(limit, int) and limit > 0:
+                total = shape.input_tokens + (shape.output_tokens or 0)
+                if total > limit:
+                    raise ClientError(f"{case.id} asks for {shape.input_tokens} input + {shape.output_tokens or 0} "
+                                      f"output tokens, beyond the model's context of {limit} tokens "
+                                      "(max_model_len in /v1/models)")
 
 
 def _no_request_hook(test_case: TestCase, request: dict[str, Any]) -> None:

@@ -12,28 +12,29 @@ from pathlib import Path
 from typing import Any
 
 from ..exceptions import SuiteError
-from .suite import _SECTIONS, TestCase, _merged, _Problems, _section, _short
+from .case import TestCase
+from .sections import SECTIONS, Problems, merged, section, short
 from .suite_json import read_suite_json
 from .workload import generate, replays
 from .workload.spec import Request, Workload, check_workload, shape_parameters
 
 
 def workload_cases(path: Path, raw: Any, defaults: dict[str, dict[str, Any]], suite_id: str, first: int,
-                    problems: _Problems) -> list[TestCase | None]:
+                    problems: Problems) -> list[TestCase | None]:
     """The workload's requests as test cases, after the suite's own tests; the workload's parameters, expected
     and slo apply to each (over the suite's defaults), a request's own token counts over both."""
     workload = check_workload(raw, path, problems.add)
     if workload is None or problems.lines:
         return []
-    own = {key: _section(workload.raw, key, problems, prefix="workload.") for key in _SECTIONS}
+    own = {key: section(workload.raw, key, problems, prefix="workload.") for key in SECTIONS}
     requests = generate(workload, problems.add)
     if problems.lines:
         return []
-    merged = {key: _merged(defaults, own, key) for key in _SECTIONS}
-    return [_generated(workload, request, merged, suite_id, first + n) for n, request in enumerate(requests)]
+    combined = {key: merged(defaults, own, key) for key in SECTIONS}
+    return [_generated(workload, request, combined, suite_id, first + n) for n, request in enumerate(requests)]
 
 
-def _generated(workload: Workload, request: Request, merged: dict[str, dict[str, Any]], suite_id: str,
+def _generated(workload: Workload, request: Request, combined: dict[str, dict[str, Any]], suite_id: str,
                index: int) -> TestCase:
     prompt, messages = request.prompt, request.messages
     if prompt is None and messages is None and not request.turns:  # built when sent: a placeholder of the API
@@ -42,18 +43,18 @@ def _generated(workload: Workload, request: Request, merged: dict[str, dict[str,
     return TestCase(
         id=request.id, name=request.id, category=request.category, prompt=prompt,
         messages=messages if messages is not None or prompt is not None else (),
-        parameters={**copy.deepcopy(merged["parameters"]), **(request.parameters or {}), **shaped},
-        stream=workload.raw.get("stream"), expected=copy.deepcopy(merged["expected"]) or None,
-        slo=copy.deepcopy(merged["slo"]) or None, index=index, suite_id=suite_id, shape=request.shape,
+        parameters={**copy.deepcopy(combined["parameters"]), **(request.parameters or {}), **shaped},
+        stream=workload.raw.get("stream"), expected=copy.deepcopy(combined["expected"]) or None,
+        slo=copy.deepcopy(combined["slo"]) or None, index=index, suite_id=suite_id, shape=request.shape,
         turns=request.turns, think_time_s=request.think_time_s, send_at_s=request.send_at_s,
         metadata={"source": request.where} if request.where else None)
 
 
-def clashing_ids(cases: list[TestCase | None], problems: _Problems) -> None:
+def clashing_ids(cases: list[TestCase | None], problems: Problems) -> None:
     seen: set[str] = set()
     for case in cases:
         if case is not None and case.id in seen:
-            problems.add(f"the workload's test id '{_short(case.id)}' is also a test's id in this suite")
+            problems.add(f"the workload's test id '{short(case.id)}' is also a test's id in this suite")
         elif case is not None:
             seen.add(case.id)
 

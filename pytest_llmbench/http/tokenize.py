@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..collect.workload.tokens import EstimateTokenizer, LocalTokenizer, Tokenizer
 from ..exceptions import ClientError
 from ..jsonbound import loads_bounded
 from .api_errors import describe
@@ -110,18 +109,3 @@ def find_server_tokenizer(client: LLMClient, model: str | None,
             why = f"HTTP {status}" if status is not None else str(exc).split(": ", 1)[-1][:80]
             tried.append(f"{tokenize} ({why})")
     return None, ", ".join(tried)
-
-
-def resolve_tokenizer(client: LLMClient, model: str | None, local: str | None) -> tuple[Tokenizer, str | None]:
-    """The tokenizer prompts are built with, and a warning when lengths will be estimates.
-
-    The server's own comes first (its counts are the ones usage reports), then ``--llmbench-tokenizer``, then the
-    estimate. A named local tokenizer that cannot be loaded raises ConfigurationError."""
-    found, tried = find_server_tokenizer(client, model)
-    if found is not None:
-        return found, None
-    if local:
-        return LocalTokenizer(local), None
-    return EstimateTokenizer(), (f"the server has no tokenizer route (tried {tried}) and no --llmbench-tokenizer "
-                                 "was given: workload prompt lengths are estimates (one token per word), flagged "
-                                 "in every result")

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ...exceptions import ConfigurationError
+from ...http.client import LLMClient
+from ...http.tokenize import find_server_tokenizer
 
 
 class Tokenizer(Protocol):
@@ -78,3 +80,18 @@ class LocalTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return str(self._tokenizer.decode(list(ids)))
+
+
+def resolve_tokenizer(client: LLMClient, model: str | None, local: str | None) -> tuple[Tokenizer, str | None]:
+    """The tokenizer prompts are built with, and a warning when lengths will be estimates.
+
+    The server's own comes first (its counts are the ones usage reports), then ``--llmbench-tokenizer``, then the
+    estimate. A named local tokenizer that cannot be loaded raises ConfigurationError."""
+    found, tried = find_server_tokenizer(client, model)
+    if found is not None:
+        return found, None
+    if local:
+        return LocalTokenizer(local), None
+    return EstimateTokenizer(), (f"the server has no tokenizer route (tried {tried}) and no --llmbench-tokenizer "
+                                 "was given: workload prompt lengths are estimates (one token per word), flagged "
+                                 "in every result")
