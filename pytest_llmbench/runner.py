@@ -41,6 +41,7 @@ class ShapedPrompts:
         self._client = client
         self._local = local_tokenizer
         self._builder: PromptBuilder | None = None
+        self._context: dict[str, int] | None = None
         self._lock = threading.Lock()
 
     @property
@@ -74,15 +75,26 @@ class ShapedPrompts:
         """Refuse a request longer than the model's context, when /v1/models says how long that is (vLLM)."""
         shape = case.shape
         assert shape is not None
-        wanted = model or self._client.model
-        for entry in self._client.listed or ():
-            limit = entry.get("max_model_len")
-            if entry.get("id") == wanted and isinstance(limit, int) and limit > 0:
-                total = shape.input_tokens + (shape.output_tokens or 0)
-                if total > limit:
-                    raise ClientError(f"{case.id} asks for {shape.input_tokens} input + {shape.output_tokens or 0} "
-                                      f"output tokens, beyond the model's context of {limit} tokens "
-                                      "(max_model_len in /v1/models)")
+        limit = self.context_lengths.get(model or self._client.model or "")
+        total = shape.input_tokens + (shape.output_tokens or 0)
+        if limit is not None and total > limit:
+            raise ClientError(f"{case.id} asks for {shape.input_tokens} input + {shape.output_tokens or 0} output "
+                              f"tokens, beyond the model's context of {limit} tokens (max_model_len in /v1/models)")
+
+    @property
+    def context_lengths(self) -> dict[str, int]:
+        """Each listed model's ``max_model_len`` (vLLM lists it), from GET /v1/models once per process; none when
+        the server lists none or cannot be asked (the request then finds out)."""
+        with self._lock:
+            if self._context is None:
+                try:
+                    if self._client.listed is None:
+                        self._client.list_models()
+                except ClientError:
+                    pass
+                self._context = {entry["id"]: entry["max_model_len"] for entry in self._client.listed or ()
+                                 if isinstance(entry.get("max_model_len"), int) and entry["max_model_len"] > 0}
+            return self._context
 
 
 def _no_request_hook(test_case: TestCase, request: dict[str, Any]) -> None:

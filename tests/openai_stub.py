@@ -47,6 +47,7 @@ class OpenAIStub:
     # counts what the client sends at once, however slow a busy machine makes each send.
     gather: int = 0
     gather_timeout: float = 10.0
+    max_model_len: int = 0  # listed with each model when set, as vLLM lists its context length
     tokenizer: bool = False  # serve /tokenize and /detokenize (vLLM's shape) and count usage by their rule
     cached: set[tuple[int, ...]] = field(default_factory=set)  # prompt prefixes seen, CACHE_BLOCK tokens apart
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -63,7 +64,9 @@ class OpenAIStub:
 
     def install(self, httpserver: Any) -> str:
         httpserver.expect_request("/v1/models").respond_with_json(
-            {"object": "list", "data": [{"id": m, "object": "model", "owned_by": self.owned_by} for m in self.models]})
+            {"object": "list", "data": [{"id": m, "object": "model", "owned_by": self.owned_by,
+                                         **({"max_model_len": self.max_model_len} if self.max_model_len else {})}
+                                        for m in self.models]})
         httpserver.expect_request("/v1/completions", method="POST").respond_with_handler(self._answer)
         httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_handler(self._answer)
         if self.tokenizer:

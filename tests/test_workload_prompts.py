@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pytest_llmbench.collect.workload.lengths import Lengths, request_rng
+from pytest_llmbench.collect.workload.lengths import Draws, Lengths
 from pytest_llmbench.collect.workload.prompts import PromptBuilder
 from pytest_llmbench.collect.workload.tokens import EstimateTokenizer
 
@@ -56,10 +56,10 @@ def test_shared_blocks_start_the_prompts_that_name_them():
 
 def test_a_requests_lengths_do_not_depend_on_the_order_they_are_drawn():
     spec = Lengths(mean=100, stddev=30, low=50, high=150)
-    forward = [spec.draw(request_rng(7, i)) for i in range(50)]
-    backward = [spec.draw(request_rng(7, i)) for i in reversed(range(50))][::-1]
+    forward = [spec.draw(Draws(7, i)) for i in range(50)]
+    backward = [spec.draw(Draws(7, i)) for i in reversed(range(50))][::-1]
     assert forward == backward and min(forward) >= 50 and max(forward) <= 150 and len(set(forward)) > 10
-    assert forward != [spec.draw(request_rng(8, i)) for i in range(50)]
+    assert forward != [spec.draw(Draws(8, i)) for i in range(50)]
 
 
 def test_the_workload_examples_load_and_cover_every_kind():

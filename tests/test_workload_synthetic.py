@@ -113,6 +113,7 @@ def test_without_a_tokenizer_lengths_are_estimates_flagged_everywhere(pytester, 
     assert {r["path"] for r in plain_stub.requests} <= {*COMPLETIONS, "/v1/models"}  # only 404s besides
     results = results_by_id(pytester.path / "llmbench_results" / "latest").values()
     assert all(r["input_tokens_estimated"] for r in results)
+    assert all(r["stopped_early"] for r in results)  # "stub answer": 2 of the 16 tokens exact_output asked for
     assert batch_of(pytester.path / "llmbench_results" / "latest")["workload"]["estimated_lengths"] == 3
 
 
@@ -175,3 +176,20 @@ def test_a_local_tokenizer_builds_exact_prompts_when_the_server_has_none(pyteste
     for result in results:
         encoded = tokenizer.encode(result["request"]["prompt"], add_special_tokens=False)
         assert len(encoded.ids) == result["requested_input_tokens"]
+
+
+@pytest.fixture
+def small_context_stub() -> Iterator[OpenAIStub]:
+    """A server with a tokenizer whose /v1/models lists a context of 110 tokens, as vLLM lists max_model_len."""
+    yield from serve(tokenizer=True, max_model_len=110)
+
+
+def test_a_request_beyond_the_models_context_fails_with_that_message(pytester, small_context_stub):
+    tok_stub = small_context_stub
+    suite = write_workload(pytester.path, {"type": "synthetic", "count": 2, "input_tokens": {"min": 90, "max": 100},
+                                           "output_tokens": 20})
+    result = run(pytester, tok_stub, suite)
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*synthetic[[]000?] asks for * input + 20 output tokens, beyond the model's context "
+                                 "of 110 tokens (max_model_len in /v1/models)*"])
+    assert completions(tok_stub) == []

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ...result import estimate_tokens
-from .lengths import parse_lengths, request_rng
+from .lengths import Draws, parse_lengths
 from .records import Usable
 from .spec import Add, Request, Turn, Workload, numbered, unknown_fields
 
@@ -51,7 +51,7 @@ def dataset_requests(workload: Workload, add: Add) -> list[Request]:
     picked = _sample(path, fmt, workload, multi_turn is True, (bounds[0] or 0, bounds[1] or 0), add)
     requests = []
     for n, (line, prompt) in enumerate(picked):
-        parameters = {"max_tokens": outputs.draw(request_rng(workload.seed, n))} if outputs is not None else None
+        parameters = {"max_tokens": outputs.draw(Draws(workload.seed, n))} if outputs is not None else None
         request = Request(id=numbered(fmt if fmt != "auto" else "dataset", n, len(picked)), category=workload.category,
                           parameters=parameters, where=f"{path.name}:{line}", think_time_s=float(think))
         requests.append(_shaped(request, prompt, workload.api, multi_turn is True))

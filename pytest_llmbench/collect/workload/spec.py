@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .lengths import Lengths, Mix, parse_lengths, parse_mix, request_rng
+from .lengths import Draws, Lengths, Mix, parse_lengths, parse_mix
 
 KINDS = ("synthetic", "dataset", "trace")
 APIS = ("completions", "chat")
@@ -136,13 +136,14 @@ def synthetic_requests(workload: Workload, add: Add) -> list[Request]:
     prefix = _prefix(raw.get("prefix"), add) if "prefix" in raw else None
     if (mix is None and inputs is None) or workload.count is None:
         return []
-    return [_synthetic(workload, index, mix, inputs, outputs, prefix, exact is True)
+    width = id_width(workload.count)
+    return [_synthetic(workload, index, mix, inputs, outputs, prefix, exact is True, width)
             for index in range(workload.count)]
 
 
 def _synthetic(workload: Workload, index: int, mix: Mix | None, inputs: Lengths | None, outputs: Lengths | None,
-               prefix: tuple[int, int] | None, exact: bool) -> Request:
-    rng = request_rng(workload.seed, index)
+               prefix: tuple[int, int] | None, exact: bool, width: int) -> Request:
+    rng = Draws(workload.seed, index)  # hashes drawn only where a length is not fixed
     output_tokens: int | None
     if mix is not None:
         input_tokens, output_tokens = mix.draw(rng)
@@ -155,7 +156,7 @@ def _synthetic(workload: Workload, index: int, mix: Mix | None, inputs: Lengths 
         tokens, groups = prefix
         blocks = (Block(f"prefix/{workload.seed}/{rng.randrange(groups)}", min(tokens, input_tokens)),)
     shape = Shape(input_tokens, output_tokens, f"synthetic/{workload.seed}/{index}", blocks, exact)
-    return Request(id=numbered("synthetic", index, workload.count or 0), category=workload.category, shape=shape)
+    return Request(id=f"synthetic[{index:0{width}d}]", category=workload.category, shape=shape)
 
 
 def _prefix(value: Any, add: Add) -> tuple[int, int] | None:
@@ -166,9 +167,13 @@ def _prefix(value: Any, add: Add) -> tuple[int, int] | None:
     return value["tokens"], value.get("groups", 1)
 
 
+def id_width(total: int) -> int:
+    """Digits of a generated test's number: ``synthetic[0042]``, at least four, so that ids sort."""
+    return max(4, len(str(max(total - 1, 0))))
+
+
 def numbered(kind: str, index: int, total: int) -> str:
-    """A generated test's id: ``synthetic[0042]``, zero-padded to at least four digits so that ids sort."""
-    return f"{kind}[{index:0{max(4, len(str(max(total - 1, 0))))}d}]"
+    return f"{kind}[{index:0{id_width(total)}d}]"
 
 
 def shape_parameters(shape: Shape) -> dict[str, Any]:
