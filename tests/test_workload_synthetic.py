@@ -193,3 +193,15 @@ def test_a_request_beyond_the_models_context_fails_with_that_message(pytester, s
     result.stdout.fnmatch_lines(["*synthetic[[]000?] asks for * input + 20 output tokens, beyond the model's context "
                                  "of 110 tokens (max_model_len in /v1/models)*"])
     assert completions(tok_stub) == []
+
+
+def test_a_sweep_with_warm_up_runs_every_level_and_sends_nothing_else(pytester, tok_stub):
+    suite = write_workload(pytester.path, {**SYNTHETIC, "count": 4})
+    result = run(pytester, tok_stub, suite, "--llmbench-sweep", "concurrency=1,2", "--llmbench-warmup", "2",
+                 "-n", "2")
+    result.assert_outcomes(passed=8)
+    assert len(completions(tok_stub)) == 8 + 2  # the tests' requests and the warm-up, no probe
+    levels = batch_of(pytester.path / "llmbench_results" / "latest")["sweep"]["levels"]
+    assert [(level["level"], level["requests"]) for level in levels] == [("c1", 4), ("c2", 4)]
+    ids = {r["test_id"] for r in results_by_id(pytester.path / "llmbench_results" / "latest").values()}
+    assert ids == {f"synthetic[{n:04d}]" for n in range(4)}
