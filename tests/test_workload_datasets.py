@@ -80,7 +80,7 @@ def test_malformed_lines_warn_with_file_and_line_and_the_rest_run(pytester, stub
         {"messages": [{"role": "user", "content": "one"}]}, "{not json", {"messages": "nope"},
         {"text": "two"}, {"other": 1}, {"messages": [{"role": "system", "content": "s"},
                                                     {"role": "user", "content": "three"}]}])
-    result = run(pytester, stub, pytester.path / "mixed.jsonl")
+    result = run(pytester, stub, pytester.path / "mixed.jsonl", "-n", "2")  # each worker warns; listed once
     result.assert_outcomes(passed=3)
     path = pytester.path / "mixed.jsonl"
     for line in (2, 3, 5):
