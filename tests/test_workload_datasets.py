@@ -134,3 +134,9 @@ def test_a_random_seeded_file_of_ten_thousand_lines_samples_the_same_in_any_proc
     again = [c.prompt for c in load_suite(workload_suite(tmp_path, path="t.jsonl", count=7, seed=9,
                                                          api="completions")).tests]
     assert first == again and len(set(first)) == 7
+
+
+def test_a_file_saved_with_a_byte_order_mark_reads_from_its_first_line(tmp_path):
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + json.dumps({"text": "first"}).encode() + b"\n")
+    cases = load_suite(workload_suite(tmp_path, path="bom.jsonl", api="completions")).tests
+    assert [case.prompt for case in cases] == ["first"]

@@ -54,7 +54,7 @@ class Usable(Generic[T]):
 
 def records(handle: IO[bytes]) -> Iterator[Record]:
     """Every record of a JSONL file, or of a file that is one JSON array (as some ShareGPT dumps are)."""
-    head = handle.read(_CHUNK)
+    head = handle.read(_CHUNK).removeprefix(codecs.BOM_UTF8)  # as some editors save UTF-8
     if head.lstrip()[:1] == b"[":
         yield from _array_items(head, handle)
     else:
