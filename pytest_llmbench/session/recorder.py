@@ -267,7 +267,7 @@ class Recorder:
         aggregate["wall_time_s"] = wall_time_s
         # pytest's tests: a hand-written test's requests (all with its outcome) count once, by its node id
         tests = {row["test_id"]: row["passed"] for row in self.rows if row["llm_client"]}
-        suite_rows = [row for row in self.rows if not row["llm_client"] and (row["turn"] or 1) == 1]
+        suite_rows = [row for row in self.rows if not row["llm_client"] and (row.get("turn") or 1) == 1]
         aggregate["total_requests"] = len(self.rows)
         aggregate["total_tests"] = len(suite_rows) + len(tests)
         aggregate["passed_tests"] = sum(row["passed"] for row in suite_rows) + sum(tests.values())
