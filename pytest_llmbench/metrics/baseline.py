@@ -16,20 +16,14 @@ from ..exceptions import BatchFileError
 from .batch_file import read_batch
 from .samples import RULE, count_key, short_of
 from .slo import RUN_NAMES, summary_key
-from .stats import finite_number, format_value, summary_keys
+from .stats import POOLED, finite_number, format_value, summary_keys
 
-# What the terminal table shows when no metric is named: the figures people watch between runs.
+# What the terminal table shows when no metric is named: the figures people watch between runs (each metric's
+# are declared in result.METRICS).
 DEFAULT_METRICS = (
     "success_rate",
     "goodput",
-    "mean_latency_ms",
-    "p50_latency_ms",
-    "p99_latency_ms",
-    "mean_ttft_ms",
-    "p99_ttft_ms",
-    "mean_tpot_ms",
-    "mean_itl_ms",
-    "mean_tokens_per_second",
+    *(metric.summary_key(stat) for metric in POOLED for stat in metric.baseline),
     "request_throughput",
     "output_throughput",
 )

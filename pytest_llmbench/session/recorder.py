@@ -17,7 +17,7 @@ from ..metrics.hardware.monitor import ErrorRateAlert, PerformanceMonitor
 from ..metrics.hardware.window import joules_per_token
 from ..metrics.server.store import ServerStore
 from ..metrics.server_timing import ServerTimingTally
-from ..metrics.stats import StatsAccumulator
+from ..metrics.stats import POOLED, StatsAccumulator, quantiles_key
 from ..metrics.timeline import uncovered
 from ..result import METRICS, TestResult
 from .handoff import Delivery
@@ -33,6 +33,7 @@ ROW_FIELDS = ("test_id", "test_name", "category", "model", "success", "prompt_to
               "tokens_estimated", "attempts", "error_message", "reasoning_score", "timing_degraded", "server_timing",
               "trace_id",
               *(metric.field for metric in METRICS if not metric.per_chunk))
+PER_CHUNK = tuple(metric for metric in METRICS if metric.per_chunk)
 
 
 EXCERPT_CHARS = 300  # of a failed test's answer, kept in the batch for the report
@@ -41,8 +42,10 @@ EXCERPT_CHARS = 300  # of a failed test's answer, kept in the batch for the repo
 def row_of(result: TestResult) -> dict[str, Any]:
     """The batch file's row for one test: its figures without the response text (a failure keeps an excerpt)."""
     row = {name: getattr(result, name) for name in ROW_FIELDS}
-    row["itl_mean"] = sum(result.itl) / len(result.itl) if result.itl else None
-    row["itl_count"] = len(result.itl)  # with itl_mean, the pooled mean over any subset of rows (baseline_tests.py)
+    for metric in PER_CHUNK:  # one mean per request in the row: ITL's chunks are too many
+        values = getattr(result, metric.field)
+        row[metric.row_field] = sum(values) / len(values) if values else None
+        row[f"{metric.field}_count"] = len(values)  # with the mean, the pooled mean of any subset of rows
     evaluation, slo = result.evaluation_result, result.slo_result
     row["evaluation_passed"] = evaluation.get("passed") if evaluation else None
     row["slo_passed"] = slo.get("passed") if slo else None
@@ -227,7 +230,7 @@ class Recorder:
             "categories": self.stats.by_category(),
             "models": self.stats.by_model(),
             "slowest": self.stats.slowest(5),
-            "distributions": {"itl_ms": self.stats.quantiles("itl")},
+            "distributions": {quantiles_key(m): self.stats.quantiles(m.key) for m in POOLED if m.per_chunk},
             "lost_tests": self.lost,
             "alerts": self.alerts,
             "hardware": self._hardware(aggregate),

@@ -11,7 +11,7 @@ from ...metrics.baseline import compare
 from ...metrics.baseline_tests import keys_of, shared_aggregate
 from ...metrics.samples import shortfall, vouched
 from ...metrics.stats import finite_number, format_value
-from .build import HEADLINE, delta_rows, shown
+from .build import HEADLINE, TIMELINE, delta_rows, shown
 
 TEST_CHANGES_SHOWN = 15  # the largest slow-downs, and a third as many speed-ups
 
@@ -81,5 +81,5 @@ def test_changes(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
         "shared": len(shared), "only_first": len(before.keys() - shared), "only_last": len(after.keys() - shared),
         "rows": [{"id": key[0], "model": key[1], "before": format_value("x_ms", before[key] * 1000),
                   "after": format_value("x_ms", after[key] * 1000), "change": f"{change:+.1f}%",
-                  "verdict": verdict(change, "lower")} for key, change in slower + faster],
+                  "verdict": verdict(change, TIMELINE.better)} for key, change in slower + faster],
     }

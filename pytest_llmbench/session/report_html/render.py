@@ -18,7 +18,7 @@ from ..._version import __version__
 from ...metrics.samples import RULE
 from ...result import dumps_strict
 from ..storage import atomic_write_text
-from .build import DISTRIBUTIONS, HEADLINE, build_run
+from .build import COLUMNS, GROUP_COLUMNS, HEADLINE, SLOWEST, TIMELINE, build_run, metric_view
 from .compare import against_reference, comparison, shared_figures, test_changes
 from .drift import what_changed
 
@@ -53,8 +53,7 @@ def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report
     references = against_reference(aggregates, runs[0]["header"]["label"]) if len(runs) > 1 else [None]
     for run, reference in zip(runs, references):
         run["reference"] = reference
-    data = {"runs": [run["chart"] for run in runs],
-            "distributions": [[key, title] for key, _, _, title in DISTRIBUTIONS]}
+    data = {"runs": [run["chart"] for run in runs], **metric_view()}
     payload = script_json(data)
     template = report_environment().get_template("report.html.j2")
     return template.render(
@@ -66,6 +65,10 @@ def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report
         test_changes=test_changes(batches[0][0], batches[-1][0]) if len(runs) > 1 else None,
         what_changed=what_changed(batches),
         headline=HEADLINE,
+        group_columns=GROUP_COLUMNS,
+        slowest_columns=[metric.title for metric in SLOWEST],
+        timeline_title=TIMELINE.title,
+        columns=[(metric.key, metric.label) for metric in COLUMNS],
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         version=__version__,
         chart_js=_asset("vendor", "chart.umd.min.js"),

@@ -103,6 +103,7 @@ def sweep_view(sweep: Any) -> dict[str, Any] | None:
               "knee": knee is not None and str(knee) == str(level.get("level"))}
              for level in levels]
     return {"levels": points, "x_label": "achieved throughput, requests/s", "table": table,
+            "metric": "latency", "y_label": "latency, ms",  # the levels' p50/p99_latency_ms
             "columns": [title for _, title in SWEEP_COLUMNS], "knee": None if knee is None else str(knee),
             "kind": str(sweep.get("kind") or "") if isinstance(sweep, dict) else ""}
 
