@@ -14,6 +14,8 @@
   with a module-level ``STUB = {...}`` of OpenAIStub's arguments (answers, status, delay, ...); a test may change
   its fields (``stub.delay = 0.1``) before the session starts.
 - ``local_extra``: skips a test when the ``local`` extra is missing (fails it under CI); see tests/local_extra.py.
+- ``batches_match_the_schema`` (autouse): after each test, every batch file written in the temporary folders the
+  test made is validated against the shipped JSON Schema (tests/batch_schema.py); a mismatch errors the test.
 
 This file is loaded by every pytest run in the checkout — README command 1 too, which installs only the ``local``
 extra and runs an example suite. So it imports nothing at module level that the ``test`` extra brings (werkzeug,
@@ -44,6 +46,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
         if "PYTEST_TIMEOUT" not in os.environ:
             config.option.timeout = TEST_TIMEOUT_S
+
+
+@pytest.fixture(autouse=True)
+def batches_match_the_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    yield
+    from batch_schema import check_batches  # jsonschema: the test extra
+
+    for folder in sorted(set(base.iterdir()) - before):
+        check_batches(folder)
 
 
 @pytest.fixture

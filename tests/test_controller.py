@@ -225,7 +225,7 @@ def test_batch_records_run_metadata_without_secrets(pytester, stub, suite):
     assert run["endpoint"] == stub.url and run["models"] == ["stub-model"]
     assert run["options"]["api_key"] == "***"
     assert {"plugin_version", "pytest_version", "python_version", "hostname", "start_time", "end_time"} <= run.keys()
-    assert json.loads(raw)["schema_version"] == 1
+    assert json.loads(raw)["schema_version"] == 2
 
 
 def test_monitor_gives_each_result_its_window_and_the_batch_a_hardware_section(pytester, stub, suite):

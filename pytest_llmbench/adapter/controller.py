@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from ..batch import Batch
 from ..exceptions import EndpointError, OutputNotWritable
 from ..http.redact import Secrets
 from ..metrics.gates import GateResult, Gates
@@ -82,7 +83,7 @@ class Controller:
         self.report_path: Path | None = None
         self.line: ProgressLine | None = None
         self.gate_result: GateResult | None = None
-        self.batch: dict[str, Any] | None = None
+        self.batch: Batch | None = None
         self.batch_problem: str | None = None  # why the batch file could not be written
         self.warnings_as_errors: list[str] = []  # warnings a -W error filter turned into errors
         self._progress_hook = config.hook.pytest_llmbench_progress
@@ -448,7 +449,7 @@ class Controller:
         if unreported > 0:
             count_on_last_line(reporter, "recorded after the interrupt", unreported)
 
-    def _write_files(self, session: pytest.Session, batch: dict[str, Any]) -> None:
+    def _write_files(self, session: pytest.Session, batch: Batch) -> None:
         if self.gate_result is not None and self.gate_result.failed:
             fail_session(session)
         try:

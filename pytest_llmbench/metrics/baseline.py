@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..batch import Batch
 from ..exceptions import BatchFileError
 from .batch_file import read_batch
 from .samples import RULE, count_key, short_of
@@ -54,7 +55,7 @@ class Threshold:
         return f"limit {self.pct:+g}%"
 
 
-def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_baseline(path: str | os.PathLike[str]) -> Batch:
     """The whole batch document, checked (batch_file.py); its "aggregate" object is what compare() takes.
     Raises BatchFileError (a ValueError) naming the file and its first problem."""
     try:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from ..batch import Batch
 from ..exceptions import BatchFileError
 from ..jsonbound import loads_strict
 
@@ -64,7 +65,7 @@ BATCH_SCHEMA: dict[str, Any] = {
 _WHAT = {"aggregate": 'no "aggregate" object', "tests": 'no "tests" list'}
 
 
-def read_batch(path: Path, required: tuple[str, ...] = ("aggregate",)) -> dict[str, Any]:
+def read_batch(path: Path, required: tuple[str, ...] = ("aggregate",)) -> Batch:
     """The batch document of ``path`` with the sections ``required``; raises BatchFileError."""
     data = _parse(path, _read(path))
     if not isinstance(data, dict):
@@ -75,7 +76,7 @@ def read_batch(path: Path, required: tuple[str, ...] = ("aggregate",)) -> dict[s
     problem = _first_problem(data)
     if problem is not None:
         raise BatchFileError(f"{path}: not an llmbench batch file: {problem}")
-    return data
+    return cast(Batch, data)  # of any version: readers use .get for what older ones lack
 
 
 def _read(path: Path) -> str:

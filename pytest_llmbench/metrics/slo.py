@@ -6,13 +6,13 @@ it: a gate that passes because nothing was checked would hide exactly what it is
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..batch import SloMissEntry
 from ..result import METRICS, Metric
 from .samples import shortfall
 from .server.section import SLO_KEYS as SERVER_SLO_KEYS
@@ -31,8 +31,8 @@ class SloMiss:
     measured: float | None  # None when the metric was not measured
     message: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> SloMissEntry:
+        return SloMissEntry(metric=self.metric, limit=self.limit, measured=self.measured, message=self.message)
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..batch import SlowTest
 from ..result import METRICS, Metric
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
@@ -183,7 +184,7 @@ class _Pool:
         self._chunked = [(m.field, self.per_request[m.key], self.series.get(m.key), m.arrival_timed)
                          for m in POOLED if m.per_chunk]
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: Mapping[str, Any]) -> None:
         self.total += 1
         if row.get("tokens_estimated"):
             self.estimated += 1
@@ -257,7 +258,7 @@ class StatsAccumulator:
         self._slowest: list[tuple[float, int, str, str, str, bool]] = []  # a min-heap of the slowest seen
         self._seen = 0
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: Mapping[str, Any]) -> None:
         self._run.add(row)
         for groups, name in ((self._categories, row.get("category")), (self._models, row.get("model"))):
             name = name or NO_GROUP
@@ -304,7 +305,7 @@ class StatsAccumulator:
         ordered, scale = series.values, _scale(BY_KEY[metric])
         return [round(percentile(ordered, 100.0 * i / (points - 1)) * scale, 4) for i in range(points)]
 
-    def slowest(self, n: int = 5) -> list[dict[str, Any]]:
+    def slowest(self, n: int = 5) -> list[SlowTest]:
         """The n slowest tests, slowest first (at most slowest_kept of them), each named by its row's label."""
         return [
             {"test_id": test_id, "label": label, "test_name": name, "execution_time": time, "success": success}

@@ -9,8 +9,9 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from ..batch import SCHEMA_VERSION, Batch, Failure, LostTest, Row, RunInfo
 from ..http.redact import Secrets
 from ..metrics.drift import BaselineAnswers, sampling_of
 from ..metrics.hardware.monitor import ErrorRateAlert, PerformanceMonitor
@@ -26,8 +27,6 @@ from .load.record import LoadRecord
 from .progress import ExecutionProgress, ProgressTracker
 from .storage import COMPLETION_SUFFIX, ResultWriter, WriteFailure
 
-SCHEMA_VERSION = 1
-
 # A row carries every scalar metric; per-chunk ones (ITL) go to the statistics only, or rows would hold every chunk.
 ROW_FIELDS = ("test_id", "test_name", "category", "model", "success", "prompt_tokens", "completion_tokens",
               "tokens_estimated", "attempts", "error_message", "reasoning_score", "timing_degraded", "server_timing",
@@ -39,7 +38,7 @@ PER_CHUNK = tuple(metric for metric in METRICS if metric.per_chunk)
 EXCERPT_CHARS = 300  # of a failed test's answer, kept in the batch for the report
 
 
-def row_of(result: TestResult) -> dict[str, Any]:
+def row_of(result: TestResult) -> dict[str, Any]:  # a Row once _count() has added the run's columns
     """The batch file's row for one test: its figures without the response text (a failure keeps an excerpt)."""
     row = {name: getattr(result, name) for name in ROW_FIELDS}
     for metric in PER_CHUNK:  # one mean per request in the row: ITL's chunks are too many
@@ -54,7 +53,7 @@ def row_of(result: TestResult) -> dict[str, Any]:
     return row
 
 
-def _failure_of(result: TestResult) -> dict[str, Any]:
+def _failure_of(result: TestResult) -> Failure:
     """What a reader of the report needs to see why a test failed, without opening its files."""
     checks = [c for c in (result.evaluation_result or {}).get("checks") or [] if not c.get("passed")]
     misses = (result.slo_result or {}).get("misses") or []
@@ -77,8 +76,8 @@ class Recorder:
     monitor: PerformanceMonitor | None = None
     server: ServerStore | None = None  # the servers' /metrics readings, when scraped
     error_alert: ErrorRateAlert | None = None
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    lost: list[dict[str, str]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    lost: list[LostTest] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     secrets: Secrets = field(default_factory=lambda: Secrets(()))  # masked in every result: a hook may add one
     load: LoadRecord | None = None  # the timeline and the load section
@@ -193,7 +192,7 @@ class Recorder:
 
     def _keep(self, row: dict[str, Any], chunks: dict[str, Any], started: float | None) -> None:
         self._starts.append(started)
-        self.rows.append(row)
+        self.rows.append(cast(Row, row))  # every key of a Row is set by now
         self.stats.add({**row, **chunks})
         self.server_timing.add(row.get("success"), row.get("server_timing"))
 
@@ -215,8 +214,8 @@ class Recorder:
         self._failures_reported = len(self.writer.failures)
         return [f"could not write {f.path}: {f.reason}" for f in failures]
 
-    def build_batch(self, *, run: dict[str, Any], partial_reason: str | None,
-                    wall_time_s: float) -> dict[str, Any]:
+    def build_batch(self, *, run: RunInfo, partial_reason: str | None, wall_time_s: float) -> Batch:
+        """The batch file's content: the one place it is made (see batch.py for its declared shape)."""
         aggregate = self._aggregate(wall_time_s)
         first = self._span[0] if self._span else 0.0
         for row, started in zip(self.rows, self._starts):  # send times for the report's timeline
@@ -282,7 +281,7 @@ class Recorder:
             self.journal.end(partial_reason, batch_path.name if batch_path is not None else None)
             self.journal.close()
 
-    def write_batch(self, batch: dict[str, Any], started: Any) -> Path | None:
+    def write_batch(self, batch: Batch, started: Any) -> Path | None:
         """Every run with a result writes one, so that any run (one test included) can be a baseline. None when
         the write failed (``batch_failure`` then says why)."""
         path = self.writer.write_batch(batch, started)

@@ -7,10 +7,12 @@ run, or one without the optional sections (timeline, sweep, hardware, server) st
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from ...batch import Batch, Row, row_value
 from ...metrics.samples import short_of, shortfall, vouched
 from ...metrics.stats import POOLED, finite_number, format_value, metric_of, quantiles_key
 from ...result import METRICS, Metric
@@ -61,7 +63,7 @@ def _ms(value: Any) -> float | None:
     return None if number is None else round(number * 1000.0, 3)
 
 
-def label_of(row: dict[str, Any]) -> str:
+def label_of(row: Mapping[str, Any]) -> str:
     """The test as its node id names it (``t01[c16-r3]``: repetition, sweep level, model), else its test id."""
     return str(row.get("label") or row.get("test_id", ""))
 
@@ -84,7 +86,7 @@ def metric_view() -> dict[str, Any]:
     }
 
 
-def outcome_of(row: dict[str, Any]) -> str:
+def outcome_of(row: Row) -> str:
     """passed / failed (a check, an SLO or a hook failed it) / error (no usable answer)."""
     if not row.get("success"):
         return "error"
@@ -115,7 +117,7 @@ def file_link(base: str | None, completion_file: Any) -> str | None:
     return base + "/".join(quote(part) for part in parts)
 
 
-def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
+def _tests(rows: list[Row], batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
     """Columns, not objects: a 10,000-test report stays small and parses fast; repeated texts go by index."""
     names: dict[str, int] = {}
     base = link_base(batch_dir, report_dir)
@@ -135,7 +137,7 @@ def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path)
         timed = not row.get("timing_degraded")  # the client fell behind: its token times are not known
         for key, metric in shown.items():  # a failed request's figures say how it failed: not shown, as in stats
             known = row.get("success") and (timed or not metric.arrival_timed)
-            tests[key].append(_shown(metric, row.get(metric.row_field)) if known else None)
+            tests[key].append(_shown(metric, row_value(row, metric.row_field)) if known else None)
         tests["tokens"].append(row.get("completion_tokens"))
         start = finite_number(row.get("start_s"))
         tests["start"].append(None if start is None else round(start, 4))
@@ -151,7 +153,7 @@ def _percentiles(aggregate: dict[str, Any]) -> dict[str, dict[str, float | None]
             for metric in DISTRIBUTIONS}
 
 
-def _quantiles(batch: dict[str, Any]) -> dict[str, list[float]]:
+def _quantiles(batch: Batch) -> dict[str, list[float]]:
     """Per-chunk metrics' distributions, from the batch's pooled quantiles (their values are too many to keep)."""
     stored = batch.get("distributions") or {}
     return {metric.key: [q for q in stored.get(quantiles_key(metric)) or [] if finite_number(q) is not None]
@@ -167,11 +169,11 @@ def _group_table(groups: dict[str, Any]) -> list[dict[str, str]]:
     return table
 
 
-def _failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _failures(rows: list[Row]) -> list[dict[str, Any]]:
     failed = [row for row in rows if outcome_of(row) != "passed"]
     shown = []
     for row in failed[:FAILURES_SHOWN]:
-        failure = row.get("failure") or {}
+        failure: Mapping[str, Any] = row.get("failure") or {}
         shown.append({
             "id": label_of(row),
             "name": str(row.get("test_name", "")),
@@ -186,18 +188,18 @@ def _failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return shown
 
 
-def _slowest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    timed = [row for row in rows if row.get("success") and finite_number(row.get("execution_time"))]
-    timed.sort(key=lambda row: row["execution_time"], reverse=True)
+def _slowest(rows: list[Row]) -> list[dict[str, Any]]:
+    timed = [row for row in rows if row.get("success") and finite_number(row_value(row, TIMELINE.row_field))]
+    timed.sort(key=lambda row: float(row_value(row, TIMELINE.row_field)), reverse=True)
     return [{"id": label_of(row), "name": str(row.get("test_name", "")),
              "model": str(row.get("model") or ""),
-             "figures": [format_value(metric.summary_key("x"), _shown(metric, row.get(metric.row_field)))
+             "figures": [format_value(metric.summary_key("x"), _shown(metric, row_value(row, metric.row_field)))
                          for metric in SLOWEST],
              "tokens": format_value("n", row.get("completion_tokens"))}
             for row in timed[:SLOWEST_SHOWN]]
 
 
-def _header(batch: dict[str, Any], label: str) -> dict[str, Any]:
+def _header(batch: Batch, label: str) -> dict[str, Any]:
     run = batch.get("run") or {}
     aggregate = batch.get("aggregate") or {}
     options = run.get("options") or {}
@@ -224,18 +226,18 @@ def _header(batch: dict[str, Any], label: str) -> dict[str, Any]:
     }
 
 
-def _gates(batch: dict[str, Any]) -> dict[str, Any] | None:
+def _gates(batch: Batch) -> dict[str, Any] | None:
     gates = batch.get("gates")
     if not isinstance(gates, dict):
         return None
     comparison = gates.get("comparison") or None
-    deltas = delta_rows((comparison or {}).get("deltas") or [])
+    deltas = delta_rows([dict(d) for d in comparison.get("deltas") or []] if comparison else [])
     return {
         "passed": bool(gates.get("passed", True)),
         "slo_misses": [str(m.get("message") if isinstance(m, dict) else m) for m in gates.get("slo_misses") or []],
         "baseline": None if comparison is None else str(comparison.get("baseline") or ""),
         "baseline_note": str(gates.get("baseline_note") or ""),
-        "regressions": [str(r) for r in (comparison or {}).get("regressions") or []],
+        "regressions": [str(r) for r in comparison.get("regressions") or []] if comparison else [],
         "deltas": deltas,
         "passed_gates": [str(g) for g in gates.get("passed_gates") or []],  # listed by newer batches
     }
@@ -283,7 +285,7 @@ def _better(key: str) -> str | None:
     return None
 
 
-def build_run(batch: dict[str, Any], *, label: str, batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
+def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
     """One run's part of the report: header and tables for the template, `chart` data for the scripts."""
     rows = [row for row in batch.get("tests") or [] if isinstance(row, dict)]
     aggregate = batch.get("aggregate") or {}

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..._version import __version__
+from ...batch import Batch
 from ...metrics.samples import RULE
 from ...result import dumps_strict
 from ..storage import atomic_write_text
@@ -41,7 +42,7 @@ def _asset(*parts: str) -> str:
     return text
 
 
-def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report_path: Path,
+def render_report(batches: list[tuple[Batch, str, Path | None]], report_path: Path,
                   title: str | None = None) -> str:
     """The HTML text for one or more runs: (batch, label, folder its test files are relative to) each."""
     from .environment import report_environment  # Jinja2 loads with the first report (see environment.py)
@@ -78,7 +79,7 @@ def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report
     )
 
 
-def write_report(batches: list[tuple[dict[str, Any], str, Path | None]], path: Path,
+def write_report(batches: list[tuple[Batch, str, Path | None]], path: Path,
                  title: str | None = None) -> Path:
     """Render and write the report for (batch, label, folder of its test files) runs; returns the path."""
     path = Path(path)

@@ -1,0 +1,63 @@
+"""The batch file's declared shape (pytest_llmbench/batch.py) and the JSON Schema shipped from it.
+
+Every batch the test suite's sessions write is validated by tests/conftest.py; here: the shipped file is the
+declaration's, it accepts a real session's batch and rejects broken ones, and the conftest check catches a writer
+that drifts from it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from importlib import resources
+
+import pytest
+from batch_schema import check_batches, problems
+from openai_stub import write_suite
+
+from pytest_llmbench.batch import SCHEMA_VERSION, json_schema
+
+STUB = {"answers": {"France": "Paris is the capital of France."}}
+
+
+def test_the_shipped_schema_is_the_declarations():
+    shipped = json.loads(resources.files("pytest_llmbench").joinpath("batch_results.schema.json").read_text("utf-8"))
+    assert shipped == json_schema(), "run: python -c 'import pytest_llmbench.batch as b; b.write_schema()'"
+    assert shipped["$id"].endswith(f"/{SCHEMA_VERSION}")
+
+
+def _session_batch(pytester, stub, *args: str) -> dict:
+    suite = write_suite(pytester.path / "suite.json", [{"id": "a", "prompt": "France?"},
+                                                       {"id": "b", "prompt": "France!", "expected": {"contains": "x"}}])
+    pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "--llmbench-stream",
+                       "-p", "no:cacheprovider", *args)
+    (path,) = (pytester.path / "llmbench_results").rglob("batch_results_*.json")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_a_sessions_batch_matches_and_broken_ones_do_not(pytester, stub):
+    batch = _session_batch(pytester, stub, "--llmbench-slo", "ttft_p99=60s")
+    assert batch["schema_version"] == SCHEMA_VERSION and problems(batch) == []
+    assert "failure" in batch["tests"][1] and batch["gates"]["passed"] is True
+    for breaks, where in ((lambda b: b.pop("aggregate"), "$"),
+                          (lambda b: b["tests"][0].update(ttft="fast"), "$.tests[0].ttft"),
+                          (lambda b: b["tests"][0].update(passed=None), "$.tests[0].passed"),
+                          (lambda b: b["aggregate"].update(p99_ttft_ms="1 s"), "$.aggregate.p99_ttft_ms"),
+                          (lambda b: b["run"].update(workers="two"), "$.run.workers")):
+        broken = copy.deepcopy(batch)
+        breaks(broken)
+        assert any(problem.startswith(where) for problem in problems(broken)), where
+
+
+def test_the_conftest_check_fails_on_a_batch_its_writer_got_wrong(pytester, stub):
+    """A hook that writes a text where a figure goes: the check every test runs at its end names the file."""
+    pytester.makeconftest("""
+        def pytest_llmbench_batch(batch):
+            batch["tests"][0]["ttft"] = "fast"
+    """)
+    _session_batch(pytester, stub)
+    with pytest.raises(AssertionError, match=r"batch_results_.*\.json does not match .*tests\[0\]\.ttft"):
+        check_batches(pytester.path)
+    (pytester.path / "conftest.py").unlink()
+    for path in (pytester.path / "llmbench_results").rglob("batch_results_*.json"):
+        path.unlink()  # leave nothing for this test's own end-of-test check
