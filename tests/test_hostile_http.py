@@ -70,7 +70,7 @@ def test_a_gzip_bomb_inflates_only_as_far_as_the_cap(fault_server, v1):
     result = client.complete("hi")
 
     assert result.success is False and result.error.kind == "too_large"
-    assert result.error_message == "HTTP 200 (OK): response exceeded 1 MiB (--llmbench-max-response-bytes)"
+    assert result.error_message == "HTTP 200 (OK): response exceeded 1 MiB (setting max_response_bytes)"
     assert time.monotonic() - started < 5  # inflating 256 MiB whole takes longer on this machine
     client.close()
 
@@ -113,7 +113,7 @@ def test_a_connect_that_never_completes_times_out_apart_from_the_deadline_and_is
         client.close()
 
     assert result.error.kind == "connection" and result.error.type == "connect_timeout"
-    assert "within 0.5 s (--llmbench-connect-timeout)" in result.error.message
+    assert "within 0.5 s (setting connect_timeout)" in result.error.message
     assert result.attempts == 2 and took < 10  # two connects of 0.5 s, not the 60 s deadline
 
 

@@ -94,3 +94,15 @@ def test_two_suites_after_one_option_say_to_repeat_the_option(pytester: pytest.P
     result.stderr.fnmatch_lines(["ERROR: llmbench: --llmbench-suite takes one suite: b.json after --llmbench-suite "
                                  "a.json would be a test path*Repeat the option for each suite: --llmbench-suite "
                                  "a.json --llmbench-suite b.json"])
+
+
+def test_client_messages_name_the_option_to_set():
+    """The http layer names ClientConfig's settings; the plugin's user reads the flags."""
+    from pytest_llmbench.options import name_options
+
+    assert name_options("response exceeded 1 MiB (setting max_response_bytes)") == \
+        "response exceeded 1 MiB (--llmbench-max-response-bytes)"
+    assert name_options("(or setting api_key, setting headers)") == "(or --llmbench-api-key, --llmbench-header)"
+    assert name_options("try setting endpoint http://127.0.0.1:8000/v1") == \
+        "try --llmbench-endpoint http://127.0.0.1:8000/v1"
+    assert name_options("a setting nobody_knows stays as it is") == "a setting nobody_knows stays as it is"

@@ -116,7 +116,7 @@ def test_decide_refuses_a_wait_beyond_the_cap_and_says_why():
 
     assert not decision.retry
     assert "300 s" in decision.refusal and "120 s" in decision.refusal
-    assert "--llmbench-max-retry-wait" in decision.refusal
+    assert "(setting max_retry_wait)" in decision.refusal
 
 
 def test_decide_stops_when_retries_are_used_up():
@@ -219,7 +219,7 @@ def test_retry_after_beyond_the_cap_fails_at_once_and_says_so(fault_server, v1):
 
     assert time.monotonic() - started < 10
     assert result.attempts == 1
-    assert "300 s" in result.error_message and "--llmbench-max-retry-wait" in result.error_message
+    assert "300 s" in result.error_message and "(setting max_retry_wait)" in result.error_message
 
 
 def test_retry_after_zero_waits_the_backoff_instead(fault_server, v1):
@@ -310,4 +310,4 @@ def test_a_silent_server_is_retried_when_opted_in(fault_server, v1):
     result = client_for(v1, timeout=0.3, retry_read_timeouts=True).complete("x")
 
     assert result.success and result.attempts == 2
-    assert "no response came within the 0.3 s deadline (--llmbench-timeout)" in result.attempt_log[0].error
+    assert "no response came within the 0.3 s deadline (setting timeout)" in result.attempt_log[0].error

@@ -35,7 +35,7 @@ def test_total_deadline_holds_against_a_trickling_server(fault_server, v1):
 
     assert time.monotonic() - started < 4
     assert result.error.kind == "deadline"
-    assert "0.6 s deadline (--llmbench-timeout)" in result.error_message
+    assert "0.6 s deadline (setting timeout)" in result.error_message
     assert result.attempts == 1
 
 
@@ -47,7 +47,7 @@ def test_total_deadline_holds_against_headers_sent_a_byte_at_a_time(fault_server
 
     assert time.monotonic() - started < 4
     assert (result.error.kind, result.attempt_log[0].status) == ("deadline", None)
-    assert "no response came within the 1 s deadline (--llmbench-timeout)" in result.error_message
+    assert "no response came within the 1 s deadline (setting timeout)" in result.error_message
     assert result.attempts == 1
 
 
@@ -71,7 +71,7 @@ def test_a_stream_that_goes_silent_is_cut_at_the_total_deadline(fault_server, v1
     # silent from 1.5 s on: a per-read timeout alone would wait until 3.5 s
     assert time.monotonic() - started < 3.0
     assert not result.success and result.error.kind == "deadline"
-    assert "the stream was not complete within the 2 s deadline (--llmbench-timeout) after 3 chunks" in (
+    assert "the stream was not complete within the 2 s deadline (setting timeout) after 3 chunks" in (
         result.error_message)
     assert result.response_text == "www"
     assert result.attempts == 1

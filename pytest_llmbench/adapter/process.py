@@ -18,7 +18,7 @@ from ..collect.suite import TestCase
 from ..exceptions import ConfigurationError, LLMBenchError
 from ..metrics.gates import Gates
 from ..metrics.hardware.monitor import PerformanceMonitor
-from ..options import Settings, read_settings
+from ..options import Settings, name_options, read_settings
 from ..result import TestResult
 from ..runner import Runner, build_runner
 from ..session.endpoint import EndpointLifecycle, output_folder
@@ -50,7 +50,7 @@ _RUNNER = pytest.StashKey[Runner]()
 def stop_for_usage(exc: LLMBenchError) -> NoReturn:
     """Stop the session over a usage error found once it runs (an unwritable output folder, an unreachable or
     unstartable server): one ``llmbench:`` line and pytest's usage-error exit code, no traceback."""
-    pytest.exit(f"llmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+    pytest.exit(f"llmbench: {name_options(str(exc))}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def configure(config: pytest.Config) -> Gates:
