@@ -178,6 +178,8 @@ class Batch(_BatchRequired, total=False):
     resumed_from: dict[str, Any] | None  # --llmbench-resume: the earlier sessions whose results it kept
     drift: dict[str, Any] | None  # with --llmbench-compare: the answers against the baseline's, counted
     answer_changes: list[dict[str, Any]] | None  # the most changed answers, with their diffs
+    server_timing: dict[str, Any]  # how many results the servers' own times were joined to, and what was dropped
+    tracing: dict[str, Any]  # --llmbench-otlp: the spans exported and dropped
 
 
 def row_value(row: Row, name: str) -> Any:
