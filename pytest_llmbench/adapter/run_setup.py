@@ -58,17 +58,21 @@ class RunSetup:
             stop_for_usage(exc)
         except OSError as exc:
             stop_for_usage(OutputNotWritable(f"cannot make a run folder in {self.output}: {exc.strerror or exc}"))
-        self.target = describe_target(self.config, self.settings, endpoint, endpoint_source(
-            self.config.getoption, self.config.getini), sorted(self.suite_files) or self._named_suites())
+        self.target = describe_target(self.settings, endpoint, endpoint_source(
+            self.config.getoption, self.config.getini), sorted(self.suite_files) or self._named_suites(),
+            workers=self._workers())
         self.live.say_target(self.target)
         self._start_server_metrics(endpoint.url)
 
     def adopt_target(self, endpoint: Endpoint) -> None:
         """Say what the run tests from a worker's own endpoint, when the controller prepared none."""
         if self.target is None:
-            self.target = describe_target(self.config, self.settings, endpoint, endpoint_source(
-                self.config.getoption, self.config.getini), self._named_suites())
+            self.target = describe_target(self.settings, endpoint, endpoint_source(
+                self.config.getoption, self.config.getini), self._named_suites(), workers=self._workers())
             self.live.say_target(self.target)
+
+    def _workers(self) -> int:
+        return int(self.config.getoption("numprocesses", None) or 0)
 
     def _named_suites(self) -> list[str]:
         """The suites the options name, as the user wrote them: under xdist the embedded server starts (and the
