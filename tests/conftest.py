@@ -88,7 +88,7 @@ def load_stub() -> Iterator[OpenAIStub]:
     server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
     answering = OpenAIStub(delay=0.25)
-    answering.url = answering.install(server)  # type: ignore[attr-defined]
+    answering.url = answering.install(server)
     yield answering
     server.clear()
     server.stop()
@@ -104,8 +104,8 @@ def metrics_stub(request: pytest.FixtureRequest) -> Iterator[OpenAIStub]:
     server.start()
     answering = OpenAIStub(default_answer="one two three four five six", delay=0.25)
     with PrometheusExporter(getattr(request, "param", "vllm")) as exporter:
-        answering.exporter = exporter  # type: ignore[attr-defined]
-        answering.authorizations = serve_beside(exporter, answering, server)  # type: ignore[attr-defined]
+        answering.exporter = exporter
+        answering.authorizations = serve_beside(exporter, answering, server)
         yield answering
     server.clear()
     server.stop()

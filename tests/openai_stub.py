@@ -46,6 +46,9 @@ class OpenAIStub:
     gather_timeout: float = 10.0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _waves: int = 0
+    url: str = ""  # its /v1 base, once installed on a server (conftest's fixtures set it)
+    exporter: Any = None  # metrics_stub: the Prometheus exporter its answers move
+    authorizations: list[str | None] = field(default_factory=list)  # metrics_stub: each scrape's Authorization
 
     def _gather(self) -> None:
         """Called with the lock held: the request that completes a wave releases it, the others wait for it."""
@@ -61,7 +64,8 @@ class OpenAIStub:
             {"object": "list", "data": [{"id": m, "object": "model", "owned_by": self.owned_by} for m in self.models]})
         httpserver.expect_request("/v1/completions", method="POST").respond_with_handler(self._answer)
         httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_handler(self._answer)
-        return httpserver.url_for("/v1")
+        url: str = httpserver.url_for("/v1")
+        return url
 
     def __post_init__(self) -> None:
         self._arrived = threading.Condition(self._lock)

@@ -9,47 +9,52 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Callable
 from importlib import resources
+from typing import Any
 
 import pytest
 from batch_schema import check_batches, problems
-from openai_stub import write_suite
+from openai_stub import OpenAIStub, write_suite
 
 from pytest_llmbench.batch import SCHEMA_VERSION, json_schema
 
 STUB = {"answers": {"France": "Paris is the capital of France."}}
 
 
-def test_the_shipped_schema_is_the_declarations():
+def test_the_shipped_schema_is_the_declarations() -> None:
     shipped = json.loads(resources.files("pytest_llmbench").joinpath("batch_results.schema.json").read_text("utf-8"))
     assert shipped == json_schema(), "run: python -c 'import pytest_llmbench.batch as b; b.write_schema()'"
     assert shipped["$id"].endswith(f"/{SCHEMA_VERSION}")
 
 
-def _session_batch(pytester, stub, *args: str) -> dict:
+def _session_batch(pytester: pytest.Pytester, stub: OpenAIStub, *args: str) -> dict[str, Any]:
     suite = write_suite(pytester.path / "suite.json", [{"id": "a", "prompt": "France?"},
                                                        {"id": "b", "prompt": "France!", "expected": {"contains": "x"}}])
     pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "--llmbench-stream",
                        "-p", "no:cacheprovider", *args)
     (path,) = (pytester.path / "llmbench_results").rglob("batch_results_*.json")
-    return json.loads(path.read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
 
 
-def test_a_sessions_batch_matches_and_broken_ones_do_not(pytester, stub):
+def test_a_sessions_batch_matches_and_broken_ones_do_not(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     batch = _session_batch(pytester, stub, "--llmbench-slo", "ttft_p99=60s")
     assert batch["schema_version"] == SCHEMA_VERSION and problems(batch) == []
     assert "failure" in batch["tests"][1] and batch["gates"]["passed"] is True
-    for breaks, where in ((lambda b: b.pop("aggregate"), "$"),
+    cases: tuple[tuple[Callable[[dict[str, Any]], Any], str], ...] = (
+                          (lambda b: b.pop("aggregate"), "$"),
                           (lambda b: b["tests"][0].update(ttft="fast"), "$.tests[0].ttft"),
                           (lambda b: b["tests"][0].update(passed=None), "$.tests[0].passed"),
                           (lambda b: b["aggregate"].update(p99_ttft_ms="1 s"), "$.aggregate.p99_ttft_ms"),
-                          (lambda b: b["run"].update(workers="two"), "$.run.workers")):
+                          (lambda b: b["run"].update(workers="two"), "$.run.workers"))
+    for breaks, where in cases:
         broken = copy.deepcopy(batch)
         breaks(broken)
         assert any(problem.startswith(where) for problem in problems(broken)), where
 
 
-def test_the_conftest_check_fails_on_a_batch_its_writer_got_wrong(pytester, stub):
+def test_the_conftest_check_fails_on_a_batch_its_writer_got_wrong(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     """A hook that writes a text where a figure goes: the check every test runs at its end names the file."""
     pytester.makeconftest("""
         def pytest_llmbench_batch(batch):

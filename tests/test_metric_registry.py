@@ -16,9 +16,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from openai_stub import write_suite
+from openai_stub import OpenAIStub, write_suite
 
 import pytest_llmbench
 
@@ -46,7 +47,7 @@ def package_copy(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.M
     return root
 
 
-def _session(pytester: pytest.Pytester, stub, *args: str) -> tuple[pytest.RunResult, dict, str]:
+def _session(pytester: pytest.Pytester, stub: OpenAIStub, *args: str) -> tuple[pytest.RunResult, dict[str, Any], str]:
     suite = write_suite(pytester.path / "suite.json", [
         {"id": "a", "category": "one", "prompt": "France?"},
         {"id": "b", "category": "two", "prompt": "France, again?"},
@@ -60,14 +61,15 @@ def _session(pytester: pytest.Pytester, stub, *args: str) -> tuple[pytest.RunRes
     return result, batch, report
 
 
-def _report_data(html: str) -> dict:
+def _report_data(html: str) -> dict[str, Any]:
     island = re.search(r'<script type="application/json" id="llmbench-data">(.*?)</script>', html, re.S)
     assert island is not None
-    return json.loads(island.group(1))
+    loaded: dict[str, Any] = json.loads(island.group(1))
+    return loaded
 
 
 def test_a_metric_declared_only_in_the_registry_reaches_statistics_slos_compare_and_the_report(
-        pytester, stub, package_copy):
+        pytester: pytest.Pytester, stub: OpenAIStub, package_copy: Any) -> None:
     result, batch, report = _session(pytester, stub, "--llmbench-slo", "answer_size_p50=3")
     # statistics and the terminal table
     aggregate = batch["aggregate"]
