@@ -104,7 +104,8 @@ def process_runner(config: pytest.Config) -> Runner:
     if _RUNNER not in config.stash:
         controller = config.pluginmanager.get_plugin(CONTROLLER)
         if controller is not None and config.stash[ENDPOINT_KEY].endpoint is None:
-            controller.setup.prepare()  # hand-written tests alone: the run says what it tests, its server logs in its folder
+            # hand-written tests alone: the run says what it tests, its server logs in its folder
+            controller.setup.prepare()
         try:
             endpoint = config.stash[ENDPOINT_KEY].for_requests()
         except LLMBenchError as exc:
