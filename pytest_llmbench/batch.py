@@ -83,6 +83,7 @@ class Row(_RowRequired, total=False):
     worker: str | None
     level: str  # sweeps: the level's label (c16, rate=4)
     answer_drift: dict[str, Any] | None  # with --llmbench-compare: the answer against the baseline's
+    resumed: bool  # --llmbench-resume: recorded by an earlier session of the run, kept from its journal
 
 
 class SlowTest(TypedDict):
