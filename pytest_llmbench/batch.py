@@ -65,9 +65,12 @@ class _RowRequired(TypedDict):
     error_message: str | None
     reasoning_score: float | None
     timing_degraded: bool  # the client cannot vouch for its token times: its ttft, itl and tpot are not pooled
+    server_timing: dict[str, Any] | None  # the server's own queue/prefill/decode times for this request
+    trace_id: str | None  # the W3C trace id sent in its traceparent header, to find its spans on the server
     evaluation_passed: bool | None
     slo_passed: bool | None
     passed: bool
+    label: str  # as its node id names it: t01[c16-r3]
     file_stem: str | None
     completion_file: str | None
     start_s: float | None
@@ -228,6 +231,18 @@ def json_schema() -> dict[str, Any]:
     return {"$schema": "https://json-schema.org/draft/2020-12/schema",
             "$id": f"pytest-llmbench/batch_results/{SCHEMA_VERSION}",
             "title": "pytest-llmbench batch_results_*.json", **schema}
+
+
+def reading_schema() -> dict[str, Any]:
+    """The schema a reader checks others' batch files against: the same declaration without its required keys,
+    since a file of an older version lacks what later ones added (readers use ``.get`` for those)."""
+
+    def lenient(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: lenient(value) for key, value in node.items() if key != "required"}
+        return [lenient(value) for value in node] if isinstance(node, list) else node
+
+    return typing.cast(dict[str, Any], lenient(json_schema()))
 
 
 def write_schema() -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -18,6 +19,8 @@ from batch_schema import check_batches, problems
 from openai_stub import OpenAIStub, write_suite
 
 from pytest_llmbench.batch import SCHEMA_VERSION, json_schema
+from pytest_llmbench.exceptions import BatchFileError
+from pytest_llmbench.metrics.batch_file import read_batch
 
 STUB = {"answers": {"France": "Paris is the capital of France."}}
 
@@ -66,3 +69,24 @@ def test_the_conftest_check_fails_on_a_batch_its_writer_got_wrong(pytester: pyte
     (pytester.path / "conftest.py").unlink()
     for path in (pytester.path / "llmbench_results").rglob("batch_results_*.json"):
         path.unlink()  # leave nothing for this test's own end-of-test check
+
+
+def test_reading_anothers_batch_checks_it_against_the_shipped_schema(pytester: pytest.Pytester,
+                                                                       stub: OpenAIStub) -> None:
+    """One schema, not two: ``read_batch`` (baselines, llmbench-report) rejects what the shipped one rejects, and
+    takes a file of an older version that lacks later keys."""
+    batch = _session_batch(pytester, stub)
+    path = pytester.path / "other.json"
+    cases: tuple[tuple[Callable[[dict[str, Any]], Any], str], ...] = (
+        (lambda b: b["tests"][0].update(label=3), "tests[0].label: 3 is not a string"),
+        (lambda b: b["run"].update(workers="two"), 'run.workers: "two" is not an integer'))
+    for breaks, where in cases:
+        broken = copy.deepcopy(batch)
+        breaks(broken)
+        path.write_text(json.dumps(broken), encoding="utf-8")
+        with pytest.raises(BatchFileError, match=re.escape(where)):
+            read_batch(path)
+    for row in batch["tests"]:
+        del row["label"], row["trace_id"]
+    path.write_text(json.dumps(batch), encoding="utf-8")
+    assert read_batch(path)["tests"][0]["test_id"] == "a"
