@@ -165,6 +165,9 @@ class Metric:
     baseline: tuple[str, ...] = ()  # statistics a comparison with a baseline run shows by default
     distribution: str = ""  # the title of its histogram and CDF in the report; "" for none
     column: bool = False  # a column of the report's table of every test
+    breakdown: str = ""  # in the report's per-request breakdown: "part" (stacked in this order) or "server" (the
+    # server's whole time, of which the parts it did not split show as "server, not split"); the rest of the
+    # client's latency is the client and the network
 
     @property
     def unit(self) -> str:
@@ -202,11 +205,11 @@ METRICS: tuple[Metric, ...] = (
                       "were reported",
            test_slo="min_tokens_per_second", headline=("mean",), groups=("mean",), baseline=("mean",), column=True),
     Metric("schedule_lag", "schedule_lag", "lag ms", title="schedule lag"),
-    Metric("queue_time", "queue", "queue ms", title="queue"),
-    Metric("prefill_time", "prefill", "prefill ms", title="prefill"),
-    Metric("decode_time", "decode", "decode ms", title="decode"),
+    Metric("queue_time", "queue", "queue ms", title="queue", breakdown="part"),
+    Metric("prefill_time", "prefill", "prefill ms", title="prefill", breakdown="part"),
+    Metric("decode_time", "decode", "decode ms", title="decode", breakdown="part"),
     Metric("server_ttft", "server_ttft", "server TTFT ms", title="server TTFT"),
-    Metric("server_e2e_latency", "server_e2el", "server E2E ms", title="server E2E latency"),
+    Metric("server_e2e_latency", "server_e2el", "server E2E ms", title="server E2E latency", breakdown="server"),
     Metric("client_overhead", "client_overhead", "client+net ms", arrival_timed=True, title="client and network"),
     Metric("ttfot", "ttfot", "TTFOT ms", arrival_timed=True, title="TTFOT", streamed=True),
     Metric("time_to_second_token", "ttst", "TTST ms", arrival_timed=True, title="TTST", streamed=True),

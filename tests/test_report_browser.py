@@ -313,3 +313,20 @@ def test_what_changed_shows_escaped_word_diffs_of_the_changed_answers(pytester: 
     assert report.js("document.querySelector('nav.toc a[href=\"#what-changed\"]') !== null")
     assert report.js("getComputedStyle(document.querySelector('#what-changed ins')).backgroundColor") != \
         report.js("getComputedStyle(document.querySelector('#what-changed del')).backgroundColor")
+
+
+def test_inside_the_server_draws_each_requests_stacked_parts(pytester: pytest.Pytester, open_report: Any) -> None:
+    from openai_stub import write_suite
+    from timing_servers import serving
+
+    suite = write_suite(pytester.path / "s.json", [{"id": f"t{n}"} for n in range(12)])
+    for server in serving("vllm"):
+        pytester.runpytest("--llmbench-endpoint", server.url, "--llmbench-suite", str(suite), "--llmbench-stream",
+                           "--llmbench-server-timing", "-p", "no:cacheprovider").assert_outcomes(passed=12)
+    report = open_report(report_file(pytester))
+    assert report.problems == []
+    charts = {c["name"]: c for c in report.js(CHART_MARKS)}
+    stacked = charts["Where the time went, the slowest requests"]
+    assert stacked["marks"] == [12, 12, 12, 12] and stacked["painted"] > 200, stacked
+    assert charts["Each part's distribution"]["marks"] == [2, 2, 2, 2]  # p50 and p90 of 12 requests
+    assert report.js("Chart.getChart(document.querySelector('#breakdown-charts canvas')).options.scales.x.stacked")

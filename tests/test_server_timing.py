@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -186,3 +187,41 @@ def test_a_resumed_run_counts_its_replayed_results_in_the_server_timing_line(pyt
     result.stdout.fnmatch_lines(["server timing: sglang on 10 of 10"])
     [batch] = [json.loads(p.read_text()) for p in (pytester.path / "llmbench_results").rglob("batch_results_*.json")]
     assert batch["server_timing"]["sources"] == {"sglang": 10}
+
+
+def _report_breakdown(folder: Path) -> Any:
+    (path,) = folder.rglob("report.html")
+    island = re.search(r'<script type="application/json" id="llmbench-data">(.*?)</script>',
+                       path.read_text(encoding="utf-8"), re.S)
+    assert island is not None
+    return json.loads(island.group(1))["runs"][0]["breakdown"], path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("shape", "parts", "stream"), [
+    ("vllm", ["queue", "prefill", "decode", "client and network"], "--llmbench-stream"),
+    ("tgi", ["queue", "server, not split", "client and network"], "--llmbench-retries=0"),  # its x-* headers
+])  # come with a whole answer, and say its queue and total time only
+def test_the_reports_breakdown_splits_each_latency_into_the_servers_parts_and_the_rest(
+        pytester: pytest.Pytester, shape: str, parts: list[str], stream: str) -> None:
+    suite = write_suite(pytester.path / "s.json", [{"id": f"t{n}"} for n in range(12)])
+    for server in serving(shape, slots=1):
+        pytester.runpytest("--llmbench-endpoint", server.url, "--llmbench-suite", str(suite), stream,
+                           "--llmbench-server-timing", "--llmbench-concurrency", "3", "-p", "no:cacheprovider"
+                           ).assert_outcomes(passed=12)
+    results = pytester.path / "llmbench_results"
+    latency = {row["label"]: row["execution_time"] * 1e3 for row in batch_of(results)["tests"]}
+    chart, html = _report_breakdown(results)
+    assert chart["parts"] == parts and chart["timed"] == chart["total"] == 12 == len(chart["ids"])
+    for test, values in zip(chart["ids"], chart["values"]):  # every bar is its request's whole latency
+        assert sum(values) == pytest.approx(latency[test], abs=0.01)
+    assert max(values[0] for values in chart["values"]) > 20  # one slot for three in flight: requests queued
+    assert list(chart["percentiles"]) == ["p50", "p90"]  # 12 samples: too few for a p99
+    assert "Inside the server" in html
+
+
+def test_a_report_whose_server_timed_nothing_draws_no_breakdown(pytester: pytest.Pytester) -> None:
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
+    for server in serving("vllm"):  # asked for nothing: it sends nothing
+        pytester.runpytest("--llmbench-endpoint", server.url, "--llmbench-suite", str(suite), "-p", "no:cacheprovider")
+    chart, html = _report_breakdown(pytester.path / "llmbench_results")
+    assert chart is None and "Inside the server" not in html

@@ -16,6 +16,7 @@ from ...batch import Batch, Row, row_value
 from ...metrics.samples import short_of, shortfall, vouched
 from ...metrics.stats import POOLED, finite_number, format_value, metric_of, quantiles_key
 from ...result import METRICS, Metric
+from .breakdown import breakdown
 from .sections import batch_timeline, derived_timeline, hardware_columns, server_figures, sweep_view
 
 # What the report shows of each metric is declared in result.METRICS: its distribution, headline figures, group
@@ -300,6 +301,7 @@ def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: P
         "sweep": sweep_view(batch.get("sweep")),
         "hardware": hardware_columns((hardware or {}).get("timeseries")),
         "server": batch_timeline(server) if server else None,
+        "breakdown": breakdown(rows),
     }
     return {
         "header": _header(batch, label),

@@ -219,6 +219,30 @@
     });
   }
 
+  /* ---- inside the server: each request's latency split into the server's parts, and each part's percentiles ---- */
+  function breakdown() {
+    var box = document.getElementById("breakdown-charts");
+    if (!box) { return; }
+    runs.forEach(function (run) {
+      var b = run.breakdown;
+      if (!b) { return; }
+      var stacked = b.parts.map(function (part, pi) {
+        return {label: part, data: b.values.map(function (v) { return v[pi]; }), backgroundColor: RUN_COLOURS[pi % RUN_COLOURS.length]};
+      });
+      draw(chartBox(box, label(run, "Where the time went, the slowest requests"), true), {type: "bar",
+        data: {labels: b.ids, datasets: stacked}, options: {indexAxis: "y",
+          scales: {x: {stacked: true, beginAtZero: true, title: {display: true, text: "ms of the client's latency"}},
+            y: {stacked: true, ticks: {autoSkip: true}}}}});
+      var marks = Object.keys(b.percentiles);
+      if (!marks.length) { return; }
+      var grouped = b.parts.map(function (part, pi) {
+        return {label: part, data: marks.map(function (m) { return b.percentiles[m][pi]; }), backgroundColor: RUN_COLOURS[pi % RUN_COLOURS.length]};
+      });
+      draw(chartBox(box, label(run, "Each part's distribution")), {type: "bar", data: {labels: marks, datasets: grouped},
+        options: {scales: {y: {beginAtZero: true, title: {display: true, text: "ms, each part's own percentile"}}}}});
+    });
+  }
+
   /* ---- sweep: achieved throughput against latency p50/p99 per level, the knee marked ---- */
   function sweep() {
     var canvas = document.getElementById("chart-sweep");
@@ -321,7 +345,7 @@
 
   var timings = {start: started, parse: performance.now() - started};
   window.llmbenchTimings = timings;  /* ms per part, for benchmarks/report_html.py */
-  [distributions, timeline, throughput, sweep, hardware, server, table].forEach(function (part) {
+  [distributions, timeline, throughput, sweep, breakdown, hardware, server, table].forEach(function (part) {
     var t0 = performance.now();
     part();
     timings[part.name] = performance.now() - t0;
