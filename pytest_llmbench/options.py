@@ -242,6 +242,21 @@ OPTIONS: tuple[Option, ...] = tuple(
 )
 
 
+_SETTING = re.compile(r"\bsetting ([a-z_]+)\b")
+_OPTION_OF_CLIENT = {"headers": "header"}  # ClientConfig's name of a setting, where the option's differs
+
+
+def name_options(text: str) -> str:
+    """A client message as the plugin's user reads it: the http layer names its own settings
+    (``setting max_response_bytes``, ClientConfig's fields); here each becomes its option's flag."""
+    names = {opt.name: opt.flag for opt in OPTIONS}
+
+    def flag(match: re.Match[str]) -> str:
+        return names.get(_OPTION_OF_CLIENT.get(match[1], match[1]), match[0])
+
+    return _SETTING.sub(flag, text)
+
+
 def add_options(parser: Any) -> None:
     group = parser.getgroup("llmbench", "LLM benchmarks (pytest-llmbench)")
     for opt in OPTIONS:

@@ -138,45 +138,93 @@ _ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(Attempt))  # all plai
 _FIELD_SET = frozenset(_FIELD_NAMES)
 
 
+MIN_RATE_TOKENS = 10
+"""The fewest completion tokens a tokens/s figure is given for. The request's time includes its prompt's processing
+and the first token's wait: over a handful of tokens, tokens/s is the request's latency in disguise (a 1-token
+answer gave 0.7 to 12.8 tok/s on one server), so below this the figure is left out (None) rather than shown."""
+
+
 @dataclass(frozen=True)
 class Metric:
-    """One per-request figure of ``TestResult``, as statistics, batch rows and the texts show it.
+    """One per-request figure of ``TestResult``, declared once: every consumer reads it from here.
 
     ``key`` names it in the batch's summary keys (``p99_<key>_ms``, ``count_<key>``), in run SLOs (``<key>_p99``)
-    and baselines; ``seconds`` metrics are summarised in milliseconds, the others as they are.
+    and baselines; ``seconds`` metrics are summarised in milliseconds, the others as they are, in ``rate_unit``.
+    Statistics, SLO parsing, units, baseline verdicts, the terminal table, the completion text, the batch rows and
+    the HTML report (headline figures, distributions, group tables, the table of every test) all follow it.
     """
 
     field: str  # the TestResult field
     key: str  # the summary's name for it: "latency" for execution_time, as vLLM's benchmark calls it
-    label: str  # the summary table's row title
-    seconds: bool = True  # a duration in seconds (shown in ms in the summary); False: a rate shown as it is
+    label: str  # the terminal summary table's row title, and its column title in the report's table of tests
+    seconds: bool = True  # a duration in seconds (shown in ms in the summary); False: a figure shown as it is
     always_shown: bool = False  # in the completion text even when not measured ("n/a")
     per_chunk: bool = False  # a list of values per request (ITL): pooled over chunks, and its mean per request
     arrival_timed: bool = False  # rests on when each token arrived: not pooled from a timing_degraded result
+    title: str = ""  # how the report names it ("TTFT"); its statistics read "TTFT p99"
+    better: str = "lower"  # which way is better, "lower" or "higher": baseline verdicts, SLO and gate direction
+    rate_unit: str = "tok/s"  # the unit of a metric that is not in seconds
+    pooled: bool = True  # pooled into the run's statistics, so run SLOs, thresholds and baselines can name it
+    streamed: bool = False  # measured only on streamed responses: an SLO on a missing value says how to stream
+    unmeasured: str = ""  # why else a value can be missing, for a per-test SLO that could not be checked
+    test_slo: str | None = None  # its per-test limit in a suite's "slo" block: max_<key>_s/_ms or min_<key>
+    headline: tuple[str, ...] = ()  # statistics shown as the report's headline figures ("p50", "p99")
+    groups: tuple[str, ...] = ()  # statistics in the report's per-category and per-model tables
+    baseline: tuple[str, ...] = ()  # statistics a comparison with a baseline run shows by default
+    distribution: str = ""  # the title of its histogram and CDF in the report; "" for none
+    column: bool = False  # a column of the report's table of every test
+    breakdown: str = ""  # in the report's per-request breakdown: "part" (stacked in this order) or "server" (the
+    # server's whole time, of which the parts it did not split show as "server, not split"); the rest of the
+    # client's latency is the client and the network
 
     @property
     def unit(self) -> str:
-        return "ms" if self.seconds else "tok/s"
+        return "ms" if self.seconds else self.rate_unit
+
+    @property
+    def row_field(self) -> str:
+        """Its name in the batch's rows: per-chunk values are one mean per request there (``itl_mean``)."""
+        return f"{self.field}_mean" if self.per_chunk else self.field
+
+    def summary_key(self, stat: str) -> str:
+        """The vLLM-style summary key of one statistic: ("p99_9") -> "p99_9_ttft_ms"; non-time keys carry no unit."""
+        return f"{stat}_{self.key}_ms" if self.seconds else f"{stat}_{self.key}"
+
+    def stat_label(self, stat: str) -> str:
+        """"TTFT p99"; a mean is the title alone ("tokens/s per request")."""
+        return self.title if stat == "mean" else f"{self.title} {stat}"
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("execution_time", "latency", "latency ms", always_shown=True),
-    Metric("ttft", "ttft", "TTFT ms", arrival_timed=True),
-    Metric("itl", "itl", "ITL ms", per_chunk=True, arrival_timed=True),
-    Metric("tpot", "tpot", "TPOT ms", arrival_timed=True),
-    Metric("e2e_latency", "e2el", "E2E ms"),
-    Metric("tokens_per_second", "tokens_per_second", "tokens/s", seconds=False, always_shown=True),
-    Metric("schedule_lag", "schedule_lag", "lag ms"),
-    Metric("queue_time", "queue", "queue ms"),
-    Metric("prefill_time", "prefill", "prefill ms"),
-    Metric("decode_time", "decode", "decode ms"),
-    Metric("server_ttft", "server_ttft", "server TTFT ms"),
-    Metric("server_e2e_latency", "server_e2el", "server E2E ms"),
-    Metric("client_overhead", "client_overhead", "client+net ms", arrival_timed=True),
-    Metric("ttfot", "ttfot", "TTFOT ms", arrival_timed=True),
-    Metric("time_to_second_token", "ttst", "TTST ms", arrival_timed=True),
-    Metric("reasoning_tokens", "reasoning_tokens", "reasoning tok", seconds=False),
-    Metric("cached_tokens", "cached_tokens", "cached tokens", seconds=False),
+    Metric("execution_time", "latency", "latency ms", always_shown=True, title="latency",
+           unmeasured="the request has no timing", test_slo="max_latency_s", headline=("p50", "p90", "p99"),
+           groups=("p50", "p99"), baseline=("mean", "p50", "p99"), distribution="Latency", column=True),
+    Metric("ttft", "ttft", "TTFT ms", arrival_timed=True, title="TTFT", streamed=True, test_slo="max_ttft_s",
+           headline=("p50", "p99"), groups=("p50", "p99"), baseline=("mean", "p99"), distribution="Time to first token",
+           column=True),
+    Metric("itl", "itl", "ITL ms", per_chunk=True, arrival_timed=True, title="ITL", streamed=True,
+           headline=("p50", "p99"), baseline=("mean",), distribution="Inter-token latency", column=True),
+    Metric("tpot", "tpot", "TPOT ms", arrival_timed=True, title="TPOT", streamed=True, test_slo="max_tpot_ms",
+           headline=("p50", "p99"), baseline=("mean",), distribution="Time per output token", column=True),
+    Metric("e2e_latency", "e2el", "E2E ms", title="E2E latency", streamed=True),
+    Metric("tokens_per_second", "tokens_per_second", "tokens/s", seconds=False, always_shown=True,
+           title="tokens/s per request", better="higher",
+           unmeasured=f"the answer had fewer than {MIN_RATE_TOKENS} completion tokens, too few for a rate, or none "
+                      "were reported",
+           test_slo="min_tokens_per_second", headline=("mean",), groups=("mean",), baseline=("mean",), column=True),
+    Metric("schedule_lag", "schedule_lag", "lag ms", title="schedule lag"),
+    Metric("queue_time", "queue", "queue ms", title="queue", breakdown="part"),
+    Metric("prefill_time", "prefill", "prefill ms", title="prefill", breakdown="part"),
+    Metric("decode_time", "decode", "decode ms", title="decode", breakdown="part"),
+    Metric("server_ttft", "server_ttft", "server TTFT ms", title="server TTFT"),
+    Metric("server_e2e_latency", "server_e2el", "server E2E ms", title="server E2E latency", breakdown="server"),
+    Metric("client_overhead", "client_overhead", "client+net ms", arrival_timed=True, title="client and network"),
+    Metric("ttfot", "ttfot", "TTFOT ms", arrival_timed=True, title="TTFOT", streamed=True),
+    Metric("time_to_second_token", "ttst", "TTST ms", arrival_timed=True, title="TTST", streamed=True),
+    Metric("reasoning_tokens", "reasoning_tokens", "reasoning tok", seconds=False, title="reasoning tokens",
+           rate_unit=""),
+    Metric("cached_tokens", "cached_tokens", "cached tokens", seconds=False, title="cached prompt tokens",
+           better="higher", rate_unit="tok"),
 )
 """Every per-request metric, in the order the summary table lists them."""
 
@@ -184,11 +232,6 @@ METRICS: tuple[Metric, ...] = (
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
-
-MIN_RATE_TOKENS = 10
-"""The fewest completion tokens a tokens/s figure is given for. The request's time includes its prompt's processing
-and the first token's wait: over a handful of tokens, tokens/s is the request's latency in disguise (a 1-token
-answer gave 0.7 to 12.8 tok/s on one server), so below this the figure is left out (None) rather than shown."""
 
 
 def tokens_per_second(completion_tokens: int | None, seconds: float) -> float | None:

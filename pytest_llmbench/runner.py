@@ -24,7 +24,7 @@ from .http.api_errors import MESSAGE_LIMIT
 from .http.client import LLMClient
 from .http.openai import build_body, chat_endpoint
 from .metrics.slo import check_test_slo
-from .options import Settings
+from .options import Settings, name_options
 from .result import ApiError, TestResult, now_iso
 
 Answered = tuple[TestResult, tuple[float, float]]  # a request's result and its monotonic window
@@ -180,6 +180,7 @@ class Runner:
 
     def finish(self, case: TestCase, result: TestResult) -> TestResult:
         """The result of a sent request, filled in: answer checks, judge, hooks and SLOs."""
+        name_options_in(result)
         result.test_id, result.test_name, result.category = case.id, case.name, case.category
         result.reasoning_type, result.suite_id = case.reasoning_type, case.suite_id
         if case.shape is not None:
@@ -205,7 +206,9 @@ class Runner:
     def failed(self, case: TestCase, model: str | None, what: str, exc: BaseException) -> TestResult:
         """The failed result of a test whose run raised: it is recorded and its files are written like any other,
         with a message that says what broke (secrets masked before it is cut)."""
-        text = str(exc) if isinstance(exc, LLMBenchError) else f"{what} raised {type(exc).__name__}: {exc}"
+        text = f"{what} raised {type(exc).__name__}: {exc}"
+        if isinstance(exc, LLMBenchError):  # a client error: its message names the options to set
+            text = name_options(str(exc))
         message = self.client.secrets.clip(text, MESSAGE_LIMIT) or ""
         return TestResult(test_id=case.id, test_name=case.name, success=False, category=case.category,
                           error=ApiError("internal", message), error_message=message, timestamp=now_iso(),
@@ -231,7 +234,8 @@ class Runner:
                     judge.chat, question=judge_question(case.prompt, case.messages), answer=result.response_text,
                     rubric=expected["rubric"], min_score=min_score, model=judge.model)
             except Exception as exc:  # noqa: BLE001 - a judge that breaks fails the rubric check, nothing more
-                check = Check("rubric", False, min_score, f"the judge raised {type(exc).__name__}: {exc}")
+                check = Check("rubric", False, min_score,
+                              f"the judge raised {type(exc).__name__}: {name_options(str(exc))}")
             checks.append(check.to_dict())
         _set_evaluation(result, checks, judge_record)  # the hook sees the built-in outcome ...
         result.reasoning_score = None  # ... and may set the score; left None, the rule below decides
@@ -281,6 +285,17 @@ def build_runner(settings: Settings, url: str, model: str | None, *,
     return Runner(client=client, stream=settings.stream, evaluate=not settings.no_eval, judge=judge,
                   build_request=build_request, extra_checks=extra_checks,
                   shaped=ShapedPrompts(client, settings.tokenizer))
+
+
+def name_options_in(result: TestResult) -> None:
+    """The client's messages in ``result`` name the options to set, not the client's settings (name_options)."""
+    if result.error_message:
+        result.error_message = name_options(result.error_message)
+    if result.error is not None:
+        result.error.message = name_options(result.error.message)
+    for attempt in result.attempt_log:
+        if attempt.error:
+            attempt.error = name_options(attempt.error)
 
 
 def add_failed_check(result: TestResult, name: str, detail: str) -> None:

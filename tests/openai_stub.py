@@ -52,6 +52,9 @@ class OpenAIStub:
     cached: set[tuple[int, ...]] = field(default_factory=set)  # prompt prefixes seen, CACHE_BLOCK tokens apart
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _waves: int = 0
+    url: str = ""  # its /v1 base, once installed on a server (conftest's fixtures set it)
+    exporter: Any = None  # metrics_stub: the Prometheus exporter its answers move
+    authorizations: list[str | None] = field(default_factory=list)  # metrics_stub: each scrape's Authorization
 
     def _gather(self) -> None:
         """Called with the lock held: the request that completes a wave releases it, the others wait for it."""
@@ -72,7 +75,8 @@ class OpenAIStub:
         if self.tokenizer:
             httpserver.expect_request("/tokenize", method="POST").respond_with_handler(self._tokenize)
             httpserver.expect_request("/detokenize", method="POST").respond_with_handler(self._detokenize)
-        return httpserver.url_for("/v1")
+        url: str = httpserver.url_for("/v1")
+        return url
 
     def __post_init__(self) -> None:
         self._arrived = threading.Condition(self._lock)

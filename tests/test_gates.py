@@ -5,18 +5,20 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from typing import Any
 
 import pytest
-from openai_stub import write_suite
+from faultserver import FaultServer
+from openai_stub import OpenAIStub, write_suite
 
 STUB = {"delay": 0.05}
 
 
-def run(pytester, stub, *args):
+def run(pytester: pytest.Pytester, stub: OpenAIStub, *args: Any) -> Any:
     return pytester.runpytest("--llmbench-endpoint", stub.url, "-p", "no:cacheprovider", *args)
 
 
-def test_per_test_slo_miss_fails_the_item_naming_metric_limit_and_value(pytester, stub):
+def test_per_test_slo_miss_fails_the_item_naming_metric_limit_and_value(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [
         {"id": "tight", "slo": {"max_latency_s": 0.001}},
         {"id": "loose", "slo": {"max_latency_s": 30}},
@@ -29,14 +31,14 @@ def test_per_test_slo_miss_fails_the_item_naming_metric_limit_and_value(pytester
     assert saved["slo_result"]["misses"][0]["metric"] == "latency"
 
 
-def test_ttft_slo_without_streaming_fails_and_says_how_to_measure_it(pytester, stub):
+def test_ttft_slo_without_streaming_fails_and_says_how_to_measure_it(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "t", "slo": {"max_ttft_s": 5}}])
     result = run(pytester, stub, "--llmbench-suite", str(suite))
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*ttft*not measured*--llmbench-stream*"])
 
 
-def test_run_slo_miss_fails_the_session_with_a_clear_line(pytester, stub):
+def test_run_slo_miss_fails_the_session_with_a_clear_line(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
     result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-slo", "latency_p99=1ms",
                  "--llmbench-slo", "success_rate=50%")
@@ -52,26 +54,26 @@ def test_run_slo_miss_fails_the_session_with_a_clear_line(pytester, stub):
     assert batch["gates"]["passed"] is False and batch["gates"]["slo_misses"][0]["metric"] == "p99_latency_ms"
 
 
-def test_run_slo_that_holds_keeps_the_session_green(pytester, stub):
+def test_run_slo_that_holds_keeps_the_session_green(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
     result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-slo", "latency_p99=20s",
                  "--llmbench-slo", "success_rate=99%")
     assert result.ret == pytest.ExitCode.OK
 
 
-def test_bad_run_slo_is_a_usage_error_before_any_request(pytester, stub):
+def test_bad_run_slo_is_a_usage_error_before_any_request(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
     result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-slo", "latncy_p99=1ms")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert stub.requests == []
 
 
-def _baseline_run(pytester, stub, suite):
+def _baseline_run(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> Any:
     run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-output", "base").assert_outcomes(passed=3)
     return next((pytester.path / "base" / "latest").glob("batch_*.json"))
 
 
-def test_baseline_regression_beyond_threshold_fails_the_session(pytester, stub):
+def test_baseline_regression_beyond_threshold_fails_the_session(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}, {"id": "c"}])
     baseline = _baseline_run(pytester, stub, suite)
     stub.delay = 0.3  # six times slower
@@ -84,7 +86,7 @@ def test_baseline_regression_beyond_threshold_fails_the_session(pytester, stub):
                                  "FAILED llmbench::compare?p50_latency_ms? - p50_latency_ms regressed *"])
 
 
-def test_baseline_within_threshold_passes_and_prints_the_table(pytester, stub):
+def test_baseline_within_threshold_passes_and_prints_the_table(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}, {"id": "c"}])
     baseline = _baseline_run(pytester, stub, suite)
     shutil.rmtree(pytester.path / "llmbench_results" / "latest", ignore_errors=True)
@@ -97,14 +99,14 @@ def test_baseline_within_threshold_passes_and_prints_the_table(pytester, stub):
 @pytest.mark.parametrize(("option", "value", "said"), [
     ("--llmbench-compare", "nope.json", "*nope.json*"),
     ("--llmbench-few-samples", "ignore", "*--llmbench-few-samples: expected warn or fail, got 'ignore'*")])
-def test_a_missing_baseline_file_or_an_unknown_few_samples_rule_is_a_usage_error(pytester, stub, option, value, said):
+def test_a_missing_baseline_file_or_an_unknown_few_samples_rule_is_a_usage_error(pytester: pytest.Pytester, stub: OpenAIStub, option: Any, value: Any, said: Any) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
     result = run(pytester, stub, "--llmbench-suite", str(suite), option, value)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([said])
 
 
-def test_a_failed_gate_is_a_junit_failure_and_lf_reruns_everything(pytester, stub):
+def test_a_failed_gate_is_a_junit_failure_and_lf_reruns_everything(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
     result = pytester.runpytest("--llmbench-endpoint", stub.url, "--llmbench-suite", str(suite),
                                 "--llmbench-slo", "latency_p99=1ms", "--junitxml", "out.xml")
@@ -116,7 +118,7 @@ def test_a_failed_gate_is_a_junit_failure_and_lf_reruns_everything(pytester, stu
     rerun.stdout.fnmatch_lines(["run-last-failure: 1 known failures not in selected tests*"])
 
 
-def test_a_gate_failure_under_xdist_is_counted_once(pytester, stub):
+def test_a_gate_failure_under_xdist_is_counted_once(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}, {"id": "c"}])
     result = pytester.runpytest_subprocess("--llmbench-endpoint", stub.url, "--llmbench-suite", str(suite),
                                            "--llmbench-slo", "latency_p99=1ms", "-n", "2", "-p", "no:cacheprovider")
@@ -124,7 +126,7 @@ def test_a_gate_failure_under_xdist_is_counted_once(pytester, stub):
     result.stdout.fnmatch_lines(["FAILED llmbench::slo?latency_p99? - *"])
 
 
-def test_a_baseline_is_compared_on_the_shared_tests_and_every_difference_is_named(pytester, stub):
+def test_a_baseline_is_compared_on_the_shared_tests_and_every_difference_is_named(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}, {"id": "c"}])
     run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(passed=3)
     stub.delay = 0.3
@@ -145,14 +147,14 @@ def test_a_baseline_is_compared_on_the_shared_tests_and_every_difference_is_name
     result.stdout.fnmatch_lines(["*LLMBenchWarning: baseline: the test sets differ*"])
 
 
-def test_the_same_tests_and_settings_compare_without_a_warning(pytester, stub):
+def test_the_same_tests_and_settings_compare_without_a_warning(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
     run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(passed=2)
     result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", "latest")
     assert "baseline WARNING" not in result.stdout.str()
 
 
-def test_an_empty_streamed_answer_says_the_stream_had_no_content_not_to_turn_streaming_on(pytester, fault_server):
+def test_an_empty_streamed_answer_says_the_stream_had_no_content_not_to_turn_streaming_on(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     from faultserver import Reply
 
     fault_server.always(Reply.json({"object": "list", "data": [{"id": "m", "object": "model"}]}), path="/v1/models")
@@ -175,7 +177,7 @@ def test_an_empty_streamed_answer_says_the_stream_had_no_content_not_to_turn_str
 RULE_LINE = "  -: too few samples for the percentile (p90 needs 10, p95 20, p99 100, p99.9 1000)"
 
 
-def test_a_gate_on_a_p99_of_8_samples_says_so_and_warns_where_the_table_shows_a_dash(pytester, stub):
+def test_a_gate_on_a_p99_of_8_samples_says_so_and_warns_where_the_table_shows_a_dash(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}"} for i in range(8)])
 
     result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-slo", "latency_p99=60s",
@@ -203,7 +205,7 @@ def test_a_gate_on_a_p99_of_8_samples_says_so_and_warns_where_the_table_shows_a_
     assert "-: too few samples for the percentile (p90 needs 10, p95 20, p99 100, p99.9 1000)" in html
 
 
-def test_with_few_samples_fail_a_gate_on_too_few_samples_fails_unjudged(pytester, stub):
+def test_with_few_samples_fail_a_gate_on_too_few_samples_fails_unjudged(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}"} for i in range(8)])
     run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(passed=8)
 
@@ -224,7 +226,7 @@ def test_with_few_samples_fail_a_gate_on_too_few_samples_fails_unjudged(pytester
     result.stdout.fnmatch_lines(["gate passed: p50_latency_ms *% against the baseline, limit +100000%"])
 
 
-def test_a_sweep_follows_the_same_rule_in_its_table_and_its_verdicts(pytester, stub):
+def test_a_sweep_follows_the_same_rule_in_its_table_and_its_verdicts(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}"} for i in range(4)])
 
     result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-sweep", "concurrency=1,2",

@@ -15,7 +15,7 @@ from test_real_llm import run_quickstart, shared_model_cache  # noqa: F401  (the
 pytestmark = [pytest.mark.real_llm, pytest.mark.timeout(900), pytest.mark.usefixtures("local_extra")]
 
 
-def test_the_embedded_server_sends_no_timings_and_none_are_invented(pytester):
+def test_the_embedded_server_sends_no_timings_and_none_are_invented(pytester: pytest.Pytester) -> None:
     run, output = run_quickstart(pytester, "--llmbench-stream", "--llmbench-server-timing")
     run.stdout.fnmatch_lines(["server timing: none sent*"])
     found = [json.loads(p.read_text(encoding="utf-8")) for p in output.glob("*_result.json")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from faultserver import FaultServer, Reply, client_for
 from openai_stub import write_suite
@@ -15,7 +17,7 @@ from pytest_llmbench.result import estimate_tokens
 ANSWER = "w0 w1 w2 w3 w4"
 
 
-def chat(url: str, stream: bool):
+def chat(url: str, stream: bool) -> Any:
     llm = client_for(url, model="timing-model", retries=0)
     try:
         return llm.chat([{"role": "user", "content": "think"}], stream=stream)
@@ -23,7 +25,7 @@ def chat(url: str, stream: bool):
         llm.close()
 
 
-def test_a_reasoning_stream_separates_first_token_from_first_answer_token():
+def test_a_reasoning_stream_separates_first_token_from_first_answer_token() -> None:
     for server in serving("vllm", reasoning_s=0.3, prefill_s=0.0):
         result = chat(server.url, stream=True)
     [truth] = server.truth
@@ -36,7 +38,7 @@ def test_a_reasoning_stream_separates_first_token_from_first_answer_token():
     assert 0 < result.time_to_second_token < result.ttfot - result.ttft  # the second chunk is still thinking
 
 
-def test_the_servers_reasoning_count_wins_and_a_whole_answer_keeps_its_thinking_apart():
+def test_the_servers_reasoning_count_wins_and_a_whole_answer_keeps_its_thinking_apart() -> None:
     for server in serving("vllm", reasoning_s=0.05, prefill_s=0.0, reasoning_usage=42):
         streamed = chat(server.url, stream=True)
         whole = chat(server.url, stream=False)
@@ -48,7 +50,7 @@ def test_the_servers_reasoning_count_wins_and_a_whole_answer_keeps_its_thinking_
     assert estimated.reasoning_tokens == estimate_tokens(estimated.reasoning_text)  # no usage detail: estimated
 
 
-def test_a_role_only_chunk_is_no_token_and_a_tool_call_fragment_is_one():
+def test_a_role_only_chunk_is_no_token_and_a_tool_call_fragment_is_one() -> None:
     role = {"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}
     tool = {"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"arguments": "{"}}]},
                          "finish_reason": None}]}
@@ -61,7 +63,7 @@ def test_a_role_only_chunk_is_no_token_and_a_tool_call_fragment_is_one():
     assert result.response_text == "done" and result.reasoning_tokens is None
 
 
-def test_checks_read_the_answer_and_expected_reasoning_reads_the_thinking():
+def test_checks_read_the_answer_and_expected_reasoning_reads_the_thinking() -> None:
     ok = evaluate({"contains": "w0", "not_contains": "thinking", "reasoning": {"contains": "thinking"}}, ANSWER,
                   5, reasoning_text="thinking thinking ")
     assert ok.passed
@@ -79,12 +81,12 @@ def test_checks_read_the_answer_and_expected_reasoning_reads_the_thinking():
     ({"min_tokens": 3}, "reasoning: 'min_tokens' does not check reasoning text"),
     ({"regex": "("}, "reasoning: regex: pattern '(' does not compile"),
 ])
-def test_a_reasoning_block_that_cannot_check_anything_is_named(block, problem):
+def test_a_reasoning_block_that_cannot_check_anything_is_named(block: Any, problem: Any) -> None:
     [found] = expectation_problems({"reasoning": block})
     assert found.startswith(problem)
 
 
-def test_a_session_pools_ttfot_ttst_and_reasoning_tokens_and_checks_the_thinking(pytester):
+def test_a_session_pools_ttfot_ttst_and_reasoning_tokens_and_checks_the_thinking(pytester: pytest.Pytester) -> None:
     suite = write_suite(pytester.path / "s.json", [
         {"id": "good", "messages": [{"role": "user", "content": "a"}],
          "expected": {"contains": "w4", "reasoning": {"contains": "thinking"}}},

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import re
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from faultserver import CHAT, FaultServer, Reply, client_for, refusing_url
@@ -16,17 +18,22 @@ TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-01")
 
 
 @pytest.fixture
-def receiver():
+def receiver() -> Iterator[Any]:
     found = otlp_receiver.OTLPReceiver()
     yield found
     found.close()
 
 
-def sent_ids(server) -> list[tuple[str, str]]:
-    return [TRACEPARENT.fullmatch(r["headers"]["traceparent"]).groups() for r in server.received]
+def sent_ids(server: Any) -> list[tuple[str, str]]:
+    ids = []
+    for request in server.received:
+        match = TRACEPARENT.fullmatch(request["headers"]["traceparent"])
+        assert match is not None, request["headers"]["traceparent"]
+        ids.append((match[1], match[2]))
+    return ids
 
 
-def test_every_request_carries_a_traceparent_of_its_own_and_the_result_names_it():
+def test_every_request_carries_a_traceparent_of_its_own_and_the_result_names_it() -> None:
     for server in serving("vllm"):
         with client(server.url) as llm:
             results = [llm.complete("p"), llm.chat([{"role": "user", "content": "hi"}], stream=True)]
@@ -35,7 +42,7 @@ def test_every_request_carries_a_traceparent_of_its_own_and_the_result_names_it(
     assert len({trace for trace, _ in ids}) == 2  # a trace of its own per request
 
 
-def test_no_traceparent_when_turned_off_and_the_users_own_wins():
+def test_no_traceparent_when_turned_off_and_the_users_own_wins() -> None:
     users = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     for server in serving("vllm"):
         with client(server.url, traceparent=False) as llm:
@@ -47,7 +54,7 @@ def test_no_traceparent_when_turned_off_and_the_users_own_wins():
     assert (own.trace_id, own.span_id) == ("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331")
 
 
-def test_a_retried_request_keeps_its_trace():
+def test_a_retried_request_keeps_its_trace() -> None:
     with FaultServer() as server:
         server.reply(Reply(503), Reply.json(CHAT))
         llm = client_for(server.url_for("/v1"))
@@ -57,7 +64,7 @@ def test_a_retried_request_keeps_its_trace():
     assert result.attempts == 2 and headers[0] == headers[1] == f"00-{result.trace_id}-{result.span_id}-01"
 
 
-def test_spans_reach_a_collector_as_parents_of_the_servers_spans_and_linked_to_the_session(pytester, receiver):
+def test_spans_reach_a_collector_as_parents_of_the_servers_spans_and_linked_to_the_session(pytester: pytest.Pytester, receiver: Any) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": f"t{n}"} for n in range(3)])
     for server in serving("vllm"):
         result = pytester.runpytest("--llmbench-endpoint", server.url, "--llmbench-suite", str(suite),
@@ -79,7 +86,7 @@ def test_spans_reach_a_collector_as_parents_of_the_servers_spans_and_linked_to_t
 
 
 @pytest.mark.parametrize("collector", ["down", "stuck"])
-def test_a_dead_or_stuck_collector_fails_nothing_and_its_spans_are_counted(pytester, collector):
+def test_a_dead_or_stuck_collector_fails_nothing_and_its_spans_are_counted(pytester: pytest.Pytester, collector: Any) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
     with contextlib.ExitStack() as stack:
         if collector == "stuck":
@@ -97,7 +104,7 @@ def test_a_dead_or_stuck_collector_fails_nothing_and_its_spans_are_counted(pytes
     assert batch_of(pytester.path / "llmbench_results")["tracing"]["dropped"] == 3
 
 
-def test_no_traceparent_in_a_session_leaves_the_rows_without_trace_ids(pytester):
+def test_no_traceparent_in_a_session_leaves_the_rows_without_trace_ids(pytester: pytest.Pytester) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
     for server in serving("vllm"):
         result = pytester.runpytest("--llmbench-endpoint", server.url, "--llmbench-suite", str(suite),
@@ -107,7 +114,7 @@ def test_no_traceparent_in_a_session_leaves_the_rows_without_trace_ids(pytester)
     assert "traceparent" not in {name.lower() for name in server.received[0]["headers"]}
 
 
-def test_an_otlp_url_that_is_no_url_is_a_usage_error(pytester):
+def test_an_otlp_url_that_is_no_url_is_a_usage_error(pytester: pytest.Pytester) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
     result = pytester.runpytest("--llmbench-endpoint", "http://127.0.0.1:9/v1", "--llmbench-suite", str(suite),
                                 "--llmbench-otlp", "collector:4318")

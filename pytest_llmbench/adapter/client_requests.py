@@ -18,7 +18,7 @@ import pytest
 
 from ..http.client import LLMClient
 from ..result import TestResult
-from ..runner import add_failed_check
+from ..runner import add_failed_check, name_options_in
 from ..session.endpoint import Endpoint
 from ..session.handoff import Delivery
 from ..session.storage import file_stem
@@ -64,6 +64,7 @@ class RecordingClient:
             started = time.monotonic()  # after a slot was free: waiting for one is not the request's time
             result: TestResult = request()
             window = (started, time.monotonic())
+        name_options_in(result)
         item = self.item
         if item is None:  # outside any test (a session fixture's teardown, say): nothing to attribute it to
             return result

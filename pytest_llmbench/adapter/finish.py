@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from .._version import __version__
+from ..batch import Batch, RunInfo
 from ..exceptions import LLMBenchWarning
 from ..http.redact import Secrets, redact_headers
 from ..metrics.gates import GateResult
@@ -30,7 +31,7 @@ from .terminal import safe, write_gates, write_summary
 
 
 def run_metadata(config: pytest.Config, settings: Settings, endpoint: Endpoint | None, target: Target | None,
-                 run_dir: Path | None, started: datetime) -> dict[str, Any]:
+                 run_dir: Path | None, started: datetime) -> RunInfo:
     """The batch's ``run`` section: what ran where, with every option as given and every secret masked."""
     options = {k: v for k, v in vars(settings).items() if k not in ("api_key", "header")}
     options = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, tuple) else v)
@@ -56,7 +57,7 @@ def run_metadata(config: pytest.Config, settings: Settings, endpoint: Endpoint |
     }
 
 
-def write_html_report(config: pytest.Config, settings: Settings, batch: dict[str, Any], folder: Path,
+def write_html_report(config: pytest.Config, settings: Settings, batch: Batch, folder: Path,
                       started: datetime, problems: list[str]) -> Path | None:
     """The HTML report, after the batch file is safe on disk: a report that fails is a warning, nothing more."""
     html = settings.html
@@ -89,7 +90,7 @@ def fail_session(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def write_end_summary(reporter: Any, batch: dict[str, Any], files: list[str], gate_result: GateResult | None,
+def write_end_summary(reporter: Any, batch: Batch, files: list[str], gate_result: GateResult | None,
                       batch_problem: str | None, warnings_as_errors: list[str]) -> None:
     """The llmbench part of pytest's terminal summary: tables, load and server lines, gates, lost files."""
     write_summary(reporter, batch, files)

@@ -19,7 +19,7 @@ from ..collect.suite import SUITE_SUFFIX, TestCase
 from ..exceptions import ConfigurationError, LLMBenchError
 from ..metrics.gates import Gates
 from ..metrics.hardware.monitor import PerformanceMonitor
-from ..options import Settings, read_settings
+from ..options import Settings, name_options, read_settings
 from ..result import TestResult
 from ..runner import Runner, build_runner
 from ..session.endpoint import EndpointLifecycle, output_folder
@@ -51,7 +51,7 @@ _RUNNER = pytest.StashKey[Runner]()
 def stop_for_usage(exc: LLMBenchError) -> NoReturn:
     """Stop the session over a usage error found once it runs (an unwritable output folder, an unreachable or
     unstartable server): one ``llmbench:`` line and pytest's usage-error exit code, no traceback."""
-    pytest.exit(f"llmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+    pytest.exit(f"llmbench: {name_options(str(exc))}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def configure(config: pytest.Config) -> Gates:
@@ -108,7 +108,8 @@ def process_runner(config: pytest.Config) -> Runner:
     if _RUNNER not in config.stash:
         controller = config.pluginmanager.get_plugin(CONTROLLER)
         if controller is not None and config.stash[ENDPOINT_KEY].endpoint is None:
-            controller.prepare()  # hand-written tests alone: the run says what it tests, its server logs in its folder
+            # hand-written tests alone: the run says what it tests, its server logs in its folder
+            controller.setup.prepare()
         try:
             endpoint = config.stash[ENDPOINT_KEY].for_requests()
         except LLMBenchError as exc:

@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Any
 
+from ..batch import Batch
 from ..metrics.samples import RULE, vouched
 from ..metrics.server_timing import summary_line as server_timing_line
 from ..metrics.stats import metric_key
@@ -132,7 +133,7 @@ def resumed_line(resumed: dict[str, Any], rows: int) -> str:
                if dropped else ""))
 
 
-def drift_lines(batch: dict[str, Any], shown: int = 5) -> list[tuple[str, dict[str, bool]]]:
+def drift_lines(batch: Batch, shown: int = 5) -> list[tuple[str, dict[str, bool]]]:
     """Answer drift against the baseline: counts per level, then the regressions and the most changed answers."""
     drift, changes = batch.get("drift"), batch.get("answer_changes") or []
     if not drift:
@@ -154,7 +155,7 @@ def drift_lines(batch: dict[str, Any], shown: int = 5) -> list[tuple[str, dict[s
     return lines
 
 
-def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> None:
+def write_summary(reporter: Any, batch: Batch, files: list[str]) -> None:
     """The llmbench section of pytest's summary, from the batch record."""
     agg = batch["aggregate"]
     reporter.write_sep("=", "llmbench summary", bold=True)  # as pytest starts its own sections: on a new line
@@ -163,8 +164,9 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         reporter.write_line(safe(target["line"]))
     if batch.get("partial"):
         reporter.write_line(f"PARTIAL RUN: {safe(batch.get('partial_reason'))}", yellow=True, bold=True)
-    if batch.get("resumed_from"):
-        reporter.write_line(safe(resumed_line(batch["resumed_from"], len(batch.get("tests") or ()))), bold=True)
+    resumed = batch.get("resumed_from")
+    if resumed:
+        reporter.write_line(safe(resumed_line(resumed, len(batch.get("tests") or ()))), bold=True)
     reporter.write_line(
         f"tests {agg['total_tests']}: {agg['passed_tests']} passed, {agg['total_tests'] - agg['passed_tests']} failed"
         f" | requests {agg['success_rate'] * 100:.1f}% successful | wall time {agg['wall_time_s']:.2f}s")
@@ -195,7 +197,7 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         reporter.write_line(safe(line), **markup)
     _write_categories(reporter, batch.get("categories") or {})
     if batch.get("hardware"):
-        _write_hardware(reporter, batch["hardware"])
+        _write_hardware(reporter, batch["hardware"] or {})
     if batch.get("alerts"):
         reporter.write_line(f"alerts: {len(batch['alerts'])} (see the warnings summary)", yellow=True)
     slowest = batch.get("slowest") or []

@@ -55,7 +55,7 @@ class ClientConfig:
     connect_timeout: float = CONNECT_TIMEOUT  # seconds to open a connection, within the total deadline
     max_response_bytes: int = MAX_RESPONSE_BYTES  # decoded bytes of one answer; past it the answer fails
     secrets: tuple[str, ...] = field(default=(), repr=False)  # more values to mask (the session's other ones)
-    connections: int = 10  # connections kept open: at least the requests in flight (--llmbench-concurrency)
+    connections: int = 10  # connections kept open: at least the requests in flight (the plugin's concurrency)
     server_timing: bool = False  # ask servers for their per-request times (request fields some servers refuse)
     traceparent: bool = True  # a W3C traceparent header with a trace id of its own on every request
 
@@ -176,7 +176,7 @@ class LLMClient:
         if self.config.endpoint.split("://", 1)[0].lower() not in ("http", "https"):
             shown = self._redact(self.config.endpoint)
             raise EndpointUnreachable(f"The endpoint {shown} has no http:// or https:// in front: try "
-                                      f"--llmbench-endpoint http://{shown.split('://', 1)[-1]}")
+                                      f"setting endpoint http://{shown.split('://', 1)[-1]}")
         try:
             url = models_url(self.config.endpoint)
             target(url)  # a bad port only shows here; the messages below need the target
@@ -192,7 +192,7 @@ class LLMClient:
             if reply.error.status == 404 and not urlsplit(url).path.rstrip("/").endswith("/v1/models"):
                 base = self._redact(url.rsplit("/models", 1)[0])
                 raise EndpointUnreachable(f"GET {self._redact(url)} answered HTTP 404: an OpenAI-compatible API "
-                                          f"lives under /v1; try --llmbench-endpoint {base}/v1", reply.error)
+                                          f"lives under /v1; try setting endpoint {base}/v1", reply.error)
             return
         error = self._secrets.redact_error(reply.error)
         where = self._redact(url)
@@ -295,11 +295,11 @@ class LLMClient:
 def auth_hint(error: ApiError, key_sent: bool) -> ApiError:
     """A 401/403 that says which mistake it is: no key sent, or the key sent refused, and how to set one."""
     if key_sent:
-        hint = ("the API key sent was refused: check LLMBENCH_API_KEY or OPENAI_API_KEY (or --llmbench-api-key, "
-                "--llmbench-header)")
+        hint = ("the API key sent was refused: check LLMBENCH_API_KEY or OPENAI_API_KEY (or setting api_key, "
+                "setting headers)")
     else:
         hint = ("no API key was sent and the server wants one: set LLMBENCH_API_KEY or OPENAI_API_KEY (or "
-                "--llmbench-api-key)")
+                "setting api_key)")
     if hint not in error.message:
         error.message = f"{error.message}; {hint}"
     return error

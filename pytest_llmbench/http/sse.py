@@ -234,7 +234,7 @@ def read_stream(response: requests.Response, api_type: str, sent_ns: int, deadli
                     break
             clock.parsed(parser.pending)
             if over and outcome.error is None and not outcome.done:
-                message = f"response exceeded {size_text(max_bytes or 0)} (--llmbench-max-response-bytes)"
+                message = f"response exceeded {size_text(max_bytes or 0)} (setting max_response_bytes)"
                 outcome.error = outcome.failure("too_large", message)
     except EventTooLarge as exc:
         outcome.error = outcome.failure("stream", str(exc))

@@ -41,7 +41,7 @@ from .sse import READ_SIZE, StreamOutcome, read_stream
 # Failures before anything went on the wire that no retry can fix: a bad URL, a body that is no JSON.
 _UNSENDABLE = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
                requests.exceptions.InvalidHeader, requests.exceptions.InvalidJSONError)
-_TIMEOUT_OPTION = "--llmbench-timeout"
+_TIMEOUT_OPTION = "setting timeout"
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection: an address that never answers fails fast and is retried
 MAX_RESPONSE_BYTES = 32 * 2**20  # decoded bytes of one answer, streamed or not
 
@@ -104,7 +104,7 @@ class Transport:
             response = self._send(method, url, body, timeout, headers)
         except requests.ConnectTimeout as exc:  # before the deadline check: the request never reached the server
             failure = network_error(exc, target(url))
-            failure.message += f" within {min(self.connect_timeout, timeout):g} s (--llmbench-connect-timeout)"
+            failure.message += f" within {min(self.connect_timeout, timeout):g} s (setting connect_timeout)"
             return reply(error=failure)
         except _UNSENDABLE as exc:
             return reply(error=ApiError("request", f"the request could not be sent: {exc}"))
@@ -136,7 +136,7 @@ class Transport:
             except BODY_READ_ERRORS as exc:
                 payload, error = b"", broken_body(exc, status)
             if status < 300 and len(payload) > self.max_response_bytes:  # the rest is never read nor inflated
-                message = f"response exceeded {size_text(self.max_response_bytes)} (--llmbench-max-response-bytes)"
+                message = f"response exceeded {size_text(self.max_response_bytes)} (setting max_response_bytes)"
                 error = ApiError("too_large", message, status, body_excerpt=self.secrets.clip(
                     payload[:4096].decode("utf-8", "replace"), 500))
             if late():  # also when the body looks whole: one without a length ends when the watchdog closes it

@@ -12,24 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..batch import Batch
 from ..exceptions import BatchFileError
 from .batch_file import read_batch
 from .samples import RULE, count_key, short_of
 from .slo import RUN_NAMES, summary_key
-from .stats import finite_number, format_value, summary_keys
+from .stats import POOLED, finite_number, format_value, summary_keys
 
-# What the terminal table shows when no metric is named: the figures people watch between runs.
+# What the terminal table shows when no metric is named: the figures people watch between runs (each metric's
+# are declared in result.METRICS).
 DEFAULT_METRICS = (
     "success_rate",
     "goodput",
-    "mean_latency_ms",
-    "p50_latency_ms",
-    "p99_latency_ms",
-    "mean_ttft_ms",
-    "p99_ttft_ms",
-    "mean_tpot_ms",
-    "mean_itl_ms",
-    "mean_tokens_per_second",
+    *(metric.summary_key(stat) for metric in POOLED for stat in metric.baseline),
     "request_throughput",
     "output_throughput",
 )
@@ -60,7 +55,7 @@ class Threshold:
         return f"limit {self.pct:+g}%"
 
 
-def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_baseline(path: str | os.PathLike[str]) -> Batch:
     """The whole batch document, checked (batch_file.py); its "aggregate" object is what compare() takes.
     Raises BatchFileError (a ValueError) naming the file and its first problem."""
     try:

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..batch import Batch, Comparison, Row, RunInfo
+from ..batch import Delta as DeltaEntry
+from ..batch import Gates as GatesSection
 from .baseline import (
     Delta,
     Threshold,
@@ -46,7 +49,7 @@ class GateResult:
     def failures(self) -> list[str]:
         return [m.message for m in self.slo_misses] + self.regressions + self.drift
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> GatesSection:
         return {
             "passed": not self.failed,
             "failed": [{"gate": gate, "message": message} for gate, message in self.failed_gates],
@@ -54,15 +57,17 @@ class GateResult:
             "baseline_note": self.baseline_note,
             "few_samples": self.sample_warnings,
             "slo_misses": [m.to_dict() for m in self.slo_misses],
-            "comparison": None if self.baseline_path is None else {
-                "baseline": self.baseline_path,
-                "warnings": self.pairing.warnings if self.pairing else [],
-                "shared_tests": self.pairing.shared if self.pairing else None,
-                "per_test": [d.to_dict() for d in self.pairing.per_test] if self.pairing else [],
-                "deltas": [vars(d) for d in self.deltas],
-                "regressions": self.regressions,
-                "drift": self.drift,
-            },
+            "comparison": None if self.baseline_path is None else Comparison(
+                baseline=self.baseline_path,
+                warnings=self.pairing.warnings if self.pairing else [],
+                shared_tests=self.pairing.shared if self.pairing else None,
+                per_test=[d.to_dict() for d in self.pairing.per_test] if self.pairing else [],
+                deltas=[DeltaEntry(name=d.name, baseline=d.baseline, current=d.current, change_pct=d.change_pct,
+                                   baseline_count=d.baseline_count, current_count=d.current_count)
+                        for d in self.deltas],
+                regressions=self.regressions,
+                drift=self.drift,
+            ),
         }
 
     def table(self) -> list[str]:
@@ -73,7 +78,7 @@ class GateResult:
 class Gates:
     slos: list[RunSlo]
     thresholds: list[Threshold]
-    baseline: dict[str, Any] | None
+    baseline: Batch | None
     baseline_path: Path | None
     drift_fail: float | None = None  # fail when an answer's similarity to the baseline's falls below this
     note: str | None = None  # why there is no baseline although one was asked for (a first run)
@@ -101,8 +106,8 @@ class Gates:
     def active(self) -> bool:
         return bool(self.slos or self.thresholds or self.baseline or self.note)
 
-    def check(self, aggregate: dict[str, Any], rows: list[dict[str, Any]] | None = None,
-              run: dict[str, Any] | None = None) -> GateResult:
+    def check(self, aggregate: dict[str, Any], rows: list[Row] | None = None,
+              run: RunInfo | None = None) -> GateResult:
         """SLOs on this run's figures; the baseline on the tests both runs share (``rows``: this run's batch rows,
         ``run``: its run record), with a warning for each way the runs differ."""
         result = GateResult()
@@ -136,7 +141,7 @@ class Gates:
                 self._check_drift(result, rows or [])
         return result
 
-    def _check_drift(self, result: GateResult, rows: list[dict[str, Any]]) -> None:
+    def _check_drift(self, result: GateResult, rows: list[Row]) -> None:
         assert self.drift_fail is not None
         result.drift = drift_failures(rows, self.drift_fail)
         if result.drift:

@@ -6,24 +6,17 @@ it: a gate that passes because nothing was checked would hide exactly what it is
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..result import MIN_RATE_TOKENS
+from ..batch import SloMissEntry
+from ..result import METRICS, Metric
 from .samples import shortfall
 from .server.section import SLO_KEYS as SERVER_SLO_KEYS
-from .stats import (
-    RATE_METRIC,
-    TIME_METRICS,
-    finite_number,
-    format_value,
-    metric_key,
-    unit_of,
-)
+from .stats import POOLED, finite_number, format_value, metric_of, unit_of
 
 STREAM_HINT = 'measured only on streamed responses: run with --llmbench-stream or set "stream": true on the test'
 # Why a streamed answer has no TTFT or TPOT: streaming is on, so the hint above would send the reader the wrong way.
@@ -38,13 +31,13 @@ class SloMiss:
     measured: float | None  # None when the metric was not measured
     message: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> SloMissEntry:
+        return SloMissEntry(metric=self.metric, limit=self.limit, measured=self.measured, message=self.message)
 
 
 @dataclass(frozen=True)
 class _TestGate:
-    field: str  # the result's field, in seconds or tokens/s
+    field: str  # the result's field, in seconds or the metric's own unit
     metric: str
     scale: float  # result units -> the limit's units
     unit: str
@@ -52,15 +45,17 @@ class _TestGate:
     unmeasured: str  # why a value can be missing
 
 
-_TEST_GATES = {
-    "max_latency_s": _TestGate("execution_time", "latency", 1.0, "s", True, "the request has no timing"),
-    "max_ttft_s": _TestGate("ttft", "ttft", 1.0, "s", True, STREAM_HINT),
-    "max_tpot_ms": _TestGate("tpot", "tpot", 1000.0, "ms", True, STREAM_HINT),
-    "min_tokens_per_second": _TestGate(
-        RATE_METRIC, RATE_METRIC, 1.0, "tok/s", False,
-        f"the answer had fewer than {MIN_RATE_TOKENS} completion tokens, too few for a rate, or none were reported"
-    ),
-}
+def _test_gate(metric: Metric, key: str) -> _TestGate:
+    """A per-test limit from the registry: a time in seconds (``max_ttft_s``) or ms (``max_tpot_ms``), any other
+    figure in the metric's own unit; a maximum when lower is better."""
+    scale, unit = 1.0, metric.unit
+    if metric.seconds:
+        scale, unit = (1000.0, "ms") if key.endswith("_ms") else (1.0, "s")
+    return _TestGate(metric.field, metric.key, scale, unit, metric.better == "lower",
+                     STREAM_HINT if metric.streamed else metric.unmeasured)
+
+
+_TEST_GATES = {metric.test_slo: _test_gate(metric, metric.test_slo) for metric in METRICS if metric.test_slo}
 TEST_SLO_KEYS = tuple(_TEST_GATES)
 
 
@@ -101,10 +96,9 @@ def check_test_slo(slo: dict[str, Any] | None, result: dict[str, Any]) -> list[S
 
 RUN_STATS = ("mean", "median", "p50", "p90", "p95", "p99", "p99.9", "max", "min")
 SCALAR_METRICS = ("success_rate", "goodput", "request_throughput", "output_throughput")
-RUN_METRICS = (*TIME_METRICS, RATE_METRIC, *SCALAR_METRICS)
+RUN_METRICS = (*(metric.key for metric in POOLED), *SCALAR_METRICS)
 _RUN_KEYS = {
-    **{f"{metric}_{stat}": metric_key(stat.replace(".", "_"), metric)
-       for metric in (*TIME_METRICS, RATE_METRIC) for stat in RUN_STATS},
+    **{f"{metric.key}_{stat}": metric.summary_key(stat.replace(".", "_")) for metric in POOLED for stat in RUN_STATS},
     **{metric: metric for metric in SCALAR_METRICS},
     **SERVER_SLO_KEYS,  # the servers' /metrics: kv_cache_usage_max=90%, preemptions_total=0
 }
@@ -157,13 +151,15 @@ def parse_run_slo(spec: str) -> RunSlo:
     match = _VALUE.fullmatch(value_text.lower())
     if not match:
         raise _invalid(spec, f"{value_text!r} is not a non-negative number with an optional unit")
-    upper = key.endswith("_ms") or key in SERVER_SLO_KEYS.values()
+    metric = metric_of(key)
+    upper = metric.better == "lower" if metric is not None else key in SERVER_SLO_KEYS.values()
     return RunSlo(name, key, "<=" if upper else ">=", _limit(spec, key, name, match))
 
 
 def _limit(spec: str, key: str, name: str, match: re.Match[str]) -> float:
     value, unit = float(match["number"]), match["unit"]
-    if key.endswith("_ms"):
+    metric = metric_of(key)
+    if metric.seconds if metric is not None else key.endswith("_ms"):
         if not unit and name != key:
             raise _invalid(spec, "a time needs a unit: ms or s")
         if unit not in ("", "ms", "s"):
@@ -196,8 +192,9 @@ def check_run_slos(slos: Iterable[RunSlo], summary: dict[str, Any], few_samples:
         if short and few_samples == "fail":
             message = f"run SLO {slo.text} not judged: {short} (--llmbench-few-samples fail)"
         elif measured is None:
-            streamed = any(f"_{metric}_" in f"_{slo.key}_" for metric in ("ttft", "itl", "tpot", "e2el"))
-            why = STREAM_HINT if streamed else "no successful request or no wall time to measure it"
+            metric = metric_of(slo.key)
+            why = STREAM_HINT if metric is not None and metric.streamed else \
+                "no successful request or no wall time to measure it"
             why = _SERVER_HINT if slo.key in SERVER_SLO_KEYS.values() else why
             message = f"run SLO {slo.text} missed: not measured ({why})"
         elif (measured > slo.limit) if slo.op == "<=" else (measured < slo.limit):

@@ -9,15 +9,16 @@ from __future__ import annotations
 from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from ..batch import SCHEMA_VERSION, Batch, Failure, LostTest, Row, RunInfo
 from ..http.redact import Secrets
 from ..metrics.drift import BaselineAnswers, sampling_of
 from ..metrics.hardware.monitor import ErrorRateAlert, PerformanceMonitor
 from ..metrics.hardware.window import joules_per_token
 from ..metrics.server.store import ServerStore
 from ..metrics.server_timing import ServerTimingTally
-from ..metrics.stats import StatsAccumulator
+from ..metrics.stats import POOLED, StatsAccumulator, quantiles_key
 from ..metrics.timeline import uncovered
 from ..metrics.workload import workload_section
 from ..result import METRICS, TestResult
@@ -27,24 +28,25 @@ from .load.record import LoadRecord
 from .progress import ExecutionProgress, ProgressTracker
 from .storage import COMPLETION_SUFFIX, ResultWriter, WriteFailure
 
-SCHEMA_VERSION = 1
-
 # A row carries every scalar metric; per-chunk ones (ITL) go to the statistics only, or rows would hold every chunk.
 ROW_FIELDS = ("test_id", "test_name", "category", "model", "success", "prompt_tokens", "completion_tokens",
               "tokens_estimated", "attempts", "error_message", "reasoning_score", "timing_degraded", "server_timing",
               "trace_id", "requested_input_tokens", "requested_output_tokens", "input_tokens_estimated",
               "stopped_early", "turn", "send_at_s",
               *(metric.field for metric in METRICS if not metric.per_chunk))
+PER_CHUNK = tuple(metric for metric in METRICS if metric.per_chunk)
 
 
 EXCERPT_CHARS = 300  # of a failed test's answer, kept in the batch for the report
 
 
-def row_of(result: TestResult) -> dict[str, Any]:
+def row_of(result: TestResult) -> dict[str, Any]:  # a Row once _count() has added the run's columns
     """The batch file's row for one test: its figures without the response text (a failure keeps an excerpt)."""
     row = {name: getattr(result, name) for name in ROW_FIELDS}
-    row["itl_mean"] = sum(result.itl) / len(result.itl) if result.itl else None
-    row["itl_count"] = len(result.itl)  # with itl_mean, the pooled mean over any subset of rows (baseline_tests.py)
+    for metric in PER_CHUNK:  # one mean per request in the row: ITL's chunks are too many
+        values = getattr(result, metric.field)
+        row[metric.row_field] = sum(values) / len(values) if values else None
+        row[f"{metric.field}_count"] = len(values)  # with the mean, the pooled mean of any subset of rows
     evaluation, slo = result.evaluation_result, result.slo_result
     row["evaluation_passed"] = evaluation.get("passed") if evaluation else None
     row["slo_passed"] = slo.get("passed") if slo else None
@@ -53,7 +55,7 @@ def row_of(result: TestResult) -> dict[str, Any]:
     return row
 
 
-def _failure_of(result: TestResult) -> dict[str, Any]:
+def _failure_of(result: TestResult) -> Failure:
     """What a reader of the report needs to see why a test failed, without opening its files."""
     checks = [c for c in (result.evaluation_result or {}).get("checks") or [] if not c.get("passed")]
     misses = (result.slo_result or {}).get("misses") or []
@@ -76,8 +78,8 @@ class Recorder:
     monitor: PerformanceMonitor | None = None
     server: ServerStore | None = None  # the servers' /metrics readings, when scraped
     error_alert: ErrorRateAlert | None = None
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    lost: list[dict[str, str]] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    lost: list[LostTest] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     secrets: Secrets = field(default_factory=lambda: Secrets(()))  # masked in every result: a hook may add one
     load: LoadRecord | None = None  # the timeline and the load section
@@ -193,7 +195,7 @@ class Recorder:
 
     def _keep(self, row: dict[str, Any], chunks: dict[str, Any], started: float | None) -> None:
         self._starts.append(started)
-        self.rows.append(row)
+        self.rows.append(cast(Row, row))  # every key of a Row is set by now
         self.stats.add({**row, **chunks})
         self.server_timing.add(row.get("success"), row.get("server_timing"))
 
@@ -215,8 +217,8 @@ class Recorder:
         self._failures_reported = len(self.writer.failures)
         return [f"could not write {f.path}: {f.reason}" for f in failures]
 
-    def build_batch(self, *, run: dict[str, Any], partial_reason: str | None,
-                    wall_time_s: float) -> dict[str, Any]:
+    def build_batch(self, *, run: RunInfo, partial_reason: str | None, wall_time_s: float) -> Batch:
+        """The batch file's content: the one place it is made (see batch.py for its declared shape)."""
         aggregate = self._aggregate(wall_time_s)
         first = self._span[0] if self._span else 0.0
         for row, started in zip(self.rows, self._starts):  # send times for the report's timeline
@@ -230,7 +232,7 @@ class Recorder:
             "categories": self.stats.by_category(),
             "models": self.stats.by_model(),
             "slowest": self.stats.slowest(5),
-            "distributions": {"itl_ms": self.stats.quantiles("itl")},
+            "distributions": {quantiles_key(m): self.stats.quantiles(m.key) for m in POOLED if m.per_chunk},
             "lost_tests": self.lost,
             "collection_warnings": self.collection_warnings,
             "alerts": self.alerts,
@@ -284,7 +286,7 @@ class Recorder:
             self.journal.end(partial_reason, batch_path.name if batch_path is not None else None)
             self.journal.close()
 
-    def write_batch(self, batch: dict[str, Any], started: Any) -> Path | None:
+    def write_batch(self, batch: Batch, started: Any) -> Path | None:
         """Every run with a result writes one, so that any run (one test included) can be a baseline. None when
         the write failed (``batch_failure`` then says why)."""
         path = self.writer.write_batch(batch, started)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -175,7 +176,7 @@ def _attributes(result: TestResult) -> dict[str, Any]:
     return {key: value for key, value in found.items() if value is not None}
 
 
-def session_attributes(batch: dict[str, Any]) -> dict[str, Any]:
+def session_attributes(batch: Mapping[str, Any]) -> dict[str, Any]:
     """The session span's attributes, from the batch's figures."""
     aggregate = batch.get("aggregate") or {}
     return {"llmbench.requests": aggregate.get("total_requests"), "llmbench.tests": aggregate.get("total_tests"),

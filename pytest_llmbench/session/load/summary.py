@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from ...metrics.samples import RULE, vouched
@@ -14,7 +15,7 @@ SWEEP_COLUMNS = (("level", "level", "{}"), ("req", "requests", "{}"), ("sent/s",
                  ("TPOT50", "p50_tpot_ms", "{:.1f}"), ("SLOs", "meets_slos", "{}"))
 
 
-def load_lines(load: dict[str, Any] | None, sweep: dict[str, Any] | None) -> list[str]:
+def load_lines(load: Mapping[str, Any] | None, sweep: Mapping[str, Any] | None) -> list[str]:
     """Nothing for a plain run; the offered and achieved load, warm-up, skips and the sweep otherwise."""
     if not load or not (load.get("concurrency") or load.get("request_rate") or sweep
                         or load["warmup"]["requests"] or load.get("duration_s") or load.get("repeat", 1) > 1):

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
+from ...batch import Batch
 from ...exceptions import BatchFileError
 from ...metrics.batch_file import read_batch
 from ..run_folder import resolve_run
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         found = [find_batch(path) for path in args.batches]
         labels: list[str] = args.label + [label for _, label in found[len(args.label):]]
-        runs: list[tuple[dict[str, Any], str, Path | None]] = [
+        runs: list[tuple[Batch, str, Path | None]] = [
             (read_batch(path, required=("tests",)), label, path.resolve().parent)
             for (path, _), label in zip(found, labels)]
     except BatchFileError as exc:

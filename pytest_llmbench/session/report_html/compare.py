@@ -7,11 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...batch import Batch, Row
 from ...metrics.baseline import compare
 from ...metrics.baseline_tests import keys_of, shared_aggregate
 from ...metrics.samples import shortfall, vouched
 from ...metrics.stats import finite_number, format_value
-from .build import HEADLINE, delta_rows, shown
+from .build import HEADLINE, TIMELINE, delta_rows, shown
 
 TEST_CHANGES_SHOWN = 15  # the largest slow-downs, and a third as many speed-ups
 
@@ -23,10 +24,10 @@ def verdict(change: float | None, better: str | None) -> str:
     return "better" if (change < 0) == (better == "lower") else "worse"
 
 
-def shared_figures(batches: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def shared_figures(batches: list[Batch]) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Each run's figures on the tests every run has (by test id and model), as ``--llmbench-compare`` compares two
     runs, and how many tests that is (``shared``) and how many are left out (``left_out``)."""
-    rows = [[row for row in batch.get("tests") or [] if isinstance(row, dict)] for batch in batches]
+    rows: list[list[Row]] = [[row for row in batch.get("tests") or [] if isinstance(row, dict)] for batch in batches]
     every = [keys_of(run_rows) for run_rows in rows]
     shared = set.intersection(*every)
     left_out = len(set.union(*every) - shared)
@@ -59,7 +60,7 @@ def against_reference(aggregates: list[dict[str, Any]], label: str) -> list[dict
                      for aggregate in aggregates[1:]]
 
 
-def _latencies(batch: dict[str, Any]) -> dict[tuple[str, str], float]:
+def _latencies(batch: Batch) -> dict[tuple[str, str], float]:
     """Each successful test's latency by (test id, model)."""
     found = {}
     for row in batch.get("tests") or []:
@@ -69,7 +70,7 @@ def _latencies(batch: dict[str, Any]) -> dict[tuple[str, str], float]:
     return found
 
 
-def test_changes(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+def test_changes(first: Batch, last: Batch) -> dict[str, Any]:
     """Per test, on the tests both runs share: the largest latency changes from the first run to the last."""
     before, after = _latencies(first), _latencies(last)
     shared = before.keys() & after.keys()
@@ -81,5 +82,5 @@ def test_changes(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
         "shared": len(shared), "only_first": len(before.keys() - shared), "only_last": len(after.keys() - shared),
         "rows": [{"id": key[0], "model": key[1], "before": format_value("x_ms", before[key] * 1000),
                   "after": format_value("x_ms", after[key] * 1000), "change": f"{change:+.1f}%",
-                  "verdict": verdict(change, "lower")} for key, change in slower + faster],
+                  "verdict": verdict(change, TIMELINE.better)} for key, change in slower + faster],
     }
