@@ -67,6 +67,12 @@ class _RowRequired(TypedDict):
     timing_degraded: bool  # the client cannot vouch for its token times: its ttft, itl and tpot are not pooled
     server_timing: dict[str, Any] | None  # the server's own queue/prefill/decode times for this request
     trace_id: str | None  # the W3C trace id sent in its traceparent header, to find its spans on the server
+    requested_input_tokens: int | None  # workloads: the prompt's length asked for (prompt_tokens: what usage says)
+    requested_output_tokens: int | None  # workloads: max_tokens asked for (completion_tokens: what usage says)
+    input_tokens_estimated: bool  # the prompt was built by an estimate, not the server's tokenizer
+    stopped_early: bool  # exact_output was asked and the server sent fewer tokens
+    turn: int | None  # a conversation's turn, from 1; None for a single request
+    send_at_s: float | None  # a replayed trace's send time from the replay's start (after speedup)
     evaluation_passed: bool | None
     slo_passed: bool | None
     passed: bool
@@ -184,6 +190,8 @@ class Batch(_BatchRequired, total=False):
     answer_changes: list[dict[str, Any]] | None  # the most changed answers, with their diffs
     server_timing: dict[str, Any]  # how many results the servers' own times were joined to, and what was dropped
     tracing: dict[str, Any]  # --llmbench-otlp: the spans exported and dropped
+    workload: dict[str, Any] | None  # generated tests: requested against achieved token lengths, cached share
+    collection_warnings: list[str]  # e.g. a dataset's malformed lines, each once
 
 
 def row_value(row: Row, name: str) -> Any:

@@ -4,6 +4,7 @@ lengths a seed draws, the same in any order."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from pytest_llmbench.collect.workload.lengths import Draws, Lengths
 from pytest_llmbench.collect.workload.prompts import PromptBuilder
@@ -32,7 +33,7 @@ class MergingTokenizer:
         return "".join("th" if i == 1 << 20 else chr(i) for i in ids)
 
 
-def test_lengths_are_exact_through_an_unstable_round_trip():
+def test_lengths_are_exact_through_an_unstable_round_trip() -> None:
     builder = PromptBuilder(MergingTokenizer())
     head = builder.tokenizer.encode("a shared prefix that ends in t")  # "t" then a body's "h" merge into one
     unstable = 0
@@ -45,7 +46,7 @@ def test_lengths_are_exact_through_an_unstable_round_trip():
     assert unstable > 3  # the round trip did change lengths: the adjustment was needed
 
 
-def test_shared_blocks_start_the_prompts_that_name_them():
+def test_shared_blocks_start_the_prompts_that_name_them() -> None:
     builder = PromptBuilder(EstimateTokenizer())
     head = builder.block("prefix/1", 30)
     first, _ = builder.text(50, "a", head)
@@ -54,7 +55,7 @@ def test_shared_blocks_start_the_prompts_that_name_them():
     assert first.split()[:30] == second.split()[:30] != other.split()[:30]
 
 
-def test_a_requests_lengths_do_not_depend_on_the_order_they_are_drawn():
+def test_a_requests_lengths_do_not_depend_on_the_order_they_are_drawn() -> None:
     spec = Lengths(mean=100, stddev=30, low=50, high=150)
     forward = [spec.draw(Draws(7, i)) for i in range(50)]
     backward = [spec.draw(Draws(7, i)) for i in reversed(range(50))][::-1]
@@ -62,16 +63,20 @@ def test_a_requests_lengths_do_not_depend_on_the_order_they_are_drawn():
     assert forward != [spec.draw(Draws(8, i)) for i in range(50)]
 
 
-def test_the_workload_examples_load_and_cover_every_kind():
+def test_the_workload_examples_load_and_cover_every_kind() -> None:
     from pathlib import Path
 
     from pytest_llmbench.collect.suite import load_suite
 
     folder = Path(__file__).resolve().parent.parent / "example_suites" / "workloads"
     suites = {path.stem: load_suite(path).tests for path in sorted(folder.glob("*.json"))}
-    assert len(suites["rand"]) == 1000 and suites["rand"][0].shape.blocks  # the README's JSON, as written
+    def blocks(case: Any) -> Any:
+        assert case.shape is not None
+        return case.shape.blocks
+
+    assert len(suites["rand"]) == 1000 and blocks(suites["rand"][0])  # the README's JSON, as written
     assert len(suites["chats"]) == 12 and suites["chats"][0].api_type == "chat"
-    assert suites["replay"][-1].send_at_s > 0 and suites["replay"][0].shape.blocks
+    assert (suites["replay"][-1].send_at_s or 0) > 0 and blocks(suites["replay"][0])
     assert all(case.turns for case in suites["conversation"])
-    assert {block.key for case in suites["prefix"] for block in case.shape.blocks} == {
+    assert {block.key for case in suites["prefix"] for block in blocks(case)} == {
         f"prefix/3/{group}" for group in range(4)}

@@ -20,7 +20,7 @@ def serve(**options: Any) -> Iterator[OpenAIStub]:
     server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
     answering = OpenAIStub(**options)
-    answering.url = answering.install(server)  # type: ignore[attr-defined]
+    answering.url = answering.install(server)
     yield answering
     server.clear()
     server.stop()
@@ -45,7 +45,7 @@ def write_workload(where: Path, workload: dict[str, Any], name: str = "rand.json
 
 
 def run(pytester: pytest.Pytester, stub: OpenAIStub, suite: Path, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("--llmbench-endpoint", stub.url,  # type: ignore[attr-defined]
+    return pytester.runpytest_subprocess("--llmbench-endpoint", stub.url,
                                          "--llmbench-suite", str(suite), "-p", "no:cacheprovider", *args)
 
 
@@ -58,7 +58,7 @@ SYNTHETIC = {"type": "synthetic", "count": 12, "seed": 7, "api": "completions",
              "output_tokens": {"mean": 16}, "exact_output": True}
 
 
-def test_synthetic_items_have_stable_ids_and_collection_sends_nothing(pytester, tok_stub):
+def test_synthetic_items_have_stable_ids_and_collection_sends_nothing(pytester: pytest.Pytester, tok_stub: OpenAIStub) -> None:
     suite = write_workload(pytester.path, SYNTHETIC)
     first = run(pytester, tok_stub, suite, "--collect-only", "-q")
     ids = [line for line in first.outlines if "::" in line]
@@ -69,7 +69,7 @@ def test_synthetic_items_have_stable_ids_and_collection_sends_nothing(pytester, 
 
 
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one-process", "xdist"])
-def test_input_lengths_are_exact_on_the_servers_tokenizer(pytester, tok_stub, workers):
+def test_input_lengths_are_exact_on_the_servers_tokenizer(pytester: pytest.Pytester, tok_stub: OpenAIStub, workers: Any) -> None:
     suite = write_workload(pytester.path, SYNTHETIC)
     run(pytester, tok_stub, suite, "--llmbench-concurrency", "4", *workers).assert_outcomes(passed=12)
     results = results_by_id(pytester.path / "llmbench_results" / "latest")
@@ -86,7 +86,7 @@ def test_input_lengths_are_exact_on_the_servers_tokenizer(pytester, tok_stub, wo
     assert section["input_tokens"]["requested"]["mean"] == section["input_tokens"]["achieved"]["mean"]
 
 
-def test_the_same_seed_gives_the_same_prompts_in_another_run(pytester, tok_stub):
+def test_the_same_seed_gives_the_same_prompts_in_another_run(pytester: pytest.Pytester, tok_stub: OpenAIStub) -> None:
     suite = write_workload(pytester.path, {**SYNTHETIC, "count": 3})
     run(pytester, tok_stub, suite).assert_outcomes(passed=3)
     run(pytester, tok_stub, suite, "-n", "2").assert_outcomes(passed=3)
@@ -94,7 +94,7 @@ def test_the_same_seed_gives_the_same_prompts_in_another_run(pytester, tok_stub)
     assert sorted(prompts[:3]) == sorted(prompts[3:]) and len(set(prompts)) == 3
 
 
-def test_chat_lengths_count_the_user_message_and_a_mix_draws_its_pairs(pytester, tok_stub):
+def test_chat_lengths_count_the_user_message_and_a_mix_draws_its_pairs(pytester: pytest.Pytester, tok_stub: OpenAIStub) -> None:
     suite = write_workload(pytester.path, {"type": "synthetic", "count": 20, "seed": 1, "api": "chat",
                                            "mix": [[40, 4, 0.5], [200, 8, 0.5]]})
     run(pytester, tok_stub, suite).assert_outcomes(passed=20)
@@ -105,7 +105,7 @@ def test_chat_lengths_count_the_user_message_and_a_mix_draws_its_pairs(pytester,
     assert all(r["request"]["max_tokens"] == r["requested_output_tokens"] for r in results)
 
 
-def test_without_a_tokenizer_lengths_are_estimates_flagged_everywhere(pytester, plain_stub):
+def test_without_a_tokenizer_lengths_are_estimates_flagged_everywhere(pytester: pytest.Pytester, plain_stub: OpenAIStub) -> None:
     suite = write_workload(pytester.path, {**SYNTHETIC, "count": 3})
     run_result = run(pytester, plain_stub, suite)
     run_result.assert_outcomes(passed=3)
@@ -117,7 +117,7 @@ def test_without_a_tokenizer_lengths_are_estimates_flagged_everywhere(pytester, 
     assert batch_of(pytester.path / "llmbench_results" / "latest")["workload"]["estimated_lengths"] == 3
 
 
-def test_a_local_tokenizer_that_cannot_be_loaded_is_one_clear_message(pytester, plain_stub):
+def test_a_local_tokenizer_that_cannot_be_loaded_is_one_clear_message(pytester: pytest.Pytester, plain_stub: OpenAIStub) -> None:
     suite = write_workload(pytester.path, {**SYNTHETIC, "count": 1})
     result = run(pytester, plain_stub, suite, "--llmbench-tokenizer", str(pytester.path / "nowhere"))
     result.assert_outcomes(failed=1)
@@ -134,7 +134,7 @@ def test_a_local_tokenizer_that_cannot_be_loaded_is_one_clear_message(pytester, 
     ({"type": "synthetic", "count": 2, "input_tokens": 4, "prefx": {}}, "*unknown field 'workload.prefx'*"),
     ({"type": "synth", "count": 2}, "workload.type must be one of synthetic, dataset, trace*"),
 ])
-def test_bad_specs_name_the_file_and_the_field(pytester, tok_stub, workload, message):
+def test_bad_specs_name_the_file_and_the_field(pytester: pytest.Pytester, tok_stub: OpenAIStub, workload: Any, message: str) -> None:
     suite = write_workload(pytester.path, workload)
     result = run(pytester, tok_stub, suite)
     result.assert_outcomes(failed=1)
@@ -143,7 +143,7 @@ def test_bad_specs_name_the_file_and_the_field(pytester, tok_stub, workload, mes
 
 
 @pytest.mark.parametrize("stream", [(), ("--llmbench-stream",)], ids=["json", "streamed"])
-def test_shared_prefixes_are_cached_and_cached_tokens_are_pooled(pytester, tok_stub, stream):
+def test_shared_prefixes_are_cached_and_cached_tokens_are_pooled(pytester: pytest.Pytester, tok_stub: OpenAIStub, stream: Any) -> None:
     suite = write_workload(pytester.path, {"type": "synthetic", "count": 8, "seed": 3, "input_tokens": 100,
                                            "output_tokens": 2, "prefix": {"tokens": 64, "groups": 2}})
     result = run(pytester, tok_stub, suite, *stream)
@@ -158,7 +158,7 @@ def test_shared_prefixes_are_cached_and_cached_tokens_are_pooled(pytester, tok_s
     result.stdout.fnmatch_lines(["workload: 384 prompt tokens cached by usage (48.0% of 8 prompts)*"])
 
 
-def test_a_local_tokenizer_builds_exact_prompts_when_the_server_has_none(pytester, plain_stub):
+def test_a_local_tokenizer_builds_exact_prompts_when_the_server_has_none(pytester: pytest.Pytester, plain_stub: OpenAIStub) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     from pytest_llmbench.collect.workload.prompts import corpus_text
@@ -184,7 +184,7 @@ def small_context_stub() -> Iterator[OpenAIStub]:
     yield from serve(tokenizer=True, max_model_len=110)
 
 
-def test_a_request_beyond_the_models_context_fails_with_that_message(pytester, small_context_stub):
+def test_a_request_beyond_the_models_context_fails_with_that_message(pytester: pytest.Pytester, small_context_stub: OpenAIStub) -> None:
     tok_stub = small_context_stub
     suite = write_workload(pytester.path, {"type": "synthetic", "count": 2, "input_tokens": {"min": 90, "max": 100},
                                            "output_tokens": 20})
@@ -195,7 +195,7 @@ def test_a_request_beyond_the_models_context_fails_with_that_message(pytester, s
     assert completions(tok_stub) == []
 
 
-def test_a_sweep_with_warm_up_runs_every_level_and_sends_nothing_else(pytester, tok_stub):
+def test_a_sweep_with_warm_up_runs_every_level_and_sends_nothing_else(pytester: pytest.Pytester, tok_stub: OpenAIStub) -> None:
     suite = write_workload(pytester.path, {**SYNTHETIC, "count": 4})
     result = run(pytester, tok_stub, suite, "--llmbench-sweep", "concurrency=1,2", "--llmbench-warmup", "2",
                  "-n", "2")

@@ -21,7 +21,7 @@ def stub() -> Iterator[OpenAIStub]:
     server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
     answering = OpenAIStub(tokenizer=True, delay=0.3)
-    answering.url = answering.install(server)  # type: ignore[attr-defined]
+    answering.url = answering.install(server)
     yield answering
     server.clear()
     server.stop()
@@ -36,7 +36,7 @@ def write_trace(folder: Path, lines: list[Any], **workload: Any) -> Path:
 
 
 def run(pytester: pytest.Pytester, stub: OpenAIStub, suite: Path, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("--llmbench-endpoint", stub.url,  # type: ignore[attr-defined]
+    return pytester.runpytest_subprocess("--llmbench-endpoint", stub.url,
                                          "--llmbench-suite", str(suite), "-p", "no:cacheprovider", *args)
 
 
@@ -44,7 +44,7 @@ def arrivals(stub: OpenAIStub) -> list[float]:
     return [r["at"] for r in stub.requests if r["path"] == "/v1/completions"]
 
 
-def test_requests_leave_at_their_timestamps_without_any_load_option(pytester, stub):
+def test_requests_leave_at_their_timestamps_without_any_load_option(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     lines = [{"timestamp": 5000 + n * GAP_MS * 2, "input_length": 20, "output_length": 4} for n in range(8)]
     run(pytester, stub, write_trace(pytester.path, lines, speedup=2.0)).assert_outcomes(passed=8)
     at = arrivals(stub)
@@ -60,7 +60,7 @@ def test_requests_leave_at_their_timestamps_without_any_load_option(pytester, st
     assert sorted(r["send_at_s"] for r in results.values()) == pytest.approx(planned)
 
 
-def test_shared_hash_ids_give_shared_prompt_blocks(pytester, stub):
+def test_shared_hash_ids_give_shared_prompt_blocks(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     lines = [{"timestamp": 0, "input_length": 40, "output_length": 2, "hash_ids": [1, 2, 3]},
              {"timestamp": 10, "input_length": 44, "output_length": 2, "hash_ids": [1, 2, 4]},
              {"timestamp": 20, "input_length": 30, "output_length": 2, "hash_ids": [5, 6]}]
@@ -71,13 +71,13 @@ def test_shared_hash_ids_give_shared_prompt_blocks(pytester, stub):
     assert prompts[2][:16] != prompts[0][:16]
 
 
-def test_a_trace_under_two_workers_is_sent_whole(pytester, stub):
+def test_a_trace_under_two_workers_is_sent_whole(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     lines = [{"timestamp": n * 20, "input_length": 10, "output_length": 2} for n in range(10)]
     run(pytester, stub, write_trace(pytester.path, lines), "-n", "2").assert_outcomes(passed=10)
     assert len(arrivals(stub)) == 10 and stub.peak >= 2
 
 
-def test_malformed_lines_warn_and_backwards_time_is_one_message(pytester, stub):
+def test_malformed_lines_warn_and_backwards_time_is_one_message(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     good = {"timestamp": 0, "input_length": 10, "output_length": 2}
     result = run(pytester, stub, write_trace(pytester.path, [good, {"timestamp": 5}, "[1", {**good, "timestamp": 9}]))
     result.assert_outcomes(passed=2)

@@ -26,7 +26,7 @@ def chats(stub: OpenAIStub) -> list[dict[str, Any]]:
 
 
 def run(pytester: pytest.Pytester, stub: OpenAIStub, suite: Path, *args: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("--llmbench-endpoint", stub.url,  # type: ignore[attr-defined]
+    return pytester.runpytest_subprocess("--llmbench-endpoint", stub.url,
                                          "--llmbench-suite", str(suite), "-p", "no:cacheprovider", *args)
 
 
@@ -35,7 +35,7 @@ def conversation(n: int, **fields: Any) -> dict[str, Any]:
             "turns": [f"c{n} first", f"c{n} second", f"c{n} third"], **fields}
 
 
-def test_each_turn_carries_the_earlier_answers_and_is_its_own_row(pytester, stub):
+def test_each_turn_carries_the_earlier_answers_and_is_its_own_row(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.answers = {"first": "answer one", "second": "answer two"}
     suite = write_suite(pytester.path / "chat.json", [conversation(0, think_time_s=0.3)])
     result = run(pytester, stub, suite)
@@ -54,7 +54,7 @@ def test_each_turn_carries_the_earlier_answers_and_is_its_own_row(pytester, stub
     assert len(files) == 3 and all("turn" in name for name in files)
 
 
-def test_a_turns_own_expectation_fails_the_conversation_naming_the_turn(pytester, stub):
+def test_a_turns_own_expectation_fails_the_conversation_naming_the_turn(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.answers = {"second": "wrong answer"}
     suite = write_suite(pytester.path / "chat.json", [{
         "id": "conv", "turns": ["first", {"content": "second", "expected": {"contains": ["right"]}}, "third"]}])
@@ -65,14 +65,14 @@ def test_a_turns_own_expectation_fails_the_conversation_naming_the_turn(pytester
     assert [row["evaluation_passed"] for row in rows] == [None, False, None]
 
 
-def test_a_failed_turn_ends_the_conversation(pytester, stub):
+def test_a_failed_turn_ends_the_conversation(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.status = {"second": 500}
     suite = write_suite(pytester.path / "chat.json", [{"id": "conv", "turns": ["first", "second", "third"]}])
     run(pytester, stub, suite, "--llmbench-retries", "0").assert_outcomes(failed=1)
     assert len(chats(stub)) == 2  # the third turn has no answer before it to follow
 
 
-def test_conversations_under_load_keep_their_turns_in_order(pytester, stub):
+def test_conversations_under_load_keep_their_turns_in_order(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "chat.json", [conversation(n) for n in range(4)])
     run(pytester, stub, suite, "-n", "2", "--llmbench-concurrency", "4").assert_outcomes(passed=4)
     sent = chats(stub)
@@ -86,7 +86,7 @@ def test_conversations_under_load_keep_their_turns_in_order(pytester, stub):
     assert sorted((row["test_id"], row["turn"]) for row in rows) == [(f"conv{n}", t) for n in range(4) for t in (1, 2, 3)]
 
 
-def test_sharegpt_conversations_replay_their_human_turns(pytester, stub):
+def test_sharegpt_conversations_replay_their_human_turns(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     data = pytester.path / "sharegpt.jsonl"
     data.write_text("\n".join(json.dumps({"conversations": [
         {"from": "system", "value": "be brief"}, {"from": "human", "value": f"q{n}a"},
@@ -106,7 +106,7 @@ def test_sharegpt_conversations_replay_their_human_turns(pytester, stub):
     ({"id": "c", "turns": ["a", {"content": "b", "expect": {}}]}, "unknown field 'turns[1].expect'"),
     ({"id": "c", "turns": ["a"], "think_time_s": -1}, "think_time_s must be a number of seconds >= 0"),
 ])
-def test_bad_turns_are_named(tmp_path, test, message):
+def test_bad_turns_are_named(tmp_path: Path, test: Any, message: str) -> None:
     with pytest.raises(SuiteError) as info:
         load_suite(write_suite(tmp_path / "s.json", [{"name": "n", "category": "c", **test}], complete=False))
     assert f"s.json: tests[0] (id 'c'): {message}" in str(info.value)
