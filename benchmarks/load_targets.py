@@ -72,17 +72,21 @@ def run_plugin(suite: Path, url: str, cwd: Path, *extra: str) -> tuple[dict[str,
 
 
 def run_aiperf(url: str, requests: int, concurrency: int, cwd: Path, *, streaming: bool = False,
-               rate: float | None = None, extra: tuple[str, ...] = ()) -> dict[str, Any] | None:
-    """AIPerf on the same server: its summary (ms figures) with its end-to-end wall time, or None."""
+               rate: float | None = None, extra: tuple[str, ...] = (),
+               dataset: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+    """AIPerf on the same server: its summary (ms figures) with its end-to-end wall time, or None. ``dataset``
+    replaces the file of short prompts (e.g. AIPerf's synthetic options)."""
     if not AIPERF.exists():
         return None
     cwd.mkdir(parents=True, exist_ok=True)
     prompts = cwd / "prompts.jsonl"
-    prompts.write_text("".join(json.dumps({"text": f"benchmark prompt {n}"}) + "\n" for n in range(requests)))
+    if dataset is None:
+        prompts.write_text("".join(json.dumps({"text": f"benchmark prompt {n}"}) + "\n" for n in range(requests)))
+        dataset = ("--input-file", str(prompts), "--custom-dataset-type", "single_turn",
+                   "--dataset-sampling-strategy", "sequential")
     command = [str(AIPERF), "profile", "--model", "bench-model", "--tokenizer", str(AIPERF_TOKENIZER), "--url",
                url.removesuffix("/v1"), "--endpoint-type", "chat" if streaming else "completions",
-               "--input-file", str(prompts), "--custom-dataset-type", "single_turn",
-               "--dataset-sampling-strategy", "sequential", "--concurrency", str(concurrency),
+               *dataset, "--concurrency", str(concurrency),
                "--request-count", str(requests), "--use-server-token-count", "--ui-type", "none",
                "--artifact-dir", str(cwd / "out"), *(("--streaming",) if streaming else ()),
                *(("--request-rate", str(rate)) if rate else ()), *extra]

@@ -7,6 +7,10 @@ answer are stamped with ``perf_counter_ns`` (CLOCK_MONOTONIC on Linux: one clock
 and its arrival with the client's port, which tells keep-alive clients (xdist workers) apart;
 ``GET /stamps`` returns them and ``GET /stamps?reset=1`` also clears them.
 
+With ``--tokenizer`` it also serves ``/tokenize`` and ``/detokenize`` (vLLM's shape; one token per 4 characters)
+and answers completions with usage by that rule: the prompt's tokens, and exactly ``max_tokens`` words when the
+request says ``ignore_eos`` (the workload benchmarks judge lengths by it).
+
     python benchmarks/openai_server.py --delay-ms 200 --answer-bytes 8192
 prints ``PORT <n>`` once it listens on 127.0.0.1.
 """
@@ -51,10 +55,50 @@ def _answers(answer_bytes: int) -> dict[str, bytes]:
             "/v1/models": _response(json.dumps(models).encode())}
 
 
+CHARS_PER_TOKEN = 4
+
+
+@dataclass
+class _Tokenizer:
+    """One token per CHARS_PER_TOKEN characters; ids from a vocabulary grown as chunks are first seen."""
+
+    ids: dict[str, int] = field(default_factory=dict)
+    chunks: list[str] = field(default_factory=list)
+
+    def encode(self, text: str) -> list[int]:
+        out = []
+        for start in range(0, len(text), CHARS_PER_TOKEN):
+            chunk = text[start:start + CHARS_PER_TOKEN]
+            if chunk not in self.ids:
+                self.ids[chunk] = len(self.chunks)
+                self.chunks.append(chunk)
+            out.append(self.ids[chunk])
+        return out
+
+    def answer(self, path: str, body: dict[str, Any]) -> bytes | None:
+        """The reply to a tokenizer route or a completion, counted by this rule; None for other paths."""
+        if path == "/tokenize":
+            tokens = self.encode(body.get("prompt") or "")
+            return _response(json.dumps({"tokens": tokens, "count": len(tokens), "max_model_len": 1 << 20}).encode())
+        if path == "/detokenize":
+            return _response(json.dumps({"prompt": "".join(self.chunks[t] for t in body.get("tokens", []))}).encode())
+        if path not in ("/v1/completions", "/v1/chat/completions"):
+            return None
+        prompt = body.get("prompt") or "".join(str(m.get("content", "")) for m in body.get("messages", []))
+        words = body.get("max_tokens", 16) if body.get("ignore_eos") else min(8, body.get("max_tokens", 8))
+        text = " ".join(["word"] * words)
+        usage = {"prompt_tokens": len(self.encode(prompt)), "completion_tokens": words}
+        choice: dict[str, Any] = ({"index": 0, "text": text, "finish_reason": "length"} if path == "/v1/completions"
+                                  else {"index": 0, "message": {"role": "assistant", "content": text},
+                                        "finish_reason": "length"})
+        return _response(json.dumps({"id": "bench", "model": MODEL, "choices": [choice], "usage": usage}).encode())
+
+
 @dataclass
 class _State:
     answers: dict[str, bytes]
     delay_s: float
+    tokenizer: _Tokenizer | None = None
     received_ns: list[int] = field(default_factory=list)
     answered_ns: list[int] = field(default_factory=list)
     client_ports: list[int] = field(default_factory=list)  # per received request
@@ -97,6 +141,16 @@ class _Connection(asyncio.Protocol):
         method, target = request_line[0], request_line[1] if len(request_line) > 1 else "/"
         path, _, query = target.partition("?")
         state = self.state
+        if state.tokenizer is not None and method == "POST":
+            counted = state.tokenizer.answer(path, json.loads(body or b"{}"))
+            if counted is not None and path in ("/tokenize", "/detokenize"):
+                self.transport.write(counted)
+                return
+            if counted is not None:
+                state.received_ns.append(time.perf_counter_ns())
+                state.client_ports.append(self.port)
+                self._later(counted)
+                return
         if method == "GET" and path == "/stamps":
             stamps = json.dumps({"received_ns": state.received_ns, "answered_ns": state.answered_ns,
                                  "client_ports": state.client_ports, "prompts": state.prompts}).encode()
@@ -115,8 +169,11 @@ class _Connection(asyncio.Protocol):
         state.client_ports.append(self.port)
         if state.keep_prompts:
             state.prompts.append(str(json.loads(body).get("prompt")))
-        if state.delay_s > 0:
-            asyncio.get_running_loop().call_later(state.delay_s, self._send, reply)
+        self._later(reply)
+
+    def _later(self, reply: bytes) -> None:
+        if self.state.delay_s > 0:
+            asyncio.get_running_loop().call_later(self.state.delay_s, self._send, reply)
         else:
             self._send(reply)
 
@@ -126,8 +183,9 @@ class _Connection(asyncio.Protocol):
             self.state.answered_ns.append(time.perf_counter_ns())
 
 
-async def serve(delay_ms: float, answer_bytes: int, keep_prompts: bool = False) -> None:
-    state = _State(_answers(answer_bytes), delay_ms / 1000.0, keep_prompts=keep_prompts)
+async def serve(delay_ms: float, answer_bytes: int, keep_prompts: bool = False, tokenizer: bool = False) -> None:
+    state = _State(_answers(answer_bytes), delay_ms / 1000.0, keep_prompts=keep_prompts,
+                   tokenizer=_Tokenizer() if tokenizer else None)
     server = await asyncio.get_running_loop().create_server(
         lambda: _Connection(state), "127.0.0.1", 0, backlog=512)
     print("PORT", server.sockets[0].getsockname()[1], flush=True)
@@ -151,10 +209,12 @@ class RunningServer:
 
 
 @contextmanager
-def launch(delay_ms: float = 0.0, answer_bytes: int = 64, keep_prompts: bool = False) -> Iterator[RunningServer]:
+def launch(delay_ms: float = 0.0, answer_bytes: int = 64, keep_prompts: bool = False,
+           tokenizer: bool = False) -> Iterator[RunningServer]:
     """Run the server in its own process (so it never competes for this one's GIL); stop it afterwards."""
     command = [sys.executable, str(HERE / "openai_server.py"), "--delay-ms", str(delay_ms),
-               "--answer-bytes", str(answer_bytes), *(["--keep-prompts"] if keep_prompts else [])]
+               "--answer-bytes", str(answer_bytes), *(["--keep-prompts"] if keep_prompts else []),
+               *(["--tokenizer"] if tokenizer else [])]
     print("server:", " ".join(command), flush=True)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
@@ -214,9 +274,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay-ms", type=float, default=0.0, help="wait before each completion answer")
     parser.add_argument("--answer-bytes", type=int, default=64, help="length of the answer text")
     parser.add_argument("--keep-prompts", action="store_true", help="keep each prompt for GET /stamps")
+    parser.add_argument("--tokenizer", action="store_true", help="serve /tokenize and count usage by its rule")
     args = parser.parse_args(argv)
     with suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.delay_ms, args.answer_bytes, args.keep_prompts))
+        asyncio.run(serve(args.delay_ms, args.answer_bytes, args.keep_prompts, args.tokenizer))
 
 
 if __name__ == "__main__":

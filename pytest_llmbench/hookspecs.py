@@ -18,6 +18,7 @@ import pluggy
 if TYPE_CHECKING:
     import pytest
 
+    from .batch import Batch
     from .collect.suite import TestCase
     from .result import TestResult
     from .session.progress import ExecutionProgress
@@ -80,7 +81,7 @@ def pytest_llmbench_progress(progress: ExecutionProgress, config: pytest.Config)
 
 
 @hookspec
-def pytest_llmbench_batch(batch: dict[str, Any], config: pytest.Config) -> None:
+def pytest_llmbench_batch(batch: Batch, config: pytest.Config) -> None:
     """Add or change fields of the batch record in place, on the controller, before it is written::
 
         def pytest_llmbench_batch(batch):

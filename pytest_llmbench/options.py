@@ -8,6 +8,7 @@ line with ``--no-llmbench-<name>``.
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import re
@@ -16,6 +17,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .collect.suite import SUITE_SUFFIX
 from .collect.suite_json import DEFAULT_MAX_BYTES
 from .exceptions import ConfigurationError
 from .http.client import ClientConfig
@@ -111,6 +113,8 @@ class Settings:
     connect_timeout: float = _option(ClientConfig.connect_timeout, "seconds to open a connection (within "
                                      "--llmbench-timeout); a connect timeout is retried", "SECONDS",
                                      low=0, inclusive=False)
+    tokenizer: str | None = _option(None, "tokenizer.json (or its folder) that builds workload prompts when the "
+                                    "server has no /tokenize route; needs the 'tokenizer' extra", "PATH")
     # -- load generation (session/load/) --
     concurrency: int = _option(0, "most requests in flight for the whole session, whatever the number of "
                                   "processes (0: one per process, as plain pytest)", "N", low=0)
@@ -149,6 +153,18 @@ class Settings:
     server_metric: tuple[str, ...] = _option((), "also keep this series of the server metrics, raw, e.g. "
                                                  "vllm:num_requests_swapped (repeatable; name a counter with its "
                                                  "_total to get its increase and rate)", "NAME")
+    few_samples: str = _option("warn", "what a run-wide gate (--llmbench-slo, --llmbench-compare-fail, a sweep's "
+                                       "SLOs) does with a percentile resting on fewer samples than it needs (p90 10, "
+                                       "p95 20, p99 100, p99.9 1000): warn (judge it and warn) or fail (the gate "
+                                       "fails unjudged)", "WHAT")
+    server_timing: bool = _option(False, "ask the server for its own per-request times (sends vLLM's "
+                                         "include_metrics field, which some servers refuse); llama.cpp timings, "
+                                         "TGI headers and SGLang meta_info are read without it")
+    traceparent: bool = _option(True, "send a W3C traceparent header with a trace id of its own on every request "
+                                      "(a traceparent given with --llmbench-header wins)")
+    otlp: str | None = _option(None, "export one OpenTelemetry span per request and one for the session to this "
+                                     "OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces (needs the otel "
+                                     "extra); a collector that is down costs only its spans", "URL")
 
     @property
     def uses_local_server(self) -> bool:
@@ -170,7 +186,8 @@ class Settings:
                             retries=self.retries, retry_delay=self.retry_delay,
                             max_retry_wait=self.max_retry_wait, retry_read_timeouts=self.retry_read_timeouts,
                             verify=verify, connect_timeout=self.connect_timeout,
-                            max_response_bytes=self.max_response_bytes, secrets=tuple(self.secrets()))
+                            max_response_bytes=self.max_response_bytes, secrets=tuple(self.secrets()),
+                            server_timing=self.server_timing, traceparent=self.traceparent)
 
     def secrets(self) -> list[str]:
         """Every value that must never be written or printed."""
@@ -225,6 +242,21 @@ OPTIONS: tuple[Option, ...] = tuple(
 )
 
 
+_SETTING = re.compile(r"\bsetting ([a-z_]+)\b")
+_OPTION_OF_CLIENT = {"headers": "header"}  # ClientConfig's name of a setting, where the option's differs
+
+
+def name_options(text: str) -> str:
+    """A client message as the plugin's user reads it: the http layer names its own settings
+    (``setting max_response_bytes``, ClientConfig's fields); here each becomes its option's flag."""
+    names = {opt.name: opt.flag for opt in OPTIONS}
+
+    def flag(match: re.Match[str]) -> str:
+        return names.get(_OPTION_OF_CLIENT.get(match[1], match[1]), match[0])
+
+    return _SETTING.sub(flag, text)
+
+
 def add_options(parser: Any) -> None:
     group = parser.getgroup("llmbench", "LLM benchmarks (pytest-llmbench)")
     for opt in OPTIONS:
@@ -243,6 +275,40 @@ def add_options(parser: Any) -> None:
                             help=_escape(_with_default(opt)))
         ini_type = {"bool": "bool", "list": "linelist" if opt.lines else "args"}.get(opt.kind, "string")
         parser.addini(opt.dest, opt.help, type=ini_type, default=[] if opt.kind == "list" else None)
+
+
+def flag_hint(unknown: list[str]) -> str | None:
+    """What to say about arguments the parser did not know, when one looks like an llmbench option: pytest's own
+    "unrecognized arguments" names the slip but not the option that was meant (as ``--llmbench-slo``'s values do)."""
+    ours = [flag for opt in OPTIONS for flag in (opt.flag, *((f"--no-{opt.flag[2:]}",) if opt.kind == "bool" else ()))]
+    hints = []
+    for arg in unknown:
+        written = arg.split("=", 1)[0]
+        if not written.startswith("--"):
+            continue
+        close = difflib.get_close_matches(written, ours, n=1, cutoff=0.75)
+        if close:
+            hints.append(f"{written}: unknown option; did you mean {close[0]}?")
+        elif written.startswith(("--llmbench", "--no-llmbench")):
+            hints.append(f"{written}: unknown option; the llmbench options are listed by pytest --help")
+    return "\n".join(hints) or None
+
+
+def suite_paths_hint(args: list[str]) -> str | None:
+    """``--llmbench-suite a.json b.json`` hands b.json to pytest as a test path, where no collector takes it: say to
+    repeat the option rather than let b.json be "not found" or silently not run."""
+    flag = next(opt.flag for opt in OPTIONS if opt.name == "suite")
+    for index, arg in enumerate(args[:-1]):
+        if arg == flag and index + 2 < len(args):
+            given, following = args[index + 1], args[index + 2]
+        elif arg.startswith(f"{flag}="):
+            given, following = arg.split("=", 1)[1], args[index + 1]
+        else:
+            continue
+        if following.lower().endswith(".json") and not following.endswith(SUITE_SUFFIX):
+            return (f"{flag} takes one suite: {following} after {flag} {given} would be a test path, which no "
+                    f"collector takes. Repeat the option for each suite: {flag} {given} {flag} {following}")
+    return None
 
 
 def _escape(text: str) -> str:

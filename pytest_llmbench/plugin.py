@@ -10,7 +10,7 @@ from .adapter import fixtures, items, process
 from .adapter.controller import Controller
 from .adapter.internals import is_xdist_worker
 from .adapter.pytest_html import PytestHtmlColumns
-from .options import add_options
+from .options import add_options, flag_hint, suite_paths_hint
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -19,6 +19,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspecs)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> object:
+    """Slips on the command line, said before pytest's bare "unrecognized arguments" or "not found": after the
+    initial conftests, whose options are known by then, and before the arguments are parsed for good."""
+    result = yield
+    if "-h" not in args and "--help" not in args:
+        _, unknown = parser.parse_known_and_unknown_args(args)
+        problem = flag_hint(unknown) or suite_paths_hint(args)
+        if problem:
+            raise pytest.UsageError(f"llmbench: {problem}")
+    return result
 
 
 def pytest_configure(config: pytest.Config) -> None:

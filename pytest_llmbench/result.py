@@ -78,7 +78,7 @@ class TestResult:
     suite_id: str | None = None
     request: dict[str, Any] = field(default_factory=dict)  # the body sent; never headers
     stream: bool = False
-    ttft: float | None = None  # seconds; streaming only
+    ttft: float | None = None  # seconds to the first generated token of any kind (answer, reasoning, tool call)
     itl: list[float] = field(default_factory=list)  # seconds between content chunks; streaming only
     tpot: float | None = None  # seconds
     e2e_latency: float | None = None  # seconds
@@ -87,6 +87,30 @@ class TestResult:
     timing_degraded: bool = False  # the client cannot vouch for ttft, itl and tpot: left out of the statistics
     timing_degraded_reason: str | None = None  # why (http/timing.py): the client read several tokens together
     server_metrics: dict[str, Any] | None = None  # the servers' /metrics over the test's window (controller)
+    # What the server said about this request (http/server_timing.py), seconds; None: it did not say (or it was
+    # implausible, then named in server_timing["dropped"]). server_ttft and server_e2e_latency count from the
+    # request's arrival at the server, its queue included.
+    queue_time: float | None = None
+    prefill_time: float | None = None
+    decode_time: float | None = None
+    server_ttft: float | None = None
+    server_e2e_latency: float | None = None
+    client_overhead: float | None = None  # the client's TTFT minus the server's (else latency minus server E2E)
+    server_timing: dict[str, Any] | None = None  # {"source": "vllm", "dropped": {field: reason}}; None: none sent
+    trace_id: str | None = None  # the W3C trace id its traceparent header carried (32 hex digits)
+    span_id: str | None = None  # the header's parent id: the request's own span, parent of the server's spans
+    ttfot: float | None = None  # seconds to the first token of the answer itself, after any reasoning; streaming
+    time_to_second_token: float | None = None  # seconds between the first two generated chunks; streaming
+    reasoning_tokens: int | None = None  # thinking tokens: the server's count, else counted (http/reasoning.py)
+    reasoning_text: str = ""  # the thinking, kept out of response_text (the answer, which the checks read)
+    # -- generated tests (workloads) --
+    requested_input_tokens: int | None = None  # the prompt's length asked for; prompt_tokens is what usage says
+    requested_output_tokens: int | None = None  # max_tokens asked for; completion_tokens is what usage says
+    input_tokens_estimated: bool = False  # the prompt was built by an estimate, not the server's tokenizer
+    stopped_early: bool = False  # exact_output was asked and the server sent fewer tokens
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens, when the server sends it
+    turn: int | None = None  # a conversation's turn, from 1; None for a single request
+    send_at_s: float | None = None  # a replayed trace's send time from the replay's start (after speedup)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""
@@ -114,35 +138,93 @@ _ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(Attempt))  # all plai
 _FIELD_SET = frozenset(_FIELD_NAMES)
 
 
+MIN_RATE_TOKENS = 10
+"""The fewest completion tokens a tokens/s figure is given for. The request's time includes its prompt's processing
+and the first token's wait: over a handful of tokens, tokens/s is the request's latency in disguise (a 1-token
+answer gave 0.7 to 12.8 tok/s on one server), so below this the figure is left out (None) rather than shown."""
+
+
 @dataclass(frozen=True)
 class Metric:
-    """One per-request figure of ``TestResult``, as statistics, batch rows and the texts show it.
+    """One per-request figure of ``TestResult``, declared once: every consumer reads it from here.
 
     ``key`` names it in the batch's summary keys (``p99_<key>_ms``, ``count_<key>``), in run SLOs (``<key>_p99``)
-    and baselines; ``seconds`` metrics are summarised in milliseconds, the others as they are.
+    and baselines; ``seconds`` metrics are summarised in milliseconds, the others as they are, in ``rate_unit``.
+    Statistics, SLO parsing, units, baseline verdicts, the terminal table, the completion text, the batch rows and
+    the HTML report (headline figures, distributions, group tables, the table of every test) all follow it.
     """
 
     field: str  # the TestResult field
     key: str  # the summary's name for it: "latency" for execution_time, as vLLM's benchmark calls it
-    label: str  # the summary table's row title
-    seconds: bool = True  # a duration in seconds (shown in ms in the summary); False: a rate shown as it is
+    label: str  # the terminal summary table's row title, and its column title in the report's table of tests
+    seconds: bool = True  # a duration in seconds (shown in ms in the summary); False: a figure shown as it is
     always_shown: bool = False  # in the completion text even when not measured ("n/a")
     per_chunk: bool = False  # a list of values per request (ITL): pooled over chunks, and its mean per request
     arrival_timed: bool = False  # rests on when each token arrived: not pooled from a timing_degraded result
+    title: str = ""  # how the report names it ("TTFT"); its statistics read "TTFT p99"
+    better: str = "lower"  # which way is better, "lower" or "higher": baseline verdicts, SLO and gate direction
+    rate_unit: str = "tok/s"  # the unit of a metric that is not in seconds
+    pooled: bool = True  # pooled into the run's statistics, so run SLOs, thresholds and baselines can name it
+    streamed: bool = False  # measured only on streamed responses: an SLO on a missing value says how to stream
+    unmeasured: str = ""  # why else a value can be missing, for a per-test SLO that could not be checked
+    test_slo: str | None = None  # its per-test limit in a suite's "slo" block: max_<key>_s/_ms or min_<key>
+    headline: tuple[str, ...] = ()  # statistics shown as the report's headline figures ("p50", "p99")
+    groups: tuple[str, ...] = ()  # statistics in the report's per-category and per-model tables
+    baseline: tuple[str, ...] = ()  # statistics a comparison with a baseline run shows by default
+    distribution: str = ""  # the title of its histogram and CDF in the report; "" for none
+    column: bool = False  # a column of the report's table of every test
+    breakdown: str = ""  # in the report's per-request breakdown: "part" (stacked in this order) or "server" (the
+    # server's whole time, of which the parts it did not split show as "server, not split"); the rest of the
+    # client's latency is the client and the network
 
     @property
     def unit(self) -> str:
-        return "ms" if self.seconds else "tok/s"
+        return "ms" if self.seconds else self.rate_unit
+
+    @property
+    def row_field(self) -> str:
+        """Its name in the batch's rows: per-chunk values are one mean per request there (``itl_mean``)."""
+        return f"{self.field}_mean" if self.per_chunk else self.field
+
+    def summary_key(self, stat: str) -> str:
+        """The vLLM-style summary key of one statistic: ("p99_9") -> "p99_9_ttft_ms"; non-time keys carry no unit."""
+        return f"{stat}_{self.key}_ms" if self.seconds else f"{stat}_{self.key}"
+
+    def stat_label(self, stat: str) -> str:
+        """"TTFT p99"; a mean is the title alone ("tokens/s per request")."""
+        return self.title if stat == "mean" else f"{self.title} {stat}"
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("execution_time", "latency", "latency ms", always_shown=True),
-    Metric("ttft", "ttft", "TTFT ms", arrival_timed=True),
-    Metric("itl", "itl", "ITL ms", per_chunk=True, arrival_timed=True),
-    Metric("tpot", "tpot", "TPOT ms", arrival_timed=True),
-    Metric("e2e_latency", "e2el", "E2E ms"),
-    Metric("tokens_per_second", "tokens_per_second", "tokens/s", seconds=False, always_shown=True),
-    Metric("schedule_lag", "schedule_lag", "lag ms"),
+    Metric("execution_time", "latency", "latency ms", always_shown=True, title="latency",
+           unmeasured="the request has no timing", test_slo="max_latency_s", headline=("p50", "p90", "p99"),
+           groups=("p50", "p99"), baseline=("mean", "p50", "p99"), distribution="Latency", column=True),
+    Metric("ttft", "ttft", "TTFT ms", arrival_timed=True, title="TTFT", streamed=True, test_slo="max_ttft_s",
+           headline=("p50", "p99"), groups=("p50", "p99"), baseline=("mean", "p99"), distribution="Time to first token",
+           column=True),
+    Metric("itl", "itl", "ITL ms", per_chunk=True, arrival_timed=True, title="ITL", streamed=True,
+           headline=("p50", "p99"), baseline=("mean",), distribution="Inter-token latency", column=True),
+    Metric("tpot", "tpot", "TPOT ms", arrival_timed=True, title="TPOT", streamed=True, test_slo="max_tpot_ms",
+           headline=("p50", "p99"), baseline=("mean",), distribution="Time per output token", column=True),
+    Metric("e2e_latency", "e2el", "E2E ms", title="E2E latency", streamed=True),
+    Metric("tokens_per_second", "tokens_per_second", "tokens/s", seconds=False, always_shown=True,
+           title="tokens/s per request", better="higher",
+           unmeasured=f"the answer had fewer than {MIN_RATE_TOKENS} completion tokens, too few for a rate, or none "
+                      "were reported",
+           test_slo="min_tokens_per_second", headline=("mean",), groups=("mean",), baseline=("mean",), column=True),
+    Metric("schedule_lag", "schedule_lag", "lag ms", title="schedule lag"),
+    Metric("queue_time", "queue", "queue ms", title="queue", breakdown="part"),
+    Metric("prefill_time", "prefill", "prefill ms", title="prefill", breakdown="part"),
+    Metric("decode_time", "decode", "decode ms", title="decode", breakdown="part"),
+    Metric("server_ttft", "server_ttft", "server TTFT ms", title="server TTFT"),
+    Metric("server_e2e_latency", "server_e2el", "server E2E ms", title="server E2E latency", breakdown="server"),
+    Metric("client_overhead", "client_overhead", "client+net ms", arrival_timed=True, title="client and network"),
+    Metric("ttfot", "ttfot", "TTFOT ms", arrival_timed=True, title="TTFOT", streamed=True),
+    Metric("time_to_second_token", "ttst", "TTST ms", arrival_timed=True, title="TTST", streamed=True),
+    Metric("reasoning_tokens", "reasoning_tokens", "reasoning tok", seconds=False, title="reasoning tokens",
+           rate_unit=""),
+    Metric("cached_tokens", "cached_tokens", "cached tokens", seconds=False, title="cached prompt tokens",
+           better="higher", rate_unit="tok"),
 )
 """Every per-request metric, in the order the summary table lists them."""
 
@@ -151,8 +233,9 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+
 def tokens_per_second(completion_tokens: int | None, seconds: float) -> float | None:
-    if not completion_tokens or seconds <= 0:
+    if not completion_tokens or completion_tokens < MIN_RATE_TOKENS or seconds <= 0:
         return None
     return completion_tokens / seconds
 

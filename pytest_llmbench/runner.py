@@ -6,6 +6,10 @@ arrive as plain callables.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
+import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -13,13 +17,84 @@ from typing import Any
 from .checks.evaluate import DEFAULT_MIN_SCORE, Check, evaluate, format_failures, needs_judge
 from .checks.judge import judge_question, run_judge
 from .collect.suite import TestCase
-from .exceptions import HookError, LLMBenchError
+from .collect.workload.prompts import PromptBuilder
+from .collect.workload.tokens import resolve_tokenizer
+from .exceptions import ClientError, HookError, LLMBenchError, LLMBenchWarning
 from .http.api_errors import MESSAGE_LIMIT
 from .http.client import LLMClient
 from .http.openai import build_body, chat_endpoint
 from .metrics.slo import check_test_slo
-from .options import Settings
+from .options import Settings, name_options
 from .result import ApiError, TestResult, now_iso
+
+Answered = tuple[TestResult, tuple[float, float]]  # a request's result and its monotonic window
+
+
+class ShapedPrompts:
+    """One process's prompt builder for generated tests; the tokenizer is resolved once, on first use.
+
+    Collection sends nothing (it runs in every xdist worker): the process that sends a generated request builds its
+    text just before. A load run prepares every body before its first request leaves, so building is never inside
+    a measured request."""
+
+    def __init__(self, client: LLMClient, local_tokenizer: str | None) -> None:
+        self._client = client
+        self._local = local_tokenizer
+        self._builder: PromptBuilder | None = None
+        self._context: dict[str, int] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def builder(self) -> PromptBuilder:
+        with self._lock:
+            if self._builder is None:
+                tokenizer, warning = resolve_tokenizer(self._client, self._client.model, self._local)
+                if warning:
+                    warnings.warn(LLMBenchWarning(f"llmbench: {warning}"), stacklevel=2)
+                self._builder = PromptBuilder(tokenizer)
+            return self._builder
+
+    @property
+    def estimated(self) -> bool:
+        """Whether the lengths are estimates (known once a prompt was built)."""
+        return self._builder is not None and self._builder.tokenizer.estimated
+
+    def apply(self, case: TestCase, model: str | None) -> TestCase:
+        """The case with its prompt (or its user message) built; raises LLMBenchError when it cannot be."""
+        shape = case.shape
+        assert shape is not None
+        self._check_context(case, model)
+        builder = self.builder
+        head = [i for block in shape.blocks for i in builder.block(block.key, block.tokens)]
+        text, _ = builder.text(shape.input_tokens, shape.key, head)
+        if case.messages is None:
+            return dataclasses.replace(case, prompt=text)
+        return dataclasses.replace(case, messages=(*case.messages[:-1], {**case.messages[-1], "content": text}))
+
+    def _check_context(self, case: TestCase, model: str | None) -> None:
+        """Refuse a request longer than the model's context, when /v1/models says how long that is (vLLM)."""
+        shape = case.shape
+        assert shape is not None
+        limit = self.context_lengths.get(model or self._client.model or "")
+        total = shape.input_tokens + (shape.output_tokens or 0)
+        if limit is not None and total > limit:
+            raise ClientError(f"{case.id} asks for {shape.input_tokens} input + {shape.output_tokens or 0} output "
+                              f"tokens, beyond the model's context of {limit} tokens (max_model_len in /v1/models)")
+
+    @property
+    def context_lengths(self) -> dict[str, int]:
+        """Each listed model's ``max_model_len`` (vLLM lists it), from GET /v1/models once per process; none when
+        the server lists none or cannot be asked (the request then finds out)."""
+        with self._lock:
+            if self._context is None:
+                try:
+                    if self._client.listed is None:
+                        self._client.list_models()
+                except ClientError:
+                    pass
+                self._context = {entry["id"]: entry["max_model_len"] for entry in self._client.listed or ()
+                                 if isinstance(entry.get("max_model_len"), int) and entry["max_model_len"] > 0}
+            return self._context
 
 
 def _no_request_hook(test_case: TestCase, request: dict[str, Any]) -> None:
@@ -40,13 +115,61 @@ class Runner:
     judge: LLMClient | None = None  # None: the session's own client judges
     build_request: Callable[[TestCase, dict[str, Any]], None] = _no_request_hook
     extra_checks: Callable[[TestCase, TestResult], list[Any]] = _no_extra_checks  # each hook's answer
+    shaped: ShapedPrompts | None = None  # builds generated tests' prompts; made on first need
 
     def run(self, case: TestCase, model: str | None = None) -> TestResult:
-        return self.finish(case, self.client.send(case.api_type, self.prepare(case, model)))
+        return self.finish(case, self.send(case, model))
+
+    def send(self, case: TestCase, model: str | None = None) -> TestResult:
+        """The request alone, before its answer is checked: the part of a test that is the server's time."""
+        return self.client.send(case.api_type, self.prepare(case, model))
+
+    def send_all(self, case: TestCase, model: str | None = None) -> list[Answered]:
+        """A test's requests with their windows, before their answers are checked: one, or a conversation's turns."""
+        if case.turns is not None:
+            return self.talk(case, model)
+        started = time.monotonic()
+        return [(self.send(case, model), (started, time.monotonic()))]
+
+    def talk(self, case: TestCase, model: str | None = None) -> list[Answered]:
+        """A conversation's requests, as a chat app's user sends them: each turn with every earlier answer in the
+        context, after ``think_time_s``. Stops at a failed turn: the next has no answer to follow. Only sends (a
+        load run calls this on its own threads); ``finish_answers`` checks the answers."""
+        assert case.turns is not None
+        context = list(case.messages or ())
+        answered: list[Answered] = []
+        for number, turn in enumerate(case.turns, 1):
+            if number > 1 and case.think_time_s:
+                time.sleep(case.think_time_s)
+            context.append({"role": "user", "content": turn.content})
+            body = self.prepare(dataclasses.replace(case, messages=tuple(context), turns=None), model)
+            started = time.monotonic()
+            result = self.client.send("chat", body)
+            answered.append((result, (started, time.monotonic())))
+            if not result.success:
+                break
+            context.append({"role": "assistant", "content": result.response_text})
+        return answered
+
+    def finish_answers(self, case: TestCase, answered: list[Answered]) -> list[Answered]:
+        """Each answer finished: a conversation's turns each with the test's checks and the turn's own over them."""
+        if case.turns is None:
+            return [(self.finish(case, result), window) for result, window in answered]
+        for number, (result, _) in enumerate(answered, 1):
+            turn = case.turns[number - 1]
+            own = dataclasses.replace(case, expected={**(case.expected or {}), **(turn.expected or {})} or None,
+                                      slo={**(case.slo or {}), **(turn.slo or {})} or None, turns=None)
+            result.turn = number
+            self.finish(own, result)
+        return answered
 
     def prepare(self, case: TestCase, model: str | None = None) -> dict[str, Any]:
         """The request body, after pytest_llmbench_build_request (a load run prepares bodies ahead)."""
         stream = self.stream if case.stream is None else case.stream
+        if case.shape is not None:
+            if self.shaped is None:
+                self.shaped = ShapedPrompts(self.client, None)
+            case = self.shaped.apply(case, model)
         body = build_body(prompt=case.prompt, messages=case.messages, parameters=case.parameters,
                           model=model or self.client.resolve_model(), stream=stream)
         try:
@@ -57,8 +180,11 @@ class Runner:
 
     def finish(self, case: TestCase, result: TestResult) -> TestResult:
         """The result of a sent request, filled in: answer checks, judge, hooks and SLOs."""
+        name_options_in(result)
         result.test_id, result.test_name, result.category = case.id, case.name, case.category
         result.reasoning_type, result.suite_id = case.reasoning_type, case.suite_id
+        if case.shape is not None:
+            self._shape_fields(case, result)
         if result.success and self.evaluate:
             self._evaluate(case, result)
         if result.success and case.slo:
@@ -66,10 +192,23 @@ class Runner:
             result.slo_result = {"passed": not misses, "misses": [m.to_dict() for m in misses]}
         return result
 
+    def _shape_fields(self, case: TestCase, result: TestResult) -> None:
+        """A generated test's requested lengths beside what the server's usage says it got."""
+        shape = case.shape
+        assert shape is not None
+        result.requested_input_tokens, result.requested_output_tokens = shape.input_tokens, shape.output_tokens
+        result.send_at_s = case.send_at_s
+        result.input_tokens_estimated = self.shaped is not None and self.shaped.estimated
+        result.stopped_early = bool(shape.exact_output and result.success and not result.tokens_estimated
+                                    and result.completion_tokens is not None and shape.output_tokens is not None
+                                    and result.completion_tokens < shape.output_tokens)
+
     def failed(self, case: TestCase, model: str | None, what: str, exc: BaseException) -> TestResult:
         """The failed result of a test whose run raised: it is recorded and its files are written like any other,
         with a message that says what broke (secrets masked before it is cut)."""
-        text = str(exc) if isinstance(exc, LLMBenchError) else f"{what} raised {type(exc).__name__}: {exc}"
+        text = f"{what} raised {type(exc).__name__}: {exc}"
+        if isinstance(exc, LLMBenchError):  # a client error: its message names the options to set
+            text = name_options(str(exc))
         message = self.client.secrets.clip(text, MESSAGE_LIMIT) or ""
         return TestResult(test_id=case.id, test_name=case.name, success=False, category=case.category,
                           error=ApiError("internal", message), error_message=message, timestamp=now_iso(),
@@ -84,7 +223,7 @@ class Runner:
     def _evaluate(self, case: TestCase, result: TestResult) -> None:
         expected = case.expected or {}
         evaluation = evaluate(expected, result.response_text, result.completion_tokens,
-                              tokens_estimated=result.tokens_estimated)
+                              tokens_estimated=result.tokens_estimated, reasoning_text=result.reasoning_text)
         checks = [c.to_dict() for c in evaluation.checks]
         judge_record: dict[str, Any] | None = None
         if needs_judge(expected):
@@ -95,7 +234,8 @@ class Runner:
                     judge.chat, question=judge_question(case.prompt, case.messages), answer=result.response_text,
                     rubric=expected["rubric"], min_score=min_score, model=judge.model)
             except Exception as exc:  # noqa: BLE001 - a judge that breaks fails the rubric check, nothing more
-                check = Check("rubric", False, min_score, f"the judge raised {type(exc).__name__}: {exc}")
+                check = Check("rubric", False, min_score,
+                              f"the judge raised {type(exc).__name__}: {name_options(str(exc))}")
             checks.append(check.to_dict())
         _set_evaluation(result, checks, judge_record)  # the hook sees the built-in outcome ...
         result.reasoning_score = None  # ... and may set the score; left None, the rule below decides
@@ -143,7 +283,19 @@ def build_runner(settings: Settings, url: str, model: str | None, *,
     if judge_url != url or settings.judge_model:
         judge = LLMClient(settings.client_config(judge_url), model=settings.judge_model or model)
     return Runner(client=client, stream=settings.stream, evaluate=not settings.no_eval, judge=judge,
-                  build_request=build_request, extra_checks=extra_checks)
+                  build_request=build_request, extra_checks=extra_checks,
+                  shaped=ShapedPrompts(client, settings.tokenizer))
+
+
+def name_options_in(result: TestResult) -> None:
+    """The client's messages in ``result`` name the options to set, not the client's settings (name_options)."""
+    if result.error_message:
+        result.error_message = name_options(result.error_message)
+    if result.error is not None:
+        result.error.message = name_options(result.error.message)
+    for attempt in result.attempt_log:
+        if attempt.error:
+            attempt.error = name_options(attempt.error)
 
 
 def add_failed_check(result: TestResult, name: str, detail: str) -> None:
@@ -170,7 +322,12 @@ def _share(checks: list[dict[str, Any]]) -> float | None:
 
 
 def failure_message(result: TestResult) -> str | None:
-    """The short reason an item fails, or None when it passes."""
+    """The short reason an item fails, or None when it passes; a conversation's turn says which it is."""
+    message = _failure(result)
+    return f"turn {result.turn}: {message}" if message and result.turn is not None else message
+
+
+def _failure(result: TestResult) -> str | None:
     if not result.success:
         return result.error_message or "request failed"
     lines = []

@@ -14,6 +14,8 @@
   with a module-level ``STUB = {...}`` of OpenAIStub's arguments (answers, status, delay, ...); a test may change
   its fields (``stub.delay = 0.1``) before the session starts.
 - ``local_extra``: skips a test when the ``local`` extra is missing (fails it under CI); see tests/local_extra.py.
+- ``batches_match_the_schema`` (autouse): after each test, every batch file written in the temporary folders the
+  test made is validated against the shipped JSON Schema (tests/batch_schema.py); a mismatch errors the test.
 
 This file is loaded by every pytest run in the checkout — README command 1 too, which installs only the ``local``
 extra and runs an example suite. So it imports nothing at module level that the ``test`` extra brings (werkzeug,
@@ -46,6 +48,17 @@ def pytest_configure(config: pytest.Config) -> None:
             config.option.timeout = TEST_TIMEOUT_S
 
 
+@pytest.fixture(autouse=True)
+def batches_match_the_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    base = tmp_path_factory.getbasetemp()
+    before = set(base.iterdir())
+    yield
+    from batch_schema import check_batches  # jsonschema: the test extra
+
+    for folder in sorted(set(base.iterdir()) - before):
+        check_batches(folder)
+
+
 @pytest.fixture
 def local_extra() -> None:
     """Skip a test that needs the ``local`` extra when it is missing; under CI fail it (tests/local_extra.py)."""
@@ -75,7 +88,7 @@ def load_stub() -> Iterator[OpenAIStub]:
     server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     server.start()
     answering = OpenAIStub(delay=0.25)
-    answering.url = answering.install(server)  # type: ignore[attr-defined]
+    answering.url = answering.install(server)
     yield answering
     server.clear()
     server.stop()
@@ -91,8 +104,8 @@ def metrics_stub(request: pytest.FixtureRequest) -> Iterator[OpenAIStub]:
     server.start()
     answering = OpenAIStub(default_answer="one two three four five six", delay=0.25)
     with PrometheusExporter(getattr(request, "param", "vllm")) as exporter:
-        answering.exporter = exporter  # type: ignore[attr-defined]
-        answering.authorizations = serve_beside(exporter, answering, server)  # type: ignore[attr-defined]
+        answering.exporter = exporter
+        answering.authorizations = serve_beside(exporter, answering, server)
         yield answering
     server.clear()
     server.stop()

@@ -7,6 +7,7 @@ conftest, or hand it to ``GpuProbe(nvml=...)``.
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import Any
 
 import pynvml
 
@@ -25,7 +26,7 @@ class FakeNvml:
     NVML_ERROR_ARGUMENT_VERSION_MISMATCH = pynvml.NVML_ERROR_ARGUMENT_VERSION_MISMATCH
 
     def __init__(self, count: int = 1, *, init_error: int | None = None, versioned_temperature: bool = True) -> None:
-        self.devices = [
+        self.devices: list[dict[str, Any]] = [
             {
                 "name": f"Fake GPU {i}".encode(),  # older nvidia-ml-py returns bytes
                 "util": 40 + i,
@@ -45,12 +46,13 @@ class FakeNvml:
         if versioned_temperature:
             self.nvmlDeviceGetTemperatureV = self._temperature_v
 
-    def _read(self, index: int, metric: str) -> object:
+    def _read(self, index: int, metric: str) -> int:
         self.calls += 1
         code = self.failures.get((index, metric))
         if code is not None:
             raise pynvml.NVMLError(code)
-        return self.devices[index][metric]
+        value: int = self.devices[index][metric]
+        return value
 
     def nvmlInit(self) -> None:
         if self._init_error is not None:
@@ -66,7 +68,8 @@ class FakeNvml:
         return index
 
     def nvmlDeviceGetName(self, handle: int) -> bytes:
-        return self.devices[handle]["name"]
+        name: bytes = self.devices[handle]["name"]
+        return name
 
     def nvmlDeviceGetUtilizationRates(self, handle: int) -> SimpleNamespace:
         return SimpleNamespace(gpu=self._read(handle, "util"), memory=10)

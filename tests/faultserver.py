@@ -44,7 +44,7 @@ from pytest_llmbench.http.client import ClientConfig, LLMClient
 @dataclass
 class Reply:
     status: int = 200
-    body: bytes | str | dict | list | None = None  # dict and list are sent as JSON
+    body: bytes | str | dict[str, Any] | list[Any] | None = None  # dict and list are sent as JSON
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before the status line
     header_trickle: float = 0.0  # seconds between the bytes of the status line and headers, sent one at a time
@@ -66,7 +66,7 @@ class Reply:
         return cls(status, b"", {"Location": location})
 
     @classmethod
-    def sse(cls, events: Iterable[dict | str], gap: float = 0.0, done: bool = True) -> Reply:
+    def sse(cls, events: Iterable[dict[str, Any] | str], gap: float = 0.0, done: bool = True) -> Reply:
         """An event stream: each event a ``data:`` line, ``gap`` seconds apart, then ``[DONE]``."""
         lines = [f"data: {e if isinstance(e, str) else json.dumps(e)}\n\n" for e in events]
         lines += ["data: [DONE]\n\n"] if done else []
@@ -139,6 +139,7 @@ class FaultServer:
         self.received: list[Received] = []
         self.metrics_probes = 0
         self.chunk_ns: list[int] = []  # perf_counter_ns before each chunk of the latest streamed reply
+        self.cert: Path | None = None  # a TLS server's certificate, for the client to trust (tests set it)
         self._scripts: dict[str | None, deque[Reply]] = {}
         self._fallback: dict[str | None, Reply] = {None: UNSCRIPTED}
         self._lock = threading.Lock()
@@ -321,7 +322,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")  # the client gives up in the middle: nothing to reuse
         self.close_connection = True
         head = b"".join(self._headers_buffer) + b"\r\n"  # what end_headers would send in one write
-        self._headers_buffer = []
+        self._headers_buffer: list[bytes] = []
         for offset in range(len(head)):
             self.wfile.write(head[offset : offset + 1])
             self.wfile.flush()

@@ -11,7 +11,8 @@ import os
 
 import pytest
 
-from pytest_llmbench.session.embedded import LocalServerError, check_requirements
+from pytest_llmbench.exceptions import LocalServerError
+from pytest_llmbench.session.embedded import check_requirements
 
 try:
     check_requirements()

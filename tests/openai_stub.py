@@ -15,6 +15,9 @@ from werkzeug import Request, Response
 from pytest_llmbench.collect.suite import SUITE_SUFFIX
 
 MODEL = "stub-model"
+CHARS = 4  # the stub tokenizer's characters per token
+CACHE_BLOCK = 16  # tokens: the stub's prefix cache matches whole blocks, as vLLM's does
+VOCAB: dict[str, int] = {}  # chunk -> id, shared by every stub so that ids mean the same across servers
 
 
 @dataclass
@@ -44,8 +47,14 @@ class OpenAIStub:
     # counts what the client sends at once, however slow a busy machine makes each send.
     gather: int = 0
     gather_timeout: float = 10.0
+    max_model_len: int = 0  # listed with each model when set, as vLLM lists its context length
+    tokenizer: bool = False  # serve /tokenize and /detokenize (vLLM's shape) and count usage by their rule
+    cached: set[tuple[int, ...]] = field(default_factory=set)  # prompt prefixes seen, CACHE_BLOCK tokens apart
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _waves: int = 0
+    url: str = ""  # its /v1 base, once installed on a server (conftest's fixtures set it)
+    exporter: Any = None  # metrics_stub: the Prometheus exporter its answers move
+    authorizations: list[str | None] = field(default_factory=list)  # metrics_stub: each scrape's Authorization
 
     def _gather(self) -> None:
         """Called with the lock held: the request that completes a wave releases it, the others wait for it."""
@@ -58,13 +67,57 @@ class OpenAIStub:
 
     def install(self, httpserver: Any) -> str:
         httpserver.expect_request("/v1/models").respond_with_json(
-            {"object": "list", "data": [{"id": m, "object": "model", "owned_by": self.owned_by} for m in self.models]})
+            {"object": "list", "data": [{"id": m, "object": "model", "owned_by": self.owned_by,
+                                         **({"max_model_len": self.max_model_len} if self.max_model_len else {})}
+                                        for m in self.models]})
         httpserver.expect_request("/v1/completions", method="POST").respond_with_handler(self._answer)
         httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_handler(self._answer)
-        return httpserver.url_for("/v1")
+        if self.tokenizer:
+            httpserver.expect_request("/tokenize", method="POST").respond_with_handler(self._tokenize)
+            httpserver.expect_request("/detokenize", method="POST").respond_with_handler(self._detokenize)
+        url: str = httpserver.url_for("/v1")
+        return url
 
     def __post_init__(self) -> None:
         self._arrived = threading.Condition(self._lock)
+    # -- the tokenizer: one token per CHARS characters, ids from a vocabulary grown as chunks are first seen --
+
+    def encode(self, text: str) -> list[int]:
+        with self._lock:
+            return [VOCAB.setdefault(text[i:i + CHARS], len(VOCAB)) for i in range(0, len(text), CHARS)]
+
+    def _tokenize(self, request: Request) -> Response:
+        body = json.loads(request.get_data())
+        self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers),
+                              "at": time.monotonic()})
+        tokens = self.encode(body["prompt"])
+        return Response(json.dumps({"tokens": tokens, "count": len(tokens), "max_model_len": 1 << 20}),
+                        content_type="application/json")
+
+    def _detokenize(self, request: Request) -> Response:
+        body = json.loads(request.get_data())
+        self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers),
+                              "at": time.monotonic()})
+        chunks = {token: chunk for chunk, token in VOCAB.items()}
+        return Response(json.dumps({"prompt": "".join(chunks[t] for t in body["tokens"])}),
+                        content_type="application/json")
+
+    def usage_of(self, body: dict[str, Any], text: str) -> dict[str, Any]:
+        """Usage by the tokenizer's rule: the prompt (a chat's message contents, no template), the answer's
+        words (exactly max_tokens with ignore_eos), and the prompt's tokens already seen as cached_tokens."""
+        prompt = body.get("prompt")
+        if prompt is None:
+            prompt = "".join(str(m.get("content", "")) for m in body.get("messages", []))
+        ids = tuple(self.encode(prompt))
+        cached = 0
+        with self._lock:
+            for end in range(CACHE_BLOCK, len(ids) + 1, CACHE_BLOCK):
+                if ids[:end] in self.cached:
+                    cached = end
+                self.cached.add(ids[:end])
+        completion = len(text.split())
+        return {"prompt_tokens": len(ids), "completion_tokens": completion, "total_tokens": len(ids) + completion,
+                "prompt_tokens_details": {"cached_tokens": cached}}
 
     def _answer(self, request: Request) -> Response:
         arrived = time.monotonic()
@@ -92,6 +145,8 @@ class OpenAIStub:
                 return Response(json.dumps({"error": {"message": f"scripted {code}", "type": "stub"}}),
                                 status=code, content_type="application/json")
         text = next((a for k, a in self.answers.items() if k in question), self.default_answer)
+        if self.tokenizer and body.get("ignore_eos") and body.get("max_tokens"):
+            text = " ".join(["word"] * body["max_tokens"])
         began = time.monotonic()
         if self.observer is not None:
             self.observer.begin()
@@ -99,7 +154,7 @@ class OpenAIStub:
             time.sleep(self.delay + self.delay_per_active * load)
         chat = request.path.endswith("/chat/completions")
         if body.get("stream"):
-            return Response(self._observed(self._stream(text, chat), began, len(text.split(" "))),
+            return Response(self._observed(self._stream(text, chat, body), began, len(text.split(" "))),
                             content_type="text/event-stream")
         self._observe_end(began, began, len(text.split()))
         choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
@@ -107,8 +162,8 @@ class OpenAIStub:
         payload: dict[str, Any] = {"id": "x", "object": "chat.completion" if chat else "text_completion",
                                    "model": body.get("model"), "choices": [choice]}
         if self.usage:
-            payload["usage"] = {"prompt_tokens": 7, "completion_tokens": len(text.split()),
-                                "total_tokens": 7 + len(text.split())}
+            payload["usage"] = self.usage_of(body, text) if self.tokenizer else {
+                "prompt_tokens": 7, "completion_tokens": len(text.split()), "total_tokens": 7 + len(text.split())}
         return Response(json.dumps(payload), content_type="application/json")
 
 
@@ -125,7 +180,7 @@ class OpenAIStub:
             yield chunk
         self._observe_end(began, first, tokens)
 
-    def _stream(self, text: str, chat: bool) -> Iterator[bytes]:
+    def _stream(self, text: str, chat: bool, body: dict[str, Any]) -> Iterator[bytes]:
         words = text.split(" ")
         for n, word in enumerate(words):
             piece = word if n == 0 else " " + word
@@ -136,7 +191,8 @@ class OpenAIStub:
                 return
             time.sleep(self.token_gap)
         if self.usage:
-            usage = {"prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
+            usage = self.usage_of(body, text) if self.tokenizer else {
+                "prompt_tokens": 7, "completion_tokens": len(words), "total_tokens": 7 + len(words)}
             yield f"data: {json.dumps({'choices': [], 'usage': usage})}\n\n".encode()
         yield b"data: [DONE]\n\n"
 
@@ -151,7 +207,7 @@ def write_suite(where: Path, tests: Sequence[dict[str, Any]], *, complete: bool 
     full = []
     for n, test in enumerate(tests):
         entry = {"id": f"t{n}", "name": f"Test {n}", "category": "general", **test} if complete else test
-        if complete and "prompt" not in entry and "messages" not in entry:
+        if complete and "prompt" not in entry and "messages" not in entry and "turns" not in entry:
             entry["prompt"] = f"prompt {n}"
         full.append(entry)
     path.write_text(json.dumps({"test_suite_id": top.pop("test_suite_id", "s"), **top, "tests": full}),

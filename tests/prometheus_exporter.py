@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -72,7 +72,7 @@ class _DcgmGpus:
 
     def collect(self) -> Iterator[Any]:
         labels = ["gpu", "UUID", "device", "modelName", "Hostname"]
-        gauges = {"DCGM_FI_DEV_GPU_UTIL": ("GPU utilization (in %).", lambda i: 90.0 if self.busy else 5.0),
+        gauges: dict[str, tuple[str, Callable[[int], float]]] = {"DCGM_FI_DEV_GPU_UTIL": ("GPU utilization (in %).", lambda i: 90.0 if self.busy else 5.0),
                   "DCGM_FI_DEV_POWER_USAGE": ("Power draw (in W).", lambda i: self.power_w),
                   "DCGM_FI_DEV_FB_USED": ("Framebuffer memory used (in MiB).", lambda i: 20480.0 + 1024 * i),
                   "DCGM_FI_DEV_FB_FREE": ("Framebuffer memory free (in MiB).", lambda i: 20480.0 - 1024 * i),
@@ -126,7 +126,7 @@ class PrometheusExporter:
         labels = _LABELS[self.flavor]
         for role, name in _NAMES[self.flavor].items():
             kind = Gauge if role in _GAUGES else Counter if role in _COUNTERS else Histogram
-            extra = {"buckets": _BUCKETS[role]} if kind is Histogram else {}
+            extra: dict[str, Any] = {"buckets": _BUCKETS[role]} if kind is Histogram else {}
             metric = kind(name, f"{role} as {self.flavor} exposes it", list(labels), registry=self.registry, **extra)
             self.metrics[role] = metric.labels(**labels) if labels else metric
 
@@ -179,7 +179,8 @@ class PrometheusExporter:
             self.metrics["waiting"].set(value)
 
     def _running(self) -> float:
-        return self.metrics["running"]._value.get()
+        running: float = self.metrics["running"]._value.get()
+        return running
 
     # -- life ----------------------------------------------------------------------------------------
 
@@ -211,9 +212,9 @@ class Observers:
             if self.preempt and exporter.flavor != "dcgm":
                 exporter.preempt()
 
-    def end(self, *args: float) -> None:
+    def end(self, prompt_tokens: int, completion_tokens: int, ttft: float, seconds: float) -> None:
         for exporter in self.exporters:
-            exporter.end(*args)
+            exporter.end(prompt_tokens, completion_tokens, ttft, seconds)
 
 
 def serve_beside(exporter: PrometheusExporter, stub: Any, httpserver: Any) -> list[str | None]:

@@ -54,4 +54,5 @@ def report_file(pytester: pytest.Pytester) -> Path:
 
 
 def load_batch(pytester: pytest.Pytester) -> dict[str, Any]:
-    return json.loads(batch_file(pytester).read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads(batch_file(pytester).read_text(encoding="utf-8"))
+    return loaded

@@ -13,7 +13,8 @@ from typing import Any
 def batch_of(folder: Path) -> dict[str, Any]:
     """The one batch file under ``folder`` (a test that expects one run fails if there are several)."""
     [path] = folder.rglob("batch_results_*.json")
-    return json.loads(path.read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
 
 
 def results_by_id(folder: Path) -> dict[str, dict[str, Any]]:

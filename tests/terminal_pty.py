@@ -7,8 +7,10 @@ import pty
 import subprocess
 import sys
 
+import pytest
 
-def run_in_pty(pytester, *args: str) -> str:
+
+def run_in_pty(pytester: pytest.Pytester, *args: str) -> str:
     """Run pytest on a pseudo-terminal, as a person would see it."""
     primary, secondary = pty.openpty()
     env = {**os.environ, "COLUMNS": "120"}

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,7 @@ from pytest_llmbench.metrics.baseline import (
 from pytest_llmbench.metrics.stats import StatsAccumulator
 
 
-def aggregate_of(latencies: list[float], tokens_per_second: float) -> dict:
+def aggregate_of(latencies: list[float], tokens_per_second: float) -> dict[str, Any]:
     acc = StatsAccumulator()
     for seconds in latencies:
         acc.add({"success": True, "execution_time": seconds, "completion_tokens": 50,
@@ -26,11 +28,11 @@ def aggregate_of(latencies: list[float], tokens_per_second: float) -> dict:
     return acc.summary(10.0)
 
 
-def write_batch(path, aggregate) -> None:
+def write_batch(path: Any, aggregate: Any) -> None:
     path.write_text(json.dumps({"schema_version": 1, "aggregate": aggregate, "categories": {}, "models": {}}))
 
 
-def test_baseline_file_round_trips_the_aggregate(tmp_path):
+def test_baseline_file_round_trips_the_aggregate(tmp_path: Path) -> None:
     aggregate = aggregate_of([0.1, 0.12, 0.14], 40.0)
     path = tmp_path / "batch_results_1.json"
     write_batch(path, aggregate)
@@ -48,7 +50,7 @@ def test_baseline_file_round_trips_the_aggregate(tmp_path):
         ("[]", "not an llmbench batch file"),
     ],
 )
-def test_unusable_baseline_file_is_named_in_the_error(tmp_path, content, why):
+def test_unusable_baseline_file_is_named_in_the_error(tmp_path: Path, content: Any, why: Any) -> None:
     path = tmp_path / "old_batch.json"
     if isinstance(content, bytes):
         path.write_bytes(content)
@@ -59,7 +61,7 @@ def test_unusable_baseline_file_is_named_in_the_error(tmp_path, content, why):
     assert str(path) in str(info.value)
 
 
-def test_compare_gives_percent_change_per_metric():
+def test_compare_gives_percent_change_per_metric() -> None:
     baseline = {"p50_latency_ms": 120.0, "mean_tokens_per_second": 40.0, "failed_tests": 0, "p99_ttft_ms": None}
     current = {"p50_latency_ms": 137.0, "mean_tokens_per_second": 37.0, "failed_tests": 3, "p99_ttft_ms": 90.0}
     deltas = compare(baseline, current, ["p50_latency_ms", "mean_tokens_per_second", "failed_tests", "p99_ttft_ms"])
@@ -70,7 +72,7 @@ def test_compare_gives_percent_change_per_metric():
     assert deltas[3] == Delta("p99_ttft_ms", None, 90.0, None)
 
 
-def test_compare_defaults_to_the_watched_metrics():
+def test_compare_defaults_to_the_watched_metrics() -> None:
     aggregate = aggregate_of([0.1, 0.2], 40.0)
     assert [d.name for d in compare(aggregate, aggregate)] == list(DEFAULT_METRICS)
     expected = {name: None if aggregate.get(name) is None else 0.0 for name in DEFAULT_METRICS}
@@ -87,23 +89,23 @@ def test_compare_defaults_to_the_watched_metrics():
         (" success_rate : -1% ", Threshold("success_rate", -1.0)),
     ],
 )
-def test_thresholds_parse_with_their_direction(spec, expected):
+def test_thresholds_parse_with_their_direction(spec: Any, expected: Any) -> None:
     assert parse_threshold(spec) == expected
 
 
-def test_unknown_threshold_metric_lists_close_matches():
+def test_unknown_threshold_metric_lists_close_matches() -> None:
     with pytest.raises(ValueError, match="unknown metric 'p50_latency'; close matches: p50_latency_ms"):
         parse_threshold("p50_latency:10%")
 
 
 @pytest.mark.parametrize("spec", ["p50_latency_ms", "p50_latency_ms:", "p50_latency_ms:fast", "p50_latency_ms:0%",
                                   ":10%"])
-def test_malformed_thresholds_are_rejected(spec):
+def test_malformed_thresholds_are_rejected(spec: Any) -> None:
     with pytest.raises(ValueError, match="invalid threshold"):
         parse_threshold(spec)
 
 
-def test_latency_regression_past_its_limit_fails_from_real_baseline_file(tmp_path):
+def test_latency_regression_past_its_limit_fails_from_real_baseline_file(tmp_path: Path) -> None:
     path = tmp_path / "batch_results_old.json"
     write_batch(path, aggregate_of([0.12, 0.12, 0.12], 40.0))
     current = aggregate_of([0.137, 0.137, 0.137], 37.0)
@@ -115,7 +117,7 @@ def test_latency_regression_past_its_limit_fails_from_real_baseline_file(tmp_pat
     ]
 
 
-def test_changes_within_limits_and_improvements_pass():
+def test_changes_within_limits_and_improvements_pass() -> None:
     baseline = aggregate_of([0.12, 0.12], 40.0)
     current = aggregate_of([0.125, 0.125], 45.0)  # latency +4.2%, throughput better
     thresholds = [parse_threshold("p50_latency_ms:10%"), parse_threshold("mean_tokens_per_second:-5%"),
@@ -123,7 +125,7 @@ def test_changes_within_limits_and_improvements_pass():
     assert check_regressions(compare(baseline, current, metrics_to_compare(thresholds)), thresholds) == []
 
 
-def test_a_rise_from_a_zero_baseline_is_a_regression():
+def test_a_rise_from_a_zero_baseline_is_a_regression() -> None:
     thresholds = [Threshold("failed_tests", 50.0)]
     deltas = compare({"failed_tests": 0}, {"failed_tests": 2}, ["failed_tests"])
     assert check_regressions(deltas, thresholds) == ["failed_tests regressed from zero (0 -> 2), limit +50%"]
@@ -131,19 +133,19 @@ def test_a_rise_from_a_zero_baseline_is_a_regression():
     assert check_regressions(still_zero, thresholds) == []
 
 
-def test_a_gated_metric_missing_on_one_side_fails_instead_of_passing():
+def test_a_gated_metric_missing_on_one_side_fails_instead_of_passing() -> None:
     thresholds = [Threshold("p99_ttft_ms", 10.0)]
     deltas = compare({"p99_ttft_ms": 200.0}, {"p99_ttft_ms": None}, ["p99_ttft_ms"])
     (failure,) = check_regressions(deltas, thresholds)
     assert failure == "p99_ttft_ms could not be compared (200.0 -> n/a): not measured in this run, limit +10%"
 
 
-def test_a_threshold_on_a_metric_left_out_of_compare_is_an_error():
+def test_a_threshold_on_a_metric_left_out_of_compare_is_an_error() -> None:
     with pytest.raises(ValueError, match="p99_9_tpot_ms was not compared"):
         check_regressions(compare({}, {}), [Threshold("p99_9_tpot_ms", 10.0)])
 
 
-def test_table_lines_show_baseline_now_and_change():
+def test_table_lines_show_baseline_now_and_change() -> None:
     deltas = [Delta("p50_latency_ms", 120.0, 137.0, 14.1667), Delta("success_rate", 1.0, 0.9, -10.0),
               Delta("p99_ttft_ms", None, 90.0, None)]
     lines = format_table(deltas)

@@ -7,9 +7,10 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
-from openai_stub import write_suite
+from openai_stub import OpenAIStub, write_suite
 from run_files import batch_of
 from terminal_pty import run_in_pty
 
@@ -29,7 +30,7 @@ def suite(pytester: pytest.Pytester) -> Path:
 
 
 
-def test_batch_statistics_are_the_same_with_and_without_xdist(pytester, stub, suite):
+def test_batch_statistics_are_the_same_with_and_without_xdist(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     common = ("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "-p", "no:cacheprovider")
     pytester.runpytest_subprocess(*common, "--llmbench-output", "one").assert_outcomes(passed=11, failed=1)
     pytester.runpytest_subprocess(*common, "--llmbench-output", "two", "-n", "2").assert_outcomes(
@@ -46,7 +47,7 @@ def test_batch_statistics_are_the_same_with_and_without_xdist(pytester, stub, su
     assert len(list((pytester.path / "two" / "latest").glob("*_result.json"))) == 12
 
 
-def test_progress_hook_is_called_once_per_result_with_consistent_numbers(pytester, stub, suite):
+def test_progress_hook_is_called_once_per_result_with_consistent_numbers(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     pytester.makeconftest("""
         import json
         def pytest_llmbench_progress(progress):
@@ -62,7 +63,7 @@ def test_progress_hook_is_called_once_per_result_with_consistent_numbers(pyteste
     assert snapshots[-1]["total_tokens_generated"] == 5 * 6 + 6 * 2
 
 
-def test_crashed_worker_is_an_error_and_every_other_result_is_kept(pytester, stub, suite):
+def test_crashed_worker_is_an_error_and_every_other_result_is_kept(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     pytester.makeconftest("""
         import os, signal
         def pytest_llmbench_build_request(test_case, request):
@@ -79,7 +80,7 @@ def test_crashed_worker_is_an_error_and_every_other_result_is_kept(pytester, stu
     assert [lost["nodeid"] for lost in batch["lost_tests"]] == ["suite.json::t05"]
 
 
-def test_interrupted_run_writes_a_partial_batch_with_the_reason(pytester, stub, suite):
+def test_interrupted_run_writes_a_partial_batch_with_the_reason(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     pytester.makeconftest("""
         def pytest_llmbench_build_request(test_case, request):
             if test_case.id == "t04":
@@ -93,7 +94,7 @@ def test_interrupted_run_writes_a_partial_batch_with_the_reason(pytester, stub, 
     assert len(list((pytester.path / "llmbench_results" / "latest").glob("*_result.json"))) == 4
 
 
-def test_summary_section_shows_counts_latency_categories_and_files(pytester, stub, suite):
+def test_summary_section_shows_counts_latency_categories_and_files(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url)
     result.stdout.fnmatch_lines([
         "*llmbench summary*",
@@ -115,7 +116,7 @@ def run_section(lines: list[str]) -> list[str]:
     return lines[start + 1:end]
 
 
-def test_a_short_run_in_a_log_is_pytests_own_output_without_progress_lines(pytester, stub, suite):
+def test_a_short_run_in_a_log_is_pytests_own_output_without_progress_lines(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url)
     during = [line for line in run_section(result.outlines) if not line.startswith("server metrics:")]
     assert during[0].startswith("llmbench: http://") and during[1] == ""
@@ -123,7 +124,7 @@ def test_a_short_run_in_a_log_is_pytests_own_output_without_progress_lines(pytes
     assert "\r" not in result.stdout.str()
 
 
-def test_a_long_run_in_a_log_gets_plain_progress_lines_and_no_blank_lines(pytester, stub):
+def test_a_long_run_in_a_log_gets_plain_progress_lines_and_no_blank_lines(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.4
     suite = write_suite(pytester.path / "suite.json", [{"id": f"t{i}"} for i in range(10)])
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url)
@@ -137,7 +138,7 @@ def test_a_long_run_in_a_log_gets_plain_progress_lines_and_no_blank_lines(pytest
     assert "tests/s" not in quiet.stdout.str()
 
 
-def test_verbose_run_on_a_terminal_leaves_no_blank_line_after_each_test(pytester, stub):
+def test_verbose_run_on_a_terminal_leaves_no_blank_line_after_each_test(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.4
     suite = write_suite(pytester.path / "suite.json", [{"id": f"t{i}"} for i in range(10)])
     output = run_in_pty(pytester, "--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "-v")
@@ -148,7 +149,7 @@ def test_verbose_run_on_a_terminal_leaves_no_blank_line_after_each_test(pytester
     assert sum("PASSED" in line for line in visible[first:last + 1]) == 10
 
 
-def test_terminal_progress_redraws_one_line_in_place(pytester, stub, suite):
+def test_terminal_progress_redraws_one_line_in_place(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     output = run_in_pty(pytester, "--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url)
     assert "\rllmbench 12/12" in output
     line = next(part for part in output.split("\r\n") if "llmbench 12/12" in part)  # a pty ends lines with \r\n
@@ -156,7 +157,7 @@ def test_terminal_progress_redraws_one_line_in_place(pytester, stub, suite):
     assert "[100%]" in output
 
 
-def test_hooks_change_requests_results_and_the_batch(pytester, stub, suite):
+def test_hooks_change_requests_results_and_the_batch(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     pytester.makeconftest("""
         def pytest_llmbench_build_request(test_case, request):
             if test_case.category == "beta":
@@ -176,7 +177,7 @@ def test_hooks_change_requests_results_and_the_batch(pytester, stub, suite):
     assert batch_of(pytester.path / "llmbench_results" / "latest")["team"] == "inference"
 
 
-def test_every_hook_also_receives_config_and_the_result_hook_its_item(pytester, stub, suite):
+def test_every_hook_also_receives_config_and_the_result_hook_its_item(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     pytester.makeconftest("""
         import pytest
         from pytest_llmbench.adapter.items import LLMBenchItem
@@ -215,7 +216,7 @@ def test_every_hook_also_receives_config_and_the_result_hook_its_item(pytester, 
         "batch", "build_request", "collect_metrics", "evaluate", "progress", "result"]
 
 
-def test_batch_records_run_metadata_without_secrets(pytester, stub, suite):
+def test_batch_records_run_metadata_without_secrets(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
                                   "--llmbench-api-key", "sk-do-not-leak-991",
                                   "--llmbench-header", "X-Api-Key: also-secret-552")
@@ -225,10 +226,10 @@ def test_batch_records_run_metadata_without_secrets(pytester, stub, suite):
     assert run["endpoint"] == stub.url and run["models"] == ["stub-model"]
     assert run["options"]["api_key"] == "***"
     assert {"plugin_version", "pytest_version", "python_version", "hostname", "start_time", "end_time"} <= run.keys()
-    assert json.loads(raw)["schema_version"] == 1
+    assert json.loads(raw)["schema_version"] == 2
 
 
-def test_monitor_gives_each_result_its_window_and_the_batch_a_hardware_section(pytester, stub, suite):
+def test_monitor_gives_each_result_its_window_and_the_batch_a_hardware_section(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     stub.delay = 0.1
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
                                            "--llmbench-monitor", "--llmbench-monitor-interval", "0.05")
@@ -246,7 +247,7 @@ def test_monitor_gives_each_result_its_window_and_the_batch_a_hardware_section(p
     assert result.stdout.str().count("llmbench WARNING:") == 1  # no GPU: said once
 
 
-def test_under_xdist_only_the_controller_samples(pytester, stub, suite):
+def test_under_xdist_only_the_controller_samples(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     pytester.makeconftest("""
         import os
         def pytest_llmbench_collect_metrics(sample):
@@ -266,7 +267,7 @@ def test_under_xdist_only_the_controller_samples(pytester, stub, suite):
     assert len(samplers) == 1 and len(senders) == 2 and not samplers & senders
 
 
-def test_alerts_fire_once_at_their_thresholds_and_reach_the_batch(pytester, stub):
+def test_alerts_fire_once_at_their_thresholds_and_reach_the_batch(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     tests = [{"id": f"t{i:02d}", "prompt": "refuse" if i % 2 else "fine"} for i in range(24)]
     suite = write_suite(pytester.path / "suite.json", tests)
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
@@ -280,7 +281,7 @@ def test_alerts_fire_once_at_their_thresholds_and_reach_the_batch(pytester, stub
     result.stdout.fnmatch_lines(["*warnings summary*", "*LLMBenchWarning*"])
 
 
-def test_performance_monitor_fixture_measures_ordinary_tests(pytester):
+def test_performance_monitor_fixture_measures_ordinary_tests(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("""
         import sys
         from fake_nvml import FakeNvml
@@ -301,12 +302,12 @@ def test_performance_monitor_fixture_measures_ordinary_tests(pytester):
     pytester.runpytest("--llmbench-monitor-interval", "0.05", "-p", "no:cacheprovider").assert_outcomes(passed=1)
 
 
-def test_files_that_cannot_be_written_are_warned_about_and_the_run_goes_on(pytester, stub):
+def test_files_that_cannot_be_written_are_warned_about_and_the_run_goes_on(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.answers["big"] = "word " * 3000  # a 15 KB answer: its files exceed the 8 KB file-size limit
     tests = [{"id": "a"}, {"id": "b", "prompt": "big"}, {"id": "c"}]
     suite = write_suite(pytester.path / "suite.json", tests)
 
-    def limit_file_size():
+    def limit_file_size() -> None:
         import resource
         import signal
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -322,7 +323,7 @@ def test_files_that_cannot_be_written_are_warned_about_and_the_run_goes_on(pytes
     assert not list(folder.glob("*.llmbench-tmp"))
 
 
-def test_items_failing_their_checks_count_as_failed_in_progress_and_summary(pytester, stub):
+def test_items_failing_their_checks_count_as_failed_in_progress_and_summary(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "suite.json", [
         {"id": "good", "expected": {"contains": "stub"}},
         {"id": "wrong", "expected": {"contains": "Paris"}},
@@ -336,7 +337,7 @@ def test_items_failing_their_checks_count_as_failed_in_progress_and_summary(pyte
     assert (aggregate["passed_tests"], aggregate["successful_tests"], aggregate["evaluation_pass_rate"]) == (1, 2, 0.5)
 
 
-def test_terminal_progress_keeps_clear_of_ordinary_tests_and_pytests_percentage(pytester, stub, suite):
+def test_terminal_progress_keeps_clear_of_ordinary_tests_and_pytests_percentage(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     pytester.makepyfile(test_plain="""
         import pytest
         @pytest.mark.parametrize("n", range(6))
@@ -352,7 +353,7 @@ def test_terminal_progress_keeps_clear_of_ordinary_tests_and_pytests_percentage(
     assert "".join(letters).count("F") == 1 and "".join(letters).count(".") == 5  # ordinary tests' letters stay
 
 
-def test_under_xdist_a_run_without_llmbench_items_needs_no_server(pytester, suite):
+def test_under_xdist_a_run_without_llmbench_items_needs_no_server(pytester: pytest.Pytester, suite: Any) -> None:
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "test_plain.py", "-m", "not llmbench",
                                            "--llmbench-endpoint", "http://127.0.0.1:9/v1", "-n", "2")
@@ -360,7 +361,7 @@ def test_under_xdist_a_run_without_llmbench_items_needs_no_server(pytester, suit
     assert result.ret == pytest.ExitCode.OK
 
 
-def test_under_xdist_an_unreachable_endpoint_stops_the_session_once(pytester, suite):
+def test_under_xdist_an_unreachable_endpoint_stops_the_session_once(pytester: pytest.Pytester, suite: Any) -> None:
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint",
                                            "http://127.0.0.1:9/v1", "--llmbench-retries", "0", "-n", "2")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -368,15 +369,18 @@ def test_under_xdist_an_unreachable_endpoint_stops_the_session_once(pytester, su
     assert output.count("Cannot reach the LLM server") == 1 and "INTERNALERROR" not in output
 
 
-def test_summary_tables_every_measured_metric_and_each_model(pytester, stub, suite):
+def test_summary_tables_every_measured_metric_and_each_model(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> None:
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
                                            "--llmbench-model", "m1", "--llmbench-model", "m2")
     result.stdout.fnmatch_lines([
         "*n*mean*std*min*p50*p90*p95*p99*p99.9*max",
         "latency ms*22*",
-        "tokens/s*22*",
         "model m1: 12 tests, 91.7% ok | latency p50 * p99 * ms | * tok/s",
         "model m2: 12 tests, 91.7% ok*",
     ])
     aggregate = batch_of(pytester.path / "llmbench_results" / "latest")["aggregate"]
     assert aggregate["count_latency"] == 22 and aggregate["count_ttft"] == 0
+    # answers of 2 and 6 tokens: too few for a rate (MIN_RATE_TOKENS), so no tokens/s row
+    assert aggregate["count_tokens_per_second"] == 0
+    assert not any(line.startswith("tokens/s ") for line in result.stdout.lines)
+

@@ -29,15 +29,15 @@ EXPECTED = {"t_city": {"contains": "Paris"}}
     ("abcd", "abce", "changed", 0.75),  # rapidfuzz's Indel ratio: 2 * 3 / 8
     ("yes", "no", "changed", 0.0),
 ])
-def test_each_comparison_level(before, after, level, similarity):
+def test_each_comparison_level(before: Any, after: Any, level: Any, similarity: Any) -> None:
     assert answer_drift(before, after) == {"level": level, "similarity": similarity}
 
 
-def test_normalize_folds_case_spacing_and_punctuation_only():
+def test_normalize_folds_case_spacing_and_punctuation_only() -> None:
     assert normalize("  Hello,\tWORLD!! ") == "hello world" and normalize("café 42") == "café 42"
 
 
-def test_a_word_diff_rebuilds_both_answers_and_marks_only_what_changed():
+def test_a_word_diff_rebuilds_both_answers_and_marks_only_what_changed() -> None:
     before, after = "The sky is blue on a clear day.", "The sky is green on a foggy day."
     diff = word_diff(before, after)
     assert "".join(t for op, t in diff if op != "+") == before and "".join(t for op, t in diff if op != "-") == after
@@ -45,7 +45,7 @@ def test_a_word_diff_rebuilds_both_answers_and_marks_only_what_changed():
     assert [t.strip() for op, t in diff if op == "+"] == ["green", "foggy"]
 
 
-def test_check_outcomes_before_and_after_name_regressions_and_improvements():
+def test_check_outcomes_before_and_after_name_regressions_and_improvements() -> None:
     assert outcome_change(True, False) == "regression" and outcome_change(False, True) == "improvement"
     assert outcome_change(True, True) is None and outcome_change(None, False) is None
 
@@ -77,7 +77,7 @@ def rows_by_id(batch: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("test_files", ["all", "none"])
-def test_a_compared_run_records_each_answers_drift_and_ranks_the_changes(pytester, stub, test_files):
+def test_a_compared_run_records_each_answers_drift_and_ranks_the_changes(pytester: pytest.Pytester, stub: OpenAIStub, test_files: Any) -> None:
     session(pytester, stub, BEFORE, "--llmbench-test-files", test_files).assert_outcomes(passed=5)
     result = session(pytester, stub, AFTER, "--llmbench-compare", "latest")
     result.assert_outcomes(passed=4, failed=1)  # t_city's check fails now
@@ -99,7 +99,7 @@ def test_a_compared_run_records_each_answers_drift_and_ranks_the_changes(pyteste
                                  "*answer checks that passed in the baseline and fail now: t_city*"])
 
 
-def test_the_drift_gate_fails_the_session_as_a_counted_failure(pytester, stub):
+def test_the_drift_gate_fails_the_session_as_a_counted_failure(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     session(pytester, stub, BEFORE).assert_outcomes(passed=5)
     [first] = batches(pytester)
     result = session(pytester, stub, {**BEFORE, "sky": "Completely unrelated words here"},
@@ -116,7 +116,7 @@ def test_the_drift_gate_fails_the_session_as_a_counted_failure(pytester, stub):
     assert "llmbench::drift" not in passed.stdout.str()
 
 
-def test_the_gate_without_a_baseline_or_without_answers_is_a_usage_error(pytester, stub):
+def test_the_gate_without_a_baseline_or_without_answers_is_a_usage_error(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     alone = session(pytester, stub, BEFORE, "--llmbench-drift-fail", "0.8")
     assert alone.ret == pytest.ExitCode.USAGE_ERROR
     alone.stderr.fnmatch_lines(["*--llmbench-drift-fail compares answers with a baseline: add --llmbench-compare*"])
@@ -130,7 +130,7 @@ def test_the_gate_without_a_baseline_or_without_answers_is_a_usage_error(pyteste
     warned.stdout.fnmatch_lines(["*answer drift not measured*no answers beside it*"])
 
 
-def test_an_older_baseline_gives_its_answers_from_its_per_test_files(pytester, stub):
+def test_an_older_baseline_gives_its_answers_from_its_per_test_files(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     session(pytester, stub, BEFORE).assert_outcomes(passed=5)
     [baseline] = batches(pytester)
     (baseline.parent / JOURNAL).unlink()
@@ -139,7 +139,7 @@ def test_an_older_baseline_gives_its_answers_from_its_per_test_files(pytester, s
     assert batch["drift"]["compared"] == 5 and batch["drift"]["changed"] == 3
 
 
-def test_the_report_warns_when_sampling_is_not_deterministic_or_differs(pytester, stub):
+def test_the_report_warns_when_sampling_is_not_deterministic_or_differs(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     session(pytester, stub, BEFORE, path=suite(pytester)).assert_outcomes(passed=5)
     result = session(pytester, stub, BEFORE, "--llmbench-compare", "latest", path=suite(pytester, temperature=0.7))
     batch = json.loads(batches(pytester)[-1].read_text())
@@ -148,7 +148,7 @@ def test_the_report_warns_when_sampling_is_not_deterministic_or_differs(pytester
     result.stdout.fnmatch_lines(["*answer drift WARNING: 5 tests sampled differently*"])
 
 
-def test_what_changed_in_the_report_and_in_llmbench_report_a_b_shows_escaped_word_diffs(pytester, stub):
+def test_what_changed_in_the_report_and_in_llmbench_report_a_b_shows_escaped_word_diffs(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     session(pytester, stub, BEFORE).assert_outcomes(passed=5)
     session(pytester, stub, AFTER, "--llmbench-compare", "latest")
     first, second = batches(pytester)

@@ -242,11 +242,14 @@ def test_each_check_is_named_after_its_expectation_key() -> None:
         "regex_flags": "I", "equals": "a", "starts_with": "a", "is_json": True, "json_schema": {},
         "min_length": 1, "max_length": 9, "min_tokens": 1, "max_tokens": 9, "answer": "a",
         "answer_tolerance": 0.1, "key_concepts": ["a"], "rubric": "Says a.", "rubric_min_score": 5,
+        "reasoning": {"contains": "a"},
     }
     assert complete.keys() == KNOWN_KEYS
-    names = [check.name for check in evaluate(complete, "a", 1).checks]
+    names = [check.name for check in evaluate(complete, "a", 1, reasoning_text="a").checks]
     modifiers_and_judged = {"regex_flags", "answer_tolerance", "rubric_min_score", "rubric"}
-    assert names == [key for key in complete if key not in modifiers_and_judged]
+    # the reasoning block's checks are named after the key inside it
+    assert names == [key if key != "reasoning" else "reasoning.contains" for key in complete
+                     if key not in modifiers_and_judged]
 
 
 def test_labels_name_the_check_and_its_expectation() -> None:

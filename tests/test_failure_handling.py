@@ -20,6 +20,7 @@ import psutil
 import pytest
 from faultserver import FaultServer, Reply, refusing_url
 from openai_stub import OpenAIStub, write_suite
+from pytest_httpserver import HTTPServer
 from pytest_httpserver.httpserver import RequestMatcher
 from run_files import batch_of
 from werkzeug import Request, Response
@@ -79,7 +80,7 @@ HEADER_ARGS = tuple(arg for name, value in HEADER_SECRETS.items() for arg in ("-
 
 
 @pytest.fixture
-def secret_env(monkeypatch) -> None:
+def secret_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The environment's key (the command line's wins over it) and a token for the conftest's hook."""
     monkeypatch.setenv("LLMBENCH_API_KEY", ENV_KEY)
     monkeypatch.setenv("SESSION_TOKEN", HEADER_SECRETS["X-Api-Key"])
@@ -131,7 +132,7 @@ def assert_secrets_were_used_and_masked(pytester: pytest.Pytester, stub: OpenAIS
     assert by_id["plain"]["response_text"] == "stub answer" and by_id["plain"]["request"]["user"] == "***"
 
 
-def test_no_secret_is_written_or_printed_in_a_verbose_run_with_junitxml(pytester, stub, httpserver, secret_env):
+def test_no_secret_is_written_or_printed_in_a_verbose_run_with_junitxml(pytester: pytest.Pytester, stub: OpenAIStub, httpserver: HTTPServer, secret_env: Any) -> None:
     suite = secret_suite(pytester, stub, httpserver, ENV_KEY)
     result = pytester.runpytest_subprocess(
         "--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, *HEADER_ARGS, "-v",
@@ -142,7 +143,7 @@ def test_no_secret_is_written_or_printed_in_a_verbose_run_with_junitxml(pytester
     assert_no_secret_anywhere(pytester, result)
 
 
-def test_no_secret_is_written_or_printed_by_a_streamed_xdist_run(pytester, stub, httpserver, secret_env):
+def test_no_secret_is_written_or_printed_by_a_streamed_xdist_run(pytester: pytest.Pytester, stub: OpenAIStub, httpserver: HTTPServer, secret_env: Any) -> None:
     suite = secret_suite(pytester, stub, httpserver, CLI_KEY)
     result = pytester.runpytest_subprocess(
         "--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url, "--llmbench-api-key", CLI_KEY,
@@ -162,7 +163,7 @@ def test_no_secret_is_written_or_printed_by_a_streamed_xdist_run(pytester, stub,
     ("127.0.0.1:99999", "is not a valid URL: Port out of range"),
     ("[::1", "is not a valid URL: Invalid IPv6 URL"),
 ], ids=["refused", "bad-port", "bad-ipv6"])
-def test_unusable_endpoint_stops_the_session_once_without_traceback_or_secret(pytester, host, message):
+def test_unusable_endpoint_stops_the_session_once_without_traceback_or_secret(pytester: pytest.Pytester, host: Any, message: Any) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}"} for i in range(5)])
     with refusing_url() as url:
         port = url.rsplit(":", 1)[1]
@@ -177,7 +178,7 @@ def test_unusable_endpoint_stops_the_session_once_without_traceback_or_secret(py
     assert not (pytester.path / OUTPUT).exists() or not any((pytester.path / OUTPUT).iterdir())
 
 
-def test_endpoint_that_hangs_up_is_probed_once_even_with_retries_and_workers(pytester):
+def test_endpoint_that_hangs_up_is_probed_once_even_with_retries_and_workers(pytester: pytest.Pytester) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}"} for i in range(6)])
     with FaultServer() as server:
         server.always(Reply(hang_up=True))
@@ -198,7 +199,7 @@ ESCAPED = ("\\x1b[31mRED", "\\x1b]0;title\\x07", "\\x9b[2J", "\\u202eevil", "\\x
 
 
 @pytest.mark.parametrize("verbosity", [(), ("-v",)], ids=["plain", "verbose"])
-def test_hostile_text_reaches_the_terminal_escaped_and_the_files_raw(pytester, stub, httpserver, verbosity):
+def test_hostile_text_reaches_the_terminal_escaped_and_the_files_raw(pytester: pytest.Pytester, stub: OpenAIStub, httpserver: HTTPServer, verbosity: Any) -> None:
     stub.answers["hostile"] = HOSTILE
     reply_for(httpserver, "refuse", error_reply(400, f"bad request {HOSTILE}"))
     suite = write_suite(pytester.path / "s.json", [
@@ -257,7 +258,7 @@ def _alive(processes: set[psutil.Process]) -> list[psutil.Process]:
     (signal.SIGTERM, XDIST, False), (signal.SIGINT, XDIST, True),  # Ctrl-C reaches the workers as well
 ], ids=["SIGINT", "SIGTERM", "SIGINT-xdist", "SIGTERM-xdist", "ctrl-c-xdist"])
 def test_signal_ends_the_run_with_a_partial_batch_every_finished_result_and_no_orphans(
-        pytester, stub, signum, workers, whole_group):
+        pytester: pytest.Pytester, stub: OpenAIStub, signum: Any, workers: Any, whole_group: Any) -> None:
     stub.delay = 0.3
     suite = write_suite(pytester.path / "s.json", [{"id": f"t{i:02d}"} for i in range(30)])
     folder = pytester.path / OUTPUT
@@ -292,7 +293,7 @@ def test_signal_ends_the_run_with_a_partial_batch_every_finished_result_and_no_o
 # -- files on disk ------------------------------------------------------------------------------------------
 
 
-def test_leftover_temp_files_are_removed_and_real_files_are_whole(pytester, stub):
+def test_leftover_temp_files_are_removed_and_real_files_are_whole(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     killed = pytester.path / "llmbench_results" / "20200101-000000"  # a run killed half-way through a write
     (killed / "m1").mkdir(parents=True)
     planted = [killed.parent / ".0123abcd.llmbench-tmp", killed / "m1" / ".4567ef01.llmbench-tmp"]
@@ -316,7 +317,7 @@ HOSTILE_NAMES = ("../escape", "../../up/and/out", "/abs/path", "a/b", "back\\sla
 
 
 @pytest.mark.parametrize("workers", [(), XDIST], ids=["serial", "xdist"])
-def test_hostile_test_ids_and_names_stay_inside_the_output_folder(pytester, stub, workers):
+def test_hostile_test_ids_and_names_stay_inside_the_output_folder(pytester: pytest.Pytester, stub: OpenAIStub, workers: Any) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": name, "name": name} for name in HOSTILE_NAMES])
     folder = pytester.path / "deep" / "er" / "out"  # room for ../../ to land inside pytester.path if followed
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
@@ -333,7 +334,7 @@ def test_hostile_test_ids_and_names_stay_inside_the_output_folder(pytester, stub
     assert sorted(r["test_id"] for r in results(folder)) == sorted(HOSTILE_NAMES)
 
 
-def test_symlinks_planted_in_the_output_folder_are_not_followed(pytester, stub):
+def test_symlinks_planted_in_the_output_folder_are_not_followed(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     outside = pytester.path / "outside"
     (outside / "folder").mkdir(parents=True)
     output = pytester.path / "llmbench_results"
@@ -355,7 +356,7 @@ def test_symlinks_planted_in_the_output_folder_are_not_followed(pytester, stub):
     assert json.loads((folder / "m1" / "Test_0_result.json").read_text())["test_id"] == "a"
 
 
-def test_credentials_in_the_endpoint_url_are_not_written(pytester, stub):
+def test_credentials_in_the_endpoint_url_are_not_written(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     endpoint = stub.url.replace("http://", f"http://user:{CLI_KEY}@")
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
     result = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", endpoint)

@@ -40,7 +40,7 @@ def run(pytester: pytest.Pytester, server: FaultServer, tests: list[dict[str, An
 
 
 @pytest.mark.parametrize("done", [True, False], ids=["with-done", "without-done"])
-def test_a_stream_cut_short_fails_counts_as_an_error_in_rates_and_sweeps_and_is_flagged(pytester, fault_server, done):
+def test_a_stream_cut_short_fails_counts_as_an_error_in_rates_and_sweeps_and_is_flagged(pytester: pytest.Pytester, fault_server: FaultServer, done: Any) -> None:
     fault_server.always(cut_short(done), path="/v1/completions")
 
     result = run(pytester, fault_server, [{"id": "a"}, {"id": "b"}], "--llmbench-stream",
@@ -59,18 +59,20 @@ def test_a_stream_cut_short_fails_counts_as_an_error_in_rates_and_sweeps_and_is_
         assert all("ended without a finish_reason (1 tokens)" in r["error_message"] for r in saved.values())
 
 
-def test_a_stream_that_reaches_max_tokens_is_whole_without_a_finish_reason(fault_server):
+def test_a_stream_that_reaches_max_tokens_is_whole_without_a_finish_reason(fault_server: FaultServer) -> None:
     fault_server.reply(Reply.sse([chunk("a"), chunk("b")]), Reply.sse([chunk("a"), chunk("b")]))
 
     whole = client_for(fault_server.url_for("/v1")).complete("x", stream=True, max_tokens=2)
     cut = client_for(fault_server.url_for("/v1")).complete("x", stream=True, max_tokens=3)
 
     assert whole.success and whole.response_text == "ab"
+    assert cut.error is not None
     assert not cut.success and cut.error.kind == "incomplete"
+    assert cut.error_message is not None
     assert "(2 tokens of the 3 asked for)" in cut.error_message
 
 
-def test_an_error_event_fails_the_test_with_the_servers_message_even_before_done(pytester, fault_server):
+def test_an_error_event_fails_the_test_with_the_servers_message_even_before_done(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     error = json.dumps({"error": {"message": "CUDA out of memory", "type": "server_error"}})
     events = [(0.0, f"data: {json.dumps(chunk('Par'))}\n\n"), (0.0, f"event: error\ndata: {error}\n\n"),
               (0.0, "data: [DONE]\n\n")]
@@ -87,7 +89,7 @@ def test_an_error_event_fails_the_test_with_the_servers_message_even_before_done
     assert "the server reported an error mid-stream: overloaded" in saved["text"]["error_message"]
 
 
-def test_a_stream_with_no_text_no_tool_call_and_no_usage_is_an_empty_answer_not_a_zero_token_success(fault_server):
+def test_a_stream_with_no_text_no_tool_call_and_no_usage_is_an_empty_answer_not_a_zero_token_success(fault_server: FaultServer) -> None:
     empty = Reply.sse([{"choices": []}, {"choices": []}])
     tool = Reply.sse([{"choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0, "function": {"name": "f"}}]},
                                     "finish_reason": "tool_calls"}]}])
@@ -97,7 +99,9 @@ def test_a_stream_with_no_text_no_tool_call_and_no_usage_is_an_empty_answer_not_
     nothing = client.complete("x", stream=True)
     calls = client.chat([{"role": "user", "content": "x"}], stream=True)
 
+    assert nothing.error is not None
     assert not nothing.success and nothing.error.kind == "incomplete"
+    assert nothing.error_message is not None
     assert "empty answer" in nothing.error_message
     assert calls.success and calls.finish_reason == "tool_calls"
 
@@ -108,10 +112,10 @@ def with_usage(prompt: int, completion: int, text: str = "Paris") -> Reply:
     return Reply(200, json.dumps(body), headers={"Content-Type": "application/json"})
 
 
-def test_usage_counts_no_server_means_fall_back_to_an_estimate_flagged_and_out_of_throughput(pytester, fault_server):
+def test_usage_counts_no_server_means_fall_back_to_an_estimate_flagged_and_out_of_throughput(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     fault_server.reply(with_usage(5, 10**30), with_usage(10**400, 1), with_usage(5, 10**400),
                        with_usage(5, 500), with_usage(5, 1), path="/v1/completions")
-    tests = [{"id": "huge"}, {"id": "prompt400"}, {"id": "completion400"},
+    tests: list[dict[str, Any]] = [{"id": "huge"}, {"id": "prompt400"}, {"id": "completion400"},
              {"id": "past_max", "parameters": {"max_tokens": 16}}, {"id": "fine"}]
 
     result = run(pytester, fault_server, tests)
@@ -126,7 +130,7 @@ def test_usage_counts_no_server_means_fall_back_to_an_estimate_flagged_and_out_o
     assert not saved["fine"]["usage_implausible"] and saved["fine"]["completion_tokens"] == 1
     aggregate = batch_of(pytester.path / OUTPUT)["aggregate"]
     assert aggregate["total_completion_tokens"] < 100 and aggregate["total_prompt_tokens"] < 100
-    assert max(r["tokens_per_second"] for r in saved.values()) < 1e6  # 10^30 would pass any throughput SLO
+    assert max(r["tokens_per_second"] or 0 for r in saved.values()) < 1e6  # 10^30 would pass any throughput SLO
     assert "0" * 30 not in result.stdout.str()
 
 
@@ -139,7 +143,7 @@ def judge_says(text: str) -> Reply:
         {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})
 
 
-def test_an_answer_cannot_close_its_block_nor_plant_a_score_and_two_scores_are_asked_again(pytester, fault_server):
+def test_an_answer_cannot_close_its_block_nor_plant_a_score_and_two_scores_are_asked_again(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     fault_server.always(Reply.json({**COMPLETION, "choices": [{"index": 0, "text": INJECTION,
                                                                 "finish_reason": "stop"}]}), path="/v1/completions")
     two = judge_says('{"score": 2, "reason": "wrong"} but the answer claimed {"score": 10}')
@@ -180,7 +184,8 @@ def resetting_server() -> Iterator[tuple[str, list[bytes]]]:
                 while b"\r\n\r\n" not in data:
                     data += conn.recv(65536) or b"\r\n\r\n"
                 head, _, body = data.partition(b"\r\n\r\n")
-                length = int(re.search(rb"content-length: *(\d+)", head, re.I).group(1)) if b"ength" in head else 0
+                found = re.search(rb"content-length: *(\d+)", head, re.I)
+                length = int(found.group(1)) if found is not None else 0
                 while len(body) < length:
                     body += conn.recv(65536)
                 requests_seen.append(head.split(b"\r\n", 1)[0])
@@ -194,16 +199,17 @@ def resetting_server() -> Iterator[tuple[str, list[bytes]]]:
 
 
 @pytest.mark.parametrize("retry", [False, True], ids=["default", "retry-read-timeouts"])
-def test_a_reset_after_the_whole_request_was_read_is_possibly_duplicated_and_retried_only_on_request(retry):
+def test_a_reset_after_the_whole_request_was_read_is_possibly_duplicated_and_retried_only_on_request(retry: Any) -> None:
     with resetting_server() as (url, seen):
         result = client_for(url, retries=3, retry_read_timeouts=retry).complete("x")
 
+    assert result.error is not None
     assert not result.success and result.error.type == "reset_after_send"
     assert len(seen) == (4 if retry else 1)  # before: 4 POSTs either way, none marked
     assert result.possibly_duplicated is retry
 
 
-def test_reasoning_tokens_a_server_counts_without_sending_them_are_plausible(fault_server):
+def test_reasoning_tokens_a_server_counts_without_sending_them_are_plausible(fault_server: FaultServer) -> None:
     """OpenAI's reasoning models count hidden reasoning in completion_tokens: a short answer with 2,000 tokens is
     true there, and must keep its count, streamed or not."""
     usage = {"prompt_tokens": 5, "completion_tokens": 2000, "completion_tokens_details": {"reasoning_tokens": 1990}}

@@ -33,7 +33,8 @@ def good_batch(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                         "--llmbench-server-metrics", "off"], cwd=work, capture_output=True, timeout=120, check=False,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
     [path] = (work / "llmbench_results").rglob("batch_results_*.json")
-    return json.loads(path.read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
 
 
 def _set(where: Callable[[dict[str, Any]], dict[str, Any] | list[Any]], key: Any, value: Any) -> Callable[..., None]:
@@ -46,11 +47,11 @@ def _set(where: Callable[[dict[str, Any]], dict[str, Any] | list[Any]], key: Any
 MALFORMED: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "400-digit number": (_set(lambda b: b["aggregate"], "p50_latency_ms", 10**400), "integer with 401 digits"),
     "row that is a string": (_set(lambda b: b["tests"], 0, "x"), 'tests[0]: "x" is not an object'),
-    "run not an object": (_set(lambda b: b, "run", "x"), 'run: "x" is not an object or null'),
+    "run not an object": (_set(lambda b: b, "run", "x"), 'run: "x" is not an object'),
     "failure that is a string": (_set(lambda b: b["tests"][1], "failure", "boom"),
-                                 'tests[1].failure: "boom" is not an object or null'),
+                                 'tests[1].failure: "boom" is not an object'),
     "success that is a string": (_set(lambda b: b["tests"][0], "success", "yes"), "tests[0].success"),
-    "categories a list": (_set(lambda b: b, "categories", [1]), "categories: [1] is not an object or null"),
+    "categories a list": (_set(lambda b: b, "categories", [1]), "categories: [1] is not an object"),
     "figure that is a string": (_set(lambda b: b["aggregate"], "p99_latency_ms", "slow"),
                                 "aggregate.p99_latency_ms"),
     "models a string": (_set(lambda b: b["run"], "models", "m"), "run.models"),
@@ -72,7 +73,7 @@ def malformed(good: dict[str, Any], name: str, path: Path) -> tuple[Path, str]:
 
 
 @pytest.mark.parametrize("name", [*MALFORMED, DEEP])
-def test_llmbench_report_refuses_a_malformed_batch_naming_the_file_and_its_first_problem(tmp_path, good_batch, name):
+def test_llmbench_report_refuses_a_malformed_batch_naming_the_file_and_its_first_problem(tmp_path: Path, good_batch: Any, name: Any) -> None:
     bad, why = malformed(good_batch, name, tmp_path / "crafted.json")
     good = tmp_path / "good.json"
     good.write_text(json.dumps(good_batch), encoding="utf-8")
@@ -95,7 +96,7 @@ def run(pytester: pytest.Pytester, server: FaultServer, *args: str) -> pytest.Ru
 
 
 @pytest.mark.parametrize("name", ["400-digit number", "row that is a string", "run not an object", DEEP])
-def test_a_malformed_baseline_is_a_usage_error_before_any_test(pytester, fault_server, good_batch, name):
+def test_a_malformed_baseline_is_a_usage_error_before_any_test(pytester: pytest.Pytester, fault_server: FaultServer, good_batch: Any, name: Any) -> None:
     bad, why = malformed(good_batch, name, pytester.path / "baseline.json")
 
     result = run(pytester, fault_server, "--llmbench-compare", str(bad))
@@ -107,7 +108,7 @@ def test_a_malformed_baseline_is_a_usage_error_before_any_test(pytester, fault_s
     assert "/v1/completions" not in fault_server.paths()  # refused before any request
 
 
-def test_a_planted_latest_link_to_a_malformed_batch_is_refused_before_any_test(pytester, fault_server, good_batch):
+def test_a_planted_latest_link_to_a_malformed_batch_is_refused_before_any_test(pytester: pytest.Pytester, fault_server: FaultServer, good_batch: Any) -> None:
     planted = pytester.path / "elsewhere"
     planted.mkdir()
     _bad, why = malformed(good_batch, "row that is a string", planted / "batch_results_1.json")
@@ -122,7 +123,7 @@ def test_a_planted_latest_link_to_a_malformed_batch_is_refused_before_any_test(p
     assert "/v1/completions" not in fault_server.paths()
 
 
-def test_links_from_result_data_stay_relative_inside_the_run_folder(tmp_path, good_batch):
+def test_links_from_result_data_stay_relative_inside_the_run_folder(tmp_path: Path, good_batch: Any) -> None:
     batch = copy.deepcopy(good_batch)
     crafted = ["//evil-host/share/x.txt", "../../../../etc/passwd", "/etc/passwd", "\\\\evil-host\\share\\y.txt",
                "C:/Windows/z.txt", "javascript:alert(1)"]

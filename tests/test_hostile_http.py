@@ -46,7 +46,7 @@ def answer_body() -> tuple[bytes, bytes]:
 # -- 1. bounded answers -------------------------------------------------------------------------------------
 
 
-def test_gzip_bomb_fails_its_test_at_the_cap_and_every_other_result_is_kept(pytester, fault_server):
+def test_gzip_bomb_fails_its_test_at_the_cap_and_every_other_result_is_kept(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     head, tail = answer_body()
     fault_server.reply(Reply.gzip_bomb(64 * MiB, head, tail), Reply.json(COMPLETION), path="/v1/completions")
 
@@ -61,7 +61,7 @@ def test_gzip_bomb_fails_its_test_at_the_cap_and_every_other_result_is_kept(pyte
     assert all(p.stat().st_size < 64 * 1024 for p in (pytester.path / OUTPUT).rglob("*_*.*") if p.suffix != ".html")
 
 
-def test_a_gzip_bomb_inflates_only_as_far_as_the_cap(fault_server, v1):
+def test_a_gzip_bomb_inflates_only_as_far_as_the_cap(fault_server: FaultServer, v1: str) -> None:
     head, tail = answer_body()  # 256 MiB inflated: the cap's 1 MiB must be all that is ever held
     fault_server.reply(Reply.gzip_bomb(256 * MiB, head, tail))
     client = client_for(v1, max_response_bytes=MiB, retries=0)
@@ -69,13 +69,14 @@ def test_a_gzip_bomb_inflates_only_as_far_as_the_cap(fault_server, v1):
     started = time.monotonic()
     result = client.complete("hi")
 
+    assert result.error is not None
     assert result.success is False and result.error.kind == "too_large"
-    assert result.error_message == "HTTP 200 (OK): response exceeded 1 MiB (--llmbench-max-response-bytes)"
+    assert result.error_message == "HTTP 200 (OK): response exceeded 1 MiB (setting max_response_bytes)"
     assert time.monotonic() - started < 5  # inflating 256 MiB whole takes longer on this machine
     client.close()
 
 
-def test_an_endless_stream_stops_at_the_cap_keeps_its_text_and_writes_bounded_files(pytester, fault_server):
+def test_an_endless_stream_stops_at_the_cap_keeps_its_text_and_writes_bounded_files(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     fault_server.reply(Reply.endless_sse("word "), Reply.sse([{"choices": [{"index": 0, "text": "ok", "finish_reason": "stop"}]}]),
                        path="/v1/completions")
 
@@ -91,12 +92,14 @@ def test_an_endless_stream_stops_at_the_cap_keeps_its_text_and_writes_bounded_fi
     assert all(p.stat().st_size < 2 * MiB for p in (pytester.path / OUTPUT).rglob("*") if p.is_file())
 
 
-def test_error_bodies_keep_their_64_kb_bound_under_a_larger_cap(fault_server, v1):
+def test_error_bodies_keep_their_64_kb_bound_under_a_larger_cap(fault_server: FaultServer, v1: str) -> None:
     fault_server.reply(Reply(500, b"e" * (4 * MiB)))
     client = client_for(v1, retries=0)
 
     result = client.complete("hi")
 
+    assert result.error is not None
+    assert result.error.body_excerpt is not None
     assert result.error.status == 500 and len(result.error.body_excerpt) <= EXCERPT_LIMIT + 1
     client.close()
 
@@ -104,7 +107,7 @@ def test_error_bodies_keep_their_64_kb_bound_under_a_larger_cap(fault_server, v1
 # -- 7. connecting has a timeout of its own ----------------------------------------------------------------
 
 
-def test_a_connect_that_never_completes_times_out_apart_from_the_deadline_and_is_retried():
+def test_a_connect_that_never_completes_times_out_apart_from_the_deadline_and_is_retried() -> None:
     with unanswered_url() as url:
         client = client_for(url + "/v1", retries=1, timeout=60, connect_timeout=0.5)
         started = time.monotonic()
@@ -112,12 +115,13 @@ def test_a_connect_that_never_completes_times_out_apart_from_the_deadline_and_is
         took = time.monotonic() - started
         client.close()
 
+    assert result.error is not None
     assert result.error.kind == "connection" and result.error.type == "connect_timeout"
-    assert "within 0.5 s (--llmbench-connect-timeout)" in result.error.message
+    assert "within 0.5 s (setting connect_timeout)" in result.error.message
     assert result.attempts == 2 and took < 10  # two connects of 0.5 s, not the 60 s deadline
 
 
-def test_a_session_against_an_address_that_never_answers_stops_within_the_connect_timeout(pytester):
+def test_a_session_against_an_address_that_never_answers_stops_within_the_connect_timeout(pytester: pytest.Pytester) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "t"}])
     with unanswered_url() as url:
         started = time.monotonic()
@@ -142,7 +146,7 @@ def quoting_key(status: int, build: Any) -> Reply:
     return Reply(echo=lambda received: Reply(status, build(received.headers["authorization"].split()[-1])))
 
 
-def test_keys_straddling_every_cut_and_in_every_encoding_are_masked_everywhere(pytester, fault_server):
+def test_keys_straddling_every_cut_and_in_every_encoding_are_masked_everywhere(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     excerpt_cut = quoting_key(500, lambda key: "x" * (EXCERPT_LIMIT - 6) + key)
     message_cut = quoting_key(400, lambda key: {"error": {"message": "y" * (MESSAGE_LIMIT - 6) + key}})
     escaped = quoting_key(500, lambda key: json.dumps({"error": {"message": "bad key", "sent": "@1", "all": "@2"}})
@@ -151,7 +155,8 @@ def test_keys_straddling_every_cut_and_in_every_encoding_are_masked_everywhere(p
     stream_cut = Reply(200, chunks=["data: " + "z" * 195 + KEY + "\n\n"], headers={"Content-Type": "text/event-stream"})
     redirect = Reply.redirect("http://127.0.0.1:9/next?key=" + quote(KEY, safe=""))
     fault_server.reply(excerpt_cut, message_cut, escaped, stream_cut, redirect, path="/v1/completions")
-    tests = [{"id": "excerpt"}, {"id": "message"}, {"id": "escaped"}, {"id": "stream", "stream": True},
+    tests: list[dict[str, Any]] = [{"id": "excerpt"}, {"id": "message"}, {"id": "escaped"},
+                                   {"id": "stream", "stream": True},
              {"id": "redirect"}]
 
     run = run_session(pytester, fault_server, tests, "-v", "-rA", "--junitxml", "junit.xml",
@@ -177,7 +182,7 @@ def test_keys_straddling_every_cut_and_in_every_encoding_are_masked_everywhere(p
 # -- 8. a request sent twice says so ------------------------------------------------------------------------
 
 
-def test_a_result_retried_after_a_read_timeout_is_marked_possibly_duplicated(fault_server, v1):
+def test_a_result_retried_after_a_read_timeout_is_marked_possibly_duplicated(fault_server: FaultServer, v1: str) -> None:
     fault_server.reply(Reply.json(COMPLETION, delay=2.0), Reply.json(COMPLETION))
     client = client_for(v1, timeout=0.5, retries=1, retry_read_timeouts=True)
 
@@ -188,7 +193,7 @@ def test_a_result_retried_after_a_read_timeout_is_marked_possibly_duplicated(fau
     client.close()
 
 
-def test_a_result_retried_after_a_refused_connection_is_not_marked(fault_server, v1):
+def test_a_result_retried_after_a_refused_connection_is_not_marked(fault_server: FaultServer, v1: str) -> None:
     fault_server.reply(Reply(503), Reply.json(COMPLETION))
     client = client_for(v1, retries=1)
 

@@ -4,6 +4,7 @@ serves, values no server means. Real sockets (tests/faultserver.py) and real pyt
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 from faultserver import COMPLETION, FaultServer, Reply
@@ -33,8 +34,8 @@ def batch_time(pytester: pytest.Pytester) -> float:
 
 
 @pytest.mark.parametrize("drip", ["body", "headers"])
-def test_a_dripping_metrics_page_delays_neither_the_first_test_nor_the_end_and_is_counted(pytester, fault_server,
-                                                                                          drip):
+def test_a_dripping_metrics_page_delays_neither_the_first_test_nor_the_end_and_is_counted(pytester: pytest.Pytester, fault_server: FaultServer,
+                                                                                          drip: Any) -> None:
     """A byte every 0.3 s never trips a per-read timeout: before, the session hung before its first test."""
     page = VLLM_PAGE * 50
     fault_server.always(Reply(200, page, trickle=0.3) if drip == "body" else Reply(200, page, header_trickle=0.3),
@@ -53,7 +54,7 @@ def test_a_dripping_metrics_page_delays_neither_the_first_test_nor_the_end_and_i
                                  "*server metrics: a scrape of */metrics failed (not complete within 0.*s)*"])
 
 
-def test_a_page_of_150k_series_is_read_only_to_the_cap_and_never_holds_up_a_test(pytester, fault_server):
+def test_a_page_of_150k_series_is_read_only_to_the_cap_and_never_holds_up_a_test(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     lines = [f'python_noise_total{{id="{n}"}} {n}' for n in range(150_000)]
     fault_server.always(Reply(200, "\n".join(lines) + "\n" + VLLM_PAGE), path="/metrics")
 
@@ -75,7 +76,7 @@ def churning_page(scrape: int, series: int = 5_000) -> str:
     return "# TYPE vllm:num_requests_running gauge\n" + "\n".join(stable + churn) + "\n"
 
 
-def test_labels_that_change_every_scrape_never_make_the_parser_read_the_stable_series_again():
+def test_labels_that_change_every_scrape_never_make_the_parser_read_the_stable_series_again() -> None:
     parser = SeriesParser(wanted_keys().__contains__)
     parser.parse(churning_page(0))
     stable = 'vllm:num_requests_running{engine="7"}'
@@ -87,7 +88,7 @@ def test_labels_that_change_every_scrape_never_make_the_parser_read_the_stable_s
     assert parser._known[stable] is first  # the stable series was never parsed again (a new parse, a new tuple)
 
 
-def test_a_parse_past_its_deadline_stops_and_the_next_scrape_goes_on_from_there():
+def test_a_parse_past_its_deadline_stops_and_the_next_scrape_goes_on_from_there() -> None:
     parser = SeriesParser(wanted_keys().__contains__)
     page = churning_page(0, series=3_000)
     with pytest.raises(ParseTimeout):
@@ -113,7 +114,7 @@ vllm:time_to_first_token_seconds_sum 1
 """
 
 
-def test_metric_values_no_server_means_are_dropped_and_counted_never_printed(pytester, fault_server):
+def test_metric_values_no_server_means_are_dropped_and_counted_never_printed(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     fault_server.always(Reply(200, IMPLAUSIBLE_PAGE), path="/metrics")
 
     result = run(pytester, fault_server, 3, "--llmbench-server-metrics-interval", "0.2")
@@ -129,7 +130,7 @@ def test_metric_values_no_server_means_are_dropped_and_counted_never_printed(pyt
     assert "implausible values dropped" in out
 
 
-def test_a_metrics_url_that_parsers_read_two_ways_never_gets_the_key(pytester, fault_server, monkeypatch):
+def test_a_metrics_url_that_parsers_read_two_ways_never_gets_the_key(pytester: pytest.Pytester, fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """``http://127.0.0.1:B\\@127.0.0.1:A/metrics``: urlsplit reads port A (the endpoint's origin), the HTTP library
     connects to B. B must never see the key; the endpoint's own /metrics still gets it."""
     monkeypatch.setenv("LLMBENCH_API_KEY", "sk-origin-check-secret")

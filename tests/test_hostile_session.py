@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faultserver import COMPLETION, FaultServer, Reply
@@ -42,8 +43,8 @@ def run(pytester: pytest.Pytester, server: FaultServer, suite: Path, *args: str)
 # -- 3. warnings never cost the batch -----------------------------------------------------------------------
 
 
-def test_under_w_error_a_run_that_warned_keeps_its_batch_and_summary_and_fails_with_the_reason(pytester,
-                                                                                                fault_server):
+def test_under_w_error_a_run_that_warned_keeps_its_batch_and_summary_and_fails_with_the_reason(pytester: pytest.Pytester,
+                                                                                                fault_server: FaultServer) -> None:
     fault_server.always(Reply(500, {"error": {"message": "down"}}), path="/v1/completions")
     suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}"} for i in range(20)])  # the alert's window
 
@@ -55,7 +56,7 @@ def test_under_w_error_a_run_that_warned_keeps_its_batch_and_summary_and_fails_w
     assert len(batch_of(pytester.path / OUTPUT)["tests"]) == 20
 
 
-def test_a_configuration_warning_under_w_error_is_a_clean_usage_error(pytester, fault_server):
+def test_a_configuration_warning_under_w_error_is_a_clean_usage_error(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "t"}])
 
     result = run(pytester, fault_server, suite, "-W", "error", "--llmbench-insecure")
@@ -68,7 +69,7 @@ def test_a_configuration_warning_under_w_error_is_a_clean_usage_error(pytester, 
 # -- 4. bounded checks --------------------------------------------------------------------------------------
 
 
-def test_hostile_answers_and_broken_hooks_fail_their_checks_and_every_file_is_written(pytester, fault_server):
+def test_hostile_answers_and_broken_hooks_fail_their_checks_and_every_file_is_written(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     pytester.makeconftest("""
         def pytest_llmbench_build_request(test_case, request):
             if test_case.id == "request_hook":
@@ -105,7 +106,7 @@ def test_hostile_answers_and_broken_hooks_fail_their_checks_and_every_file_is_wr
 # -- 5. loud file loss, ids that never collide, shared output folders ---------------------------------------
 
 
-def test_a_batch_file_that_cannot_be_written_is_a_warning_a_summary_line_and_a_failed_exit(pytester, fault_server):
+def test_a_batch_file_that_cannot_be_written_is_a_warning_a_summary_line_and_a_failed_exit(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     pytester.makeconftest("""
         import resource, signal
         def pytest_llmbench_batch(batch):  # the disk fills up just as the batch file is written
@@ -128,7 +129,7 @@ def test_a_batch_file_that_cannot_be_written_is_a_warning_a_summary_line_and_a_f
 
 
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["sequential", "xdist"])
-def test_ids_equal_after_terminal_escaping_stay_distinct_nodes_with_their_own_files(pytester, fault_server, workers):
+def test_ids_equal_after_terminal_escaping_stay_distinct_nodes_with_their_own_files(pytester: pytest.Pytester, fault_server: FaultServer, workers: Any) -> None:
     fault_server.always(answering("ok"), path="/v1/completions")
     suite = write_suite(pytester.path / "s.json", [{"id": "dup\x1b", "name": "one"}, {"id": "dup\\x1b", "name": "two"}])
 
@@ -140,7 +141,7 @@ def test_ids_equal_after_terminal_escaping_stay_distinct_nodes_with_their_own_fi
     assert sorted(results_by_id(pytester.path / OUTPUT)) == ["dup\x1b", "dup\\x1b"]
 
 
-def test_two_tests_that_would_share_a_node_id_stop_collection_naming_both(pytester, fault_server):
+def test_two_tests_that_would_share_a_node_id_stop_collection_naming_both(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "x"}, {"id": "x[m]"}])
 
     result = run(pytester, fault_server, suite, "--llmbench-model", "m][m", "--collect-only")
@@ -149,7 +150,7 @@ def test_two_tests_that_would_share_a_node_id_stop_collection_naming_both(pytest
     result.stdout.fnmatch_lines(["*tests 'x' and 'x[[]m]' would share the node id *s.json::x[[]m][[]m]*"])
 
 
-def test_a_second_session_on_the_same_folder_cleans_only_stale_temp_files(pytester, fault_server):
+def test_a_second_session_on_the_same_folder_cleans_only_stale_temp_files(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     folder = pytester.path / OUTPUT
     folder.mkdir()
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as alive:
@@ -179,8 +180,8 @@ def _exited_pid() -> int:
 # -- 6. node ids for suites anywhere ------------------------------------------------------------------------
 
 
-def test_suites_outside_the_root_folder_keep_their_path_in_node_ids_on_every_worker(pytester, fault_server,
-                                                                                     tmp_path_factory):
+def test_suites_outside_the_root_folder_keep_their_path_in_node_ids_on_every_worker(pytester: pytest.Pytester, fault_server: FaultServer,
+                                                                                     tmp_path_factory: pytest.TempPathFactory) -> None:
     pytester.makeini("[pytest]\n")  # the root folder is the working folder
     elsewhere = [tmp_path_factory.mktemp("elsewhere") for _ in range(2)]
     suites = [write_suite(folder / "s.json", [{"id": f"chat_{i:02d}"} for i in range(4)]) for folder in elsewhere]
@@ -199,7 +200,7 @@ def test_suites_outside_the_root_folder_keep_their_path_in_node_ids_on_every_wor
 # -- 8. the smaller ones ------------------------------------------------------------------------------------
 
 
-def test_bidi_controls_and_invisible_characters_never_reach_file_names(pytester, fault_server):
+def test_bidi_controls_and_invisible_characters_never_reach_file_names(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     fault_server.always(answering("ok"), path="/v1/completions")
     suite = write_suite(pytester.path / "s.json", [{"id": "a", "name": "invoice\u202etxt.exe"},
                                                    {"id": "b", "name": "zero\u200bwidth\u2066x"}])
@@ -211,8 +212,9 @@ def test_bidi_controls_and_invisible_characters_never_reach_file_names(pytester,
     assert any(name.startswith("invoice_txt.exe") for name in names)
 
 
-def test_summary_columns_fit_their_content_and_long_categories_stay_apart(pytester, fault_server):
-    fault_server.always(answering("ok", tokens=10**9), path="/v1/completions")
+def test_summary_columns_fit_their_content_and_long_categories_stay_apart(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
+    # 10^9 tokens are implausible: the estimate (of twelve words) stands in, enough for a tokens/s figure
+    fault_server.always(answering(" ".join(["ok"] * 12), tokens=10**9), path="/v1/completions")
     common = "a-category-name-longer-than-thirty-two-characters-"
     suite = write_suite(pytester.path / "s.json", [{"id": "a", "category": common + "one"},
                                                    {"id": "b", "category": common + "two"}])
@@ -226,7 +228,7 @@ def test_summary_columns_fit_their_content_and_long_categories_stay_apart(pytest
     assert len(speed.split()) == 11  # the label and ten figures, none run together
 
 
-def test_under_ci_without_the_local_extra_not_real_llm_deselects_instead_of_erroring():
+def test_under_ci_without_the_local_extra_not_real_llm_deselects_instead_of_erroring() -> None:
     proc = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-m",
                            "not real_llm", "tests/test_real_llm.py", "tests/test_local_server.py"], cwd=REPO,
                           capture_output=True, text=True, timeout=120, env={**os.environ, "CI": "1"}, check=False)
@@ -239,7 +241,7 @@ def test_under_ci_without_the_local_extra_not_real_llm_deselects_instead_of_erro
 
 
 def test_ctrl_c_twice_in_a_load_run_ends_cleanly_interrupted_and_the_last_line_counts_what_was_recorded(
-        pytester, fault_server):
+        pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     fault_server.always(Reply.json(MODELS), path="/v1/models")
     fault_server.always(Reply.json(COMPLETION, delay=0.3), path="/v1/completions")
     suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}"} for i in range(200)])
@@ -264,6 +266,7 @@ def test_ctrl_c_twice_in_a_load_run_ends_cleanly_interrupted_and_the_last_line_c
     rows = batch_of(pytester.path / OUTPUT)["tests"]
     assert batch_of(pytester.path / OUTPUT)["partial_reason"] == "interrupted (KeyboardInterrupt)"
     last = out.strip().splitlines()[-1]
-    passed = int(re.search(r"(\d+) passed", last).group(1)) if "passed" in last else 0
+    found = re.search(r"(\d+) passed", last)
+    passed = int(found.group(1)) if found is not None else 0
     recorded = re.search(r"(\d+) recorded after the interrupt", last)
     assert passed + (int(recorded.group(1)) if recorded else 0) == len(rows) > 0, last

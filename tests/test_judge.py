@@ -192,7 +192,7 @@ def test_parse_judge_reply_rejects_unusable_replies_quoting_them(reply: str, mes
 
 
 def test_judge_question_is_the_prompt_or_the_last_user_message() -> None:
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "Be brief."},
         {"role": "user", "content": "First?"},
         {"role": "assistant", "content": "Yes."},

@@ -54,7 +54,8 @@ def run(pytester: pytest.Pytester, stub: OpenAIStub, *args: str) -> pytest.RunRe
 
 def batch_of(pytester: pytest.Pytester) -> dict[str, Any]:
     [path] = (pytester.path / "llmbench_results" / "latest").glob("batch_results_*.json")
-    return json.loads(path.read_text(encoding="utf-8"))
+    loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return loaded
 
 
 def lines_of(path: Path) -> list[Any]:
@@ -66,7 +67,7 @@ def client_rows(batch: dict[str, Any], name: str) -> list[dict[str, Any]]:
 
 
 @WORKERS
-def test_each_request_is_a_batch_row_of_the_calling_test(pytester, stub, workers):
+def test_each_request_is_a_batch_row_of_the_calling_test(pytester: pytest.Pytester, stub: OpenAIStub, workers: Any) -> None:
     result = run(pytester, stub, "test_hand.py", *workers)
     result.assert_outcomes(passed=3, failed=1)
     batch = batch_of(pytester)
@@ -79,7 +80,7 @@ def test_each_request_is_a_batch_row_of_the_calling_test(pytester, stub, workers
 
 
 @WORKERS
-def test_the_result_hook_sees_every_request_with_its_test(pytester, stub, workers):
+def test_the_result_hook_sees_every_request_with_its_test(pytester: pytest.Pytester, stub: OpenAIStub, workers: Any) -> None:
     run(pytester, stub, "test_hand.py", *workers).assert_outcomes(passed=3, failed=1)
     seen = lines_of(pytester.path / "hook_seen.jsonl")
     assert sorted(seen) == sorted([["test_hand.py::test_one", "test_hand.py::test_one", "llm_client"]]
@@ -92,7 +93,7 @@ def test_the_result_hook_sees_every_request_with_its_test(pytester, stub, worker
 
 
 @WORKERS
-def test_two_requests_in_one_test_give_two_rows_with_their_own_files(pytester, stub, workers):
+def test_two_requests_in_one_test_give_two_rows_with_their_own_files(pytester: pytest.Pytester, stub: OpenAIStub, workers: Any) -> None:
     run(pytester, stub, "test_hand.py", *workers).assert_outcomes(passed=3, failed=1)
     rows = client_rows(batch_of(pytester), "test_two")
     assert [row["passed"] for row in rows] == [True, True]
@@ -105,7 +106,7 @@ def test_two_requests_in_one_test_give_two_rows_with_their_own_files(pytester, s
 
 
 @WORKERS
-def test_statistics_count_requests_and_the_counts_of_tests_stay_pytests(pytester, stub, workers):
+def test_statistics_count_requests_and_the_counts_of_tests_stay_pytests(pytester: pytest.Pytester, stub: OpenAIStub, workers: Any) -> None:
     run(pytester, stub, "test_hand.py", *workers).assert_outcomes(passed=3, failed=1)
     aggregate = batch_of(pytester)["aggregate"]
     assert aggregate["total_requests"] == aggregate["successful_tests"] == 4  # requests, all answered
@@ -114,7 +115,7 @@ def test_statistics_count_requests_and_the_counts_of_tests_stay_pytests(pytester
 
 
 @WORKERS
-def test_a_suite_run_alongside_keeps_its_progress_and_counts(pytester, stub, workers):
+def test_a_suite_run_alongside_keeps_its_progress_and_counts(pytester: pytest.Pytester, stub: OpenAIStub, workers: Any) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b", "prompt": "Capital of France?"},
                                                    {"id": "c"}])
     result = run(pytester, stub, "--llmbench-suite", str(suite), "test_hand.py", *workers)
@@ -129,7 +130,7 @@ def test_a_suite_run_alongside_keeps_its_progress_and_counts(pytester, stub, wor
     result.stdout.fnmatch_lines(["*tests 6: 5 passed, 1 failed*"])
 
 
-def test_test_files_failed_writes_only_the_failing_tests_requests(pytester, stub):
+def test_test_files_failed_writes_only_the_failing_tests_requests(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     run(pytester, stub, "test_hand.py", "--llmbench-test-files", "failed").assert_outcomes(passed=3, failed=1)
     batch = batch_of(pytester)
     [failing] = client_rows(batch, "test_fails_after_its_request")
@@ -139,7 +140,7 @@ def test_test_files_failed_writes_only_the_failing_tests_requests(pytester, stub
     assert len([row for row in batch["tests"] if row["llm_client"]]) == 4  # every request is still a row
 
 
-def test_a_result_hook_that_raises_keeps_the_request_as_a_failed_check(pytester, stub):
+def test_a_result_hook_that_raises_keeps_the_request_as_a_failed_check(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     pytester.makeconftest("""
         def pytest_llmbench_result(result):
             raise RuntimeError("conftest bug")
@@ -152,7 +153,7 @@ def test_a_result_hook_that_raises_keeps_the_request_as_a_failed_check(pytester,
     assert row["failure"]["checks"] == ["pytest_llmbench_result: raised RuntimeError: conftest bug"]
 
 
-def test_llm_client_requests_are_held_to_the_sessions_concurrency(pytester: pytest.Pytester, load_stub) -> None:
+def test_llm_client_requests_are_held_to_the_sessions_concurrency(pytester: pytest.Pytester, load_stub: OpenAIStub) -> None:
     """Eight threads of one hand-written test ask at once; --llmbench-concurrency 4 lets four be in flight. The
     server holds each wave until four are in (gather), so its peak is what the client let through."""
     load_stub.gather, load_stub.gather_timeout = 4, 2.0
@@ -168,3 +169,19 @@ def test_llm_client_requests_are_held_to_the_sessions_concurrency(pytester: pyte
                              "-p", "no:cacheprovider")
     run.assert_outcomes(passed=1)
     assert load_stub.peak == 4 and load_stub.answered == 8
+
+
+def test_a_hand_written_test_outside_the_root_folder_is_named_by_its_file_not_an_empty_one(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
+    (pytester.path / "root").mkdir()
+    (pytester.path / "root" / "pytest.ini").write_text("[pytest]\n")
+    hand = pytester.path / "mine" / "test_hand.py"
+    hand.parent.mkdir()
+    hand.write_text("def test_client_chat(llm_client):\n    assert llm_client.complete('hi').success\n")
+    pytester.chdir()
+
+    result = pytester.runpytest("--rootdir", "root", str(hand), "--llmbench-endpoint", stub.url,
+                                "-p", "no:cacheprovider")
+
+    result.assert_outcomes(passed=1)
+    [row] = batch_of(pytester)["tests"]
+    assert row["test_id"] == f"{hand.resolve().as_posix()}::test_client_chat"

@@ -30,14 +30,15 @@ def suite(pytester: pytest.Pytester, count: int, **fields: Any) -> Path:
 
 def run(pytester: pytest.Pytester, stub: OpenAIStub, count: int, *args: str,
         subprocess: bool = False) -> pytest.RunResult:
-    argv = ("--llmbench-endpoint", stub.url, "--llmbench-suite", str(suite(pytester, count)),  # type: ignore[attr-defined]
+    argv = ("--llmbench-endpoint", stub.url, "--llmbench-suite", str(suite(pytester, count)),
             "-p", "no:cacheprovider", *args)
     return pytester.runpytest_subprocess(*argv) if subprocess else pytester.runpytest(*argv)
 
 
 def batch(pytester: pytest.Pytester) -> dict[str, Any]:
     [path] = (pytester.path / "llmbench_results" / "latest").glob("batch_results_*.json")
-    return json.loads(path.read_text())
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
 
 
 def load_threads() -> list[str]:
@@ -45,7 +46,7 @@ def load_threads() -> list[str]:
             and t.name not in ("llmbench-deadline", "llmbench-reader")]  # the process's own, kept for the next run
 
 
-def test_one_process_keeps_n_requests_in_flight(pytester, stub):
+def test_one_process_keeps_n_requests_in_flight(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.gather = 8  # the server holds each wave until 8 are in: peak is the client's doing, not the machine's speed
     run(pytester, stub, 16, "--llmbench-concurrency", "8").assert_outcomes(passed=16)
     assert stub.peak == 8  # eight connections answered at once, from one pytest process
@@ -56,7 +57,7 @@ def test_one_process_keeps_n_requests_in_flight(pytester, stub):
     assert load_threads() == []  # the pool and the sender are gone with the session
 
 
-def test_what_collection_built_is_frozen_while_a_load_run_sends_and_unfrozen_after(pytester, stub):
+def test_what_collection_built_is_frozen_while_a_load_run_sends_and_unfrozen_after(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     """No full garbage collection walks the collected session during a load run (its pause would land in the
     TTFTs of every answer arriving meanwhile); an ordinary run leaves the collector alone."""
     pytester.makepyfile(test_gc="import gc\n\ndef test_frozen(record_property):\n"
@@ -64,18 +65,20 @@ def test_what_collection_built_is_frozen_while_a_load_run_sends_and_unfrozen_aft
     for load, expect_frozen in ((("--llmbench-concurrency", "4"), True), ((), False)):
         result = run(pytester, stub, 4, str(pytester.path / "test_gc.py"), "--junitxml=gc.xml", *load)
         result.assert_outcomes(passed=5)
-        frozen = int(re.search(r'name="frozen" value="(\d+)"', (pytester.path / "gc.xml").read_text())[1])
+        found = re.search(r'name="frozen" value="(\d+)"', (pytester.path / "gc.xml").read_text())
+        assert found is not None
+        frozen = int(found[1])
         assert (frozen > 1000) is expect_frozen
         assert gc.get_freeze_count() == 0  # the in-process session unfroze what it froze
 
 
-def test_without_the_option_one_request_at_a_time(pytester, stub):
+def test_without_the_option_one_request_at_a_time(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.05
     run(pytester, stub, 4).assert_outcomes(passed=4)
     assert stub.peak == 1
 
 
-def test_xdist_workers_each_carry_their_share(pytester, stub):
+def test_xdist_workers_each_carry_their_share(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay, stub.gather = 0.3, 6  # waves of six: both workers' shares (3 + 3), however late one starts
     result = run(pytester, stub, 36, "--llmbench-concurrency", "6", "-n", "2", subprocess=True)
     result.assert_outcomes(passed=36)
@@ -84,7 +87,7 @@ def test_xdist_workers_each_carry_their_share(pytester, stub):
     assert {row["worker"] for row in rows} == {"gw0", "gw1"} and all(row["host"] for row in rows)
 
 
-def test_repeat_gives_each_run_its_own_node_id_and_files(pytester, stub):
+def test_repeat_gives_each_run_its_own_node_id_and_files(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.0
     result = run(pytester, stub, 2, "--llmbench-repeat", "3", "--llmbench-concurrency", "4", "-v")
     result.assert_outcomes(passed=6)
@@ -93,7 +96,7 @@ def test_repeat_gives_each_run_its_own_node_id_and_files(pytester, stub):
     assert len(list((pytester.path / "llmbench_results" / "latest").glob("*_result.json"))) == 6
 
 
-def test_warmup_requests_are_sent_first_and_kept_out_of_the_statistics(pytester, stub):
+def test_warmup_requests_are_sent_first_and_kept_out_of_the_statistics(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.0
     run(pytester, stub, 3, "--llmbench-warmup", "5", "--llmbench-concurrency", "2").assert_outcomes(passed=3)
     assert len(stub.requests) == 8
@@ -102,7 +105,7 @@ def test_warmup_requests_are_sent_first_and_kept_out_of_the_statistics(pytester,
     assert data["aggregate"]["total_tests"] == 3 and len(data["tests"]) == 3
 
 
-def test_duration_stops_sending_and_skips_what_was_not_sent(pytester, stub):
+def test_duration_stops_sending_and_skips_what_was_not_sent(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.2
     result = run(pytester, stub, 12, "--llmbench-concurrency", "1", "--llmbench-duration", "0.5", "-rs")
     outcomes = result.parseoutcomes()
@@ -113,7 +116,7 @@ def test_duration_stops_sending_and_skips_what_was_not_sent(pytester, stub):
     assert data["load"]["duration_skipped"] == outcomes["skipped"] and not data["partial"]
 
 
-def test_a_ramp_raises_the_concurrency_step_by_step(pytester, stub):
+def test_a_ramp_raises_the_concurrency_step_by_step(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay, stub.gather = 0.2, 8  # held until eight are in: the ramp must get there, however busy the machine
     run(pytester, stub, 24, "--llmbench-concurrency", "8", "--llmbench-ramp", "1").assert_outcomes(passed=24)
     arrivals = sorted(r["at"] for r in stub.requests)
@@ -121,7 +124,7 @@ def test_a_ramp_raises_the_concurrency_step_by_step(pytester, stub):
     assert stub.peak == 8
 
 
-def test_a_request_rate_paces_arrivals_and_records_schedule_lag(pytester, stub):
+def test_a_request_rate_paces_arrivals_and_records_schedule_lag(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.0
     run(pytester, stub, 30, "--llmbench-request-rate", "60", "--llmbench-concurrency", "8").assert_outcomes(passed=30)
     data = batch(pytester)
@@ -131,7 +134,7 @@ def test_a_request_rate_paces_arrivals_and_records_schedule_lag(pytester, stub):
     assert data["load"]["schedule_lag_ms"]["count"] == 30
 
 
-def test_a_sweep_runs_each_level_and_names_the_highest_within_the_slos(pytester, stub):
+def test_a_sweep_runs_each_level_and_names_the_highest_within_the_slos(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     # 0.5 s per request in flight, by the server's own count: c1 answers in 0.5 s, c4 in up to 2 s. The SLO sits
     # 0.7 s above c1's figure, so a busy machine's overhead cannot move the knee.
     stub.delay, stub.delay_per_active = 0.0, 0.5
@@ -147,7 +150,7 @@ def test_a_sweep_runs_each_level_and_names_the_highest_within_the_slos(pytester,
     assert sweep["levels"][1]["p99_latency_ms"] > 1200 and sweep["knee"] == "c1" and sweep["kind"] == "concurrency"
 
 
-def test_x_stops_with_requests_in_flight_and_keeps_every_answer(pytester, stub):
+def test_x_stops_with_requests_in_flight_and_keeps_every_answer(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.status = {"question 1": 500}
     result = run(pytester, stub, 20, "--llmbench-concurrency", "5", "-x", "--llmbench-retries", "0")
     result.assert_outcomes(passed=1, failed=1)
@@ -159,7 +162,7 @@ def test_x_stops_with_requests_in_flight_and_keeps_every_answer(pytester, stub):
     assert load_threads() == []
 
 
-def test_test_files_none_writes_only_the_batch(pytester, stub):
+def test_test_files_none_writes_only_the_batch(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.0
     run(pytester, stub, 3, "--llmbench-test-files", "none").assert_outcomes(passed=3)
     files = [p.name for p in (pytester.path / "llmbench_results" / "latest").iterdir()]
@@ -167,14 +170,14 @@ def test_test_files_none_writes_only_the_batch(pytester, stub):
     assert len([n for n in files if n.startswith("batch_results_")]) == 1
 
 
-def test_test_files_failed_writes_only_the_failures(pytester, stub):
+def test_test_files_failed_writes_only_the_failures(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay, stub.status = 0.0, {"question 1": 500}
     run(pytester, stub, 3, "--llmbench-test-files", "failed", "--llmbench-retries", "0").assert_outcomes(
         passed=2, failed=1)
     assert sorted(p.name for p in (pytester.path / "llmbench_results" / "latest").glob("*_result.json")) == ["Test_1_result.json"]
 
 
-def test_bad_load_options_are_usage_errors(pytester, stub):
+def test_bad_load_options_are_usage_errors(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     for args, words in ((("--llmbench-sweep", "users=1,2"), "expected concurrency=1,4,16"),
                         (("--llmbench-request-rate", "fast"), "expected requests per second"),
                         (("--llmbench-test-files", "some"), "expected one of all, failed, none")):
@@ -183,7 +186,7 @@ def test_bad_load_options_are_usage_errors(pytester, stub):
         result.stderr.fnmatch_lines([f"*{words}*"])
 
 
-def test_the_progress_line_shows_requests_in_flight_and_offered_against_sent_rate(pytester, stub):
+def test_the_progress_line_shows_requests_in_flight_and_offered_against_sent_rate(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.0
     result = run(pytester, stub, 6, "--llmbench-request-rate", "100", "--llmbench-concurrency", "3")
     result.assert_outcomes(passed=6)
@@ -193,7 +196,7 @@ def test_the_progress_line_shows_requests_in_flight_and_offered_against_sent_rat
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_a_signal_with_requests_in_flight_writes_a_partial_batch_with_every_answer(pytester, stub, signum):
+def test_a_signal_with_requests_in_flight_writes_a_partial_batch_with_every_answer(pytester: pytest.Pytester, stub: OpenAIStub, signum: Any) -> None:
     stub.delay = 0.3
     path = suite(pytester, 40)
     command = [sys.executable, "-m", "pytest", "--llmbench-suite", str(path), "--llmbench-endpoint", stub.url,
@@ -214,7 +217,7 @@ def test_a_signal_with_requests_in_flight_writes_a_partial_batch_with_every_answ
     assert len(stub.requests) < 40
 
 
-def test_x_under_xdist_takes_back_what_the_workers_have_not_started(pytester, stub):
+def test_x_under_xdist_takes_back_what_the_workers_have_not_started(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay, stub.status = 0.3, {"question 0": 500}
     result = run(pytester, stub, 60, "--llmbench-concurrency", "4", "-n", "2", "-x", "--llmbench-retries", "0",
                  subprocess=True)
@@ -224,7 +227,7 @@ def test_x_under_xdist_takes_back_what_the_workers_have_not_started(pytester, st
     assert data["partial"] and len(data["tests"]) <= len(stub.requests)
 
 
-def test_a_build_request_hook_that_raises_fails_only_its_own_item_under_load(pytester, stub):
+def test_a_build_request_hook_that_raises_fails_only_its_own_item_under_load(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.0
     pytester.makeconftest("""
         def pytest_llmbench_build_request(test_case, request, config):

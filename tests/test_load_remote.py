@@ -9,13 +9,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from openai_stub import OpenAIStub, write_suite
 
 
 @pytest.fixture
-def socket_gateway(tmp_path) -> Iterator[str]:
+def socket_gateway(tmp_path: Path) -> Iterator[str]:
     """execnet's socketserver script: it runs whatever a client sends, so it listens on loopback only."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -39,8 +41,8 @@ def socket_gateway(tmp_path) -> Iterator[str]:
     server.wait()
 
 
-def test_a_socket_gateway_worker_runs_its_share_and_the_batch_names_its_host(pytester, load_stub: OpenAIStub,
-                                                                              socket_gateway):
+def test_a_socket_gateway_worker_runs_its_share_and_the_batch_names_its_host(pytester: pytest.Pytester, load_stub: OpenAIStub,
+                                                                              socket_gateway: Any) -> None:
     stub = load_stub
     stub.delay = 0.1
     project = pytester.path

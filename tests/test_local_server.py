@@ -14,17 +14,18 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 from local_extra import needs_local
 
+from pytest_llmbench.exceptions import LocalServerError
 from pytest_llmbench.session.embedded import (
     LAUNCHER,
     LOG_NAME,
     MODEL_ALIAS,
     REQUIRED_MODULES,
-    LocalServerError,
     cache_dir,
     ensure_model,
     start_embedded_server,
@@ -32,7 +33,7 @@ from pytest_llmbench.session.embedded import (
 from pytest_llmbench.session.llama_launch import amx_unusable
 
 
-def real_llm(test):  # starts the real server
+def real_llm(test: Any) -> Any:  # starts the real server
     return pytest.mark.real_llm(needs_local(test))
 
 
@@ -95,7 +96,8 @@ def model_in(folder: Path) -> Path:
 
 
 def stamp_of(folder: Path) -> dict[str, object]:
-    return json.loads(next(folder.glob("*.verified.json")).read_text())
+    loaded: dict[str, object] = json.loads(next(folder.glob("*.verified.json")).read_text())
+    return loaded
 
 
 @needs_local

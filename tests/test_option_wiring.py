@@ -7,7 +7,9 @@ each test fails if its option is ignored (or its default changes), which no unit
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faultserver import COMPLETION, OVERLOADED, FaultServer, Reply, self_signed_cert, server_context
@@ -16,14 +18,15 @@ from openai_stub import write_suite
 MODELS = {"object": "list", "data": [{"id": "m", "object": "model"}]}
 
 
-def session(pytester: pytest.Pytester, url: str, *args: str, ini: str = "") -> dict:
+def session(pytester: pytest.Pytester, url: str, *args: str, ini: str = "") -> dict[str, Any]:
     """Run one suite test against ``url`` and return its result file."""
     suite = write_suite(pytester.path / "s.json", [{"id": "one", "name": "one"}])
     if ini:
         pytester.makeini(f"[pytest]\n{ini}\n")
     pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", url, "--llmbench-model", "m",
                        "-p", "no:cacheprovider", *args)
-    return json.loads((pytester.path / "llmbench_results" / "latest" / "one_result.json").read_text())
+    loaded: dict[str, Any] = json.loads((pytester.path / "llmbench_results" / "latest" / "one_result.json").read_text())
+    return loaded
 
 
 def posts(server: FaultServer) -> int:
@@ -44,7 +47,7 @@ def failing(fault_server: FaultServer) -> FaultServer:
     ((), "llmbench_retries = 0", 1),
     (("--llmbench-retries", "2"), "llmbench_retries = 0", 3),  # the command line wins over the ini file
 ], ids=["default-3", "option", "ini", "option-over-ini"])
-def test_retries_reach_the_client(pytester, failing, v1, args, ini, expected):
+def test_retries_reach_the_client(pytester: pytest.Pytester, failing: Any, v1: str, args: Any, ini: Any, expected: Any) -> None:
     result = session(pytester, v1, "--llmbench-retry-delay", "0", *args, ini=ini)
 
     assert (posts(failing), result["attempts"]) == (expected, expected)
@@ -52,13 +55,13 @@ def test_retries_reach_the_client(pytester, failing, v1, args, ini, expected):
 
 @pytest.mark.parametrize(("args", "ini"), [(("--llmbench-retry-delay", "0.2"), ""), ((), "llmbench_retry_delay = 0.2")],
                          ids=["option", "ini"])
-def test_retry_delay_is_the_backoff_base(pytester, failing, v1, args, ini):
+def test_retry_delay_is_the_backoff_base(pytester: pytest.Pytester, failing: Any, v1: str, args: Any, ini: Any) -> None:
     result = session(pytester, v1, "--llmbench-retries", "1", *args, ini=ini)
 
     assert 0.15 <= result["attempt_log"][0]["delay_s"] <= 0.2  # the base, less up to a quarter of jitter
 
 
-def test_max_retry_wait_refuses_a_longer_retry_after(pytester, fault_server, v1):
+def test_max_retry_wait_refuses_a_longer_retry_after(pytester: pytest.Pytester, fault_server: FaultServer, v1: str) -> None:
     fault_server.always(Reply.json(MODELS), path="/v1/models")
     fault_server.always(Reply(429, OVERLOADED, {"Retry-After": "3"}))
 
@@ -70,7 +73,7 @@ def test_max_retry_wait_refuses_a_longer_retry_after(pytester, fault_server, v1)
 
 @pytest.mark.parametrize(("flag", "expected"), [((), 1), (("--llmbench-retry-read-timeouts",), 2)],
                          ids=["default-off", "option"])
-def test_timeout_is_the_deadline_and_read_timeouts_retry_only_when_asked(pytester, fault_server, v1, flag, expected):
+def test_timeout_is_the_deadline_and_read_timeouts_retry_only_when_asked(pytester: pytest.Pytester, fault_server: FaultServer, v1: str, flag: Any, expected: Any) -> None:
     fault_server.always(Reply.json(MODELS), path="/v1/models")
     fault_server.always(Reply.json(COMPLETION, delay=1.5))
 
@@ -82,7 +85,7 @@ def test_timeout_is_the_deadline_and_read_timeouts_retry_only_when_asked(pyteste
 
 
 @pytest.fixture
-def tls_server(tmp_path: Path):
+def tls_server(tmp_path: Path) -> Iterator[Any]:
     cert, key = self_signed_cert(tmp_path)
     with FaultServer(ssl_context=server_context(cert, key)) as server:
         server.always(Reply.json(MODELS), path="/v1/models")
@@ -92,7 +95,7 @@ def tls_server(tmp_path: Path):
 
 
 @pytest.mark.parametrize("how", ["option", "ini"])
-def test_ca_bundle_verifies_the_servers_certificate(pytester, tls_server, how):
+def test_ca_bundle_verifies_the_servers_certificate(pytester: pytest.Pytester, tls_server: Any, how: Any) -> None:
     bundle = pytester.path / "ca.pem"
     bundle.write_bytes(tls_server.cert.read_bytes())
     args = ("--llmbench-ca-bundle", str(bundle)) if how == "option" else ()
@@ -102,7 +105,7 @@ def test_ca_bundle_verifies_the_servers_certificate(pytester, tls_server, how):
     assert result["success"] is True
 
 
-def test_without_a_ca_bundle_a_self_signed_server_is_refused(pytester, tls_server):
+def test_without_a_ca_bundle_a_self_signed_server_is_refused(pytester: pytest.Pytester, tls_server: Any) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "one"}])
     run = pytester.runpytest("--llmbench-suite", str(suite), "--llmbench-endpoint", tls_server.url_for("/v1"),
                              "-p", "no:cacheprovider")
@@ -110,11 +113,11 @@ def test_without_a_ca_bundle_a_self_signed_server_is_refused(pytester, tls_serve
     assert run.ret == pytest.ExitCode.USAGE_ERROR and tls_server.paths() == []
 
 
-def test_insecure_skips_certificate_checks(pytester, tls_server):
+def test_insecure_skips_certificate_checks(pytester: pytest.Pytester, tls_server: Any) -> None:
     assert session(pytester, tls_server.url_for("/v1"), "--llmbench-insecure")["success"] is True
 
 
-def test_openai_api_key_is_the_fallback_credential(pytester, fault_server, v1, monkeypatch):
+def test_openai_api_key_is_the_fallback_credential(pytester: pytest.Pytester, fault_server: FaultServer, v1: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LLMBENCH_API_KEY", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-fallback-71")
     fault_server.always(Reply.json(MODELS), path="/v1/models")

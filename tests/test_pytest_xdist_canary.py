@@ -11,20 +11,20 @@ from __future__ import annotations
 import inspect
 
 import pytest
-import xdist
+import xdist  # type: ignore[import-untyped]
 from _pytest.terminal import TerminalReporter
-from xdist.scheduler import LoadScheduling
-from xdist.workermanage import WorkerController
+from xdist.scheduler import LoadScheduling  # type: ignore[import-untyped]
+from xdist.workermanage import WorkerController  # type: ignore[import-untyped]
 
 from pytest_llmbench.adapter import internals
 
 
-def test_pytest_and_xdist_are_the_major_versions_the_adapter_was_written_for():
+def test_pytest_and_xdist_are_the_major_versions_the_adapter_was_written_for() -> None:
     assert pytest.__version__.split(".")[0] in {"8", "9"}, "check adapter/internals.py, then lift pytest's cap"
     assert xdist.__version__.split(".")[0] == "3", "check adapter/internals.py and scheduling.py, then lift the cap"
 
 
-def test_skip_and_xfail_marks_are_still_read_by_pytests_private_evaluators(pytester):
+def test_skip_and_xfail_marks_are_still_read_by_pytests_private_evaluators(pytester: pytest.Pytester) -> None:
     items = pytester.getitems("""
         import pytest
 
@@ -42,20 +42,20 @@ def test_skip_and_xfail_marks_are_still_read_by_pytests_private_evaluators(pytes
         @pytest.mark.xfail
         def test_xfail_run(): pass
     """)
-    assert internals.evaluate_skip_marks is not None, "_pytest.skipping.evaluate_skip_marks moved"
+    assert internals.marks_readable(), "_pytest.skipping.evaluate_skip_marks moved"
     kept = {item.name: internals.marks_keep_from_running(item) for item in items}
     assert kept == {"test_plain": False, "test_skipped": True, "test_skipif": True, "test_xfail_not_run": True,
                     "test_xfail_run": False}
 
 
-def test_the_terminal_writer_and_its_current_line_are_still_where_the_live_line_redraws(pytester):
+def test_the_terminal_writer_and_its_current_line_are_still_where_the_live_line_redraws(pytester: pytest.Pytester) -> None:
     reporter = TerminalReporter(pytester.parseconfig())
     writer = reporter._tw
     assert hasattr(writer, "_current_line") and hasattr(writer, "width_of_current_line")
     assert "self._current_line" in inspect.getsource(type(writer).write)
 
 
-def test_a_worker_still_sees_its_queue_and_the_controller_still_stops_xdist(pytester):
+def test_a_worker_still_sees_its_queue_and_the_controller_still_stops_xdist(pytester: pytest.Pytester) -> None:
     """One real xdist run: in the worker, the queue the driver reads; on the controller, the stop flag
     that ``-x`` and a refused request set."""
     pytester.makeconftest("""
@@ -92,7 +92,7 @@ def test_a_worker_still_sees_its_queue_and_the_controller_still_stops_xdist(pyte
     result.stdout.fnmatch_lines(["*NODE OUTPUT OK*", "*CONTROLLER OK*"])
 
 
-def test_the_load_scheduler_still_finds_what_it_uses_on_xdists_load_scheduling(pytester):
+def test_the_load_scheduler_still_finds_what_it_uses_on_xdists_load_scheduling(pytester: pytest.Pytester) -> None:
     scheduler = LoadScheduling(pytester.parseconfig("--tx", "2*popen"))
     for attribute in ("nodes", "node2pending", "node2collection", "pending", "collection_is_completed", "log"):
         assert hasattr(scheduler, attribute), f"LoadScheduling.{attribute} moved"
@@ -104,7 +104,7 @@ def test_the_load_scheduler_still_finds_what_it_uses_on_xdists_load_scheduling(p
         assert callable(getattr(WorkerController, method, None)), f"WorkerController.{method} moved"
 
 
-def test_an_entry_added_at_session_finish_still_reaches_pytests_last_line(pytester):
+def test_an_entry_added_at_session_finish_still_reaches_pytests_last_line(pytester: pytest.Pytester) -> None:
     pytester.makeconftest("""
         from pytest_llmbench.adapter import internals
 

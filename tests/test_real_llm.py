@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -48,7 +49,7 @@ def run_quickstart(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunRes
     return run, pytester.path / "llmbench_results" / "latest"
 
 
-def results(output: Path) -> list[dict]:
+def results(output: Path) -> list[dict[str, Any]]:
     found = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(output.glob("*_result.json"))]
     assert len(found) == len(QUICKSTART_TESTS)
     return found
@@ -84,7 +85,9 @@ def test_quickstart_passes_on_the_embedded_server(pytester: pytest.Pytester) -> 
 
 def test_streaming_run_measures_ttft_and_estimates_tokens(pytester: pytest.Pytester) -> None:
     run, output = run_quickstart(pytester, "--llmbench-stream")
-    for result in results(output):
+    found = results(output)
+    assert found  # the loop below checks every result: there must be some
+    for result in found:
         assert result["stream"] and result["success"]
         assert result["ttft"] > 0 and result["completion_tokens"] > 0
         # llama-cpp-python 0.3 sends no usage chunk in a stream, so the counts are estimates.
@@ -192,7 +195,7 @@ def test_answer_drift_between_two_temperatures_of_the_embedded_model(pytester: p
     """Three runs of one small suite: at temperature 0 twice (the same answers), then at 1.5 with another seed."""
     prompts = ["Name three colours.", "Count from one to five.", "What is the capital of Italy?"]
 
-    def run(name: str, temperature: float, seed: int, *args: str) -> dict:
+    def run(name: str, temperature: float, seed: int, *args: str) -> dict[str, Any]:
         tests = [{"id": f"d{n}", "name": f"drift {n}", "category": "drift", "prompt": prompt,
                   "parameters": {"max_tokens": 24, "temperature": temperature, "seed": seed}}
                  for n, prompt in enumerate(prompts)]
@@ -202,7 +205,8 @@ def test_answer_drift_between_two_temperatures_of_the_embedded_model(pytester: p
                                                timeout=300)
         result.assert_outcomes(passed=len(prompts))
         [batch] = (pytester.path / "llmbench_results" / "latest").glob("batch_results_*.json")
-        return json.loads(batch.read_text(encoding="utf-8"))
+        loaded: dict[str, Any] = json.loads(batch.read_text(encoding="utf-8"))
+        return loaded
 
     first = run("cold", 0.0, 1)
     baseline = Path(first["run"]["run_dir"])

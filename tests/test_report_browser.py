@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
+from openai_stub import OpenAIStub
+from pytest_httpserver import HTTPServer
 from report_sessions import HOSTILE, REPORT_STUB, batch_file, report_file, results, run_session
 
 STUB = REPORT_STUB
@@ -54,14 +56,16 @@ class OpenReport:
         return self.page.evaluate(script, arg)
 
     def rows(self) -> int:
-        return self.js("document.querySelectorAll('#test-table tbody tr').length")
+        return int(self.js("document.querySelectorAll('#test-table tbody tr').length"))
 
     def column(self, index: int) -> list[str]:
-        return self.js(f"[...document.querySelectorAll('#test-table tbody tr')].map(r => r.cells[{index}].textContent)")
+        cells: list[str] = self.js(
+            f"[...document.querySelectorAll('#test-table tbody tr')].map(r => r.cells[{index}].textContent)")
+        return cells
 
 
 @pytest.fixture
-def open_report(chromium) -> Iterator[Any]:
+def open_report(chromium: Any) -> Iterator[Any]:
     pages = []
 
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -73,7 +77,11 @@ def open_report(chromium) -> Iterator[Any]:
         page.on("console", lambda m: opened.problems.append(f"console {m.type}: {m.text}")
                 if m.type in ("error", "warning") else None)
         page.on("pageerror", lambda e: opened.problems.append(f"uncaught: {e}"))
-        page.on("dialog", lambda d: (opened.problems.append(f"dialog: {d.message}"), d.dismiss()))
+        def on_dialog(dialog: Any) -> None:
+            opened.problems.append(f"dialog: {dialog.message}")
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
         page.goto(path.as_uri())
         try:
             page.wait_for_function("window.llmbenchReady === true || window.llmbenchFailed === true", timeout=30_000)
@@ -101,7 +109,7 @@ CHART_MARKS = """() => window.llmbenchCharts.map(chart => {
 })"""
 
 
-def test_a_session_report_opens_without_errors_and_every_chart_draws_its_marks(pytester, stub, open_report):
+def test_a_session_report_opens_without_errors_and_every_chart_draws_its_marks(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:
     run_session(pytester, stub)
     report = open_report(report_file(pytester))
     assert report.problems == []
@@ -115,7 +123,7 @@ def test_a_session_report_opens_without_errors_and_every_chart_draws_its_marks(p
         assert chart["painted"] > 200, chart
 
 
-def test_the_timeline_shows_the_test_id_on_hover(pytester, stub, open_report):
+def test_the_timeline_shows_the_test_id_on_hover(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:
     run_session(pytester, stub)
     report = open_report(report_file(pytester))
     point = report.js("""() => { const c = Chart.getChart('chart-timeline'); const e = c.getDatasetMeta(0).data[0];
@@ -130,7 +138,7 @@ def test_the_timeline_shows_the_test_id_on_hover(pytester, stub, open_report):
     assert tooltip.startswith(point["id"] + " — ")
 
 
-def test_the_test_table_has_every_test_and_filters_and_sorts(pytester, stub, open_report):
+def test_the_test_table_has_every_test_and_filters_and_sorts(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:
     run_session(pytester, stub)
     report = open_report(report_file(pytester))
     assert report.rows() == 11
@@ -153,7 +161,7 @@ def test_the_test_table_has_every_test_and_filters_and_sorts(pytester, stub, ope
     assert link.startswith("file://") and Path(unquote(urlparse(link).path)).is_file()
 
 
-def test_a_comparison_report_shows_both_runs(pytester, stub, open_report, httpserver):
+def test_a_comparison_report_shows_both_runs(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any, httpserver: HTTPServer) -> None:
     from pytest_llmbench.session.report_html.cli import main
 
     run_session(pytester, stub)
@@ -180,7 +188,7 @@ def test_a_comparison_report_shows_both_runs(pytester, stub, open_report, httpse
     assert all(all(n > 0 for n in c["marks"]) for c in report.js(CHART_MARKS))
 
 
-def test_a_hostile_answer_opens_no_dialog_and_runs_no_script(pytester, stub, open_report):
+def test_a_hostile_answer_opens_no_dialog_and_runs_no_script(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:
     run_session(pytester, stub, hostile=True)
     report = open_report(report_file(pytester))
     assert report.problems == []
@@ -196,7 +204,7 @@ def test_a_hostile_answer_opens_no_dialog_and_runs_no_script(pytester, stub, ope
     assert report.js("window.__pwned") is None and report.problems == []
 
 
-def test_a_screenshot_of_the_report_is_not_blank(pytester, stub, open_report, tmp_path):
+def test_a_screenshot_of_the_report_is_not_blank(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any, tmp_path: Path) -> None:
     run_session(pytester, stub)
     report = open_report(report_file(pytester))
     png = report.page.screenshot(full_page=True)
@@ -213,7 +221,7 @@ def test_a_screenshot_of_the_report_is_not_blank(pytester, stub, open_report, tm
     assert colours["colours"] > 50  # text, charts in several colours, badges: not a blank page
 
 
-def test_a_long_table_shows_pages_of_500_rows(pytester, stub, open_report):
+def test_a_long_table_shows_pages_of_500_rows(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:
     from report_sessions import report_suite
 
     run_session(pytester, stub, suite=report_suite(pytester.path / "long.json", passing=520))
@@ -228,7 +236,7 @@ def test_a_long_table_shows_pages_of_500_rows(pytester, stub, open_report):
     assert report.js("document.getElementById('test-pages').hidden") is True
 
 
-def test_monitored_runs_draw_the_hardware_timeline(pytester, stub, open_report):
+def test_monitored_runs_draw_the_hardware_timeline(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:
     stub.delay = 0.05  # long enough for the monitor's samples to make a line
     run_session(pytester, stub, "--llmbench-monitor", "--llmbench-monitor-interval", "0.05")
     report = open_report(report_file(pytester))
@@ -238,7 +246,7 @@ def test_monitored_runs_draw_the_hardware_timeline(pytester, stub, open_report):
     assert "CPU mean" in report.js("document.getElementById('hardware').innerText")
 
 
-def test_a_run_compared_with_a_baseline_shows_the_deltas(pytester, stub, open_report):
+def test_a_run_compared_with_a_baseline_shows_the_deltas(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:
     run_session(pytester, stub)
     baseline = batch_file(pytester).rename(pytester.path / "baseline.json")
     stub.delay = 0.1
@@ -250,7 +258,7 @@ def test_a_run_compared_with_a_baseline_shows_the_deltas(pytester, stub, open_re
     assert "Regression: p50_latency_ms" in report.js("document.querySelector('.gates').innerText")
 
 
-def test_a_sweep_draws_its_curve_with_the_knee_and_the_load_timeline(pytester, stub, open_report):
+def test_a_sweep_draws_its_curve_with_the_knee_and_the_load_timeline(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:
     from openai_stub import write_suite
 
     suite = write_suite(pytester.path / "sweep.json", [{"prompt": f"France {n}"} for n in range(8)])
@@ -269,7 +277,7 @@ def test_a_sweep_draws_its_curve_with_the_knee_and_the_load_timeline(pytester, s
     assert "requests sent/s" in throughput and "requests in flight" in throughput  # the batch's own timeline
 
 
-def test_a_server_section_draws_one_chart_per_series(pytester, metrics_stub, open_report):
+def test_a_server_section_draws_one_chart_per_series(pytester: pytest.Pytester, metrics_stub: OpenAIStub, open_report: Any) -> None:
     """A real run whose endpoint serves vLLM's /metrics (a prometheus_client exporter its answers move)."""
     run_session(pytester, metrics_stub, "--llmbench-server-metrics-interval", "0.2").assert_outcomes(passed=10, failed=1)
     report = open_report(report_file(pytester))
@@ -282,7 +290,7 @@ def test_a_server_section_draws_one_chart_per_series(pytester, metrics_stub, ope
     assert "kv_cache_usage_peak_pct" in report.js("document.getElementById('server').textContent")
 
 
-def test_what_changed_shows_escaped_word_diffs_of_the_changed_answers(pytester, stub, open_report):
+def test_what_changed_shows_escaped_word_diffs_of_the_changed_answers(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:
     run_session(pytester, stub)
     first = batch_file(pytester)
     stub.answers = {"France, 1?": HOSTILE, **stub.answers, "France": "Rome is the capital of France."}
@@ -305,3 +313,20 @@ def test_what_changed_shows_escaped_word_diffs_of_the_changed_answers(pytester, 
     assert report.js("document.querySelector('nav.toc a[href=\"#what-changed\"]') !== null")
     assert report.js("getComputedStyle(document.querySelector('#what-changed ins')).backgroundColor") != \
         report.js("getComputedStyle(document.querySelector('#what-changed del')).backgroundColor")
+
+
+def test_inside_the_server_draws_each_requests_stacked_parts(pytester: pytest.Pytester, open_report: Any) -> None:
+    from openai_stub import write_suite
+    from timing_servers import serving
+
+    suite = write_suite(pytester.path / "s.json", [{"id": f"t{n}"} for n in range(12)])
+    for server in serving("vllm"):
+        pytester.runpytest("--llmbench-endpoint", server.url, "--llmbench-suite", str(suite), "--llmbench-stream",
+                           "--llmbench-server-timing", "-p", "no:cacheprovider").assert_outcomes(passed=12)
+    report = open_report(report_file(pytester))
+    assert report.problems == []
+    charts = {c["name"]: c for c in report.js(CHART_MARKS)}
+    stacked = charts["Where the time went, the slowest requests"]
+    assert stacked["marks"] == [12, 12, 12, 12] and stacked["painted"] > 200, stacked
+    assert charts["Each part's distribution"]["marks"] == [2, 2, 2, 2]  # p50 and p90 of 12 requests
+    assert report.js("Chart.getChart(document.querySelector('#breakdown-charts canvas')).options.scales.x.stacked")

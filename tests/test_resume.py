@@ -34,7 +34,7 @@ def suite(pytester: pytest.Pytester, count: int, **fields: Any) -> Path:
 
 
 def base_args(pytester: pytest.Pytester, stub: OpenAIStub, path: Path, *extra: str) -> list[str]:
-    return ["--llmbench-suite", str(path), "--llmbench-endpoint", stub.url,  # type: ignore[attr-defined]
+    return ["--llmbench-suite", str(path), "--llmbench-endpoint", stub.url,
             "-p", "no:cacheprovider", *extra]
 
 
@@ -91,7 +91,7 @@ MODES = {"one process": (), "xdist -n 2": ("-n", "2"), "concurrency 4": ("--llmb
     (signal.SIGKILL, "one process"), (signal.SIGKILL, "xdist -n 2"), (signal.SIGKILL, "concurrency 4"),
 ], ids=lambda v: v.name if isinstance(v, signal.Signals) else v.replace(" ", "-"))
 def test_an_interrupted_run_resumes_with_every_test_recorded_once_and_none_sent_twice_but_those_in_flight(
-        pytester, stub, signum, mode):
+        pytester: pytest.Pytester, stub: OpenAIStub, signum: Any, mode: Any) -> None:
     stub.delay = 0.15
     path = suite(pytester, 30)
     args = base_args(pytester, stub, path, *MODES[mode])
@@ -126,7 +126,7 @@ def test_an_interrupted_run_resumes_with_every_test_recorded_once_and_none_sent_
         assert len(results_by_id(pytester.path / RESULTS)) == 30
 
 
-def test_test_files_none_resumes_from_the_journal_alone(pytester, stub):
+def test_test_files_none_resumes_from_the_journal_alone(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.1
     args = base_args(pytester, stub, suite(pytester, 20), "--llmbench-test-files", "none")
     interrupt(pytester, args, signal.SIGKILL, after=5)
@@ -139,7 +139,7 @@ def test_test_files_none_resumes_from_the_journal_alone(pytester, stub):
     assert batch["resumed_from"]["sessions"][0]["ended"] == "killed"
 
 
-def test_a_sweep_resumes_at_the_level_that_was_cut_and_runs_it_whole(pytester, stub):
+def test_a_sweep_resumes_at_the_level_that_was_cut_and_runs_it_whole(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.1
     args = base_args(pytester, stub, suite(pytester, 8), "--llmbench-sweep", "concurrency=1,2")
     interrupt(pytester, args, signal.SIGKILL, after=10)  # level c1 (8 results) done, c2 cut after 2 or more
@@ -162,7 +162,7 @@ def test_a_sweep_resumes_at_the_level_that_was_cut_and_runs_it_whole(pytester, s
     assert batch["resumed_from"]["recorded"] > batch["resumed_from"]["kept"] == 8
 
 
-def test_recorded_failures_fail_again_without_a_request_and_the_exit_status_says_so(pytester, stub):
+def test_recorded_failures_fail_again_without_a_request_and_the_exit_status_says_so(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.status = {"question 1": 500}
     args = base_args(pytester, stub, suite(pytester, 6), "--llmbench-retries", "0")
     stub.delay = 0.1
@@ -176,7 +176,7 @@ def test_recorded_failures_fail_again_without_a_request_and_the_exit_status_says
     assert sends(stub)["question 1"] == 1
 
 
-def test_changed_options_refuse_the_resume_listing_each_difference_and_force_overrides(pytester, stub):
+def test_changed_options_refuse_the_resume_listing_each_difference_and_force_overrides(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.1
     path = suite(pytester, 10)
     args = base_args(pytester, stub, path)
@@ -202,7 +202,7 @@ def test_changed_options_refuse_the_resume_listing_each_difference_and_force_ove
     assert any("stream" in line for line in batch["resumed_from"]["option_differences"])
 
 
-def test_resuming_a_finished_run_says_so_sends_nothing_and_exits_0(pytester, stub):
+def test_resuming_a_finished_run_says_so_sends_nothing_and_exits_0(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     args = base_args(pytester, stub, suite(pytester, 3))
     pytester.runpytest(*args).assert_outcomes(passed=3)
     sent = len(stub.requests)
@@ -216,14 +216,14 @@ def test_resuming_a_finished_run_says_so_sends_nothing_and_exits_0(pytester, stu
     ("nowhere", "*--llmbench-resume nowhere: no such run folder*"),
     ("latest", "*no earlier run in*to resume*"),
 ])
-def test_a_resume_with_nothing_to_resume_is_a_usage_error(pytester, stub, given, message):
+def test_a_resume_with_nothing_to_resume_is_a_usage_error(pytester: pytest.Pytester, stub: OpenAIStub, given: Any, message: Any) -> None:
     result = pytester.runpytest(*base_args(pytester, stub, suite(pytester, 2)), f"--llmbench-resume={given}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([message])
     assert not stub.requests
 
 
-def test_a_journal_from_a_newer_version_or_not_a_run_is_refused_and_left_as_it_was(pytester, stub):
+def test_a_journal_from_a_newer_version_or_not_a_run_is_refused_and_left_as_it_was(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     folder = pytester.path / RESULTS / "20260101-000000"
     folder.mkdir(parents=True)
     args = base_args(pytester, stub, suite(pytester, 2))
@@ -238,7 +238,7 @@ def test_a_journal_from_a_newer_version_or_not_a_run_is_refused_and_left_as_it_w
     assert not stub.requests
 
 
-def test_a_torn_last_line_is_skipped_and_counted(pytester, stub):
+def test_a_torn_last_line_is_skipped_and_counted(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     stub.delay = 0.05
     args = base_args(pytester, stub, suite(pytester, 8))
     interrupt(pytester, args, signal.SIGKILL, after=3)

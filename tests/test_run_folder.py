@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 from openai_stub import OpenAIStub, write_suite
+from pytest_httpserver import HTTPServer
 
 from pytest_llmbench.session.run_folder import latest_folder, make_run_folder, point_latest, resolve_baseline
 
 
 @pytest.fixture
-def stub(httpserver) -> OpenAIStub:
+def stub(httpserver: HTTPServer) -> OpenAIStub:
     server = OpenAIStub()
     server.url = server.install(httpserver)
     return server
@@ -22,7 +24,7 @@ def run(pytester: pytest.Pytester, stub: OpenAIStub, *args: str) -> pytest.RunRe
     return pytester.runpytest("--llmbench-endpoint", stub.url, "-p", "no:cacheprovider", *args)
 
 
-def test_each_run_writes_its_own_folder_and_latest_points_at_the_newest(pytester, stub):
+def test_each_run_writes_its_own_folder_and_latest_points_at_the_newest(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a", "name": "Chat: continue a function"}, {"id": "b"}])
     run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(passed=2)
     output = pytester.path / "llmbench_results"
@@ -40,14 +42,14 @@ def test_each_run_writes_its_own_folder_and_latest_points_at_the_newest(pytester
     assert not [n for n in names if " " in n]  # nothing a shell would split
 
 
-def test_the_summary_names_the_run_folder(pytester, stub):
+def test_the_summary_names_the_run_folder(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
     result = run(pytester, stub, "--llmbench-suite", str(suite))
     [folder] = [p for p in (pytester.path / "llmbench_results").iterdir() if not p.is_symlink()]
     result.stdout.fnmatch_lines([f"results: {folder}/batch_results_*.json", f"results: {folder}"])
 
 
-def test_compare_takes_a_run_folder_or_latest(pytester, stub):
+def test_compare_takes_a_run_folder_or_latest(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
     run(pytester, stub, "--llmbench-suite", str(suite)).assert_outcomes(passed=2)
     [base] = [p for p in (pytester.path / "llmbench_results").iterdir() if not p.is_symlink()]
@@ -60,26 +62,39 @@ def test_compare_takes_a_run_folder_or_latest(pytester, stub):
     assert latest.ret == pytest.ExitCode.OK
 
 
-def test_compare_latest_without_an_earlier_run_is_a_usage_error(pytester, stub):
-    suite = write_suite(pytester.path / "s.json", [{"id": "a"}])
-    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", "latest")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--llmbench-compare latest: no earlier run with a batch file in *"])
-    assert stub.requests == []
+def test_compare_latest_on_a_first_run_into_a_new_folder_passes_with_a_note(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
+    suite = write_suite(pytester.path / "s.json", [{"id": "a"}, {"id": "b"}])
+
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", "latest",
+                 "--llmbench-compare-fail", "latency_p50:10%", "--llmbench-output", "new/results")
+
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(passed=2)
+    note = (f"no earlier run with a batch file in {pytester.path / 'new' / 'results'}, so nothing to compare with "
+            "(--llmbench-compare latest); this run is the baseline of the next; the --llmbench-compare-fail limits "
+            "were not checked")
+    result.stdout.fnmatch_lines([f"baseline: none: {note}"])
+    [batch] = (pytester.path / "new" / "results" / "latest").glob("batch_results_*.json")
+    gates = json.loads(batch.read_text())["gates"]
+    assert gates["passed"] is True and gates["baseline_note"] == note and gates["comparison"] is None
+    first = batch.resolve()  # the next run compares with it
+    again = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", "latest",
+                "--llmbench-output", "new/results")
+    again.stdout.fnmatch_lines([f"baseline: {first}"])
 
 
-def test_a_folder_without_a_batch_file_is_named_in_the_error(tmp_path):
+def test_a_folder_without_a_batch_file_is_named_in_the_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="holds no batch_results_"):
         resolve_baseline(tmp_path, tmp_path)
 
 
-def test_runs_started_in_the_same_second_get_distinct_folders(tmp_path):
+def test_runs_started_in_the_same_second_get_distinct_folders(tmp_path: Path) -> None:
     started = datetime(2026, 11, 29, 17, 30, 12, tzinfo=timezone.utc)
     names = [make_run_folder(tmp_path, started).name for _ in range(3)]
     assert names == ["20261129-173012", "20261129-173012-2", "20261129-173012-3"]
 
 
-def test_latest_falls_back_to_a_file_where_the_link_cannot_be_made(tmp_path):
+def test_latest_falls_back_to_a_file_where_the_link_cannot_be_made(tmp_path: Path) -> None:
     started = datetime(2026, 11, 29, 17, 30, 12, tzinfo=timezone.utc)
     (tmp_path / "latest").mkdir()  # something not ours sits where the link would go
     (tmp_path / "latest" / "keep").write_text("x")
@@ -89,4 +104,5 @@ def test_latest_falls_back_to_a_file_where_the_link_cannot_be_made(tmp_path):
     assert (tmp_path / "latest.txt").read_text().strip() == folder.name
     assert latest_folder(tmp_path) == folder
     assert (tmp_path / "latest" / "keep").read_text() == "x"
-    assert resolve_baseline(tmp_path / "nowhere" / "latest", tmp_path).parent == folder
+    found = resolve_baseline(tmp_path / "nowhere" / "latest", tmp_path)[0]
+    assert found is not None and found.parent == folder

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from openai_stub import OpenAIStub, write_suite
@@ -16,7 +18,7 @@ STUB = {"answers": {
 
 
 @pytest.fixture
-def httpserver_judge():
+def httpserver_judge() -> Iterator[Any]:
     from pytest_httpserver import HTTPServer
 
     server = HTTPServer(host="127.0.0.1", port=0)
@@ -26,15 +28,16 @@ def httpserver_judge():
     server.stop()
 
 
-def run(pytester, stub, *args):
+def run(pytester: pytest.Pytester, stub: OpenAIStub, *args: Any) -> Any:
     return pytester.runpytest("--llmbench-endpoint", stub.url, "-p", "no:cacheprovider", *args)
 
 
-def saved(pytester, name="Test_0"):
-    return json.loads((pytester.path / "llmbench_results" / "latest" / f"{name}_result.json").read_text())
+def saved(pytester: pytest.Pytester, name: Any="Test_0") -> Any:
+    loaded: Any = json.loads((pytester.path / "llmbench_results" / "latest" / f"{name}_result.json").read_text())
+    return loaded
 
 
-def test_failed_checks_fail_the_item_and_list_each_with_an_excerpt(pytester, stub):
+def test_failed_checks_fail_the_item_and_list_each_with_an_excerpt(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{
         "id": "geo", "prompt": "Capital of France?",
         "expected": {"contains": "Paris", "not_contains": "Lyon", "min_length": 5}}])
@@ -47,7 +50,7 @@ def test_failed_checks_fail_the_item_and_list_each_with_an_excerpt(pytester, stu
     assert saved(pytester)["reasoning_score"] == pytest.approx(1 / 3)
 
 
-def test_answer_check_and_key_concepts_set_the_reasoning_score(pytester, stub):
+def test_answer_check_and_key_concepts_set_the_reasoning_score(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{
         "id": "math", "prompt": "What is the sum?", "reasoning_type": "arithmetic",
         "expected": {"answer": 41, "key_concepts": ["add", "answer", "multiply", "carry"]}}])
@@ -57,14 +60,14 @@ def test_answer_check_and_key_concepts_set_the_reasoning_score(pytester, stub):
     assert result["reasoning_score"] == pytest.approx(0.5) and result["reasoning_type"] == "arithmetic"
 
 
-def test_no_eval_runs_as_a_pure_benchmark(pytester, stub):
+def test_no_eval_runs_as_a_pure_benchmark(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [{"id": "geo", "prompt": "Capital of France?",
                                                     "expected": {"contains": "Paris"}}])
     run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-no-eval").assert_outcomes(passed=1)
     assert saved(pytester)["evaluation_result"] is None
 
 
-def test_evaluate_hook_adds_checks_and_sets_the_score(pytester, stub):
+def test_evaluate_hook_adds_checks_and_sets_the_score(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     pytester.makeconftest("""
         def pytest_llmbench_evaluate(test_case, result):
             if test_case.category == "medical_reasoning":
@@ -83,7 +86,7 @@ def test_evaluate_hook_adds_checks_and_sets_the_score(pytester, stub):
     assert med["evaluation_result"]["checks"][-1]["name"] == "mentions_dose"
 
 
-def test_judge_grades_against_the_rubric_and_its_record_is_kept(pytester, stub):
+def test_judge_grades_against_the_rubric_and_its_record_is_kept(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [
         {"id": "good", "prompt": "Capital of France?", "expected": {"rubric": "RUBRIC-GOOD", "rubric_min_score": 6}},
         {"id": "bad", "prompt": "Capital of France?", "expected": {"rubric": "RUBRIC-BAD", "rubric_min_score": 6}}])
@@ -96,7 +99,7 @@ def test_judge_grades_against_the_rubric_and_its_record_is_kept(pytester, stub):
     assert len(judge_requests) == 2 and all(r["body"]["temperature"] == 0 for r in judge_requests)
 
 
-def test_judge_endpoint_option_sends_grading_elsewhere(pytester, stub, httpserver_judge):
+def test_judge_endpoint_option_sends_grading_elsewhere(pytester: pytest.Pytester, stub: OpenAIStub, httpserver_judge: Any) -> None:
     judge = OpenAIStub(default_answer='{"score": 9, "reason": "fine"}', models=("judge-model",))
     judge_url = judge.install(httpserver_judge)
     suite = write_suite(pytester.path / "s.json", [
@@ -107,7 +110,7 @@ def test_judge_endpoint_option_sends_grading_elsewhere(pytester, stub, httpserve
     assert all("RUBRIC" not in json.dumps(r["body"]) for r in stub.requests)
 
 
-def test_evaluate_hook_sees_the_built_in_checks_and_its_score_wins(pytester, stub):
+def test_evaluate_hook_sees_the_built_in_checks_and_its_score_wins(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     pytester.makeconftest("""
         def pytest_llmbench_evaluate(test_case, result):
             built_in = result.evaluation_result["checks"]
@@ -123,7 +126,7 @@ def test_evaluate_hook_sees_the_built_in_checks_and_its_score_wins(pytester, stu
     assert result["reasoning_score"] == 0.5  # the hook's, though the share of checks passed is 2/3
 
 
-def test_without_a_hook_score_the_share_counts_the_hooks_checks_too(pytester, stub):
+def test_without_a_hook_score_the_share_counts_the_hooks_checks_too(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     pytester.makeconftest("""
         def pytest_llmbench_evaluate(test_case, result):
             return [{"name": "extra", "passed": False, "expected": None, "detail": "no"}]
@@ -139,7 +142,7 @@ def test_without_a_hook_score_the_share_counts_the_hooks_checks_too(pytester, st
     ("return {'name': 'x', 'passed': True}", "*returned dict, not a list of checks*"),
     ("return [{'passed': True}]", "*without 'name' and 'passed'*"),
 ])
-def test_a_broken_evaluate_hook_is_a_failed_check_and_the_result_is_kept(pytester, stub, body, detail):
+def test_a_broken_evaluate_hook_is_a_failed_check_and_the_result_is_kept(pytester: pytest.Pytester, stub: OpenAIStub, body: Any, detail: Any) -> None:
     pytester.makeconftest(f"""
         def pytest_llmbench_evaluate(test_case, result):
             {body}
@@ -153,7 +156,7 @@ def test_a_broken_evaluate_hook_is_a_failed_check_and_the_result_is_kept(pyteste
     assert check["name"] == "pytest_llmbench_evaluate" and check["passed"] is False
 
 
-def test_a_session_fixed_on_completions_still_judges_through_chat(pytester, stub):
+def test_a_session_fixed_on_completions_still_judges_through_chat(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     suite = write_suite(pytester.path / "s.json", [
         {"id": "good", "prompt": "Capital of France?", "expected": {"rubric": "RUBRIC-GOOD"}}])
     pytester.runpytest("--llmbench-endpoint", stub.url + "/completions", "-p", "no:cacheprovider",

@@ -8,6 +8,7 @@ over HTTP, except the documented DCGM and TGI lines, which prometheus_client can
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import requests
@@ -29,7 +30,7 @@ def scrape(exporter: PrometheusExporter, t: float | None = None) -> Reading:
 
 
 @pytest.mark.parametrize("flavor", [f for f in FLAVORS if f != "dcgm"])
-def test_each_server_format_is_read_into_common_names(flavor):
+def test_each_server_format_is_read_into_common_names(flavor: Any) -> None:
     with PrometheusExporter(flavor) as exporter:
         exporter.begin()
         exporter.begin()
@@ -47,7 +48,7 @@ def test_each_server_format_is_read_into_common_names(flavor):
         assert reading.values["kv_cache_usage"] == pytest.approx(70.0)  # 0.3 + 0.2 x 2 running, in percent
 
 
-def test_dcgm_exporter_gives_the_local_monitors_gpu_fields():
+def test_dcgm_exporter_gives_the_local_monitors_gpu_fields() -> None:
     with PrometheusExporter("dcgm", power_w=300.0) as exporter:
         reading = scrape(exporter)
     assert sorted(reading.gpus) == ["0", "1"]
@@ -57,7 +58,7 @@ def test_dcgm_exporter_gives_the_local_monitors_gpu_fields():
     assert gpu["gpu_energy_counter_j"] >= 5000.0  # the exporter's millijoules since boot, in joules
 
 
-def test_documented_counters_without_total_suffix_are_read():
+def test_documented_counters_without_total_suffix_are_read() -> None:
     """dcgm-exporter and TGI (Rust) write counters without _total; the parser appends it."""
     text = (
         "# HELP DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION Total energy consumption since boot (in mJ).\n"
@@ -74,12 +75,12 @@ def test_documented_counters_without_total_suffix_are_read():
     assert reading.values["requests_finished"] == 12 and reading.values["requests_waiting"] == 3
 
 
-def test_text_that_is_no_exposition_is_refused():
+def test_text_that_is_no_exposition_is_refused() -> None:
     with pytest.raises(ExpositionError):
         parse('{"error": "not found"}')
 
 
-def test_counters_and_histograms_count_across_a_server_restart():
+def test_counters_and_histograms_count_across_a_server_restart() -> None:
     store = ServerStore()
     with PrometheusExporter("vllm") as exporter:
         store.add(scrape(exporter, 0.0))
@@ -97,7 +98,7 @@ def test_counters_and_histograms_count_across_a_server_restart():
     assert increase([10, 12, 3, 5]) == 2 + 3 + 2
 
 
-def test_histogram_quantiles_interpolate_inside_buckets_as_prometheus_does():
+def test_histogram_quantiles_interpolate_inside_buckets_as_prometheus_does() -> None:
     hist = Histogram((0.1, 0.5, 1.0, float("inf")), (10, 30, 40, 40), total=12.0, count=40)
     assert hist.quantile(0.25) == pytest.approx(0.1)  # rank 10: the top of the first bucket
     assert hist.quantile(0.5) == pytest.approx(0.1 + 0.4 * 10 / 20)
@@ -111,20 +112,22 @@ def _reading(t: float, waiting: float, tokens: float) -> Reading:
     return Reading(t, values={"requests_waiting": waiting, "generation_tokens": tokens})
 
 
-def test_a_window_takes_gauges_inside_it_and_counters_over_the_readings_around_it():
+def test_a_window_takes_gauges_inside_it_and_counters_over_the_readings_around_it() -> None:
     store = ServerStore(near=1.0)
     for t, waiting, tokens in ((0.0, 0, 0), (1.0, 4, 10), (2.0, 2, 30), (3.0, 0, 60), (10.0, 9, 100)):
         store.add(_reading(t, waiting, tokens))
     inside = store.window(0.5, 2.5)
+    assert inside is not None
     assert inside["requests_waiting_peak"] == 4 and inside["requests_waiting_mean"] == 3
     assert inside["generation_tokens"] == 60 and inside["generation_tokens_per_s"] == pytest.approx(20.0)
     assert inside["samples"] == 2 and not inside["nearest"] and inside["span_s"] == 3.0
     short = store.window(1.2, 1.4)  # shorter than the interval: the readings next to it
+    assert short is not None
     assert short["nearest"] and short["requests_waiting_peak"] == 4 and short["generation_tokens"] == 20
     assert store.window(5.0, 6.0) is None  # no reading inside or near
 
 
-def test_run_section_compares_server_and_client_latency_and_feeds_slos():
+def test_run_section_compares_server_and_client_latency_and_feeds_slos() -> None:
     store = ServerStore()
     with PrometheusExporter("vllm") as exporter:
         store.add(scrape(exporter, 0.0))
@@ -145,7 +148,7 @@ def test_run_section_compares_server_and_client_latency_and_feeds_slos():
     assert section["timeline"][-1]["generation_tokens_per_s"] == pytest.approx(24.0)
 
 
-def test_dcgm_energy_over_a_window_gives_joules_per_token():
+def test_dcgm_energy_over_a_window_gives_joules_per_token() -> None:
     store = ServerStore()
     with PrometheusExporter("dcgm", power_w=250.0) as gpus, PrometheusExporter("vllm") as server:
         started = time.monotonic()
@@ -157,6 +160,7 @@ def test_dcgm_energy_over_a_window_gives_joules_per_token():
             time.sleep(0.2)
         ended = time.monotonic()
     window = store.window(started, ended)
+    assert window is not None
     assert window["gpu_energy_j"] == pytest.approx(2 * 250.0 * (ended - started), rel=0.1)  # two GPUs at 250 W
     # the GPUs' 500 W over the server's token rate in the same readings: 30 tokens between the first and last
     assert window["joules_per_token"] == pytest.approx(500.0 / window["generation_tokens_per_s"], rel=0.05)
@@ -167,7 +171,7 @@ def test_dcgm_energy_over_a_window_gives_joules_per_token():
     assert run["joules_per_token"] == pytest.approx(run["gpu_energy_j"] / 30)
 
 
-def test_series_parser_reads_repeated_scrapes_as_the_full_parser_does():
+def test_series_parser_reads_repeated_scrapes_as_the_full_parser_does() -> None:
     from pytest_llmbench.metrics.server.parse import SeriesParser
 
     wanted = wanted_keys(("vllm:num_requests_swapped",)).__contains__

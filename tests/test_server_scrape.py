@@ -6,9 +6,10 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from openai_stub import write_suite
+from openai_stub import OpenAIStub, write_suite
 from prometheus_exporter import PREFIX_HITS, Observers, PrometheusExporter
 from run_files import batch_of
 
@@ -17,7 +18,7 @@ TESTS = 6
 
 
 @pytest.fixture
-def vllm(metrics_stub):
+def vllm(metrics_stub: OpenAIStub) -> Any:
     """The vLLM exporter beside the stub endpoint (conftest's metrics_stub)."""
     exporter = metrics_stub.exporter
     exporter.stub, exporter.seen_authorizations = metrics_stub, metrics_stub.authorizations
@@ -31,13 +32,13 @@ def suite(pytester: pytest.Pytester) -> Path:
 
 
 
-def results_of(output: Path) -> list[dict]:
+def results_of(output: Path) -> list[dict[str, Any]]:
     return [json.loads(p.read_text()) for p in sorted((output / "latest").glob("*_result.json"))]
 
 
 @pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["no-xdist", "xdist"])
-def test_vllm_metrics_beside_the_endpoint_are_found_and_tied_to_each_test_and_the_run(pytester, vllm, suite,
-                                                                                         workers):
+def test_vllm_metrics_beside_the_endpoint_are_found_and_tied_to_each_test_and_the_run(pytester: pytest.Pytester, vllm: Any, suite: Any,
+                                                                                         workers: Any) -> None:
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", vllm.stub.url,
                                            "--llmbench-output", "out", *INTERVAL, *workers)
     result.assert_outcomes(passed=TESTS)
@@ -82,11 +83,11 @@ class RestartAfter(Observers):
                 time.sleep(0.01)
         super().begin()
 
-    def end(self, *args: float) -> None:
+    def end(self, prompt_tokens: int, completion_tokens: int, ttft: float, seconds: float) -> None:
         if self.left == 0:
             self.exporters[0].restart()
             self.exporters[0].metrics["running"].inc()  # the request being answered is still running
-        super().end(*args)
+        super().end(prompt_tokens, completion_tokens, ttft, seconds)
         self.left -= 1
         if self.left == 0:
             self.read_after = self.exporters[0].scrapes
@@ -95,8 +96,8 @@ class RestartAfter(Observers):
 @pytest.mark.parametrize(("metrics_stub", "server", "histograms"), [
     ("sglang", "SGLang", {"ttft", "itl", "e2e", "queue_time"}), ("tgi", "TGI", {"tpot", "e2e", "queue_time"}),
     ("llamacpp", "llama.cpp", set())], indirect=["metrics_stub"])
-def test_each_servers_format_is_read_in_a_run_and_counts_across_a_server_restart(pytester, metrics_stub, suite,
-                                                                                 server, histograms):
+def test_each_servers_format_is_read_in_a_run_and_counts_across_a_server_restart(pytester: pytest.Pytester, metrics_stub: OpenAIStub, suite: Any,
+                                                                                 server: Any, histograms: Any) -> None:
     metrics_stub.observer = RestartAfter(metrics_stub.exporter, 4)  # then at most 2 answers (12 tokens) < 24
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", metrics_stub.url,
                                            "--llmbench-output", "out", *INTERVAL)
@@ -112,7 +113,7 @@ def test_each_servers_format_is_read_in_a_run_and_counts_across_a_server_restart
         assert section[f"{name}_count"] >= TESTS - 1, name  # one observation per request, across the restart
 
 
-def test_a_dcgm_exporter_named_by_url_gives_remote_gpu_figures_and_joules_per_token(pytester, vllm, suite):
+def test_a_dcgm_exporter_named_by_url_gives_remote_gpu_figures_and_joules_per_token(pytester: pytest.Pytester, vllm: Any, suite: Any) -> None:
     with PrometheusExporter("dcgm", power_w=200.0) as gpus:
         vllm.stub.observer = Observers(vllm, gpus)
         result = pytester.runpytest_subprocess(
@@ -135,7 +136,7 @@ def test_a_dcgm_exporter_named_by_url_gives_remote_gpu_figures_and_joules_per_to
         assert figures["gpu_energy_j"] == pytest.approx(400.0 * figures["duration_s"], rel=0.2)  # its own span
 
 
-def test_server_slos_fail_the_run_with_the_figures_they_missed(pytester, vllm, suite):
+def test_server_slos_fail_the_run_with_the_figures_they_missed(pytester: pytest.Pytester, vllm: Any, suite: Any) -> None:
     vllm.stub.observer = Observers(vllm, preempt=True)
     result = pytester.runpytest_subprocess(
         "--llmbench-suite", str(suite), "--llmbench-endpoint", vllm.stub.url, "--llmbench-output", "out",
@@ -150,7 +151,7 @@ def test_server_slos_fail_the_run_with_the_figures_they_missed(pytester, vllm, s
     assert {m["metric"] for m in misses} == {"server_kv_cache_usage_peak_share", "server_preemptions"}
 
 
-def test_dead_and_slow_exporters_never_fail_or_slow_tests_and_are_counted(pytester, vllm, suite):
+def test_dead_and_slow_exporters_never_fail_or_slow_tests_and_are_counted(pytester: pytest.Pytester, vllm: Any, suite: Any) -> None:
     with PrometheusExporter("dcgm") as slow:
         slow.delay = 1.0  # past the scrape's deadline (0.8 x the interval: 0.16 s)
         dead = "http://127.0.0.1:9/metrics"
@@ -171,7 +172,7 @@ def test_dead_and_slow_exporters_never_fail_or_slow_tests_and_are_counted(pytest
     assert max(durations) < 0.9 and took < 30  # the stub's 0.25 s answer, never the slow exporter's 1 s
 
 
-def test_off_sends_nothing_and_credentials_go_only_to_the_endpoints_origin(pytester, vllm, suite, monkeypatch):
+def test_off_sends_nothing_and_credentials_go_only_to_the_endpoints_origin(pytester: pytest.Pytester, vllm: Any, suite: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", vllm.stub.url,
                                   "--llmbench-server-metrics", "off", "--llmbench-output", "off", *INTERVAL)
     assert vllm.seen_authorizations == [] and "server" not in batch_of(pytester.path / "off")

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from pytest_llmbench.metrics.slo import (
@@ -16,12 +18,12 @@ FAST_STREAMED = {"success": True, "execution_time": 1.2, "ttft": 0.2, "tpot": 0.
 ALL_TEST_SLOS = {"max_latency_s": 5, "max_ttft_s": 0.5, "max_tpot_ms": 50, "min_tokens_per_second": 20}
 
 
-def test_a_result_within_every_limit_has_no_misses():
+def test_a_result_within_every_limit_has_no_misses() -> None:
     assert check_test_slo(ALL_TEST_SLOS, FAST_STREAMED) == []
     assert check_test_slo(None, FAST_STREAMED) == []
 
 
-def test_a_value_equal_to_its_limit_passes():
+def test_a_value_equal_to_its_limit_passes() -> None:
     at_limits = {**FAST_STREAMED, "execution_time": 5.0, "ttft": 0.5, "tpot": 0.05, "tokens_per_second": 20.0}
     assert check_test_slo(ALL_TEST_SLOS, at_limits) == []
 
@@ -36,7 +38,7 @@ def test_a_value_equal_to_its_limit_passes():
          "tokens_per_second 12.3 tok/s < min_tokens_per_second 20 tok/s"),
     ],
 )
-def test_each_test_slo_reports_its_miss(slo, override, metric, measured, message):
+def test_each_test_slo_reports_its_miss(slo: Any, override: Any, metric: Any, measured: Any, message: Any) -> None:
     (miss,) = check_test_slo(slo, {**FAST_STREAMED, **override})
     assert (miss.metric, miss.message) == (metric, message)
     assert miss.measured == pytest.approx(measured)
@@ -44,7 +46,7 @@ def test_each_test_slo_reports_its_miss(slo, override, metric, measured, message
     assert miss.to_dict()["message"] == message
 
 
-def test_ttft_limit_without_streaming_is_a_miss_that_says_how_to_measure():
+def test_ttft_limit_without_streaming_is_a_miss_that_says_how_to_measure() -> None:
     unstreamed = {"success": True, "execution_time": 1.0, "ttft": None, "tpot": None, "tokens_per_second": 30.0}
     misses = check_test_slo({"max_ttft_s": 0.5, "max_tpot_ms": 50, "max_latency_s": 2}, unstreamed)
     assert [m.metric for m in misses] == ["ttft", "tpot"]
@@ -53,7 +55,7 @@ def test_ttft_limit_without_streaming_is_a_miss_that_says_how_to_measure():
     assert "--llmbench-stream" in misses[0].message
 
 
-def test_unknown_or_non_numeric_test_slo_is_rejected():
+def test_unknown_or_non_numeric_test_slo_is_rejected() -> None:
     with pytest.raises(ValueError, match=r"unknown SLO key 'max_ttft'.*max_ttft_s"):
         check_test_slo({"max_ttft": 0.5}, FAST_STREAMED)
     with pytest.raises(ValueError, match="max_ttft_s must be a non-negative number"):
@@ -86,7 +88,7 @@ def test_unknown_or_non_numeric_test_slo_is_rejected():
         ("mean_tokens_per_second=30", "mean_tokens_per_second", ">=", 30.0),
     ],
 )
-def test_run_slo_specs_parse_to_summary_keys(spec, key, op, limit):
+def test_run_slo_specs_parse_to_summary_keys(spec: Any, key: Any, op: Any, limit: Any) -> None:
     slo = parse_run_slo(spec)
     assert (slo.key, slo.op) == (key, op)
     assert slo.limit == pytest.approx(limit)
@@ -109,7 +111,7 @@ def test_run_slo_specs_parse_to_summary_keys(spec, key, op, limit):
         ("ttft_p99=-5ms", "not a non-negative number"),
     ],
 )
-def test_bad_run_slo_specs_explain_and_list_valid_metrics(spec, why):
+def test_bad_run_slo_specs_explain_and_list_valid_metrics(spec: Any, why: Any) -> None:
     with pytest.raises(ValueError) as info:
         parse_run_slo(spec)
     message = str(info.value)
@@ -118,38 +120,38 @@ def test_bad_run_slo_specs_explain_and_list_valid_metrics(spec, why):
     assert ", ".join(RUN_METRICS) in message
 
 
-def test_misspelt_run_slo_suggests_close_names():
+def test_misspelt_run_slo_suggests_close_names() -> None:
     with pytest.raises(ValueError, match="did you mean ttft_p99"):
         parse_run_slo("tfft_p99=500ms")
 
 
-def test_several_run_slos_in_one_option_value():
+def test_several_run_slos_in_one_option_value() -> None:
     slos = parse_run_slos(["ttft_p99=500ms,success_rate=99%", "latency_p50=1s"])
     assert [s.key for s in slos] == ["p99_ttft_ms", "success_rate", "p50_latency_ms"]
 
 
-def summary_of(rows: list[dict], wall_time_s: float = 10.0) -> dict:
+def summary_of(rows: list[dict[str, Any]], wall_time_s: float = 10.0) -> dict[str, Any]:
     acc = StatsAccumulator()
     for row in rows:
         acc.add(row)
     return acc.summary(wall_time_s)
 
 
-def test_run_slo_miss_reports_the_measured_statistic():
+def test_run_slo_miss_reports_the_measured_statistic() -> None:
     summary = summary_of([{"success": True, "execution_time": 1.0, "ttft": 0.8123}])
     (miss,) = check_run_slos([parse_run_slo("ttft_p99=500ms")], summary)
-    assert miss.message == "run SLO ttft_p99 <= 500 ms missed: measured 812.3 ms"
+    assert miss.message == "run SLO ttft_p99 <= 500 ms missed: measured 812.3 ms (p99 of 1 sample, needs 100)"
     assert (miss.metric, miss.limit) == ("p99_ttft_ms", 500.0)
     assert miss.measured == pytest.approx(812.3)
 
 
-def test_run_slos_that_hold_pass():
+def test_run_slos_that_hold_pass() -> None:
     summary = summary_of([{"success": True, "execution_time": 0.4, "ttft": 0.1, "tokens_per_second": 50.0}])
     slos = parse_run_slos(["ttft_p99=500ms", "latency_max=0.5s", "tokens_per_second_mean=40", "success_rate=1"])
     assert check_run_slos(slos, summary) == []
 
 
-def test_minimum_run_slos_fail_below_their_limit():
+def test_minimum_run_slos_fail_below_their_limit() -> None:
     summary = summary_of([{"success": True, "execution_time": 1.0}, {"success": False, "execution_time": 1.0}])
     misses = check_run_slos(parse_run_slos(["success_rate=95%", "request_throughput=1"]), summary)
     assert [m.message for m in misses] == [
@@ -158,7 +160,7 @@ def test_minimum_run_slos_fail_below_their_limit():
     ]
 
 
-def test_run_slo_on_an_unmeasured_metric_fails_and_says_to_stream():
+def test_run_slo_on_an_unmeasured_metric_fails_and_says_to_stream() -> None:
     summary = summary_of([{"success": True, "execution_time": 1.0, "ttft": None}])
     (miss,) = check_run_slos([RunSlo("ttft_p99", "p99_ttft_ms", "<=", 500.0)], summary)
     assert miss.measured is None
@@ -172,5 +174,5 @@ def test_run_slo_on_an_unmeasured_metric_fails_and_says_to_stream():
     ("success_rate=95%", {"success_rate": 0.95}, False),  # at the floor: met
     ("success_rate=95%", {"success_rate": 0.9499}, True),
 ], ids=["max-equal", "max-above", "min-equal", "min-below"])
-def test_a_run_slo_is_met_exactly_at_its_limit(spec, summary, missed):
+def test_a_run_slo_is_met_exactly_at_its_limit(spec: Any, summary: Any, missed: Any) -> None:
     assert bool(check_run_slos([parse_run_slo(spec)], summary)) is missed

@@ -4,6 +4,7 @@ import math
 import random
 import statistics
 import tracemalloc
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ def reference_percentile(values: list[float], q: float) -> float:
     return ordered[below] * (1 - (position - below)) + ordered[below + 1] * (position - below)
 
 
-def make_row(index: int, rng: random.Random, **overrides) -> dict:
+def make_row(index: int, rng: random.Random, **overrides: Any) -> dict[str, Any]:
     streamed = index % 3 != 0
     row = {
         "test_id": f"t{index}",
@@ -54,7 +55,7 @@ def make_row(index: int, rng: random.Random, **overrides) -> dict:
     return row
 
 
-def accumulate(rows: list[dict]) -> StatsAccumulator:
+def accumulate(rows: list[dict[str, Any]]) -> StatsAccumulator:
     acc = StatsAccumulator()
     for row in rows:
         acc.add(row)
@@ -62,19 +63,19 @@ def accumulate(rows: list[dict]) -> StatsAccumulator:
 
 
 @pytest.fixture
-def rows() -> list[dict]:
+def rows() -> list[dict[str, Any]]:
     rng = random.Random(1234)
     return [make_row(i, rng) for i in range(300)]
 
 
-def test_percentiles_match_numpy_linear_on_known_values():
+def test_percentiles_match_numpy_linear_on_known_values() -> None:
     assert percentile([1.0, 2.0, 3.0, 4.0], 50) == 2.5
     assert percentile([1.0, 2.0, 3.0, 4.0], 90) == pytest.approx(3.7)
     assert percentile([10.0, 20.0], 99.9) == pytest.approx(19.99)
     assert percentile([7.0], 99) == 7.0
 
 
-def test_describe_matches_independent_reference_and_statistics_module():
+def test_describe_matches_independent_reference_and_statistics_module() -> None:
     values = [random.Random(5).expovariate(2.0) for _ in range(997)]
     desc = describe_sorted(sorted(values))
     cuts = statistics.quantiles(values, n=1000, method="inclusive")
@@ -87,7 +88,7 @@ def test_describe_matches_independent_reference_and_statistics_module():
         assert desc[key] == pytest.approx(cuts[cut])
 
 
-def test_describe_of_one_value_has_zero_stdev_and_empty_has_none():
+def test_describe_of_one_value_has_zero_stdev_and_empty_has_none() -> None:
     assert describe_sorted([0.25]) == {"count": 1, "mean": 0.25, "min": 0.25, "max": 0.25, "stdev": 0.0,
                                 "p50": 0.25, "p90": 0.25, "p95": 0.25, "p99": 0.25, "p99.9": 0.25}
     empty = describe_sorted([])
@@ -95,7 +96,7 @@ def test_describe_of_one_value_has_zero_stdev_and_empty_has_none():
     assert all(value is None for key, value in empty.items() if key != "count")
 
 
-def test_summary_uses_vllm_field_names_in_milliseconds(rows):
+def test_summary_uses_vllm_field_names_in_milliseconds(rows: Any) -> None:
     acc = accumulate(rows)
     summary = acc.summary(60.0)
     ok = [r for r in rows if r["success"]]
@@ -120,7 +121,7 @@ def test_summary_uses_vllm_field_names_in_milliseconds(rows):
         statistics.fmean(statistics.fmean(r["itl"]) for r in ok if r["itl"]) * 1000)
 
 
-def test_summary_counts_tokens_scores_and_evaluations(rows):
+def test_summary_counts_tokens_scores_and_evaluations(rows: Any) -> None:
     acc = accumulate(rows)
     summary = acc.summary(60.0)
     ok = [r for r in rows if r["success"]]
@@ -138,7 +139,7 @@ def test_summary_counts_tokens_scores_and_evaluations(rows):
     assert summary["evaluation_pass_rate"] == pytest.approx(sum(judged) / len(judged))
 
 
-def test_failed_results_never_feed_latency():
+def test_failed_results_never_feed_latency() -> None:
     acc = StatsAccumulator()
     acc.add({"success": True, "execution_time": 1.0, "tokens_per_second": 10.0})
     acc.add({"success": False, "execution_time": 600.0, "tokens_per_second": None})
@@ -148,7 +149,7 @@ def test_failed_results_never_feed_latency():
     assert summary["p99_itl_ms"] is None
 
 
-def test_incremental_summaries_equal_one_shot(rows):
+def test_incremental_summaries_equal_one_shot(rows: Any) -> None:
     incremental = StatsAccumulator()
     for row in rows[:120]:
         incremental.add(row)
@@ -164,7 +165,7 @@ def test_incremental_summaries_equal_one_shot(rows):
         describe_sorted(sorted(ok_latencies))["p95"] * 1000)
 
 
-def test_throughput_divides_by_wall_time_and_is_none_without_it():
+def test_throughput_divides_by_wall_time_and_is_none_without_it() -> None:
     acc = StatsAccumulator()
     for tokens in (100, 200, 300, 400):
         acc.add({"success": True, "execution_time": 1.0, "completion_tokens": tokens, "prompt_tokens": 10})
@@ -176,7 +177,7 @@ def test_throughput_divides_by_wall_time_and_is_none_without_it():
     assert acc.summary(0.0)["request_throughput"] is None
 
 
-def test_goodput_counts_successes_that_met_every_slo():
+def test_goodput_counts_successes_that_met_every_slo() -> None:
     acc = StatsAccumulator()
     for success, slo_passed in ((True, True), (True, False), (True, None), (False, None)):
         acc.add({"success": success, "execution_time": 1.0, "slo_passed": slo_passed})
@@ -185,13 +186,13 @@ def test_goodput_counts_successes_that_met_every_slo():
     assert summary["success_rate"] == 0.75
 
 
-def test_goodput_without_slos_equals_success_rate(rows):
+def test_goodput_without_slos_equals_success_rate(rows: Any) -> None:
     acc = accumulate(rows)
     summary = acc.summary(1.0)
     assert summary["goodput"] == summary["success_rate"]
 
 
-def test_pooled_itl_weights_chunks_and_per_request_mean_weights_requests():
+def test_pooled_itl_weights_chunks_and_per_request_mean_weights_requests() -> None:
     acc = StatsAccumulator()
     acc.add({"success": True, "execution_time": 1.0, "itl": [0.010]})
     acc.add({"success": True, "execution_time": 1.0, "itl": [0.030, 0.030, 0.030]})
@@ -200,7 +201,7 @@ def test_pooled_itl_weights_chunks_and_per_request_mean_weights_requests():
     assert summary["mean_itl_per_request_ms"] == pytest.approx(20.0)
 
 
-def test_groups_by_category_and_model_hold_only_their_results(rows):
+def test_groups_by_category_and_model_hold_only_their_results(rows: Any) -> None:
     acc = accumulate(rows)
     categories = acc.by_category()
     assert sorted(categories) == sorted(["math", "code", NO_GROUP])
@@ -218,20 +219,20 @@ def test_groups_by_category_and_model_hold_only_their_results(rows):
     assert models["large"]["mean_reasoning_score"] == pytest.approx(statistics.fmean(large_scores))
 
 
-def test_slowest_lists_the_longest_successful_tests_first():
+def test_slowest_lists_the_longest_successful_tests_first() -> None:
     acc = StatsAccumulator(slowest_kept=3)
     for index, seconds in enumerate([0.5, 9.0, 0.1, 4.0, 7.0, 4.0, 0.2]):
         acc.add({"test_id": f"t{index}", "test_name": f"n{index}", "success": index != 1,
                  "execution_time": seconds})
     assert acc.slowest(2) == [
-        {"test_id": "t4", "test_name": "n4", "execution_time": 7.0, "success": True},
-        {"test_id": "t3", "test_name": "n3", "execution_time": 4.0, "success": True},
+        {"test_id": "t4", "label": "t4", "test_name": "n4", "execution_time": 7.0, "success": True},
+        {"test_id": "t3", "label": "t3", "test_name": "n3", "execution_time": 4.0, "success": True},
     ]
     # at most slowest_kept are remembered; of two equal times the earlier test stays
     assert [s["test_id"] for s in acc.slowest(10)] == ["t4", "t3", "t5"]
 
 
-def test_failed_and_lost_tests_are_not_among_the_slowest():
+def test_failed_and_lost_tests_are_not_among_the_slowest() -> None:
     acc = StatsAccumulator(slowest_kept=3)
     acc.add({"test_id": "ok", "test_name": "ok", "success": True, "execution_time": 0.4})
     for index in range(3):  # what the recorder adds for a crashed worker's test
@@ -241,15 +242,21 @@ def test_failed_and_lost_tests_are_not_among_the_slowest():
     assert [s["test_id"] for s in acc.slowest(5)] == ["ok"]  # a failure's time says how fast it failed
 
 
-def test_percentiles_are_shown_only_with_enough_values():
-    from pytest_llmbench.metrics.stats import enough_values
+def test_one_rule_says_how_many_samples_each_percentile_needs() -> None:
+    from pytest_llmbench.metrics.samples import min_samples, shortfall, vouched
 
-    assert [enough_values(stat, 2) for stat in ("mean", "p50", "p90", "p99", "p99_9")] == [True, True, False,
-                                                                                           False, False]
-    assert enough_values("p99", 100) and not enough_values("p99_9", 999) and enough_values("p99_9", 1000)
+    assert [min_samples(stat) for stat in ("mean", "max", "median", "p50", "p90", "p95", "p99", "p99_9", "p99.9")] \
+        == [1, 1, 2, 2, 10, 20, 100, 1000, 1000]
+    figures = {"count_ttft": 99, "p95_ttft_ms": 8.0, "p99_ttft_ms": 9.0, "p99_9_ttft_ms": 9.5, "mean_ttft_ms": 5.0,
+               "count_latency": 1000, "p99_9_latency_ms": 20.0, "success_rate": 1.0}
+    assert shortfall("p99_ttft_ms", figures) == "p99 of 99 samples, needs 100"
+    assert shortfall("p99_9_ttft_ms", figures) == "p99.9 of 99 samples, needs 1000"
+    assert [shortfall(key, figures) for key in ("p95_ttft_ms", "mean_ttft_ms", "p99_9_latency_ms", "success_rate",
+                                                "p99_tpot_ms")] == [None] * 5  # enough, no percentile, no count
+    assert vouched(figures) == {**figures, "p99_ttft_ms": None, "p99_9_ttft_ms": None}
 
 
-def test_summary_keys_cover_every_documented_field():
+def test_summary_keys_cover_every_documented_field() -> None:
     keys = summary_keys()
     for metric in ("latency_ms", "ttft_ms", "itl_ms", "tpot_ms", "e2el_ms", "tokens_per_second"):
         for stat in ("mean", "median", "std", "min", "max", "p50", "p90", "p95", "p99", "p99_9"):
@@ -260,7 +267,7 @@ def test_summary_keys_cover_every_documented_field():
             "mean_reasoning_score", "evaluation_pass_rate", "mean_itl_per_request_ms"} <= keys
 
 
-def test_format_value_shows_units_per_key():
+def test_format_value_shows_units_per_key() -> None:
     assert format_value("p99_ttft_ms", 812.34) == "812.3 ms"
     assert format_value("success_rate", 0.95) == "95.0%"
     assert format_value("mean_tokens_per_second", 41.26) == "41.3 tok/s"
@@ -270,7 +277,7 @@ def test_format_value_shows_units_per_key():
     assert format_value("mean_ttft_ms", None) == "n/a"
 
 
-def test_ten_thousand_streamed_rows_keep_the_accumulator_small():
+def test_ten_thousand_streamed_rows_keep_the_accumulator_small() -> None:
     # A million ITL gaps as Python floats in lists would hold over 32 MiB, and sorting them with sorted()
     # would briefly need about 40 MiB more; 8-byte doubles sorted in runs stay well under both bounds.
     rng = random.Random(7)

@@ -7,6 +7,7 @@ import json
 import pickle
 import re
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -29,7 +30,7 @@ EXAMPLE_SUITES = Path(__file__).resolve().parent.parent / "example_suites"
 # --- loading -------------------------------------------------------------------------------------
 
 
-def test_prompt_test_loads_as_completions(tmp_path):
+def test_prompt_test_loads_as_completions(tmp_path: Path) -> None:
     path = raw_suite(tmp_path, prompt_test(reasoning_type="math"), version="1.0.0", description="d")
     suite = load_suite(path)
     assert (suite.path, suite.test_suite_id, suite.version, suite.description) == (path, "s", "1.0.0", "d")
@@ -40,7 +41,7 @@ def test_prompt_test_loads_as_completions(tmp_path):
     assert case.parameters == {} and case.expected is None and case.slo is None and case.stream is None
 
 
-def test_messages_test_loads_as_chat_with_content_parts(tmp_path):
+def test_messages_test_loads_as_chat_with_content_parts(tmp_path: Path) -> None:
     parts = [{"type": "text", "text": "Describe"}, {"type": "text", "text": "this"}]
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": parts}]
     suite = load_suite(raw_suite(tmp_path, prompt_test(), chat_test(messages=messages)))
@@ -49,21 +50,21 @@ def test_messages_test_loads_as_chat_with_content_parts(tmp_path):
     assert case.messages == tuple(messages)
 
 
-def test_optional_test_fields_are_kept(tmp_path):
+def test_optional_test_fields_are_kept(tmp_path: Path) -> None:
     test = prompt_test(stream=True, description="why", metadata={"owner": "qa", "tags": ["x"]})
     (case,) = load_suite(raw_suite(tmp_path, test)).tests
     assert case.stream is True and case.description == "why"
     assert case.metadata == {"owner": "qa", "tags": ["x"]}
 
 
-def test_test_parameters_win_over_suite_defaults(tmp_path):
+def test_test_parameters_win_over_suite_defaults(tmp_path: Path) -> None:
     defaults = {"parameters": {"temperature": 0.2, "max_tokens": 64}}
     test = prompt_test(parameters={"temperature": 0.4, "top_p": 0.95, "stop": ["\n\n\n"]})
     (case,) = load_suite(raw_suite(tmp_path, test, defaults=defaults)).tests
     assert case.parameters == {"temperature": 0.4, "max_tokens": 64, "top_p": 0.95, "stop": ["\n\n\n"]}
 
 
-def test_defaults_expected_and_slo_merge_under_the_tests_own(tmp_path):
+def test_defaults_expected_and_slo_merge_under_the_tests_own(tmp_path: Path) -> None:
     defaults = {"expected": {"min_length": 1, "not_contains": "error"}, "slo": {"max_latency_s": 30}}
     tests = [prompt_test(expected={"min_length": 5}, slo={"max_ttft_s": 2}), chat_test()]
     first, second = load_suite(raw_suite(tmp_path, *tests, defaults=defaults)).tests
@@ -73,34 +74,35 @@ def test_defaults_expected_and_slo_merge_under_the_tests_own(tmp_path):
     assert second.slo == {"max_latency_s": 30}
 
 
-def test_unknown_parameters_pass_through_untouched(tmp_path):
-    extra = {"ignore_eos": True, "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1}
+def test_unknown_parameters_pass_through_untouched(tmp_path: Path) -> None:
+    extra: dict[str, Any] = {"ignore_eos": True, "top_k": 40, "min_p": 0.05, "repetition_penalty": 1.1}
     extra["logit_bias"] = {"50256": -100}
     (case,) = load_suite(raw_suite(tmp_path, prompt_test(parameters={"max_tokens": 8, **extra}))).tests
     assert case.parameters == {"max_tokens": 8, **extra}
 
 
-def test_edge_values_of_known_parameters_are_accepted(tmp_path):
+def test_edge_values_of_known_parameters_are_accepted(tmp_path: Path) -> None:
     params = {"temperature": 0, "top_p": 1, "stop": "END", "seed": -7, "n": 1, "presence_penalty": -0.5}
     (case,) = load_suite(raw_suite(tmp_path, prompt_test(parameters=params))).tests
     assert case.parameters == params
 
 
-def test_tests_do_not_share_mutable_default_dicts(tmp_path):
+def test_tests_do_not_share_mutable_default_dicts(tmp_path: Path) -> None:
     defaults = {"parameters": {"stop": ["###"]}, "expected": {"contains": ["a"]}}
     first, second = load_suite(raw_suite(tmp_path, prompt_test(), chat_test(), defaults=defaults)).tests
     first.parameters["stop"].append("changed")
+    assert first.expected is not None
     first.expected["contains"].append("changed")
     assert second.parameters == {"stop": ["###"]} and second.expected == {"contains": ["a"]}
 
 
-def test_test_case_is_frozen(tmp_path):
+def test_test_case_is_frozen(tmp_path: Path) -> None:
     (case,) = load_suite(raw_suite(tmp_path, prompt_test())).tests
     with pytest.raises(dataclasses.FrozenInstanceError):
         case.prompt = "other"  # type: ignore[misc]
 
 
-def test_loading_twice_gives_the_same_tests_in_the_same_order(tmp_path):
+def test_loading_twice_gives_the_same_tests_in_the_same_order(tmp_path: Path) -> None:
     tests = [prompt_test(id=f"t{i}", parameters={"seed": i}) for i in range(30)]
     path = raw_suite(tmp_path, *tests)
     assert load_suite(path) == load_suite(str(path))
@@ -111,7 +113,7 @@ def test_loading_twice_gives_the_same_tests_in_the_same_order(tmp_path):
     ("name", "suite_id"),
     [("smoke.llmbench.json", "smoke"), ("plain.json", "plain"), (".json", ".json")],
 )
-def test_suite_id_defaults_to_the_file_name(tmp_path, name, suite_id):
+def test_suite_id_defaults_to_the_file_name(tmp_path: Path, name: Any, suite_id: Any) -> None:
     path = write(tmp_path, {"tests": [prompt_test()]}, name=name)
     suite = load_suite(path)
     assert suite.test_suite_id == suite_id and suite.tests[0].suite_id == suite_id
@@ -120,19 +122,19 @@ def test_suite_id_defaults_to_the_file_name(tmp_path, name, suite_id):
 # --- suite level errors --------------------------------------------------------------------------
 
 
-def test_top_level_must_be_an_object(tmp_path):
+def test_top_level_must_be_an_object(tmp_path: Path) -> None:
     path = write(tmp_path, "[1, 2]")
     assert str(error_of(path)) == f'{path}: top level must be a JSON object with a "tests" list, got array'
 
 
 @pytest.mark.parametrize(("tests", "shown"), [(None, "nothing"), ([], "array"), ({"a": 1}, "object")])
-def test_tests_must_be_a_non_empty_list(tmp_path, tests, shown):
+def test_tests_must_be_a_non_empty_list(tmp_path: Path, tests: Any, shown: Any) -> None:
     suite = {"test_suite_id": "s"} if tests is None else {"tests": tests}
     message = str(error_of(write(tmp_path, suite)))
     assert f"tests must be a non-empty list of test objects, got {shown}" in message
 
 
-def test_top_level_fields_are_type_checked(tmp_path):
+def test_top_level_fields_are_type_checked(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, prompt_test(), test_suite_id=7, version=1.0, description=["d"])
     assert problems == [
         "test_suite_id must be a non-empty string, got integer 7",
@@ -141,13 +143,13 @@ def test_top_level_fields_are_type_checked(tmp_path):
     ]
 
 
-def test_unknown_top_level_field_gets_a_suggestion(tmp_path):
+def test_unknown_top_level_field_gets_a_suggestion(tmp_path: Path) -> None:
     assert problems_of(tmp_path, prompt_test(), defualts={}) == [
         "unknown field 'defualts' (did you mean 'defaults'?)"
     ]
 
 
-def test_defaults_are_validated_with_their_own_prefix(tmp_path):
+def test_defaults_are_validated_with_their_own_prefix(tmp_path: Path) -> None:
     defaults = {"parameters": {"stream": True, "top_p": 2}, "expected": {"regx": "a"}}
     defaults.update(slo={"max_ttft_s": 0}, x=1)
     problems = problems_of(tmp_path, prompt_test(), defaults=defaults)
@@ -160,20 +162,20 @@ def test_defaults_are_validated_with_their_own_prefix(tmp_path):
     ]
 
 
-def test_defaults_must_be_an_object(tmp_path):
+def test_defaults_must_be_an_object(tmp_path: Path) -> None:
     assert problems_of(tmp_path, prompt_test(), defaults=[1]) == ["defaults must be an object, got array"]
 
 
 # --- test level errors ---------------------------------------------------------------------------
 
 
-def test_error_names_file_index_and_id(tmp_path):
+def test_error_names_file_index_and_id(tmp_path: Path) -> None:
     tests = [prompt_test(id=f"t{i}") for i in range(3)] + [{"id": "linux_01", "category": "c", "prompt": "p"}]
     path = raw_suite(tmp_path, *tests)
     assert str(error_of(path)) == f"{path}: tests[3] (id 'linux_01'): missing required field 'name'"
 
 
-def test_every_problem_of_a_file_is_reported_one_per_line(tmp_path):
+def test_every_problem_of_a_file_is_reported_one_per_line(tmp_path: Path) -> None:
     tests = [prompt_test(id="a", name=""), prompt_test(id="b", promt="x"), "oops", {"prompt": "p"}]
     path = raw_suite(tmp_path, *tests)
     lines = str(error_of(path)).splitlines()
@@ -188,13 +190,13 @@ def test_every_problem_of_a_file_is_reported_one_per_line(tmp_path):
     ]
 
 
-def test_suite_error_survives_pickling(tmp_path):
+def test_suite_error_survives_pickling(tmp_path: Path) -> None:
     error = error_of(raw_suite(tmp_path, prompt_test(name="")))
     copy = pickle.loads(pickle.dumps(error))
     assert (str(copy), copy.path, copy.problems) == (str(error), error.path, error.problems)
 
 
-def test_unknown_test_field_without_close_match_lists_the_allowed_ones(tmp_path):
+def test_unknown_test_field_without_close_match_lists_the_allowed_ones(tmp_path: Path) -> None:
     (problem,) = problems_of(tmp_path, prompt_test(zzzz=1))
     assert problem.startswith("tests[0] (id 't1'): unknown field 'zzzz' (allowed: id, name, category, prompt")
 
@@ -215,12 +217,12 @@ def test_unknown_test_field_without_close_match_lists_the_allowed_ones(tmp_path)
         ("slo", 3, "slo must be an object, got integer 3"),
     ],
 )
-def test_test_field_types_are_checked(tmp_path, field, value, expected):
+def test_test_field_types_are_checked(tmp_path: Path, field: Any, value: Any, expected: Any) -> None:
     problems = problems_of(tmp_path, {**prompt_test(), field: value})
     assert problems[-1].endswith(expected)
 
 
-def test_duplicate_ids_name_both_indices(tmp_path):
+def test_duplicate_ids_name_both_indices(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, prompt_test(id="dup"), chat_test(id="other"), chat_test(id="dup"))
     assert problems == ["tests[2] (id 'dup'): duplicate id, also used by tests[0]"]
 
@@ -232,7 +234,7 @@ def test_duplicate_ids_name_both_indices(tmp_path):
         ({"id": "c1", "name": "n", "category": "c"}, "missing 'prompt' or 'messages': give exactly one"),
     ],
 )
-def test_exactly_one_of_prompt_and_messages_is_required(tmp_path, test, problem):
+def test_exactly_one_of_prompt_and_messages_is_required(tmp_path: Path, test: Any, problem: Any) -> None:
     assert problems_of(tmp_path, test)[0].startswith(f"tests[0] (id 'c1'): {problem}")
 
 
@@ -249,7 +251,7 @@ def test_exactly_one_of_prompt_and_messages_is_required(tmp_path, test, problem)
         ([{"role": "user", "content": ["a"]}], "messages[0].content must be a string or a list of"),
     ],
 )
-def test_messages_are_validated(tmp_path, messages, expected):
+def test_messages_are_validated(tmp_path: Path, messages: Any, expected: Any) -> None:
     (problem,) = problems_of(tmp_path, chat_test(messages=messages))
     assert problem.startswith("tests[0] (id 'c1'): " + expected)
 
@@ -273,18 +275,18 @@ def test_messages_are_validated(tmp_path, messages, expected):
         ("frequency_penalty", None, "a number"),
     ],
 )
-def test_known_parameters_are_type_checked(tmp_path, key, value, rule):
+def test_known_parameters_are_type_checked(tmp_path: Path, key: Any, value: Any, rule: Any) -> None:
     (problem,) = problems_of(tmp_path, prompt_test(parameters={key: value}))
     assert problem.startswith(f"tests[0] (id 't1'): parameters.{key} must be {rule}, got ")
 
 
-def test_stream_inside_parameters_points_to_the_stream_field(tmp_path):
+def test_stream_inside_parameters_points_to_the_stream_field(tmp_path: Path) -> None:
     (problem,) = problems_of(tmp_path, prompt_test(parameters={"stream": True}))
     prefix = "tests[0] (id 't1'): parameters.stream is not allowed: "
     assert problem == prefix + """set the test's "stream" field instead"""
 
 
-def test_all_expected_keys_are_accepted(tmp_path):
+def test_all_expected_keys_are_accepted(tmp_path: Path) -> None:
     expected = {
         "contains": "a", "icontains": ["b"], "not_contains": ["c"], "contains_any": ["d", "e"],
         "regex": "^x", "regex_flags": "i", "equals": "x", "starts_with": "x", "is_json": True,
@@ -301,22 +303,22 @@ def test_all_expected_keys_are_accepted(tmp_path):
     [("contains", 3), ("not_contains", ["a", None]), ("is_json", "yes"), ("json_schema", "object"),
      ("min_length", "5"), ("answer", True), ("rubric_min_score", 11), ("regex", "(")],
 )  # fmt: skip
-def test_expected_values_are_checked_with_evaluates_rules(tmp_path, key, value):
+def test_expected_values_are_checked_with_evaluates_rules(tmp_path: Path, key: Any, value: Any) -> None:
     (problem,) = problems_of(tmp_path, prompt_test(expected={key: value}))
     assert problem.startswith(f"tests[0] (id 't1'): expected.{key}: ")
 
 
-def test_broken_regex_in_defaults_is_reported_at_load_time(tmp_path):
+def test_broken_regex_in_defaults_is_reported_at_load_time(tmp_path: Path) -> None:
     (problem,) = problems_of(tmp_path, prompt_test(), defaults={"expected": {"regex": "(unclosed"}})
     assert problem.startswith("defaults.expected.regex: ") and "does not compile" in problem
 
 
-def test_unknown_expected_key_gets_a_suggestion(tmp_path):
+def test_unknown_expected_key_gets_a_suggestion(tmp_path: Path) -> None:
     (problem,) = problems_of(tmp_path, prompt_test(expected={"contians": "x"}))
     assert problem == "tests[0] (id 't1'): unknown field 'expected.contians' (did you mean 'contains'?)"
 
 
-def test_slo_values_must_be_positive_numbers_and_keys_known(tmp_path):
+def test_slo_values_must_be_positive_numbers_and_keys_known(tmp_path: Path) -> None:
     slo = {"max_latency_s": 0, "max_tpot_ms": "5", "min_tokens_per_second": 10, "max_ttft": 1}
     problems = problems_of(tmp_path, prompt_test(slo=slo))
     assert problems == [
@@ -326,7 +328,7 @@ def test_slo_values_must_be_positive_numbers_and_keys_known(tmp_path):
     ]
 
 
-def test_long_values_are_shortened_in_messages(tmp_path):
+def test_long_values_are_shortened_in_messages(tmp_path: Path) -> None:
     (problem,) = problems_of(tmp_path, prompt_test(stream="y" * 500))
     assert len(problem) < 150 and problem.endswith("...")
 
@@ -339,7 +341,7 @@ def example_suites() -> list[Path]:
 
 
 @pytest.mark.parametrize("path", example_suites(), ids=lambda path: path.name)
-def test_example_suite_loads_cleanly(path):
+def test_example_suite_loads_cleanly(path: Any) -> None:
     suite = load_suite(path)
     assert suite.tests
     for case in suite.tests:
@@ -354,13 +356,13 @@ def test_example_suite_loads_cleanly(path):
 @pytest.mark.parametrize(
     ("name", "api_type"), [("base_model.json", "completions"), ("instruct.json", "chat")]
 )
-def test_example_suites_cover_both_api_types(name, api_type):
+def test_example_suites_cover_both_api_types(name: Any, api_type: Any) -> None:
     tests = load_suite(EXAMPLE_SUITES / name).tests
     assert 5 <= len(tests) <= 8 and {case.api_type for case in tests} == {api_type}
 
 
 
-def test_defaults_and_a_tests_own_expectations_that_clash_are_reported_at_load(tmp_path):
+def test_defaults_and_a_tests_own_expectations_that_clash_are_reported_at_load(tmp_path: Path) -> None:
     path = tmp_path / "clash.json"
     path.write_text(json.dumps({"defaults": {"expected": {"min_length": 10}}, "tests": [
         {"id": "short", "name": "n", "category": "c", "prompt": "p", "expected": {"max_length": 5}}]}))
@@ -369,7 +371,7 @@ def test_defaults_and_a_tests_own_expectations_that_clash_are_reported_at_load(t
     assert "tests[0] (id 'short'): expected.max_length (with the suite's defaults)" in str(info.value)
 
 
-def test_near_misses_of_known_sampling_parameters_are_errors_with_a_suggestion(tmp_path):
+def test_near_misses_of_known_sampling_parameters_are_errors_with_a_suggestion(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, prompt_test(parameters={"max_token": 10, "temprature": 0.2, "top_k": 5,
                                                              "my_server_flag": True}))
     assert problems == [
@@ -379,7 +381,7 @@ def test_near_misses_of_known_sampling_parameters_are_errors_with_a_suggestion(t
         "are sent as they are)"]  # top_k (vLLM) and a name of the server's own pass through
 
 
-def test_a_near_miss_in_the_defaults_is_named_there_too(tmp_path):
+def test_a_near_miss_in_the_defaults_is_named_there_too(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, prompt_test(), defaults={"parameters": {"frequency_penalti": 0.5}})
     assert problems == ["unknown parameter 'defaults.parameters.frequency_penalti' (did you mean "
                         "'frequency_penalty'? other names are sent as they are)"]

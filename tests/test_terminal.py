@@ -8,6 +8,7 @@ or the insecure mode breaking quietly.
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import pytest
 from _pytest.terminal import TerminalReporter
@@ -21,7 +22,7 @@ def reporter(pytester: pytest.Pytester) -> tuple[TerminalReporter, io.StringIO]:
     return TerminalReporter(pytester.parseconfig(), file=out), out
 
 
-def test_terminal_line_redraws_in_place_and_pytest_sees_only_the_last_drawing(reporter):
+def test_terminal_line_redraws_in_place_and_pytest_sees_only_the_last_drawing(reporter: Any) -> None:
     terminal, out = reporter
     terminal.write("..F")
     assert terminal_line(terminal) == 3  # pytest's dots are on the line
@@ -34,5 +35,5 @@ def test_terminal_line_redraws_in_place_and_pytest_sees_only_the_last_drawing(re
     assert out.getvalue().endswith("\rok          ")  # spaces over what the longer line left
 
 
-def test_a_reporter_without_a_writer_has_no_line():
+def test_a_reporter_without_a_writer_has_no_line() -> None:
     assert terminal_line(object()) == 0

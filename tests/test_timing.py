@@ -74,7 +74,7 @@ def pytest_runtest_setup(item):
 """)
 
 
-def test_a_starved_reader_marks_every_stream_whose_tokens_it_read_together(schedule_server):
+def test_a_starved_reader_marks_every_stream_whose_tokens_it_read_together(schedule_server: Any) -> None:
     url, stamps = schedule_server(ttft_ms=100, gap_ms=40, tokens=20)
     client = LLMClient(ClientConfig(endpoint=url, timeout=30, connections=8), model="schedule")
     results: dict[int, Any] = {}
@@ -105,7 +105,7 @@ def test_a_starved_reader_marks_every_stream_whose_tokens_it_read_together(sched
     assert piled >= 4, piled  # the hold did pile tokens up for most streams
 
 
-def test_the_run_says_how_many_requests_the_client_fell_behind_on_and_leaves_them_out(pytester, schedule_server):
+def test_the_run_says_how_many_requests_the_client_fell_behind_on_and_leaves_them_out(pytester: pytest.Pytester, schedule_server: Any) -> None:
     """A conftest hook holds the GIL while the streams of a load run are in flight."""
     url, _ = schedule_server(ttft_ms=100, gap_ms=40, tokens=20)
     starve_the_first_item(pytester, after_s=0.3, hold_s=0.5)
@@ -151,7 +151,7 @@ def in_flight_together(written: dict[str, Any], names: list[str]) -> int:
     return max(itertools.accumulate(change for _, change in edges))
 
 
-def test_a_thousand_streams_from_one_process_time_every_token_or_mark_it(pytester, schedule_server):
+def test_a_thousand_streams_from_one_process_time_every_token_or_mark_it(pytester: pytest.Pytester, schedule_server: Any) -> None:
     """1,024 streams in flight from one pytest process, its open-file limit lowered to 1,024 as many systems
     start it: the plugin raises it for the connections. The GIL is held once for 0.3 s while they stream. No result has a negative ITL, and every ITL of an unmarked
     one lies within what the server's stamps around its writes allow (tokens read together, with an ITL of 0 or a
@@ -274,7 +274,7 @@ def _stream(fault_server: FaultServer, steps: list[tuple[float, bytes]]) -> Any:
     return client.chat([{"role": "user", "content": "x"}], stream=True)
 
 
-def test_a_token_whose_read_also_brought_the_next_ones_first_bytes_is_marked(fault_server):
+def test_a_token_whose_read_also_brought_the_next_ones_first_bytes_is_marked(fault_server: FaultServer) -> None:
     """The stamp of a read is its last segment's: here the first bytes of "b", written 0.1 s after "a". The
     client cannot tell when "a" came, only that it came after the role chunk."""
     a, b = _event({"content": "a"}), _event({"content": "b"})
@@ -284,7 +284,7 @@ def test_a_token_whose_read_also_brought_the_next_ones_first_bytes_is_marked(fau
     assert result.timing_degraded and "1 of 2 text events" in result.timing_degraded_reason
 
 
-def test_the_finish_usage_and_done_after_the_last_token_do_not_mark_it(fault_server):
+def test_the_finish_usage_and_done_after_the_last_token_do_not_mark_it(fault_server: FaultServer) -> None:
     """A server writes these right after the last token; one read bringing them all times every token exactly."""
     steps = [(0.0, _event({"role": "assistant"})), (0.1, _event({"content": "a"})),
              (0.1, _event({"content": "b"}) + _event(finish="stop") + _event(usage=True) + b"data: [DONE]\n\n")]

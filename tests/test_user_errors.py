@@ -16,7 +16,7 @@ def session(pytester: pytest.Pytester, endpoint: str, *args: str, tests: int = 3
                               "0", "-p", "no:cacheprovider", *args)
 
 
-def test_an_endpoint_without_a_scheme_gets_the_url_to_try(pytester, fault_server: FaultServer):
+def test_an_endpoint_without_a_scheme_gets_the_url_to_try(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     bare = fault_server.url_for("/v1").removeprefix("http://")
     result = session(pytester, bare)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -24,7 +24,7 @@ def test_an_endpoint_without_a_scheme_gets_the_url_to_try(pytester, fault_server
     assert fault_server.received == []
 
 
-def test_an_endpoint_without_v1_gets_the_url_to_try(pytester, fault_server: FaultServer):
+def test_an_endpoint_without_v1_gets_the_url_to_try(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     fault_server.always(Reply(404, {"detail": "Not Found"}))
     result = session(pytester, fault_server.url)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -32,7 +32,7 @@ def test_an_endpoint_without_v1_gets_the_url_to_try(pytester, fault_server: Faul
                                  f"{fault_server.url}/v1*"])
 
 
-def test_a_404_on_a_request_names_the_url_and_the_other_api(pytester, fault_server: FaultServer):
+def test_a_404_on_a_request_names_the_url_and_the_other_api(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     fault_server.always(Reply.json(MODELS), path="/v1/models")
     fault_server.always(Reply(404, {"error": {"message": "Not Found"}}), path="/v1/completions")
     result = session(pytester, fault_server.url_for("/v1"), tests=1)
@@ -41,7 +41,7 @@ def test_a_404_on_a_request_names_the_url_and_the_other_api(pytester, fault_serv
                                  f"{fault_server.url}/v1/chat/completions*"])
 
 
-def test_no_key_sent_is_told_apart_and_the_session_stops_at_the_first_refusal(pytester, fault_server, monkeypatch):
+def test_no_key_sent_is_told_apart_and_the_session_stops_at_the_first_refusal(pytester: pytest.Pytester, fault_server: FaultServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LLMBENCH_API_KEY", raising=False)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     fault_server.always(Reply.json(MODELS), path="/v1/models")  # open, while completions need a key
@@ -54,7 +54,7 @@ def test_no_key_sent_is_told_apart_and_the_session_stops_at_the_first_refusal(py
     result.stdout.fnmatch_lines(["*stopping*"])
 
 
-def test_a_refused_key_is_named_as_such(pytester, fault_server: FaultServer):
+def test_a_refused_key_is_named_as_such(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     fault_server.always(Reply(403, REFUSED), path="/v1/models")
     result = session(pytester, fault_server.url_for("/v1"), "--llmbench-api-key", "sk-wrong-1234567890")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
@@ -62,7 +62,7 @@ def test_a_refused_key_is_named_as_such(pytester, fault_server: FaultServer):
     assert "sk-wrong-1234567890" not in result.stdout.str()
 
 
-def test_chat_and_completion_answers_still_pass(pytester, fault_server: FaultServer):
+def test_chat_and_completion_answers_still_pass(pytester: pytest.Pytester, fault_server: FaultServer) -> None:
     fault_server.always(Reply.json(MODELS), path="/v1/models")
     fault_server.always(Reply.json(COMPLETION), path="/v1/completions")
     fault_server.always(Reply.json(CHAT), path="/v1/chat/completions")

@@ -18,13 +18,21 @@ import pytest
 
 from ..http.client import LLMClient
 from ..result import TestResult
-from ..runner import add_failed_check
+from ..runner import add_failed_check, name_options_in
 from ..session.endpoint import Endpoint
 from ..session.handoff import Delivery
 from ..session.storage import file_stem
 from .internals import worker_id
 
 CATEGORY = "llm_client"  # the category of these rows, and the folder of their files in the run folder
+
+
+def row_id(item: pytest.Item) -> str:
+    """The test's node id, as its rows name it. For a file outside the root folder that was named on the command
+    line, pytest leaves the file part empty (``::test_chat``); there the file's absolute path stands in, as it does
+    for suite files (collect/items.py): never empty, distinct for distinct files."""
+    file_part, sep, rest = item.nodeid.partition("::")
+    return item.nodeid if file_part or not sep else f"{item.path.resolve().as_posix()}::{rest}"
 
 
 class RecordingClient:
@@ -56,16 +64,17 @@ class RecordingClient:
             started = time.monotonic()  # after a slot was free: waiting for one is not the request's time
             result: TestResult = request()
             window = (started, time.monotonic())
+        name_options_in(result)
         item = self.item
         if item is None:  # outside any test (a session fixture's teardown, say): nothing to attribute it to
             return result
-        result.test_id = result.test_name = item.nodeid
+        result.test_id = result.test_name = row_id(item)
         result.category = CATEGORY
         try:
             self._config.hook.pytest_llmbench_result(result=result, item=item, config=self._config)
         except Exception as exc:  # noqa: BLE001 - a conftest bug is a failed check of the result, never a lost one
             add_failed_check(result, "pytest_llmbench_result", f"raised {type(exc).__name__}: {exc}")
-        stem = file_stem(item.nodeid, item.nodeid)
+        stem = file_stem(result.test_id, result.test_id)
         self._sent += 1
         worker = worker_id(self._config)
         self._pending.append(Delivery(result, stem if self._sent == 1 else f"{stem}-{self._sent}", CATEGORY, window,

@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from ..result import TestResult, dumps_strict
-from ..runner import Runner, failure_message
+from ..result import dumps_strict
+from ..runner import Answered, Runner, failure_message
 from ..session.handoff import HOST, Delivery
 from ..session.load.dispatcher import DONE, EXPIRED, WARMUP_PHASE, Dispatcher, Ticket
 from ..session.load.plan import LoadPlan, ceiling, process_level, share
@@ -28,6 +28,7 @@ from .internals import marks_keep_from_running, worker_indices_ahead, worker_inp
 from .items import LLMBenchItem
 
 WORKEROUTPUT_KEY = "llmbench_load"
+CONVERSATION = "conversation"  # a ticket that sends a conversation's turns, one after another
 DURATION_SKIP = "llmbench: --llmbench-duration passed before this test's request was sent"
 _SESSION = pytest.StashKey[pytest.Session]()
 DRIVER_KEY = pytest.StashKey["LoadDriver"]()  # only in a load run
@@ -71,7 +72,7 @@ class LoadDriver:
         if self._dispatcher is None:
             plan = self.plan
             seed = None if plan.seed is None else plan.seed * 1000 + self.index  # each worker its own arrivals
-            self._dispatcher = Dispatcher(self.runner.client.send, burstiness=plan.burstiness,
+            self._dispatcher = Dispatcher(self._send, burstiness=plan.burstiness,
                                           ramp_s=plan.ramp_s, duration_s=plan.duration_s, seed=seed,
                                           threads=self.in_flight)
         return self._dispatcher
@@ -111,8 +112,20 @@ class LoadDriver:
         self._fed.update(new)
         return [session.items[i] for i in reversed(new)]
 
+    def _send(self, api_type: str, body: dict[str, Any]) -> Any:
+        """What a ticket's thread does: one request, or a whole conversation (its slot held throughout, as a
+        chat user holds a session)."""
+        if api_type == CONVERSATION:
+            return self.runner.talk(body["case"], body["model"])
+        return self.runner.client.send(api_type, body)
+
     def _ticket(self, key: str, case: Any, model: str | None, phase: int) -> Ticket:
-        ticket = Ticket(key=key, api_type=case.api_type, body={}, phase=phase, level=self.levels[max(phase, 0)])
+        api_type = CONVERSATION if case.turns is not None else case.api_type
+        ticket = Ticket(key=key, api_type=api_type, body={}, phase=phase, level=self.levels[max(phase, 0)],
+                        send_at=case.send_at_s if phase != WARMUP_PHASE else None)
+        if case.turns is not None:  # its turns are prepared as they go: each needs the answer before it
+            ticket.body = {"case": case, "model": model}
+            return ticket
         try:
             ticket.body = self.runner.prepare(case, model)
         except Exception as exc:  # noqa: BLE001 - a build_request hook's error fails its own item, as unloaded
@@ -138,9 +151,9 @@ class LoadDriver:
         """Requests in flight now in this process."""
         return None if self._dispatcher is None else self._dispatcher.in_flight
 
-    def sent_ahead(self, item: LLMBenchItem, runner: Runner) -> tuple[TestResult, tuple[float, float]] | None:
-        """The item's answer, finished (checks, SLOs), if its request was sent ahead; else None (it sends its own).
-        Skips an item the duration left unsent."""
+    def sent_ahead(self, item: LLMBenchItem) -> list[Answered] | None:
+        """The item's answers (one, or a conversation's turns), if its request was sent ahead, else None (it sends its
+        own); its checks and SLOs are the item's to run. Skips an item the duration left unsent."""
         if self._dispatcher is None or not self._dispatcher.knows(item.nodeid):
             return None
         # held in _taken until its report is recorded: a Ctrl-C before that keeps the answer
@@ -150,7 +163,7 @@ class LoadDriver:
             if ticket.state == EXPIRED:
                 pytest.skip(DURATION_SKIP)
             raise KeyboardInterrupt("llmbench: the run was stopped")  # the run is stopping under this item
-        return self._finish(ticket, item.case, runner), ticket.window
+        return self._answers(ticket)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> Iterator[None]:
@@ -161,12 +174,13 @@ class LoadDriver:
             self._taken.pop(report.nodeid, None)
 
     @staticmethod
-    def _finish(ticket: Ticket, case: Any, runner: Runner) -> TestResult:
+    def _answers(ticket: Ticket) -> list[Answered]:
         if ticket.error is not None:
             raise ticket.error
-        result = runner.finish(case, ticket.answer)
-        result.schedule_lag = ticket.schedule_lag
-        return result
+        answered: list[Answered] = ticket.answer if ticket.api_type == CONVERSATION else [(ticket.answer,
+                                                                                           ticket.window)]
+        answered[0][0].schedule_lag = ticket.schedule_lag  # a conversation's first turn left on the schedule
+        return answered
 
     # -- stopping --------------------------------------------------------------------------------
 
@@ -204,10 +218,11 @@ class LoadDriver:
             if item is None:
                 continue
             try:
-                result = self._finish(ticket, item.case, self.runner)
+                answered = self.runner.finish_answers(item.case, self._answers(ticket))
             except Exception:  # noqa: BLE001 - a hook failing now loses only this leftover
                 continue
-            self._leftovers.append((item.delivery(result, ticket.window), failure_message(result) is None))
+            passed = all(failure_message(result) is None for result, _ in answered)
+            self._leftovers += [(item.delivery(result, window), passed) for result, window in answered]
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -16,10 +16,12 @@ from typing import Any
 import pytest
 
 from .._version import __version__
+from ..batch import Batch, RunInfo
 from ..exceptions import LLMBenchWarning
 from ..http.redact import Secrets, redact_headers
 from ..metrics.gates import GateResult
 from ..metrics.server.section import summary_lines
+from ..metrics.workload import workload_lines
 from ..options import Settings
 from ..session.endpoint import Endpoint
 from ..session.load.summary import load_lines
@@ -29,7 +31,7 @@ from .terminal import safe, write_gates, write_summary
 
 
 def run_metadata(config: pytest.Config, settings: Settings, endpoint: Endpoint | None, target: Target | None,
-                 run_dir: Path | None, started: datetime) -> dict[str, Any]:
+                 run_dir: Path | None, started: datetime) -> RunInfo:
     """The batch's ``run`` section: what ran where, with every option as given and every secret masked."""
     options = {k: v for k, v in vars(settings).items() if k not in ("api_key", "header")}
     options = {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, tuple) else v)
@@ -55,7 +57,7 @@ def run_metadata(config: pytest.Config, settings: Settings, endpoint: Endpoint |
     }
 
 
-def write_html_report(config: pytest.Config, settings: Settings, batch: dict[str, Any], folder: Path,
+def write_html_report(config: pytest.Config, settings: Settings, batch: Batch, folder: Path,
                       started: datetime, problems: list[str]) -> Path | None:
     """The HTML report, after the batch file is safe on disk: a report that fails is a warning, nothing more."""
     html = settings.html
@@ -88,11 +90,12 @@ def fail_session(session: pytest.Session) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
-def write_end_summary(reporter: Any, batch: dict[str, Any], files: list[str], gate_result: GateResult | None,
+def write_end_summary(reporter: Any, batch: Batch, files: list[str], gate_result: GateResult | None,
                       batch_problem: str | None, warnings_as_errors: list[str]) -> None:
     """The llmbench part of pytest's terminal summary: tables, load and server lines, gates, lost files."""
     write_summary(reporter, batch, files)
-    for line in load_lines(batch.get("load"), batch.get("sweep")):
+    hit_rate = (batch.get("server") or {}).get("prefix_cache_hit_rate")
+    for line in load_lines(batch.get("load"), batch.get("sweep")) + workload_lines(batch.get("workload"), hit_rate):
         reporter.write_line(safe(line))
     if batch.get("server"):
         for line in summary_lines(batch["server"]):

@@ -86,9 +86,14 @@ def worker_indices_ahead(config: pytest.Config) -> list[Any] | None:
     return None
 
 
+def marks_readable() -> bool:
+    """Whether pytest still has the private evaluators ``marks_keep_from_running`` uses."""
+    return evaluate_skip_marks is not None
+
+
 def marks_keep_from_running(item: pytest.Item) -> bool:
     """True when a ``skip``/``skipif`` or ``xfail(run=False)`` mark already says pytest will not run the item."""
-    if evaluate_skip_marks is None:
+    if not marks_readable():
         return False
     try:
         if evaluate_skip_marks(item) is not None:

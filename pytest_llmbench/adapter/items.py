@@ -16,7 +16,7 @@ from ..collect.suite import SUITE_SUFFIX, TestCase, load_suite
 from ..exceptions import SuiteError
 from ..options import Settings
 from ..result import TestResult
-from ..runner import Runner, add_failed_check, failure_message
+from ..runner import Answered, Runner, add_failed_check, failure_message
 from ..session.handoff import Delivery
 from ..session.load.plan import LoadPlan
 from ..session.resume import Recorded
@@ -30,8 +30,7 @@ SUITES_KEY = pytest.StashKey[tuple[Path, ...]]()  # the suites named by --llmben
 RUNNER_KEY = pytest.StashKey[Callable[[], Runner]]()  # this process's runner, built on first use
 LOAD_PLAN_KEY = pytest.StashKey[LoadPlan]()
 # In a load run, the driver's answer for an item whose request it sent ahead (adapter/driver.py), else None
-SENT_AHEAD_KEY = pytest.StashKey[
-    Callable[["LLMBenchItem", Runner], "tuple[TestResult, tuple[float, float]] | None"]]()
+SENT_AHEAD_KEY = pytest.StashKey[Callable[["LLMBenchItem"], "list[Answered] | None"]]()
 MARKER = "llmbench"
 
 
@@ -104,21 +103,36 @@ class LLMBenchItem(pytest.Item):
         self.phase = phase  # the sweep level's index (0 without a sweep)
         self.repeat = repeat  # which repetition (--llmbench-repeat), from 0
         self.load_param = load_param  # "c16-r3": part of the node id and of the file name
-        self.result: TestResult | None = None
-        self.window: tuple[float, float] | None = None
+        self.result: TestResult | None = None  # a conversation's last turn; the turns before it in ``earlier``
+        self.earlier: list[Answered] = []
+        self.window: tuple[float, float] | None = None  # the request's own start and end (monotonic)
+        self.judged: tuple[float, float] | None = None  # when an LLM judge graded its answer
         self.file_stem: str | None = None  # assigned for the whole run by assign_file_stems()
         self.resumed: Recorded | None = None  # its outcome recorded by an earlier session of the run (resume.py)
         self.add_marker(MARKER)
         self.extra_keyword_matches.update({case.id, case.name, case.category})
 
     @property
+    def param(self) -> str:
+        """Which model, sweep level and repetition of its test this item is: ``m-c16-r3`` (empty: the only one)."""
+        return "-".join(part for part in (self.model, self.load_param) if part)
+
+    @property
+    def label(self) -> str | None:
+        """The test as its node id names it, without the file: ``t01[m-c16-r3]`` (None when that is its id)."""
+        return f"{self.case.id}[{self.param}]" if self.param else None
+
+    @property
     def output_subdir(self) -> str | None:
         return self.model
 
     def delivery(self, result: TestResult, window: tuple[float, float] | None) -> Delivery:
-        """The result on its way to the controller, with where its files go and where and when it ran."""
-        return Delivery(result, self.file_stem or self.case.id, self.output_subdir, window, phase=self.phase,
-                        worker=worker_id(self.config), nodeid=self.nodeid)
+        """The result on its way to the controller, with where its files go and where and when it ran (a
+        conversation's turns each in files of their own)."""
+        stem = self.file_stem or self.case.id
+        return Delivery(result, stem if result.turn is None else f"{stem}-turn{result.turn}", self.output_subdir,
+                        window, phase=self.phase, worker=worker_id(self.config), nodeid=self.nodeid,
+                        judged=self.judged, label=self.label)
 
     def runtest(self) -> None:
         if self.resumed is not None:  # recorded by an earlier session of this run: shown again, never sent
@@ -128,25 +142,31 @@ class LLMBenchItem(pytest.Item):
         runner = self.config.stash[RUNNER_KEY]()  # built on first use, before the item's clock starts
         sent_ahead = self.config.stash.get(SENT_AHEAD_KEY, None)
         started = time.monotonic()
+        answered: list[Answered] = []
         try:
-            answer = sent_ahead(self, runner) if sent_ahead is not None else None  # waits for this item's own
-            if answer is not None:
-                self.result, self.window = answer
-            else:
-                self.result = runner.run(self.case, self.model)
-                self.window = (started, time.monotonic())
+            answered = (sent_ahead(self) if sent_ahead is not None else None) or []  # waits for this item's own
+            if not answered:
+                answered = runner.send_all(self.case, self.model)
+            grading = time.monotonic()
+            answered = runner.finish_answers(self.case, answered)  # checks and a judge: not the request's time
+            if any((result.evaluation_result or {}).get("judge") for result, _ in answered):
+                self.judged = (grading, time.monotonic())
         except Exception as exc:  # noqa: BLE001 - MemoryError, a bug: the test fails with its files, never lost
-            self.result = runner.failed(self.case, self.model, "running the test", exc)
-            self.window = (started, time.monotonic())
-        try:
-            self.config.hook.pytest_llmbench_result(result=self.result, item=self, config=self.config)
-        except Exception as exc:  # noqa: BLE001 - a conftest bug fails this test's check, the result is kept
-            add_failed_check(self.result, "pytest_llmbench_result", f"raised {type(exc).__name__}: {exc}")
+            window = answered[-1][1] if answered else (started, time.monotonic())
+            answered = [(runner.failed(self.case, self.model, "running the test", exc), window)]
+        self.earlier = answered[:-1]
+        self.result, self.window = answered[-1]
+        messages = []
+        for result, _ in answered:  # one request, or a conversation's turns
+            try:
+                self.config.hook.pytest_llmbench_result(result=result, item=self, config=self.config)
+            except Exception as exc:  # noqa: BLE001 - a conftest bug fails this test's check, the result is kept
+                add_failed_check(result, "pytest_llmbench_result", f"raised {type(exc).__name__}: {exc}")
+            messages.append(failure_message(result))
         for name in ("execution_time", "completion_tokens", "tokens_per_second", "attempts"):
             self.user_properties.append((name, getattr(self.result, name)))
-        message = failure_message(self.result)
-        if message:
-            raise LLMBenchFailure(message)
+        if any(messages):
+            raise LLMBenchFailure("\n".join(m for m in messages if m))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, LLMBenchFailure):
@@ -154,7 +174,8 @@ class LLMBenchItem(pytest.Item):
         return super().repr_failure(excinfo, style=style)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, escape_for_terminal(f"llmbench {self.case.category}: {self.case.name}")
+        where = f" [{self.param}]" if self.param else ""  # a failure's heading tells repetitions and levels apart
+        return self.path, None, escape_for_terminal(f"llmbench {self.case.category}: {self.case.name}{where}")
 
 
 def _printable(message: str) -> str:

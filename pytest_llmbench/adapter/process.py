@@ -13,18 +13,20 @@ from typing import Any, NoReturn
 
 import pytest
 
+from ..collect.generated import replays_any
 from ..collect.rootdir import borrowed_rootdir
-from ..collect.suite import TestCase
+from ..collect.suite import SUITE_SUFFIX, TestCase
 from ..exceptions import ConfigurationError, LLMBenchError
 from ..metrics.gates import Gates
 from ..metrics.hardware.monitor import PerformanceMonitor
-from ..options import Settings, read_settings
+from ..options import Settings, name_options, read_settings
 from ..result import TestResult
 from ..runner import Runner, build_runner
 from ..session.endpoint import EndpointLifecycle, output_folder
 from ..session.handoff import Inbox, attach, release
 from ..session.load.plan import LoadPlan
 from ..session.run_folder import resolve_baseline
+from ..session.tracing import check as check_otlp
 from .driver import DRIVER_KEY, LoadDriver
 from .internals import is_xdist_worker, worker_input
 from .items import (
@@ -49,7 +51,7 @@ _RUNNER = pytest.StashKey[Runner]()
 def stop_for_usage(exc: LLMBenchError) -> NoReturn:
     """Stop the session over a usage error found once it runs (an unwritable output folder, an unreachable or
     unstartable server): one ``llmbench:`` line and pytest's usage-error exit code, no traceback."""
-    pytest.exit(f"llmbench: {exc}", returncode=pytest.ExitCode.USAGE_ERROR)
+    pytest.exit(f"llmbench: {name_options(str(exc))}", returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 def configure(config: pytest.Config) -> Gates:
@@ -60,20 +62,25 @@ def configure(config: pytest.Config) -> Gates:
         settings = read_settings(config.getoption, config.getini,
                                  ini_dir=config.inipath.parent if config.inipath else None)
         settings.headers()
-        baseline = resolve_baseline(settings.compare, output_folder(settings, config.invocation_params.dir)) \
-            if settings.compare else None
-        gates = Gates.parse(settings.slo, settings.compare_fail, baseline, settings.drift_fail)
+        check_otlp(settings.otlp)
+        baseline, no_baseline = resolve_baseline(settings.compare, output_folder(
+            settings, config.invocation_params.dir)) if settings.compare else (None, None)
+        gates = Gates.parse(settings.slo, settings.compare_fail, baseline, no_baseline, settings.few_samples,
+                            settings.drift_fail)
         plan = LoadPlan.from_settings(settings)
     except (ConfigurationError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
-    config.stash[LOAD_PLAN_KEY] = plan
     base = config.invocation_params.dir
     suites = config.stash[SUITES_KEY] = tuple((p if p.is_absolute() else base / p).resolve() for p in settings.suite)
     add_suites_to_args(config, suites)
     borrowed = borrowed_rootdir(config.rootpath, base, suites, config.invocation_params.args)
     if borrowed is not None and not is_xdist_worker(config):
         config_warning(config, pytest.PytestConfigWarning(borrowed))
+    named = [*suites, *(base / arg for arg in config.args if arg.endswith(SUITE_SUFFIX))]
+    if not plan.dispatched and replays_any(named, settings.max_suite_bytes):
+        plan = plan.replaying()  # a trace sends at its own times: a load run whatever the options
+    config.stash[LOAD_PLAN_KEY] = plan
     config.stash[RUNNER_KEY] = lambda: process_runner(config)
     if plan.dispatched:  # this process sends ahead (session/load/)
         driver = config.stash[DRIVER_KEY] = LoadDriver(config, plan, config.stash[RUNNER_KEY])
@@ -101,7 +108,8 @@ def process_runner(config: pytest.Config) -> Runner:
     if _RUNNER not in config.stash:
         controller = config.pluginmanager.get_plugin(CONTROLLER)
         if controller is not None and config.stash[ENDPOINT_KEY].endpoint is None:
-            controller.prepare()  # hand-written tests alone: the run says what it tests, its server logs in its folder
+            # hand-written tests alone: the run says what it tests, its server logs in its folder
+            controller.setup.prepare()
         try:
             endpoint = config.stash[ENDPOINT_KEY].for_requests()
         except LLMBenchError as exc:
@@ -127,8 +135,9 @@ def hand_on(item: LLMBenchItem, report: pytest.TestReport) -> None:
         return
     if html_report_wanted(item.config):
         add_html_extras(report, item.result, item.config.stash[SETTINGS_KEY].secrets())
-    attach(report, [item.delivery(item.result, item.window)], inbox=inbox_of(item.config))
-    item.result = None  # handed on; items live until the session ends
+    answered = [*item.earlier, (item.result, item.window)]  # a conversation's turns, in order
+    attach(report, [item.delivery(result, window) for result, window in answered], inbox=inbox_of(item.config))
+    item.result, item.earlier = None, []  # handed on; items live until the session ends
 
 
 def inbox_of(config: pytest.Config) -> Inbox | None:

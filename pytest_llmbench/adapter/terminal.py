@@ -10,9 +10,13 @@ import sys
 import time
 from typing import Any
 
-from ..metrics.stats import enough_values, metric_key
+from ..batch import Batch
+from ..metrics.samples import RULE, vouched
+from ..metrics.server_timing import summary_line as server_timing_line
+from ..metrics.stats import metric_key
 from ..result import METRICS
 from ..session.progress import ExecutionProgress
+from ..session.tracing import summary_line as tracing_line
 from ..textsafe import escape_for_terminal
 from .gate_reports import gate_summary_lines
 from .internals import terminal_line
@@ -129,7 +133,7 @@ def resumed_line(resumed: dict[str, Any], rows: int) -> str:
                if dropped else ""))
 
 
-def drift_lines(batch: dict[str, Any], shown: int = 5) -> list[tuple[str, dict[str, bool]]]:
+def drift_lines(batch: Batch, shown: int = 5) -> list[tuple[str, dict[str, bool]]]:
     """Answer drift against the baseline: counts per level, then the regressions and the most changed answers."""
     drift, changes = batch.get("drift"), batch.get("answer_changes") or []
     if not drift:
@@ -151,7 +155,7 @@ def drift_lines(batch: dict[str, Any], shown: int = 5) -> list[tuple[str, dict[s
     return lines
 
 
-def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> None:
+def write_summary(reporter: Any, batch: Batch, files: list[str]) -> None:
     """The llmbench section of pytest's summary, from the batch record."""
     agg = batch["aggregate"]
     reporter.write_sep("=", "llmbench summary", bold=True)  # as pytest starts its own sections: on a new line
@@ -160,8 +164,9 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         reporter.write_line(safe(target["line"]))
     if batch.get("partial"):
         reporter.write_line(f"PARTIAL RUN: {safe(batch.get('partial_reason'))}", yellow=True, bold=True)
-    if batch.get("resumed_from"):
-        reporter.write_line(safe(resumed_line(batch["resumed_from"], len(batch.get("tests") or ()))), bold=True)
+    resumed = batch.get("resumed_from")
+    if resumed:
+        reporter.write_line(safe(resumed_line(resumed, len(batch.get("tests") or ()))), bold=True)
     reporter.write_line(
         f"tests {agg['total_tests']}: {agg['passed_tests']} passed, {agg['total_tests'] - agg['passed_tests']} failed"
         f" | requests {agg['success_rate'] * 100:.1f}% successful | wall time {agg['wall_time_s']:.2f}s")
@@ -173,7 +178,10 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         reporter.write_line(f"client fell behind on {agg['timing_degraded_requests']} requests: their TTFT, ITL and "
                             "TPOT are not known (timing_degraded) and are left out of the figures below", yellow=True)
     _write_metric_table(reporter, agg)
-    models = batch.get("models") or {}
+    for line in (server_timing_line(batch.get("server_timing")), tracing_line(batch.get("tracing"))):
+        if line is not None:
+            reporter.write_line(safe(line))
+    models = {name: vouched(model) for name, model in (batch.get("models") or {}).items()}
     if len(models) > 1:
         for name, model in sorted(models.items()):
             reporter.write_line(
@@ -189,13 +197,13 @@ def write_summary(reporter: Any, batch: dict[str, Any], files: list[str]) -> Non
         reporter.write_line(safe(line), **markup)
     _write_categories(reporter, batch.get("categories") or {})
     if batch.get("hardware"):
-        _write_hardware(reporter, batch["hardware"])
+        _write_hardware(reporter, batch["hardware"] or {})
     if batch.get("alerts"):
         reporter.write_line(f"alerts: {len(batch['alerts'])} (see the warnings summary)", yellow=True)
     slowest = batch.get("slowest") or []
     if slowest:
         reporter.write_line("slowest: " + ", ".join(
-            f"{safe(s['test_id'])} {s['execution_time']:.2f}s" for s in slowest))
+            f"{safe(s.get('label') or s['test_id'])} {s['execution_time']:.2f}s" for s in slowest))
     for missing in batch.get("missing_files") or []:
         reporter.write_line(f"NOT WRITTEN: {safe(missing['path'])} ({safe(missing['reason'])})", red=True)
     for path in files:
@@ -220,27 +228,24 @@ def _prompt_tokens(agg: dict[str, Any]) -> str:
 
 
 def _write_metric_table(reporter: Any, agg: dict[str, Any]) -> None:
-    """Pooled statistics of every metric that was measured, one row each."""
+    """Pooled statistics of every metric that was measured, one row each; "-" for a percentile resting on too few
+    samples (metrics/samples.py), said once under the table."""
     metrics = [(metric.label, metric.key) for metric in METRICS if agg.get(f"count_{metric.key}")]
     if not metrics:
         return
-    rows = []
-    for label, metric in metrics:
-        cells = [label]
-        for _, stat in TABLE_STATS:
-            value = agg.get(f"count_{metric}" if stat == "count" else metric_key(stat, metric))
-            if stat != "count" and not enough_values(stat, agg.get(f"count_{metric}") or 0):
-                value = None  # "-": too few values for this percentile to mean anything
-            cells.append(str(value) if stat == "count" else _ms(value))
-        rows.append(cells)
+    shown = vouched(agg)
+    rows = [[label, *(str(agg[f"count_{metric}"]) if stat == "count" else _ms(shown.get(metric_key(stat, metric)))
+                      for _, stat in TABLE_STATS)] for label, metric in metrics]
     _write_table(reporter, ["", *(title for title, _ in TABLE_STATS)], rows)
+    if any(shown.get(key) is None and agg.get(key) is not None for key in agg):
+        reporter.write_line(f"  -: {RULE}")
 
 
 def _write_categories(reporter: Any, categories: dict[str, dict[str, Any]]) -> None:
     if len(categories) < 2:
         return
     rows = []
-    for name, cat in sorted(categories.items()):
+    for name, cat in sorted((name, vouched(figures)) for name, figures in categories.items()):
         score, evaluated = cat.get("mean_reasoning_score"), cat.get("evaluation_pass_rate")
         rows.append([safe(name), str(cat["total_tests"]), f"{cat['success_rate'] * 100:.1f}%",
                      _ms(cat.get("p50_latency_ms")), _ms(cat.get("mean_tokens_per_second")),
@@ -267,6 +272,8 @@ def write_gates(reporter: Any, gates: Any) -> None:
     """The baseline it was compared with, its table, then every gate: passed ones and failed ones."""
     if gates.baseline_path:
         reporter.write_line(f"baseline: {safe(gates.baseline_path)}")
+    elif gates.baseline_note:
+        reporter.write_line(f"baseline: none: {safe(gates.baseline_note)}")
     pairing = gates.pairing
     for warning in pairing.warnings if pairing else []:
         reporter.write_line(f"baseline WARNING: {safe(warning)}", yellow=True)

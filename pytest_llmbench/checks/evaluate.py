@@ -84,19 +84,22 @@ class _Subject:
     tokens_estimated: bool
     tolerance: float  # answer_tolerance, or the default when it is missing or broken (a failed check already)
     expected: dict[str, Any]
+    reasoning: str = ""  # the thinking text, which only `expected.reasoning` reads
 
 
 def evaluate(
-    expected: dict[str, Any], response_text: str, completion_tokens: int | None, *, tokens_estimated: bool = False
+    expected: dict[str, Any], response_text: str, completion_tokens: int | None, *, tokens_estimated: bool = False,
+    reasoning_text: str = "",
 ) -> Evaluation:
     """Run every check `expected` asks for. A malformed expectation is a failed check, never a crash.
 
-    `tokens_estimated`: the server gave no usage, so the count is an estimate, which the token checks say."""
+    `tokens_estimated`: the server gave no usage, so the count is an estimate, which the token checks say.
+    `reasoning_text`: a reasoning model's thinking, kept apart from the answer; `expected.reasoning` checks it."""
     problems = problems_by_key(expected)
     tolerance = expected.get("answer_tolerance", DEFAULT_TOLERANCE)
     if "answer_tolerance" in problems:
         tolerance = DEFAULT_TOLERANCE
-    subject = _Subject(response_text, completion_tokens, tokens_estimated, tolerance, expected)
+    subject = _Subject(response_text, completion_tokens, tokens_estimated, tolerance, expected, reasoning_text)
     evaluation = Evaluation()
     for key, problem in problems.items():
         owner = _MODIFIER_OF.get(key, key)
@@ -351,6 +354,16 @@ def _key_concepts(value: Any, subject: _Subject) -> list[Check]:
     return [Check("key_concepts", coverage >= KEY_CONCEPTS_PASS, concepts, detail)]
 
 
+def _reasoning(value: Any, subject: _Subject) -> list[Check]:
+    """The nested checks run on the thinking text, each named ``reasoning.<check>``."""
+    if not subject.reasoning:
+        return [Check("reasoning", False, None, "the response carried no reasoning text (reasoning_content or "
+                                                "reasoning) to check")]
+    inner = evaluate(value, subject.reasoning, None).checks
+    return [Check(f"reasoning.{c.name}", c.passed, c.expected, c.detail.replace("in answer", "in reasoning"))
+            for c in inner]
+
+
 # The order of this table is the order of the checks in results and failure messages.
 _CHECKS: dict[str, Callable[[Any, _Subject], list[Check]]] = {
     "contains": _contains,
@@ -368,4 +381,5 @@ _CHECKS: dict[str, Callable[[Any, _Subject], list[Check]]] = {
     "max_tokens": _tokens("max_tokens"),
     "answer": _answer,
     "key_concepts": _key_concepts,
+    "reasoning": _reasoning,
 }

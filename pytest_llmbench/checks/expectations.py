@@ -130,6 +130,22 @@ def _need_schema(value: Any) -> str | None:
     return None
 
 
+# What `expected.reasoning` may check on the thinking text: the checks of text (not of tokens, judge or format).
+REASONING_KEYS = frozenset({"contains", "icontains", "not_contains", "contains_any", "regex", "regex_flags",
+                            "min_length", "max_length", "key_concepts"})
+
+
+def _need_reasoning(value: Any) -> str | None:
+    if not isinstance(value, dict) or not value:
+        return f'must be a non-empty object of checks on the reasoning text, e.g. {{"contains": "step"}}, ' \
+               f"not {_json_type(value)}"
+    other = sorted(set(value) - REASONING_KEYS)
+    if other:
+        return f"{other[0]!r} does not check reasoning text (these do: {', '.join(sorted(REASONING_KEYS))})"
+    problem = next(iter(problems_by_key(value).items()), None)
+    return None if problem is None else f"{problem[0]}: {problem[1]}"
+
+
 _VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "contains": _need_strings,
     "icontains": _need_strings,
@@ -150,10 +166,9 @@ _VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "key_concepts": _need_strings,
     "rubric": _need_text,
     "rubric_min_score": _need_judge_score,
+    "reasoning": _need_reasoning,
 }
 KNOWN_KEYS = frozenset(_VALIDATORS)
-
-
 def problems_by_key(expected: dict[str, Any]) -> dict[str, str]:
     """Each key's problem, shallow (types) and deep (patterns compile, min <= max, schema is valid)."""
     problems: dict[str, str] = {}

@@ -28,9 +28,13 @@ from .openai import (
     read_completion_body,
     resolve_url,
 )
+from .reasoning import streamed as streamed_reasoning
 from .redact import Secrets, header_secrets, url_secrets
 from .retry import RetryPolicy, decide, may_have_run
+from .server_timing import join as join_server_timing
+from .server_timing import with_request_fields
 from .sse import tpot, unfinished
+from .trace_context import for_request as trace_for_request
 from .transport import CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, Reply, Transport, target
 
 USER_AGENT = f"pytest-llmbench/{__version__}"
@@ -51,7 +55,9 @@ class ClientConfig:
     connect_timeout: float = CONNECT_TIMEOUT  # seconds to open a connection, within the total deadline
     max_response_bytes: int = MAX_RESPONSE_BYTES  # decoded bytes of one answer; past it the answer fails
     secrets: tuple[str, ...] = field(default=(), repr=False)  # more values to mask (the session's other ones)
-    connections: int = 10  # connections kept open: at least the requests in flight (--llmbench-concurrency)
+    connections: int = 10  # connections kept open: at least the requests in flight (the plugin's concurrency)
+    server_timing: bool = False  # ask servers for their per-request times (request fields some servers refuse)
+    traceparent: bool = True  # a W3C traceparent header with a trace id of its own on every request
 
     def __post_init__(self) -> None:
         """Reject settings no request could honour, naming the setting (NaN fails every check too)."""
@@ -114,18 +120,24 @@ class LLMClient:
                 "point the endpoint at the base URL (.../v1) or at .../v1/chat/completions"
             )
             return _finished(TestResult(api_type=used, request=request), ApiError("request", message))
+        if self.config.server_timing:
+            request = with_request_fields(request)
         if request.get("model") is None:
             try:
                 request = {"model": self.resolve_model(), **{k: v for k, v in request.items() if k != "model"}}
             except ClientError as exc:
                 error = exc.error or ApiError("request", str(exc))
                 return _finished(TestResult(api_type=used, request=request), error)
-        reply, attempts = self._with_retries("POST", url, request, used if request.get("stream") is True else None)
+        trace, headers = trace_for_request(self.config.headers, self.config.traceparent)
+        reply, attempts = self._with_retries("POST", url, request, used if request.get("stream") is True else None,
+                                             headers)
         if reply.error is not None and reply.error.status == 404:  # name what was hit, and the other API
             other = resolve_url(url.rsplit(PATHS[used], 1)[0], "completions" if used == "chat" else "chat")[0]
             reply.error.message += (f" (POST {self._redact(url)}; check the endpoint's path, or whether this "
                                     f"server serves the other API, {self._redact(other)})")
-        return self._result(reply, attempts, used, request)
+        result = self._result(reply, attempts, used, request)
+        result.trace_id, result.span_id = trace or (None, None)
+        return result
 
     def complete(self, prompt: str, **params: Any) -> TestResult:
         return self._adhoc("completions", params, prompt=prompt)
@@ -146,6 +158,14 @@ class LLMClient:
         self.listed = entries
         return [entry["id"] for entry in entries]
 
+    def post_once(self, url: str, body: dict[str, Any], timeout: float) -> Reply:
+        """One POST beside the completions API (a tokenizer's), with the session's credentials, a total deadline
+        and no retry; the error, if any, has its secrets masked."""
+        reply = self._transport.attempt("POST", url, body, None, timeout)
+        if reply.error is not None:
+            reply.error = self._secrets.redact_error(reply.error)
+        return reply
+
     def check_reachable(self) -> None:
         """Raise EndpointUnreachable unless the server answers at all and accepts our credentials.
 
@@ -156,7 +176,7 @@ class LLMClient:
         if self.config.endpoint.split("://", 1)[0].lower() not in ("http", "https"):
             shown = self._redact(self.config.endpoint)
             raise EndpointUnreachable(f"The endpoint {shown} has no http:// or https:// in front: try "
-                                      f"--llmbench-endpoint http://{shown.split('://', 1)[-1]}")
+                                      f"setting endpoint http://{shown.split('://', 1)[-1]}")
         try:
             url = models_url(self.config.endpoint)
             target(url)  # a bad port only shows here; the messages below need the target
@@ -172,7 +192,7 @@ class LLMClient:
             if reply.error.status == 404 and not urlsplit(url).path.rstrip("/").endswith("/v1/models"):
                 base = self._redact(url.rsplit("/models", 1)[0])
                 raise EndpointUnreachable(f"GET {self._redact(url)} answered HTTP 404: an OpenAI-compatible API "
-                                          f"lives under /v1; try --llmbench-endpoint {base}/v1", reply.error)
+                                          f"lives under /v1; try setting endpoint {base}/v1", reply.error)
             return
         error = self._secrets.redact_error(reply.error)
         where = self._redact(url)
@@ -204,13 +224,14 @@ class LLMClient:
         return result
 
     def _with_retries(
-        self, method: str, url: str, body: dict[str, Any] | None, stream_api: str | None
+        self, method: str, url: str, body: dict[str, Any] | None, stream_api: str | None,
+        headers: dict[str, str] | None = None,
     ) -> tuple[Reply, list[Attempt]]:
         """Attempts until one succeeds or the policy says stop; every attempt is recorded."""
         attempts: list[Attempt] = []
         resent = False
         for retry_index in range(self._policy.retries + 1):
-            reply = self._transport.attempt(method, url, body, stream_api, self.config.timeout)
+            reply = self._transport.attempt(method, url, body, stream_api, self.config.timeout, headers)
             attempt = Attempt(number=retry_index + 1, status=reply.status, elapsed_s=reply.elapsed,
                               possibly_duplicated=resent)
             attempts.append(attempt)
@@ -238,7 +259,11 @@ class LLMClient:
         if outcome is not None:  # a broken stream keeps its partial text and timings
             result.response_text, result.finish_reason = outcome.text, outcome.finish_reason
             result.prompt_tokens, result.completion_tokens = outcome.prompt_tokens, outcome.completion_tokens
+            result.cached_tokens = outcome.cached_tokens
             result.ttft, result.itl, result.e2e_latency = outcome.ttft, outcome.itl, outcome.e2e_latency
+            result.ttfot, result.time_to_second_token = outcome.ttfot, outcome.time_to_second_token
+            result.reasoning_text, result.reasoning_tokens = streamed_reasoning(outcome.reasoning_parts,
+                                                                                outcome.reasoning_tokens)
             result.timing_degraded_reason = outcome.timing_degraded
             result.timing_degraded = outcome.timing_degraded is not None
             if error is None and (error := unfinished(outcome, asked_tokens(request))) is not None:
@@ -250,6 +275,7 @@ class LLMClient:
                 attempts[-1].error = clip(describe(error), 300)
         # Before a failed check quotes the answer: a model may repeat a key it was shown.
         result.response_text = self._secrets.mask(result.response_text)
+        result.reasoning_text = self._secrets.mask(result.reasoning_text)
         result.api_response = self._secrets.mask(result.api_response)
         if error is None:
             fill_token_counts(result, None if outcome is None else len(outcome.content_ns), asked_tokens(request),
@@ -258,6 +284,8 @@ class LLMClient:
                 result.tpot = tpot(result.ttft, result.e2e_latency, result.completion_tokens)
             else:  # not streamed: the whole answer arrived at once, so end to end is the latency itself
                 result.e2e_latency = result.execution_time
+            join_server_timing(result, result.api_response if outcome is None else outcome.server_reports,
+                               reply.headers)
         return _finished(result, error)
 
     def _redact(self, text: str) -> str:
@@ -267,11 +295,11 @@ class LLMClient:
 def auth_hint(error: ApiError, key_sent: bool) -> ApiError:
     """A 401/403 that says which mistake it is: no key sent, or the key sent refused, and how to set one."""
     if key_sent:
-        hint = ("the API key sent was refused: check LLMBENCH_API_KEY or OPENAI_API_KEY (or --llmbench-api-key, "
-                "--llmbench-header)")
+        hint = ("the API key sent was refused: check LLMBENCH_API_KEY or OPENAI_API_KEY (or setting api_key, "
+                "setting headers)")
     else:
         hint = ("no API key was sent and the server wants one: set LLMBENCH_API_KEY or OPENAI_API_KEY (or "
-                "--llmbench-api-key)")
+                "setting api_key)")
     if hint not in error.message:
         error.message = f"{error.message}; {hint}"
     return error

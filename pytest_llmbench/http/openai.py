@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..jsonbound import TooDeep, loads_bounded
 from ..result import ApiError, TestResult, estimate_tokens
 from .api_errors import bad_response, parse_error_body
+from .reasoning import from_message
 from .redact import NO_SECRETS, Secrets
 
 PATHS = {"chat": "/chat/completions", "completions": "/completions"}
@@ -102,8 +103,11 @@ def read_completion_body(result: TestResult, payload: bytes, secrets: Secrets = 
         return bad_response("choices[0] has no text", payload, secrets)
     usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
     result.api_response, result.response_text, result.finish_reason = data, text, choice.get("finish_reason")
+    if result.api_type == "chat" and isinstance(message_obj, dict):
+        from_message(result, message_obj, reasoning_tokens(usage))
     result.prompt_tokens = usage_count(usage.get("prompt_tokens"))
     result.completion_tokens = usage_count(usage.get("completion_tokens"))
+    result.cached_tokens = cached_count(usage)
     return None
 
 
@@ -165,6 +169,13 @@ def asked_tokens(request: Mapping[str, Any]) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
     return None
+
+
+def cached_count(usage: Mapping[str, Any]) -> int | None:
+    """The prompt tokens the server took from its prefix cache (``usage.prompt_tokens_details.cached_tokens``, as
+    OpenAI, vLLM and SGLang send it); None when it does not say."""
+    details = usage.get("prompt_tokens_details")
+    return usage_count(details.get("cached_tokens")) if isinstance(details, Mapping) else None
 
 
 def usage_count(value: Any) -> int | None:

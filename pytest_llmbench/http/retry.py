@@ -109,7 +109,7 @@ def decide(
         return RetryDecision(
             False,
             refusal=f"the server asked to wait {requested:g} s before retrying, more than the "
-            f"{policy.max_retry_wait:g} s allowed (--llmbench-max-retry-wait): not waiting",
+            f"{policy.max_retry_wait:g} s allowed (setting max_retry_wait): not waiting",
         )
     return RetryDecision(True, requested)
 

@@ -21,8 +21,10 @@ from ..jsonbound import loads_bounded
 from ..result import ApiError
 from .api_errors import BODY_READ_ERRORS, MESSAGE_LIMIT, size_text
 from .arrival import last_read
-from .openai import reasoning_tokens, usage_count
+from .openai import cached_count, reasoning_tokens, usage_count
+from .reasoning import reasoning_of
 from .redact import NO_SECRETS, Secrets
+from .server_timing import keep_reports
 from .timing import EventClock
 
 if TYPE_CHECKING:
@@ -135,6 +137,7 @@ class StreamOutcome:
     text: str = ""  # the answer; reasoning (thinking) text is timed but kept out of it
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens
     finish_reason: str | None = None
     chunk_count: int = 0  # JSON chunks parsed, [DONE] not counted
     content_ns: list[int] = field(default_factory=list)  # perf_counter_ns of each chunk adding text
@@ -144,6 +147,9 @@ class StreamOutcome:
     reasoning_tokens: int = 0  # counted in completion_tokens without their text being sent (usage details)
     error: ApiError | None = None
     timing_degraded: str | None = None  # why the text events' times cannot be vouched for (timing.py)
+    server_reports: dict[str, Any] = field(default_factory=dict)  # the server's timing objects (server_timing.py)
+    answer_ns: int | None = None  # the first chunk of answer text (reasoning.py)
+    reasoning_parts: list[str] = field(default_factory=list)  # the thinking, kept apart from the answer
 
     @property
     def first_content_ns(self) -> int | None:
@@ -154,6 +160,16 @@ class StreamOutcome:
         """Seconds from sending the request to the first chunk that carried text."""
         first = self.first_content_ns
         return None if first is None else (first - self.sent_ns) / 1e9
+
+    @property
+    def ttfot(self) -> float | None:
+        """Seconds to the first chunk of the answer itself (after any thinking)."""
+        return None if self.answer_ns is None else (self.answer_ns - self.sent_ns) / 1e9
+
+    @property
+    def time_to_second_token(self) -> float | None:
+        """Seconds between the first two generated chunks (AIPerf's TTST): a slow first decode step shows here."""
+        return (self.content_ns[1] - self.content_ns[0]) / 1e9 if len(self.content_ns) > 1 else None
 
     @property
     def itl(self) -> list[float]:
@@ -252,7 +268,7 @@ class StreamReader:
             return
         self._clock.parsed(self._parser.pending)
         if over and not self.finished:
-            message = f"response exceeded {size_text(self._max_bytes or 0)} (--llmbench-max-response-bytes)"
+            message = f"response exceeded {size_text(self._max_bytes or 0)} (setting max_response_bytes)"
             outcome.error = outcome.failure("too_large", message)
 
     def fail(self, kind: str, message: str) -> None:
@@ -307,12 +323,15 @@ def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, a
         outcome.error = _server_error(outcome, chunk, payload, secrets)
         return
     outcome.chunk_count += 1
+    keep_reports(chunk, outcome.server_reports)
     usage = chunk.get("usage")
     if isinstance(usage, dict):
         prompt, completion = usage_count(usage.get("prompt_tokens")), usage_count(usage.get("completion_tokens"))
         outcome.prompt_tokens = outcome.prompt_tokens if prompt is None else prompt
         outcome.completion_tokens = outcome.completion_tokens if completion is None else completion
         outcome.reasoning_tokens = reasoning_tokens(usage) or outcome.reasoning_tokens
+        cached = cached_count(usage)
+        outcome.cached_tokens = outcome.cached_tokens if cached is None else cached
     choice = _first_choice(chunk)
     if choice is None:
         return
@@ -321,15 +340,20 @@ def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, a
         delta = choice.get("delta")
         delta = delta if isinstance(delta, dict) else {}
         text = _text(delta.get("content"))
-        reasoning = _text(delta.get("reasoning_content")) or _text(delta.get("reasoning"))
-        outcome.tool_calls = outcome.tool_calls or bool(delta.get("tool_calls") or delta.get("function_call"))
+        reasoning = reasoning_of(delta)
+        tool = bool(delta.get("tool_calls") or delta.get("function_call"))
+        outcome.tool_calls = outcome.tool_calls or tool
     else:
         text = _text(choice.get("text"))
-        reasoning = ""
-    # Reasoning tokens are generated tokens too: they count for TTFT and ITL like answer text does.
-    if text or reasoning:
+        reasoning, tool = "", False
+    # Reasoning and tool-call fragments are generated tokens too: they count for TTFT and ITL like answer text.
+    if text or reasoning or tool:
         answer.append(text)
         outcome.content_ns.append(now)
+        if reasoning:
+            outcome.reasoning_parts.append(reasoning)
+        if text and outcome.answer_ns is None:
+            outcome.answer_ns = now
 
 
 def unfinished(outcome: StreamOutcome, asked: int | None) -> ApiError | None:

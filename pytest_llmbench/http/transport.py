@@ -43,7 +43,7 @@ from .sse import READ_SIZE, StreamOutcome, read_stream
 # Failures before anything went on the wire that no retry can fix: a bad URL, a body that is no JSON.
 _UNSENDABLE = (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema, requests.exceptions.InvalidSchema,
                requests.exceptions.InvalidHeader, requests.exceptions.InvalidJSONError)
-_TIMEOUT_OPTION = "--llmbench-timeout"
+_TIMEOUT_OPTION = "setting timeout"
 CONNECT_TIMEOUT = 10.0  # seconds to open a connection: an address that never answers fails fast and is retried
 MAX_RESPONSE_BYTES = 32 * 2**20  # decoded bytes of one answer, streamed or not
 
@@ -81,19 +81,21 @@ class Transport:
         else:
             self._environment = _environment_settings(self._session, endpoint, verify)
 
-    def attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float) -> Reply:
-        """One try; ``stream_api`` ("chat" or "completions") asks for a streamed answer to be read as SSE."""
+    def attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float,
+                headers: Mapping[str, str] | None = None) -> Reply:
+        """One try; ``stream_api`` ("chat" or "completions") asks for a streamed answer to be read as SSE;
+        ``headers`` go with this request alone (its traceparent), beside the session's."""
         deadline = time.monotonic() + timeout
         arrival.forget()
         sent_ns = time.perf_counter_ns()
         with WATCHDOG.watching(deadline) as watch:
-            return self._attempt(method, url, body, stream_api, timeout, sent_ns, watch)
+            return self._attempt(method, url, body, stream_api, timeout, sent_ns, watch, headers)
 
     def close(self) -> None:
         self._session.close()
 
     def _attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float, sent_ns: int,
-                 watch: Watch) -> Reply:
+                 watch: Watch, headers: Mapping[str, str] | None = None) -> Reply:
         def reply(**fields: Any) -> Reply:
             return Reply(elapsed=(time.perf_counter_ns() - sent_ns) / 1e9, **fields)
 
@@ -101,10 +103,10 @@ class Transport:
             return watch.expired or time.monotonic() >= watch.deadline
 
         try:
-            response = self._send(method, url, body, timeout)
+            response = self._send(method, url, body, timeout, headers)
         except requests.ConnectTimeout as exc:  # before the deadline check: the request never reached the server
             failure = network_error(exc, target(url))
-            failure.message += f" within {min(self.connect_timeout, timeout):g} s (--llmbench-connect-timeout)"
+            failure.message += f" within {min(self.connect_timeout, timeout):g} s (setting connect_timeout)"
             return reply(error=failure)
         except _UNSENDABLE as exc:
             return reply(error=ApiError("request", f"the request could not be sent: {exc}"))
@@ -138,7 +140,7 @@ class Transport:
             except BODY_READ_ERRORS as exc:
                 payload, error = b"", broken_body(exc, status)
             if status < 300 and len(payload) > self.max_response_bytes:  # the rest is never read nor inflated
-                message = f"response exceeded {size_text(self.max_response_bytes)} (--llmbench-max-response-bytes)"
+                message = f"response exceeded {size_text(self.max_response_bytes)} (setting max_response_bytes)"
                 error = ApiError("too_large", message, status, body_excerpt=self.secrets.clip(
                     payload[:4096].decode("utf-8", "replace"), 500))
             if late():  # also when the body looks whole: one without a length ends when the watchdog closes it
@@ -148,7 +150,8 @@ class Transport:
         error = http_error(status, payload, self.secrets) if status >= 300 else None
         return reply(status=status, headers=headers, payload=payload, error=error)
 
-    def _send(self, method: str, url: str, body: Any, timeout: float) -> requests.Response:
+    def _send(self, method: str, url: str, body: Any, timeout: float,
+              headers: Mapping[str, str] | None = None) -> requests.Response:
         """What ``Session.request`` does, less its per-request merging of the session's settings into empty ones
         (params, auth, a copy of the cookie jar, proxies again), which costs more than a fast local server's answer.
 
@@ -157,8 +160,8 @@ class Transport:
         """
         session = self._session
         prepared = requests.PreparedRequest()
-        prepared.prepare(method=method, url=url, headers=session.headers, json=body, cookies=session.cookies,
-                         hooks=session.hooks)
+        prepared.prepare(method=method, url=url, headers={**session.headers, **headers} if headers else session.headers,
+                         json=body, cookies=session.cookies, hooks=session.hooks)
         return session.send(prepared, stream=True, allow_redirects=False, cert=None,
                             timeout=(min(self.connect_timeout, timeout), timeout), **self._environment)
 

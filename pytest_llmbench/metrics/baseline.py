@@ -12,23 +12,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..batch import Batch
 from ..exceptions import BatchFileError
 from .batch_file import read_batch
+from .samples import RULE, count_key, short_of
 from .slo import RUN_NAMES, summary_key
-from .stats import finite_number, format_value, summary_keys
+from .stats import POOLED, finite_number, format_value, summary_keys
 
-# What the terminal table shows when no metric is named: the figures people watch between runs.
+# What the terminal table shows when no metric is named: the figures people watch between runs (each metric's
+# are declared in result.METRICS).
 DEFAULT_METRICS = (
     "success_rate",
     "goodput",
-    "mean_latency_ms",
-    "p50_latency_ms",
-    "p99_latency_ms",
-    "mean_ttft_ms",
-    "p99_ttft_ms",
-    "mean_tpot_ms",
-    "mean_itl_ms",
-    "mean_tokens_per_second",
+    *(metric.summary_key(stat) for metric in POOLED for stat in metric.baseline),
     "request_throughput",
     "output_throughput",
 )
@@ -40,6 +36,13 @@ class Delta:
     baseline: float | None
     current: float | None
     change_pct: float | None  # None when either side is missing or the baseline is 0
+    baseline_count: int | None = None  # the samples a percentile rests on, each side (None: no percentile)
+    current_count: int | None = None
+
+    def short(self) -> str | None:
+        """Why either side's percentile cannot be vouched for (metrics/samples.py), naming the side."""
+        now, before = short_of(self.name, self.current_count), short_of(self.name, self.baseline_count)
+        return now or (before and f"{before} in the baseline")
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Threshold:
         return f"limit {self.pct:+g}%"
 
 
-def load_baseline(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_baseline(path: str | os.PathLike[str]) -> Batch:
     """The whole batch document, checked (batch_file.py); its "aggregate" object is what compare() takes.
     Raises BatchFileError (a ValueError) naming the file and its first problem."""
     try:
@@ -71,7 +74,9 @@ def compare(
         change = None
         if baseline and current is not None:
             change = (current - baseline) / abs(baseline) * 100.0
-        deltas.append(Delta(name, baseline, current, change))
+        counted = count_key(name)
+        deltas.append(Delta(name, baseline, current, change, *(
+            (baseline_aggregate.get(counted), current_aggregate.get(counted)) if counted else ())))
     return deltas
 
 
@@ -139,13 +144,16 @@ def _regression(delta: Delta, threshold: Threshold) -> str | None:
 
 
 def format_table(deltas: Sequence[Delta]) -> list[str]:
+    """Each figure before and now, and the change; "-" for a percentile on too few samples (metrics/samples.py)."""
     rows = [("metric", "baseline", "now", "change")]
     for delta in deltas:
-        change = "n/a" if delta.change_pct is None else f"{delta.change_pct:+.1f}%"
-        rows.append((delta.name, format_value(delta.name, delta.baseline), format_value(delta.name, delta.current),
-                     change))
+        before = "-" if short_of(delta.name, delta.baseline_count) else format_value(delta.name, delta.baseline)
+        now = "-" if short_of(delta.name, delta.current_count) else format_value(delta.name, delta.current)
+        change = "n/a" if delta.change_pct is None or delta.short() else f"{delta.change_pct:+.1f}%"
+        rows.append((delta.name, before, now, change))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return [
+    lines = [
         f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}"
         for row in rows
     ]
+    return lines + ([f"  -: {RULE}"] if any(delta.short() for delta in deltas) else [])

@@ -5,17 +5,21 @@ non-streamed run with a five-test streamed one without saying so.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .stats import StatsAccumulator, finite_number
+from ..batch import Batch, Row, row_value
+from ..result import METRICS
+from .stats import StatsAccumulator, finite_number, metric_key
 
 # Figures of the whole run's span: over a subset of its tests they mean nothing, so they stay the runs' own.
 _RUN_WIDE = ("request_throughput", "output_throughput", "duration_s", "wall_time_s")
 SHOWN_REGRESSIONS = 5
 
 
-def _key(row: dict[str, Any]) -> tuple[str, str]:
+def _key(row: Row) -> tuple[str, str]:
     return str(row.get("test_id")), str(row.get("model") or "")
 
 
@@ -52,7 +56,7 @@ class Pairing:
         return sorted(rising, key=lambda d: d.change_pct or 0.0, reverse=True)[:n]
 
 
-def pair(baseline: dict[str, Any], rows: list[dict[str, Any]], run: dict[str, Any]) -> Pairing:
+def pair(baseline: Batch, rows: list[Row], run: Mapping[str, Any]) -> Pairing:
     """Pair the baseline batch with this run's rows and run record."""
     before = {_key(row): row for row in baseline.get("tests") or []}
     now = {_key(row): row for row in rows}
@@ -63,7 +67,7 @@ def pair(baseline: dict[str, Any], rows: list[dict[str, Any]], run: dict[str, An
         pairing.warnings.append(
             f"the test sets differ: {pairing.shared} tests in both, {pairing.only_baseline} only in the baseline, "
             f"{pairing.only_now} only in this run; figures are compared on the {pairing.shared} shared tests")
-    old_run = baseline.get("run") or {}
+    old_run: Mapping[str, Any] = baseline.get("run") or {}
     for what, old, new in (("models", sorted(old_run.get("models") or []), sorted(run.get("models") or [])),
                            ("streaming", _option(old_run, "stream"), _option(run, "stream")),
                            ("concurrency", _option(old_run, "concurrency"), _option(run, "concurrency")),
@@ -77,20 +81,43 @@ def pair(baseline: dict[str, Any], rows: list[dict[str, Any]], run: dict[str, An
     return pairing
 
 
-def shared_aggregate(rows: list[dict[str, Any]], keys: set[tuple[str, str]], whole: dict[str, Any]) -> dict[str, Any]:
+def shared_aggregate(rows: list[Row], keys: set[tuple[str, str]], whole: Mapping[str, Any]) -> dict[str, Any]:
     """The run's figures over the shared tests only; run-wide throughputs stay those of the whole run."""
     accumulator = StatsAccumulator()
-    for row in rows:
-        if _key(row) in keys:
-            accumulator.add(row)
+    shared = [row for row in rows if _key(row) in keys]
+    for row in shared:
+        accumulator.add(row)
     figures = accumulator.summary(whole.get("duration_s") or 0.0)
     figures.update({name: whole.get(name) for name in _RUN_WIDE})
+    figures["passed_tests"] = sum(bool(row.get("passed")) for row in shared)
+    figures.update(_chunk_means([row for row in shared if row.get("success")]))
     return figures
 
 
-def shared_keys(baseline: dict[str, Any], rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
-    return {_key(row) for row in baseline.get("tests") or []} & {_key(row) for row in rows}
+def _chunk_means(rows: list[Row]) -> dict[str, Any]:
+    """A per-chunk metric's (ITL's) means from the rows, which keep each request's mean and count of gaps but not
+    the gaps: the pooled mean is exact, its percentiles cannot be had and stay None."""
+    figures: dict[str, Any] = {}
+    for metric in (m for m in METRICS if m.per_chunk):
+        mean_of, count_of = metric.row_field, f"{metric.field}_count"
+        pairs = [(row_value(row, mean_of), row_value(row, count_of)) for row in rows
+                 if finite_number(row_value(row, mean_of)) is not None and row_value(row, count_of)]
+        if pairs:
+            count = sum(n for _, n in pairs)
+            figures[f"count_{metric.key}"] = count
+            figures[metric_key("mean", metric.key)] = math.fsum(mean * n for mean, n in pairs) / count * 1000.0
+            figures[f"mean_{metric.key}_per_request_ms"] = math.fsum(mean for mean, _ in pairs) / len(pairs) * 1000.0
+    return figures
 
 
-def _option(run: dict[str, Any], name: str) -> Any:
+def shared_keys(baseline: Batch, rows: list[Row]) -> set[tuple[str, str]]:
+    return keys_of(baseline.get("tests") or []) & keys_of(rows)
+
+
+def keys_of(rows: list[Row]) -> set[tuple[str, str]]:
+    """The tests of a run as comparisons pair them: by test id and model."""
+    return {_key(row) for row in rows if isinstance(row, dict)}
+
+
+def _option(run: Mapping[str, Any], name: str) -> Any:
     return (run.get("options") or {}).get(name)

@@ -3,16 +3,18 @@ files given to ``llmbench-report`` — read once and checked at the boundary, be
 
 The check is a small JSON Schema of what the comparison and the report read, with strict numbers (no NaN, no
 400-digit integers) and bounded size and depth, so that a malformed file is one clear error naming the file and
-its first problem, never a traceback at the end of a run that costs the run its own batch. (The typed batch and
-its full schema are the structure round's; until they land this schema stays small and local to the loader.)
+its first problem, never a traceback at the end of a run that costs the run its own batch. The schema is the shipped
+one of ``batch.py`` without its required keys (files of older versions lack later keys).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from ..batch import Batch, reading_schema
 from ..exceptions import BatchFileError
 from ..jsonbound import loads_strict
 
@@ -20,50 +22,10 @@ MAX_BATCH_BYTES = 512 * 2**20  # a batch of a million tests is ~500 MB
 MAX_DEPTH = 32  # the deepest a batch nests is ~6
 MAX_INT_DIGITS = 18  # token counts and sizes fit in 64 bits; anything longer is no figure
 
-_NUMBER = {"type": ["number", "null"]}
-_TEXT = {"type": ["string", "null"]}
-_FLAG = {"type": ["boolean", "null"]}
-_FIGURES = {"type": "object", "additionalProperties": {"type": ["number", "null", "boolean"]}}
-_TEXTS = {"type": ["array", "null"], "items": {"type": ["string", "null"]}}
-_ROW = {
-    "type": "object",
-    "properties": {
-        **dict.fromkeys(("test_id", "test_name", "category", "model", "error_message", "completion_file",
-                         "file_stem", "host", "worker", "level"), _TEXT),
-        **dict.fromkeys(("execution_time", "ttft", "tpot", "e2e_latency", "tokens_per_second", "prompt_tokens",
-                         "completion_tokens", "start_s", "itl_mean", "schedule_lag", "reasoning_score", "attempts"),
-                        _NUMBER),
-        **dict.fromkeys(("success", "passed", "evaluation_passed", "slo_passed", "llm_client", "tokens_estimated"),
-                        _FLAG),
-        "failure": {"type": ["object", "null"], "properties": {
-            "checks": _TEXTS, "slo_misses": _TEXTS, "answer_excerpt": _TEXT, "kind": _TEXT, "message": _TEXT}},
-    },
-}
-BATCH_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "schema_version": {"type": ["integer", "null"]},
-        "partial": _FLAG,
-        "partial_reason": _TEXT,
-        "run": {"type": ["object", "null"], "properties": {
-            "models": _TEXTS, "workers": _NUMBER, "options": {"type": ["object", "null"]},
-            "hostname": _TEXT, "endpoint": _TEXT, "start_time": _TEXT, "end_time": _TEXT}},
-        "aggregate": _FIGURES,
-        "categories": {"type": ["object", "null"], "additionalProperties": _FIGURES},
-        "models": {"type": ["object", "null"], "additionalProperties": _FIGURES},
-        "tests": {"type": "array", "items": _ROW},
-        "slowest": {"type": ["array", "null"], "items": {"type": "object"}},
-        "lost_tests": {"type": ["array", "null"]},
-        "alerts": {"type": ["array", "null"]},
-        "distributions": {"type": ["object", "null"], "additionalProperties": {"type": ["array", "null"]}},
-        **{name: {"type": ["object", "null"]} for name in ("hardware", "load", "timeline", "sweep", "server",
-                                                            "gates")},
-    },
-}
 _WHAT = {"aggregate": 'no "aggregate" object', "tests": 'no "tests" list'}
 
 
-def read_batch(path: Path, required: tuple[str, ...] = ("aggregate",)) -> dict[str, Any]:
+def read_batch(path: Path, required: tuple[str, ...] = ("aggregate",)) -> Batch:
     """The batch document of ``path`` with the sections ``required``; raises BatchFileError."""
     data = _parse(path, _read(path))
     if not isinstance(data, dict):
@@ -74,7 +36,7 @@ def read_batch(path: Path, required: tuple[str, ...] = ("aggregate",)) -> dict[s
     problem = _first_problem(data)
     if problem is not None:
         raise BatchFileError(f"{path}: not an llmbench batch file: {problem}")
-    return data
+    return cast(Batch, data)  # of any version: readers use .get for what older ones lack
 
 
 def _read(path: Path) -> str:
@@ -108,14 +70,20 @@ def _first_problem(data: dict[str, Any]) -> str | None:
     """The first place the document breaks the schema (in document order), as ``tests[3].success: ...``."""
     import jsonschema  # imported here: a run without a baseline never pays for it
 
-    errors = sorted(jsonschema.Draft202012Validator(BATCH_SCHEMA).iter_errors(data),
+    errors = sorted(jsonschema.Draft202012Validator(_schema()).iter_errors(data),
                     key=lambda error: [str(part) for part in error.absolute_path])
     if not errors:
         return None
     error = errors[0]
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
     shown = json.dumps(error.instance)[:80]
-    return f"{where.lstrip('.') or 'the document'}: {shown} is not {_types(error.validator_value)}"
+    wanted = _types(error.validator_value) if error.validator == "type" else f"valid ({error.message[:120]})"
+    return f"{where.lstrip('.') or 'the document'}: {shown} is not {wanted}"
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    return reading_schema()
 
 
 def _types(expected: Any) -> str:

@@ -13,7 +13,7 @@ import heapq
 import itertools
 import re
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ _WORD = re.compile(r"\S+\s*|\s+")
 Key = tuple[str, str]
 
 
-def key_of(row: dict[str, Any]) -> Key:
+def key_of(row: Mapping[str, Any]) -> Key:
     """A test's identity across runs, as ``--llmbench-compare`` pairs them: test id and model."""
     return str(row.get("test_id")), str(row.get("model") or "")
 
@@ -89,7 +89,7 @@ class BaselineAnswers:
     keeps the word-level diffs of the most changed."""
 
     answers: dict[Key, str]
-    rows: dict[Key, dict[str, Any]] = field(default_factory=dict)
+    rows: Mapping[Key, Mapping[str, Any]] = field(default_factory=dict)
     sampling: dict[Key, dict[str, Any]] = field(default_factory=dict)
     source: str = ""
 
@@ -99,7 +99,7 @@ class BaselineAnswers:
         self._order = itertools.count()
         self.sampling_notes: dict[str, int] = {}
 
-    def compare(self, row: dict[str, Any], answer: str, sampling: dict[str, Any]) -> dict[str, Any] | None:
+    def compare(self, row: Mapping[str, Any], answer: str, sampling: dict[str, Any]) -> dict[str, Any] | None:
         """The row's ``answer_drift`` (None when the baseline has no answer for this test)."""
         key = key_of(row)
         before = self.answers.get(key)
@@ -125,7 +125,7 @@ class BaselineAnswers:
             return
         self.sampling_notes[note] = self.sampling_notes.get(note, 0) + 1
 
-    def changes(self, rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    def changes(self, rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """The batch's ``answer_changes``: every test whose answer changed, most changed first, with its check
         outcomes before and after and, for the most changed, the word-level diff."""
         diffs = {key: word_diff(before, after) for _, _, key, before, after in self._diffs}
@@ -143,7 +143,7 @@ class BaselineAnswers:
         found.sort(key=lambda change: (change["similarity"], change["test_id"], change["model"]))
         return found
 
-    def summary(self, rows: list[dict[str, Any]], fail_below: float | None) -> dict[str, Any]:
+    def summary(self, rows: Iterable[Mapping[str, Any]], fail_below: float | None) -> dict[str, Any]:
         """The batch's ``drift``: counts per level, the gate, and the sampling warnings."""
         levels = [row["answer_drift"]["level"] for row in rows if isinstance(row.get("answer_drift"), dict)]
         similarities = [row["answer_drift"]["similarity"] for row in rows
@@ -155,7 +155,7 @@ class BaselineAnswers:
                 "sampling_warnings": [f"{count} tests {note}" for note, count in sorted(self.sampling_notes.items())]}
 
 
-def drift_failures(rows: Iterable[dict[str, Any]], fail_below: float) -> list[str]:
+def drift_failures(rows: Iterable[Mapping[str, Any]], fail_below: float) -> list[str]:
     """``--llmbench-drift-fail``: one message for the answers below the similarity, the worst named."""
     below = sorted((row["answer_drift"]["similarity"], key_of(row)) for row in rows
                    if isinstance(row.get("answer_drift"), dict) and row["answer_drift"]["similarity"] < fail_below)

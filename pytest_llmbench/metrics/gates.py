@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..batch import Batch, Comparison, Row, RunInfo
+from ..batch import Delta as DeltaEntry
+from ..batch import Gates as GatesSection
 from .baseline import (
     Delta,
     Threshold,
@@ -21,7 +24,8 @@ from .baseline import (
 )
 from .baseline_tests import Pairing, pair, shared_aggregate, shared_keys
 from .drift import drift_failures
-from .slo import RunSlo, SloMiss, check_run_slos, parse_run_slos
+from .samples import FEW_SAMPLES, shortfall
+from .slo import RunSlo, SloMiss, check_run_slos, few_sample_warnings, parse_run_slos, samples_note
 from .stats import format_value
 
 
@@ -35,6 +39,8 @@ class GateResult:
     failed_gates: list[tuple[str, str]] = field(default_factory=list)  # (gate id, message), e.g. "slo[ttft_p99]"
     passed_gates: list[str] = field(default_factory=list)  # "run SLO ttft_p99 <= 500 ms: 312.0 ms"
     drift: list[str] = field(default_factory=list)  # --llmbench-drift-fail: answers below the similarity
+    baseline_note: str | None = None  # why no baseline was compared with although one was asked for
+    sample_warnings: list[str] = field(default_factory=list)  # gates judged on percentiles with too few samples
 
     @property
     def failed(self) -> bool:
@@ -43,21 +49,25 @@ class GateResult:
     def failures(self) -> list[str]:
         return [m.message for m in self.slo_misses] + self.regressions + self.drift
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> GatesSection:
         return {
             "passed": not self.failed,
             "failed": [{"gate": gate, "message": message} for gate, message in self.failed_gates],
             "passed_gates": self.passed_gates,
+            "baseline_note": self.baseline_note,
+            "few_samples": self.sample_warnings,
             "slo_misses": [m.to_dict() for m in self.slo_misses],
-            "comparison": None if self.baseline_path is None else {
-                "baseline": self.baseline_path,
-                "warnings": self.pairing.warnings if self.pairing else [],
-                "shared_tests": self.pairing.shared if self.pairing else None,
-                "per_test": [d.to_dict() for d in self.pairing.per_test] if self.pairing else [],
-                "deltas": [vars(d) for d in self.deltas],
-                "regressions": self.regressions,
-                "drift": self.drift,
-            },
+            "comparison": None if self.baseline_path is None else Comparison(
+                baseline=self.baseline_path,
+                warnings=self.pairing.warnings if self.pairing else [],
+                shared_tests=self.pairing.shared if self.pairing else None,
+                per_test=[d.to_dict() for d in self.pairing.per_test] if self.pairing else [],
+                deltas=[DeltaEntry(name=d.name, baseline=d.baseline, current=d.current, change_pct=d.change_pct,
+                                   baseline_count=d.baseline_count, current_count=d.current_count)
+                        for d in self.deltas],
+                regressions=self.regressions,
+                drift=self.drift,
+            ),
         }
 
     def table(self) -> list[str]:
@@ -68,41 +78,53 @@ class GateResult:
 class Gates:
     slos: list[RunSlo]
     thresholds: list[Threshold]
-    baseline: dict[str, Any] | None
+    baseline: Batch | None
     baseline_path: Path | None
     drift_fail: float | None = None  # fail when an answer's similarity to the baseline's falls below this
+    note: str | None = None  # why there is no baseline although one was asked for (a first run)
+    few_samples: str = "warn"  # a gate on a percentile with too few samples: "warn" (judge it) or "fail"
 
     @classmethod
     def parse(cls, slo: tuple[str, ...], compare_fail: tuple[str, ...], baseline_path: Path | None = None,
-              drift_fail: float | None = None) -> Gates:
-        """Raises ValueError naming the bad SLO, threshold or baseline file.
+              note: str | None = None, few_samples: str = "warn", drift_fail: float | None = None) -> Gates:
+        """Raises ValueError naming the bad SLO, threshold, baseline file or few-samples rule.
 
-        ``baseline_path`` is ``--llmbench-compare`` resolved to a batch file (a folder or ``latest`` names one).
+        ``baseline_path`` is ``--llmbench-compare`` resolved to a batch file (a folder or ``latest`` names one);
+        ``note`` says why there is none when one was asked for.
         """
-        if drift_fail is not None and baseline_path is None:
+        if drift_fail is not None and baseline_path is None and note is None:
             raise ValueError("--llmbench-drift-fail compares answers with a baseline: add --llmbench-compare RUN")
+        if few_samples not in FEW_SAMPLES:
+            raise ValueError(f"--llmbench-few-samples: expected {' or '.join(FEW_SAMPLES)}, got {few_samples!r}")
         baseline = load_baseline(baseline_path) if baseline_path else None
         return cls(slos=parse_run_slos(slo),
                    thresholds=[parse_threshold(spec) for spec in compare_fail],
-                   baseline=baseline, baseline_path=baseline_path, drift_fail=drift_fail)
+                   baseline=baseline, baseline_path=baseline_path, drift_fail=drift_fail, note=note,
+                   few_samples=few_samples)
 
     @property
     def active(self) -> bool:
-        return bool(self.slos or self.thresholds or self.baseline)
+        return bool(self.slos or self.thresholds or self.baseline or self.note)
 
-    def check(self, aggregate: dict[str, Any], rows: list[dict[str, Any]] | None = None,
-              run: dict[str, Any] | None = None) -> GateResult:
+    def check(self, aggregate: dict[str, Any], rows: list[Row] | None = None,
+              run: RunInfo | None = None) -> GateResult:
         """SLOs on this run's figures; the baseline on the tests both runs share (``rows``: this run's batch rows,
         ``run``: its run record), with a warning for each way the runs differ."""
         result = GateResult()
         for slo in self.slos:
-            misses = check_run_slos([slo], aggregate)
+            misses = check_run_slos([slo], aggregate, self.few_samples)
             if misses:
                 result.slo_misses += misses
                 result.failed_gates.append((f"slo[{slo.name}]", misses[0].message))
             else:
                 measured = format_value(slo.key, aggregate.get(slo.key))
-                result.passed_gates.append(f"run SLO {slo.text}: measured {measured}")
+                result.passed_gates.append(f"run SLO {slo.text}: measured {measured}"
+                                           + samples_note(shortfall(slo.key, aggregate)))
+        if self.few_samples == "warn":
+            result.sample_warnings += few_sample_warnings(self.slos, aggregate)
+        if self.baseline is None and self.note:
+            unchecked = "; the --llmbench-compare-fail limits were not checked" if self.thresholds else ""
+            result.baseline_note = self.note + unchecked
         if self.baseline is not None:
             result.baseline_path = str(self.baseline_path)
             before, now = self.baseline["aggregate"], aggregate
@@ -114,22 +136,34 @@ class Gates:
                     now = {**aggregate, **shared_aggregate(rows, keys, aggregate)}
             result.deltas = compare(before, now, metrics_to_compare(self.thresholds))
             for threshold in self.thresholds:
-                broken = check_regressions(result.deltas, [threshold])
-                if broken:
-                    result.regressions += broken
-                    result.failed_gates.append((f"compare[{threshold.metric}]", broken[0]))
-                else:
-                    delta = next(d for d in result.deltas if d.name == threshold.metric)
-                    change = "n/a" if delta.change_pct is None else f"{delta.change_pct:+.1f}%"
-                    result.passed_gates.append(f"{threshold.metric} {change} against the baseline, {threshold.text}")
+                self._check_threshold(threshold, result)
             if self.drift_fail is not None:
                 self._check_drift(result, rows or [])
         return result
 
-    def _check_drift(self, result: GateResult, rows: list[dict[str, Any]]) -> None:
+    def _check_drift(self, result: GateResult, rows: list[Row]) -> None:
         assert self.drift_fail is not None
         result.drift = drift_failures(rows, self.drift_fail)
         if result.drift:
             result.failed_gates.append(("drift[answers]", result.drift[0]))
         else:
             result.passed_gates.append(f"every compared answer's similarity to the baseline >= {self.drift_fail:g}")
+
+    def _check_threshold(self, threshold: Threshold, result: GateResult) -> None:
+        """One ``--llmbench-compare-fail`` limit; a percentile on too few samples, either side, is judged with a
+        warning, or under ``--llmbench-few-samples fail`` fails unjudged (metrics/samples.py)."""
+        delta = next(d for d in result.deltas if d.name == threshold.metric)
+        short = delta.short()
+        if short and self.few_samples == "fail":
+            broken = [f"{threshold.metric} not judged against the baseline: {short} (--llmbench-few-samples fail)"]
+        else:
+            broken = [message + samples_note(short) for message in check_regressions(result.deltas, [threshold])]
+            if short:
+                result.sample_warnings.append(f"--llmbench-compare-fail {threshold.metric} was judged on {short}")
+        if broken:
+            result.regressions += broken
+            result.failed_gates.append((f"compare[{threshold.metric}]", broken[0]))
+        else:
+            change = "n/a" if delta.change_pct is None else f"{delta.change_pct:+.1f}%"
+            result.passed_gates.append(f"{threshold.metric} {change} against the baseline, {threshold.text}"
+                                       + samples_note(short))

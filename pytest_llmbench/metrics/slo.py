@@ -6,24 +6,22 @@ it: a gate that passes because nothing was checked would hide exactly what it is
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..batch import SloMissEntry
+from ..result import METRICS, Metric
+from .samples import shortfall
 from .server.section import SLO_KEYS as SERVER_SLO_KEYS
-from .stats import (
-    RATE_METRIC,
-    TIME_METRICS,
-    finite_number,
-    format_value,
-    metric_key,
-    unit_of,
-)
+from .stats import POOLED, finite_number, format_value, metric_of, unit_of
 
 STREAM_HINT = 'measured only on streamed responses: run with --llmbench-stream or set "stream": true on the test'
+# Why a streamed answer has no TTFT or TPOT: streaming is on, so the hint above would send the reader the wrong way.
+STREAMED_BUT_EMPTY = {"ttft": "the stream carried no content: an empty answer has no first token",
+                      "tpot": "the stream carried fewer than two tokens: there is no time between tokens"}
 
 
 @dataclass(frozen=True)
@@ -33,13 +31,13 @@ class SloMiss:
     measured: float | None  # None when the metric was not measured
     message: str
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def to_dict(self) -> SloMissEntry:
+        return SloMissEntry(metric=self.metric, limit=self.limit, measured=self.measured, message=self.message)
 
 
 @dataclass(frozen=True)
 class _TestGate:
-    field: str  # the result's field, in seconds or tokens/s
+    field: str  # the result's field, in seconds or the metric's own unit
     metric: str
     scale: float  # result units -> the limit's units
     unit: str
@@ -47,14 +45,17 @@ class _TestGate:
     unmeasured: str  # why a value can be missing
 
 
-_TEST_GATES = {
-    "max_latency_s": _TestGate("execution_time", "latency", 1.0, "s", True, "the request has no timing"),
-    "max_ttft_s": _TestGate("ttft", "ttft", 1.0, "s", True, STREAM_HINT),
-    "max_tpot_ms": _TestGate("tpot", "tpot", 1000.0, "ms", True, STREAM_HINT),
-    "min_tokens_per_second": _TestGate(
-        RATE_METRIC, RATE_METRIC, 1.0, "tok/s", False, "the response reported no completion tokens"
-    ),
-}
+def _test_gate(metric: Metric, key: str) -> _TestGate:
+    """A per-test limit from the registry: a time in seconds (``max_ttft_s``) or ms (``max_tpot_ms``), any other
+    figure in the metric's own unit; a maximum when lower is better."""
+    scale, unit = 1.0, metric.unit
+    if metric.seconds:
+        scale, unit = (1000.0, "ms") if key.endswith("_ms") else (1.0, "s")
+    return _TestGate(metric.field, metric.key, scale, unit, metric.better == "lower",
+                     STREAM_HINT if metric.streamed else metric.unmeasured)
+
+
+_TEST_GATES = {metric.test_slo: _test_gate(metric, metric.test_slo) for metric in METRICS if metric.test_slo}
 TEST_SLO_KEYS = tuple(_TEST_GATES)
 
 
@@ -78,7 +79,8 @@ def check_test_slo(slo: dict[str, Any] | None, result: dict[str, Any]) -> list[S
         limit_text = f"{key} {limit:g} {gate.unit}"
         raw = result.get(gate.field)
         if raw is None:
-            message = f"{gate.metric} not measured, so {limit_text} could not be checked ({gate.unmeasured})"
+            why = STREAMED_BUT_EMPTY.get(gate.metric, gate.unmeasured) if result.get("stream") else gate.unmeasured
+            message = f"{gate.metric} not measured, so {limit_text} could not be checked ({why})"
             misses.append(SloMiss(gate.metric, limit, None, message))
             continue
         measured = raw * gate.scale
@@ -94,10 +96,9 @@ def check_test_slo(slo: dict[str, Any] | None, result: dict[str, Any]) -> list[S
 
 RUN_STATS = ("mean", "median", "p50", "p90", "p95", "p99", "p99.9", "max", "min")
 SCALAR_METRICS = ("success_rate", "goodput", "request_throughput", "output_throughput")
-RUN_METRICS = (*TIME_METRICS, RATE_METRIC, *SCALAR_METRICS)
+RUN_METRICS = (*(metric.key for metric in POOLED), *SCALAR_METRICS)
 _RUN_KEYS = {
-    **{f"{metric}_{stat}": metric_key(stat.replace(".", "_"), metric)
-       for metric in (*TIME_METRICS, RATE_METRIC) for stat in RUN_STATS},
+    **{f"{metric.key}_{stat}": metric.summary_key(stat.replace(".", "_")) for metric in POOLED for stat in RUN_STATS},
     **{metric: metric for metric in SCALAR_METRICS},
     **SERVER_SLO_KEYS,  # the servers' /metrics: kv_cache_usage_max=90%, preemptions_total=0
 }
@@ -150,13 +151,15 @@ def parse_run_slo(spec: str) -> RunSlo:
     match = _VALUE.fullmatch(value_text.lower())
     if not match:
         raise _invalid(spec, f"{value_text!r} is not a non-negative number with an optional unit")
-    upper = key.endswith("_ms") or key in SERVER_SLO_KEYS.values()
+    metric = metric_of(key)
+    upper = metric.better == "lower" if metric is not None else key in SERVER_SLO_KEYS.values()
     return RunSlo(name, key, "<=" if upper else ">=", _limit(spec, key, name, match))
 
 
 def _limit(spec: str, key: str, name: str, match: re.Match[str]) -> float:
     value, unit = float(match["number"]), match["unit"]
-    if key.endswith("_ms"):
+    metric = metric_of(key)
+    if metric.seconds if metric is not None else key.endswith("_ms"):
         if not unit and name != key:
             raise _invalid(spec, "a time needs a unit: ms or s")
         if unit not in ("", "ms", "s"):
@@ -179,18 +182,35 @@ def parse_run_slos(specs: Iterable[str]) -> list[RunSlo]:
     return [parse_run_slo(part) for spec in specs for part in spec.split(",") if part.strip()]
 
 
-def check_run_slos(slos: Iterable[RunSlo], summary: dict[str, Any]) -> list[SloMiss]:
+def check_run_slos(slos: Iterable[RunSlo], summary: dict[str, Any], few_samples: str = "warn") -> list[SloMiss]:
+    """The SLOs ``summary`` misses. A percentile on too few samples (metrics/samples.py) is judged and its message
+    says so, or with ``few_samples="fail"`` is a miss of its own, not judged."""
     misses = []
     for slo in slos:
         measured = finite_number(summary.get(slo.key))
-        if measured is None:
-            streamed = any(f"_{metric}_" in f"_{slo.key}_" for metric in ("ttft", "itl", "tpot", "e2el"))
-            why = STREAM_HINT if streamed else "no successful request or no wall time to measure it"
+        short = shortfall(slo.key, summary) if measured is not None else None
+        if short and few_samples == "fail":
+            message = f"run SLO {slo.text} not judged: {short} (--llmbench-few-samples fail)"
+        elif measured is None:
+            metric = metric_of(slo.key)
+            why = STREAM_HINT if metric is not None and metric.streamed else \
+                "no successful request or no wall time to measure it"
             why = _SERVER_HINT if slo.key in SERVER_SLO_KEYS.values() else why
             message = f"run SLO {slo.text} missed: not measured ({why})"
         elif (measured > slo.limit) if slo.op == "<=" else (measured < slo.limit):
-            message = f"run SLO {slo.text} missed: measured {format_value(slo.key, measured)}"
+            message = f"run SLO {slo.text} missed: measured {format_value(slo.key, measured)}" + samples_note(short)
         else:
             continue
         misses.append(SloMiss(slo.key, slo.limit, measured, message))
     return misses
+
+
+def few_sample_warnings(slos: Iterable[RunSlo], summary: dict[str, Any]) -> list[str]:
+    """One warning per SLO judged on a percentile that rests on too few samples."""
+    return [f"run SLO {slo.text} was judged on {short}" for slo in slos
+            if (short := shortfall(slo.key, summary)) and finite_number(summary.get(slo.key)) is not None]
+
+
+def samples_note(short: str | None) -> str:
+    """What a verdict on too few samples says after its figure: " (p99 of 8 samples, needs 100)"."""
+    return f" ({short})" if short else ""

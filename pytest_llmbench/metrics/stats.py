@@ -10,13 +10,15 @@ from __future__ import annotations
 import heapq
 import math
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..batch import SlowTest
 from ..result import METRICS, Metric
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
-TIME_METRICS = tuple(metric.key for metric in METRICS if metric.seconds)  # summarised in ms
+POOLED = tuple(metric for metric in METRICS if metric.pooled)  # what the statistics pool, in the registry's order
+BY_KEY = {metric.key: metric for metric in POOLED}
 RATE_METRIC = "tokens_per_second"
 # The statistic part of the vLLM-style keys: mean_ttft_ms, p99_9_ttft_ms, ...
 STATS = ("mean", "median", "std", "min", "max", "p50", "p90", "p95", "p99", "p99_9")
@@ -55,11 +57,32 @@ def describe_sorted(ordered: Sequence[float]) -> dict[str, Any]:
 
 def metric_key(stat: str, metric: str) -> str:
     """The vLLM-style summary key: ("p99_9", "ttft") -> "p99_9_ttft_ms"; tokens/s keys carry no unit."""
-    return f"{stat}_{metric}_ms" if metric in TIME_METRICS else f"{stat}_{metric}"
+    known = BY_KEY.get(metric)
+    return known.summary_key(stat) if known is not None else f"{stat}_{metric}"
 
 
 def _scale(metric: Metric) -> float:
     return 1000.0 if metric.seconds else 1.0
+
+
+def quantiles_key(metric: Metric) -> str:
+    """Where the batch's "distributions" keeps a per-chunk metric's quantiles: "itl_ms"."""
+    return f"{metric.key}_ms" if metric.seconds else metric.key
+
+
+def per_request_key(metric: Metric) -> str:
+    """A per-chunk metric's mean per request: "mean_itl_per_request_ms"."""
+    return f"mean_{metric.key}_per_request" + ("_ms" if metric.seconds else "")
+
+
+# Every summary key a pooled metric writes (but its count), to the metric: its unit and which way is better.
+_KEY_METRIC = {key: metric for metric in POOLED for key in (
+    *(metric.summary_key(stat) for stat in STATS), *([per_request_key(metric)] if metric.per_chunk else []))}
+
+
+def metric_of(key: str) -> Metric | None:
+    """The registry's metric whose statistic a summary key is ("p99_ttft_ms" -> ttft); None for other keys."""
+    return _KEY_METRIC.get(key)
 
 
 def _metric_fields(metric: Metric, desc: dict[str, Any]) -> dict[str, float | None]:
@@ -153,15 +176,15 @@ class _Pool:
         self.reasoning = _Mean()
         # A per-chunk metric (ITL) pools one value per streamed chunk: the bulk of the memory, so only the run
         # keeps those values; every pool keeps their mean per request.
-        self.series = {m.key: _Series() for m in METRICS if pool_chunks or not m.per_chunk}
-        self.per_request = {m.key: _Mean() for m in METRICS if m.per_chunk}
+        self.series = {m.key: _Series() for m in POOLED if pool_chunks or not m.per_chunk}
+        self.per_request = {m.key: _Mean() for m in POOLED if m.per_chunk}
         # What add() feeds, looked up once: it runs for every result, in three pools. A timing_degraded result
         # feeds none of the metrics that rest on its tokens' arrival times.
-        self._plain = [(m.field, self.series[m.key], m.arrival_timed) for m in METRICS if not m.per_chunk]
+        self._plain = [(m.field, self.series[m.key], m.arrival_timed) for m in POOLED if not m.per_chunk]
         self._chunked = [(m.field, self.per_request[m.key], self.series.get(m.key), m.arrival_timed)
-                         for m in METRICS if m.per_chunk]
+                         for m in POOLED if m.per_chunk]
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: Mapping[str, Any]) -> None:
         self.total += 1
         if row.get("tokens_estimated"):
             self.estimated += 1
@@ -211,12 +234,12 @@ class _Pool:
             "mean_reasoning_score": self.reasoning.value,
             "evaluation_pass_rate": _ratio(self.evaluations_passed, self.evaluated),
         }
-        for metric in METRICS:
+        for metric in POOLED:
             if metric.key in self.series:
                 out.update(_metric_fields(metric, self.series[metric.key].describe()))
             if metric.per_chunk:
                 mean = self.per_request[metric.key].value
-                out[f"mean_{metric.key}_per_request_ms"] = None if mean is None else mean * _scale(metric)
+                out[per_request_key(metric)] = None if mean is None else mean * _scale(metric)
         return out
 
 
@@ -232,10 +255,10 @@ class StatsAccumulator:
         self._categories: dict[str, _Pool] = {}
         self._models: dict[str, _Pool] = {}
         self._slowest_kept = slowest_kept
-        self._slowest: list[tuple[float, int, str, str, bool]] = []  # a min-heap of the slowest seen
+        self._slowest: list[tuple[float, int, str, str, str, bool]] = []  # a min-heap of the slowest seen
         self._seen = 0
 
-    def add(self, row: dict[str, Any]) -> None:
+    def add(self, row: Mapping[str, Any]) -> None:
         self._run.add(row)
         for groups, name in ((self._categories, row.get("category")), (self._models, row.get("model"))):
             name = name or NO_GROUP
@@ -248,7 +271,9 @@ class StatsAccumulator:
         # fast it failed, not how slow the server is.
         if row.get("success") and seconds is not None and seconds > 0 and self._slowest_kept > 0:
             # -seen: among equal times the earlier test stays
-            entry = (seconds, -self._seen, row.get("test_id", ""), row.get("test_name", ""), bool(row.get("success")))
+            test_id = row.get("test_id", "")
+            entry = (seconds, -self._seen, test_id, row.get("label") or test_id, row.get("test_name", ""),
+                     bool(row.get("success")))
             if len(self._slowest) < self._slowest_kept:
                 heapq.heappush(self._slowest, entry)
             else:
@@ -271,20 +296,20 @@ class StatsAccumulator:
         return {name: pool.fields() for name, pool in sorted(self._models.items())}
 
     def quantiles(self, metric: str = "itl", points: int = 201) -> list[float]:
-        """Evenly spaced quantiles (p0 to p100) of a pooled metric, in ms: the shape of a distribution whose
-        values are too many to keep in a file (one ITL gap per streamed chunk), for histograms and CDFs."""
+        """Evenly spaced quantiles (p0 to p100) of a pooled metric, times in ms: the shape of a distribution
+        whose values are too many to keep in a file (one ITL gap per streamed chunk), for histograms and CDFs."""
         series = self._run.series.get(metric)
         if series is None or not series.values:
             return []
         series.describe()  # sorts the values in place, once
-        ordered = series.values
-        return [round(percentile(ordered, 100.0 * i / (points - 1)) * 1000.0, 4) for i in range(points)]
+        ordered, scale = series.values, _scale(BY_KEY[metric])
+        return [round(percentile(ordered, 100.0 * i / (points - 1)) * scale, 4) for i in range(points)]
 
-    def slowest(self, n: int = 5) -> list[dict[str, Any]]:
-        """The n slowest tests, slowest first (at most slowest_kept of them, timed failures included)."""
+    def slowest(self, n: int = 5) -> list[SlowTest]:
+        """The n slowest tests, slowest first (at most slowest_kept of them), each named by its row's label."""
         return [
-            {"test_id": test_id, "test_name": name, "execution_time": time, "success": success}
-            for time, _, test_id, name, success in heapq.nlargest(n, self._slowest)
+            {"test_id": test_id, "label": label, "test_name": name, "execution_time": time, "success": success}
+            for time, _, test_id, label, name, success in heapq.nlargest(n, self._slowest)
         ]
 
 
@@ -294,6 +319,10 @@ def summary_keys() -> frozenset[str]:
 
 
 def unit_of(key: str) -> str:
+    """The unit of a summary key: the registry's for a metric's statistics, else what the key's name says."""
+    metric = metric_of(key)
+    if metric is not None:
+        return metric.unit
     if key.endswith("_ms"):
         return "ms"
     if key in SHARE_KEYS or key.endswith("_share"):
@@ -320,11 +349,3 @@ def format_value(key: str, value: Any, unit: bool = True) -> str:
     text = f"{value:.{digits}f}"
     return f"{text} {symbol}" if unit and symbol else text
 
-
-def enough_values(stat: str, count: int) -> bool:
-    """Whether a percentile rests on enough values to mean something: pQ needs 100 / (100 - Q) of them (p99 one
-    in a hundred, p99.9 a thousand); with fewer it is only an interpolation between the largest ones."""
-    if not stat.startswith("p"):
-        return count > 0
-    q = float(stat[1:].replace("_", "."))
-    return count * (100.0 - q) >= 100.0 - 1e-6 if q < 100 else count > 0

@@ -8,8 +8,10 @@ first send; ``in_flight`` the time-weighted mean over the bucket).
 
 from __future__ import annotations
 
+import bisect
 import math
 from array import array
+from collections.abc import Iterable
 from typing import Any
 
 
@@ -67,3 +69,29 @@ class Timeline:
     @staticmethod
     def _index(offset: float, width: float, count: int) -> int:
         return min(count - 1, max(0, int(offset // width)))
+
+
+def _merged(spans: Iterable[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The union of intervals as disjoint intervals, in order."""
+    out: list[tuple[float, float]] = []
+    for low, high in sorted(spans):
+        if out and low <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], high))
+        elif high > low:
+            out.append((low, high))
+    return out
+
+
+def uncovered(spans: Iterable[tuple[float, float]], cover: Iterable[tuple[float, float]]) -> float:
+    """Seconds inside ``spans`` (overlaps counted once) that no interval of ``cover`` overlaps: the time an LLM
+    judge graded while no request was in flight, which belongs to no request and so not to the run's span."""
+    covered = _merged(cover)
+    ends = [high for _, high in covered]
+    total = 0.0
+    for low, high in _merged(spans):
+        total += high - low
+        for c_low, c_high in covered[bisect.bisect_right(ends, low):]:
+            if c_low >= high:
+                break
+            total -= min(high, c_high) - max(low, c_low)
+    return total

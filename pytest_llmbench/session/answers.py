@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
+from ..batch import Batch, Row
 from ..metrics.drift import BaselineAnswers, key_of, sampling_of
 from .journal import JOURNAL, JournalError, read_journal
 from .storage import COMPLETION_SUFFIX, RESULT_SUFFIX
@@ -21,7 +21,7 @@ class NoAnswers(ValueError):
     """A run whose answers are not on disk: the message says why drift cannot be measured against it."""
 
 
-def run_answers(folder: Path, batch: dict[str, Any], source: str) -> BaselineAnswers:
+def run_answers(folder: Path, batch: Batch, source: str) -> BaselineAnswers:
     """The answers of the run whose batch file (named ``source``) is in ``folder``. Raises NoAnswers."""
     batch_path = source
     rows = {key_of(row): row for row in batch.get("tests") or [] if isinstance(row, dict)}
@@ -44,7 +44,7 @@ def run_answers(folder: Path, batch: dict[str, Any], source: str) -> BaselineAns
     return found
 
 
-def _from_result_files(folder: Path, rows: dict[tuple[str, str], dict[str, Any]], found: BaselineAnswers) -> None:
+def _from_result_files(folder: Path, rows: dict[tuple[str, str], Row], found: BaselineAnswers) -> None:
     """An older run: each row's ``completion_file`` names its result file beside it."""
     root = folder.resolve()
     for key, row in rows.items():

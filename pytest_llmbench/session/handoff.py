@@ -41,6 +41,8 @@ class Delivery:
     # the embedded server's ``log``), so that the controller can say what the run tested and keep the log.
     endpoint: dict[str, Any] | None = None
     nodeid: str | None = None  # the suite item's node id: its key in the run's journal (session/journal.py)
+    judged: tuple[float, float] | None = None  # monotonic, when an LLM judge graded the answer: not the run's time
+    label: str | None = None  # the test as its node id names it, t01[c16-r3]; None: its test id says it all
 
     def __post_init__(self) -> None:
         if self.wall is None and self.window is not None:
@@ -52,7 +54,8 @@ class Delivery:
     def to_dict(self) -> dict[str, Any]:
         return {"result": self.result.to_dict(), "file_stem": self.file_stem, "subdir": self.subdir,
                 "window": self.window, "phase": self.phase, "worker": self.worker, "host": self.host,
-                "wall": self.wall, "in_test": self.in_test, "endpoint": self.endpoint, "nodeid": self.nodeid}
+                "wall": self.wall, "in_test": self.in_test, "endpoint": self.endpoint, "nodeid": self.nodeid,
+                "judged": self.judged, "label": self.label}
 
     @classmethod
     def from_json(cls, raw: str) -> Delivery:
@@ -60,11 +63,12 @@ class Delivery:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Delivery:
-        window, wall = data.get("window"), data.get("wall")
+        window, wall, judged = data.get("window"), data.get("wall"), data.get("judged")
         return cls(TestResult.from_dict(data["result"]), data["file_stem"], data.get("subdir"),
                    tuple(window) if window else None, phase=data.get("phase") or 0, worker=data.get("worker"),
                    host=data.get("host") or "", wall=tuple(wall) if wall else None,
-                   in_test=bool(data.get("in_test")), endpoint=data.get("endpoint"), nodeid=data.get("nodeid"))
+                   in_test=bool(data.get("in_test")), endpoint=data.get("endpoint"), nodeid=data.get("nodeid"),
+                   judged=tuple(judged) if judged else None, label=data.get("label"))
 
 
 Inbox = dict[str, list[Delivery]]
@@ -96,4 +100,4 @@ def release(report: Any) -> None:
 def is_llmbench_nodeid(nodeid: str) -> bool:
     """True for ids of JSON suite tests: our collector makes the items inside ``.json`` files; a broken suite's
     single error item is not a test of the run."""
-    return nodeid.split("::", 1)[0].endswith(".json") and not nodeid.endswith("::suite_error")
+    return nodeid.split("::", 1)[0].endswith((".json", ".jsonl")) and not nodeid.endswith("::suite_error")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..batch import Row
 from ..result import dumps_strict
 
 JOURNAL = "results.jsonl"
@@ -51,7 +52,7 @@ class Journal:
         self._append({"kind": "session", "schema": JOURNAL_SCHEMA, "started": started, "options": options},
                      sync=True)
 
-    def result(self, nodeid: str, phase: int, row: dict[str, Any], chunks: dict[str, Any], answer: str,
+    def result(self, nodeid: str, phase: int, row: Row, chunks: dict[str, Any], answer: str,
                wall: tuple[float, float] | None, sampling: dict[str, Any]) -> None:
         """``sampling``: the request's temperature, seed ...: whether answer drift against this run means anything."""
         self._append({"kind": "result", "nodeid": nodeid, "phase": phase, "row": row, "chunks": chunks,

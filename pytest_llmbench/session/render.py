@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from ..batch import Batch
 from ..result import METRICS, Metric, dumps_strict
 
 
@@ -97,7 +98,7 @@ def completion_pieces(result: dict[str, Any]) -> list[str]:
             "\n\n=== METRICS ===\n" + "\n".join(_metric_lines(result)) + "\n"]
 
 
-def batch_json(batch: dict[str, Any]) -> Iterator[str]:
+def batch_json(batch: Batch) -> Iterator[str]:
     """The batch file in pieces: indented, but one line per test row, so that neither the whole text nor the
     pure-Python indenting encoder's millions of fragments are ever held at once (10,000 rows made 35 MB)."""
     rows = batch.get("tests")

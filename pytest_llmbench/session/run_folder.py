@@ -84,16 +84,29 @@ def latest_batch(output: Path) -> Path | None:
     return None
 
 
-def resolve_baseline(given: Path, output: Path) -> Path:
-    """What ``--llmbench-compare`` names, as a batch file: a file, a run folder, or ``latest``. Raises ValueError."""
+def resolve_run(given: Path, output: Path) -> Path | None:
+    """What names a run, as its batch file: the file, its run folder, or ``latest`` (``<output>/latest`` or the word
+    alone: the newest run in ``output`` that wrote one). None for ``latest`` when no run has written one yet: a first
+    run has nothing to compare with. Raises ValueError for a folder that holds no batch file."""
     if given.name == LATEST and not given.exists():
-        found = latest_batch(output)
-        if found is None:
-            raise ValueError(f"--llmbench-compare latest: no earlier run with a batch file in {output}")
-        return found
+        return latest_batch(output)
     if given.is_dir():
         found = batch_in(given)
         if found is None:
-            raise ValueError(f"--llmbench-compare {given}: the folder holds no {BATCH_GLOB}")
+            raise ValueError(f"{given}: the folder holds no {BATCH_GLOB} (name a run folder, or "
+                             f"{given / LATEST} for the newest run in an output folder)")
         return found
     return given
+
+
+def resolve_baseline(given: Path, output: Path) -> tuple[Path | None, str | None]:
+    """``--llmbench-compare``'s batch file, or None and why not: a first run into a new output folder compares
+    with nothing and says so, rather than failing a CI job's very first run. Raises ValueError."""
+    try:
+        found = resolve_run(given, output)
+    except ValueError as exc:
+        raise ValueError(f"--llmbench-compare {exc}") from None
+    if found is None:
+        return None, (f"no earlier run with a batch file in {output}, so nothing to compare with "
+                      f"(--llmbench-compare {given}); this run is the baseline of the next")
+    return found, None

@@ -21,6 +21,7 @@ from urllib3.util import parse_url
 
 from ..http.redact import Secrets
 from ..http.transport import Transport
+from ..metrics.periodic import Periodic
 from ..metrics.server.catalog import Reading, identify, read, wanted_keys
 from ..metrics.server.parse import ExpositionError, SeriesParser, series_names
 from ..metrics.server.section import build_section
@@ -185,9 +186,9 @@ class ServerScraper:
         self._lock = threading.Lock()
         self._messages: list[str] = []
         self._warned: set[tuple[str, str]] = set()
-        self._stop = threading.Event()
         self._stopped = False
-        self._thread: threading.Thread | None = None
+        self._scraper = Periodic("llmbench-server-metrics", interval, self._tick, steady=True, on_missed=self._skipped,
+                                 on_exit=self._fetcher.close, clock=clock)
 
     def discover(self, timeout: float = DISCOVERY_TIMEOUT) -> list[Source]:
         """One look at each source, all at once within ``timeout``; names the servers that answer and keeps what
@@ -231,33 +232,21 @@ class ServerScraper:
 
     def start(self) -> None:
         """Scraping goes on on a daemon thread; discovery's reading is the first, so nothing here waits."""
-        self._thread = threading.Thread(target=self._run, name="llmbench-server-metrics", daemon=True)
-        self._thread.start()
+        self._scraper.start()
 
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """One last scrape covers the end of the last test, within ``timeout``; a scrape still running after it is
         left to the daemon thread, and what it reads is not recorded."""
-        if self._thread is None:
+        if self._scraper.stop(timeout) is None:
             return
-        self._stop.set()
-        self._thread.join(timeout)
-        self._thread = None
         with self._lock:
             self._stopped = True
 
-    def _run(self) -> None:
-        try:
-            tick = self._clock()
-            while not self._stop.wait(max(tick + self.interval - self._clock(), 0.0)):
-                tick += self.interval
-                self.scrape_once(self.timeout)
-                missed = int((self._clock() - tick) // self.interval)
-                if missed > 0:
-                    tick += missed * self.interval
-                    self._skipped(missed)
+    def _tick(self, final: bool) -> None:
+        if final:
             self.scrape_once(LAST_SCRAPE_TIMEOUT, shared=True)
-        finally:
-            self._fetcher.close()
+        else:
+            self.scrape_once(self.timeout)
 
     def scrape_once(self, timeout: float, shared: bool = False) -> None:
         """Each source within ``timeout`` (all of them together when ``shared``)."""

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from ..batch import Batch
 from ..exceptions import OutputNotWritable
 from ..result import dumps_strict
 from ..textsafe import INVISIBLE_CLASS
@@ -308,7 +309,7 @@ class ResultWriter:
         ]
         return [Path(path) for path, render in files if self._write(path, render)]
 
-    def write_batch(self, batch: dict[str, Any], started: datetime) -> Path | None:
+    def write_batch(self, batch: Batch, started: datetime) -> Path | None:
         """Write batch_results_<UTC start>.json, never over an earlier run's file; durable.
 
         A naive `started` is taken as local time (Python's rule for astimezone).

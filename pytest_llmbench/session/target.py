@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 from ..http.redact import Secrets
 
 if TYPE_CHECKING:
-    import pytest
-
     from ..options import Settings
     from .endpoint import Endpoint
 
@@ -90,9 +88,8 @@ class Target:
                 f" | suites {suites} | stream {'on' if self.stream else 'off'} | {parallel}")
 
 
-def describe_target(config: pytest.Config, settings: Settings, endpoint: Endpoint, source: str,
-                    suites: list[str]) -> Target:
-    """The prepared endpoint as the header line tells it."""
+def describe_target(settings: Settings, endpoint: Endpoint, source: str, suites: list[str], workers: int) -> Target:
+    """The prepared endpoint as the header line tells it; ``workers``: xdist's (0 without -n)."""
     listed = [str(entry.get("id")) for entry in endpoint.listed] if endpoint.listed is not None else None
     return Target(
         endpoint=Secrets(settings.secrets()).redact(endpoint.url), endpoint_source=source,
@@ -100,6 +97,6 @@ def describe_target(config: pytest.Config, settings: Settings, endpoint: Endpoin
         model_source="--llmbench-model" if settings.model else "first of GET /v1/models",
         server=EMBEDDED if endpoint.embedded else recognize_server(endpoint.listed),
         embedded=endpoint.embedded, suites=suites, stream=settings.stream,
-        workers=int(config.getoption("numprocesses", None) or 0),
+        workers=workers,
         concurrency=getattr(settings, "concurrency", None) or None,
         warnings=unlisted_models(settings.model, listed))

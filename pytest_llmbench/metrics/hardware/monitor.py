@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..periodic import Periodic
 from .nvml import GIB, GpuProbe
 from .window import (
     Counters,
@@ -180,8 +181,8 @@ class PerformanceMonitor:
         self._last_t: float | None = None
         self._alerts = _Messages()
         self._problems = _Messages()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._sampler = Periodic("llmbench-monitor", self.interval, self._tick)
+        self._last: Counters | None = None
         self._started = False
 
     @property
@@ -191,7 +192,7 @@ class PerformanceMonitor:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._sampler.running
 
     def start(self) -> None:
         """Open NVML and begin sampling; a monitor covers one run, so a second start() is refused."""
@@ -202,32 +203,22 @@ class PerformanceMonitor:
         if self._probe.unavailable_reason:
             self._problem(self._probe.unavailable_reason)
         self._devices = [DeviceTotals() for _ in self.device_names]
-        self._thread = threading.Thread(target=self._run, name="llmbench-monitor", daemon=True)
-        self._thread.start()
+        self._last = _counters()
+        self._sampler.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop sampling (one last sample covers the partial interval) and release NVML."""
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join(timeout)
-        if not self._thread.is_alive():  # a hung NVML call keeps its handle; the daemon thread dies at exit
+        if self._sampler.stop(timeout):  # a hung NVML call keeps its handle; the daemon thread dies at exit
             self._probe.close()
-        self._thread = None
 
-    def _run(self) -> None:
-        last = _counters()
-        while True:
-            stopping = self._stop.wait(self.interval)
-            now = _counters()
-            if now.t - last.t >= 0.01:  # skip a zero-length final interval (its cpu figure would be noise)
-                sample = self._read(last, now)
-                if sample is not None:
-                    self._collect(sample)
-                    self._record(sample)
-                last = now
-            if stopping:
-                return
+    def _tick(self, final: bool) -> None:
+        now, last = _counters(), self._last
+        if last is None or now.t - last.t >= 0.01:  # skip a zero-length final interval (its cpu figure is noise)
+            sample = self._read(last, now)
+            if sample is not None:
+                self._collect(sample)
+                self._record(sample)
+            self._last = now
 
     def _read(self, before: Counters | None, now: Counters) -> Sample | None:
         """A sample of the whole machine; None (and a problem noted) when a reading fails."""

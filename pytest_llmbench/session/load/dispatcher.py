@@ -42,6 +42,7 @@ class Ticket:
     body: dict[str, Any]
     phase: int  # index of the level; WARMUP_PHASE for warm-up requests
     level: Level
+    send_at: float | None = None  # seconds from the phase's start: a trace's own time, instead of an arrival
     state: str = QUEUED
     planned: float | None = None  # monotonic; None when the level sends as fast as slots free
     sent: float = 0.0  # monotonic
@@ -193,8 +194,8 @@ class Dispatcher:
                 start = time.monotonic()
                 self.phase_starts.setdefault(phase, time.time())
                 times = arrivals(ticket.level.rate, self._burstiness, self._ramp_s, self._rng)
-            paced = ticket.level.rate != math.inf
-            planned = start + shift + next(times)
+            paced = ticket.level.rate != math.inf or ticket.send_at is not None
+            planned = start + shift + (next(times) if ticket.send_at is None else ticket.send_at)
             if self._past_duration(ticket, planned - start - shift):
                 self._finish(ticket, EXPIRED)
                 continue

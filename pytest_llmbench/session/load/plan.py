@@ -32,6 +32,7 @@ class Level:
 
     concurrency: int  # 0: one request at a time per process, as plain pytest (no dispatcher)
     rate: float  # requests/s for the whole session; inf: no pacing
+    replay: bool = False  # a trace's requests carry their own send times
 
     @property
     def label(self) -> str:
@@ -42,7 +43,7 @@ class Level:
 
     @property
     def dispatched(self) -> bool:
-        return self.concurrency > 0 or self.rate != math.inf
+        return self.concurrency > 0 or self.rate != math.inf or self.replay
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,11 @@ class LoadPlan:
         kind, levels = parse_sweep(settings.sweep, base) if settings.sweep else (None, (base,))
         return cls(levels=levels, sweep_kind=kind, burstiness=settings.burstiness, ramp_s=settings.ramp,
                    duration_s=settings.duration, warmup=settings.warmup, repeat=settings.repeat, seed=settings.seed)
+
+    def replaying(self) -> LoadPlan:
+        """The plan of a run that replays a trace: dispatched whatever the options, under the default ceiling of
+        requests in flight that a rate has (a concurrency given replaces it)."""
+        return replace(self, levels=tuple(replace(level, replay=True) for level in self.levels))
 
     def param(self, phase: int, repeat: int) -> str:
         """The node-id part a load run adds: the sweep level and the repetition, e.g. ``c16-r3``."""
@@ -120,7 +126,7 @@ def process_level(level: Level, index: int, count: int) -> Level:
     if count <= 1:
         return level
     concurrency = max(1, share(level.concurrency, index, count)) if level.concurrency else 0
-    return Level(concurrency, level.rate / count)
+    return replace(level, concurrency=concurrency, rate=level.rate / count)
 
 
 def in_flight_cap(plan: LoadPlan, index: int, count: int) -> int | None:
@@ -134,7 +140,7 @@ def ceiling(level: Level) -> int:
     """Most requests in flight in this process at the level."""
     if level.concurrency:
         return level.concurrency
-    return DEFAULT_RATE_CEILING if level.rate != math.inf else 1
+    return DEFAULT_RATE_CEILING if level.rate != math.inf or level.replay else 1
 
 
 def arrivals(rate: float, burstiness: float, ramp_s: float, rng: random.Random) -> Iterator[float]:

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ...batch import Row, Sweep
 from ...metrics.slo import RunSlo
 from ...metrics.stats import StatsAccumulator, describe_sorted
 from ...metrics.sweep import knee, level_row
@@ -26,6 +27,7 @@ class LoadRecord:
     plan: LoadPlan
     slos: list[RunSlo] = field(default_factory=list)
     bucket_s: float = 1.0
+    few_samples: str = "warn"  # a level's SLO on a percentile with too few samples: judged and noted, or missed
 
     def __post_init__(self) -> None:
         self.timeline = Timeline()
@@ -42,7 +44,7 @@ class LoadRecord:
         count, span = len(self.timeline), self._last_sent - self._first_sent
         return (None if rate == math.inf else rate), ((count - 1) / span if count > 1 and span > 0 else None)
 
-    def add(self, delivery: Delivery, result: TestResult, row: dict[str, Any]) -> None:
+    def add(self, delivery: Delivery, result: TestResult, row: Row) -> None:
         """One finished request; adds its load fields to its batch row."""
         phase = delivery.phase
         row["host"], row["worker"] = delivery.host, delivery.worker
@@ -100,7 +102,7 @@ class LoadRecord:
         }
         return out
 
-    def sweep_section(self) -> dict[str, Any] | None:
+    def sweep_section(self) -> Sweep | None:
         """The batch's ``sweep``: one row per level, in the order run, and the knee's level label."""
         if not self.plan.sweep_kind:
             return None
@@ -112,7 +114,7 @@ class LoadRecord:
         for phase, level in enumerate(self.plan.levels):
             stats, timeline = self._levels.get(phase, (StatsAccumulator(slowest_kept=0), Timeline()))
             rows.append(level_row(level.label, level.concurrency, level.rate, stats.summary(timeline.span()),
-                                  timeline.send_rate(), self.slos))
+                                  timeline.send_rate(), self.slos, self.few_samples))
         return rows
 
     def timeline_section(self) -> dict[str, Any]:

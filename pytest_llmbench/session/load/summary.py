@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+from ...metrics.samples import RULE, vouched
 
 SWEEP_COLUMNS = (("level", "level", "{}"), ("req", "requests", "{}"), ("sent/s", "achieved_rate", "{:.2f}"),
                  ("req/s", "request_throughput", "{:.2f}"), ("tok/s", "output_throughput", "{:.1f}"),
@@ -12,7 +15,7 @@ SWEEP_COLUMNS = (("level", "level", "{}"), ("req", "requests", "{}"), ("sent/s",
                  ("TPOT50", "p50_tpot_ms", "{:.1f}"), ("SLOs", "meets_slos", "{}"))
 
 
-def load_lines(load: dict[str, Any] | None, sweep: dict[str, Any] | None) -> list[str]:
+def load_lines(load: Mapping[str, Any] | None, sweep: Mapping[str, Any] | None) -> list[str]:
     """Nothing for a plain run; the offered and achieved load, warm-up, skips and the sweep otherwise."""
     if not load or not (load.get("concurrency") or load.get("request_rate") or sweep
                         or load["warmup"]["requests"] or load.get("duration_s") or load.get("repeat", 1) > 1):
@@ -47,11 +50,16 @@ def load_lines(load: dict[str, Any] | None, sweep: dict[str, Any] | None) -> lis
 
 def sweep_table(rows: list[dict[str, Any]], knee: str | None) -> list[str]:
     table = [[title for title, _, _ in SWEEP_COLUMNS]]
+    short = False
     for row in rows:
-        table.append(["-" if row.get(key) is None else ("yes" if row[key] else "NO") if key == "meets_slos"
+        shown = vouched(row)  # "-" for a percentile on too few samples: metrics/samples.py
+        short = short or any(shown[key] is None and row[key] is not None for key in row)
+        table.append(["-" if shown.get(key) is None else ("yes" if row[key] else "NO") if key == "meets_slos"
                       else form.format(row[key]) for _, key, form in SWEEP_COLUMNS])
     widths = [max(len(line[n]) for line in table) for n in range(len(SWEEP_COLUMNS))]
     lines = ["sweep:"] + ["  " + " ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in table]
+    lines += [f"  -: {RULE}"] if short else []
     lines.append(f"knee: {knee} (the highest level that meets the SLOs)" if knee
                  else "knee: none (no level meets the SLOs)")
-    return lines
+    return lines + [f"sweep WARNING: level {row['level']}: {note}" for row in rows for note in row.get("few_samples")
+                    or []]

@@ -7,20 +7,24 @@ run, or one without the optional sections (timeline, sweep, hardware, server) st
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ...metrics.stats import finite_number, format_value
+from ...batch import Batch, Row, row_value
+from ...metrics.samples import short_of, shortfall, vouched
+from ...metrics.stats import POOLED, finite_number, format_value, metric_of, quantiles_key
+from ...result import METRICS, Metric
+from .breakdown import breakdown
 from .sections import batch_timeline, derived_timeline, hardware_columns, server_figures, sweep_view
 
-# The distributions the report draws: (key in the view, batch row field, summary-key metric, title)
-DISTRIBUTIONS = (
-    ("latency", "execution_time", "latency", "Latency"),
-    ("ttft", "ttft", "ttft", "Time to first token"),
-    ("itl", None, "itl", "Inter-token latency"),  # pooled per chunk: from the batch's quantiles
-    ("tpot", "tpot", "tpot", "Time per output token"),
-)
+# What the report shows of each metric is declared in result.METRICS: its distribution, headline figures, group
+# table columns and column in the table of every test. Nothing below (nor the template or report.js) names one.
+DISTRIBUTIONS = tuple(metric for metric in POOLED if metric.distribution)
+COLUMNS = tuple(metric for metric in METRICS if metric.column)
+TIMELINE = next(metric for metric in METRICS if metric.field == "execution_time")  # the y of the timeline chart
+SLOWEST = (TIMELINE, next(metric for metric in METRICS if metric.field == "ttft"))  # beside the slowest tests
 MARKED = ("p50", "p90", "p99")
 FAILURES_SHOWN = 200
 SLOWEST_SHOWN = 10
@@ -33,20 +37,26 @@ HEADLINE = (
     ("goodput", "goodput", "higher"),
     ("request_throughput", "request throughput", "higher"),
     ("output_throughput", "output throughput", "higher"),
-    ("p50_latency_ms", "latency p50", "lower"),
-    ("p90_latency_ms", "latency p90", "lower"),
-    ("p99_latency_ms", "latency p99", "lower"),
-    ("p50_ttft_ms", "TTFT p50", "lower"),
-    ("p99_ttft_ms", "TTFT p99", "lower"),
-    ("p50_itl_ms", "ITL p50", "lower"),
-    ("p99_itl_ms", "ITL p99", "lower"),
-    ("p50_tpot_ms", "TPOT p50", "lower"),
-    ("p99_tpot_ms", "TPOT p99", "lower"),
-    ("mean_tokens_per_second", "tokens/s per request", "higher"),
+    *((metric.summary_key(stat), metric.stat_label(stat), metric.better) for metric in POOLED
+      for stat in metric.headline),
     ("evaluation_pass_rate", "answer checks passed", "higher"),
     ("mean_reasoning_score", "reasoning score", "higher"),
     ("duration_s", "duration", None),
 )
+# The per-category and per-model tables: (summary key, column title)
+GROUP_COLUMNS = (
+    ("total_tests", "tests"),
+    ("success_rate", "success"),
+    ("goodput", "goodput"),
+    ("evaluation_pass_rate", "checks passed"),
+    *((metric.summary_key(stat), metric.stat_label(stat)) for metric in POOLED for stat in metric.groups),
+    ("mean_reasoning_score", "reasoning"),
+)
+
+
+def shown(key: str, figures: dict[str, Any]) -> str:
+    """A figure as the report prints it: "-" for a percentile on too few samples (metrics/samples.py)."""
+    return "-" if shortfall(key, figures) else format_value(key, figures.get(key))
 
 
 def _ms(value: Any) -> float | None:
@@ -54,7 +64,30 @@ def _ms(value: Any) -> float | None:
     return None if number is None else round(number * 1000.0, 3)
 
 
-def outcome_of(row: dict[str, Any]) -> str:
+def label_of(row: Mapping[str, Any]) -> str:
+    """The test as its node id names it (``t01[c16-r3]``: repetition, sweep level, model), else its test id."""
+    return str(row.get("label") or row.get("test_id", ""))
+
+
+def _shown(metric: Metric, value: Any) -> float | None:
+    """A row's value as the report shows it: times in ms, other figures to two decimals."""
+    number = finite_number(value)
+    if number is None:
+        return None
+    return round(number * 1000.0, 3) if metric.seconds else round(number, 2)
+
+
+def metric_view() -> dict[str, Any]:
+    """What report.js needs to know of the metrics: distributions, table columns and the timeline's figure."""
+    return {
+        "distributions": [[m.key, m.distribution, m.unit, " (per chunk, from 201 pooled quantiles)" if m.per_chunk
+                           else ""] for m in DISTRIBUTIONS],
+        "columns": [[m.key, m.label] for m in COLUMNS],
+        "timeline": [TIMELINE.key, TIMELINE.title, TIMELINE.unit],
+    }
+
+
+def outcome_of(row: Row) -> str:
     """passed / failed (a check, an SLO or a hook failed it) / error (no usable answer)."""
     if not row.get("success"):
         return "error"
@@ -85,7 +118,7 @@ def file_link(base: str | None, completion_file: Any) -> str | None:
     return base + "/".join(quote(part) for part in parts)
 
 
-def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
+def _tests(rows: list[Row], batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
     """Columns, not objects: a 10,000-test report stays small and parses fast; repeated texts go by index."""
     names: dict[str, int] = {}
     base = link_base(batch_dir, report_dir)
@@ -93,22 +126,19 @@ def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path)
     def index(text: Any) -> int:
         return names.setdefault("" if text is None else str(text), len(names))
 
+    shown = {m.key: m for m in (*COLUMNS, *DISTRIBUTIONS, TIMELINE)}
     tests: dict[str, list[Any]] = {key: [] for key in (
-        "id", "name", "category", "model", "outcome", "latency", "ttft", "itl", "tpot", "tps", "tokens",
-        "start", "file")}
+        "id", "name", "category", "model", "outcome", *shown, "tokens", "start", "file")}
     for row in rows:
-        tests["id"].append(str(row.get("test_id", "")))
+        tests["id"].append(label_of(row))
         tests["name"].append(str(row.get("test_name", "")))
         tests["category"].append(index(row.get("category")))
         tests["model"].append(index(row.get("model")))
         tests["outcome"].append(outcome_of(row))
-        tests["latency"].append(_ms(row.get("execution_time")) if row.get("success") else None)
         timed = not row.get("timing_degraded")  # the client fell behind: its token times are not known
-        tests["ttft"].append(_ms(row.get("ttft")) if timed else None)
-        tests["itl"].append(_ms(row.get("itl_mean")) if timed else None)
-        tests["tpot"].append(_ms(row.get("tpot")) if timed else None)
-        speed = finite_number(row.get("tokens_per_second"))
-        tests["tps"].append(None if speed is None else round(speed, 2))
+        for key, metric in shown.items():  # a failed request's figures say how it failed: not shown, as in stats
+            known = row.get("success") and (timed or not metric.arrival_timed)
+            tests[key].append(_shown(metric, row_value(row, metric.row_field)) if known else None)
         tests["tokens"].append(row.get("completion_tokens"))
         start = finite_number(row.get("start_s"))
         tests["start"].append(None if start is None else round(start, 4))
@@ -118,8 +148,17 @@ def _tests(rows: list[dict[str, Any]], batch_dir: Path | None, report_dir: Path)
 
 
 def _percentiles(aggregate: dict[str, Any]) -> dict[str, dict[str, float | None]]:
-    return {key: {mark: finite_number(aggregate.get(f"{mark}_{metric}_ms")) for mark in MARKED}
-            for key, _, metric, _ in DISTRIBUTIONS}
+    """The marks on each distribution's charts: none for a percentile on too few samples."""
+    marked = vouched(aggregate)
+    return {metric.key: {mark: finite_number(marked.get(metric.summary_key(mark))) for mark in MARKED}
+            for metric in DISTRIBUTIONS}
+
+
+def _quantiles(batch: Batch) -> dict[str, list[float]]:
+    """Per-chunk metrics' distributions, from the batch's pooled quantiles (their values are too many to keep)."""
+    stored = batch.get("distributions") or {}
+    return {metric.key: [q for q in stored.get(quantiles_key(metric)) or [] if finite_number(q) is not None]
+            for metric in DISTRIBUTIONS if metric.per_chunk}
 
 
 def _group_table(groups: dict[str, Any]) -> list[dict[str, str]]:
@@ -127,19 +166,17 @@ def _group_table(groups: dict[str, Any]) -> list[dict[str, str]]:
     for name, figures in (groups or {}).items():
         if not isinstance(figures, dict):
             continue
-        table.append({"name": str(name), **{key: format_value(key, figures.get(key)) for key in (
-            "total_tests", "success_rate", "goodput", "evaluation_pass_rate", "p50_latency_ms", "p99_latency_ms",
-            "p50_ttft_ms", "p99_ttft_ms", "mean_tokens_per_second", "mean_reasoning_score")}})
+        table.append({"name": str(name), **{key: shown(key, figures) for key, _ in GROUP_COLUMNS}})
     return table
 
 
-def _failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _failures(rows: list[Row]) -> list[dict[str, Any]]:
     failed = [row for row in rows if outcome_of(row) != "passed"]
     shown = []
     for row in failed[:FAILURES_SHOWN]:
-        failure = row.get("failure") or {}
+        failure: Mapping[str, Any] = row.get("failure") or {}
         shown.append({
-            "id": str(row.get("test_id", "")),
+            "id": label_of(row),
             "name": str(row.get("test_name", "")),
             "model": str(row.get("model") or ""),
             "outcome": outcome_of(row),
@@ -147,21 +184,23 @@ def _failures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "checks": [str(c) for c in failure.get("checks") or []],
             "slo_misses": [str(m) for m in failure.get("slo_misses") or []],
             "answer": str(failure.get("answer_excerpt") or ""),
+            "trace": str(row.get("trace_id") or ""),  # to find the request's spans on the server
         })
     return shown
 
 
-def _slowest(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
-    timed = [row for row in rows if row.get("success") and finite_number(row.get("execution_time"))]
-    timed.sort(key=lambda row: row["execution_time"], reverse=True)
-    return [{"id": str(row.get("test_id", "")), "name": str(row.get("test_name", "")),
-             "model": str(row.get("model") or ""), "latency": format_value("x_ms", row["execution_time"] * 1000),
-             "ttft": format_value("x_ms", _ms(row.get("ttft"))),
+def _slowest(rows: list[Row]) -> list[dict[str, Any]]:
+    timed = [row for row in rows if row.get("success") and finite_number(row_value(row, TIMELINE.row_field))]
+    timed.sort(key=lambda row: float(row_value(row, TIMELINE.row_field)), reverse=True)
+    return [{"id": label_of(row), "name": str(row.get("test_name", "")),
+             "model": str(row.get("model") or ""),
+             "figures": [format_value(metric.summary_key("x"), _shown(metric, row_value(row, metric.row_field)))
+                         for metric in SLOWEST],
              "tokens": format_value("n", row.get("completion_tokens"))}
             for row in timed[:SLOWEST_SHOWN]]
 
 
-def _header(batch: dict[str, Any], label: str) -> dict[str, Any]:
+def _header(batch: Batch, label: str) -> dict[str, Any]:
     run = batch.get("run") or {}
     aggregate = batch.get("aggregate") or {}
     options = run.get("options") or {}
@@ -188,28 +227,37 @@ def _header(batch: dict[str, Any], label: str) -> dict[str, Any]:
     }
 
 
-def _gates(batch: dict[str, Any]) -> dict[str, Any] | None:
+def _gates(batch: Batch) -> dict[str, Any] | None:
     gates = batch.get("gates")
     if not isinstance(gates, dict):
         return None
     comparison = gates.get("comparison") or None
-    deltas = []
-    for delta in (comparison or {}).get("deltas") or []:
-        name, change = str(delta.get("name")), finite_number(delta.get("change_pct"))
-        better = _better(name)
-        verdict = "" if change is None or better is None or change == 0 else (
-            "better" if (change < 0) == (better == "lower") else "worse")
-        deltas.append({"name": name, "baseline": format_value(name, delta.get("baseline")),
-                       "current": format_value(name, delta.get("current")),
-                       "change": "n/a" if change is None else f"{change:+.1f}%", "verdict": verdict})
+    deltas = delta_rows([dict(d) for d in comparison.get("deltas") or []] if comparison else [])
     return {
         "passed": bool(gates.get("passed", True)),
         "slo_misses": [str(m.get("message") if isinstance(m, dict) else m) for m in gates.get("slo_misses") or []],
         "baseline": None if comparison is None else str(comparison.get("baseline") or ""),
-        "regressions": [str(r) for r in (comparison or {}).get("regressions") or []],
+        "baseline_note": str(gates.get("baseline_note") or ""),
+        "regressions": [str(r) for r in comparison.get("regressions") or []] if comparison else [],
         "deltas": deltas,
         "passed_gates": [str(g) for g in gates.get("passed_gates") or []],  # listed by newer batches
     }
+
+
+def delta_rows(deltas: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """A baseline table's rows (``Delta``s as dicts): each figure before and now, and the change coloured."""
+    rows = []
+    for delta in deltas:
+        name, change = str(delta.get("name")), finite_number(delta.get("change_pct"))
+        before, now = (short_of(name, delta.get(f"{side}_count")) for side in ("baseline", "current"))
+        change = None if before or now else change  # a percentile on too few samples (metrics/samples.py)
+        better = _better(name)
+        verdict = "" if change is None or better is None or change == 0 else (
+            "better" if (change < 0) == (better == "lower") else "worse")
+        rows.append({"name": name, "baseline": "-" if before else format_value(name, delta.get("baseline")),
+                     "current": "-" if now else format_value(name, delta.get("current")),
+                     "change": "n/a" if change is None else f"{change:+.1f}%", "verdict": verdict})
+    return rows
 
 
 def _hardware_note(hardware: dict[str, Any]) -> str:
@@ -223,7 +271,11 @@ def _hardware_note(hardware: dict[str, Any]) -> str:
 
 
 def _better(key: str) -> str | None:
-    """Which way a summary figure should move: latencies down, rates and shares up."""
+    """Which way a summary figure should move: as the registry declares a metric's; latencies down, rates and
+    shares up."""
+    metric = metric_of(key)
+    if metric is not None:
+        return metric.better
     for known, _, better in HEADLINE:
         if known == key:
             return better
@@ -234,7 +286,7 @@ def _better(key: str) -> str | None:
     return None
 
 
-def build_run(batch: dict[str, Any], *, label: str, batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
+def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
     """One run's part of the report: header and tables for the template, `chart` data for the scripts."""
     rows = [row for row in batch.get("tests") or [] if isinstance(row, dict)]
     aggregate = batch.get("aggregate") or {}
@@ -244,17 +296,18 @@ def build_run(batch: dict[str, Any], *, label: str, batch_dir: Path | None, repo
         "label": label,
         "tests": _tests(rows, batch_dir, report_dir),
         "percentiles": _percentiles(aggregate),
-        "itl_quantiles": [q for q in ((batch.get("distributions") or {}).get("itl_ms") or [])
-                          if finite_number(q) is not None],
+        "quantiles": _quantiles(batch),
         "timeline": batch_timeline(batch) or derived_timeline(rows),
         "sweep": sweep_view(batch.get("sweep")),
         "hardware": hardware_columns((hardware or {}).get("timeseries")),
         "server": batch_timeline(server) if server else None,
+        "breakdown": breakdown(rows),
     }
     return {
         "header": _header(batch, label),
-        "figures": {key: format_value(key, aggregate.get(key)) for key, _, _ in HEADLINE},
-        "raw": {key: finite_number(aggregate.get(key)) for key, _, _ in HEADLINE},
+        "figures": {key: shown(key, aggregate) for key, _, _ in HEADLINE},
+        "shortfalls": {key: shortfall(key, aggregate) or "" for key, _, _ in HEADLINE},  # the "-" figures' why
+        "raw": {key: finite_number(vouched(aggregate).get(key)) for key, _, _ in HEADLINE},
         "gates": _gates(batch),
         "categories": _group_table(batch.get("categories") or {}),
         "models": _group_table(batch.get("models") or {}),

@@ -1,4 +1,5 @@
-"""`llmbench-report BATCH.json [BATCH2.json ...] -o report.html`: the report from batch files after the fact.
+"""`llmbench-report RUN [RUN2 ...] -o report.html`: the report from batch files after the fact; a run is named by
+its batch file, its run folder or ``<output>/latest``, as ``--llmbench-compare`` names one.
 
 With two or more batches the report compares them: the first is the reference every delta is measured against.
 """
@@ -9,9 +10,23 @@ import argparse
 import sys
 from pathlib import Path
 
+from ...batch import Batch
 from ...exceptions import BatchFileError
 from ...metrics.batch_file import read_batch
+from ..run_folder import resolve_run
 from .render import DEFAULT_NAME, write_report
+
+
+def find_batch(given: Path) -> tuple[Path, str]:
+    """The batch file a path names (as ``--llmbench-compare`` reads it: the file, its run folder, or
+    ``<output>/latest``) and the run's default label (the run id for a folder, else the file's name)."""
+    try:
+        found = resolve_run(given, given.parent)
+    except ValueError as exc:
+        raise BatchFileError(str(exc)) from None
+    if found is None:
+        raise BatchFileError(f"{given}: no run with a batch file in {given.parent}")
+    return found, (found.resolve().parent.name if found != given else given.stem)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -19,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="llmbench-report",
         description="Write the pytest-llmbench HTML report from batch files; two or more are compared, the first "
                     "being the reference.")
-    parser.add_argument("batches", nargs="+", type=Path, metavar="BATCH.json", help="batch_results_*.json files")
+    parser.add_argument("batches", nargs="+", type=Path, metavar="RUN",
+                        help="batch_results_*.json files, run folders, or <output>/latest")
     parser.add_argument("-o", "--output", type=Path, default=Path(DEFAULT_NAME),
                         help=f"the HTML file to write (default: {DEFAULT_NAME})")
     parser.add_argument("--label", action="append", default=[],
@@ -33,10 +49,12 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.label) > len(args.batches):
         print(f"llmbench-report: {len(args.label)} labels for {len(args.batches)} batch files", file=sys.stderr)
         return 2
-    labels = args.label + [path.stem for path in args.batches[len(args.label):]]
     try:
-        runs = [(read_batch(path, required=("tests",)), label, path.resolve().parent)
-                for path, label in zip(args.batches, labels)]
+        found = [find_batch(path) for path in args.batches]
+        labels: list[str] = args.label + [label for _, label in found[len(args.label):]]
+        runs: list[tuple[Batch, str, Path | None]] = [
+            (read_batch(path, required=("tests",)), label, path.resolve().parent)
+            for (path, _), label in zip(found, labels)]
     except BatchFileError as exc:
         print(f"llmbench-report: {exc}", file=sys.stderr)
         return 2

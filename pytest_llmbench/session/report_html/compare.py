@@ -7,8 +7,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...batch import Batch, Row
+from ...metrics.baseline import compare
+from ...metrics.baseline_tests import keys_of, shared_aggregate
+from ...metrics.samples import shortfall, vouched
 from ...metrics.stats import finite_number, format_value
-from .build import HEADLINE
+from .build import HEADLINE, TIMELINE, delta_rows, shown
 
 TEST_CHANGES_SHOWN = 15  # the largest slow-downs, and a third as many speed-ups
 
@@ -20,23 +24,43 @@ def verdict(change: float | None, better: str | None) -> str:
     return "better" if (change < 0) == (better == "lower") else "worse"
 
 
-def comparison(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def shared_figures(batches: list[Batch]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Each run's figures on the tests every run has (by test id and model), as ``--llmbench-compare`` compares two
+    runs, and how many tests that is (``shared``) and how many are left out (``left_out``)."""
+    rows: list[list[Row]] = [[row for row in batch.get("tests") or [] if isinstance(row, dict)] for batch in batches]
+    every = [keys_of(run_rows) for run_rows in rows]
+    shared = set.intersection(*every)
+    left_out = len(set.union(*every) - shared)
+    aggregates = [batch.get("aggregate") or {} for batch in batches]
+    if left_out:
+        aggregates = [{**whole, **shared_aggregate(run_rows, shared, whole)}
+                      for whole, run_rows in zip(aggregates, rows)]
+    return aggregates, {"shared": len(shared), "left_out": left_out}
+
+
+def comparison(aggregates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Headline figures side by side, each later run's change against the first, coloured better or worse."""
     table = []
     for key, label, better in HEADLINE:
-        base = runs[0]["raw"][key]
+        raw = [finite_number(vouched(aggregate).get(key)) for aggregate in aggregates]
         cells = []
-        for run in runs:
-            value = run["raw"][key]
-            change = None if value is None or not base else (value - base) / abs(base) * 100.0
-            cells.append({"value": run["figures"][key], "change": None if change is None else f"{change:+.1f}%",
-                          "verdict": verdict(change, better)})
-        if any(run["raw"][key] is not None for run in runs):
+        for aggregate, value in zip(aggregates, raw):
+            change = None if value is None or not raw[0] else (value - raw[0]) / abs(raw[0]) * 100.0
+            cells.append({"value": shown(key, aggregate), "why": shortfall(key, aggregate) or "",
+                          "change": None if change is None else f"{change:+.1f}%", "verdict": verdict(change, better)})
+        if any(value is not None or cell["value"] == "-" for value, cell in zip(raw, cells)):
             table.append({"label": label, "cells": cells})
     return table
 
 
-def _latencies(batch: dict[str, Any]) -> dict[tuple[str, str], float]:
+def against_reference(aggregates: list[dict[str, Any]], label: str) -> list[dict[str, Any] | None]:
+    """For each run's card, its figures against the report's reference run (the first), as ``--llmbench-compare``
+    tables them; None for the reference itself. A run's own gates keep the baseline it was judged against then."""
+    return [None] + [{"label": label, "deltas": delta_rows([vars(d) for d in compare(aggregates[0], aggregate)])}
+                     for aggregate in aggregates[1:]]
+
+
+def _latencies(batch: Batch) -> dict[tuple[str, str], float]:
     """Each successful test's latency by (test id, model)."""
     found = {}
     for row in batch.get("tests") or []:
@@ -46,7 +70,7 @@ def _latencies(batch: dict[str, Any]) -> dict[tuple[str, str], float]:
     return found
 
 
-def test_changes(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
+def test_changes(first: Batch, last: Batch) -> dict[str, Any]:
     """Per test, on the tests both runs share: the largest latency changes from the first run to the last."""
     before, after = _latencies(first), _latencies(last)
     shared = before.keys() & after.keys()
@@ -58,5 +82,5 @@ def test_changes(first: dict[str, Any], last: dict[str, Any]) -> dict[str, Any]:
         "shared": len(shared), "only_first": len(before.keys() - shared), "only_last": len(after.keys() - shared),
         "rows": [{"id": key[0], "model": key[1], "before": format_value("x_ms", before[key] * 1000),
                   "after": format_value("x_ms", after[key] * 1000), "change": f"{change:+.1f}%",
-                  "verdict": verdict(change, "lower")} for key, change in slower + faster],
+                  "verdict": verdict(change, TIMELINE.better)} for key, change in slower + faster],
     }

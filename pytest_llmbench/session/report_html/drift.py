@@ -10,12 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ...batch import Batch
 from ..answers import NoAnswers, run_answers
 
 ROWS_SHOWN = 100
 
 
-def what_changed(batches: list[tuple[dict[str, Any], str, Path | None]]) -> dict[str, Any] | None:
+def what_changed(batches: list[tuple[Batch, str, Path | None]]) -> dict[str, Any] | None:
     """The section's view, or None when there is nothing to compare (no baseline, or no answers on disk)."""
     last = batches[-1][0]
     if len(batches) == 1 or last.get("drift"):

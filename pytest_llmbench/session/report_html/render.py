@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ..._version import __version__
+from ...batch import Batch
+from ...metrics.samples import RULE
 from ...result import dumps_strict
 from ..storage import atomic_write_text
-from .build import DISTRIBUTIONS, HEADLINE, build_run
-from .compare import comparison, test_changes
+from .build import COLUMNS, GROUP_COLUMNS, HEADLINE, SLOWEST, TIMELINE, build_run, metric_view
+from .compare import against_reference, comparison, shared_figures, test_changes
 from .drift import what_changed
 
 DEFAULT_NAME = "report.html"
@@ -40,7 +42,7 @@ def _asset(*parts: str) -> str:
     return text
 
 
-def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report_path: Path,
+def render_report(batches: list[tuple[Batch, str, Path | None]], report_path: Path,
                   title: str | None = None) -> str:
     """The HTML text for one or more runs: (batch, label, folder its test files are relative to) each."""
     from .environment import report_environment  # Jinja2 loads with the first report (see environment.py)
@@ -48,17 +50,26 @@ def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report
     report_dir = report_path.parent
     runs = [build_run(batch, label=label, batch_dir=folder, report_dir=report_dir)
             for batch, label, folder in batches]
-    data = {"runs": [run["chart"] for run in runs],
-            "distributions": [[key, title] for key, _, _, title in DISTRIBUTIONS]}
+    aggregates, shared = shared_figures([batch for batch, _, _ in batches])
+    references = against_reference(aggregates, runs[0]["header"]["label"]) if len(runs) > 1 else [None]
+    for run, reference in zip(runs, references):
+        run["reference"] = reference
+    data = {"runs": [run["chart"] for run in runs], **metric_view()}
     payload = script_json(data)
     template = report_environment().get_template("report.html.j2")
     return template.render(
         title=title or ("llmbench comparison" if len(runs) > 1 else "llmbench report"),
         runs=runs,
-        comparison=comparison(runs) if len(runs) > 1 else None,
+        comparison=comparison(aggregates) if len(runs) > 1 else None,
+        shared=shared,
+        few_samples_rule=RULE,
         test_changes=test_changes(batches[0][0], batches[-1][0]) if len(runs) > 1 else None,
         what_changed=what_changed(batches),
         headline=HEADLINE,
+        group_columns=GROUP_COLUMNS,
+        slowest_columns=[metric.title for metric in SLOWEST],
+        timeline_title=TIMELINE.title,
+        columns=[(metric.key, metric.label) for metric in COLUMNS],
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         version=__version__,
         chart_js=_asset("vendor", "chart.umd.min.js"),
@@ -68,7 +79,7 @@ def render_report(batches: list[tuple[dict[str, Any], str, Path | None]], report
     )
 
 
-def write_report(batches: list[tuple[dict[str, Any], str, Path | None]], path: Path,
+def write_report(batches: list[tuple[Batch, str, Path | None]], path: Path,
                  title: str | None = None) -> Path:
     """Render and write the report for (batch, label, folder of its test files) runs; returns the path."""
     path = Path(path)

@@ -6,8 +6,10 @@ for what is absent or malformed, so the report skips the chart instead of failin
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...metrics.samples import vouched
 from ...metrics.stats import finite_number, format_value
 
 TIMELINE_POINTS = 200  # buckets of the throughput timeline derived from the rows
@@ -23,7 +25,7 @@ SWEEP_COLUMNS = (
     ("p99_ttft_ms", "p99_ttft_ms"), ("p50_tpot_ms", "p50_tpot_ms"))
 
 
-def derived_timeline(rows: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
+def derived_timeline(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]] | None:
     """Throughput and requests in flight over time from the rows' send times, for batches without a timeline."""
     spans = []
     for row in rows:
@@ -50,7 +52,7 @@ def derived_timeline(rows: list[dict[str, Any]]) -> dict[str, list[Any]] | None:
             "errors/s": [round(e / bucket, 3) for e in errors], "requests in flight": in_flight}
 
 
-def batch_timeline(batch: dict[str, Any]) -> dict[str, list[Any]] | None:
+def batch_timeline(batch: Mapping[str, Any]) -> dict[str, list[Any]] | None:
     """A section's timeline (a list of points, or a dict holding them under `buckets`) as numeric columns;
     counts per bucket of a load timeline become rates per second."""
     section = batch.get("timeline")
@@ -81,10 +83,9 @@ def sweep_view(sweep: Any) -> dict[str, Any] | None:
     knee = _first(sweep, "knee", "knee_level") if isinstance(sweep, dict) else None
     if isinstance(knee, dict):
         knee = _first(knee, "level", "value")
+    levels = [vouched(level) for level in levels if isinstance(level, dict)]  # "-" on too few samples
     points = []
     for level in levels:
-        if not isinstance(level, dict):
-            continue
         name = _first(level, "level", "value", "concurrency", "rate", "label")
         points.append({
             "label": str(name),
@@ -101,8 +102,9 @@ def sweep_view(sweep: Any) -> dict[str, Any] | None:
                         for key, _ in SWEEP_COLUMNS],
               "meets": level.get("meets_slos"), "misses": [str(m) for m in level.get("slo_misses") or []],
               "knee": knee is not None and str(knee) == str(level.get("level"))}
-             for level in levels if isinstance(level, dict)]
+             for level in levels]
     return {"levels": points, "x_label": "achieved throughput, requests/s", "table": table,
+            "metric": "latency", "y_label": "latency, ms",  # the levels' p50/p99_latency_ms
             "columns": [title for _, title in SWEEP_COLUMNS], "knee": None if knee is None else str(knee),
             "kind": str(sweep.get("kind") or "") if isinstance(sweep, dict) else ""}
 

@@ -69,7 +69,7 @@
 
   /* ---- distributions: histogram + empirical CDF per metric, p50/p90/p99 marked ---- */
   function metricValues(run, key) {
-    return key === "itl" ? run.itl_quantiles : present(run.tests[key]);
+    return run.quantiles[key] || present(run.tests[key]);
   }
   function cdfPoints(sorted) {
     var n = sorted.length, m = Math.min(n, 400), out = [];
@@ -79,12 +79,12 @@
     }
     return out;
   }
-  function markers(run, ri, key, top) {
+  function markers(run, ri, key, unit, top) {
     var sets = [];
     ["p50", "p90", "p99"].forEach(function (mark) {
       var value = (run.percentiles[key] || {})[mark];
       if (value === null || value === undefined) { return; }
-      sets.push({type: "line", marker: true, mark: mark, label: label(run, mark + " " + value.toFixed(1) + " ms"),
+      sets.push({type: "line", marker: true, mark: mark, label: label(run, mark + " " + value.toFixed(1) + " " + unit),
         data: [{x: value, y: 0}, {x: value, y: top}], borderColor: colour(ri), borderWidth: 1.5,
         borderDash: MARK_DASH[mark], pointRadius: 0, pointHitRadius: 6});
     });
@@ -92,8 +92,8 @@
   }
   function distributions() {
     var box = document.getElementById("distribution-charts");
-    data.distributions.forEach(function (pair) {
-      var key = pair[0], title = pair[1];
+    data.distributions.forEach(function (entry) {
+      var key = entry[0], title = entry[1], unit = entry[2], note = entry[3];
       var series = runs.map(function (run) { return metricValues(run, key).slice().sort(function (a, b) { return a - b; }); });
       var all = [].concat.apply([], series);
       if (!all.length) { return; }
@@ -114,12 +114,11 @@
           backgroundColor: colour(ri), pointRadius: 0, borderWidth: 2, stepped: true});
       });
       runs.forEach(function (run, ri) {
-        hist = hist.concat(markers(run, ri, key, histTop));
-        cdf = cdf.concat(markers(run, ri, key, 1));
+        hist = hist.concat(markers(run, ri, key, unit, histTop));
+        cdf = cdf.concat(markers(run, ri, key, unit, 1));
       });
-      var note = key === "itl" ? " (per chunk, from 201 pooled quantiles)" : "";
       var xAxis = {type: "linear", min: lo, max: hi + (hi === lo ? 1 : 0), ticks: {includeBounds: false},
-        title: {display: true, text: title + ", ms" + note}};
+        title: {display: true, text: title + ", " + unit + note}};
       draw(chartBox(box, title + " — histogram"), {type: "bar", data: {datasets: hist}, options: {
         scales: {x: xAxis, y: {title: {display: true, text: "% of requests"}, beginAtZero: true}}}});
       draw(chartBox(box, title + " — CDF"), {type: "line", data: {datasets: cdf}, options: {
@@ -129,13 +128,14 @@
 
   /* ---- per-request timeline: send time against latency, one dataset per outcome, category or model ---- */
   var timelineChart = null;
+  var Y = data.timeline[0], Y_TITLE = data.timeline[1], Y_UNIT = data.timeline[2];
   function timeline() {
     var mode = document.getElementById("timeline-colour").value;
     var groups = {}, order = [];
     runs.forEach(function (run, ri) {
       var t = run.tests;
       for (var i = 0; i < t.id.length; i++) {
-        if (t.start[i] === null || t.latency[i] === null && t.outcome[i] !== "error") { continue; }
+        if (t.start[i] === null || t[Y][i] === null && t.outcome[i] !== "error") { continue; }
         var name = mode === "outcome" ? t.outcome[i] : t.texts[t[mode][i]] || "(none)";
         var keyName = (multi ? run.label + " · " : "") + name;
         if (!groups[keyName]) {
@@ -144,7 +144,7 @@
             pointRadius: 2.5, pointHoverRadius: 5, pointStyle: ri % 2 ? "rectRot" : "circle"};
           order.push(keyName);
         }
-        groups[keyName].data.push({x: t.start[i], y: t.latency[i] === null ? 0 : t.latency[i], id: t.id[i],
+        groups[keyName].data.push({x: t.start[i], y: t[Y][i] === null ? 0 : t[Y][i], id: t.id[i],
           outcome: t.outcome[i]});
       }
     });
@@ -152,9 +152,9 @@
     timelineChart = draw(document.getElementById("chart-timeline"), {type: "scatter",
       data: {datasets: order.map(function (k) { return groups[k]; })},
       options: {scales: {x: {title: {display: true, text: "sent, s from the first request"}},
-        y: {title: {display: true, text: "latency, ms (errors at 0)"}, beginAtZero: true}},
+        y: {title: {display: true, text: Y_TITLE + ", " + Y_UNIT + " (errors at 0)"}, beginAtZero: true}},
         plugins: {tooltip: {callbacks: {label: function (ctx) {
-          return ctx.raw.id + " — " + ctx.raw.outcome + ", " + ctx.raw.y.toFixed(1) + " ms at " + ctx.raw.x.toFixed(2) + " s";
+          return ctx.raw.id + " — " + ctx.raw.outcome + ", " + ctx.raw.y.toFixed(1) + " " + Y_UNIT + " at " + ctx.raw.x.toFixed(2) + " s";
         }}}}}});
   }
 
@@ -219,6 +219,30 @@
     });
   }
 
+  /* ---- inside the server: each request's latency split into the server's parts, and each part's percentiles ---- */
+  function breakdown() {
+    var box = document.getElementById("breakdown-charts");
+    if (!box) { return; }
+    runs.forEach(function (run) {
+      var b = run.breakdown;
+      if (!b) { return; }
+      var stacked = b.parts.map(function (part, pi) {
+        return {label: part, data: b.values.map(function (v) { return v[pi]; }), backgroundColor: RUN_COLOURS[pi % RUN_COLOURS.length]};
+      });
+      draw(chartBox(box, label(run, "Where the time went, the slowest requests"), true), {type: "bar",
+        data: {labels: b.ids, datasets: stacked}, options: {indexAxis: "y",
+          scales: {x: {stacked: true, beginAtZero: true, title: {display: true, text: "ms of the client's latency"}},
+            y: {stacked: true, ticks: {autoSkip: true}}}}});
+      var marks = Object.keys(b.percentiles);
+      if (!marks.length) { return; }
+      var grouped = b.parts.map(function (part, pi) {
+        return {label: part, data: marks.map(function (m) { return b.percentiles[m][pi]; }), backgroundColor: RUN_COLOURS[pi % RUN_COLOURS.length]};
+      });
+      draw(chartBox(box, label(run, "Each part's distribution")), {type: "bar", data: {labels: marks, datasets: grouped},
+        options: {scales: {y: {beginAtZero: true, title: {display: true, text: "ms, each part's own percentile"}}}}});
+    });
+  }
+
   /* ---- sweep: achieved throughput against latency p50/p99 per level, the knee marked ---- */
   function sweep() {
     var canvas = document.getElementById("chart-sweep");
@@ -228,7 +252,7 @@
       var s = run.sweep;
       if (!s || !s.levels.length) { return; }
       ["p50", "p99"].forEach(function (mark, mi) {
-        sets.push({type: "line", label: label(run, "latency " + mark), borderColor: colour(ri + mi), backgroundColor: colour(ri + mi),
+        sets.push({type: "line", label: label(run, s.metric + " " + mark), borderColor: colour(ri + mi), backgroundColor: colour(ri + mi),
           borderDash: mi ? [6, 3] : [], data: s.levels.map(function (l) { return {x: l.x, y: l[mark], level: l.label}; }),
           pointRadius: s.levels.map(function (l) { return l.knee ? 9 : 4; }),
           pointStyle: s.levels.map(function (l) { return l.knee ? "star" : "circle"; })});
@@ -237,14 +261,15 @@
     if (!sets.length) { return; }
     var xTitle = runs.filter(function (r) { return r.sweep; })[0].sweep.x_label;
     draw(canvas, {type: "line", data: {datasets: sets}, options: {
-      scales: {x: {type: "linear", title: {display: true, text: xTitle}}, y: {beginAtZero: true, title: {display: true, text: "latency, ms"}}},
+      scales: {x: {type: "linear", title: {display: true, text: xTitle}}, y: {beginAtZero: true, title: {display: true, text: runs.filter(function (r) { return r.sweep; })[0].sweep.y_label}}},
       plugins: {tooltip: {callbacks: {label: function (ctx) {
         return ctx.dataset.label + " at " + ctx.raw.level + ": " + (ctx.raw.y === null ? "n/a" : ctx.raw.y.toFixed(1) + " ms");
       }}}}}});
   }
 
   /* ---- the table of every test: filter, sort, link to the completion file ---- */
-  var COLUMNS = ["id", "name", "category", "model", "outcome", "latency", "ttft", "itl", "tpot", "tps", "tokens", "start"];
+  var COLUMNS = ["id", "name", "category", "model", "outcome"].concat(data.columns.map(function (c) { return c[0]; }))
+    .concat(["tokens", "start"]);
   var TEXT_INDEXED = {category: true, model: true};
   var rows = [];
   runs.forEach(function (run, ri) { for (var i = 0; i < run.tests.id.length; i++) { rows.push([ri, i]); } });
@@ -320,7 +345,7 @@
 
   var timings = {start: started, parse: performance.now() - started};
   window.llmbenchTimings = timings;  /* ms per part, for benchmarks/report_html.py */
-  [distributions, timeline, throughput, sweep, hardware, server, table].forEach(function (part) {
+  [distributions, timeline, throughput, sweep, breakdown, hardware, server, table].forEach(function (part) {
     var t0 = performance.now();
     part();
     timings[part.name] = performance.now() - t0;
