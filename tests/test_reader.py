@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from pytest_llmbench.http import reader
+from pytest_llmbench.http import arrival, reader
 from pytest_llmbench.http.client import ClientConfig, LLMClient
 from pytest_llmbench.http.framing import LINE_LIMIT
 from pytest_llmbench.http.sse import DRAIN_LIMIT
@@ -128,13 +128,14 @@ def ask_twice(server: RawServer) -> list[Any]:
         client.close()
 
 
-pytestmark = pytest.mark.skipif(not reader.arrival.SO_TIMESTAMPNS, reason="the loop reads stamped sockets only")
+pytestmark = pytest.mark.skipif(not arrival.SO_TIMESTAMPNS, reason="the loop reads stamped sockets only")
 
 
 @pytest.mark.parametrize("framing", ["chunked", "length"])
 @pytest.mark.parametrize("with_headers", [True, False], ids=["first-event-with-headers", "headers-alone"])
-def test_the_loop_reads_a_stream_and_hands_its_connection_to_the_next_request(raw_server, handed_over, framing,
-                                                                              with_headers):
+def test_the_loop_reads_a_stream_and_hands_its_connection_to_the_next_request(raw_server: Any, handed_over: Any,
+                                                                              framing: Any,
+                                                                              with_headers: Any) -> None:
     """The events a server writes with its headers (read by http.client with them) come first; a whole body
     leaves its connection in the pool."""
     events = [event("Hel"), event("lo"), event(finish="stop") + b"data: [DONE]\n\n"]
@@ -160,7 +161,8 @@ def test_the_loop_reads_a_stream_and_hands_its_connection_to_the_next_request(ra
     (b"0" * (LINE_LIMIT + 10), f"grew past {LINE_LIMIT} bytes"),
     (b"3\r\nabcdef\r\n", "longer than its size"),
 ], ids=["not-hex", "negative", "endless-size-line", "chunk-past-its-size"])
-def test_hostile_chunk_framing_breaks_the_stream_keeping_its_text(raw_server, handed_over, body, says):
+def test_hostile_chunk_framing_breaks_the_stream_keeping_its_text(raw_server: Any, handed_over: Any, body: Any,
+                                                                  says: Any) -> None:
     raw_server.script((0.0, CHUNKED + chunk(event("so far"))), (0.05, body), (5.0, b""))
 
     result = ask(raw_server)
@@ -170,7 +172,7 @@ def test_hostile_chunk_framing_breaks_the_stream_keeping_its_text(raw_server, ha
     assert handed_over == [True]
 
 
-def test_an_endless_trailer_is_cut_at_the_line_limit(raw_server, handed_over):
+def test_an_endless_trailer_is_cut_at_the_line_limit(raw_server: Any, handed_over: Any) -> None:
     """The answer is whole ([DONE] came) but its body never ends: the drain stops at the limit, and the
     connection is not used again."""
     trailer = b"X-Pad: " + b"a" * 1000 + b"\r\n"
@@ -183,7 +185,7 @@ def test_an_endless_trailer_is_cut_at_the_line_limit(raw_server, handed_over):
     assert [c["requests"] for c in raw_server.connections] == [1, 1]
 
 
-def test_a_body_cut_short_of_its_length_is_a_broken_stream(raw_server, handed_over):
+def test_a_body_cut_short_of_its_length_is_a_broken_stream(raw_server: Any, handed_over: Any) -> None:
     events = event("so far") + event("never")
     raw_server.script((0.0, HEAD + b"Content-Length: %d\r\n\r\n" % len(events) + events[:-10]), close=True)
 
@@ -193,7 +195,7 @@ def test_a_body_cut_short_of_its_length_is_a_broken_stream(raw_server, handed_ov
     assert result.response_text == "so far" and handed_over == [True]
 
 
-def test_bytes_after_the_body_keep_the_answer_but_not_the_connection(raw_server, handed_over):
+def test_bytes_after_the_body_keep_the_answer_but_not_the_connection(raw_server: Any, handed_over: Any) -> None:
     raw_server.script((0.0, CHUNKED + chunk(ANSWER) + b"0\r\n\r\nHTTP/1.1 200 OK\r\n"))
     raw_server.script((0.0, CHUNKED + chunk(ANSWER) + b"0\r\n\r\n"))
 
@@ -203,7 +205,7 @@ def test_bytes_after_the_body_keep_the_answer_but_not_the_connection(raw_server,
     assert [c["requests"] for c in raw_server.connections] == [1, 1]
 
 
-def test_a_body_held_open_after_done_is_awaited_for_the_drain_limit_only(raw_server, handed_over):
+def test_a_body_held_open_after_done_is_awaited_for_the_drain_limit_only(raw_server: Any, handed_over: Any) -> None:
     raw_server.script((0.0, CHUNKED + chunk(ANSWER)), (30.0, b"0\r\n\r\n"))
     raw_server.script((0.0, CHUNKED + chunk(ANSWER) + b"0\r\n\r\n"))
 
@@ -213,12 +215,13 @@ def test_a_body_held_open_after_done_is_awaited_for_the_drain_limit_only(raw_ser
     client.close()
 
     assert [(r.success, r.response_text) for r in results] == [(True, "Hello")] * 2
-    assert results[0].e2e_latency < DRAIN_LIMIT  # [DONE] ends the answer's time, not the drain
+    assert (results[0].e2e_latency or DRAIN_LIMIT) < DRAIN_LIMIT  # [DONE] ends the answer's time, not the drain
     assert [c["requests"] for c in raw_server.connections] == [1, 1]
     assert time.monotonic() - started < 20  # far below the 30 s the server held the body (the drain is 0.5 s)
 
 
-def test_a_stream_past_its_deadline_is_ended_by_the_watchdog_keeping_its_text(raw_server, handed_over):
+def test_a_stream_past_its_deadline_is_ended_by_the_watchdog_keeping_its_text(raw_server: Any,
+                                                                              handed_over: Any) -> None:
     raw_server.script((0.0, CHUNKED + chunk(event("so far"))), *[(0.1, chunk(event("x")))] * 300)
 
     result = ask(raw_server, timeout=1.0)
@@ -227,7 +230,7 @@ def test_a_stream_past_its_deadline_is_ended_by_the_watchdog_keeping_its_text(ra
     assert result.response_text.startswith("so far") and handed_over == [True]
 
 
-def test_a_stream_past_the_size_cap_stops_there(raw_server, handed_over):
+def test_a_stream_past_the_size_cap_stops_there(raw_server: Any, handed_over: Any) -> None:
     raw_server.script((0.0, CHUNKED), *[(0.0, chunk(event("y" * 1000)))] * 200)
 
     result = ask(raw_server, max_response_bytes=50_000)
@@ -236,7 +239,7 @@ def test_a_stream_past_the_size_cap_stops_there(raw_server, handed_over):
     assert 40 <= len(result.response_text) // 1000 <= 50 and handed_over == [True]
 
 
-def test_a_compressed_stream_is_read_on_its_thread(raw_server, handed_over):
+def test_a_compressed_stream_is_read_on_its_thread(raw_server: Any, handed_over: Any) -> None:
     """Only identity bodies go to the loop: urllib3 inflates the others, as far as each read asks."""
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
     packed = packer.compress(ANSWER) + packer.flush()
@@ -248,7 +251,7 @@ def test_a_compressed_stream_is_read_on_its_thread(raw_server, handed_over):
     assert result.success and result.response_text == "Hello" and handed_over == [False]
 
 
-def test_a_forked_child_reads_on_a_loop_of_its_own(raw_server):
+def test_a_forked_child_reads_on_a_loop_of_its_own(raw_server: Any) -> None:
     """The parent's reading thread does not exist in a child: the child starts its own."""
     raw_server.script((0.0, CHUNKED + chunk(ANSWER) + b"0\r\n\r\n"))
     raw_server.script((0.0, CHUNKED + chunk(ANSWER) + b"0\r\n\r\n"))

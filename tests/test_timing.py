@@ -190,8 +190,8 @@ def test_a_thousand_streams_from_one_process_time_every_token_or_mark_it(pyteste
     assert json.loads(batch_file.read_text())["aggregate"]["timing_degraded_requests"] == marked > 0
 
 
-def test_a_thousand_streams_read_by_the_loop_are_timed_where_a_thread_per_stream_falls_behind(schedule_server,
-                                                                                             monkeypatch):
+def test_a_thousand_streams_read_by_the_loop_are_timed_where_a_thread_per_stream_falls_behind(schedule_server: Any,
+                                                                                              monkeypatch: Any) -> None:
     """1,024 streams in flight from one process, 20,000 tokens a second in all, sent as a load run sends them: the
     dispatcher's threads over the one client, 2,048 requests arriving at 800 a second, so that sending goes on
     while answers stream. Once read by a thread per stream, once by the process's reading loop (http/reader.py),
