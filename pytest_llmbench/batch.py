@@ -73,6 +73,7 @@ class _RowRequired(TypedDict):
     stopped_early: bool  # exact_output was asked and the server sent fewer tokens
     turn: int | None  # a conversation's turn, from 1; None for a single request
     send_at_s: float | None  # a replayed trace's send time from the replay's start (after speedup)
+    embedding_dimensions: int | None  # an embeddings test: the length of its vectors (input_count: how many)
     evaluation_passed: bool | None
     slo_passed: bool | None
     passed: bool

@@ -111,6 +111,12 @@ class TestResult:
     cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens, when the server sends it
     turn: int | None = None  # a conversation's turn, from 1; None for a single request
     send_at_s: float | None = None  # a replayed trace's send time from the replay's start (after speedup)
+    # -- embeddings (http/embeddings.py) --
+    input_count: int | None = None  # inputs embedded by the request: its batch size
+    embedding_dimensions: int | None = None  # the length of each vector the server returned
+    inputs_per_second: float | None = None  # inputs over the request's latency
+    input_tokens_per_second: float | None = None  # prompt tokens (server usage) over the request's latency
+    vectors: tuple[tuple[float, ...], ...] = field(default=(), repr=False)  # for the checks; never written
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""
@@ -133,7 +139,8 @@ class TestResult:
         return cls(**values)
 
 
-_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TestResult))
+_TRANSIENT = frozenset({"vectors"})  # read by the checks in the process that sent the request, never written
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TestResult) if f.name not in _TRANSIENT)
 _ATTEMPT_FIELDS = tuple(f.name for f in dataclasses.fields(Attempt))  # all plain values: nothing to copy deeply
 _FIELD_SET = frozenset(_FIELD_NAMES)
 
@@ -223,6 +230,14 @@ METRICS: tuple[Metric, ...] = (
     Metric("time_to_second_token", "ttst", "TTST ms", arrival_timed=True, title="TTST", streamed=True),
     Metric("reasoning_tokens", "reasoning_tokens", "reasoning tok", seconds=False, title="reasoning tokens",
            rate_unit=""),
+    Metric("input_count", "batch_size", "inputs", seconds=False, title="inputs per request", better="higher",
+           rate_unit="inputs", unmeasured="only embeddings requests have inputs"),
+    Metric("inputs_per_second", "inputs_per_second", "inputs/s", seconds=False, title="inputs/s per request",
+           better="higher", rate_unit="inputs/s", test_slo="min_inputs_per_second",
+           unmeasured="only embeddings requests have inputs"),
+    Metric("input_tokens_per_second", "input_tokens_per_second", "input tok/s", seconds=False,
+           title="input tokens/s per request", better="higher", test_slo="min_input_tokens_per_second",
+           unmeasured="only embeddings requests count input tokens per second, by the server's usage"),
     Metric("cached_tokens", "cached_tokens", "cached tokens", seconds=False, title="cached prompt tokens",
            better="higher", rate_unit="tok"),
 )

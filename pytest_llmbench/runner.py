@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .checks.embeddings import embedding_checks
 from .checks.evaluate import DEFAULT_MIN_SCORE, Check, evaluate, format_failures, needs_judge
 from .checks.judge import judge_question, run_judge
 from .collect.suite import TestCase
@@ -22,6 +23,7 @@ from .collect.workload.tokens import resolve_tokenizer
 from .exceptions import ClientError, HookError, LLMBenchError, LLMBenchWarning
 from .http.api_errors import MESSAGE_LIMIT
 from .http.client import LLMClient
+from .http.embeddings import embeddings_body
 from .http.openai import build_body, chat_endpoint
 from .metrics.slo import check_test_slo
 from .options import Settings, name_options
@@ -116,6 +118,8 @@ class Runner:
     build_request: Callable[[TestCase, dict[str, Any]], None] = _no_request_hook
     extra_checks: Callable[[TestCase, TestResult], list[Any]] = _no_extra_checks  # each hook's answer
     shaped: ShapedPrompts | None = None  # builds generated tests' prompts; made on first need
+    references: dict[tuple[str, str | None, str], tuple[float, ...] | str] = dataclasses.field(
+        default_factory=dict, repr=False)  # embeddings checks' reference texts: their vectors, or why none
 
     def run(self, case: TestCase, model: str | None = None) -> TestResult:
         return self.finish(case, self.send(case, model))
@@ -170,8 +174,11 @@ class Runner:
             if self.shaped is None:
                 self.shaped = ShapedPrompts(self.client, None)
             case = self.shaped.apply(case, model)
-        body = build_body(prompt=case.prompt, messages=case.messages, parameters=case.parameters,
-                          model=model or self.client.resolve_model(), stream=stream)
+        if case.input is not None:  # embeddings: nothing streams
+            body = embeddings_body(case.input, case.parameters, model or self.client.resolve_model())
+        else:
+            body = build_body(prompt=case.prompt, messages=case.messages, parameters=case.parameters,
+                              model=model or self.client.resolve_model(), stream=stream)
         try:
             self.build_request(case, body)
         except Exception as exc:
@@ -222,6 +229,9 @@ class Runner:
 
     def _evaluate(self, case: TestCase, result: TestResult) -> None:
         expected = case.expected or {}
+        if case.input is not None:
+            self._check_vectors(case, result)
+            return
         evaluation = evaluate(expected, result.response_text, result.completion_tokens,
                               tokens_estimated=result.tokens_estimated, reasoning_text=result.reasoning_text)
         checks = [c.to_dict() for c in evaluation.checks]
@@ -243,6 +253,24 @@ class Runner:
         _set_evaluation(result, checks, judge_record)
         if result.reasoning_score is None:
             result.reasoning_score = evaluation.concept_coverage if "key_concepts" in expected else _share(checks)
+
+    def _check_vectors(self, case: TestCase, result: TestResult) -> None:
+        """An embeddings test's checks: on its vectors, a reference text embedded by the same model and
+        parameters (once per process and text), and the hooks'."""
+        def reference(text: str) -> tuple[float, ...] | str:
+            key = (text, result.model, repr(sorted(case.parameters.items())))
+            if key not in self.references:
+                answer = self.client.send("embeddings", embeddings_body(text, case.parameters, result.model))
+                self.references[key] = answer.vectors[0] if answer.success else name_options(
+                    answer.error_message or "no vector")
+            return self.references[key]
+
+        checks = [check.to_dict() for check in embedding_checks(case.expected or {}, result.vectors, reference)]
+        _set_evaluation(result, checks, None)
+        checks += self._hook_checks(case, result)
+        _set_evaluation(result, checks, None)
+        if result.reasoning_score is None:
+            result.reasoning_score = _share(checks)
 
     def _hook_checks(self, case: TestCase, result: TestResult) -> list[dict[str, Any]]:
         """Checks from pytest_llmbench_evaluate; a hook that raises or answers in the wrong shape is a failed

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +18,7 @@ from pytest_llmbench.collect.suite import SUITE_SUFFIX
 
 MODEL = "stub-model"
 CHARS = 4  # the stub tokenizer's characters per token
+EMBED_DIMENSIONS = 64  # the stub's embeddings' length
 CACHE_BLOCK = 16  # tokens: the stub's prefix cache matches whole blocks, as vLLM's does
 VOCAB: dict[str, int] = {}  # chunk -> id, shared by every stub so that ids mean the same across servers
 
@@ -72,6 +75,7 @@ class OpenAIStub:
                                         for m in self.models]})
         httpserver.expect_request("/v1/completions", method="POST").respond_with_handler(self._answer)
         httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_handler(self._answer)
+        httpserver.expect_request("/v1/embeddings", method="POST").respond_with_handler(self._embed)
         if self.tokenizer:
             httpserver.expect_request("/tokenize", method="POST").respond_with_handler(self._tokenize)
             httpserver.expect_request("/detokenize", method="POST").respond_with_handler(self._detokenize)
@@ -85,6 +89,28 @@ class OpenAIStub:
     def encode(self, text: str) -> list[int]:
         with self._lock:
             return [VOCAB.setdefault(text[i:i + CHARS], len(VOCAB)) for i in range(0, len(text), CHARS)]
+
+    def _embed(self, request: Request) -> Response:
+        """/v1/embeddings: each input's words hashed into ``dimensions`` buckets (EMBED_DIMENSIONS unless the body
+        asks for fewer) and normalized, so texts that share words lie near each other; sent in reverse order,
+        as a server may, with their ``index``. ``status`` and ``delay`` apply as to answers."""
+        body = json.loads(request.get_data())
+        with self._lock:
+            self.requests.append({"path": request.path, "body": body, "headers": dict(request.headers),
+                                  "at": time.monotonic()})
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        for key, code in self.status.items():
+            if any(key in text for text in inputs):
+                return Response(json.dumps({"error": {"message": f"scripted {code}", "type": "stub"}}),
+                                status=code, content_type="application/json")
+        time.sleep(self.delay)
+        size = body.get("dimensions") or EMBED_DIMENSIONS
+        data = [{"object": "embedding", "index": i, "embedding": embed_text(text, size)}
+                for i, text in reversed(list(enumerate(inputs)))]
+        tokens = sum(len(self.encode(text)) for text in inputs)
+        return Response(json.dumps({"object": "list", "data": data, "model": body.get("model"),
+                                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}),
+                        content_type="application/json")
 
     def _tokenize(self, request: Request) -> Response:
         body = json.loads(request.get_data())
@@ -197,6 +223,15 @@ class OpenAIStub:
         yield b"data: [DONE]\n\n"
 
 
+def embed_text(text: str, size: int) -> list[float]:
+    """The stub's embedding: a unit vector of word counts hashed (stably: crc32) into ``size`` buckets."""
+    vector = [0.0] * size
+    for word in text.lower().split():
+        vector[zlib.crc32(word.strip(".,!?").encode()) % size] += 1.0
+    norm = math.sqrt(sum(x * x for x in vector)) or 1.0
+    return [x / norm for x in vector]
+
+
 def write_suite(where: Path, tests: Sequence[dict[str, Any]], *, complete: bool = True, **top: Any) -> Path:
     """Write a suite file and return its path: ``where`` is the file, or a folder to hold suite.llmbench.json.
 
@@ -207,7 +242,7 @@ def write_suite(where: Path, tests: Sequence[dict[str, Any]], *, complete: bool 
     full = []
     for n, test in enumerate(tests):
         entry = {"id": f"t{n}", "name": f"Test {n}", "category": "general", **test} if complete else test
-        if complete and "prompt" not in entry and "messages" not in entry and "turns" not in entry:
+        if complete and not {"prompt", "messages", "turns", "input"} & entry.keys():
             entry["prompt"] = f"prompt {n}"
         full.append(entry)
     path.write_text(json.dumps({"test_suite_id": top.pop("test_suite_id", "s"), **top, "tests": full}),

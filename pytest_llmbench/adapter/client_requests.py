@@ -59,6 +59,9 @@ class RecordingClient:
     def chat(self, messages: list[dict[str, Any]], **params: Any) -> TestResult:
         return self._recorded(lambda: self._client_of().chat(messages, **params))
 
+    def embed(self, inputs: str | list[str], **params: Any) -> TestResult:
+        return self._recorded(lambda: self._client_of().embed(inputs, **params))
+
     def _recorded(self, request: Any) -> TestResult:
         with self._slots or contextlib.nullcontext():
             started = time.monotonic()  # after a slot was free: waiting for one is not the request's time

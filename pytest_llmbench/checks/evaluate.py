@@ -28,6 +28,8 @@ _OPERATORS = {
     "min_tokens": ">=",
     "max_tokens": "<=",
     "rubric": ">=",
+    "similar_to": ">=",  # a cosine with the reference text (checks/embeddings.py)
+    "dissimilar_to": "<=",
 }
 # Keys that only tune another check; a problem in one is reported under the check it tunes.
 _MODIFIER_OF = {"regex_flags": "regex", "answer_tolerance": "answer", "rubric_min_score": "rubric"}

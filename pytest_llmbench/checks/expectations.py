@@ -146,6 +146,42 @@ def _need_reasoning(value: Any) -> str | None:
     return None if problem is None else f"{problem[0]}: {problem[1]}"
 
 
+# Checks on an embeddings test's vectors (checks/embeddings.py runs them).
+def _cosine_limit(name: str) -> Callable[[Any], str | None]:
+    def need(value: Any) -> str | None:
+        limit = value.get(name) if isinstance(value, dict) else None
+        if not (isinstance(value, dict) and isinstance(value.get("text"), str) and value["text"]
+                and isinstance(limit, (int, float)) and not isinstance(limit, bool) and -1 <= limit <= 1
+                and set(value) == {"text", name}):
+            return f'must be {{"text": "...", "{name}": a number from -1 to 1}}'
+        return None
+    return need
+
+
+def _need_dimensions(value: Any) -> str | None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return None if ok else "must be a whole number of dimensions above 0"
+
+
+EMBEDDING_VALIDATORS: dict[str, Callable[[Any], str | None]] = {
+    "dimensions": _need_dimensions,
+    "normalized": _need_boolean,
+    "similar_to": _cosine_limit("min_cosine"),
+    "dissimilar_to": _cosine_limit("max_cosine"),
+}
+EMBEDDING_KEYS = frozenset(EMBEDDING_VALIDATORS)
+
+
+def misplaced_checks(expected: dict[str, Any], *, embeddings: bool) -> list[str]:
+    """Checks that cannot apply to the test's API: an answer's text checks on vectors, or vector checks on text."""
+    if embeddings:
+        wrong = sorted(set(expected) - EMBEDDING_KEYS)
+        return [f"expected.{key} checks an answer's text; an embeddings test checks its vectors "
+                f"({', '.join(sorted(EMBEDDING_KEYS))})" for key in wrong]
+    return [f"expected.{key} checks embeddings; this test has no 'input'" for key in sorted(set(expected)
+                                                                                             & EMBEDDING_KEYS)]
+
+
 _VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "contains": _need_strings,
     "icontains": _need_strings,
@@ -167,6 +203,7 @@ _VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "rubric": _need_text,
     "rubric_min_score": _need_judge_score,
     "reasoning": _need_reasoning,
+    **EMBEDDING_VALIDATORS,
 }
 KNOWN_KEYS = frozenset(_VALIDATORS)
 def problems_by_key(expected: dict[str, Any]) -> dict[str, str]:

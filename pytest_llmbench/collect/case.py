@@ -32,7 +32,11 @@ class TestCase:
     turns: tuple[Turn, ...] | None = None  # a conversation: user turns sent one after another, answers kept
     think_time_s: float = 0.0  # between a turn's answer and the next turn
     send_at_s: float | None = None  # a trace's send time, seconds from the replay's start
+    input: str | tuple[str, ...] | None = None  # an embeddings test: one text or a batch of them
 
     @property
     def api_type(self) -> str:
+        if self.input is not None:
+            return "embeddings"
         return "chat" if self.messages is not None else "completions"
+

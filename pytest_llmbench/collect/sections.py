@@ -59,7 +59,7 @@ KNOWN_PARAMETERS = (
     "ignore_eos", "min_tokens", "best_of", "use_beam_search", "stop_token_ids", "include_stop_str_in_output",
     "skip_special_tokens", "spaces_between_special_tokens", "echo", "suffix", "guided_json", "guided_regex",
     "guided_choice", "guided_grammar", "bad_words", "allowed_token_ids", "truncate_prompt_tokens",
-    "reasoning_effort", "structured_outputs",
+    "reasoning_effort", "structured_outputs", "dimensions", "encoding_format",
 )
 
 

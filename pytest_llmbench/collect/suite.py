@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..checks.expectations import problems_by_key
+from ..checks.expectations import misplaced_checks, problems_by_key
 from ..exceptions import SuiteError
 from .case import TestCase
 from .generated import clashing_ids, workload_cases
@@ -62,7 +62,7 @@ _MESSAGE_RULES: dict[str, Rule] = {
         "a string or a list of content-part objects",
     ),
 }
-_TEST_FIELDS = (*_TEST_RULES, "messages", *SECTIONS, "turns", "think_time_s")
+_TEST_FIELDS = (*_TEST_RULES, "messages", "input", *SECTIONS, "turns", "think_time_s")
 _REQUIRED_TEST_FIELDS = ("id", "name", "category")
 _TOP_RULES: dict[str, Rule] = {
     "test_suite_id": NAME,
@@ -86,6 +86,22 @@ def _messages(value: Any, problems: Problems) -> tuple[dict[str, Any], ...] | No
         problems.require(message, _MESSAGE_RULES, f"{label}: ")
         problems.check_fields(message, _MESSAGE_RULES, f"{label}.")
     return tuple(copy.deepcopy(value)) if len(problems.lines) == before else None
+
+
+MAX_INPUTS = 2048  # OpenAI's limit on one embeddings request's inputs
+
+
+def embedding_input(raw: dict[str, Any], problems: Problems) -> str | tuple[str, ...] | None:
+    """An embeddings test's ``input``: a non-empty text, or a list of 1 to MAX_INPUTS of them (a batch)."""
+    value = raw["input"]
+    if isinstance(value, str) and value:
+        return value
+    if (isinstance(value, list) and 0 < len(value) <= MAX_INPUTS
+            and all(isinstance(item, str) and item for item in value)):
+        return tuple(value)
+    problems.add(f"input must be a non-empty string or a list of 1 to {MAX_INPUTS} non-empty strings, "
+                 f"got {describe(value)}")
+    return None
 
 
 def _defaults(top: dict[str, Any], problems: Problems) -> dict[str, dict[str, Any]]:
@@ -114,16 +130,25 @@ def _test_case(
     here.check_fields(raw, _TEST_RULES)
     has_prompt, has_messages = "prompt" in raw, "messages" in raw
     turns = _turns(raw, here) if "turns" in raw or "think_time_s" in raw else None
-    if turns is not None and has_prompt:
+    inputs = embedding_input(raw, here) if "input" in raw else None
+    if "input" in raw:
+        if has_prompt or has_messages or turns is not None:
+            here.add("has 'input' beside 'prompt', 'messages' or 'turns': an embeddings test has 'input' alone")
+    elif turns is not None and has_prompt:
         here.add("has both 'prompt' and 'turns': a conversation is chat; put earlier turns in 'messages'")
     elif turns is None and has_prompt == has_messages:
         which = "has both 'prompt' and" if has_prompt else "missing 'prompt' or"
-        here.add(f"{which} 'messages': give exactly one ('prompt' for /completions, 'messages' for chat)")
+        here.add(f"{which} 'messages': give exactly one ('prompt' for /completions, 'messages' for chat, "
+                 f"'input' for /embeddings)")
     messages = _messages(raw["messages"], here) if has_messages else None
     own = {key: section(raw, key, here) for key in SECTIONS}
     if len(problems.lines) > before:
         return None
     expected = merged(defaults, own, "expected")
+    for problem in misplaced_checks(expected, embeddings="input" in raw):
+        here.add(problem)
+    if len(problems.lines) > before:
+        return None
     if defaults["expected"] and own["expected"]:  # each half was valid alone; together they may clash (min > max)
         for field, problem in problems_by_key(expected).items():
             here.add(f"expected.{field} (with the suite's defaults): {problem}")
@@ -146,6 +171,7 @@ def _test_case(
         metadata=copy.deepcopy(raw.get("metadata")),
         turns=turns,
         think_time_s=raw.get("think_time_s", 0.0),
+        input=inputs,
     )
 
 

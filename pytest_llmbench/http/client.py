@@ -18,6 +18,7 @@ from ..exceptions import ClientError, EndpointUnreachable
 from ..jsonbound import loads_bounded
 from ..result import ApiError, Attempt, TestResult, now_iso, tokens_per_second
 from .api_errors import clip, describe
+from .embeddings import embeddings_body, embeddings_url, read_embeddings_body
 from .openai import (
     PATHS,
     asked_tokens,
@@ -38,6 +39,7 @@ from .trace_context import for_request as trace_for_request
 from .transport import CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, Reply, Transport, target
 
 USER_AGENT = f"pytest-llmbench/{__version__}"
+EMBEDDINGS = "embeddings"  # the api_type of a test with an ``input``
 PROBE_TIMEOUT = 10.0  # seconds: check_reachable's whole deadline, so a dead or trickling host fails fast
 
 
@@ -109,7 +111,8 @@ class LLMClient:
         """One logical request with its retries, as a result without the test's identity (the caller adds it);
         failures come back in the result, never raised."""
         if api_type not in self._urls:
-            self._urls[api_type] = resolve_url(self.config.endpoint, api_type)
+            self._urls[api_type] = ((embeddings_url(self.config.endpoint), api_type) if api_type == EMBEDDINGS
+                                    else resolve_url(self.config.endpoint, api_type))
         url, used = self._urls[api_type]
         request = dict(body)
         if used == "chat" and "prompt" in request:
@@ -120,7 +123,7 @@ class LLMClient:
                 "point the endpoint at the base URL (.../v1) or at .../v1/chat/completions"
             )
             return _finished(TestResult(api_type=used, request=request), ApiError("request", message))
-        if self.config.server_timing:
+        if self.config.server_timing and used != EMBEDDINGS:
             request = with_request_fields(request)
         if request.get("model") is None:
             try:
@@ -131,7 +134,10 @@ class LLMClient:
         trace, headers = trace_for_request(self.config.headers, self.config.traceparent)
         reply, attempts = self._with_retries("POST", url, request, used if request.get("stream") is True else None,
                                              headers)
-        if reply.error is not None and reply.error.status == 404:  # name what was hit, and the other API
+        if reply.error is not None and reply.error.status == 404 and used == EMBEDDINGS:
+            reply.error.message += (f" (POST {self._redact(url)}: does this server serve embeddings? vLLM does for "
+                                    "a pooling model, e.g. started with --runner pooling)")
+        elif reply.error is not None and reply.error.status == 404:  # name what was hit, and the other API
             other = resolve_url(url.rsplit(PATHS[used], 1)[0], "completions" if used == "chat" else "chat")[0]
             reply.error.message += (f" (POST {self._redact(url)}; check the endpoint's path, or whether this "
                                     f"server serves the other API, {self._redact(other)})")
@@ -144,6 +150,13 @@ class LLMClient:
 
     def chat(self, messages: list[dict[str, Any]], **params: Any) -> TestResult:
         return self._adhoc("chat", params, messages=messages)
+
+    def embed(self, inputs: str | list[str], **params: Any) -> TestResult:
+        """One embeddings request (``result.vectors`` holds the vectors, in input order)."""
+        model = params.pop("model", None)
+        result = self.send(EMBEDDINGS, embeddings_body(inputs, params, model))
+        result.test_id = result.test_name = result.category = "adhoc"
+        return result
 
     def list_models(self) -> list[str]:
         url = models_url(self.config.endpoint)
@@ -269,7 +282,8 @@ class LLMClient:
             if error is None and (error := unfinished(outcome, asked_tokens(request))) is not None:
                 attempts[-1].error = clip(describe(error), 300)
         elif error is None:
-            error = read_completion_body(result, reply.payload, self._secrets)
+            reader = read_embeddings_body if api_type == EMBEDDINGS else read_completion_body
+            error = reader(result, reply.payload, self._secrets)
             if error is not None:
                 error = self._secrets.redact_error(error)
                 attempts[-1].error = clip(describe(error), 300)
@@ -277,7 +291,10 @@ class LLMClient:
         result.response_text = self._secrets.mask(result.response_text)
         result.reasoning_text = self._secrets.mask(result.reasoning_text)
         result.api_response = self._secrets.mask(result.api_response)
-        if error is None:
+        if error is None and api_type == EMBEDDINGS:
+            result.e2e_latency = result.execution_time
+            join_server_timing(result, result.api_response, reply.headers)
+        elif error is None:
             fill_token_counts(result, None if outcome is None else len(outcome.content_ns), asked_tokens(request),
                               0 if outcome is None else outcome.reasoning_tokens)
             if outcome is not None:
@@ -324,6 +341,10 @@ def _finished(result: TestResult, error: ApiError | None) -> TestResult:
     result.possibly_duplicated = any(attempt.possibly_duplicated for attempt in result.attempt_log)
     result.error_message = describe(error, result.attempts) if error is not None else None
     result.tokens_per_second = tokens_per_second(result.completion_tokens, result.execution_time)
+    if result.input_count and result.execution_time > 0:  # an embeddings request: what it carried per second
+        result.inputs_per_second = result.input_count / result.execution_time
+        if result.prompt_tokens:
+            result.input_tokens_per_second = result.prompt_tokens / result.execution_time
     result.timestamp = now_iso()
     result.model = result.request.get("model")
     return result

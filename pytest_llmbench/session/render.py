@@ -27,6 +27,9 @@ def _prompt_text(request: dict[str, Any]) -> str:
             for m in request["messages"]
             if isinstance(m, dict)
         )
+    if "input" in request:  # embeddings: one text or a batch
+        texts = request["input"] if isinstance(request["input"], list) else [request["input"]]
+        return "\n".join(f"[input {n}] {text}" for n, text in enumerate(texts))
     prompt = request.get("prompt")
     if isinstance(prompt, list):  # the completions API takes a list of prompts too
         return "\n".join(str(p) for p in prompt)
@@ -90,6 +93,8 @@ def completion_pieces(result: dict[str, Any]) -> list[str]:
     """The completion file in pieces, the answer's text one of them as it is: a 32 MiB answer is written without
     being copied into a larger string first (each copy is another 32 MiB of memory)."""
     text = result.get("response_text") or ""
+    if result.get("embedding_dimensions") and result.get("success"):  # the vectors are never written
+        text = f"({result.get('input_count')} vectors of {result['embedding_dimensions']} dimensions, not kept)"
     if result.get("success") or not text:
         answer = [text] if result.get("success") else [_completion_text(result)]
     else:  # a failure with a partial answer: the error line, then the text as it came
