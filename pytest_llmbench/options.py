@@ -91,6 +91,11 @@ class Settings:
     drift_fail: float | None = _option(None, "with --llmbench-compare: fail the session when an answer's "
                                        "similarity to the baseline's answer (0-1, rapidfuzz's ratio / 100) falls "
                                        "below this, e.g. 0.8", "SIMILARITY", low=0, high=1)
+    embedding_model: str | None = _option(None, "with --llmbench-compare: also compare each changed answer with the "
+                                                "baseline's by the cosine of their embeddings from this model",
+                                          "NAME")
+    embedding_endpoint: str | None = _option(None, "where --llmbench-embedding-model is served (default: the "
+                                                   "session's endpoint)", "URL")
     compare_fail: tuple[str, ...] = _option((), "fail the session when a metric regresses past a threshold, e.g. "
                                                 "latency_p50:10% or tokens_per_second_mean:-5% (repeatable)",
                                                 "METRIC:PCT")

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from openai_stub import OpenAIStub, write_suite
+from openai_stub import OpenAIStub, embed_text, write_suite
 
+from pytest_llmbench.checks.embeddings import cosine
 from pytest_llmbench.metrics.drift import answer_drift, normalize, outcome_change, word_diff
 from pytest_llmbench.session.journal import JOURNAL
 from pytest_llmbench.session.report_html.cli import main as llmbench_report
@@ -163,3 +164,34 @@ def test_what_changed_in_the_report_and_in_llmbench_report_a_b_shows_escaped_wor
     between = out.read_text()
     assert '<section id="what-changed">' in between
     assert "<del>blue </del>" in between and "&lt;script&gt;alert(1)&lt;/script&gt;" in between
+
+
+def test_an_embedding_model_gives_each_changed_answer_its_cosine_with_the_baselines(
+        pytester: pytest.Pytester, stub: OpenAIStub) -> None:
+    session(pytester, stub, BEFORE).assert_outcomes(passed=5)
+    result = session(pytester, stub, AFTER, "--llmbench-compare", "latest", "--llmbench-embedding-model", "emb")
+    batch = json.loads(batches(pytester)[-1].read_text())
+    rows = rows_by_id(batch)
+    assert rows["t_count"]["answer_drift"]["cosine"] == rows["t_capital"]["answer_drift"]["cosine"] == 1.0
+    sky = rows["t_sky"]["answer_drift"]["cosine"]  # the stub's vectors count shared words: 5 of 8 each
+    assert sky == pytest.approx(cosine(embed_text(BEFORE["sky"], 64), embed_text(AFTER["sky"], 64)), abs=1e-4)
+    assert rows["t_city"]["answer_drift"]["cosine"] == 0.0  # "Paris." and "Lyon, I think." share no word
+    embedded = [r["body"] for r in stub.requests if r["path"] == "/v1/embeddings"]
+    assert len(embedded) == 1 and embedded[0]["model"] == "emb" and len(embedded[0]["input"]) == 6  # 3 changed
+    assert batch["drift"]["semantic"] == {"model": "emb", "changed": 3, "embedded": 3, "problem": None}
+    assert batch["drift"]["min_cosine"] == 0.0
+    assert {c["test_id"]: c["cosine"] for c in batch["answer_changes"]}["t_sky"] == sky
+    result.stdout.fnmatch_lines(["*answers against the baseline: 5 compared*lowest cosine 0.00 by emb)"])
+
+
+def test_an_embeddings_server_that_fails_leaves_the_cosines_out_and_says_so(pytester: pytest.Pytester,
+                                                                            stub: OpenAIStub) -> None:
+    session(pytester, stub, BEFORE).assert_outcomes(passed=5)
+    stub.status = {"Lyon": 404}  # the embeddings request carries "Lyon, I think."
+    result = session(pytester, stub, AFTER, "--llmbench-compare", "latest", "--llmbench-embedding-model", "emb")
+    result.assert_outcomes(passed=4, failed=1)  # the run itself is kept whole
+    batch = json.loads(batches(pytester)[-1].read_text())
+    semantic = batch["drift"]["semantic"]
+    assert semantic["embedded"] == 0 and "HTTP 404" in semantic["problem"]
+    assert "cosine" not in rows_by_id(batch)["t_sky"]["answer_drift"]
+    result.stdout.fnmatch_lines(["*answer drift: 3 of 3 changed answers have no cosine: HTTP 404*"])

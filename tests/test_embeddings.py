@@ -12,7 +12,8 @@ from openai_stub import OpenAIStub, embed_text, write_suite
 from pytest_httpserver import HTTPServer
 from run_files import batch_of, results_by_id
 
-from pytest_llmbench.checks.embeddings import cosine
+from pytest_llmbench.checks.embeddings import cosine, embedding_checks
+from pytest_llmbench.checks.expectations import EMBEDDING_KEYS
 from pytest_llmbench.collect.suite import load_suite
 from pytest_llmbench.exceptions import SuiteError
 from pytest_llmbench.http.client import ClientConfig, LLMClient
@@ -46,7 +47,7 @@ def test_an_input_test_embeds_checks_its_vectors_and_measures_the_batch(pytester
     asked = [b for b in sent if b["input"] in (t["input"] for t in TESTS)]
     assert len(asked) == 4 and all(b["encoding_format"] == "float" and "stream" not in b for b in asked)
     references = sorted(str(b["input"]) for b in sent if b not in asked)  # each text once per parameters
-    assert references == sorted([NEAR["text"], FAR["text"], NEAR["text"], "quantum physics"])
+    assert references == sorted([str(NEAR["text"]), str(FAR["text"]), str(NEAR["text"]), "quantum physics"])
     batch = batch_of(pytester.path / "llmbench_results")
     rows = {row["test_id"]: row for row in batch["tests"]}
     assert rows["batch"]["input_count"] == 3 and rows["short"]["embedding_dimensions"] == 16
@@ -145,3 +146,17 @@ def test_the_completion_file_shows_the_inputs_and_the_vectors_shape(pytester: py
     text = path.read_text(encoding="utf-8")
     assert "[input 0] the cat sat\n[input 1] on the mat\n[input 2] a dog barked" in text
     assert "(3 vectors of 64 dimensions, not kept)" in text
+
+
+def test_each_vector_check_is_named_after_its_key_and_says_why_it_failed() -> None:
+    vectors = [(0.6, 0.8), (1.0, 0.0)]
+    expected = {"dimensions": 3, "normalized": False, "similar_to": {"text": "up", "min_cosine": 0.9},
+                "dissimilar_to": {"text": "gone", "max_cosine": 0.0}}
+    references: dict[str, tuple[float, ...] | str] = {"up": (0.0, 1.0), "gone": "HTTP 500"}
+    checks = embedding_checks(expected, vectors, lambda text: references[text])
+    assert [(c.name, c.passed) for c in checks] == [("dimensions", False), ("normalized", False),
+                                                    ("similar_to", False), ("dissimilar_to", False)]
+    assert [c.detail for c in checks] == ["the vectors have 2 dimensions", "vector lengths 1 to 1",
+                                          "cosine 0.0000 with 'up'",
+                                          "the reference text 'gone' could not be embedded: HTTP 500"]
+    assert {c.name for c in checks} == EMBEDDING_KEYS and checks[2].label == "similar_to >= 0.9"

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ..batch import Batch
+from ..http.client import LLMClient
 from ..http.redact import Secrets
 from ..metrics.gates import GateResult, Gates
 from ..metrics.hardware.monitor import ErrorRateAlert
@@ -29,6 +30,7 @@ from ..session.handoff import Delivery, Inbox, deliveries_of, is_llmbench_nodeid
 from ..session.intake import Intake
 from ..session.load.record import LoadRecord
 from ..session.recorder import Recorder
+from ..session.semantic import embed_pending
 from ..session.tracing import SpanExport, dropped_spans, session_attributes
 from .driver import DRIVER_KEY, DURATION_SKIP, WORKEROUTPUT_KEY
 from .finish import emit_warnings, fail_session, lost_reason, run_metadata, write_end_summary, write_html_report
@@ -83,6 +85,8 @@ class Controller:
         self._resumed_taken = False
         self._signals: InterruptSignals | None = None
         self.recorder.drift, self.recorder.drift_fail = baseline_answers(gates, self.live.warnings), settings.drift_fail
+        if self.recorder.drift is not None:
+            self.recorder.drift.semantic = settings.embedding_model is not None
         if self.resume is not None:  # forced: the run's record says under what it went on
             self.live.warnings += [f"resumed under other options (--llmbench-resume-force): {line}"
                               for line in self.resume.differences]
@@ -249,6 +253,22 @@ class Controller:
 
     # -- end of the run -------------------------------------------------------------------------
 
+    def _semantic_drift(self, endpoint: str | None) -> dict[str, Any] | None:
+        """--llmbench-embedding-model: the changed answers' cosines with the baseline's, before the batch is built."""
+        model, drift = self.settings.embedding_model, self.recorder.drift
+        url = self.settings.embedding_endpoint or endpoint
+        if model is None or drift is None or url is None:
+            return None
+        client = LLMClient(self.settings.client_config(url), model=model)
+        try:
+            section = embed_pending(drift, client, model)
+        finally:
+            client.close()
+        if section["problem"]:
+            self.live.warnings.append(f"answer drift: {section['changed'] - section['embedded']} of "
+                                      f"{section['changed']} changed answers have no cosine: {section['problem']}")
+        return section
+
     def _finish(self, session: pytest.Session, *, interrupted: bool = False) -> None:
         """Build the batch and check the gates, once: after the loop, or at session end when it was cut short."""
         if self.batch is not None:
@@ -278,8 +298,11 @@ class Controller:
             self.live.warn(setup.workers_endpoints.move_logs(setup.run_dir))
         run = run_metadata(self.config, self.settings, self.lifecycle.endpoint or setup.workers_endpoints.endpoint,
                            setup.target, setup.run_dir, setup.started)
+        semantic = self._semantic_drift(run.get("endpoint"))
         batch = self.recorder.build_batch(run=run, partial_reason=self.partial_reason,
                                           wall_time_s=time.monotonic() - self._started_monotonic)
+        if semantic is not None and batch["drift"] is not None:
+            batch["drift"]["semantic"] = semantic
         batch["resumed_from"] = self.resume.section() if self.resume is not None else None
         if server is not None:
             batch["server"] = server.batch_section(batch["aggregate"])

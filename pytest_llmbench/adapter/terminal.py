@@ -141,8 +141,12 @@ def drift_lines(batch: Batch, shown: int = 5) -> list[tuple[str, dict[str, bool]
     lowest = drift.get("min_similarity")
     counts = (f"answers against the baseline: {drift['compared']} compared, {drift['identical']} identical, "
               f"{drift['normalized_equal']} equal but for case, spacing or punctuation, {drift['changed']} changed")
+    cosine = drift.get("min_cosine")
+    lowest_of = [f"lowest similarity {lowest:.2f}"] if lowest is not None else []
+    lowest_of += [f"lowest cosine {cosine:.2f} by {drift['semantic']['model']}"] if cosine is not None and isinstance(
+        drift.get("semantic"), dict) else []
     lines: list[tuple[str, dict[str, bool]]] = [
-        (counts + ("" if lowest is None else f" (lowest similarity {lowest:.2f})"), {})]
+        (counts + (f" ({', '.join(lowest_of)})" if lowest_of else ""), {})]
     regressions = [c for c in changes if c.get("outcome") == "regression"]
     if regressions:
         lines.append((f"answer checks that passed in the baseline and fail now: "

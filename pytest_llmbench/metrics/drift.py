@@ -23,6 +23,7 @@ IDENTICAL, NORMALIZED, CHANGED = "identical", "normalized-equal", "changed"
 SAMPLING_KEYS = ("temperature", "top_p", "top_k", "seed")
 DIFF_CHARS = 4000  # of each answer, compared word by word for the report
 DIFFS_KEPT = 200  # word-level diffs kept for the most changed answers
+SEMANTIC_CHARS = 8000  # of each answer, embedded for the semantic cosine (embedding models take ~512-8k tokens)
 _TOKEN = re.compile(r"\w+")
 _ASCII_PUNCTUATION = str.maketrans({c: " " for c in string.punctuation if c != "_"})  # \w keeps "_" too
 _WORD = re.compile(r"\S+\s*|\s+")
@@ -92,12 +93,14 @@ class BaselineAnswers:
     rows: Mapping[Key, Mapping[str, Any]] = field(default_factory=dict)
     sampling: dict[Key, dict[str, Any]] = field(default_factory=dict)
     source: str = ""
+    semantic: bool = False  # --llmbench-embedding-model: keep each changed pair's texts for their cosine
 
     def __post_init__(self) -> None:
         # the most changed answers' texts, for their diffs: a heap whose top is the least changed kept
         self._diffs: list[tuple[float, int, Key, str, str]] = []
         self._order = itertools.count()
         self.sampling_notes: dict[str, int] = {}
+        self.pending: list[tuple[dict[str, Any], str, str]] = []  # changed answers awaiting their cosine
 
     def compare(self, row: Mapping[str, Any], answer: str, sampling: dict[str, Any]) -> dict[str, Any] | None:
         """The row's ``answer_drift`` (None when the baseline has no answer for this test)."""
@@ -107,6 +110,11 @@ class BaselineAnswers:
             return None
         drift = answer_drift(before, answer)
         self._note_sampling(key, sampling)
+        if self.semantic:  # the same texts need no embedding: their cosine is 1
+            if drift["level"] == CHANGED:
+                self.pending.append((drift, before[:SEMANTIC_CHARS], answer[:SEMANTIC_CHARS]))
+            else:
+                drift["cosine"] = 1.0
         if drift["level"] != IDENTICAL:
             entry = (-drift["similarity"], next(self._order), key, before[:DIFF_CHARS], answer[:DIFF_CHARS])
             if len(self._diffs) < DIFFS_KEPT:
@@ -138,7 +146,8 @@ class BaselineAnswers:
             old = self.rows.get(key, {})
             before, after = old.get("evaluation_passed"), row.get("evaluation_passed")
             found.append({"test_id": key[0], "model": key[1], "level": drift.get("level"),
-                          "similarity": drift.get("similarity"), "checks_before": before, "checks_after": after,
+                          "similarity": drift.get("similarity"), "cosine": drift.get("cosine"),
+                          "checks_before": before, "checks_after": after,
                           "outcome": outcome_change(before, after), "diff": diffs.get(key)})
         found.sort(key=lambda change: (change["similarity"], change["test_id"], change["model"]))
         return found
@@ -152,6 +161,8 @@ class BaselineAnswers:
                 "normalized_equal": levels.count(NORMALIZED), "changed": levels.count(CHANGED),
                 "without_baseline_answer": sum(1 for row in rows if not row.get("llm_client")) - len(levels),
                 "min_similarity": min(similarities, default=None), "fail_below": fail_below,
+                "min_cosine": min((row["answer_drift"]["cosine"] for row in rows if isinstance(
+                    row.get("answer_drift"), dict) and row["answer_drift"].get("cosine") is not None), default=None),
                 "sampling_warnings": [f"{count} tests {note}" for note, count in sorted(self.sampling_notes.items())]}
 
 
