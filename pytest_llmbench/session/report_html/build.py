@@ -18,6 +18,7 @@ from ...metrics.stats import POOLED, finite_number, format_value, metric_of, qua
 from ...result import METRICS, Metric
 from .breakdown import breakdown
 from .sections import batch_timeline, derived_timeline, hardware_columns, server_figures, sweep_view
+from .verdict import failure_groups, load_line, reason_of, slos, why_failed
 
 # What the report shows of each metric is declared in result.METRICS: its distribution, headline figures, group
 # table columns and column in the table of every test. Nothing below (nor the template or report.js) names one.
@@ -180,6 +181,7 @@ def _failures(rows: list[Row]) -> list[dict[str, Any]]:
             "name": str(row.get("test_name", "")),
             "model": str(row.get("model") or ""),
             "outcome": outcome_of(row),
+            "reason": reason_of(row),
             "error": row.get("error_message") or "",
             "checks": [str(c) for c in failure.get("checks") or []],
             "slo_misses": [str(m) for m in failure.get("slo_misses") or []],
@@ -244,6 +246,16 @@ def _gates(batch: Batch) -> dict[str, Any] | None:
     }
 
 
+NOISE_PCT = 5.0  # a change smaller than this is the runs' own noise on a shared machine: shown, not coloured
+
+
+def change_verdict(change: float | None, better: str | None) -> str:
+    """"better", "worse" or "" (a change within NOISE_PCT, or a figure with no good direction)."""
+    if change is None or better is None or abs(change) < NOISE_PCT:
+        return ""
+    return "better" if (change < 0) == (better == "lower") else "worse"
+
+
 def delta_rows(deltas: list[dict[str, Any]]) -> list[dict[str, str]]:
     """A baseline table's rows (``Delta``s as dicts): each figure before and now, and the change coloured."""
     rows = []
@@ -251,9 +263,7 @@ def delta_rows(deltas: list[dict[str, Any]]) -> list[dict[str, str]]:
         name, change = str(delta.get("name")), finite_number(delta.get("change_pct"))
         before, now = (short_of(name, delta.get(f"{side}_count")) for side in ("baseline", "current"))
         change = None if before or now else change  # a percentile on too few samples (metrics/samples.py)
-        better = _better(name)
-        verdict = "" if change is None or better is None or change == 0 else (
-            "better" if (change < 0) == (better == "lower") else "worse")
+        verdict = change_verdict(change, _better(name))
         rows.append({"name": name, "baseline": "-" if before else format_value(name, delta.get("baseline")),
                      "current": "-" if now else format_value(name, delta.get("current")),
                      "change": "n/a" if change is None else f"{change:+.1f}%", "verdict": verdict})
@@ -292,13 +302,15 @@ def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: P
     aggregate = batch.get("aggregate") or {}
     hardware = batch.get("hardware") if isinstance(batch.get("hardware"), dict) else None
     server = batch.get("server") if isinstance(batch.get("server"), dict) else None
+    run_slos = slos((batch.get("run") or {}).get("options") or {})
+    groups = failure_groups(rows, label_of)
     chart = {
         "label": label,
         "tests": _tests(rows, batch_dir, report_dir),
         "percentiles": _percentiles(aggregate),
         "quantiles": _quantiles(batch),
         "timeline": batch_timeline(batch) or derived_timeline(rows),
-        "sweep": sweep_view(batch.get("sweep")),
+        "sweep": sweep_view(batch.get("sweep"), run_slos),
         "hardware": hardware_columns((hardware or {}).get("timeseries")),
         "server": batch_timeline(server) if server else None,
         "breakdown": breakdown(rows),
@@ -312,7 +324,10 @@ def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: P
         "categories": _group_table(batch.get("categories") or {}),
         "models": _group_table(batch.get("models") or {}),
         "failures": _failures(rows),
-        "failure_count": sum(outcome_of(row) != "passed" for row in rows),
+        "failure_groups": groups,
+        "why_failed": why_failed(batch, groups),
+        "load": load_line(batch),
+        "slos": run_slos,
         "slowest": _slowest(rows),
         "hardware": _hardware_note(hardware) if hardware else None,
         "server": server_figures(server) if server else None,

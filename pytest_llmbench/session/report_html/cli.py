@@ -19,14 +19,14 @@ from .render import DEFAULT_NAME, write_report
 
 def find_batch(given: Path) -> tuple[Path, str]:
     """The batch file a path names (as ``--llmbench-compare`` reads it: the file, its run folder, or
-    ``<output>/latest``) and the run's default label (the run id for a folder, else the file's name)."""
+    ``<output>/latest``) and the run's default label: its run id (the folder's name, or the batch file's stamp)."""
     try:
         found = resolve_run(given, given.parent)
     except ValueError as exc:
         raise BatchFileError(str(exc)) from None
     if found is None:
         raise BatchFileError(f"{given}: no run with a batch file in {given.parent}")
-    return found, (found.resolve().parent.name if found != given else given.stem)
+    return found, (found.resolve().parent.name if found != given else given.stem.removeprefix("batch_results_"))
 
 
 def _parser() -> argparse.ArgumentParser:

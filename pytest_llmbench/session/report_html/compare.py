@@ -1,6 +1,7 @@
 """Comparison of runs: headline figures side by side and the tests whose latency moved most.
 
-The first run is the reference: a change is coloured better or worse by the direction its figure should move.
+The first run is the reference: a change is coloured better or worse by the direction its figure should move,
+only beyond build.NOISE_PCT.
 """
 
 from __future__ import annotations
@@ -8,20 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from ...batch import Batch, Row
-from ...metrics.baseline import compare
 from ...metrics.baseline_tests import keys_of, shared_aggregate
 from ...metrics.samples import shortfall, vouched
 from ...metrics.stats import finite_number, format_value
-from .build import HEADLINE, TIMELINE, delta_rows, shown
+from .build import HEADLINE, TIMELINE, change_verdict, shown
 
 TEST_CHANGES_SHOWN = 15  # the largest slow-downs, and a third as many speed-ups
-
-
-def verdict(change: float | None, better: str | None) -> str:
-    """"better", "worse" or "" (no change worth a colour, or a figure with no good direction)."""
-    if change is None or better is None or abs(change) < 0.05:
-        return ""
-    return "better" if (change < 0) == (better == "lower") else "worse"
 
 
 def shared_figures(batches: list[Batch]) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -47,17 +40,10 @@ def comparison(aggregates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for aggregate, value in zip(aggregates, raw):
             change = None if value is None or not raw[0] else (value - raw[0]) / abs(raw[0]) * 100.0
             cells.append({"value": shown(key, aggregate), "why": shortfall(key, aggregate) or "",
-                          "change": None if change is None else f"{change:+.1f}%", "verdict": verdict(change, better)})
+                          "change": None if change is None else f"{change:+.1f}%", "verdict": change_verdict(change, better)})
         if any(value is not None or cell["value"] == "-" for value, cell in zip(raw, cells)):
             table.append({"label": label, "cells": cells})
     return table
-
-
-def against_reference(aggregates: list[dict[str, Any]], label: str) -> list[dict[str, Any] | None]:
-    """For each run's card, its figures against the report's reference run (the first), as ``--llmbench-compare``
-    tables them; None for the reference itself. A run's own gates keep the baseline it was judged against then."""
-    return [None] + [{"label": label, "deltas": delta_rows([vars(d) for d in compare(aggregates[0], aggregate)])}
-                     for aggregate in aggregates[1:]]
 
 
 def _latencies(batch: Batch) -> dict[tuple[str, str], float]:
@@ -82,5 +68,5 @@ def test_changes(first: Batch, last: Batch) -> dict[str, Any]:
         "shared": len(shared), "only_first": len(before.keys() - shared), "only_last": len(after.keys() - shared),
         "rows": [{"id": key[0], "model": key[1], "before": format_value("x_ms", before[key] * 1000),
                   "after": format_value("x_ms", after[key] * 1000), "change": f"{change:+.1f}%",
-                  "verdict": verdict(change, TIMELINE.better)} for key, change in slower + faster],
+                  "verdict": change_verdict(change, TIMELINE.better)} for key, change in slower + faster],
     }

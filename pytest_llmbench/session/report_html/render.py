@@ -20,7 +20,7 @@ from ...metrics.samples import RULE
 from ...result import dumps_strict
 from ..storage import atomic_write_text
 from .build import COLUMNS, GROUP_COLUMNS, HEADLINE, SLOWEST, TIMELINE, build_run, metric_view
-from .compare import against_reference, comparison, shared_figures, test_changes
+from .compare import comparison, shared_figures, test_changes
 from .drift import what_changed
 
 DEFAULT_NAME = "report.html"
@@ -51,9 +51,6 @@ def render_report(batches: list[tuple[Batch, str, Path | None]], report_path: Pa
     runs = [build_run(batch, label=label, batch_dir=folder, report_dir=report_dir)
             for batch, label, folder in batches]
     aggregates, shared = shared_figures([batch for batch, _, _ in batches])
-    references = against_reference(aggregates, runs[0]["header"]["label"]) if len(runs) > 1 else [None]
-    for run, reference in zip(runs, references):
-        run["reference"] = reference
     data = {"runs": [run["chart"] for run in runs], **metric_view()}
     payload = script_json(data)
     template = report_environment().get_template("report.html.j2")

@@ -9,7 +9,7 @@ import bisect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ...metrics.samples import vouched
+from ...metrics.samples import shortfall
 from ...metrics.stats import finite_number, format_value
 
 TIMELINE_POINTS = 200  # buckets of the throughput timeline derived from the rows
@@ -17,12 +17,12 @@ TIMELINE_POINTS = 200  # buckets of the throughput timeline derived from the row
 PER_SECOND = {"sent": "requests sent/s", "completed": "requests completed/s", "output_tokens": "output tokens/s",
               "errors": "errors/s"}
 RENAMED = {"in_flight": "requests in flight"}
-SWEEP_COLUMNS = (
+SWEEP_COLUMNS = (  # the level first, then its load, then the figures the SLOs usually gate
     ("level", "level"), ("concurrency", "concurrency"), ("offered_rate", "offered req/s"),
-    ("achieved_rate", "sent req/s"), ("request_throughput", "request_throughput"),
-    ("output_throughput", "output_throughput"), ("goodput", "goodput"), ("error_rate", "error_rate"),
-    ("p50_latency_ms", "p50_latency_ms"), ("p99_latency_ms", "p99_latency_ms"), ("p50_ttft_ms", "p50_ttft_ms"),
-    ("p99_ttft_ms", "p99_ttft_ms"), ("p50_tpot_ms", "p50_tpot_ms"))
+    ("achieved_rate", "sent req/s"), ("request_throughput", "done req/s"), ("goodput_throughput", "goodput req/s"),
+    ("output_throughput", "output tok/s"), ("error_rate", "errors"), ("p50_latency_ms", "latency p50"),
+    ("p99_latency_ms", "latency p99"), ("p50_ttft_ms", "TTFT p50"), ("p99_ttft_ms", "TTFT p99"),
+    ("p50_tpot_ms", "TPOT p50"))
 
 
 def derived_timeline(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]] | None:
@@ -75,38 +75,48 @@ def _first(mapping: dict[str, Any], *keys: str) -> Any:
     return next((mapping[k] for k in keys if mapping.get(k) is not None), None)
 
 
-def sweep_view(sweep: Any) -> dict[str, Any] | None:
-    """The sweep section as points: achieved throughput against latency p50/p99 per level, the knee flagged."""
+def _missed(slo: Mapping[str, Any], value: float | None) -> bool:
+    return value is not None and (value > slo["limit"] if slo["op"] == "<=" else value < slo["limit"])
+
+
+def sweep_view(sweep: Any, slos: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
+    """The sweep section per level: its load, its figures (the SLO-gated ones marked where they missed) and the
+    knee; the charts plot each SLO's figure against the offered load with the SLO's limit."""
     levels = sweep.get("levels") if isinstance(sweep, dict) else sweep
     if not isinstance(levels, list) or not levels:
         return None
     knee = _first(sweep, "knee", "knee_level") if isinstance(sweep, dict) else None
     if isinstance(knee, dict):
         knee = _first(knee, "level", "value")
-    levels = [vouched(level) for level in levels if isinstance(level, dict)]  # "-" on too few samples
+    kind = str(sweep.get("kind") or "") if isinstance(sweep, dict) else ""
+    load_key = "offered_rate" if kind == "rate" else "concurrency"
+    measured = [level for level in levels if isinstance(level, dict)]
+    keys = sorted({key for level in measured for key, value in level.items() if finite_number(value) is not None}
+                  | {slo["key"] for slo in slos})
     points = []
-    for level in levels:
+    for level in measured:  # the charts draw a percentile on too few samples as the SLO judged it, flagged
         name = _first(level, "level", "value", "concurrency", "rate", "label")
         points.append({
             "label": str(name),
-            "x": finite_number(_first(level, "request_throughput", "achieved_request_rate", "achieved_rate",
-                                      "output_throughput")),
-            "p50": finite_number(_first(level, "p50_latency_ms", "latency_p50_ms", "median_latency_ms")),
-            "p99": finite_number(_first(level, "p99_latency_ms", "latency_p99_ms")),
+            "load": finite_number(_first(level, load_key, "achieved_rate")),
+            "values": {key: finite_number(level.get(key)) for key in keys},
+            "few": [key for key in keys if shortfall(key, level)],
             "knee": bool(level.get("knee")) or (knee is not None and str(knee) == str(name)),
         })
-    points = [p for p in points if p["x"] is not None]
+    points = [p for p in points if p["load"] is not None]
     if not points:
         return None
-    table = [{"cells": [format_value(key, level.get(key)) if key != "level" else str(level.get(key))
-                        for key, _ in SWEEP_COLUMNS],
+    gated = {slo["key"]: slo for slo in slos}
+    table = [{"level": str(level.get("level")),
+              "cells": [{"text": "-" if shortfall(key, level) else format_value(key, level.get(key)),  # as the terminal
+                         "miss": key in gated and _missed(gated[key], finite_number(level.get(key)))}
+                        for key, _ in SWEEP_COLUMNS[1:]],
               "meets": level.get("meets_slos"), "misses": [str(m) for m in level.get("slo_misses") or []],
               "knee": knee is not None and str(knee) == str(level.get("level"))}
-             for level in levels]
-    return {"levels": points, "x_label": "achieved throughput, requests/s", "table": table,
-            "metric": "latency", "y_label": "latency, ms",  # the levels' p50/p99_latency_ms
-            "columns": [title for _, title in SWEEP_COLUMNS], "knee": None if knee is None else str(knee),
-            "kind": str(sweep.get("kind") or "") if isinstance(sweep, dict) else ""}
+             for level in measured]
+    return {"levels": points, "table": table, "slos": list(slos), "kind": kind,
+            "load_label": "offered request rate, req/s" if kind == "rate" else "concurrency",
+            "columns": [title for _, title in SWEEP_COLUMNS], "knee": None if knee is None else str(knee)}
 
 
 def hardware_columns(timeseries: Any) -> dict[str, list[Any]] | None:

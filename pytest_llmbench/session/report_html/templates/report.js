@@ -23,7 +23,22 @@
       var meta = chart.getDatasetMeta(i);
       if (!d.marker || meta.hidden || !meta.data.length) { return; }
       ctx.fillStyle = d.borderColor;
+      ctx.textAlign = d.markAlign || "center";
       ctx.fillText(d.mark, meta.data[1].x, Math.max(chart.chartArea.top + 9, meta.data[1].y - 3));
+    });
+    ctx.restore();
+  }});
+  /* Writes each point's level (c4, rate=8) beside it on the sweep's charts (datasets flagged `levelLabels`). */
+  Chart.register({id: "llmbenchLevelLabels", afterDatasetsDraw: function (chart) {
+    var ctx = chart.ctx;
+    ctx.save();
+    ctx.font = "10px system-ui, sans-serif";
+    ctx.textAlign = "left";
+    chart.data.datasets.forEach(function (d, i) {
+      var meta = chart.getDatasetMeta(i);
+      if (!d.levelLabels || meta.hidden) { return; }
+      ctx.fillStyle = d.borderColor;
+      meta.data.forEach(function (e, k) { ctx.fillText(d.data[k].level, e.x + 6, e.y - 6); });
     });
     ctx.restore();
   }});
@@ -42,7 +57,23 @@
     if (text !== undefined && text !== null) { node.textContent = String(text); }
     return node;
   }
-  function draw(canvas, config) {
+  function drawnPoints(config) {
+    return config.data.datasets.reduce(function (n, d) {
+      return n + (d.marker ? 0 : d.data.filter(function (p) {
+        var y = p !== null && typeof p === "object" ? p.y : p;
+        return y !== null && y !== undefined && Number.isFinite(y);
+      }).length);
+    }, 0);
+  }
+  /* Instead of a chart with nothing on it: one line saying why, where the chart would be. */
+  function noChart(canvas, why) {
+    var box = canvas.closest(".chart") || canvas.parentNode;
+    var note = make("p", "muted no-data", (box.querySelector("h3") ? box.querySelector("h3").textContent + ": " : "") + why);
+    box.replaceWith(note);
+    return null;
+  }
+  function draw(canvas, config, why) {
+    if (!drawnPoints(config)) { return noChart(canvas, why || "no data to draw"); }
     canvas.setAttribute("role", "img");
     var heading = canvas.closest(".chart").querySelector("h3") || canvas.closest("section").querySelector("h2");
     canvas.setAttribute("aria-label", heading ? heading.textContent : "chart");
@@ -139,9 +170,12 @@
         var name = mode === "outcome" ? t.outcome[i] : t.texts[t[mode][i]] || "(none)";
         var keyName = (multi ? run.label + " · " : "") + name;
         if (!groups[keyName]) {
-          var c = mode === "outcome" && !multi ? OUTCOME_COLOURS[name] : RUN_COLOURS[order.length % RUN_COLOURS.length];
+          var c = multi ? colour(ri) : mode === "outcome" ? OUTCOME_COLOURS[name] : RUN_COLOURS[order.length % RUN_COLOURS.length];
+          var shapes = ["circle", "rectRot", "triangle", "crossRot", "rect", "star"];
           groups[keyName] = {label: keyName, data: [], backgroundColor: alpha(c, 0.65), borderColor: c,
-            pointRadius: 2.5, pointHoverRadius: 5, pointStyle: ri % 2 ? "rectRot" : "circle"};
+            pointRadius: 2.5, pointHoverRadius: 5,
+            pointStyle: multi ? shapes[order.filter(function (k) { return groups[k].run === ri; }).length % shapes.length] : "circle",
+            run: ri};
           order.push(keyName);
         }
         groups[keyName].data.push({x: t.start[i], y: t[Y][i] === null ? 0 : t[Y][i], id: t.id[i],
@@ -184,7 +218,14 @@
       var columns = pick(run);
       if (columns && xKeyOf(columns)) { sets = sets.concat(columnSets(run, ri, columns, seriesNames(columns), axisOf)); }
     });
-    if (!sets.length || !canvas) { return; }
+    if (!canvas) { return; }
+    if (!sets.length) { return noChart(canvas, "no data to draw"); }
+    if (sets.every(function (d) { return d.data.length < 2; })) {
+      return noChart(canvas, "the run was shorter than one bucket of its timeline: nothing to draw over time");
+    }
+    if (sets.every(function (d) { return d.data.every(function (p) { return p.y === 0; }); })) {
+      return noChart(canvas, "0 throughout the run");
+    }
     var scales = {x: {type: "linear", title: {display: true, text: "s from the start"}}};
     Object.keys(axes).forEach(function (id, i) {
       scales[id] = {position: i ? "right" : "left", beginAtZero: true, title: {display: true, text: axes[id]},
@@ -243,28 +284,50 @@
     });
   }
 
-  /* ---- sweep: achieved throughput against latency p50/p99 per level, the knee marked ---- */
-  function sweep() {
-    var canvas = document.getElementById("chart-sweep");
-    if (!canvas) { return; }
-    var sets = [];
+  /* ---- sweep: each SLO's figure per level against the offered load, its limit dashed, each level labelled ---- */
+  var SWEEP_DEFAULT = [{key: "p99_latency_ms", text: "latency p99 (no SLO set)", limit: null}];
+  function sweepChart(box, title, yTitle, key, limit, xOf, xTitle) {
+    var pick = function (l) { return l.values[key]; };
+    var sets = [], xs = [];
+    xOf = xOf || function (l) { return l.load; };
     runs.forEach(function (run, ri) {
       var s = run.sweep;
-      if (!s || !s.levels.length) { return; }
-      ["p50", "p99"].forEach(function (mark, mi) {
-        sets.push({type: "line", label: label(run, s.metric + " " + mark), borderColor: colour(ri + mi), backgroundColor: colour(ri + mi),
-          borderDash: mi ? [6, 3] : [], data: s.levels.map(function (l) { return {x: l.x, y: l[mark], level: l.label}; }),
-          pointRadius: s.levels.map(function (l) { return l.knee ? 9 : 4; }),
-          pointStyle: s.levels.map(function (l) { return l.knee ? "star" : "circle"; })});
-      });
+      if (!s) { return; }
+      var points = s.levels.map(function (l) { return {x: xOf(l), y: pick(l), level: l.label, knee: l.knee,
+          few: !!key && l.few.indexOf(key) >= 0}; })
+        .filter(function (p) { return Number.isFinite(p.x) && Number.isFinite(p.y); });
+      points.forEach(function (p) { xs.push(p.x); });
+      sets.push({type: "line", label: label(run, title), data: points, borderColor: colour(ri), backgroundColor: colour(ri),
+        levelLabels: true, pointRadius: points.map(function (p) { return p.knee ? 9 : 4; }),
+        pointBackgroundColor: points.map(function (p) { return p.few ? "#fff" : colour(ri); }),  /* hollow: too few samples */
+        pointStyle: points.map(function (p) { return p.knee ? "star" : "circle"; })});
     });
-    if (!sets.length) { return; }
-    var xTitle = runs.filter(function (r) { return r.sweep; })[0].sweep.x_label;
-    draw(canvas, {type: "line", data: {datasets: sets}, options: {
-      scales: {x: {type: "linear", title: {display: true, text: xTitle}}, y: {beginAtZero: true, title: {display: true, text: runs.filter(function (r) { return r.sweep; })[0].sweep.y_label}}},
+    if (limit !== null && xs.length) {
+      var lo = Math.min.apply(null, xs), hi = Math.max.apply(null, xs);
+      sets.push({type: "line", marker: true, mark: "limit " + limit, markAlign: "right", label: "SLO limit " + limit,
+        data: [{x: lo, y: limit}, {x: hi, y: limit}], borderColor: "#b91c1c", borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0});
+    }
+    var first = runs.filter(function (r) { return r.sweep; })[0].sweep;
+    draw(chartBox(box, title), {type: "line", data: {datasets: sets}, options: {
+      scales: {x: {type: "linear", title: {display: true, text: xTitle || first.load_label}},
+        y: {beginAtZero: true, title: {display: true, text: yTitle}}},
       plugins: {tooltip: {callbacks: {label: function (ctx) {
-        return ctx.dataset.label + " at " + ctx.raw.level + ": " + (ctx.raw.y === null ? "n/a" : ctx.raw.y.toFixed(1) + " ms");
-      }}}}}});
+        return ctx.dataset.label + (ctx.raw.level ? " at " + ctx.raw.level : "") + ": " + ctx.raw.y.toFixed(2);
+      }}}}}}, "no level has this figure");
+  }
+  function sweep() {
+    var box = document.getElementById("sweep-charts");
+    var swept = runs.filter(function (r) { return r.sweep; });
+    if (!box || !swept.length) { return; }
+    var slos = swept[0].sweep.slos.length ? swept[0].sweep.slos : SWEEP_DEFAULT;
+    slos.forEach(function (slo) {
+      var ms = /_ms$/.test(slo.key);
+      sweepChart(box, slo.text, slo.key + (ms ? ", ms" : ""), slo.key, slo.limit);
+    });
+    sweepChart(box, "Goodput per level", "requests/s that met every per-test SLO", "goodput_throughput", null);
+    sweepChart(box, "Throughput against each user's speed (Pareto)", "output tokens/s, all users", "output_throughput", null,
+      function (l) { return l.values.p50_tpot_ms ? 1000 / l.values.p50_tpot_ms : null; },
+      "output tokens/s per user (1000 / TPOT p50)");
   }
 
   /* ---- the table of every test: filter, sort, link to the completion file ---- */
@@ -351,6 +414,13 @@
     timings[part.name] = performance.now() - t0;
   });
   document.getElementById("timeline-colour").addEventListener("change", timeline);
+  /* Printing: every folded part (options, run cards, failure groups) open, charts redrawn for the page's width. */
+  function forPrint() {
+    document.querySelectorAll("details").forEach(function (d) { d.open = true; });
+    charts.forEach(function (c) { c.resize(); });
+  }
+  window.addEventListener("beforeprint", forPrint);
+  window.matchMedia("print").addEventListener("change", function (m) { if (m.matches) { forPrint(); } });
   window.llmbenchDrawnMs = performance.now() - started;
   window.llmbenchReady = true;
 })();
