@@ -1,116 +1,27 @@
 """The HTML report in a real browser (Debian's headless Chromium through playwright): reports made by real
 sessions against the stub server open without errors, draw every chart, and filter, sort and compare.
-
-Locally these tests skip when Chromium or playwright is missing; under CI (.ci/run installs both) they never skip.
+The first screen, phones and print: test_report_screens.py. The browser itself: browser.py.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import shutil
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
+from browser import CHART_MARKS, chromium, open_report  # noqa: F401 (fixtures)
 from openai_stub import OpenAIStub
 from pytest_httpserver import HTTPServer
 from report_sessions import HOSTILE, REPORT_STUB, batch_file, report_file, results, run_session
 
 STUB = REPORT_STUB
-INSTALL_HINT = ("the browser tests need Chromium and playwright: `sudo apt-get install chromium` (Debian/Ubuntu) "
-                "and `pip install -e '.[test]'`; they run under CI")
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):  # .ci/run installs the browser: a skip there would hide a broken set-up
-        pytest.fail(f"{reason}; {INSTALL_HINT}")
-    pytest.skip(f"{reason}; {INSTALL_HINT}")
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        _unavailable("no chromium on PATH")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield browser
-        browser.close()
-
-
-@dataclass
-class OpenReport:
-    page: Any
-    problems: list[str] = field(default_factory=list)  # console errors, uncaught exceptions, dialogs
-
-    def js(self, script: str, arg: Any = None) -> Any:
-        return self.page.evaluate(script, arg)
-
-    def rows(self) -> int:
-        return int(self.js("document.querySelectorAll('#test-table tbody tr').length"))
-
-    def column(self, index: int) -> list[str]:
-        cells: list[str] = self.js(
-            f"[...document.querySelectorAll('#test-table tbody tr')].map(r => r.cells[{index}].textContent)")
-        return cells
-
-
-@pytest.fixture
-def open_report(chromium: Any) -> Iterator[Any]:
-    pages = []
-
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
-    def open_(path: Path) -> OpenReport:
-        page = chromium.new_page(viewport={"width": 1400, "height": 1000})
-        pages.append(page)
-        opened = OpenReport(page)
-        page.on("console", lambda m: opened.problems.append(f"console {m.type}: {m.text}")
-                if m.type in ("error", "warning") else None)
-        page.on("pageerror", lambda e: opened.problems.append(f"uncaught: {e}"))
-        def on_dialog(dialog: Any) -> None:
-            opened.problems.append(f"dialog: {dialog.message}")
-            dialog.dismiss()
-
-        page.on("dialog", on_dialog)
-        page.goto(path.as_uri())
-        try:
-            page.wait_for_function("window.llmbenchReady === true || window.llmbenchFailed === true", timeout=30_000)
-        except PlaywrightTimeout as exc:  # say what the page said, not only that it timed out
-            raise AssertionError(f"the report never finished drawing: {opened.problems}") from exc
-        assert page.evaluate("window.llmbenchReady") is True, opened.problems
-        return opened
-
-    yield open_
-    for page in pages:
-        page.close()
-
-
-# Each chart's drawn marks: elements with finite positions inside the plot area, and painted pixels there.
-CHART_MARKS = """() => window.llmbenchCharts.map(chart => {
-  const area = chart.chartArea, box = chart.canvas.closest('.chart').querySelector('h3');
-  const marks = chart.data.datasets.map((d, i) => d.marker ? null : chart.getDatasetMeta(i).data.filter(e =>
-      Number.isFinite(e.x) && Number.isFinite(e.y) && e.x >= area.left - 1 && e.x <= area.right + 1).length)
-    .filter(n => n !== null);
-  const ctx = chart.canvas.getContext('2d');
-  const pixels = ctx.getImageData(area.left, area.top, area.right - area.left, area.bottom - area.top).data;
-  let painted = 0;
-  for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] > 0) painted++; }
-  return {name: chart.canvas.id || (box && box.textContent) || '?', marks, painted};
-})"""
 
 
 def test_a_session_report_opens_without_errors_and_every_chart_draws_its_marks(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:
-    run_session(pytester, stub)
+    run_session(pytester, stub, "--llmbench-timeline-bucket", "0.01")  # a short run: a timeline of several buckets
     report = open_report(report_file(pytester))
     assert report.problems == []
     charts = report.js(CHART_MARKS)
@@ -263,16 +174,16 @@ def test_a_sweep_draws_its_curve_with_the_knee_and_the_load_timeline(pytester: p
 
     suite = write_suite(pytester.path / "sweep.json", [{"prompt": f"France {n}"} for n in range(8)])
     run_session(pytester, stub, "--llmbench-sweep", "concurrency=1,4", "--llmbench-slo", "latency_p99=60s",
-                suite=suite).assert_outcomes(passed=16)
+                "--llmbench-timeline-bucket", "0.02", suite=suite).assert_outcomes(passed=16)  # a bucket per 20 ms
     report = open_report(report_file(pytester))
     assert report.problems == []
     charts = {c["name"]: c for c in report.js(CHART_MARKS)}
-    assert charts["chart-sweep"]["marks"] == [2, 2]  # p50 and p99, one point per level
-    knee = report.js("""(() => { const c = Chart.getChart('chart-sweep');
-        return c.data.datasets[0].pointStyle.map((s, i) => s === 'star' ? c.data.datasets[0].data[i].level : null)
-        .filter(Boolean); })()""")
+    assert charts["latency_p99 <= 60000 ms"]["marks"] == [2]  # one point per level; the SLO's limit line apart
+    knee = report.js("""(() => { const c = window.llmbenchCharts.find(c => c.data.datasets[0].label === 'latency_p99 <= 60000 ms');
+        const d = c.data.datasets[0];
+        return d.pointStyle.map((s, i) => s === 'star' ? d.data[i].level : null).filter(Boolean); })()""")
     assert knee == ["c4"]
-    assert report.js("document.querySelector('table.sweep tr.knee td').textContent") == "c4"
+    assert report.js("document.querySelector('table.sweep tr.knee th').textContent") == "c4 ★"
     throughput = report.js("Chart.getChart('chart-throughput').data.datasets.map(d => d.label)")
     assert "requests sent/s" in throughput and "requests in flight" in throughput  # the batch's own timeline
 
@@ -284,8 +195,14 @@ def test_a_server_section_draws_one_chart_per_series(pytester: pytest.Pytester, 
     assert report.problems == []
     charts = {c["name"]: c for c in report.js(CHART_MARKS)}
     points = len(json.loads(batch_file(pytester).read_text(encoding="utf-8"))["server"]["timeline"])
+    timeline = json.loads(batch_file(pytester).read_text(encoding="utf-8"))["server"]["timeline"]
+    flat = report.js("[...document.querySelectorAll('#server .no-data')].map(p => p.textContent)")
     for series in ("requests_running", "requests_waiting", "kv_cache_usage_pct"):
-        assert charts[series]["marks"] == [points] and charts[series]["painted"], charts[series]
+        if all(point.get(series) == 0 for point in timeline):  # no chart for a line flat at 0: one line says so
+            assert f"{series}: 0 throughout the run" in flat and series not in charts
+        else:
+            assert charts[series]["marks"] == [points] and charts[series]["painted"], charts[series]
+    assert "requests_running" in charts  # the stub's answers move it
     assert charts["generation_tokens_per_s"]["marks"] == [points - 1]  # a rate needs the reading before it
     assert "kv_cache_usage_peak_pct" in report.js("document.getElementById('server').textContent")
 

@@ -22,6 +22,7 @@ from pytest_llmbench.batch import Batch
 from pytest_llmbench.metrics.samples import short_of
 from pytest_llmbench.metrics.stats import format_value
 from pytest_llmbench.session.report_html import environment
+from pytest_llmbench.session.report_html.compare import COMPARED
 from pytest_llmbench.session.report_html.render import render_report, script_json
 
 STUB = REPORT_STUB
@@ -160,17 +161,17 @@ def test_report_command_compares_two_batches(pytester: pytest.Pytester, stub: Op
     assert re.search(r'class="delta (better|worse|)">[+-]\d', html)
 
 
-def _reference_table(html: str, label: str) -> dict[str, list[str]]:
-    match = re.search(rf"<h3>Against {re.escape(label)}, this report's reference</h3>(.*?)</table>", html, re.S)
+def _compare_table(html: str) -> dict[str, list[str]]:
+    """The comparison's one table: each figure's label and each run's value (its change to the first left out)."""
+    match = re.search(r'<table class="compare">.*?<tbody>(.*?)</tbody>', html, re.S)
     assert match is not None
-    table = match[1]
-    return {row[0]: list(row[1:]) for row in
-            re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td[^>]*>([^<]*)</td></tr>", table)}
+    return {label: [re.sub(r"<[^>]*>.*", "", cell).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", cells)]
+            for label, cells in re.findall(r"<tr><th>([^<]*)</th>(.*?)</tr>", match[1], re.S)}
 
 
 def test_report_takes_run_folders_and_latest_and_compares_the_shared_tests_as_compare_does(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     """Issue 27, point 8: folders as --llmbench-compare takes them, its shared-test figures (mean ITL too), and a
-    later run's card against the report's reference, not the baseline it had at run time."""
+    later run against the report's reference in the one comparison table (#28), not the baseline it had then."""
     output = results(pytester)
     three = [{"id": name, "prompt": f"France, {name}?"} for name in ("a", "b", "c")]
     first_suite = write_suite(pytester.path / "first.json", three)
@@ -195,16 +196,21 @@ def test_report_takes_run_folders_and_latest_and_compares_the_shared_tests_as_co
     compared = compared_match[0]
     assert re.search(r"<th>tests</th>\s*<td>2</td><td>2 ", compared)  # the two shared tests, not 3 and 3
     assert "the figures are those of the 2 tests (id and model) every run has" in html
-    table = _reference_table(html, reference.name)
-    for name, (before, now, _) in table.items():  # the same figures --llmbench-compare gave that run
-        assert (before, now) == tuple("-" if short_of(name, own[name].get(f"{side}_count"))  # a p99 of 2 samples
-                                      else format_value(name, own[name][side]) for side in ("baseline", "current"))
-    assert table["mean_itl_ms"][1] != "n/a"
+    table = _compare_table(html)
+    labels = {key: label for key, label, _ in COMPARED}
+    for name in own:  # the same figures --llmbench-compare gave that run, in the comparison's one table
+        if own[name]["baseline"] is None and own[name]["current"] is None:
+            assert labels[name] not in table  # a figure neither run has: no row
+            continue
+        before, now = (("-" if short_of(name, own[name].get(f"{side}_count"))  # a p99 of 2 samples
+                        else format_value(name, own[name][side])) for side in ("baseline", "current"))
+        assert table[labels[name]] == [before, now], name
+    assert table[labels["mean_itl_ms"]][1] != "n/a"
 
     again = report_cli(middle, output / "latest", "-o", pytester.path / "middle.html")
     assert again.returncode == 0, again.stderr
     html = (pytester.path / "middle.html").read_text(encoding="utf-8")
-    assert _reference_table(html, middle.name) and "Against the baseline" not in html
+    assert _compare_table(html) and "Against the baseline" not in html and 'class="deltas"><thead><tr><th>metric' not in html
     assert f"At run time it was compared with <code>{next(reference.glob('batch_results_*.json'))}</code>" in html
 
 

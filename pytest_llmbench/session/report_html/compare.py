@@ -9,12 +9,23 @@ from __future__ import annotations
 from typing import Any
 
 from ...batch import Batch, Row
+from ...metrics.baseline import DEFAULT_METRICS
 from ...metrics.baseline_tests import keys_of, shared_aggregate
 from ...metrics.samples import shortfall, vouched
-from ...metrics.stats import finite_number, format_value
+from ...metrics.stats import finite_number, format_value, metric_of
 from .build import HEADLINE, TIMELINE, change_verdict, shown
 
 TEST_CHANGES_SHOWN = 15  # the largest slow-downs, and a third as many speed-ups
+
+
+def _compared_label(key: str) -> str:
+    metric = metric_of(key)
+    return f"{metric.title} {key.split('_', 1)[0]}" if metric is not None else key
+
+
+# The one table of a comparison: the headline figures and every figure --llmbench-compare compares.
+COMPARED = HEADLINE + tuple((key, _compared_label(key), metric.better if (metric := metric_of(key)) else None)
+                            for key in DEFAULT_METRICS if key not in {known for known, _, _ in HEADLINE})
 
 
 def shared_figures(batches: list[Batch]) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -34,7 +45,7 @@ def shared_figures(batches: list[Batch]) -> tuple[list[dict[str, Any]], dict[str
 def comparison(aggregates: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Headline figures side by side, each later run's change against the first, coloured better or worse."""
     table = []
-    for key, label, better in HEADLINE:
+    for key, label, better in COMPARED:
         raw = [finite_number(vouched(aggregate).get(key)) for aggregate in aggregates]
         cells = []
         for aggregate, value in zip(aggregates, raw):
