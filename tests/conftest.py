@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from faultserver import FaultServer
     from openai_stub import OpenAIStub
 
+pytest_plugins = ("browser",)  # the browser tests' Chromium and open_report fixtures (playwright loads when used)
+
 TEST_TIMEOUT_S = 120.0
 """pytest-timeout's limit per test: a broken retry cap or deadline fails in minutes, not by hanging CI."""
 

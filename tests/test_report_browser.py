@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
-from browser import CHART_MARKS, chromium, open_report  # noqa: F401 (fixtures)
+from browser import CHART_MARKS
 from openai_stub import OpenAIStub
 from pytest_httpserver import HTTPServer
 from report_sessions import HOSTILE, REPORT_STUB, batch_file, report_file, results, run_session

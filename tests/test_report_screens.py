@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import CHART_MARKS, chromium, open_report  # noqa: F401 (fixtures)
+from browser import CHART_MARKS
 from openai_stub import OpenAIStub, write_suite
 from pypdf import PdfReader
-from report_sessions import REPORT_STUB, batch_file, report_file, run_session
+from report_sessions import REPORT_STUB, report_file, run_session
 
 STUB = REPORT_STUB
 FOLD = 900  # the first screen of a 1400 x 900 window
@@ -143,7 +143,7 @@ def test_a_failed_run_says_why_first_and_groups_its_failures_by_reason(pytester:
     groups = report.js("""[...document.querySelectorAll('#failures details.failure-group')].map(g =>
         [g.querySelector('summary').textContent, [...g.querySelectorAll('article h4')].map(h => h.textContent)])""")
     assert sorted(summary for summary, _ in groups) == ["HTTP 500 — 1 test", "check contains — 1 test"]
-    tests = {summary: articles for summary, articles in groups}
+    tests = dict(groups)
     assert "broken" in tests["HTTP 500 — 1 test"][0] and "wrong" in tests["check contains — 1 test"][0]
 
 

@@ -51,7 +51,8 @@ def comparison(aggregates: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for aggregate, value in zip(aggregates, raw):
             change = None if value is None or not raw[0] else (value - raw[0]) / abs(raw[0]) * 100.0
             cells.append({"value": shown(key, aggregate), "why": shortfall(key, aggregate) or "",
-                          "change": None if change is None else f"{change:+.1f}%", "verdict": change_verdict(change, better)})
+                          "change": None if change is None else f"{change:+.1f}%",
+                          "verdict": change_verdict(change, better)})
         if any(value is not None or cell["value"] == "-" for value, cell in zip(raw, cells)):
             table.append({"label": label, "cells": cells})
     return table

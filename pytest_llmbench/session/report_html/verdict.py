@@ -39,7 +39,7 @@ def load_line(batch: Batch) -> list[str]:
     """What load ran, in the words a user asks for it: suites, streaming, concurrency or rate, offered and achieved."""
     run = batch.get("run") or {}
     options: Mapping[str, Any] = run.get("options") or {}
-    load: Mapping[str, Any] = batch.get("load") or {}  # type: ignore[assignment]
+    load: Mapping[str, Any] = batch.get("load") or {}
     suites = options.get("suite") or []
     parts = ["suite " + ", ".join(Path(str(s)).name for s in (suites if isinstance(suites, list) else [suites]))]
     parts.append("streaming" if options.get("stream") else "not streaming")
