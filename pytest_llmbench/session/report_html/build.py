@@ -82,7 +82,7 @@ def metric_view() -> dict[str, Any]:
     """What report.js needs to know of the metrics: distributions, table columns and the timeline's figure."""
     return {
         "distributions": [[m.key, m.distribution, m.unit, " (per chunk, from 201 pooled quantiles)" if m.per_chunk
-                           else ""] for m in DISTRIBUTIONS],
+                           else "", "token gaps" if m.per_chunk else "requests"] for m in DISTRIBUTIONS],
         "columns": [[m.key, m.label] for m in COLUMNS],
         "timeline": [TIMELINE.key, TIMELINE.title, TIMELINE.unit],
     }
@@ -296,6 +296,14 @@ def _better(key: str) -> str | None:
     return None
 
 
+def _last_answer(rows: list[Row]) -> float | None:
+    """When the last answer came, in s from the first request: where the load timeline's last bucket ends."""
+    ends = [start + seconds for row in rows
+            if (start := finite_number(row.get("start_s"))) is not None
+            and (seconds := finite_number(row.get("execution_time"))) is not None]
+    return max(ends, default=None)
+
+
 def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
     """One run's part of the report: header and tables for the template, `chart` data for the scripts."""
     rows = [row for row in batch.get("tests") or [] if isinstance(row, dict)]
@@ -309,7 +317,7 @@ def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: P
         "tests": _tests(rows, batch_dir, report_dir),
         "percentiles": _percentiles(aggregate),
         "quantiles": _quantiles(batch),
-        "timeline": batch_timeline(batch) or derived_timeline(rows),
+        "timeline": batch_timeline(batch, _last_answer(rows)) or derived_timeline(rows),
         "sweep": sweep_view(batch.get("sweep"), run_slos),
         "hardware": hardware_columns((hardware or {}).get("timeseries")),
         "server": batch_timeline(server) if server else None,

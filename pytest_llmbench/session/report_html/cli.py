@@ -19,14 +19,16 @@ from .render import DEFAULT_NAME, write_report
 
 def find_batch(given: Path) -> tuple[Path, str]:
     """The batch file a path names (as ``--llmbench-compare`` reads it: the file, its run folder, or
-    ``<output>/latest``) and the run's default label: its run id (the folder's name, or the batch file's stamp)."""
+    ``<output>/latest``) and the run's default label: its run id (its run folder's name, else the batch file's
+    time stamp)."""
     try:
         found = resolve_run(given, given.parent)
     except ValueError as exc:
         raise BatchFileError(str(exc)) from None
     if found is None:
         raise BatchFileError(f"{given}: no run with a batch file in {given.parent}")
-    return found, (found.resolve().parent.name if found != given else given.stem.removeprefix("batch_results_"))
+    folder, stamp = found.resolve().parent.name, found.stem.removeprefix("batch_results_")
+    return found, (folder if found != given or folder.startswith(stamp) else stamp)  # run ids: 20261207-045933-2
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -17,6 +17,7 @@ TIMELINE_POINTS = 200  # buckets of the throughput timeline derived from the row
 PER_SECOND = {"sent": "requests sent/s", "completed": "requests completed/s", "output_tokens": "output tokens/s",
               "errors": "errors/s"}
 RENAMED = {"in_flight": "requests in flight"}
+TIME_WEIGHTED = ("in_flight",)  # a bucket's request-seconds over its width
 SWEEP_COLUMNS = (  # the level first, then its load, then the figures the SLOs usually gate
     ("level", "level"), ("concurrency", "concurrency"), ("offered_rate", "offered req/s"),
     ("achieved_rate", "sent req/s"), ("request_throughput", "done req/s"), ("goodput_throughput", "goodput req/s"),
@@ -52,20 +53,34 @@ def derived_timeline(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]] 
             "errors/s": [round(e / bucket, 3) for e in errors], "requests in flight": in_flight}
 
 
-def batch_timeline(batch: Mapping[str, Any]) -> dict[str, list[Any]] | None:
+def _widths(points: list[dict[str, Any]], width: float, end_s: float | None) -> list[float]:
+    """Each bucket's own length: the last one ends with the run (the last answer), not a whole bucket later, so its
+    rate is not drawn as a collapse at the end."""
+    widths = [width] * len(points)
+    last = finite_number(points[-1].get("t"))
+    if end_s is not None and last is not None and 0 < end_s - last < width:
+        widths[-1] = end_s - last
+    return widths
+
+
+def batch_timeline(batch: Mapping[str, Any], end_s: float | None = None) -> dict[str, list[Any]] | None:
     """A section's timeline (a list of points, or a dict holding them under `buckets`) as numeric columns;
-    counts per bucket of a load timeline become rates per second."""
+    counts per bucket of a load timeline become rates per second, the last bucket's over its own length."""
     section = batch.get("timeline")
     points = section.get("buckets") or section.get("points") if isinstance(section, dict) else section
     if not isinstance(points, list) or not points or not all(isinstance(p, dict) for p in points):
         return None
     width = finite_number(section.get("bucket_s")) if isinstance(section, dict) else None
+    widths = _widths(points, width, end_s) if width else []
     keys = [k for k in points[0] if all(finite_number(p.get(k)) is not None or p.get(k) is None for p in points)]
     columns = {}
     for key in keys:
         values = [finite_number(p.get(key)) for p in points]
         if width and key in PER_SECOND:
-            columns[PER_SECOND[key]] = [None if v is None else round(v / width, 3) for v in values]
+            columns[PER_SECOND[key]] = [None if v is None else round(v / w, 3) for v, w in zip(values, widths)]
+        elif width and key in TIME_WEIGHTED:  # averaged over a whole bucket: over the last one's own length
+            columns[RENAMED.get(key, key)] = [None if v is None else round(v * width / w, 3)
+                                              for v, w in zip(values, widths)]
         else:
             columns[RENAMED.get(key, key)] = values
     return columns

@@ -13,32 +13,29 @@
   var charts = [];
   window.llmbenchCharts = charts;
 
-  /* Writes "p50", "p90", "p99" at the top of each percentile line (datasets flagged `marker`). */
-  Chart.register({id: "llmbenchMarkerLabels", afterDatasetsDraw: function (chart) {
-    var ctx = chart.ctx;
+  /* Writes "p50", "p90", "p99" at the top of each percentile line (datasets flagged `marker`), a label that would
+     overlap one already written a line lower; and each point's level (c4, rate=8) beside it on the sweep's charts
+     (datasets flagged `levelLabels`). */
+  Chart.register({id: "llmbenchLabels", afterDatasetsDraw: function (chart) {
+    var ctx = chart.ctx, placed = [], top = chart.chartArea.top + 9;
     ctx.save();
     ctx.font = "10px system-ui, sans-serif";
-    ctx.textAlign = "center";
     chart.data.datasets.forEach(function (d, i) {
       var meta = chart.getDatasetMeta(i);
-      if (!d.marker || meta.hidden || !meta.data.length) { return; }
+      if (meta.hidden || !meta.data.length || !(d.marker || d.levelLabels)) { return; }
       ctx.fillStyle = d.borderColor;
+      if (d.levelLabels) {
+        ctx.textAlign = "left";
+        meta.data.forEach(function (e, k) { ctx.fillText(d.data[k].level, e.x + 6, e.y - 6); });
+        return;
+      }
+      var x = meta.data[1].x, y = Math.max(top, meta.data[1].y - 3), width = ctx.measureText(d.mark).width + 4;
+      while (placed.some(function (p) { return Math.abs(p.y - y) < 10 && Math.abs(p.x - x) < (p.width + width) / 2; })) {
+        y += 11;
+      }
+      placed.push({x: x, y: y, width: width});
       ctx.textAlign = d.markAlign || "center";
-      ctx.fillText(d.mark, meta.data[1].x, Math.max(chart.chartArea.top + 9, meta.data[1].y - 3));
-    });
-    ctx.restore();
-  }});
-  /* Writes each point's level (c4, rate=8) beside it on the sweep's charts (datasets flagged `levelLabels`). */
-  Chart.register({id: "llmbenchLevelLabels", afterDatasetsDraw: function (chart) {
-    var ctx = chart.ctx;
-    ctx.save();
-    ctx.font = "10px system-ui, sans-serif";
-    ctx.textAlign = "left";
-    chart.data.datasets.forEach(function (d, i) {
-      var meta = chart.getDatasetMeta(i);
-      if (!d.levelLabels || meta.hidden) { return; }
-      ctx.fillStyle = d.borderColor;
-      meta.data.forEach(function (e, k) { ctx.fillText(d.data[k].level, e.x + 6, e.y - 6); });
+      ctx.fillText(d.mark, x, y);
     });
     ctx.restore();
   }});
@@ -124,14 +121,19 @@
   function distributions() {
     var box = document.getElementById("distribution-charts");
     data.distributions.forEach(function (entry) {
-      var key = entry[0], title = entry[1], unit = entry[2], note = entry[3];
+      var key = entry[0], title = entry[1], unit = entry[2], note = entry[3], counted = entry[4];
       var series = runs.map(function (run) { return metricValues(run, key).slice().sort(function (a, b) { return a - b; }); });
       var all = [].concat.apply([], series);
       if (!all.length) { return; }
       var lo = Math.min.apply(null, series.map(function (s) { return s.length ? s[0] : Infinity; }));
       var hi = Math.max.apply(null, series.map(function (s) { return s.length ? s[s.length - 1] : -Infinity; }));
+      /* a few far outliers would squeeze the rest into one bar: past 3x the 99th percentile's span, the bars stop at
+         that percentile and the last one holds the tail (the axis says so; the CDF keeps the whole range) */
+      var pooled = all.slice().sort(function (a, b) { return a - b; }), top = pooled[Math.floor(0.99 * (pooled.length - 1))];
+      var clipped = pooled.length >= 20 && hi - lo > 3 * (top - lo) && top > lo ? top : null;
+      var histHi = clipped === null ? hi : clipped;
       var bins = Math.max(10, Math.min(60, Math.round(Math.sqrt(all.length / runs.length))));
-      var width = (hi - lo) / bins || 1;
+      var width = (histHi - lo) / bins || 1;
       var hist = [], cdf = [], histTop = 0;
       series.forEach(function (values, ri) {
         if (!values.length) { return; }
@@ -150,8 +152,11 @@
       });
       var xAxis = {type: "linear", min: lo, max: hi + (hi === lo ? 1 : 0), ticks: {includeBounds: false},
         title: {display: true, text: title + ", " + unit + note}};
+      var histAxis = Object.assign({}, xAxis, {max: histHi + (histHi === lo ? 1 : 0), title: {display: true,
+        text: title + ", " + unit + note + (clipped === null ? "" : "; the last bar holds every value above " +
+          clipped.toFixed(1) + " " + unit + " (max " + hi.toFixed(1) + ")")}});
       draw(chartBox(box, title + " — histogram"), {type: "bar", data: {datasets: hist}, options: {
-        scales: {x: xAxis, y: {title: {display: true, text: "% of requests"}, beginAtZero: true}}}});
+        scales: {x: histAxis, y: {title: {display: true, text: "% of " + counted}, beginAtZero: true}}}});
       draw(chartBox(box, title + " — CDF"), {type: "line", data: {datasets: cdf}, options: {
         scales: {x: xAxis, y: {min: 0, max: 1, title: {display: true, text: "share at or below"}}}}});
     });
