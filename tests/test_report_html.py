@@ -315,3 +315,21 @@ def test_no_compiled_template_is_kept_without_a_safe_folder(new_environment: Any
 
     assert new_environment().bytecode_cache is None
     assert render_report([(cast(Batch, {"tests": []}), "run", None)], tmp_path / "report.html").startswith("<!DOCTYPE html>")
+
+
+def test_the_load_timelines_last_bucket_is_a_rate_over_its_own_length(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
+    """#28: a run ends inside its last bucket; drawn as a whole bucket, every run would seem to collapse at its end."""
+    from pytest_llmbench.session.report_html.build import build_run
+
+    stub.delay = 0.05
+    run_session(pytester, stub, "--llmbench-timeline-bucket", "0.2")  # 11 requests one after another: ~0.6 s
+    batch = load_batch(pytester)
+    buckets = batch["timeline"]["buckets"]
+    end = max(row["start_s"] + row["execution_time"] for row in batch["tests"]
+              if row["start_s"] is not None and row["execution_time"] is not None)
+    last = end - buckets[-1]["t"]
+    assert len(buckets) >= 3 and 0 < last < 0.2
+    timeline = build_run(cast(Batch, batch), label="x", batch_dir=None, report_dir=pytester.path)["chart"]["timeline"]
+    completed = timeline["requests completed/s"]
+    assert completed[0] == pytest.approx(buckets[0]["completed"] / 0.2, abs=2e-3)
+    assert completed[-1] == pytest.approx(buckets[-1]["completed"] / last, abs=2e-3)
