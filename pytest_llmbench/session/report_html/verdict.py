@@ -41,13 +41,14 @@ def load_line(batch: Batch) -> list[str]:
     options: Mapping[str, Any] = run.get("options") or {}
     load: Mapping[str, Any] = batch.get("load") or {}
     suites = options.get("suite") or []
-    parts = ["suite " + ", ".join(Path(str(s)).name for s in (suites if isinstance(suites, list) else [suites]))]
+    names = [Path(str(s)).name for s in (suites if isinstance(suites, list) else [suites]) if s]
+    parts = [("suite " if len(names) == 1 else "suites ") + ", ".join(names)] if names else []
     parts.append("streaming" if options.get("stream") else "not streaming")
     sweep = batch.get("sweep")
     if isinstance(sweep, dict) and sweep.get("levels"):
         levels = [str(level.get("level")) for level in sweep["levels"] if isinstance(level, dict)]
         parts.append(f"sweep of {sweep.get('kind') or 'load'}: " + ", ".join(levels))
-    else:
+    elif load:  # a batch without its load section (an older or a synthetic one) says nothing of it
         concurrency = finite_number(load.get("concurrency"))
         parts.append(f"concurrency {concurrency:g}" if concurrency else "one request at a time per worker")
         offered = _rate(load.get("request_rate"))
