@@ -15,7 +15,7 @@ import pytest
 from browser import CHART_MARKS
 from openai_stub import OpenAIStub
 from pytest_httpserver import HTTPServer
-from report_sessions import HOSTILE, REPORT_STUB, batch_file, report_file, results, run_session
+from report_sessions import HOSTILE, REPORT_STUB, batch_file, load_batch, report_file, results, run_session
 
 STUB = REPORT_STUB
 
@@ -186,6 +186,11 @@ def test_a_sweep_draws_its_curve_with_the_knee_and_the_load_timeline(pytester: p
     assert report.js("document.querySelector('table.sweep tr.knee th').textContent") == "c4 ★"
     throughput = report.js("Chart.getChart('chart-throughput').data.datasets.map(d => d.label)")
     assert "requests sent/s" in throughput and "requests in flight" in throughput  # the batch's own timeline
+    first_sent = {level: min(r["start_s"] for r in load_batch(pytester)["tests"] if r["level"] == level)
+                  for level in ("c1", "c4")}
+    for chart in ("chart-throughput", "chart-timeline"):  # each level's start marked where its first request went
+        marks = report.js(f"Chart.getChart('{chart}').data.datasets.filter(d => d.marker).map(d => [d.mark, d.data[0].x])")
+        assert marks == [[level, pytest.approx(t, abs=1e-3)] for level, t in first_sent.items()], (chart, marks)
 
 
 def test_a_server_section_draws_one_chart_per_series(pytester: pytest.Pytester, metrics_stub: OpenAIStub, open_report: Any) -> None:

@@ -296,6 +296,16 @@ def _better(key: str) -> str | None:
     return None
 
 
+def _level_starts(rows: list[Row]) -> list[list[Any]]:
+    """A sweep's levels on the timelines: each level's name and its first request's send time."""
+    starts: dict[str, float] = {}
+    for row in rows:
+        start = finite_number(row.get("start_s"))
+        if row.get("level") and start is not None:
+            starts[str(row["level"])] = min(start, starts.get(str(row["level"]), start))
+    return sorted(([name, round(t, 4)] for name, t in starts.items()), key=lambda item: item[1])
+
+
 def _last_answer(rows: list[Row]) -> float | None:
     """When the last answer came, in s from the first request: where the load timeline's last bucket ends."""
     ends = [start + seconds for row in rows
@@ -322,6 +332,7 @@ def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: P
         "hardware": hardware_columns((hardware or {}).get("timeseries")),
         "server": batch_timeline(server) if server else None,
         "breakdown": breakdown(rows),
+        "levels": _level_starts(rows),
     }
     return {
         "header": _header(batch, label),

@@ -188,8 +188,9 @@
       }
     });
     if (timelineChart) { timelineChart.destroy(); charts.splice(charts.indexOf(timelineChart), 1); }
+    var points = order.map(function (k) { return groups[k]; });
     timelineChart = draw(document.getElementById("chart-timeline"), {type: "scatter",
-      data: {datasets: order.map(function (k) { return groups[k]; })},
+      data: {datasets: points.length ? points.concat(levelMarks(points)) : points},
       options: {scales: {x: {title: {display: true, text: "sent, s from the first request"}},
         y: {title: {display: true, text: Y_TITLE + ", " + Y_UNIT + " (errors at 0)"}, beginAtZero: true}},
         plugins: {tooltip: {callbacks: {label: function (ctx) {
@@ -217,7 +218,21 @@
     var xKey = xKeyOf(columns);
     return Object.keys(columns).filter(function (k) { return k !== xKey && k !== "bucket_s" && present(columns[k]).length; });
   }
-  function timeChart(canvas, pick, axisOf, axes) {
+  /* A sweep's levels on a timeline: a dotted line where each level's first request was sent, named at its top. */
+  function levelMarks(sets) {
+    var top = Math.max.apply(null, sets.filter(function (d) { return (d.yAxisID || "y") === "y"; })
+      .map(function (d) { return Math.max.apply(null, d.data.map(function (p) { return p.y; })); }));
+    var marks = [];
+    runs.forEach(function (run, ri) {
+      (run.levels || []).forEach(function (level) {
+        marks.push({type: "line", marker: true, mark: level[0], label: label(run, "level " + level[0]),
+          data: [{x: level[1], y: 0}, {x: level[1], y: top}], borderColor: colour(ri), borderWidth: 1,
+          borderDash: [2, 3], pointRadius: 0, yAxisID: "y"});
+      });
+    });
+    return marks;
+  }
+  function timeChart(canvas, pick, axisOf, axes, marked) {
     var sets = [];
     runs.forEach(function (run, ri) {
       var columns = pick(run);
@@ -231,6 +246,7 @@
     if (sets.every(function (d) { return d.data.every(function (p) { return p.y === 0; }); })) {
       return noChart(canvas, "0 throughout the run");
     }
+    if (marked) { sets = sets.concat(levelMarks(sets)); }
     var scales = {x: {type: "linear", title: {display: true, text: "s from the start"}}};
     Object.keys(axes).forEach(function (id, i) {
       scales[id] = {position: i ? "right" : "left", beginAtZero: true, title: {display: true, text: axes[id]},
@@ -241,7 +257,7 @@
   function throughput() {
     timeChart(document.getElementById("chart-throughput"), function (run) { return run.timeline; },
       function (name) { return /token/.test(name) ? "y1" : "y"; },
-      {y: "requests/s · in flight", y1: "tokens/s"});
+      {y: "requests/s · in flight", y1: "tokens/s"}, true);
   }
   function hardware() {
     timeChart(document.getElementById("chart-hardware"), function (run) { return run.hardware; },
