@@ -85,7 +85,7 @@ def test_a_metric_declared_only_in_the_registry_reaches_statistics_slos_compare_
     assert "<th>answer size p50</th>" in report
     assert '<th data-key="answer_size" class="num">answer tok</th>' in report
     data = _report_data(report)
-    assert ["answer_size", "Answer size", "tok", ""] in data["distributions"]
+    assert ["answer_size", "Answer size", "tok", "", "requests"] in data["distributions"]  # a histogram of requests
     assert ["answer_size", "answer tok"] in data["columns"]
     assert data["runs"][0]["tests"]["answer_size"] == [6, 6, 6]
     assert data["runs"][0]["percentiles"]["answer_size"]["p50"] == 6.0
