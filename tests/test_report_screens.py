@@ -8,6 +8,7 @@ With LLMBENCH_SCREENSHOTS=<folder> the sweep, comparison and failure tests save 
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import unicodedata
@@ -167,5 +168,9 @@ def test_a_comparison_leads_with_its_deltas_and_keeps_each_runs_colour(pytester:
     assert report.js("document.querySelectorAll('.run.card table.deltas').length") == 0  # one deltas table
     colours = report.js("""window.llmbenchCharts.flatMap(c => c.data.datasets.filter(d => !d.marker && d.label)
         .map(d => [d.label.split(' · ')[0], d.borderColor]))""")
+    pareto = report.js("""window.llmbenchCharts.find(c => c.canvas.closest('#comparison-charts'))
+        .data.datasets.map(d => [d.data.length, d.data[0].x, d.data[0].y])""")
+    figures = [json.loads(path.read_text(encoding="utf-8"))["aggregate"] for path in (first, second)]
+    assert pareto == [[1, pytest.approx(1000 / f["p50_tpot_ms"], rel=1e-3), f["output_throughput"]] for f in figures]
     by_run = {label: {colour for run, colour in colours if run == label} for label in labels}
     assert by_run == {labels[0]: {RUN_COLOURS[0]}, labels[1]: {RUN_COLOURS[1]}}, by_run
