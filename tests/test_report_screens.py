@@ -19,7 +19,7 @@ import pytest
 from browser import CHART_MARKS
 from openai_stub import OpenAIStub, write_suite
 from pypdf import PdfReader
-from report_sessions import REPORT_STUB, report_file, run_session
+from report_sessions import REPORT_STUB, batch_file, report_file, run_session
 
 STUB = REPORT_STUB
 FOLD = 900  # the first screen of a 1400 x 900 window
@@ -174,3 +174,20 @@ def test_a_comparison_leads_with_its_deltas_and_keeps_each_runs_colour(pytester:
     assert pareto == [[1, pytest.approx(1000 / f["p50_tpot_ms"], rel=1e-3), f["output_throughput"]] for f in figures]
     by_run = {label: {colour for run, colour in colours if run == label} for label in labels}
     assert by_run == {labels[0]: {RUN_COLOURS[0]}, labels[1]: {RUN_COLOURS[1]}}, by_run
+
+
+def test_the_workloads_token_lengths_are_drawn_from_the_servers_usage(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:
+    """#28 point 7: input and output token lengths per request, as the server's usage counted them."""
+    stub.tokenizer = True  # usage counted by the stub's tokenizer: the prompts' lengths differ
+    prompts = [" ".join(["France"] * n) for n in (1, 3, 3, 8, 20)]
+    suite = write_suite(pytester.path / "lengths.json", [{"prompt": prompt} for prompt in prompts])
+    run_session(pytester, stub, suite=suite).assert_outcomes(passed=5)
+    report = open_report(report_file(pytester))
+    assert report.problems == []
+    rows = json.loads(batch_file(pytester).read_text(encoding="utf-8"))["tests"]
+    assert len({row["prompt_tokens"] for row in rows}) >= 3 and not any(row["tokens_estimated"] for row in rows)
+    for key, field in (("input_tokens", "prompt_tokens"), ("output_tokens", "completion_tokens")):
+        title = {"input_tokens": "Input tokens (server usage)", "output_tokens": "Output tokens (server usage)"}[key]
+        drawn = report.js("""(title) => window.llmbenchCharts.find(c => c.canvas.closest('.chart').querySelector('h3')
+            .textContent === title + ' — CDF').data.datasets.filter(d => !d.marker)[0].data.map(p => p.x)""", title)
+        assert sorted(drawn) == sorted(row[field] for row in rows), key

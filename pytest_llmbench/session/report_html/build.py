@@ -26,6 +26,10 @@ DISTRIBUTIONS = tuple(metric for metric in POOLED if metric.distribution)
 COLUMNS = tuple(metric for metric in METRICS if metric.column)
 TIMELINE = next(metric for metric in METRICS if metric.field == "execution_time")  # the y of the timeline chart
 SLOWEST = (TIMELINE, next(metric for metric in METRICS if metric.field == "ttft"))  # beside the slowest tests
+# The workload's token lengths as the server's usage counted them (an estimate is left out): (column, row field,
+# title); drawn with the metrics' distributions.
+WORKLOAD = (("input_tokens", "prompt_tokens", "Input tokens (server usage)"),
+            ("output_tokens", "completion_tokens", "Output tokens (server usage)"))
 MARKED = ("p50", "p90", "p99")
 FAILURES_SHOWN = 200
 SLOWEST_SHOWN = 10
@@ -82,7 +86,8 @@ def metric_view() -> dict[str, Any]:
     """What report.js needs to know of the metrics: distributions, table columns and the timeline's figure."""
     return {
         "distributions": [[m.key, m.distribution, m.unit, " (per chunk, from 201 pooled quantiles)" if m.per_chunk
-                           else "", "token gaps" if m.per_chunk else "requests"] for m in DISTRIBUTIONS],
+                           else "", "token gaps" if m.per_chunk else "requests"] for m in DISTRIBUTIONS]
+        + [[key, title, "tok", "", "requests"] for key, _, title in WORKLOAD],
         "columns": [[m.key, m.label] for m in COLUMNS],
         "timeline": [TIMELINE.key, TIMELINE.title, TIMELINE.unit],
     }
@@ -129,7 +134,8 @@ def _tests(rows: list[Row], batch_dir: Path | None, report_dir: Path) -> dict[st
 
     shown = {m.key: m for m in (*COLUMNS, *DISTRIBUTIONS, TIMELINE)}
     tests: dict[str, list[Any]] = {key: [] for key in (
-        "id", "name", "category", "model", "outcome", *shown, "tokens", "start", "file")}
+        "id", "name", "category", "model", "outcome", *shown, "tokens", "start", "file",
+        *(key for key, _, _ in WORKLOAD))}
     for row in rows:
         tests["id"].append(label_of(row))
         tests["name"].append(str(row.get("test_name", "")))
@@ -141,6 +147,9 @@ def _tests(rows: list[Row], batch_dir: Path | None, report_dir: Path) -> dict[st
             known = row.get("success") and (timed or not metric.arrival_timed)
             tests[key].append(_shown(metric, row_value(row, metric.row_field)) if known else None)
         tests["tokens"].append(row.get("completion_tokens"))
+        counted = row.get("success") and not row.get("tokens_estimated")
+        for key, field, _ in WORKLOAD:
+            tests[key].append(finite_number(row_value(row, field)) if counted else None)
         start = finite_number(row.get("start_s"))
         tests["start"].append(None if start is None else round(start, 4))
         tests["file"].append(file_link(base, row.get("completion_file")))
@@ -296,6 +305,13 @@ def _better(key: str) -> str | None:
     return None
 
 
+def _pareto(aggregate: dict[str, Any]) -> dict[str, float] | None:
+    """The run as a point of the throughput / interactivity trade-off: each user's tokens/s (1000 / TPOT p50)
+    against all users' output tokens/s."""
+    tpot, total = finite_number(aggregate.get("p50_tpot_ms")), finite_number(aggregate.get("output_throughput"))
+    return None if not tpot or total is None else {"x": round(1000.0 / tpot, 3), "y": total}
+
+
 def _level_starts(rows: list[Row]) -> list[list[Any]]:
     """A sweep's levels on the timelines: each level's name and its first request's send time."""
     starts: dict[str, float] = {}
@@ -333,6 +349,7 @@ def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: P
         "server": batch_timeline(server) if server else None,
         "breakdown": breakdown(rows),
         "levels": _level_starts(rows),
+        "pareto": _pareto(aggregate),
     }
     return {
         "header": _header(batch, label),

@@ -351,6 +351,20 @@
       "output tokens/s per user (1000 / TPOT p50)");
   }
 
+  /* ---- a comparison of runs: each run a point of the throughput / per-user speed trade-off ---- */
+  function pareto() {
+    var box = document.getElementById("comparison-charts");
+    if (!box) { return; }
+    var sets = runs.map(function (run, ri) {
+      return {type: "scatter", label: label(run, "Pareto"), data: run.pareto ? [Object.assign({level: run.label}, run.pareto)] : [],
+        borderColor: colour(ri), backgroundColor: colour(ri), pointRadius: 6, levelLabels: true};
+    });
+    draw(chartBox(box, "Throughput against each user's speed (Pareto)"), {type: "scatter", data: {datasets: sets},
+      options: {scales: {x: {beginAtZero: true, title: {display: true, text: "output tokens/s per user (1000 / TPOT p50)"}},
+        y: {beginAtZero: true, title: {display: true, text: "output tokens/s, all users"}}}}},
+      "no run has both a TPOT p50 and an output throughput (streamed runs have)");
+  }
+
   /* ---- the table of every test: filter, sort, link to the completion file ---- */
   var COLUMNS = ["id", "name", "category", "model", "outcome"].concat(data.columns.map(function (c) { return c[0]; }))
     .concat(["tokens", "start"]);
@@ -429,7 +443,7 @@
 
   var timings = {start: started, parse: performance.now() - started};
   window.llmbenchTimings = timings;  /* ms per part, for benchmarks/report_html.py */
-  [distributions, timeline, throughput, sweep, breakdown, hardware, server, table].forEach(function (part) {
+  [distributions, timeline, throughput, sweep, pareto, breakdown, hardware, server, table].forEach(function (part) {
     var t0 = performance.now();
     part();
     timings[part.name] = performance.now() - t0;
