@@ -15,7 +15,7 @@ from typing import Any
 from ..batch import Batch
 from ..exceptions import BatchFileError
 from .batch_file import read_batch
-from .samples import RULE, count_key, short_of
+from .samples import count_key, rule, short_of
 from .slo import RUN_NAMES, summary_key
 from .stats import POOLED, finite_number, format_value, summary_keys
 
@@ -156,4 +156,4 @@ def format_table(deltas: Sequence[Delta]) -> list[str]:
         f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}"
         for row in rows
     ]
-    return lines + ([f"  -: {RULE}"] if any(delta.short() for delta in deltas) else [])
+    return lines + ([f"  -: {rule({})}"] if any(delta.short() for delta in deltas) else [])

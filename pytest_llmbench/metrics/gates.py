@@ -24,9 +24,8 @@ from .baseline import (
 )
 from .baseline_tests import Pairing, pair, shared_aggregate, shared_keys
 from .drift import drift_failures
-from .samples import FEW_SAMPLES, shortfall
-from .slo import RunSlo, SloMiss, check_run_slos, few_sample_warnings, parse_run_slos, samples_note
-from .stats import format_value
+from .samples import FEW_SAMPLES
+from .slo import UNDECIDED, RunSlo, SloMiss, check_run_slos, measured_text, parse_run_slos, undecided_warnings, verdict
 
 
 @dataclass
@@ -40,7 +39,8 @@ class GateResult:
     passed_gates: list[str] = field(default_factory=list)  # "run SLO ttft_p99 <= 500 ms: 312.0 ms"
     drift: list[str] = field(default_factory=list)  # --llmbench-drift-fail: answers below the similarity
     baseline_note: str | None = None  # why no baseline was compared with although one was asked for
-    sample_warnings: list[str] = field(default_factory=list)  # gates judged on percentiles with too few samples
+    sample_warnings: list[str] = field(default_factory=list)  # compare limits judged on too few samples
+    undecided: list[str] = field(default_factory=list)  # run SLOs whose interval straddles the limit, not failed
 
     @property
     def failed(self) -> bool:
@@ -56,6 +56,7 @@ class GateResult:
             "passed_gates": self.passed_gates,
             "baseline_note": self.baseline_note,
             "few_samples": self.sample_warnings,
+            "undecided": self.undecided,
             "slo_misses": [m.to_dict() for m in self.slo_misses],
             "comparison": None if self.baseline_path is None else Comparison(
                 baseline=self.baseline_path,
@@ -82,12 +83,14 @@ class Gates:
     baseline_path: Path | None
     drift_fail: float | None = None  # fail when an answer's similarity to the baseline's falls below this
     note: str | None = None  # why there is no baseline although one was asked for (a first run)
-    few_samples: str = "warn"  # a gate on a percentile with too few samples: "warn" (judge it) or "fail"
+    few_samples: str = "warn"  # a compare limit on a percentile with too few samples: "warn" (judge it) or "fail"
+    undecided: str = "warn"  # a run SLO its interval straddles: "warn", "pass" or "fail" (--llmbench-slo-undecided)
 
     @classmethod
     def parse(cls, slo: tuple[str, ...], compare_fail: tuple[str, ...], baseline_path: Path | None = None,
-              note: str | None = None, few_samples: str = "warn", drift_fail: float | None = None) -> Gates:
-        """Raises ValueError naming the bad SLO, threshold, baseline file or few-samples rule.
+              note: str | None = None, few_samples: str = "warn", drift_fail: float | None = None,
+              undecided: str = "warn") -> Gates:
+        """Raises ValueError naming the bad SLO, threshold, baseline file, few-samples or undecided rule.
 
         ``baseline_path`` is ``--llmbench-compare`` resolved to a batch file (a folder or ``latest`` names one);
         ``note`` says why there is none when one was asked for.
@@ -96,11 +99,13 @@ class Gates:
             raise ValueError("--llmbench-drift-fail compares answers with a baseline: add --llmbench-compare RUN")
         if few_samples not in FEW_SAMPLES:
             raise ValueError(f"--llmbench-few-samples: expected {' or '.join(FEW_SAMPLES)}, got {few_samples!r}")
+        if undecided not in UNDECIDED:
+            raise ValueError(f"--llmbench-slo-undecided: expected {', '.join(UNDECIDED)}, got {undecided!r}")
         baseline = load_baseline(baseline_path) if baseline_path else None
         return cls(slos=parse_run_slos(slo),
                    thresholds=[parse_threshold(spec) for spec in compare_fail],
                    baseline=baseline, baseline_path=baseline_path, drift_fail=drift_fail, note=note,
-                   few_samples=few_samples)
+                   few_samples=few_samples, undecided=undecided)
 
     @property
     def active(self) -> bool:
@@ -112,16 +117,15 @@ class Gates:
         ``run``: its run record), with a warning for each way the runs differ."""
         result = GateResult()
         for slo in self.slos:
-            misses = check_run_slos([slo], aggregate, self.few_samples)
+            misses = check_run_slos([slo], aggregate, self.undecided)
             if misses:
                 result.slo_misses += misses
                 result.failed_gates.append((f"slo[{slo.name}]", misses[0].message))
             else:
-                measured = format_value(slo.key, aggregate.get(slo.key))
-                result.passed_gates.append(f"run SLO {slo.text}: measured {measured}"
-                                           + samples_note(shortfall(slo.key, aggregate)))
-        if self.few_samples == "warn":
-            result.sample_warnings += few_sample_warnings(self.slos, aggregate)
+                unsure = " (undecided)" if verdict(slo, aggregate) == "undecided" else ""
+                result.passed_gates.append(f"run SLO {slo.text}{unsure}: measured {measured_text(slo, aggregate)}")
+        if self.undecided == "warn":
+            result.undecided += undecided_warnings(self.slos, aggregate)
         if self.baseline is None and self.note:
             unchecked = "; the --llmbench-compare-fail limits were not checked" if self.thresholds else ""
             result.baseline_note = self.note + unchecked
@@ -157,7 +161,7 @@ class Gates:
         if short and self.few_samples == "fail":
             broken = [f"{threshold.metric} not judged against the baseline: {short} (--llmbench-few-samples fail)"]
         else:
-            broken = [message + samples_note(short) for message in check_regressions(result.deltas, [threshold])]
+            broken = [message + _note(short) for message in check_regressions(result.deltas, [threshold])]
             if short:
                 result.sample_warnings.append(f"--llmbench-compare-fail {threshold.metric} was judged on {short}")
         if broken:
@@ -166,4 +170,9 @@ class Gates:
         else:
             change = "n/a" if delta.change_pct is None else f"{delta.change_pct:+.1f}%"
             result.passed_gates.append(f"{threshold.metric} {change} against the baseline, {threshold.text}"
-                                       + samples_note(short))
+                                       + _note(short))
+
+
+def _note(short: str | None) -> str:
+    """What a verdict on too few samples says after its figure: " (p99 of 8 samples, needs 368 for 95%)"."""
+    return f" ({short})" if short else ""

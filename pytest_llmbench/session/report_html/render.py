@@ -16,7 +16,7 @@ from typing import Any
 
 from ..._version import __version__
 from ...batch import Batch
-from ...metrics.samples import RULE
+from ...metrics.samples import rule
 from ...result import dumps_strict
 from ..storage import atomic_write_text
 from .build import COLUMNS, GROUP_COLUMNS, HEADLINE, SLOWEST, TIMELINE, build_run, metric_view
@@ -62,7 +62,7 @@ def render_report(batches: list[tuple[Batch, str, Path | None]], report_path: Pa
         runs=runs,
         comparison=comparison(aggregates) if len(runs) > 1 else None,
         shared=shared,
-        few_samples_rule=RULE,
+        few_samples_rule=rule(batches[-1][0].get("aggregate") or {}),
         test_changes=test_changes(batches[0][0], batches[-1][0]) if len(runs) > 1 else None,
         what_changed=what_changed(batches),
         headline=HEADLINE,
