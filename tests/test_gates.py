@@ -72,7 +72,7 @@ def test_bad_run_slo_is_a_usage_error_before_any_request(pytester: pytest.Pytest
 
 
 def _baseline_run(pytester: pytest.Pytester, stub: OpenAIStub, suite: Any) -> Any:
-    run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-output", "base").assert_outcomes(passed=3)
+    assert run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-output", "base").ret == pytest.ExitCode.OK
     return next((pytester.path / "base" / "latest").glob("batch_*.json"))
 
 
@@ -188,7 +188,8 @@ def test_a_gate_on_a_p99_of_8_samples_says_so_and_warns_where_the_table_shows_a_
 
     assert result.ret == pytest.ExitCode.OK
     [latency] = [line for line in result.stdout.lines if line.startswith("latency ms")]
-    cells = latency.split()[2:]  # n, mean, std, min, p50, p90, p95, p99, p99.9, max
+    # n, mean, std, min, p50, p90, p95, p99, p99.9, max; a bounded percentile's "(±1.3)" is no cell of its own
+    cells = [cell for cell in latency.split()[2:] if not cell.startswith("(±")]
     assert cells[0] == "8" and cells[4] != "-" and cells[5:9] == ["-", "-", "-", "-"]
     result.stdout.fnmatch_lines([
         "*LLMBenchWarning: run SLO latency_p99 <= 60000 ms undecided: measured * ms, 95% interval ?*, open? ms of 8 "
@@ -234,12 +235,12 @@ def test_with_few_samples_fail_a_gate_on_too_few_samples_fails_unjudged(pytester
 
 
 def test_a_sweep_follows_the_same_rule_in_its_table_and_its_verdicts(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
-    suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}"} for i in range(4)])
+    suite = write_suite(pytester.path / "s.json", [{"id": f"t{i}"} for i in range(6)])  # 6 bound a median
 
     result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-sweep", "concurrency=1,2",
                  "--llmbench-slo", "latency_p99=60s")
 
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=12)
     lines = result.stdout.lines
     header = next(n for n, line in enumerate(lines) if line.split()[:2] == ["level", "req"])
     columns = lines[header].split()
@@ -248,4 +249,4 @@ def test_a_sweep_follows_the_same_rule_in_its_table_and_its_verdicts(pytester: p
         assert cells["p99"] == "-" and cells["p50"] != "-"  # "p99 ms" and "p50 ms" split in two words
     result.stdout.fnmatch_lines([RULE_LINE, "knee: c2 *",
                                  "sweep WARNING: level c1: run SLO latency_p99 <= 60000 ms undecided: measured * ms, "
-                                 "95% interval ?*, open? ms of 4 samples"])
+                                 "95% interval ?*, open? ms of 6 samples"])

@@ -36,7 +36,7 @@ def rank_bounds(n: int, q: float, level: float = DEFAULT_LEVEL) -> tuple[int | N
     if n <= 0:
         return None, None
     p = min(max(q / 100.0, 1e-12), 1.0 - 1e-12)
-    tail = (1.0 - level) / 2.0
+    tail = (1.0 - level) / 2.0 * (1.0 + 1e-9)  # a tail that equals the level's exactly (0.5^3 at 75 %) counts
     sd = math.sqrt(n * p * (1.0 - p))
     first = max(0, math.floor(n * p - _SPREAD * sd) - 1)
     last = min(n, math.ceil(n * p + _SPREAD * sd) + 1)
