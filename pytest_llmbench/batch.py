@@ -141,6 +141,9 @@ class Delta(TypedDict):
     change_pct: float | None
     baseline_count: int | None  # the samples a percentile rests on, each side (None: no percentile)
     current_count: int | None
+    p_value: float | None  # Mann-Whitney U on both runs' per-request values (metrics/significance.py); None: untested
+    significant: bool | None  # p below 1 - the confidence level
+    change_interval: list[float | None] | None  # the change's interval, in % of the baseline's figure
 
 
 class Comparison(TypedDict):
@@ -151,6 +154,7 @@ class Comparison(TypedDict):
     deltas: list[Delta]
     regressions: list[str]
     drift: list[str]  # --llmbench-drift-fail: the answers that fell below the similarity
+    min_change: float  # --llmbench-compare-min-change: smaller changes are not marked worse or better
 
 
 class Gates(TypedDict):

@@ -175,6 +175,9 @@ class Settings:
     slo_undecided: str = _option("warn", "what a run SLO does when its confidence interval straddles the limit "
                                          "(too few samples to tell): warn (pass it with a warning), pass or fail",
                                  "WHAT")
+    compare_min_change: float = _option(5.0, "the smallest change, in percent, that a comparison with a baseline "
+                                              "(and llmbench-report's) marks worse or better; smaller ones and those "
+                                              "that are not significant stay uncoloured", "PCT", low=0)
 
     @property
     def uses_local_server(self) -> bool:

@@ -81,10 +81,15 @@ def pair(baseline: Batch, rows: list[Row], run: Mapping[str, Any]) -> Pairing:
     return pairing
 
 
+def only(rows: list[Row], keys: set[tuple[str, str]]) -> list[Row]:
+    """The rows of the tests ``keys`` names (by test id and model)."""
+    return [row for row in rows if _key(row) in keys]
+
+
 def shared_aggregate(rows: list[Row], keys: set[tuple[str, str]], whole: Mapping[str, Any]) -> dict[str, Any]:
     """The run's figures over the shared tests only; run-wide throughputs stay those of the whole run."""
     accumulator = StatsAccumulator()
-    shared = [row for row in rows if _key(row) in keys]
+    shared = only(rows, keys)
     for row in shared:
         accumulator.add(row)
     figures = accumulator.summary(whole.get("duration_s") or 0.0)

@@ -15,21 +15,20 @@ from typing import Any
 
 from .intervals import DEFAULT_LEVEL
 from .intervals import min_samples as _bound_needs
+from .stats import PERCENTILE_STATS
 
 FEW_SAMPLES = ("warn", "fail")  # what a compare-fail limit does with a percentile that rests on too few samples
-# The percentile statistics of the summary keys (p99_ttft_ms) and the percentile each stands for.
-_PERCENTILES = {"p99_9": 99.9, "median": 50.0, "p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
 
 
 def min_samples(stat: str, level: float = DEFAULT_LEVEL) -> int:
     """The fewest samples that bound the statistic at ``level``: ``p99`` 368 at 95 %; 1 for a mean or a max."""
-    q = _PERCENTILES.get(stat.replace(".", "_"))
+    q = PERCENTILE_STATS.get(stat.replace(".", "_"))
     return 1 if q is None else _bound_needs(q, level)
 
 
-def _split(key: str) -> tuple[str, str] | None:
+def split_key(key: str) -> tuple[str, str] | None:
     """("p99", "ttft") for the summary key p99_ttft_ms; None for a key that is no percentile of a metric."""
-    for stat in _PERCENTILES:  # p99_9 is tried before p99
+    for stat in PERCENTILE_STATS:  # p99_9 is tried before p99
         if key.startswith(stat + "_"):
             return stat, key[len(stat) + 1:].removesuffix("_ms")
     return None
@@ -37,7 +36,7 @@ def _split(key: str) -> tuple[str, str] | None:
 
 def count_key(key: str) -> str | None:
     """Where a summary says how many samples the percentile ``key`` rests on: count_ttft for p99_ttft_ms."""
-    split = _split(key)
+    split = split_key(key)
     return None if split is None else f"count_{split[1]}"
 
 
@@ -45,7 +44,7 @@ def short_of(key: str, count: Any, level: Any = DEFAULT_LEVEL) -> str | None:
     """"p99 of 8 samples, needs 368 for 95%" when the percentile ``key`` rests on too few to bound it; None when it
     does not, when it is no percentile, or when the count is unknown (a batch from before counts were kept) or 0
     (no figure at all)."""
-    split = _split(key)
+    split = split_key(key)
     if split is None or not isinstance(count, int) or isinstance(count, bool) or count == 0:
         return None
     level = level_of({"confidence_level": level})

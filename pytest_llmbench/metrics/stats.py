@@ -25,7 +25,8 @@ RATE_METRIC = "tokens_per_second"
 STATS = ("mean", "median", "std", "min", "max", "p50", "p90", "p95", "p99", "p99_9")
 SHARE_KEYS = ("success_rate", "goodput", "evaluation_pass_rate")
 # The percentile statistics among STATS and the percentile each stands for: each gets a "<key>_ci" interval.
-PERCENTILE_STATS = {"median": 50.0, "p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99_9": 99.9}
+# p99_9 comes first: summary keys are matched by prefix in this order (p99_9_ttft_ms is no p99).
+PERCENTILE_STATS = {"p99_9": 99.9, "median": 50.0, "p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
 CI_SUFFIX = "_ci"  # p99_ttft_ms_ci: [low, high], a side None when the samples cannot bound it (metrics/intervals.py)
 NO_GROUP = "(none)"  # the group of results without a category or model
 
