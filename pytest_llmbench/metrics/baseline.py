@@ -182,10 +182,10 @@ def format_table(deltas: Sequence[Delta], min_change: float = 0.0) -> list[str]:
         tested = "" if delta.significance is None else describe(delta.significance)
         mark = verdict_of(delta) if delta.noted(min_change) and not delta.short() else ""
         rows.append((delta.name, before, now, change, f"{mark:<6} {tested}".rstrip()))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = [
-        f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}  {row[4]}"
-        .rstrip() for row in rows
+        f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]:>{widths[3]}}  "
+        f"{row[4]:<{widths[4]}}" for row in rows
     ]
     return lines + ([f"  -: {rule({})}"] if any(delta.short() for delta in deltas) else [])
 
