@@ -121,6 +121,11 @@ def test_a_decided_slo_passes_on_its_interval_and_the_terminal_shows_it(pytester
     low, high = batch["aggregate"]["p50_latency_ms_ci"]
     assert low <= batch["aggregate"]["p50_latency_ms"] <= high and batch["aggregate"]["confidence_level"] == 0.95
     assert batch["aggregate"]["success_rate_ci"][1] == 1.0
+    html = (next((pytester.path / "llmbench_results" / "latest").glob("batch_*.json")).parent / "report.html").read_text()
+    assert re.search(r'<div class="label">latency p50</div><div class="ci">95% interval \[[\d.]+, [\d.]+\] ms</div>',
+                     html)
+    assert re.search(r'<div class="label">request success</div><div class="ci">95% interval \[[\d.]+, 100.0\]%</div>',
+                     html)
 
 
 # -- significant-only comparisons ---------------------------------------------------------------------------------

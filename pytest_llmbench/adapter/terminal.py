@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 from ..batch import Batch
-from ..metrics.samples import level_of, rule, vouched
+from ..metrics.samples import interval_of, level_of, rule, vouched
 from ..metrics.server_timing import summary_line as server_timing_line
-from ..metrics.stats import CI_SUFFIX, metric_key
+from ..metrics.stats import metric_key
 from ..result import METRICS
 from ..session.progress import ExecutionProgress
 from ..session.tracing import summary_line as tracing_line
@@ -118,10 +118,10 @@ def _ms(value: Any) -> str:
     return "-" if value is None else f"{value:,.1f}"
 
 
-def with_interval(value: Any, ci: Any) -> str:
+def with_interval(value: Any, ci: tuple[float | None, float | None] | None) -> str:
     """A percentile with its confidence interval, compactly: "812.0 (±40.2)", the wider of the interval's two
-    sides from the figure; the bare figure when it carries no interval."""
-    if value is None or not isinstance(ci, list) or None in ci:
+    sides from the figure; the bare figure when it carries no interval or an open one."""
+    if value is None or ci is None or ci[0] is None or ci[1] is None:
         return _ms(value)
     return f"{_ms(value)} (±{max(value - ci[0], ci[1] - value):,.1f})"
 
@@ -248,7 +248,7 @@ def _write_metric_table(reporter: Any, agg: dict[str, Any]) -> None:
         return
     shown = vouched(agg)
     rows = [[label, *(str(agg[f"count_{metric}"]) if stat == "count" else
-                      with_interval(shown.get(key := metric_key(stat, metric)), agg.get(key + CI_SUFFIX))
+                      with_interval(shown.get(key := metric_key(stat, metric)), interval_of(key, agg))
                       for _, stat in TABLE_STATS)] for label, metric in metrics]
     _write_table(reporter, ["", *(title for title, _ in TABLE_STATS)], rows)
     if any(shown.get(key) is None and agg.get(key) is not None for key in agg):

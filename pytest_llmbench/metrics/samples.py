@@ -15,7 +15,7 @@ from typing import Any
 
 from .intervals import DEFAULT_LEVEL
 from .intervals import min_samples as _bound_needs
-from .stats import PERCENTILE_STATS
+from .stats import CI_SUFFIX, PERCENTILE_STATS, finite_number, format_value, unit_of
 
 FEW_SAMPLES = ("warn", "fail")  # what a compare-fail limit does with a percentile that rests on too few samples
 
@@ -77,3 +77,23 @@ def rule(figures: dict[str, Any]) -> str:
     return f"too few samples to bound the percentile at {level * 100:g}% (" + ", ".join(
         f"{stat.replace('_', '.')}{' needs' if n == 0 else ''} {min_samples(stat, level)}"
         for n, stat in enumerate(("p90", "p95", "p99", "p99_9"))) + ")"
+
+
+def interval_of(key: str, figures: dict[str, Any]) -> tuple[float | None, float | None] | None:
+    """The figure's confidence interval (``p99_ttft_ms_ci``), a side None where the samples cannot bound it; None
+    when the figure carries none (a mean, a throughput, a batch from before intervals were kept)."""
+    ci = figures.get(key + CI_SUFFIX)
+    if not isinstance(ci, list) or len(ci) != 2:
+        return None
+    low, high = (finite_number(side) for side in ci)
+    return low, high
+
+
+def interval_text(key: str, figures: dict[str, Any]) -> str:
+    """"95% interval [772.0, 851.0] ms" ("open" for a side the samples cannot bound); "" without an interval."""
+    ci = interval_of(key, figures)
+    if ci is None:
+        return ""
+    sides = ", ".join("open" if side is None else format_value(key, side, unit=False) for side in ci)
+    unit = unit_of(key)
+    return f"{level_of(figures) * 100:g}% interval [{sides}]{unit if unit in ('%', '') else ' ' + unit}"

@@ -14,10 +14,9 @@ from typing import Any
 
 from ..batch import SloMissEntry
 from ..result import METRICS, Metric
-from .intervals import DEFAULT_LEVEL
-from .samples import count_key
+from .samples import count_key, interval_of, interval_text
 from .server.section import SLO_KEYS as SERVER_SLO_KEYS
-from .stats import CI_SUFFIX, POOLED, finite_number, format_value, metric_of, unit_of
+from .stats import POOLED, finite_number, format_value, metric_of, unit_of
 
 STREAM_HINT = 'measured only on streamed responses: run with --llmbench-stream or set "stream": true on the test'
 # Why a streamed answer has no TTFT or TPOT: streaming is on, so the hint above would send the reader the wrong way.
@@ -186,15 +185,6 @@ def parse_run_slos(specs: Iterable[str]) -> list[RunSlo]:
 UNDECIDED = ("warn", "pass", "fail")  # --llmbench-slo-undecided: what an SLO its interval straddles does
 
 
-def interval_of(key: str, summary: dict[str, Any]) -> tuple[float | None, float | None] | None:
-    """The figure's confidence interval from the summary (``p99_ttft_ms_ci``), or None when it carries none."""
-    ci = summary.get(key + CI_SUFFIX)
-    if not isinstance(ci, list) or len(ci) != 2:
-        return None
-    low, high = (finite_number(side) for side in ci)
-    return low, high
-
-
 def verdict(slo: RunSlo, summary: dict[str, Any]) -> str:
     """"pass", "fail" or "undecided" (the interval straddles the limit, or is open on the side that would decide
     it); a figure without an interval (a mean, a throughput) passes or fails on its value; "unmeasured"."""
@@ -216,16 +206,12 @@ def verdict(slo: RunSlo, summary: dict[str, Any]) -> str:
 def measured_text(slo: RunSlo, summary: dict[str, Any]) -> str:
     """"812.0 ms, 95% interval [772.0, 851.0] ms of 412 samples": the figure, what bounds it and on how much."""
     measured = format_value(slo.key, summary.get(slo.key))
-    ci = interval_of(slo.key, summary)
-    if ci is None:
+    bounds = interval_text(slo.key, summary)
+    if not bounds:
         return measured
-    level = summary.get("confidence_level") or DEFAULT_LEVEL
-    sides = ", ".join("open" if side is None else format_value(slo.key, side, unit=False) for side in ci)
     counted = count_key(slo.key)
     count, what = (summary.get(counted), "sample") if counted else (summary.get("total_tests"), "request")
-    unit = unit_of(slo.key)
-    unit = unit if unit in ("%", "") else " " + unit
-    return f"{measured}, {level * 100:g}% interval [{sides}]{unit} of {count} {what}{'' if count == 1 else 's'}"
+    return f"{measured}, {bounds} of {count} {what}{'' if count == 1 else 's'}"
 
 
 def check_run_slos(slos: Iterable[RunSlo], summary: dict[str, Any], undecided: str = "warn") -> list[SloMiss]:

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from ...batch import Batch, Row, row_value
 from ...metrics.baseline import MIN_CHANGE, better_of
-from ...metrics.samples import short_of, shortfall, vouched
+from ...metrics.samples import interval_text, short_of, shortfall, vouched
 from ...metrics.stats import POOLED, finite_number, format_value, quantiles_key
 from ...result import METRICS, Metric
 from .breakdown import breakdown
@@ -314,6 +314,8 @@ def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: P
         "header": _header(batch, label),
         "figures": {key: shown(key, aggregate) for key, _, _ in HEADLINE},
         "shortfalls": {key: shortfall(key, aggregate) or "" for key, _, _ in HEADLINE},  # the "-" figures' why
+        "intervals": {key: "" if shortfall(key, aggregate) else interval_text(key, aggregate)
+                      for key, _, _ in HEADLINE},
         "raw": {key: finite_number(vouched(aggregate).get(key)) for key, _, _ in HEADLINE},
         "gates": _gates(batch),
         "categories": _group_table(batch.get("categories") or {}),
