@@ -2,10 +2,12 @@
 
 A percentile's interval comes from order statistics (the binomial method): of n independent samples, the number
 lying below the true q-th percentile is Binomial(n, q), so the sorted samples x(l) and x(u) enclose it with
-probability P(l <= B < u). The ranks are the outermost whose tails each hold at most (1 - level) / 2, so the
-interval holds at least ``level`` whatever the latency distribution (no normality, no bootstrap noise). When
-even the smallest or largest sample cannot serve as a bound, that side is None: the run has too few samples to
-bound the percentile there, and every consumer says so through metrics/samples.py.
+probability P(l <= B < u). The ranks start as the outermost whose tails each hold at most (1 - level) / 2, then
+drop their less likely end while the coverage stays at least ``level`` (equal tails overshoot where the binomial
+is lumpy, near p99), so the interval holds at least ``level`` whatever the latency distribution (no normality, no
+bootstrap noise) and not much more. When even the smallest or largest sample cannot serve as a bound, that side
+is None: the run has too few samples to bound the percentile there, and every consumer says so through
+metrics/samples.py.
 
 A share (goodput, success rate) gets a Wilson score interval: right near 0 and 1, where a normal interval is not.
 """
@@ -53,6 +55,25 @@ def rank_bounds(n: int, q: float, level: float = DEFAULT_LEVEL) -> tuple[int | N
             break
     if lower is not None and lower > n:
         lower = None
+    if lower is None or upper is None:
+        return lower, upper
+    return _tightened(n, p, lower, upper, level)
+
+
+def _tightened(n: int, p: float, lower: int, upper: int, level: float) -> tuple[int, int]:
+    """Equal tails of at most (1 - level) / 2 each overshoot the level when the binomial is lumpy (a p95 of 100
+    samples: 98.3 %); drop the less likely end rank while the coverage P(lower <= B < upper) stays >= level."""
+    covered = math.fsum(math.exp(_log_pmf(n, p, k)) for k in range(lower, upper))
+    while upper - lower > 1:
+        low_end, high_end = math.exp(_log_pmf(n, p, lower)), math.exp(_log_pmf(n, p, upper - 1))
+        drop = min(low_end, high_end)
+        if covered - drop < level:
+            break
+        covered -= drop
+        if low_end <= high_end:
+            lower += 1
+        else:
+            upper -= 1
     return lower, upper
 
 
