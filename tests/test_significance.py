@@ -142,6 +142,17 @@ def _two_runs(pytester: pytest.Pytester, stub: OpenAIStub, first: list[str], sec
     return result, json.loads(current.read_text()), baseline, current
 
 
+def _report_p50(pytester: pytest.Pytester, baseline: Path, current: Path) -> str:
+    """llmbench-report's side-by-side row of the two batches' latency p50."""
+    out = pytester.path / "ab.html"
+    cli = subprocess.run([sys.executable, "-m", "pytest_llmbench.session.report_html.cli", str(baseline), str(current),
+                          "-o", str(out)], capture_output=True, text=True, timeout=120, check=False)
+    assert cli.returncode == 0, cli.stderr
+    row = re.search(r"<tr><th>latency p50</th>(.*?)</tr>", out.read_text(), re.S)
+    assert row is not None
+    return row.group(1)
+
+
 def test_a_large_change_that_is_not_significant_is_neither_failed_nor_coloured(pytester: pytest.Pytester,
                                                                                stub: OpenAIStub) -> None:
     stub.delays = {"slow": SLOW}
@@ -163,12 +174,7 @@ def test_a_large_change_that_is_not_significant_is_neither_failed_nor_coloured(p
     assert re.search(r'<td>p50_latency_ms</td><td>[^<]*</td><td>[^<]*</td><td class="">\+[\d.]+%</td>'
                      r'<td class="muted">not significant \(p=[\d.]+\)', html)
     # llmbench-report on the two batches: the same test, no colour
-    out = pytester.path / "ab.html"
-    cli = subprocess.run([sys.executable, "-m", "pytest_llmbench.session.report_html.cli", str(baseline), str(current),
-                          "-o", str(out)], capture_output=True, text=True, timeout=120, check=False)
-    assert cli.returncode == 0, cli.stderr
-    row = re.search(r"<tr><th>latency p50</th>(.*?)</tr>", out.read_text(), re.S)
-    assert row is not None and re.search(r'<span class="delta " title="not significant \(p=[\d.]+', row.group(1))
+    assert re.search(r'<span class="delta " title="not significant \(p=[\d.]+', _report_p50(pytester, baseline, current))
 
 
 def test_a_real_slowdown_is_significant_coloured_and_fails_the_gate(pytester: pytest.Pytester,
@@ -184,9 +190,4 @@ def test_a_real_slowdown_is_significant_coloured_and_fails_the_gate(pytester: py
     html = (current.parent / "report.html").read_text()
     assert re.search(r'<td>p50_latency_ms</td><td>[^<]*</td><td>[^<]*</td><td class="worse">\+[\d.]+%</td>'
                      r'<td class="muted">p=', html)
-    out = pytester.path / "ab.html"
-    cli = subprocess.run([sys.executable, "-m", "pytest_llmbench.session.report_html.cli", str(baseline), str(current),
-                          "-o", str(out)], capture_output=True, text=True, timeout=120, check=False)
-    assert cli.returncode == 0, cli.stderr
-    row = re.search(r"<tr><th>latency p50</th>(.*?)</tr>", out.read_text(), re.S)
-    assert row is not None and re.search(r'<span class="delta worse" title="p=', row.group(1))
+    assert re.search(r'<span class="delta worse" title="p=', _report_p50(pytester, baseline, current))
