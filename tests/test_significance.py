@@ -131,24 +131,32 @@ def test_a_decided_slo_passes_on_its_interval_and_the_terminal_shows_it(pytester
 # -- significant-only comparisons ---------------------------------------------------------------------------------
 
 def _two_runs(pytester: pytest.Pytester, stub: OpenAIStub, first: list[str], second: list[str],
-              *args: str) -> tuple[pytest.RunResult, dict[str, Any], Path, Path]:
+              *args: str, both: tuple[str, ...] = ()) -> tuple[pytest.RunResult, dict[str, Any], Path, Path]:
+    """A baseline run of the prompts ``first``, then a run of ``second`` compared with it (``args``); ``both``:
+    options of both runs."""
     suite = pytester.path / "s.json"
     write_suite(suite, [{"id": f"t{n}", "prompt": prompt} for n, prompt in enumerate(first)])
-    assert run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-output", "base").ret == pytest.ExitCode.OK
+    assert run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-output", "base",
+               *both).ret == pytest.ExitCode.OK
     baseline = next((pytester.path / "base" / "latest").glob("batch_*.json"))
     write_suite(suite, [{"id": f"t{n}", "prompt": prompt} for n, prompt in enumerate(second)])
-    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", str(baseline), *args)
+    result = run(pytester, stub, "--llmbench-suite", str(suite), "--llmbench-compare", str(baseline), *args, *both)
     current = next((pytester.path / "llmbench_results" / "latest").glob("batch_*.json"))
     return result, json.loads(current.read_text()), baseline, current
 
 
-def _report_p50(pytester: pytest.Pytester, baseline: Path, current: Path) -> str:
-    """llmbench-report's side-by-side row of the two batches' latency p50."""
+def _report_ab(pytester: pytest.Pytester, baseline: Path, current: Path) -> str:
+    """llmbench-report's comparison of the two batches."""
     out = pytester.path / "ab.html"
     cli = subprocess.run([sys.executable, "-m", "pytest_llmbench.session.report_html.cli", str(baseline), str(current),
                           "-o", str(out)], capture_output=True, text=True, timeout=120, check=False)
     assert cli.returncode == 0, cli.stderr
-    row = re.search(r"<tr><th>latency p50</th>(.*?)</tr>", out.read_text(), re.S)
+    return out.read_text()
+
+
+def _report_p50(pytester: pytest.Pytester, baseline: Path, current: Path) -> str:
+    """llmbench-report's side-by-side row of the two batches' latency p50."""
+    row = re.search(r"<tr><th>latency p50</th>(.*?)</tr>", _report_ab(pytester, baseline, current), re.S)
     assert row is not None
     return row.group(1)
 
@@ -191,3 +199,29 @@ def test_a_real_slowdown_is_significant_coloured_and_fails_the_gate(pytester: py
     assert re.search(r'<td>p50_latency_ms</td><td>[^<]*</td><td>[^<]*</td><td class="worse">\+[\d.]+%</td>'
                      r'<td class="muted">p=', html)
     assert re.search(r'<span class="delta worse" title="p=', _report_p50(pytester, baseline, current))
+
+
+# -- per-test changes over repeats --------------------------------------------------------------------------------
+
+def test_a_tests_change_over_its_repeats_is_tested_and_only_a_significant_rise_is_a_regression() -> None:
+    from pytest_llmbench.metrics.baseline_tests import delta_of
+
+    rose = delta_of(("t1", "m"), [0.10, 0.11, 0.12, 0.13], [0.30, 0.31, 0.32, 0.33], 0.95)
+    mixed = delta_of(("t2", "m"), [0.10, 0.30, 0.11, 0.31], [0.12, 0.32, 0.30, 0.10], 0.95)
+    single = delta_of(("t3", "m"), [0.10], [0.30], 0.95)
+    assert rose.significant is True and rose.repeats == (4, 4) and rose.baseline_s == pytest.approx(0.115)
+    assert mixed.significant is False and mixed.p_value is not None and mixed.p_value > 0.5
+    assert single.p_value is None and single.significant is None  # one result each side: untested, judged as before
+
+
+def test_per_test_deltas_over_repeats_in_a_session_and_the_report(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
+    stub.delays = {"slow": SLOW}
+    result, batch, baseline, current = _two_runs(pytester, stub, ["fast a", "fast b"], ["slow a", "fast b"],
+                                                 both=("--llmbench-repeat", "4"))
+    assert result.ret == pytest.ExitCode.OK
+    per_test = {d["test_id"]: d for d in batch["gates"]["comparison"]["per_test"]}
+    assert per_test["t0"]["repeats"] == [4, 4] and per_test["t0"]["significant"] is True
+    assert per_test["t0"]["p_value"] < 0.05 and per_test["t1"]["p_value"] is not None  # each test tested
+    result.stdout.fnmatch_lines(["largest regressions: t0?stub-model? *s -> *s (+*%)*"])
+    html = _report_ab(pytester, baseline, current)  # its per-test table: medians over the repeats
+    assert re.search(r'<tr><td>t0</td><td>stub-model</td><td>[^<]*</td><td>[^<]*</td><td class="worse">', html)

@@ -136,7 +136,7 @@ class Gates:
             before, now = self.baseline["aggregate"], aggregate
             before_rows, now_rows = self.baseline.get("tests") or [], rows or []
             if rows is not None and self.baseline.get("tests"):
-                result.pairing = pair(self.baseline, rows, run or {})
+                result.pairing = pair(self.baseline, rows, run or {}, level_of(aggregate))
                 if result.pairing.only_baseline or result.pairing.only_now:
                     keys = shared_keys(self.baseline, rows)
                     before = shared_aggregate(self.baseline["tests"], keys, before)

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...batch import Batch, Row
 from ...metrics.baseline import MIN_CHANGE, compare
-from ...metrics.baseline_tests import keys_of, only, shared_aggregate
+from ...metrics.baseline_tests import delta_of, keys_of, latencies, only, shared_aggregate
 from ...metrics.samples import level_of, shortfall, vouched
 from ...metrics.significance import Significance, describe, judge_change
 from ...metrics.stats import finite_number, format_value
@@ -69,27 +69,20 @@ def against_reference(aggregates: list[dict[str, Any]], rows: list[list[Row]],
         for aggregate, run_rows in zip(aggregates[1:], rows[1:])]
 
 
-def _latencies(batch: Batch) -> dict[tuple[str, str], float]:
-    """Each successful test's latency by (test id, model)."""
-    found = {}
-    for row in batch.get("tests") or []:
-        seconds = finite_number(row.get("execution_time")) if isinstance(row, dict) else None
-        if seconds and row.get("success"):
-            found[(str(row.get("test_id", "")), str(row.get("model") or ""))] = seconds
-    return found
-
-
 def test_changes(first: Batch, last: Batch) -> dict[str, Any]:
-    """Per test, on the tests both runs share: the largest latency changes from the first run to the last."""
-    before, after = _latencies(first), _latencies(last)
+    """Per test, on the tests both runs share: the largest latency changes from the first run to the last (medians
+    over ``--llmbench-repeat``'s repeats; a change its repeats show is not significant stays uncoloured)."""
+    before, after = latencies(first.get("tests") or []), latencies(last.get("tests") or [])
     shared = before.keys() & after.keys()
-    changes = sorted(((key, (after[key] - before[key]) / before[key] * 100.0) for key in shared),
-                     key=lambda item: item[1], reverse=True)
-    slower = [c for c in changes if c[1] > 0][:TEST_CHANGES_SHOWN]
-    faster = [c for c in reversed(changes) if c[1] < 0][:TEST_CHANGES_SHOWN // 3]
+    level = level_of(last.get("aggregate") or {})
+    changes = sorted((delta_of(key, before[key], after[key], level) for key in shared),
+                     key=lambda delta: delta.change_pct or 0.0, reverse=True)
+    slower = [d for d in changes if (d.change_pct or 0.0) > 0][:TEST_CHANGES_SHOWN]
+    faster = [d for d in reversed(changes) if (d.change_pct or 0.0) < 0][:TEST_CHANGES_SHOWN // 3]
     return {
         "shared": len(shared), "only_first": len(before.keys() - shared), "only_last": len(after.keys() - shared),
-        "rows": [{"id": key[0], "model": key[1], "before": format_value("x_ms", before[key] * 1000),
-                  "after": format_value("x_ms", after[key] * 1000), "change": f"{change:+.1f}%",
-                  "verdict": verdict(change, TIMELINE.better)} for key, change in slower + faster],
+        "rows": [{"id": d.test_id, "model": d.model, "before": format_value("x_ms", d.baseline_s * 1000),
+                  "after": format_value("x_ms", d.now_s * 1000), "change": f"{d.change_pct or 0.0:+.1f}%",
+                  "verdict": "" if d.significant is False else verdict(d.change_pct, TIMELINE.better)}
+                 for d in slower + faster],
     }
