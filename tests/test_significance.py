@@ -225,3 +225,24 @@ def test_per_test_deltas_over_repeats_in_a_session_and_the_report(pytester: pyte
     result.stdout.fnmatch_lines(["largest regressions: t0?stub-model? *s -> *s (+*%)*"])
     html = _report_ab(pytester, baseline, current)  # its per-test table: medians over the repeats
     assert re.search(r'<tr><td>t0</td><td>stub-model</td><td>[^<]*</td><td>[^<]*</td><td class="worse">', html)
+
+
+def test_a_rise_its_repeats_do_not_support_is_no_regression_and_stays_uncoloured() -> None:
+    from pytest_llmbench.batch import Batch
+    from pytest_llmbench.metrics.baseline_tests import pair
+    from pytest_llmbench.session.report_html.compare import test_changes
+
+    def rows(seconds: list[float]) -> list[Row]:
+        return [Row(test_id="t2", model="m", success=True, execution_time=value)  # type: ignore[typeddict-item]
+                for value in seconds]
+
+    before = rows([0.10, 0.11, 0.12, 0.30, 0.31])
+    after = rows([0.10, 0.11, 0.30, 0.31, 0.32])  # the median jumps 150 %; the repeats hardly move
+    first = Batch(tests=before, aggregate={})  # type: ignore[typeddict-item]
+    last = Batch(tests=after, aggregate={})  # type: ignore[typeddict-item]
+    pairing = pair(first, after, {})
+    [delta] = pairing.per_test
+    assert delta.change_pct == pytest.approx(150.0) and delta.significant is False
+    assert pairing.largest_regressions() == []
+    [row] = test_changes(first, last)["rows"]
+    assert row["change"] == "+150.0%" and row["verdict"] == ""
