@@ -165,7 +165,8 @@ def _reference_table(html: str, label: str) -> dict[str, list[str]]:
     assert match is not None
     table = match[1]
     return {row[0]: list(row[1:]) for row in
-            re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td[^>]*>([^<]*)</td></tr>", table)}
+            re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td><td[^>]*>([^<]*)</td>"
+                       r"<td[^>]*>([^<]*)</td></tr>", table)}  # the last cell: the change's significance
 
 
 def test_report_takes_run_folders_and_latest_and_compares_the_shared_tests_as_compare_does(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
@@ -196,7 +197,7 @@ def test_report_takes_run_folders_and_latest_and_compares_the_shared_tests_as_co
     assert re.search(r"<th>tests</th>\s*<td>2</td><td>2 ", compared)  # the two shared tests, not 3 and 3
     assert "the figures are those of the 2 tests (id and model) every run has" in html
     table = _reference_table(html, reference.name)
-    for name, (before, now, _) in table.items():  # the same figures --llmbench-compare gave that run
+    for name, (before, now, _, _) in table.items():  # the same figures --llmbench-compare gave that run
         assert (before, now) == tuple("-" if short_of(name, own[name].get(f"{side}_count"))  # a p99 of 2 samples
                                       else format_value(name, own[name][side]) for side in ("baseline", "current"))
     assert table["mean_itl_ms"][1] != "n/a"
