@@ -22,9 +22,11 @@ SCHEMA_VERSION = 2
 SCHEMA_FILE = Path(__file__).with_name("batch_results.schema.json")
 
 _NUMBER_OR_NULL = ("number", "null")  # JSON types, as Annotated metadata (which must be hashable)
-# Summary keys (p99_ttft_ms, success_rate, ...) to their values: a number or null in the file; Any to Python, so that
-# a reader that has checked a figure's presence may compute with it.
-Figures = dict[str, Annotated[Any, _NUMBER_OR_NULL]]
+_FIGURE_OR_INTERVAL = ("figure", "interval")  # Annotated metadata: a number or null, or an interval [low, high]
+# Summary keys (p99_ttft_ms, success_rate, ...) to their values: a number or null in the file; an interval key
+# (p99_ttft_ms_ci, success_rate_ci: metrics/intervals.py) to [low, high], a side null where the samples cannot bound
+# it. Any to Python, so that a reader that has checked a figure's presence may compute with it.
+Figures = dict[str, Annotated[Any, _FIGURE_OR_INTERVAL]]
 
 
 class RunInfo(TypedDict):
@@ -139,6 +141,9 @@ class Delta(TypedDict):
     change_pct: float | None
     baseline_count: int | None  # the samples a percentile rests on, each side (None: no percentile)
     current_count: int | None
+    p_value: float | None  # Mann-Whitney U on both runs' per-request values (metrics/significance.py); None: untested
+    significant: bool | None  # p below 1 - the confidence level
+    change_interval: list[float | None] | None  # the change's interval, in % of the baseline's figure
 
 
 class Comparison(TypedDict):
@@ -149,6 +154,7 @@ class Comparison(TypedDict):
     deltas: list[Delta]
     regressions: list[str]
     drift: list[str]  # --llmbench-drift-fail: the answers that fell below the similarity
+    min_change: float  # --llmbench-compare-min-change: smaller changes are not marked worse or better
 
 
 class Gates(TypedDict):
@@ -156,7 +162,8 @@ class Gates(TypedDict):
     failed: list[GateFailure]
     passed_gates: list[str]
     baseline_note: str | None  # why no baseline was compared with although one was asked for
-    few_samples: list[str]  # gates judged on fewer samples than their percentile needs
+    few_samples: list[str]  # compare limits judged on fewer samples than their percentile needs
+    undecided: list[str]  # run SLOs whose confidence interval straddles the limit, passed (--llmbench-slo-undecided)
     slo_misses: list[SloMissEntry]
     comparison: Comparison | None
 
@@ -207,6 +214,9 @@ _PLAIN = {str: "string", int: "integer", float: "number", bool: "boolean", type(
 
 def _schema_of(annotation: Any) -> dict[str, Any]:
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated and args[1] == _FIGURE_OR_INTERVAL:
+        number = {"type": list(_NUMBER_OR_NULL)}
+        return {"anyOf": [number, {"type": "array", "minItems": 2, "maxItems": 2, "items": number}]}
     if origin is Annotated:
         return {"type": list(args[1])}
     if annotation is Any:

@@ -158,10 +158,9 @@ class Settings:
     server_metric: tuple[str, ...] = _option((), "also keep this series of the server metrics, raw, e.g. "
                                                  "vllm:num_requests_swapped (repeatable; name a counter with its "
                                                  "_total to get its increase and rate)", "NAME")
-    few_samples: str = _option("warn", "what a run-wide gate (--llmbench-slo, --llmbench-compare-fail, a sweep's "
-                                       "SLOs) does with a percentile resting on fewer samples than it needs (p90 10, "
-                                       "p95 20, p99 100, p99.9 1000): warn (judge it and warn) or fail (the gate "
-                                       "fails unjudged)", "WHAT")
+    few_samples: str = _option("warn", "what a --llmbench-compare-fail limit does with a percentile resting on too "
+                                       "few samples to bound it (at 95%: p90 36, p95 72, p99 368, p99.9 3688): warn "
+                                       "(judge it and warn) or fail (the gate fails unjudged)", "WHAT")
     server_timing: bool = _option(False, "ask the server for its own per-request times (sends vLLM's "
                                          "include_metrics field, which some servers refuse); llama.cpp timings, "
                                          "TGI headers and SGLang meta_info are read without it")
@@ -170,6 +169,15 @@ class Settings:
     otlp: str | None = _option(None, "export one OpenTelemetry span per request and one for the session to this "
                                      "OTLP/HTTP traces URL, e.g. http://127.0.0.1:4318/v1/traces (needs the otel "
                                      "extra); a collector that is down costs only its spans", "URL")
+    confidence: float = _option(0.95, "the level of the confidence intervals on every pooled percentile (order "
+                                      "statistics) and share (Wilson), which run SLOs are judged on", "LEVEL",
+                                low=0.5, high=1.0, inclusive=False)
+    slo_undecided: str = _option("warn", "what a run SLO does when its confidence interval straddles the limit "
+                                         "(too few samples to tell): warn (pass it with a warning), pass or fail",
+                                 "WHAT")
+    compare_min_change: float = _option(5.0, "the smallest change, in percent, that a comparison with a baseline "
+                                              "(and llmbench-report's) marks worse or better; smaller ones and those "
+                                              "that are not significant stay uncoloured", "PCT", low=0)
 
     @property
     def uses_local_server(self) -> bool:

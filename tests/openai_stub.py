@@ -43,6 +43,7 @@ class OpenAIStub:
     owned_by: str = "stub"  # what GET /v1/models says owns each model ("vllm" on vLLM)
     requests: list[dict[str, Any]] = field(default_factory=list)
     delay_per_active: float = 0.0  # more seconds per request in flight: a server that slows under load
+    delays: dict[str, float] = field(default_factory=dict)  # more seconds for a prompt containing the key
     active: int = 0  # requests being answered now (non-streamed answers)
     peak: int = 0  # the most ever answered at once (concurrent connections, one request each)
     answered: int = 0  # answers fully built and handed to the server
@@ -176,8 +177,9 @@ class OpenAIStub:
         began = time.monotonic()
         if self.observer is not None:
             self.observer.begin()
-        if self.delay or self.delay_per_active:
-            time.sleep(self.delay + self.delay_per_active * load)
+        extra = next((seconds for key, seconds in self.delays.items() if key in question), 0.0)
+        if self.delay or self.delay_per_active or extra:
+            time.sleep(self.delay + self.delay_per_active * load + extra)
         chat = request.path.endswith("/chat/completions")
         if body.get("stream"):
             return Response(self._observed(self._stream(text, chat, body), began, len(text.split(" "))),

@@ -149,8 +149,9 @@ def test_table_lines_show_baseline_now_and_change() -> None:
     deltas = [Delta("p50_latency_ms", 120.0, 137.0, 14.1667), Delta("success_rate", 1.0, 0.9, -10.0),
               Delta("p99_ttft_ms", None, 90.0, None)]
     lines = format_table(deltas)
-    assert lines[0].split() == ["metric", "baseline", "now", "change"]
-    assert lines[1].split() == ["p50_latency_ms", "120.0", "ms", "137.0", "ms", "+14.2%"]
-    assert lines[2].split() == ["success_rate", "100.0%", "90.0%", "-10.0%"]
+    assert lines[0].split() == ["metric", "baseline", "now", "change", "significance"]
+    # untested (no rows): judged on the figures alone, as before significance came
+    assert lines[1].split() == ["p50_latency_ms", "120.0", "ms", "137.0", "ms", "+14.2%", "worse"]
+    assert lines[2].split() == ["success_rate", "100.0%", "90.0%", "-10.0%", "worse"]
     assert lines[3].split() == ["p99_ttft_ms", "n/a", "90.0", "ms", "n/a"]
     assert len({len(line) for line in lines}) == 1  # columns line up

@@ -53,8 +53,10 @@ def _session(pytester: pytest.Pytester, stub: OpenAIStub, *args: str) -> tuple[p
         {"id": "b", "category": "two", "prompt": "France, again?"},
         {"id": "small", "category": "two", "prompt": "France, once more?", "slo": {"max_answer_size": 2}},
     ])
+    # at 75 % confidence 3 samples bound a median (at 95 % it takes 6: metrics/intervals.py)
     result = pytester.runpytest_subprocess("--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
-                                           "--llmbench-retries", "0", "-p", "no:cacheprovider", *args)
+                                           "--llmbench-retries", "0", "-p", "no:cacheprovider",
+                                           "--llmbench-confidence", "0.75", *args)
     batches = sorted((pytester.path / "llmbench_results").rglob("batch_results_*.json"), key=os.path.getmtime)
     batch = json.loads(batches[-1].read_text(encoding="utf-8"))
     report = (batches[-1].parent / "report.html").read_text(encoding="utf-8")

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from timing_servers import client, serving
 
 from pytest_llmbench.http import arrival, reader
 from pytest_llmbench.http.client import ClientConfig, LLMClient
@@ -153,6 +154,29 @@ def test_the_loop_reads_a_stream_and_hands_its_connection_to_the_next_request(ra
     assert handed_over == [True, True]
     assert [c["requests"] for c in raw_server.connections] == [2]  # the second request reused the connection
     assert all(0.04 < r.itl[0] < 1 for r in results)  # the tokens' own gap, not one read's
+
+
+@pytest.mark.parametrize("loop", [True, False], ids=["loop", "thread"])
+@pytest.mark.parametrize("shape", ["llama.cpp", "vllm"])
+def test_the_loop_carries_server_timing_traceparent_and_the_reasoning_split(handed_over: Any, monkeypatch: Any,
+                                                                            shape: str, loop: bool) -> None:
+    """What the request's thread would give, the loop gives: the server's own split (llama.cpp in the last
+    chunk, vLLM in the usage chunk), the traceparent the request carried, and the first answer token apart from
+    the first thinking one, each checked against the server's clock."""
+    monkeypatch.setattr(reader, "ENABLED", loop)
+    for server in serving(shape, reasoning_s=0.2, prefill_s=0.0, reasoning_usage=3):
+        with client(server.url, server_timing=True) as llm:
+            result = llm.chat([{"role": "user", "content": "think"}], stream=True)
+    [truth], [received] = server.truth, server.received
+    assert result.success, result.error_message
+    assert handed_over == [loop]
+    assert result.response_text == "w0 w1 w2 w3 w4" and result.reasoning_text.startswith("thinking ")
+    assert result.reasoning_tokens == 3  # usage.completion_tokens_details, read from the usage chunk
+    assert result.ttfot is not None and result.ttft is not None
+    assert result.ttfot - result.ttft == pytest.approx(truth["answer_after_first"], abs=0.05)
+    assert result.server_timing == {"source": shape, "dropped": {}}
+    assert result.decode_time == pytest.approx(truth["decode_time"], abs=1e-6)
+    assert received["headers"]["traceparent"] == f"00-{result.trace_id}-{result.span_id}-01"
 
 
 @pytest.mark.parametrize(("body", "says"), [

@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 from browser import CHART_MARKS
-from openai_stub import OpenAIStub
+from openai_stub import OpenAIStub, write_suite
 from pytest_httpserver import HTTPServer
 from report_sessions import HOSTILE, REPORT_STUB, batch_file, load_batch, report_file, results, run_session
 
@@ -167,6 +167,29 @@ def test_a_run_compared_with_a_baseline_shows_the_deltas(pytester: pytest.Pytest
         [r.cells[0].textContent, r.cells[3].className])""")
     assert ["p50_latency_ms", "worse"] in rows
     assert "Regression: p50_latency_ms" in report.js("document.querySelector('.gates').innerText")
+    tested = report.js("""[...document.querySelectorAll('table.deltas tbody tr')]
+        .find(r => r.cells[0].textContent === 'p50_latency_ms').cells[4].textContent""")
+    assert tested.startswith("p=")  # significant: every request of this run is 100 ms slower
+
+
+def test_a_change_that_is_not_significant_is_shown_but_not_coloured(pytester: pytest.Pytester, stub: OpenAIStub,
+                                                                     open_report: Any) -> None:
+    """Issue 30: one test of nine turns slow; the median jumps, the distribution does not (test_significance.py
+    explains the 99 % level), and the report shows the change with its test, uncoloured."""
+    stub.delays = {"slow": 0.3}
+    suite = pytester.path / "s.json"
+    write_suite(suite, [{"id": f"t{n}", "prompt": prompt} for n, prompt in enumerate(["fast"] * 5 + ["slow"] * 4)])
+    run_session(pytester, stub, suite=suite)
+    baseline = batch_file(pytester).rename(pytester.path / "baseline.json")
+    write_suite(suite, [{"id": f"t{n}", "prompt": prompt} for n, prompt in enumerate(["fast"] * 4 + ["slow"] * 5)])
+    run_session(pytester, stub, "--llmbench-compare", str(baseline), "--llmbench-confidence", "0.99", suite=suite)
+    report = open_report(report_file(pytester))
+    assert report.problems == []
+    cells = report.js("""[...[...document.querySelectorAll('table.deltas tbody tr')]
+        .find(r => r.cells[0].textContent === 'p50_latency_ms').cells].map(c => [c.textContent, c.className])""")
+    change, tested = cells[3], cells[4]
+    assert float(change[0].rstrip("%")) > 1000 and change[1] == ""  # shown, not coloured
+    assert tested[0].startswith("not significant (p=")
 
 
 def test_a_sweep_draws_its_curve_with_the_knee_and_the_load_timeline(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:
@@ -250,5 +273,5 @@ def test_inside_the_server_draws_each_requests_stacked_parts(pytester: pytest.Py
     charts = {c["name"]: c for c in report.js(CHART_MARKS)}
     stacked = charts["Where the time went, the slowest requests"]
     assert stacked["marks"] == [12, 12, 12, 12] and stacked["painted"] > 200, stacked
-    assert charts["Each part's distribution"]["marks"] == [2, 2, 2, 2]  # p50 and p90 of 12 requests
+    assert charts["Each part's distribution"]["marks"] == [1, 1, 1, 1]  # the p50 of 12 requests (a p90 needs 36)
     assert report.js("Chart.getChart(document.querySelector('#breakdown-charts canvas')).options.scales.x.stacked")

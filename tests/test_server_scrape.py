@@ -77,9 +77,10 @@ class RestartAfter(Observers):
         self.left, self.read_after = answers, 0
 
     def begin(self) -> None:
-        if self.left == 0:  # the answers before were all counted: wait until a scrape has read them
-            deadline = time.monotonic() + 5
-            while self.exporters[0].scrapes <= self.read_after and time.monotonic() < deadline:
+        if self.left == 0:  # the answers before were all counted: wait until a scrape has read them (two pages
+            # served: the scraper asks for one at a time, so the first was read whole; a busy machine is slow)
+            deadline = time.monotonic() + 15
+            while self.exporters[0].scrapes <= self.read_after + 1 and time.monotonic() < deadline:
                 time.sleep(0.01)
         super().begin()
 

@@ -117,21 +117,21 @@ def test_a_stream_later_than_the_clients_first_token_is_refused(server: Any) -> 
 
 
 def test_a_session_pools_each_component_takes_slos_and_says_where_the_times_came_from(pytester: pytest.Pytester, tmp_path: Path) -> None:
-    suite = write_suite(pytester.path / "s.json", [{"id": f"t{n}"} for n in range(4)])
+    suite = write_suite(pytester.path / "s.json", [{"id": f"t{n}"} for n in range(6)])  # 6 bound a p50
     for server in serving("vllm"):
         result = pytester.runpytest("--llmbench-endpoint", server.url, "--llmbench-suite", str(suite),
                                     "--llmbench-stream", "--llmbench-server-timing", "-p", "no:cacheprovider",
                                     "--llmbench-slo", "queue_p99=10s", "--llmbench-slo", "prefill_p50=1ms")
-    result.assert_outcomes(passed=4, failed=1)  # prefill takes 20 ms on this server: that SLO fails
+    result.assert_outcomes(passed=6, failed=1)  # prefill takes 20 ms on this server: that SLO fails
     result.stdout.fnmatch_lines(["*queue ms*", "*prefill ms*", "*client+net ms*",
-                                 "server timing: vllm on 4 of 4", "*prefill_p50*"])
+                                 "server timing: vllm on 6 of 6", "*prefill_p50*"])
     batch = batch_of(pytester.path / "llmbench_results")
     aggregate = batch["aggregate"]
-    assert aggregate["count_queue"] == aggregate["count_prefill"] == aggregate["count_server_ttft"] == 4
+    assert aggregate["count_queue"] == aggregate["count_prefill"] == aggregate["count_server_ttft"] == 6
     truth = sorted(t["prefill_time"] * 1e3 for t in server.truth)
     assert aggregate["max_prefill_ms"] == pytest.approx(truth[-1], abs=1e-3)
     assert {"p50_decode_ms", "p90_decode_ms", "p99_decode_ms", "p99_client_overhead_ms"} <= set(aggregate)
-    assert batch["server_timing"] == {"results": 4, "sources": {"vllm": 4}, "dropped": 0, "dropped_by_reason": {}}
+    assert batch["server_timing"] == {"results": 6, "sources": {"vllm": 6}, "dropped": 0, "dropped_by_reason": {}}
     assert all(row["server_ttft"] is not None for row in batch["tests"])
     stored = results_by_id(pytester.path / "llmbench_results")["t0"]
     assert stored["server_timing"] == {"source": "vllm", "dropped": {}}
@@ -215,7 +215,7 @@ def test_the_reports_breakdown_splits_each_latency_into_the_servers_parts_and_th
     for test, values in zip(chart["ids"], chart["values"]):  # every bar is its request's whole latency
         assert sum(values) == pytest.approx(latency[test], abs=0.01)
     assert max(values[0] for values in chart["values"]) > 20  # one slot for three in flight: requests queued
-    assert list(chart["percentiles"]) == ["p50", "p90"]  # 12 samples: too few for a p99
+    assert list(chart["percentiles"]) == ["p50"]  # 12 samples bound a p50, too few for a p90 (36 at 95 %)
     assert "Inside the server" in html
 
 

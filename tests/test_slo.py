@@ -140,7 +140,9 @@ def summary_of(rows: list[dict[str, Any]], wall_time_s: float = 10.0) -> dict[st
 def test_run_slo_miss_reports_the_measured_statistic() -> None:
     summary = summary_of([{"success": True, "execution_time": 1.0, "ttft": 0.8123}])
     (miss,) = check_run_slos([parse_run_slo("ttft_p99=500ms")], summary)
-    assert miss.message == "run SLO ttft_p99 <= 500 ms missed: measured 812.3 ms (p99 of 1 sample, needs 100)"
+    # one sample bounds a p99 from below (it lies under the p99 with probability 0.99, beyond the 2.5% tail)
+    assert miss.message == ("run SLO ttft_p99 <= 500 ms missed: measured 812.3 ms, 95% interval [812.3, open] ms of "
+                            "1 sample")
     assert (miss.metric, miss.limit) == ("p99_ttft_ms", 500.0)
     assert miss.measured == pytest.approx(812.3)
 
@@ -155,7 +157,7 @@ def test_minimum_run_slos_fail_below_their_limit() -> None:
     summary = summary_of([{"success": True, "execution_time": 1.0}, {"success": False, "execution_time": 1.0}])
     misses = check_run_slos(parse_run_slos(["success_rate=95%", "request_throughput=1"]), summary)
     assert [m.message for m in misses] == [
-        "run SLO success_rate >= 95% missed: measured 50.0%",
+        "run SLO success_rate >= 95% missed: measured 50.0%, 95% interval [9.5, 90.5]% of 2 requests",
         "run SLO request_throughput >= 1 req/s missed: measured 0.10 req/s",
     ]
 

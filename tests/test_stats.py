@@ -246,11 +246,12 @@ def test_one_rule_says_how_many_samples_each_percentile_needs() -> None:
     from pytest_llmbench.metrics.samples import min_samples, shortfall, vouched
 
     assert [min_samples(stat) for stat in ("mean", "max", "median", "p50", "p90", "p95", "p99", "p99_9", "p99.9")] \
-        == [1, 1, 2, 2, 10, 20, 100, 1000, 1000]
+        == [1, 1, 6, 6, 36, 72, 368, 3688, 3688]
     figures = {"count_ttft": 99, "p95_ttft_ms": 8.0, "p99_ttft_ms": 9.0, "p99_9_ttft_ms": 9.5, "mean_ttft_ms": 5.0,
-               "count_latency": 1000, "p99_9_latency_ms": 20.0, "success_rate": 1.0}
-    assert shortfall("p99_ttft_ms", figures) == "p99 of 99 samples, needs 100"
-    assert shortfall("p99_9_ttft_ms", figures) == "p99.9 of 99 samples, needs 1000"
+               "count_latency": 3688, "p99_9_latency_ms": 20.0, "success_rate": 1.0}
+    assert shortfall("p99_ttft_ms", figures) == "p99 of 99 samples, needs 368 for 95%"
+    assert shortfall("p99_9_ttft_ms", figures) == "p99.9 of 99 samples, needs 3688 for 95%"
+    assert shortfall("p99_ttft_ms", {**figures, "confidence_level": 0.9}) == "p99 of 99 samples, needs 299 for 90%"
     assert [shortfall(key, figures) for key in ("p95_ttft_ms", "mean_ttft_ms", "p99_9_latency_ms", "success_rate",
                                                 "p99_tpot_ms")] == [None] * 5  # enough, no percentile, no count
     assert vouched(figures) == {**figures, "p99_ttft_ms": None, "p99_9_ttft_ms": None}

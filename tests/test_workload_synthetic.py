@@ -179,6 +179,36 @@ def test_a_local_tokenizer_builds_exact_prompts_when_the_server_has_none(pyteste
 
 
 @pytest.fixture
+def vllm_tok_stub() -> Iterator[OpenAIStub]:
+    """A server with the stub's tokenizer and vLLM's /metrics beside it, its prefix-cache counters moved by each
+    answer (prometheus_exporter.PREFIX_HITS of the 7 prompt tokens it counts per request)."""
+    from prometheus_exporter import PrometheusExporter, serve_beside
+
+    server = HTTPServer(host="127.0.0.1", port=0, threaded=True)
+    server.start()
+    answering = OpenAIStub(tokenizer=True, delay=0.05)
+    with PrometheusExporter("vllm") as exporter:
+        serve_beside(exporter, answering, server)
+        yield answering
+    server.clear()
+    server.stop()
+
+
+def test_the_servers_prefix_cache_hit_rate_stands_beside_the_cached_share(pytester: pytest.Pytester,
+                                                                          vllm_tok_stub: OpenAIStub) -> None:
+    from prometheus_exporter import PREFIX_HITS
+
+    suite = write_workload(pytester.path, {"type": "synthetic", "count": 8, "seed": 3, "input_tokens": 100,
+                                           "output_tokens": 2, "prefix": {"tokens": 64, "groups": 2}})
+    result = run(pytester, vllm_tok_stub, suite, "--llmbench-server-metrics-interval", "0.2")
+    result.assert_outcomes(passed=8)
+    server = batch_of(pytester.path / "llmbench_results" / "latest")["server"]
+    assert server["prefix_cache_hit_rate"] == pytest.approx(PREFIX_HITS / 7)
+    result.stdout.fnmatch_lines([f"workload: 384 prompt tokens cached by usage (48.0% of 8 prompts) | server prefix "
+                                 f"cache hits {PREFIX_HITS / 7 * 100:.1f}%"])
+
+
+@pytest.fixture
 def small_context_stub() -> Iterator[OpenAIStub]:
     """A server with a tokenizer whose /v1/models lists a context of 110 tokens, as vLLM lists max_model_len."""
     yield from serve(tokenizer=True, max_model_len=110)

@@ -1,5 +1,5 @@
 """Multi-turn conversations: one item per conversation, each turn sent with every earlier answer, recorded as its
-own row and result with ``turn``, pooled in the statistics; think time; per-turn checks; ShareGPT replays."""
+own row and result with ``turn``, pooled in the statistics; think time; per-turn checks and SLOs; ShareGPT replays."""
 
 from __future__ import annotations
 
@@ -63,6 +63,18 @@ def test_a_turns_own_expectation_fails_the_conversation_naming_the_turn(pytester
     result.stdout.fnmatch_lines(["*turn 2: *right*"])
     rows = batch_of(pytester.path / "llmbench_results" / "latest")["tests"]
     assert [row["evaluation_passed"] for row in rows] == [None, False, None]
+
+
+def test_a_turns_own_slo_applies_to_that_turn_only(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
+    # every answer waits the stub's 50 ms: turn 2's 10 ms limit cannot hold, the test's 60 s one always does
+    suite = write_suite(pytester.path / "chat.json", [{
+        "id": "conv", "slo": {"max_latency_s": 60},
+        "turns": ["first", {"content": "second", "slo": {"max_latency_s": 0.01}}, "third"]}])
+    result = run(pytester, stub, suite)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*turn 2: *max_latency_s*"])
+    rows = batch_of(pytester.path / "llmbench_results" / "latest")["tests"]
+    assert [row["slo_passed"] for row in rows] == [True, False, True]
 
 
 def test_a_failed_turn_ends_the_conversation(pytester: pytest.Pytester, stub: OpenAIStub) -> None:

@@ -24,6 +24,7 @@ from ..http.redact import Secrets
 from ..metrics.gates import GateResult, Gates
 from ..metrics.hardware.monitor import ErrorRateAlert
 from ..metrics.server.section import slo_view
+from ..metrics.stats import StatsAccumulator
 from ..options import Settings
 from ..session.endpoint import WORKERINPUT_KEY, EndpointLifecycle
 from ..session.handoff import Delivery, Inbox, deliveries_of, is_llmbench_nodeid
@@ -60,10 +61,11 @@ class Controller:
         self._session: pytest.Session | None = None
         self._auth_stopped = False
         self.load = LoadRecord(config.stash[LOAD_PLAN_KEY], slos=gates.slos, bucket_s=settings.timeline_bucket,
-                               few_samples=gates.few_samples)
+                               undecided=gates.undecided, level=settings.confidence)
         if self.load.plan.sweep_kind:  # a sweep's levels are meant to cross the SLOs: they name its knee instead
             self.gates = dataclasses.replace(gates, slos=[])
-        self.recorder = Recorder(lifecycle.output, error_alert=ErrorRateAlert(threshold=settings.alert_error_rate),
+        self.recorder = Recorder(lifecycle.output, stats=StatsAccumulator(level=settings.confidence),
+                                 error_alert=ErrorRateAlert(threshold=settings.alert_error_rate),
                                  secrets=Secrets(settings.secrets()), load=self.load, test_files=settings.test_files)
         if settings.otlp:
             self.recorder.spans = SpanExport(settings.otlp)
@@ -317,6 +319,8 @@ class Controller:
                 self.live.warnings += [f"baseline: {w}" for w in self.gate_result.pairing.warnings]
             self.live.warnings += [f"{w} (with --llmbench-few-samples fail such a gate fails)"
                               for w in self.gate_result.sample_warnings]
+            self.live.warnings += [f"{w} (with --llmbench-slo-undecided fail such a gate fails)"
+                              for w in self.gate_result.undecided]
             batch["gates"] = self.gate_result.to_dict()
             if not interrupted:  # failed gates in pytest's own counts, short summary and JUnit XML
                 log_gate_failures(self.config, session, self.gate_result)

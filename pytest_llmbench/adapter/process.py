@@ -66,7 +66,7 @@ def configure(config: pytest.Config) -> Gates:
         baseline, no_baseline = resolve_baseline(settings.compare, output_folder(
             settings, config.invocation_params.dir)) if settings.compare else (None, None)
         gates = Gates.parse(settings.slo, settings.compare_fail, baseline, no_baseline, settings.few_samples,
-                            settings.drift_fail)
+                            settings.drift_fail, settings.slo_undecided, settings.compare_min_change)
         plan = LoadPlan.from_settings(settings)
     except (ConfigurationError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from ..batch import Batch
-from ..metrics.samples import RULE, vouched
+from ..metrics.samples import interval_of, level_of, rule, vouched
 from ..metrics.server_timing import summary_line as server_timing_line
 from ..metrics.stats import metric_key
 from ..result import METRICS
@@ -116,6 +116,14 @@ def safe(text: Any) -> str:
 
 def _ms(value: Any) -> str:
     return "-" if value is None else f"{value:,.1f}"
+
+
+def with_interval(value: Any, ci: tuple[float | None, float | None] | None) -> str:
+    """A percentile with its confidence interval, compactly: "812.0 (±40.2)", the wider of the interval's two
+    sides from the figure; the bare figure when it carries no interval or an open one."""
+    if value is None or ci is None or ci[0] is None or ci[1] is None:
+        return _ms(value)
+    return f"{_ms(value)} (±{max(value - ci[0], ci[1] - value):,.1f})"
 
 
 TABLE_STATS = (("n", "count"), ("mean", "mean"), ("std", "std"), ("min", "min"), ("p50", "p50"), ("p90", "p90"),
@@ -233,16 +241,20 @@ def _prompt_tokens(agg: dict[str, Any]) -> str:
 
 def _write_metric_table(reporter: Any, agg: dict[str, Any]) -> None:
     """Pooled statistics of every metric that was measured, one row each; "-" for a percentile resting on too few
-    samples (metrics/samples.py), said once under the table."""
+    samples (metrics/samples.py), said once under the table; a percentile carries its confidence interval's
+    half-width, and the table's last line says at what level."""
     metrics = [(metric.label, metric.key) for metric in METRICS if agg.get(f"count_{metric.key}")]
     if not metrics:
         return
     shown = vouched(agg)
-    rows = [[label, *(str(agg[f"count_{metric}"]) if stat == "count" else _ms(shown.get(metric_key(stat, metric)))
+    rows = [[label, *(str(agg[f"count_{metric}"]) if stat == "count" else
+                      with_interval(shown.get(key := metric_key(stat, metric)), interval_of(key, agg))
                       for _, stat in TABLE_STATS)] for label, metric in metrics]
     _write_table(reporter, ["", *(title for title, _ in TABLE_STATS)], rows)
     if any(shown.get(key) is None and agg.get(key) is not None for key in agg):
-        reporter.write_line(f"  -: {RULE}")
+        reporter.write_line(f"  -: {rule(agg)}")
+    if any("±" in cell for row in rows for cell in row):
+        reporter.write_line(f"  ±: {level_of(agg) * 100:g}% confidence interval (order statistics)")
 
 
 def _write_categories(reporter: Any, categories: dict[str, dict[str, Any]]) -> None:

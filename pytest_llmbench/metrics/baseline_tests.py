@@ -6,12 +6,15 @@ non-streamed run with a five-test streamed one without saying so.
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..batch import Batch, Row, row_value
 from ..result import METRICS
+from .intervals import DEFAULT_LEVEL
+from .significance import MIN_SAMPLES, rank_sum_p
 from .stats import StatsAccumulator, finite_number, metric_key
 
 # Figures of the whole run's span: over a subset of its tests they mean nothing, so they stay the runs' own.
@@ -25,12 +28,18 @@ def _key(row: Row) -> tuple[str, str]:
 
 @dataclass
 class TestDelta:
+    """One test's latency before and now: the median of its repeats (``--llmbench-repeat``), and with at least
+    three each side, the rank test on them (metrics/significance.py)."""
+
     __test__ = False  # keep pytest from collecting this class
 
     test_id: str
     model: str
     baseline_s: float
     now_s: float
+    repeats: tuple[int, int] = (1, 1)  # successful results each side
+    p_value: float | None = None  # None: too few repeats to test
+    significant: bool | None = None
 
     @property
     def change_pct(self) -> float | None:
@@ -38,7 +47,26 @@ class TestDelta:
 
     def to_dict(self) -> dict[str, Any]:
         return {"test_id": self.test_id, "model": self.model, "baseline_s": self.baseline_s, "now_s": self.now_s,
-                "change_pct": self.change_pct}
+                "change_pct": self.change_pct, "repeats": list(self.repeats), "p_value": self.p_value,
+                "significant": self.significant}
+
+
+def delta_of(key: tuple[str, str], before: list[float], now: list[float], level: float) -> TestDelta:
+    """The test's change over its repeats; tested when each side has enough of them."""
+    tested = min(len(before), len(now)) >= MIN_SAMPLES
+    p_value = rank_sum_p(before, now) if tested else None
+    return TestDelta(key[0], key[1], statistics.median(before), statistics.median(now), (len(before), len(now)),
+                     p_value, None if p_value is None else p_value < 1.0 - level)
+
+
+def latencies(rows: list[Row]) -> dict[tuple[str, str], list[float]]:
+    """Each test's successful latencies (seconds) by test id and model: several with ``--llmbench-repeat``."""
+    found: dict[tuple[str, str], list[float]] = {}
+    for row in rows:
+        seconds = finite_number(row.get("execution_time")) if isinstance(row, dict) else None
+        if seconds and row.get("success"):
+            found.setdefault(_key(row), []).append(seconds)
+    return found
 
 
 @dataclass
@@ -52,12 +80,13 @@ class Pairing:
     per_test: list[TestDelta] = field(default_factory=list)
 
     def largest_regressions(self, n: int = SHOWN_REGRESSIONS) -> list[TestDelta]:
-        rising = [d for d in self.per_test if d.change_pct is not None and d.change_pct > 0]
+        rising = [d for d in self.per_test  # a rise its repeats show is not significant is no regression
+                  if d.change_pct is not None and d.change_pct > 0 and d.significant is not False]
         return sorted(rising, key=lambda d: d.change_pct or 0.0, reverse=True)[:n]
 
 
-def pair(baseline: Batch, rows: list[Row], run: Mapping[str, Any]) -> Pairing:
-    """Pair the baseline batch with this run's rows and run record."""
+def pair(baseline: Batch, rows: list[Row], run: Mapping[str, Any], level: float = DEFAULT_LEVEL) -> Pairing:
+    """Pair the baseline batch with this run's rows and run record; per test, its repeats tested at ``level``."""
     before = {_key(row): row for row in baseline.get("tests") or []}
     now = {_key(row): row for row in rows}
     shared = before.keys() & now.keys()
@@ -74,17 +103,20 @@ def pair(baseline: Batch, rows: list[Row], run: Mapping[str, Any]) -> Pairing:
                            ("xdist workers", old_run.get("workers"), run.get("workers"))):
         if old is not None and new is not None and old != new:
             pairing.warnings.append(f"{what} differ: {old} in the baseline, {new} in this run")
-    for key in sorted(shared):
-        old_s, new_s = finite_number(before[key].get("execution_time")), finite_number(now[key].get("execution_time"))
-        if before[key].get("success") and now[key].get("success") and old_s is not None and new_s is not None:
-            pairing.per_test.append(TestDelta(key[0], key[1], old_s, new_s))
+    old_s, new_s = latencies(baseline.get("tests") or []), latencies(rows)
+    pairing.per_test = [delta_of(key, old_s[key], new_s[key], level) for key in sorted(old_s.keys() & new_s.keys())]
     return pairing
+
+
+def only(rows: list[Row], keys: set[tuple[str, str]]) -> list[Row]:
+    """The rows of the tests ``keys`` names (by test id and model)."""
+    return [row for row in rows if _key(row) in keys]
 
 
 def shared_aggregate(rows: list[Row], keys: set[tuple[str, str]], whole: Mapping[str, Any]) -> dict[str, Any]:
     """The run's figures over the shared tests only; run-wide throughputs stay those of the whole run."""
     accumulator = StatsAccumulator()
-    shared = [row for row in rows if _key(row) in keys]
+    shared = only(rows, keys)
     for row in shared:
         accumulator.add(row)
     figures = accumulator.summary(whole.get("duration_s") or 0.0)

@@ -77,7 +77,7 @@ def _first_problem(data: dict[str, Any]) -> str | None:
     error = errors[0]
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
     shown = json.dumps(error.instance)[:80]
-    wanted = _types(error.validator_value) if error.validator == "type" else f"valid ({error.message[:120]})"
+    wanted = _types(error.validator_value) if error.validator in ("type", "anyOf") else f"valid ({error.message[:120]})"
     return f"{where.lstrip('.') or 'the document'}: {shown} is not {wanted}"
 
 
@@ -89,5 +89,7 @@ def _schema() -> dict[str, Any]:
 def _types(expected: Any) -> str:
     names = {"object": "an object", "array": "a list", "string": "a string", "number": "a number",
              "integer": "an integer", "boolean": "true or false", "null": "null"}
+    if isinstance(expected, list) and expected and isinstance(expected[0], dict):  # anyOf: a figure or an interval
+        return " or ".join(_types(option.get("type")) for option in expected) + " of two"
     kinds = expected if isinstance(expected, list) else [expected]
     return " or ".join(names.get(str(kind), str(kind)) for kind in kinds)

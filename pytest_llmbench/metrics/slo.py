@@ -14,7 +14,7 @@ from typing import Any
 
 from ..batch import SloMissEntry
 from ..result import METRICS, Metric
-from .samples import shortfall
+from .samples import count_key, interval_of, interval_text
 from .server.section import SLO_KEYS as SERVER_SLO_KEYS
 from .stats import POOLED, finite_number, format_value, metric_of, unit_of
 
@@ -182,35 +182,63 @@ def parse_run_slos(specs: Iterable[str]) -> list[RunSlo]:
     return [parse_run_slo(part) for spec in specs for part in spec.split(",") if part.strip()]
 
 
-def check_run_slos(slos: Iterable[RunSlo], summary: dict[str, Any], few_samples: str = "warn") -> list[SloMiss]:
-    """The SLOs ``summary`` misses. A percentile on too few samples (metrics/samples.py) is judged and its message
-    says so, or with ``few_samples="fail"`` is a miss of its own, not judged."""
+UNDECIDED = ("warn", "pass", "fail")  # --llmbench-slo-undecided: what an SLO its interval straddles does
+
+
+def verdict(slo: RunSlo, summary: dict[str, Any]) -> str:
+    """"pass", "fail" or "undecided" (the interval straddles the limit, or is open on the side that would decide
+    it); a figure without an interval (a mean, a throughput) passes or fails on its value; "unmeasured"."""
+    measured = finite_number(summary.get(slo.key))
+    if measured is None:
+        return "unmeasured"
+    ci = interval_of(slo.key, summary)
+    if ci is None:
+        return "pass" if (measured <= slo.limit if slo.op == "<=" else measured >= slo.limit) else "fail"
+    low, high = ci if slo.op == "<=" else (None if ci[1] is None else -ci[1], None if ci[0] is None else -ci[0])
+    limit = slo.limit if slo.op == "<=" else -slo.limit  # ">=" judged as "<=" on the negated figure
+    if high is not None and high <= limit:
+        return "pass"
+    if low is not None and low > limit:
+        return "fail"
+    return "undecided"
+
+
+def measured_text(slo: RunSlo, summary: dict[str, Any]) -> str:
+    """"812.0 ms, 95% interval [772.0, 851.0] ms of 412 samples": the figure, what bounds it and on how much."""
+    measured = format_value(slo.key, summary.get(slo.key))
+    bounds = interval_text(slo.key, summary)
+    if not bounds:
+        return measured
+    counted = count_key(slo.key)
+    count, what = (summary.get(counted), "sample") if counted else (summary.get("total_tests"), "request")
+    return f"{measured}, {bounds} of {count} {what}{'' if count == 1 else 's'}"
+
+
+def check_run_slos(slos: Iterable[RunSlo], summary: dict[str, Any], undecided: str = "warn") -> list[SloMiss]:
+    """The SLOs ``summary`` misses, each judged on its confidence interval (metrics/intervals.py): a miss when the
+    interval lies wholly beyond the limit, and, with ``undecided="fail"``, when it straddles it."""
     misses = []
     for slo in slos:
         measured = finite_number(summary.get(slo.key))
-        short = shortfall(slo.key, summary) if measured is not None else None
-        if short and few_samples == "fail":
-            message = f"run SLO {slo.text} not judged: {short} (--llmbench-few-samples fail)"
-        elif measured is None:
+        judged = verdict(slo, summary)
+        if judged == "unmeasured":
             metric = metric_of(slo.key)
             why = STREAM_HINT if metric is not None and metric.streamed else \
                 "no successful request or no wall time to measure it"
             why = _SERVER_HINT if slo.key in SERVER_SLO_KEYS.values() else why
             message = f"run SLO {slo.text} missed: not measured ({why})"
-        elif (measured > slo.limit) if slo.op == "<=" else (measured < slo.limit):
-            message = f"run SLO {slo.text} missed: measured {format_value(slo.key, measured)}" + samples_note(short)
+        elif judged == "fail":
+            message = f"run SLO {slo.text} missed: measured {measured_text(slo, summary)}"
+        elif judged == "undecided" and undecided == "fail":
+            message = (f"run SLO {slo.text} undecided: measured {measured_text(slo, summary)}"
+                       " (--llmbench-slo-undecided fail)")
         else:
             continue
         misses.append(SloMiss(slo.key, slo.limit, measured, message))
     return misses
 
 
-def few_sample_warnings(slos: Iterable[RunSlo], summary: dict[str, Any]) -> list[str]:
-    """One warning per SLO judged on a percentile that rests on too few samples."""
-    return [f"run SLO {slo.text} was judged on {short}" for slo in slos
-            if (short := shortfall(slo.key, summary)) and finite_number(summary.get(slo.key)) is not None]
-
-
-def samples_note(short: str | None) -> str:
-    """What a verdict on too few samples says after its figure: " (p99 of 8 samples, needs 100)"."""
-    return f" ({short})" if short else ""
+def undecided_warnings(slos: Iterable[RunSlo], summary: dict[str, Any]) -> list[str]:
+    """One line per SLO whose interval straddles its limit: neither met nor missed with confidence."""
+    return [f"run SLO {slo.text} undecided: measured {measured_text(slo, summary)}" for slo in slos
+            if verdict(slo, summary) == "undecided"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..batch import SlowTest
 from ..result import METRICS, Metric
+from .intervals import DEFAULT_LEVEL, percentile_interval, wilson
 
 PERCENTILES = (50.0, 90.0, 95.0, 99.0, 99.9)
 POOLED = tuple(metric for metric in METRICS if metric.pooled)  # what the statistics pool, in the registry's order
@@ -23,6 +24,10 @@ RATE_METRIC = "tokens_per_second"
 # The statistic part of the vLLM-style keys: mean_ttft_ms, p99_9_ttft_ms, ...
 STATS = ("mean", "median", "std", "min", "max", "p50", "p90", "p95", "p99", "p99_9")
 SHARE_KEYS = ("success_rate", "goodput", "evaluation_pass_rate")
+# The percentile statistics among STATS and the percentile each stands for: each gets a "<key>_ci" interval.
+# p99_9 comes first: summary keys are matched by prefix in this order (p99_9_ttft_ms is no p99).
+PERCENTILE_STATS = {"p99_9": 99.9, "median": 50.0, "p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
+CI_SUFFIX = "_ci"  # p99_ttft_ms_ci: [low, high], a side None when the samples cannot bound it (metrics/intervals.py)
 NO_GROUP = "(none)"  # the group of results without a category or model
 
 _DESCRIBE_KEYS = ("count", "mean", "min", "max", "stdev", *(f"p{q:g}" for q in PERCENTILES))
@@ -85,13 +90,23 @@ def metric_of(key: str) -> Metric | None:
     return _KEY_METRIC.get(key)
 
 
-def _metric_fields(metric: Metric, desc: dict[str, Any]) -> dict[str, float | None]:
+def _metric_fields(metric: Metric, desc: dict[str, Any], ordered: Sequence[float], level: float) -> dict[str, Any]:
     source = {"mean": "mean", "median": "p50", "std": "stdev", "min": "min", "max": "max", "p99_9": "p99.9"}
-    fields: dict[str, float | None] = {f"count_{metric.key}": desc["count"]}  # how many values each figure rests on
+    fields: dict[str, Any] = {f"count_{metric.key}": desc["count"]}  # how many values each figure rests on
+    scale = _scale(metric)
     for stat in STATS:
         value = desc[source.get(stat, stat)]
-        fields[metric_key(stat, metric.key)] = None if value is None else value * _scale(metric)
+        key = metric.summary_key(stat)
+        fields[key] = None if value is None else value * scale
+        if stat in PERCENTILE_STATS and ordered:
+            fields[key + CI_SUFFIX] = [None if side is None else side * scale
+                                       for side in percentile_interval(ordered, PERCENTILE_STATS[stat], level)]
     return fields
+
+
+def _share(part: int, whole: int, level: float) -> list[float | None] | None:
+    """A share's Wilson interval as the batch writes it; None without trials."""
+    return list(wilson(part, whole, level)) if whole else None
 
 
 def finite_number(value: Any) -> float | None:
@@ -135,6 +150,7 @@ class _Series:
         self._sorted = False
 
     def describe(self) -> dict[str, Any]:
+        """The statistics; ``values`` is sorted afterwards, for the percentiles' intervals."""
         if not self._sorted:
             self.values = _sorted_array(self.values)
             self._sorted = True
@@ -162,7 +178,8 @@ class _Mean:
 class _Pool:
     """Totals and series for one set of results: the whole run, one category or one model."""
 
-    def __init__(self, pool_chunks: bool) -> None:
+    def __init__(self, pool_chunks: bool, level: float) -> None:
+        self.level = level  # of the confidence intervals
         self.total = 0
         self.successful = 0
         self.met_slos = 0
@@ -233,10 +250,15 @@ class _Pool:
             "timing_degraded_requests": self.timing_degraded,
             "mean_reasoning_score": self.reasoning.value,
             "evaluation_pass_rate": _ratio(self.evaluations_passed, self.evaluated),
+            "confidence_level": self.level,
+            "success_rate" + CI_SUFFIX: _share(self.successful, self.total, self.level),
+            "goodput" + CI_SUFFIX: _share(self.met_slos, self.total, self.level),
+            "evaluation_pass_rate" + CI_SUFFIX: _share(self.evaluations_passed, self.evaluated, self.level),
         }
         for metric in POOLED:
             if metric.key in self.series:
-                out.update(_metric_fields(metric, self.series[metric.key].describe()))
+                series = self.series[metric.key]
+                out.update(_metric_fields(metric, series.describe(), series.values, self.level))
             if metric.per_chunk:
                 mean = self.per_request[metric.key].value
                 out[per_request_key(metric)] = None if mean is None else mean * _scale(metric)
@@ -250,8 +272,9 @@ class StatsAccumulator:
     not False); with no SLOs defined it equals success_rate. It is a share, not vLLM's requests/s.
     """
 
-    def __init__(self, slowest_kept: int = 10) -> None:
-        self._run = _Pool(pool_chunks=True)
+    def __init__(self, slowest_kept: int = 10, level: float = DEFAULT_LEVEL) -> None:
+        self._level = level  # of the confidence intervals (--llmbench-confidence)
+        self._run = _Pool(pool_chunks=True, level=level)
         self._categories: dict[str, _Pool] = {}
         self._models: dict[str, _Pool] = {}
         self._slowest_kept = slowest_kept
@@ -263,7 +286,7 @@ class StatsAccumulator:
         for groups, name in ((self._categories, row.get("category")), (self._models, row.get("model"))):
             name = name or NO_GROUP
             if name not in groups:
-                groups[name] = _Pool(pool_chunks=False)
+                groups[name] = _Pool(pool_chunks=False, level=self._level)
             groups[name].add(row)
         self._seen += 1
         seconds = finite_number(row.get("execution_time"))
@@ -314,8 +337,8 @@ class StatsAccumulator:
 
 
 def summary_keys() -> frozenset[str]:
-    """Every key summary() writes: what baselines and thresholds may name."""
-    return frozenset(StatsAccumulator().summary(0.0))
+    """Every figure summary() writes (its intervals aside): what baselines and thresholds may name."""
+    return frozenset(key for key in StatsAccumulator().summary(0.0) if not key.endswith(CI_SUFFIX))
 
 
 def unit_of(key: str) -> str:

@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
-from .slo import RunSlo, check_run_slos, few_sample_warnings
+from .slo import RunSlo, check_run_slos, undecided_warnings
 
 # (batch key, summary key) of the figures each level reports
 LEVEL_FIGURES = (("request_throughput", "request_throughput"), ("output_throughput", "output_throughput"),
@@ -20,7 +20,7 @@ LEVEL_FIGURES = (("request_throughput", "request_throughput"), ("output_throughp
 
 
 def level_row(label: str, concurrency: int, rate: float, summary: dict[str, Any], achieved_rate: float | None,
-              slos: Iterable[RunSlo], few_samples: str = "warn") -> dict[str, Any]:
+              slos: Iterable[RunSlo], undecided: str = "warn") -> dict[str, Any]:
     """The sweep table's row: offered load, what was achieved, latency, and the SLO verdict."""
     total = summary["total_tests"]
     row: dict[str, Any] = {"level": label, "concurrency": concurrency or None,
@@ -29,12 +29,13 @@ def level_row(label: str, concurrency: int, rate: float, summary: dict[str, Any]
                            "error_rate": summary["failed_tests"] / total if total else None}
     row.update({key: summary.get(source) for key, source in LEVEL_FIGURES})
     row.update({f"count_{metric}": summary.get(f"count_{metric}") for metric in ("latency", "ttft", "tpot")})
+    row["confidence_level"] = summary.get("confidence_level")
     goodput = summary.get("goodput")
     row["goodput_throughput"] = (goodput * total / summary["duration_s"]
                                  if goodput is not None and summary.get("duration_s") else None)
     slos = list(slos)
-    misses = [miss.message for miss in check_run_slos(slos, summary, few_samples)]
-    row["few_samples"] = few_sample_warnings(slos, summary) if few_samples == "warn" else []
+    misses = [miss.message for miss in check_run_slos(slos, summary, undecided)]
+    row["undecided"] = undecided_warnings(slos, summary) if undecided == "warn" else []
     if not any(slo.key == "goodput" for slo in slos) and total and goodput is not None and goodput < 1:
         misses.append(f"{round((1 - goodput) * total)} of {total} requests failed or missed a per-test SLO")
     if not total:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...batch import Row, Sweep
+from ...metrics.intervals import DEFAULT_LEVEL
 from ...metrics.slo import RunSlo
 from ...metrics.stats import StatsAccumulator, describe_sorted
 from ...metrics.sweep import knee, level_row
@@ -27,7 +28,8 @@ class LoadRecord:
     plan: LoadPlan
     slos: list[RunSlo] = field(default_factory=list)
     bucket_s: float = 1.0
-    few_samples: str = "warn"  # a level's SLO on a percentile with too few samples: judged and noted, or missed
+    undecided: str = "warn"  # a level's SLO its interval straddles: --llmbench-slo-undecided
+    level: float = DEFAULT_LEVEL  # of the levels' confidence intervals
 
     def __post_init__(self) -> None:
         self.timeline = Timeline()
@@ -77,7 +79,7 @@ class LoadRecord:
                 timeline.add(wall[0], wall[1], row.get("completion_tokens"), not row.get("success"))
 
     def _level(self, phase: int) -> tuple[StatsAccumulator, Timeline]:
-        return self._levels.setdefault(phase, (StatsAccumulator(slowest_kept=0), Timeline()))
+        return self._levels.setdefault(phase, (StatsAccumulator(slowest_kept=0, level=self.level), Timeline()))
 
     def add_process(self, report: dict[str, Any]) -> None:
         self.processes.append({k: v for k, v in report.items() if k != "leftovers"})
@@ -112,9 +114,9 @@ class LoadRecord:
     def levels(self) -> list[dict[str, Any]]:
         rows = []
         for phase, level in enumerate(self.plan.levels):
-            stats, timeline = self._levels.get(phase, (StatsAccumulator(slowest_kept=0), Timeline()))
+            stats, timeline = self._levels.get(phase, (StatsAccumulator(slowest_kept=0, level=self.level), Timeline()))
             rows.append(level_row(level.label, level.concurrency, level.rate, stats.summary(timeline.span()),
-                                  timeline.send_rate(), self.slos, self.few_samples))
+                                  timeline.send_rate(), self.slos, self.undecided))
         return rows
 
     def timeline_section(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...metrics.samples import RULE, vouched
+from ...metrics.samples import rule, vouched
 
 SWEEP_COLUMNS = (("level", "level", "{}"), ("req", "requests", "{}"), ("sent/s", "achieved_rate", "{:.2f}"),
                  ("req/s", "request_throughput", "{:.2f}"), ("tok/s", "output_throughput", "{:.1f}"),
@@ -58,8 +58,8 @@ def sweep_table(rows: list[dict[str, Any]], knee: str | None) -> list[str]:
                       else form.format(row[key]) for _, key, form in SWEEP_COLUMNS])
     widths = [max(len(line[n]) for line in table) for n in range(len(SWEEP_COLUMNS))]
     lines = ["sweep:"] + ["  " + " ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in table]
-    lines += [f"  -: {RULE}"] if short else []
+    lines += [f"  -: {rule(rows[0])}"] if short else []
     lines.append(f"knee: {knee} (the highest level that meets the SLOs)" if knee
                  else "knee: none (no level meets the SLOs)")
-    return lines + [f"sweep WARNING: level {row['level']}: {note}" for row in rows for note in row.get("few_samples")
+    return lines + [f"sweep WARNING: level {row['level']}: {note}" for row in rows for note in row.get("undecided")
                     or []]

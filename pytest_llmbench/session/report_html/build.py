@@ -13,8 +13,9 @@ from typing import Any
 from urllib.parse import quote
 
 from ...batch import Batch, Row, row_value
-from ...metrics.samples import short_of, shortfall, vouched
-from ...metrics.stats import POOLED, finite_number, format_value, metric_of, quantiles_key
+from ...metrics.baseline import MIN_CHANGE, better_of
+from ...metrics.samples import interval_text, short_of, shortfall, vouched
+from ...metrics.stats import POOLED, finite_number, format_value, quantiles_key
 from ...result import METRICS, Metric
 from .breakdown import breakdown
 from .sections import batch_timeline, derived_timeline, hardware_columns, server_figures, sweep_view
@@ -255,28 +256,34 @@ def _gates(batch: Batch) -> dict[str, Any] | None:
     }
 
 
-NOISE_PCT = 5.0  # a change smaller than this is the runs' own noise on a shared machine: shown, not coloured
-
-
-def change_verdict(change: float | None, better: str | None) -> str:
-    """"better", "worse" or "" (a change within NOISE_PCT, or a figure with no good direction)."""
-    if change is None or better is None or abs(change) < NOISE_PCT:
-        return ""
-    return "better" if (change < 0) == (better == "lower") else "worse"
-
-
-def delta_rows(deltas: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """A baseline table's rows (``Delta``s as dicts): each figure before and now, and the change coloured."""
+def delta_rows(deltas: list[dict[str, Any]], min_change: float = MIN_CHANGE) -> list[dict[str, str]]:
+    """A baseline table's rows (``Delta``s as dicts): each figure before and now, and the change, coloured only when
+    it is significant (or untestable) and at least ``min_change`` percent (metrics/significance.py)."""
     rows = []
     for delta in deltas:
         name, change = str(delta.get("name")), finite_number(delta.get("change_pct"))
         before, now = (short_of(name, delta.get(f"{side}_count")) for side in ("baseline", "current"))
         change = None if before or now else change  # a percentile on too few samples (metrics/samples.py)
-        verdict = change_verdict(change, _better(name))
+        better = _better(name)
+        noted = delta.get("significant") is not False and change is not None and abs(change) >= min_change
+        verdict = "" if change is None or better is None or change == 0 or not noted else (
+            "better" if (change < 0) == (better == "lower") else "worse")
         rows.append({"name": name, "baseline": "-" if before else format_value(name, delta.get("baseline")),
                      "current": "-" if now else format_value(name, delta.get("current")),
-                     "change": "n/a" if change is None else f"{change:+.1f}%", "verdict": verdict})
+                     "change": "n/a" if change is None else f"{change:+.1f}%", "verdict": verdict,
+                     "significance": _significance_text(delta)})
     return rows
+
+
+def _significance_text(delta: dict[str, Any]) -> str:
+    """"p=0.003 [+4.1, +9.8]%", "not significant (p=0.41)" or "" (untested), from a batch's delta."""
+    p_value = finite_number(delta.get("p_value"))
+    if p_value is None:
+        return ""
+    interval = delta.get("change_interval")
+    sides = " [" + ", ".join("open" if finite_number(side) is None else f"{side:+.1f}" for side in interval) + "]%" \
+        if isinstance(interval, list) and len(interval) == 2 else ""
+    return f"p={p_value:.3g}{sides}" if delta.get("significant") else f"not significant (p={p_value:.2g}){sides}"
 
 
 def _hardware_note(hardware: dict[str, Any]) -> str:
@@ -290,19 +297,11 @@ def _hardware_note(hardware: dict[str, Any]) -> str:
 
 
 def _better(key: str) -> str | None:
-    """Which way a summary figure should move: as the registry declares a metric's; latencies down, rates and
-    shares up."""
-    metric = metric_of(key)
-    if metric is not None:
-        return metric.better
+    """Which way a summary figure should move: the report's headline says, else metrics/baseline.py."""
     for known, _, better in HEADLINE:
         if known == key:
             return better
-    if key.endswith("_ms") or key in ("average_execution_time",):
-        return "lower"
-    if "throughput" in key or "rate" in key or "tokens_per_second" in key or key == "goodput":
-        return "higher"
-    return None
+    return better_of(key)
 
 
 def _pareto(aggregate: dict[str, Any]) -> dict[str, float] | None:
@@ -355,6 +354,8 @@ def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: P
         "header": _header(batch, label),
         "figures": {key: shown(key, aggregate) for key, _, _ in HEADLINE},
         "shortfalls": {key: shortfall(key, aggregate) or "" for key, _, _ in HEADLINE},  # the "-" figures' why
+        "intervals": {key: "" if shortfall(key, aggregate) else interval_text(key, aggregate)
+                      for key, _, _ in HEADLINE},
         "raw": {key: finite_number(vouched(aggregate).get(key)) for key, _, _ in HEADLINE},
         "gates": _gates(batch),
         "categories": _group_table(batch.get("categories") or {}),

@@ -1,7 +1,6 @@
 """Comparison of runs: headline figures side by side and the tests whose latency moved most.
 
-The first run is the reference: a change is coloured better or worse by the direction its figure should move,
-only beyond build.NOISE_PCT.
+The first run is the reference: a change is coloured better or worse by the direction its figure should move.
 """
 
 from __future__ import annotations
@@ -9,11 +8,12 @@ from __future__ import annotations
 from typing import Any
 
 from ...batch import Batch, Row
-from ...metrics.baseline import DEFAULT_METRICS
-from ...metrics.baseline_tests import keys_of, shared_aggregate
-from ...metrics.samples import shortfall, vouched
+from ...metrics.baseline import DEFAULT_METRICS, MIN_CHANGE
+from ...metrics.baseline_tests import delta_of, keys_of, latencies, only, shared_aggregate
+from ...metrics.samples import level_of, shortfall, vouched
+from ...metrics.significance import Significance, describe, judge_change
 from ...metrics.stats import finite_number, format_value, metric_of
-from .build import HEADLINE, TIMELINE, change_verdict, shown
+from .build import HEADLINE, TIMELINE, shown
 
 TEST_CHANGES_SHOWN = 15  # the largest slow-downs, and a third as many speed-ups
 
@@ -28,9 +28,17 @@ COMPARED = HEADLINE + tuple((key, _compared_label(key), metric.better if (metric
                             for key in DEFAULT_METRICS if key not in {known for known, _, _ in HEADLINE})
 
 
-def shared_figures(batches: list[Batch]) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Each run's figures on the tests every run has (by test id and model), as ``--llmbench-compare`` compares two
-    runs, and how many tests that is (``shared``) and how many are left out (``left_out``)."""
+def verdict(change: float | None, better: str | None, tested: Significance | None = None) -> str:
+    """"better", "worse" or "" (no change worth a colour: not significant or under --llmbench-compare-min-change's
+    default, or a figure with no good direction)."""
+    if change is None or better is None or abs(change) < MIN_CHANGE or (tested is not None and not tested.significant):
+        return ""
+    return "better" if (change < 0) == (better == "lower") else "worse"
+
+
+def shared_figures(batches: list[Batch]) -> tuple[list[dict[str, Any]], list[list[Row]], dict[str, int]]:
+    """Each run's figures and rows on the tests every run has (by test id and model), as ``--llmbench-compare``
+    compares two runs, and how many tests that is (``shared``) and how many are left out (``left_out``)."""
     rows: list[list[Row]] = [[row for row in batch.get("tests") or [] if isinstance(row, dict)] for batch in batches]
     every = [keys_of(run_rows) for run_rows in rows]
     shared = set.intersection(*every)
@@ -39,46 +47,42 @@ def shared_figures(batches: list[Batch]) -> tuple[list[dict[str, Any]], dict[str
     if left_out:
         aggregates = [{**whole, **shared_aggregate(run_rows, shared, whole)}
                       for whole, run_rows in zip(aggregates, rows)]
-    return aggregates, {"shared": len(shared), "left_out": left_out}
+        rows = [only(run_rows, shared) for run_rows in rows]
+    return aggregates, rows, {"shared": len(shared), "left_out": left_out}
 
 
-def comparison(aggregates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Headline figures side by side, each later run's change against the first, coloured better or worse."""
+def comparison(aggregates: list[dict[str, Any]], rows: list[list[Row]]) -> list[dict[str, Any]]:
+    """Headline figures side by side, each later run's change against the first, coloured better or worse when the
+    change is significant on both runs' per-request values (metrics/significance.py); its test in the title."""
     table = []
     for key, label, better in COMPARED:
         raw = [finite_number(vouched(aggregate).get(key)) for aggregate in aggregates]
         cells = []
-        for aggregate, value in zip(aggregates, raw):
+        for aggregate, value, run_rows in zip(aggregates, raw, rows):
             change = None if value is None or not raw[0] else (value - raw[0]) / abs(raw[0]) * 100.0
+            tested = judge_change(key, rows[0], run_rows, level_of(aggregate)) if change is not None else None
             cells.append({"value": shown(key, aggregate), "why": shortfall(key, aggregate) or "",
                           "change": None if change is None else f"{change:+.1f}%",
-                          "verdict": change_verdict(change, better)})
+                          "verdict": verdict(change, better, tested), "test": describe(tested) if tested else ""})
         if any(value is not None or cell["value"] == "-" for value, cell in zip(raw, cells)):
             table.append({"label": label, "cells": cells})
     return table
 
 
-def _latencies(batch: Batch) -> dict[tuple[str, str], float]:
-    """Each successful test's latency by (test id, model)."""
-    found = {}
-    for row in batch.get("tests") or []:
-        seconds = finite_number(row.get("execution_time")) if isinstance(row, dict) else None
-        if seconds and row.get("success"):
-            found[(str(row.get("test_id", "")), str(row.get("model") or ""))] = seconds
-    return found
-
-
 def test_changes(first: Batch, last: Batch) -> dict[str, Any]:
-    """Per test, on the tests both runs share: the largest latency changes from the first run to the last."""
-    before, after = _latencies(first), _latencies(last)
+    """Per test, on the tests both runs share: the largest latency changes from the first run to the last (medians
+    over ``--llmbench-repeat``'s repeats; a change its repeats show is not significant stays uncoloured)."""
+    before, after = latencies(first.get("tests") or []), latencies(last.get("tests") or [])
     shared = before.keys() & after.keys()
-    changes = sorted(((key, (after[key] - before[key]) / before[key] * 100.0) for key in shared),
-                     key=lambda item: item[1], reverse=True)
-    slower = [c for c in changes if c[1] > 0][:TEST_CHANGES_SHOWN]
-    faster = [c for c in reversed(changes) if c[1] < 0][:TEST_CHANGES_SHOWN // 3]
+    level = level_of(last.get("aggregate") or {})
+    changes = sorted((delta_of(key, before[key], after[key], level) for key in shared),
+                     key=lambda delta: delta.change_pct or 0.0, reverse=True)
+    slower = [d for d in changes if (d.change_pct or 0.0) > 0][:TEST_CHANGES_SHOWN]
+    faster = [d for d in reversed(changes) if (d.change_pct or 0.0) < 0][:TEST_CHANGES_SHOWN // 3]
     return {
         "shared": len(shared), "only_first": len(before.keys() - shared), "only_last": len(after.keys() - shared),
-        "rows": [{"id": key[0], "model": key[1], "before": format_value("x_ms", before[key] * 1000),
-                  "after": format_value("x_ms", after[key] * 1000), "change": f"{change:+.1f}%",
-                  "verdict": change_verdict(change, TIMELINE.better)} for key, change in slower + faster],
+        "rows": [{"id": d.test_id, "model": d.model, "before": format_value("x_ms", d.baseline_s * 1000),
+                  "after": format_value("x_ms", d.now_s * 1000), "change": f"{d.change_pct or 0.0:+.1f}%",
+                  "verdict": "" if d.significant is False else verdict(d.change_pct, TIMELINE.better)}
+                 for d in slower + faster],
     }

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..._version import __version__
 from ...batch import Batch
-from ...metrics.samples import RULE
+from ...metrics.samples import rule
 from ...result import dumps_strict
 from ..storage import atomic_write_text
 from .build import COLUMNS, GROUP_COLUMNS, HEADLINE, SLOWEST, TIMELINE, build_run, metric_view
@@ -50,16 +50,16 @@ def render_report(batches: list[tuple[Batch, str, Path | None]], report_path: Pa
     report_dir = report_path.parent
     runs = [build_run(batch, label=label, batch_dir=folder, report_dir=report_dir)
             for batch, label, folder in batches]
-    aggregates, shared = shared_figures([batch for batch, _, _ in batches])
+    aggregates, rows, shared = shared_figures([batch for batch, _, _ in batches])
     data = {"runs": [run["chart"] for run in runs], **metric_view()}
     payload = script_json(data)
     template = report_environment().get_template("report.html.j2")
     return template.render(
         title=title or ("llmbench comparison" if len(runs) > 1 else "llmbench report"),
         runs=runs,
-        comparison=comparison(aggregates) if len(runs) > 1 else None,
+        comparison=comparison(aggregates, rows) if len(runs) > 1 else None,
         shared=shared,
-        few_samples_rule=RULE,
+        few_samples_rule=rule(batches[-1][0].get("aggregate") or {}),
         test_changes=test_changes(batches[0][0], batches[-1][0]) if len(runs) > 1 else None,
         what_changed=what_changed(batches),
         headline=HEADLINE,
