@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import threading
@@ -20,6 +21,8 @@ from pytest_llmbench.http import arrival, reader
 from pytest_llmbench.http.client import ClientConfig, LLMClient
 from pytest_llmbench.http.framing import LINE_LIMIT
 from pytest_llmbench.http.sse import DRAIN_LIMIT
+from pytest_llmbench.session.load.dispatcher import Dispatcher, Ticket
+from pytest_llmbench.session.load.plan import Level
 
 Step = tuple[float, bytes]  # seconds to wait, then bytes to write
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -102,14 +105,14 @@ def raw_server() -> Iterator[RawServer]:
 def handed_over(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Whether each stream went to the reading loop (True) or was read on its request's thread (False)."""
     taken: list[bool] = []
-    read = reader.ReadingLoop.read
+    hand_over = reader.ReadingLoop.hand_over
 
     def watched(self: reader.ReadingLoop, *args: Any) -> Any:
-        outcome = read(self, *args)
-        taken.append(outcome is not None)
-        return outcome
+        stream = hand_over(self, *args)
+        taken.append(stream is not None)
+        return stream
 
-    monkeypatch.setattr(reader.ReadingLoop, "read", watched)
+    monkeypatch.setattr(reader.ReadingLoop, "hand_over", watched)
     return taken
 
 
@@ -285,3 +288,30 @@ def test_a_forked_child_reads_on_a_loop_of_its_own(raw_server: Any) -> None:
         os._exit(0 if ask(raw_server).response_text == "Hello" else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_loop_that_fails_ends_every_stream_it_read_and_the_next_stream_gets_a_new_one(
+        raw_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load run's request goes on only when the loop ends its stream: a loop that died with it unended would
+    leave the request waiting for ever. Its streams end with the failure; the next request is read by a new loop."""
+    def boom(stream: Any) -> bool:
+        raise RuntimeError("boom")
+
+    raw_server.script((0.0, CHUNKED), (0.2, chunk(event("never read"))), (5.0, b""))
+    raw_server.script((0.0, CHUNKED + chunk(ANSWER) + b"0\r\n\r\n"))
+    monkeypatch.setattr(reader.ReadingLoop, "_step", staticmethod(boom))
+    client = LLMClient(ClientConfig(endpoint=raw_server.url, timeout=60, retries=0), model="m")
+    dispatcher = Dispatcher(client.send_steps, threads=1)
+    [ticket] = tickets = [Ticket(key="one", api_type="chat", phase=0, level=Level(concurrency=1, rate=math.inf),
+                                 body={"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]})]
+    try:
+        dispatcher.add(tickets)
+        assert ticket.event.wait(30), "the request still waits for its stream"  # 60 s before the deadline
+        failed = ticket.answer
+        monkeypatch.undo()
+        again = client.chat([{"role": "user", "content": "x"}], stream=True)
+    finally:
+        dispatcher.stop()
+        client.close()
+    assert not failed.success and "the reading loop failed: RuntimeError('boom')" in failed.error_message
+    assert again.success and again.response_text == "Hello"
