@@ -49,6 +49,7 @@ class RawServer:
     def __init__(self) -> None:
         self.scripts: list[tuple[list[Step], bool]] = []
         self.connections: list[dict[str, Any]] = []
+        self.writes: list[list[tuple[int, int]]] = []  # per request: perf_counter_ns just before and after each write
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1"
         self._stop = threading.Event()
@@ -86,10 +87,14 @@ class RawServer:
                 pending = pending[length:]
                 record["requests"] += 1
                 steps, close = self.scripts.pop(0)
+                writes: list[tuple[int, int]] = []
+                self.writes.append(writes)
                 for delay, data in steps:
                     if self._stop.wait(delay):
                         return
+                    before = time.perf_counter_ns()
                     conn.sendall(data)
+                    writes.append((before, time.perf_counter_ns()))
                 if close:
                     return
 
@@ -156,7 +161,11 @@ def test_the_loop_reads_a_stream_and_hands_its_connection_to_the_next_request(ra
     assert [(r.success, r.response_text) for r in results] == [(True, "Hello")] * 2, results[0].error_message
     assert handed_over == [True, True]
     assert [c["requests"] for c in raw_server.connections] == [2]  # the second request reused the connection
-    assert all(0.04 < r.itl[0] < 1 for r in results)  # the tokens' own gap, not one read's
+    first = 0 if with_headers else 1  # the write that carried "Hel"; the next one carried "lo"
+    slack = 2_000_000  # the marking's tolerance and the clocks' reading, in ns
+    for result, writes in zip(results, raw_server.writes, strict=True):  # the tokens' own gap, by the server's clock
+        (hel_before, hel_after), (lo_before, lo_after) = writes[first], writes[first + 1]
+        assert lo_before - hel_after - slack <= result.itl[0] * 1e9 <= lo_after - hel_before + slack, result.itl
 
 
 @pytest.mark.parametrize("loop", [True, False], ids=["loop", "thread"])
