@@ -55,25 +55,27 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, load average {one:.2f} {five:.2f} {fifteen:.2f}"
 
 
-def plugin_session(suite: Path, url: str, cwd: Path, tree: Path, *extra: str) -> tuple[dict[str, Any], float]:
-    """One plugin session with ``tree`` first on the path: its batch file and the peak RSS (MB) of all its
-    processes together (the controller and any xdist workers), sampled every 0.2 s."""
+def plugin_session(suite: Path, url: str, cwd: Path, tree: Path, *extra: str) -> tuple[dict[str, Any], float, int]:
+    """One plugin session with ``tree`` first on the path: its batch file, and the peak RSS (MB) and peak thread
+    count of all its processes together (the controller and any xdist workers), sampled every 0.2 s."""
     command = plugin_command(suite, url, *extra)
     print("plugin:", " ".join(command), f"(PYTHONPATH={tree})", flush=True)
     cwd.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(command, cwd=cwd, env={**os.environ, "PYTHONPATH": str(tree)},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak = 0
+    peak = threads = 0
     root = psutil.Process(process.pid)
     while process.poll() is None:
         with contextlib.suppress(psutil.Error):  # a process ended between listing and reading
-            peak = max(peak, sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]))
+            processes = [root, *root.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in processes))
+            threads = max(threads, sum(p.num_threads() for p in processes))
         time.sleep(0.2)
     output = process.stdout.read() if process.stdout else ""
     if process.returncode not in (0, 1):
         raise RuntimeError(f"plugin run exited {process.returncode}:\n{output[-3000:]}")
     [batch] = (cwd / "llmbench_results" / "latest").glob("batch_results_*.json")
-    return json.loads(batch.read_text()), peak / 2**20
+    return json.loads(batch.read_text()), peak / 2**20, threads
 
 
 def stream_figures(work: Path, streams: int, requests: int, schedule: tuple[float, float, int], *extra: str,
@@ -86,7 +88,7 @@ def stream_figures(work: Path, streams: int, requests: int, schedule: tuple[floa
         cases = [{"id": f"s{n}", "name": f"stream {n}", "category": "bench", "stream": True,
                   "messages": [{"role": "user", "content": f"stream {n}"}]} for n in range(requests)]
         suite.write_text(json.dumps({"test_suite_id": "streams", "tests": cases}))
-        batch, rss_mb = plugin_session(suite, url, work / "run", tree, "--llmbench-concurrency", str(streams),
+        batch, rss_mb, threads = plugin_session(suite, url, work / "run", tree, "--llmbench-concurrency", str(streams),
                                        "--llmbench-model", "schedule", "--llmbench-test-files", "none",
                                        "--llmbench-timeout", "120", *extra)
         server = schedule_stamps(port)
@@ -112,6 +114,7 @@ def stream_figures(work: Path, streams: int, requests: int, schedule: tuple[floa
             "unmarked TTFT within 0.2 s of latency": clipped,
             "min unmarked ITL ms": aggregate.get("min_itl_ms") or 0.0,
             "server lateness p99 ms": _pct(lateness, 99), "peak RSS MB": rss_mb,
+            "peak threads": threads,
             "failed requests": aggregate["failed_tests"]}
 
 
@@ -145,8 +148,8 @@ L2_SCHEDULE = (100.0, 25.0, 40)
 X1_FIGURES = (("share of ideal rate", 0.90, True), ("TTFT error p99 ms", 50, False), ("TTFT error p50 ms", None, False),
               ("marked %", 5, False), ("unmarked TTFT within 0.2 s of latency", 0, False),
               ("min unmarked ITL ms", 0, True), ("server lateness p99 ms", None, False), ("peak RSS MB", None, False),
-              ("failed requests", 0, False))
-X2_FIGURES = (("share of ideal rate", 0.85, True), ("peak RSS MB", 1536, False),
+              ("peak threads", None, False), ("failed requests", 0, False))
+X2_FIGURES = (("share of ideal rate", 0.85, True), ("peak RSS MB", 1536, False), ("peak threads", None, False),
               ("unmarked TTFT within 0.2 s of latency", 0, False), ("marked %", None, False),
               ("TTFT error p99 ms", None, False), ("server lateness p99 ms", None, False),
               ("failed requests", 0, False))
@@ -195,7 +198,7 @@ def x4(args: argparse.Namespace, work: Path) -> bool:
         suite = write_suite(work / "l1.json", requests)
         for number in range(args.runs):
             for label, tree in trees.items():  # alternating: a busy spell hits both alike
-                batch, _ = plugin_session(suite, server.url, work / f"x4-{label}-{number}", tree,
+                batch, _, _ = plugin_session(suite, server.url, work / f"x4-{label}-{number}", tree,
                                           "--llmbench-concurrency", "64", "--llmbench-test-files", "none")
                 figures = {"L1 share of ideal rate": batch["aggregate"]["request_throughput"] / (64 / 0.5)}
                 figures.update(stream_figures(work / f"x4s-{label}-{number}", 128, requests, L2_SCHEDULE, tree=tree))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import socket
 import threading
@@ -20,6 +21,8 @@ from pytest_llmbench.http import arrival, reader
 from pytest_llmbench.http.client import ClientConfig, LLMClient
 from pytest_llmbench.http.framing import LINE_LIMIT
 from pytest_llmbench.http.sse import DRAIN_LIMIT
+from pytest_llmbench.session.load.dispatcher import Dispatcher, Ticket
+from pytest_llmbench.session.load.plan import Level
 
 Step = tuple[float, bytes]  # seconds to wait, then bytes to write
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -46,6 +49,7 @@ class RawServer:
     def __init__(self) -> None:
         self.scripts: list[tuple[list[Step], bool]] = []
         self.connections: list[dict[str, Any]] = []
+        self.writes: list[list[tuple[int, int]]] = []  # per request: perf_counter_ns just before and after each write
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/v1"
         self._stop = threading.Event()
@@ -83,10 +87,14 @@ class RawServer:
                 pending = pending[length:]
                 record["requests"] += 1
                 steps, close = self.scripts.pop(0)
+                writes: list[tuple[int, int]] = []
+                self.writes.append(writes)
                 for delay, data in steps:
                     if self._stop.wait(delay):
                         return
+                    before = time.perf_counter_ns()
                     conn.sendall(data)
+                    writes.append((before, time.perf_counter_ns()))
                 if close:
                     return
 
@@ -102,14 +110,14 @@ def raw_server() -> Iterator[RawServer]:
 def handed_over(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Whether each stream went to the reading loop (True) or was read on its request's thread (False)."""
     taken: list[bool] = []
-    read = reader.ReadingLoop.read
+    hand_over = reader.ReadingLoop.hand_over
 
     def watched(self: reader.ReadingLoop, *args: Any) -> Any:
-        outcome = read(self, *args)
-        taken.append(outcome is not None)
-        return outcome
+        stream = hand_over(self, *args)
+        taken.append(stream is not None)
+        return stream
 
-    monkeypatch.setattr(reader.ReadingLoop, "read", watched)
+    monkeypatch.setattr(reader.ReadingLoop, "hand_over", watched)
     return taken
 
 
@@ -153,7 +161,11 @@ def test_the_loop_reads_a_stream_and_hands_its_connection_to_the_next_request(ra
     assert [(r.success, r.response_text) for r in results] == [(True, "Hello")] * 2, results[0].error_message
     assert handed_over == [True, True]
     assert [c["requests"] for c in raw_server.connections] == [2]  # the second request reused the connection
-    assert all(0.04 < r.itl[0] < 1 for r in results)  # the tokens' own gap, not one read's
+    first = 0 if with_headers else 1  # the write that carried "Hel"; the next one carried "lo"
+    slack = 2_000_000  # the marking's tolerance and the clocks' reading, in ns
+    for result, writes in zip(results, raw_server.writes, strict=True):  # the tokens' own gap, by the server's clock
+        (hel_before, hel_after), (lo_before, lo_after) = writes[first], writes[first + 1]
+        assert lo_before - hel_after - slack <= result.itl[0] * 1e9 <= lo_after - hel_before + slack, result.itl
 
 
 @pytest.mark.parametrize("loop", [True, False], ids=["loop", "thread"])
@@ -285,3 +297,30 @@ def test_a_forked_child_reads_on_a_loop_of_its_own(raw_server: Any) -> None:
         os._exit(0 if ask(raw_server).response_text == "Hello" else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_a_loop_that_fails_ends_every_stream_it_read_and_the_next_stream_gets_a_new_one(
+        raw_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A load run's request goes on only when the loop ends its stream: a loop that died with it unended would
+    leave the request waiting for ever. Its streams end with the failure; the next request is read by a new loop."""
+    def boom(stream: Any) -> bool:
+        raise RuntimeError("boom")
+
+    raw_server.script((0.0, CHUNKED), (0.2, chunk(event("never read"))), (5.0, b""))
+    raw_server.script((0.0, CHUNKED + chunk(ANSWER) + b"0\r\n\r\n"))
+    monkeypatch.setattr(reader.ReadingLoop, "_step", staticmethod(boom))
+    client = LLMClient(ClientConfig(endpoint=raw_server.url, timeout=60, retries=0), model="m")
+    dispatcher = Dispatcher(client.send_steps, threads=1)
+    [ticket] = tickets = [Ticket(key="one", api_type="chat", phase=0, level=Level(concurrency=1, rate=math.inf),
+                                 body={"model": "m", "stream": True, "messages": [{"role": "user", "content": "x"}]})]
+    try:
+        dispatcher.add(tickets)
+        assert ticket.event.wait(30), "the request still waits for its stream"  # 60 s before the deadline
+        failed = ticket.answer
+        monkeypatch.undo()
+        again = client.chat([{"role": "user", "content": "x"}], stream=True)
+    finally:
+        dispatcher.stop()
+        client.close()
+    assert not failed.success and "the reading loop failed: RuntimeError('boom')" in failed.error_message
+    assert again.success and again.response_text == "Hello"

@@ -113,11 +113,11 @@ class LoadDriver:
         return [session.items[i] for i in reversed(new)]
 
     def _send(self, api_type: str, body: dict[str, Any]) -> Any:
-        """What a ticket's thread does: one request, or a whole conversation (its slot held throughout, as a
-        chat user holds a session)."""
+        """What a ticket's thread does: one request, as steps that need no thread while its answer streams; or a
+        whole conversation (its slot and thread held throughout, as a chat user holds a session)."""
         if api_type == CONVERSATION:
             return self.runner.talk(body["case"], body["model"])
-        return self.runner.client.send(api_type, body)
+        return self.runner.client.send_steps(api_type, body)
 
     def _ticket(self, key: str, case: Any, model: str | None, phase: int) -> Ticket:
         api_type = CONVERSATION if case.turns is not None else case.api_type

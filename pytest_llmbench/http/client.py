@@ -29,6 +29,7 @@ from .openai import (
     read_completion_body,
     resolve_url,
 )
+from .reader import LOOP, Steps
 from .reasoning import streamed as streamed_reasoning
 from .redact import Secrets, header_secrets, url_secrets
 from .retry import RetryPolicy, decide, may_have_run
@@ -110,6 +111,11 @@ class LLMClient:
     def send(self, api_type: str, body: dict[str, Any]) -> TestResult:
         """One logical request with its retries, as a result without the test's identity (the caller adds it);
         failures come back in the result, never raised."""
+        return LOOP.run(self.send_steps(api_type, body))
+
+    def send_steps(self, api_type: str, body: dict[str, Any]) -> Steps[TestResult]:
+        """``send`` as steps (``transport.Transport.attempt_steps``): a sender that drives them needs no thread
+        while the reading loop reads the answer."""
         if api_type not in self._urls:
             self._urls[api_type] = ((embeddings_url(self.config.endpoint), api_type) if api_type == EMBEDDINGS
                                     else resolve_url(self.config.endpoint, api_type))
@@ -132,8 +138,8 @@ class LLMClient:
                 error = exc.error or ApiError("request", str(exc))
                 return _finished(TestResult(api_type=used, request=request), error)
         trace, headers = trace_for_request(self.config.headers, self.config.traceparent)
-        reply, attempts = self._with_retries("POST", url, request, used if request.get("stream") is True else None,
-                                             headers)
+        reply, attempts = yield from self._with_retries("POST", url, request,
+                                                    used if request.get("stream") is True else None, headers)
         if reply.error is not None and reply.error.status == 404 and used == EMBEDDINGS:
             reply.error.message += (f" (POST {self._redact(url)}: does this server serve embeddings? vLLM does for "
                                     "a pooling model, e.g. started with --runner pooling)")
@@ -160,7 +166,7 @@ class LLMClient:
 
     def list_models(self) -> list[str]:
         url = models_url(self.config.endpoint)
-        reply, attempts = self._with_retries("GET", url, None, None)
+        reply, attempts = LOOP.run(self._with_retries("GET", url, None, None))
         if reply.error is not None:
             raise ClientError(f"listing models at {self._redact(url)} failed: {describe(reply.error, len(attempts))}",
                               reply.error)
@@ -239,12 +245,13 @@ class LLMClient:
     def _with_retries(
         self, method: str, url: str, body: dict[str, Any] | None, stream_api: str | None,
         headers: dict[str, str] | None = None,
-    ) -> tuple[Reply, list[Attempt]]:
+    ) -> Steps[tuple[Reply, list[Attempt]]]:
         """Attempts until one succeeds or the policy says stop; every attempt is recorded."""
         attempts: list[Attempt] = []
         resent = False
         for retry_index in range(self._policy.retries + 1):
-            reply = self._transport.attempt(method, url, body, stream_api, self.config.timeout, headers)
+            reply = yield from self._transport.attempt_steps(method, url, body, stream_api, self.config.timeout,
+                                                             headers)
             attempt = Attempt(number=retry_index + 1, status=reply.status, elapsed_s=reply.elapsed,
                               possibly_duplicated=resent)
             attempts.append(attempt)

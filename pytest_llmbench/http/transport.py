@@ -36,7 +36,7 @@ from .api_errors import (
     network_error,
     size_text,
 )
-from .reader import LOOP
+from .reader import LOOP, Steps
 from .redact import NO_SECRETS, Secrets
 from .sse import READ_SIZE, StreamOutcome, read_stream
 
@@ -85,17 +85,23 @@ class Transport:
                 headers: Mapping[str, str] | None = None) -> Reply:
         """One try; ``stream_api`` ("chat" or "completions") asks for a streamed answer to be read as SSE;
         ``headers`` go with this request alone (its traceparent), beside the session's."""
+        return LOOP.run(self.attempt_steps(method, url, body, stream_api, timeout, headers))
+
+    def attempt_steps(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float,
+                      headers: Mapping[str, str] | None = None) -> Steps[Reply]:
+        """``attempt`` as steps: a streamed answer handed to the reading loop is yielded, and the steps go on
+        once it has ended, on whatever thread drives them (``ReadingLoop.run``, or a sender's pool)."""
         deadline = time.monotonic() + timeout
         arrival.forget()
         sent_ns = time.perf_counter_ns()
         with WATCHDOG.watching(deadline) as watch:
-            return self._attempt(method, url, body, stream_api, timeout, sent_ns, watch, headers)
+            return (yield from self._attempt(method, url, body, stream_api, timeout, sent_ns, watch, headers))
 
     def close(self) -> None:
         self._session.close()
 
     def _attempt(self, method: str, url: str, body: Any, stream_api: str | None, timeout: float, sent_ns: int,
-                 watch: Watch, headers: Mapping[str, str] | None = None) -> Reply:
+                 watch: Watch, headers: Mapping[str, str] | None = None) -> Steps[Reply]:
         def reply(**fields: Any) -> Reply:
             return Reply(elapsed=(time.perf_counter_ns() - sent_ns) / 1e9, **fields)
 
@@ -127,9 +133,13 @@ class Transport:
                 return reply(status=status, headers=headers, error=ApiError("redirect", message, status))
             if status == 200 and stream_api and _is_event_stream(headers):  # some servers ignore "stream"
                 reading = (response, stream_api, sent_ns, watch.deadline, self.max_response_bytes, self.secrets)
-                outcome = LOOP.read(*reading)  # None: not a stream the process's reading loop can take
-                if outcome is None:
+                handed = LOOP.hand_over(*reading)  # None: not a stream the process's reading loop can take
+                if handed is None:
                     outcome = read_stream(*reading)
+                else:
+                    if not handed.ended.is_set():
+                        yield handed
+                    outcome = handed.result()
                 if outcome.error is not None and (outcome.error.kind == "deadline" or late()):
                     outcome.error = outcome.failure("deadline", _past_deadline("the stream was not complete", timeout))
                 elapsed = ((outcome.end_ns or time.perf_counter_ns()) - sent_ns) / 1e9  # [DONE], not the drain

@@ -4,9 +4,11 @@ in flight; each item later waits for its own ticket.
 Threads over the session's one synchronous client rather than an event loop with a second, asynchronous
 client: retries, deadlines, redirects, TLS, size caps, redaction and SSE parsing stay one implementation, and
 the HTTP work releases the GIL while it waits (the benchmarks in benchmarks/load_*.py measure what this
-costs). A single sender thread keeps the schedule: it sleeps until a request's planned time, then waits for
-a free slot. When it had to wait for a slot, the schedule continues from the moment it sent (no catch-up
-burst); ``schedule_lag`` records how late each request left against its plan.
+costs). A pool thread carries a request until its streamed answer is handed to the process's reading loop
+(``http/reader.py``) and again once it has ended, not while it streams: the threads are those sending or waiting
+for headers, not every request in flight. A single sender thread keeps the schedule: it sleeps until a
+request's planned time, then waits for a free slot. When it had to wait for a slot, the schedule continues from
+the moment it sent (no catch-up burst); ``schedule_lag`` records how late each request left against its plan.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +29,7 @@ from .plan import Level, arrivals, ceiling, concurrency_at
 
 WARMUP_PHASE = -1
 SWITCH_INTERVAL_S = 0.0005
+STOP_WAIT_S = 5.0  # seconds a stop waits for the reading loop to end the streams it cut
 FILES_BESIDE_CONNECTIONS = 256  # open files a process needs besides its connections: pytest's, logs, results
 
 # A ticket's states: waiting to be sent, sent, answered, and the three ways it never gets an answer
@@ -97,6 +100,7 @@ class Dispatcher:
         self._switch_interval = sys.getswitchinterval()
         self.warmup: list[Ticket] = []
         self.cancelled = 0  # requests cut in flight by stop()
+        self.streaming = 0  # requests whose answer the reading loop is reading: they hold no thread
         self.phase_starts: dict[int, float] = {}  # phase -> unix time its first request was due
 
     # -- the main thread's side -------------------------------------------------------------------
@@ -156,8 +160,10 @@ class Dispatcher:
                 ticket.event.set()  # nobody waits on a stopped dispatcher
             self._cond.notify_all()
         if in_flight:
-            WATCHDOG.expire_all()  # the blocked reads return at once
-        self._pool.shutdown(wait=True, cancel_futures=True)
+            WATCHDOG.expire_all()  # the blocked reads return at once, and the loop ends the streams it reads
+        with self._cond:  # each ended stream's request goes on on the pool: wait for them before shutting it
+            self._cond.wait_for(lambda: not self.streaming, STOP_WAIT_S)
+        self._pool.shutdown(wait=True)  # queued jobs see the stop and send nothing; resumed requests finish
         # counted once every job has ended: a job that had started when the stop came still sent its request
         self.cancelled = sum(t.sent > 0 for t in in_flight)  # on the wire; the rest never left
         if self._sender is not None:
@@ -260,7 +266,9 @@ class Dispatcher:
             return not self._stopped
 
     def _job(self, ticket: Ticket) -> None:
-        if ticket.state == CANCELLED:  # the stop came between the slot and this thread: nothing leaves
+        # The stop came between the slot and this thread: nothing leaves (a warm-up ticket is not cancelled, but
+        # the stop holds for it too; queued jobs run after a stop, for the requests the loop gives back).
+        if ticket.state == CANCELLED or self._stopped:
             self._release()
             ticket.event.set()
             return
@@ -268,9 +276,44 @@ class Dispatcher:
         if ticket.planned is not None:  # measured where the request leaves, pool hand-over included
             ticket.schedule_lag = max(0.0, ticket.sent - ticket.planned)
         try:
-            ticket.answer = self._send(ticket.api_type, ticket.body)
+            answer = self._send(ticket.api_type, ticket.body)
         except BaseException as exc:  # noqa: BLE001 - handed to the item, which reports it as its failure
             ticket.error = exc
+        else:
+            if isinstance(answer, Generator):
+                self._advance(ticket, answer)
+                return
+            ticket.answer = answer
+        self._answered(ticket)
+
+    def _advance(self, ticket: Ticket, steps: Generator[Any, None, Any]) -> None:
+        """Runs the request's steps on this thread up to the next stream handed to the reading loop, which gives
+        it a thread again once that stream has ended: no thread waits while its answer streams."""
+        try:
+            stream = next(steps)
+        except StopIteration as stop:
+            ticket.answer = stop.value
+        except BaseException as exc:  # noqa: BLE001 - handed to the item, which reports it as its failure
+            ticket.error = exc
+        else:
+            with self._cond:
+                self.streaming += 1
+            stream.when_ended(lambda: self._resume(ticket, steps))
+            return
+        self._answered(ticket)
+
+    def _resume(self, ticket: Ticket, steps: Generator[Any, None, Any]) -> None:
+        """On the reading thread, as a stream ends: its request goes on on the pool (kept short: every stream
+        waits for this thread). A pool already shut down (a stop that could not wait) goes on here."""
+        with self._cond:
+            self.streaming -= 1
+            self._cond.notify_all()
+        try:
+            self._pool.submit(self._advance, ticket, steps)
+        except RuntimeError:
+            self._advance(ticket, steps)
+
+    def _answered(self, ticket: Ticket) -> None:
         ticket.done = time.monotonic()
         self._release()
         self._finish(ticket, DONE)
