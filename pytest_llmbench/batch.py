@@ -77,6 +77,7 @@ class _RowRequired(TypedDict):
     send_at_s: float | None  # a replayed trace's send time from the replay's start (after speedup)
     embedding_dimensions: int | None  # an embeddings test: the length of its vectors (input_count: how many)
     evaluation_passed: bool | None
+    schema_valid: bool | None  # the answer fit its expected.json_schema; None: the test asked for no schema
     slo_passed: bool | None
     passed: bool
     label: str  # as its node id names it: t01[c16-r3]

@@ -14,8 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .checks.check import Check
 from .checks.embeddings import embedding_checks
-from .checks.evaluate import DEFAULT_MIN_SCORE, Check, evaluate, format_failures, needs_judge
+from .checks.evaluate import DEFAULT_MIN_SCORE, evaluate, format_failures, needs_judge
 from .checks.judge import judge_question, run_judge
 from .collect.suite import TestCase
 from .collect.workload.prompts import PromptBuilder
@@ -233,7 +234,8 @@ class Runner:
             self._check_vectors(case, result)
             return
         evaluation = evaluate(expected, result.response_text, result.completion_tokens,
-                              tokens_estimated=result.tokens_estimated, reasoning_text=result.reasoning_text)
+                              tokens_estimated=result.tokens_estimated, reasoning_text=result.reasoning_text,
+                              called=result.tool_calls, tools=result.request.get("tools"))
         checks = [c.to_dict() for c in evaluation.checks]
         judge_record: dict[str, Any] | None = None
         if needs_judge(expected):

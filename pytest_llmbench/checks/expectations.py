@@ -13,6 +13,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .schema import NOT_A_SCHEMA, schema_problem
+from .tool_calls import expected_calls_problem, order_problem
+
 _FLAGS = {
     "I": re.IGNORECASE,
     "IGNORECASE": re.IGNORECASE,
@@ -117,17 +120,8 @@ def _need_flags(value: Any) -> str | None:
 
 
 def _need_schema(value: Any) -> str | None:
-    if not isinstance(value, (dict, bool)):
-        return f"must be a JSON Schema object, not {_json_type(value)}"
-    try:
-        import jsonschema
-    except ImportError:
-        return None  # the check itself says how to install it
-    try:
-        jsonschema.validators.validator_for(value).check_schema(value)  # type: ignore[arg-type]
-    except jsonschema.exceptions.SchemaError as error:
-        return f"is not a valid JSON Schema: {error.message}"
-    return None
+    problem = schema_problem(value)
+    return f"{problem}, not {_json_type(value)}" if problem == NOT_A_SCHEMA else problem
 
 
 # What `expected.reasoning` may check on the thinking text: the checks of text (not of tokens, judge or format).
@@ -204,6 +198,8 @@ _VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "rubric_min_score": _need_judge_score,
     "reasoning": _need_reasoning,
     **EMBEDDING_VALIDATORS,
+    "tool_calls": expected_calls_problem,
+    "tool_calls_order": order_problem,
 }
 KNOWN_KEYS = frozenset(_VALIDATORS)
 def problems_by_key(expected: dict[str, Any]) -> dict[str, str]:

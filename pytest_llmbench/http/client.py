@@ -277,6 +277,7 @@ class LLMClient:
             result.ttfot, result.time_to_second_token = outcome.ttfot, outcome.time_to_second_token
             result.reasoning_text, result.reasoning_tokens = streamed_reasoning(outcome.reasoning_parts,
                                                                                 outcome.reasoning_tokens)
+            result.tool_calls = outcome.tool_calls.calls()
             result.timing_degraded_reason = outcome.timing_degraded
             result.timing_degraded = outcome.timing_degraded is not None
             if error is None and (error := unfinished(outcome, asked_tokens(request))) is not None:

@@ -16,6 +16,7 @@ from ..result import ApiError, TestResult, estimate_tokens
 from .api_errors import bad_response, parse_error_body
 from .reasoning import from_message
 from .redact import NO_SECRETS, Secrets
+from .tool_calls import from_message as tool_calls_of
 
 PATHS = {"chat": "/chat/completions", "completions": "/completions"}
 MAX_USAGE_TOKENS = 10_000_000  # no prompt or answer is this long: a count past it is a broken or hostile server
@@ -105,6 +106,7 @@ def read_completion_body(result: TestResult, payload: bytes, secrets: Secrets = 
     result.api_response, result.response_text, result.finish_reason = data, text, choice.get("finish_reason")
     if result.api_type == "chat" and isinstance(message_obj, dict):
         from_message(result, message_obj, reasoning_tokens(usage))
+        result.tool_calls = tool_calls_of(message_obj)
     result.prompt_tokens = usage_count(usage.get("prompt_tokens"))
     result.completion_tokens = usage_count(usage.get("completion_tokens"))
     result.cached_tokens = cached_count(usage)

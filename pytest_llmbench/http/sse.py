@@ -26,6 +26,7 @@ from .reasoning import reasoning_of
 from .redact import NO_SECRETS, Secrets
 from .server_timing import keep_reports
 from .timing import EventClock
+from .tool_calls import ToolCallParts
 
 if TYPE_CHECKING:
     import requests
@@ -143,7 +144,7 @@ class StreamOutcome:
     content_ns: list[int] = field(default_factory=list)  # perf_counter_ns of each chunk adding text
     end_ns: int | None = None  # when the answer ended ([DONE] read), broke off or was given up
     done: bool = False  # saw data: [DONE]
-    tool_calls: bool = False  # a chunk carried a tool call (its arguments are not answer text)
+    tool_calls: ToolCallParts = field(default_factory=ToolCallParts)  # the functions called (not answer text)
     reasoning_tokens: int = 0  # counted in completion_tokens without their text being sent (usage details)
     error: ApiError | None = None
     timing_degraded: str | None = None  # why the text events' times cannot be vouched for (timing.py)
@@ -341,8 +342,7 @@ def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, a
         delta = delta if isinstance(delta, dict) else {}
         text = _text(delta.get("content"))
         reasoning = reasoning_of(delta)
-        tool = bool(delta.get("tool_calls") or delta.get("function_call"))
-        outcome.tool_calls = outcome.tool_calls or tool
+        tool = outcome.tool_calls.feed(delta)
     else:
         text = _text(choice.get("text"))
         reasoning, tool = "", False

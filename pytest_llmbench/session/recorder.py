@@ -50,9 +50,16 @@ def row_of(result: TestResult) -> dict[str, Any]:  # a Row once _count() has add
     evaluation, slo = result.evaluation_result, result.slo_result
     row["evaluation_passed"] = evaluation.get("passed") if evaluation else None
     row["slo_passed"] = slo.get("passed") if slo else None
+    row["schema_valid"] = schema_valid(evaluation)
     if not result.success or row["evaluation_passed"] is False or row["slo_passed"] is False:
         row["failure"] = _failure_of(result)
     return row
+
+
+def schema_valid(evaluation: dict[str, Any] | None) -> bool | None:
+    """Whether the answer fit its ``expected.json_schema`` (structured output validity); None: no schema asked."""
+    checks = [c for c in (evaluation or {}).get("checks") or [] if c.get("name") == "json_schema"]
+    return all(c.get("passed") for c in checks) if checks else None
 
 
 def _failure_of(result: TestResult) -> Failure:
