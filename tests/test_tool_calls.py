@@ -3,6 +3,7 @@ request's tool schemas and the test's expected calls; JSON answers validated, th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -152,3 +153,18 @@ def test_structured_output_validity_is_pooled_per_category_and_gated(pytester: p
     assert (rows["b2"]["schema_valid"], rows["plain"]["schema_valid"]) == (False, None)
     b2 = results_by_id(pytester.path / "llmbench_results")["b2"]
     assert failed_checks(b2) == {f"json_schema {SCHEMA}": "$.population: 'many' is not of type 'integer'"}
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "example_suites"
+
+
+def test_the_example_suites_run_and_pass_against_servers_that_answer_them(pytester: pytest.Pytester,
+                                                                          httpserver: HTTPServer) -> None:
+    server = ToolStub(calls={"Paris": [("get_weather", '{"city": "Paris", "unit": "celsius"}')],
+                             "Tokyo": [("get_time", '{"zone": "Asia/Tokyo"}'), ("get_weather", '{"city": "Tokyo"}')]},
+                      text="Bonjour")
+    url = server.install(httpserver)
+    run = pytester.runpytest("--llmbench-endpoint", url, "--llmbench-suite", str(EXAMPLES / "tool_calls.json"),
+                             "--llmbench-stream", "-p", "no:cacheprovider")
+    run.assert_outcomes(passed=3)
+    assert all(body["tools"] and body["tool_choice"] == "auto" for body in server.requests)
