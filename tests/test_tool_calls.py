@@ -144,7 +144,8 @@ def test_structured_output_validity_is_pooled_per_category_and_gated(pytester: p
     ], defaults={"parameters": {"response_format": response_format}})
     run = pytester.runpytest("--llmbench-endpoint", stub.url, "--llmbench-suite", str(suite), "-p",
                              "no:cacheprovider", "--llmbench-slo", "schema_valid=0.99")
-    run.stdout.fnmatch_lines(["*gate FAILED: run SLO schema_valid >= 99% missed: measured 75.0%*"])
+    run.stdout.fnmatch_lines(["answers: 75.0% passed their checks | * | structured output validity 75.0%",
+                              "*gate FAILED: run SLO schema_valid >= 99% missed: measured 75.0%*"])
     assert stub.requests[0]["body"]["response_format"] == response_format
     batch = batch_of(pytester.path / "llmbench_results")
     assert batch["aggregate"]["schema_valid"] == 0.75
