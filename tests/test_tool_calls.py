@@ -3,6 +3,8 @@ request's tool schemas and the test's expected calls; JSON answers validated, th
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +171,20 @@ def test_the_example_suites_run_and_pass_against_servers_that_answer_them(pytest
                              "--llmbench-stream", "-p", "no:cacheprovider")
     run.assert_outcomes(passed=3)
     assert all(body["tools"] and body["tool_choice"] == "auto" for body in server.requests)
+
+
+@pytest.mark.parametrize("instance", [
+    {"city": "Paris", "population": 2100000}, {"city": "Paris", "population": "many"}, {"city": 5}, [],
+    {"city": "Paris", "population": -1}])
+def test_the_fast_validator_changes_no_verdict_and_no_message(monkeypatch: pytest.MonkeyPatch,
+                                                              instance: Any) -> None:
+    from pytest_llmbench.checks import schema
+
+    pytest.importorskip("jsonschema_rs")
+    schema._fast_validator.cache_clear()
+    fast = schema.schema_violation(SCHEMA, instance)
+    monkeypatch.setitem(sys.modules, "jsonschema_rs", None)  # makes `import jsonschema_rs` raise ImportError
+    schema._fast_validator.cache_clear()
+    assert schema._fast_validator(json.dumps(SCHEMA, sort_keys=True)) is None
+    assert schema.schema_violation(SCHEMA, instance) == fast
+    schema._fast_validator.cache_clear()
