@@ -113,11 +113,12 @@ class TestResult:
     turn: int | None = None  # a conversation's turn, from 1; None for a single request
     send_at_s: float | None = None  # a replayed trace's send time from the replay's start (after speedup)
     # -- embeddings (http/embeddings.py) --
-    input_count: int | None = None  # inputs embedded by the request: its batch size
+    input_count: int | None = None  # inputs embedded (or documents reranked) by the request: its batch size
     embedding_dimensions: int | None = None  # the length of each vector the server returned
     inputs_per_second: float | None = None  # inputs over the request's latency
     input_tokens_per_second: float | None = None  # prompt tokens (server usage) over the request's latency
     vectors: tuple[tuple[float, ...], ...] = field(default=(), repr=False)  # for the checks; never written
+    ranking: list[dict[str, Any]] | None = None  # a rerank answer: [{"index", "score"}], best first (http/rerank.py)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""
@@ -232,10 +233,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("reasoning_tokens", "reasoning_tokens", "reasoning tok", seconds=False, title="reasoning tokens",
            rate_unit=""),
     Metric("input_count", "batch_size", "inputs", seconds=False, title="inputs per request", better="higher",
-           rate_unit="inputs", unmeasured="only embeddings requests have inputs"),
+           rate_unit="inputs", unmeasured="only embeddings and rerank requests have inputs (texts, documents)"),
     Metric("inputs_per_second", "inputs_per_second", "inputs/s", seconds=False, title="inputs/s per request",
            better="higher", rate_unit="inputs/s", test_slo="min_inputs_per_second",
-           unmeasured="only embeddings requests have inputs"),
+           unmeasured="only embeddings and rerank requests have inputs (texts, documents)"),
     Metric("input_tokens_per_second", "input_tokens_per_second", "input tok/s", seconds=False,
            title="input tokens/s per request", better="higher", test_slo="min_input_tokens_per_second",
            unmeasured="only embeddings requests count input tokens per second, by the server's usage"),

@@ -18,6 +18,7 @@ from .checks.check import Check
 from .checks.embeddings import embedding_checks
 from .checks.evaluate import DEFAULT_MIN_SCORE, evaluate, format_failures, needs_judge
 from .checks.judge import judge_question, run_judge
+from .checks.rerank import rerank_checks
 from .collect.suite import TestCase
 from .collect.workload.prompts import PromptBuilder
 from .collect.workload.tokens import resolve_tokenizer
@@ -26,6 +27,7 @@ from .http.api_errors import MESSAGE_LIMIT
 from .http.client import LLMClient
 from .http.embeddings import embeddings_body
 from .http.openai import build_body, chat_endpoint
+from .http.rerank import rerank_body
 from .metrics.slo import check_test_slo
 from .options import Settings, name_options
 from .result import ApiError, TestResult, now_iso
@@ -177,6 +179,8 @@ class Runner:
             case = self.shaped.apply(case, model)
         if case.input is not None:  # embeddings: nothing streams
             body = embeddings_body(case.input, case.parameters, model or self.client.resolve_model())
+        elif case.query is not None and case.documents is not None:  # rerank: nothing streams either
+            body = rerank_body(case.query, case.documents, case.parameters, model or self.client.resolve_model())
         else:
             body = build_body(prompt=case.prompt, messages=case.messages, parameters=case.parameters,
                               model=model or self.client.resolve_model(), stream=stream)
@@ -233,6 +237,9 @@ class Runner:
         if case.input is not None:
             self._check_vectors(case, result)
             return
+        if case.documents is not None:
+            self._set_own_checks(case, result, rerank_checks(expected, result.ranking or [], case.documents))
+            return
         evaluation = evaluate(expected, result.response_text, result.completion_tokens,
                               tokens_estimated=result.tokens_estimated, reasoning_text=result.reasoning_text,
                               called=result.tool_calls, tools=result.request.get("tools"))
@@ -267,7 +274,11 @@ class Runner:
                     answer.error_message or "no vector")
             return self.references[key]
 
-        checks = [check.to_dict() for check in embedding_checks(case.expected or {}, result.vectors, reference)]
+        self._set_own_checks(case, result, embedding_checks(case.expected or {}, result.vectors, reference))
+
+    def _set_own_checks(self, case: TestCase, result: TestResult, own: list[Check]) -> None:
+        """The checks of a test that has no answer text (embeddings, rerank), with the hooks'."""
+        checks = [check.to_dict() for check in own]
         _set_evaluation(result, checks, None)
         checks += self._hook_checks(case, result)
         _set_evaluation(result, checks, None)
