@@ -19,6 +19,7 @@ from .checks.embeddings import embedding_checks
 from .checks.evaluate import DEFAULT_MIN_SCORE, evaluate, format_failures, needs_judge
 from .checks.judge import judge_question, run_judge
 from .checks.rerank import rerank_checks
+from .collect.images import inline_images
 from .collect.suite import TestCase
 from .collect.workload.prompts import PromptBuilder
 from .collect.workload.tokens import resolve_tokenizer
@@ -184,6 +185,7 @@ class Runner:
         else:
             body = build_body(prompt=case.prompt, messages=case.messages, parameters=case.parameters,
                               model=model or self.client.resolve_model(), stream=stream)
+            inline_images(body)
         try:
             self.build_request(case, body)
         except Exception as exc:

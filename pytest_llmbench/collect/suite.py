@@ -17,6 +17,7 @@ from ..checks.rerank import unknown_documents
 from ..exceptions import SuiteError
 from .case import TestCase
 from .generated import clashing_ids, workload_cases
+from .images import local_images
 from .sections import BOOL, NAME, OBJECT, SECTIONS, STRING, Problems, Rule, describe, merged, section, short
 from .suite_json import DEFAULT_MAX_BYTES, read_suite_json
 from .workload.spec import Turn
@@ -129,7 +130,7 @@ def _defaults(top: dict[str, Any], problems: Problems) -> dict[str, dict[str, An
 
 
 def _test_case(
-    index: int, raw: Any, defaults: dict[str, dict[str, Any]], suite_id: str, problems: Problems
+    index: int, raw: Any, defaults: dict[str, dict[str, Any]], suite_id: str, problems: Problems, folder: Path
 ) -> TestCase | None:
     where = f"tests[{index}]"
     if not isinstance(raw, dict):
@@ -160,6 +161,8 @@ def _test_case(
         here.add(f"{which} 'messages': give exactly one ('prompt' for /completions, 'messages' for chat, "
                  f"'input' for /embeddings, 'query' and 'documents' for /rerank)")
     messages = _messages(raw["messages"], here) if has_messages else None
+    if messages is not None:
+        messages = local_images(messages, folder, here)
     own = {key: section(raw, key, here) for key in SECTIONS}
     if len(problems.lines) > before:
         return None
@@ -253,7 +256,7 @@ def _build_suite(path: Path, top: Any, problems: Problems) -> Suite | None:
         shown = "nothing" if "tests" not in top else describe(tests)
         problems.add(f"tests must be a non-empty list of test objects, got {shown} (or give a workload)")
         return None
-    cases = [_test_case(i, raw, defaults, suite_id, problems) for i, raw in enumerate(tests)]
+    cases = [_test_case(i, raw, defaults, suite_id, problems, path.parent) for i, raw in enumerate(tests)]
     _duplicate_ids(tests, problems)
     if "workload" in top:
         cases += workload_cases(path, top["workload"], defaults, suite_id, len(cases), problems)
