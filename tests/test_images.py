@@ -65,9 +65,9 @@ def test_a_missing_oversized_or_non_image_file_is_a_suite_error_naming_the_test(
 
 
 def test_an_image_gone_since_the_suite_loaded_stops_the_request_and_leaves_the_case_alone(tmp_path: Path) -> None:
-    case = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"file:{tmp_path / 'x.png'}"}}]}]
-    body = {"messages": [dict(message) for message in case]}
-    with pytest.raises(ClientError, match="cannot read the image .*x.png"):
+    case: list[dict[str, Any]] = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"file:{tmp_path / 'x.png'}"}}]}]
+    body: dict[str, Any] = {"messages": [dict(message) for message in case]}
+    with pytest.raises(ClientError, match=r"cannot read the image .*x\.png"):
         images.inline_images(body)
     (tmp_path / "x.png").write_bytes(png())
     images.inline_images(body)
