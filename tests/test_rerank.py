@@ -11,6 +11,7 @@ from openai_stub import write_suite
 from pytest_httpserver import HTTPServer
 from rerank_stub import RerankStub
 from run_files import batch_of, results_by_id
+from tool_stub import ToolStub
 
 DOCUMENTS = ["Paris is the capital of France", "Berlin is in Germany", "the capital city of Italy is Rome"]
 QUERY = "what is the capital of France"
@@ -102,3 +103,19 @@ def test_the_example_suite_passes_against_a_rerank_server(pytester: pytest.Pytes
     run = pytester.runpytest("--llmbench-endpoint", url, "--llmbench-suite", str(EXAMPLES / "rerank.json"),
                              "-p", "no:cacheprovider")
     run.assert_outcomes(passed=3)
+
+
+def test_the_batch_and_the_report_group_results_by_api(pytester: pytest.Pytester, httpserver: HTTPServer) -> None:
+    url = RerankStub().install(httpserver)
+    ToolStub().install(httpserver)  # chat on the same server
+    suite = write_suite(pytester.path / "s.json", [
+        TESTS[0], TESTS[2], {"id": "hello", "messages": [{"role": "user", "content": "hi"}]}])
+    run = pytester.runpytest("--llmbench-endpoint", url, "--llmbench-suite", str(suite), "-p", "no:cacheprovider")
+    run.assert_outcomes(passed=2, failed=1)
+    batch = batch_of(pytester.path / "llmbench_results")
+    assert {name: (g["total_tests"], g["evaluation_pass_rate"]) for name, g in batch["apis"].items()} == {
+        "chat": (1, None), "rerank": (2, 0.5)}
+    assert [row["api_type"] for row in batch["tests"]] == ["rerank", "rerank", "chat"]
+    [report] = (pytester.path / "llmbench_results").rglob("report.html")
+    html = report.read_text(encoding="utf-8")
+    assert "By api</h3>" in html and "<tr><th>rerank</th><td>2</td>" in html and "<tr><th>chat</th><td>1</td>" in html

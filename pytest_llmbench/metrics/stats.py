@@ -284,13 +284,15 @@ class StatsAccumulator:
         self._run = _Pool(pool_chunks=True, level=level)
         self._categories: dict[str, _Pool] = {}
         self._models: dict[str, _Pool] = {}
+        self._apis: dict[str, _Pool] = {}  # chat, completions, embeddings, rerank: the report groups by API
         self._slowest_kept = slowest_kept
         self._slowest: list[tuple[float, int, str, str, str, bool]] = []  # a min-heap of the slowest seen
         self._seen = 0
 
     def add(self, row: Mapping[str, Any]) -> None:
         self._run.add(row)
-        for groups, name in ((self._categories, row.get("category")), (self._models, row.get("model"))):
+        for groups, name in ((self._categories, row.get("category")), (self._models, row.get("model")),
+                             (self._apis, row.get("api_type"))):
             name = name or NO_GROUP
             if name not in groups:
                 groups[name] = _Pool(pool_chunks=False, level=self._level)
@@ -324,6 +326,10 @@ class StatsAccumulator:
     def by_model(self) -> dict[str, dict[str, Any]]:
         """Per-model figures: as summary() but without wall-time throughputs or pooled ITL."""
         return {name: pool.fields() for name, pool in sorted(self._models.items())}
+
+    def by_api(self) -> dict[str, dict[str, Any]]:
+        """Per-API figures (the ``api_type`` each request was sent as), like by_category()."""
+        return {name: pool.fields() for name, pool in sorted(self._apis.items())}
 
     def quantiles(self, metric: str = "itl", points: int = 201) -> list[float]:
         """Evenly spaced quantiles (p0 to p100) of a pooled metric, times in ms: the shape of a distribution

@@ -32,7 +32,7 @@ from .storage import COMPLETION_SUFFIX, ResultWriter, WriteFailure
 ROW_FIELDS = ("test_id", "test_name", "category", "model", "success", "prompt_tokens", "completion_tokens",
               "tokens_estimated", "attempts", "error_message", "reasoning_score", "timing_degraded", "server_timing",
               "trace_id", "requested_input_tokens", "requested_output_tokens", "input_tokens_estimated",
-              "stopped_early", "turn", "send_at_s", "embedding_dimensions",
+              "stopped_early", "turn", "send_at_s", "api_type", "embedding_dimensions",
               *(metric.field for metric in METRICS if not metric.per_chunk))
 PER_CHUNK = tuple(metric for metric in METRICS if metric.per_chunk)
 
@@ -238,6 +238,7 @@ class Recorder:
             "aggregate": aggregate,
             "categories": self.stats.by_category(),
             "models": self.stats.by_model(),
+            "apis": self.stats.by_api(),
             "slowest": self.stats.slowest(5),
             "distributions": {quantiles_key(m): self.stats.quantiles(m.key) for m in POOLED if m.per_chunk},
             "lost_tests": self.lost,
