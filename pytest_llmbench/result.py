@@ -103,6 +103,7 @@ class TestResult:
     time_to_second_token: float | None = None  # seconds between the first two generated chunks; streaming
     reasoning_tokens: int | None = None  # thinking tokens: the server's count, else counted (http/reasoning.py)
     reasoning_text: str = ""  # the thinking, kept out of response_text (the answer, which the checks read)
+    response_id: str | None = None  # the Responses API's id of the answer (a next turn's previous_response_id)
     tool_calls: list[dict[str, Any]] | None = None  # the functions the answer called: [{"id", "name", "arguments"}]
     # -- generated tests (workloads) --
     requested_input_tokens: int | None = None  # the prompt's length asked for; prompt_tokens is what usage says

@@ -29,6 +29,7 @@ from .http.client import LLMClient
 from .http.embeddings import embeddings_body
 from .http.openai import build_body, chat_endpoint
 from .http.rerank import rerank_body
+from .http.responses import RESPONSES, responses_body
 from .metrics.slo import check_test_slo
 from .options import Settings, name_options
 from .result import ApiError, TestResult, now_iso
@@ -150,14 +151,24 @@ class Runner:
             if number > 1 and case.think_time_s:
                 time.sleep(case.think_time_s)
             context.append({"role": "user", "content": turn.content})
-            body = self.prepare(dataclasses.replace(case, messages=tuple(context), turns=None), model)
+            body = self.prepare(self._turn(case, context, answered), model)
             started = time.monotonic()
-            result = self.client.send("chat", body)
+            result = self.client.send(case.api_type, body)
             answered.append((result, (started, time.monotonic())))
             if not result.success:
                 break
             context.append({"role": "assistant", "content": result.response_text})
         return answered
+
+    @staticmethod
+    def _turn(case: TestCase, context: list[dict[str, Any]], answered: list[Answered]) -> TestCase:
+        """A turn's request: the whole conversation so far, or on the Responses API only the new turn and the
+        previous answer's id (``previous_response_id``: the server keeps the conversation)."""
+        before = answered[-1][0].response_id if answered else None
+        if case.api == RESPONSES and before:
+            return dataclasses.replace(case, messages=(context[-1],), turns=None,
+                                       parameters={**case.parameters, "previous_response_id": before})
+        return dataclasses.replace(case, messages=tuple(context), turns=None)
 
     def finish_answers(self, case: TestCase, answered: list[Answered]) -> list[Answered]:
         """Each answer finished: a conversation's turns each with the test's checks and the turn's own over them."""
@@ -182,6 +193,10 @@ class Runner:
             body = embeddings_body(case.input, case.parameters, model or self.client.resolve_model())
         elif case.query is not None and case.documents is not None:  # rerank: nothing streams either
             body = rerank_body(case.query, case.documents, case.parameters, model or self.client.resolve_model())
+        elif case.api == RESPONSES:
+            body = responses_body(case.prompt, case.messages, case.parameters, model or self.client.resolve_model(),
+                                  stream)
+            inline_images(body)
         else:
             body = build_body(prompt=case.prompt, messages=case.messages, parameters=case.parameters,
                               model=model or self.client.resolve_model(), stream=stream)

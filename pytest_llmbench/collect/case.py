@@ -35,6 +35,7 @@ class TestCase:
     input: str | tuple[str, ...] | None = None  # an embeddings test: one text or a batch of them
     query: str | None = None  # a rerank test: the query its documents are ranked for
     documents: tuple[str, ...] | None = None
+    api: str | None = None  # "responses": the prompt or messages go to OpenAI's Responses API
 
     @property
     def api_type(self) -> str:
@@ -42,5 +43,7 @@ class TestCase:
             return "embeddings"
         if self.query is not None:
             return "rerank"
+        if self.api is not None:
+            return self.api
         return "chat" if self.messages is not None else "completions"
 

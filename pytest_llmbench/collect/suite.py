@@ -56,6 +56,7 @@ _TEST_RULES: dict[str, Rule] = {
     **dict.fromkeys(("prompt", "reasoning_type", "description"), STRING),
     "stream": BOOL,
     "metadata": OBJECT,
+    "api": (lambda v: v == "responses", '"responses" (chat and completions follow from \'messages\' and \'prompt\')'),
 }
 _MESSAGE_RULES: dict[str, Rule] = {
     "role": STRING,
@@ -148,7 +149,7 @@ def _test_case(
     inputs = embedding_input(raw, here) if "input" in raw else None
     ranked = rerank_fields(raw, here) if "query" in raw or "documents" in raw else None
     if "query" in raw or "documents" in raw:
-        if has_prompt or has_messages or turns is not None or "input" in raw:
+        if has_prompt or has_messages or turns is not None or "input" in raw or "api" in raw:
             here.add("has 'query' and 'documents' beside 'prompt', 'messages', 'turns' or 'input': a rerank test "
                      "has 'query' and 'documents' alone")
     elif "input" in raw:
@@ -195,6 +196,7 @@ def _test_case(
         turns=turns,
         think_time_s=raw.get("think_time_s", 0.0),
         input=inputs,
+        api=raw.get("api"),
         query=ranked[0] if ranked else None,
         documents=ranked[1] if ranked else None,
     )

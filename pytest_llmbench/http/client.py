@@ -32,6 +32,7 @@ from .openai import (
 from .reasoning import streamed as streamed_reasoning
 from .redact import Secrets, header_secrets, url_secrets
 from .rerank import RERANK, read_rerank_body, rerank_urls
+from .responses import RESPONSES, read_responses_body
 from .retry import RetryPolicy, decide, may_have_run
 from .server_timing import join as join_server_timing
 from .server_timing import with_request_fields
@@ -302,13 +303,13 @@ class LLMClient:
             result.ttfot, result.time_to_second_token = outcome.ttfot, outcome.time_to_second_token
             result.reasoning_text, result.reasoning_tokens = streamed_reasoning(outcome.reasoning_parts,
                                                                                 outcome.reasoning_tokens)
-            result.tool_calls = outcome.tool_calls.calls()
+            result.tool_calls, result.response_id = outcome.tool_calls.calls(), outcome.response_id
             result.timing_degraded_reason = outcome.timing_degraded
             result.timing_degraded = outcome.timing_degraded is not None
             if error is None and (error := unfinished(outcome, asked_tokens(request))) is not None:
                 attempts[-1].error = clip(describe(error), 300)
         elif error is None:
-            reader = _READERS.get(api_type, read_completion_body)
+            reader = _READERS.get(api_type) or (read_responses_body if api_type == RESPONSES else read_completion_body)
             error = reader(result, reply.payload, self._secrets)
             if error is not None:
                 error = self._secrets.redact_error(error)

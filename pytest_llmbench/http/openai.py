@@ -18,7 +18,7 @@ from .reasoning import from_message
 from .redact import NO_SECRETS, Secrets
 from .tool_calls import from_message as tool_calls_of
 
-PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+PATHS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses"}
 MAX_USAGE_TOKENS = 10_000_000  # no prompt or answer is this long: a count past it is a broken or hostile server
 TOKENS_PER_BYTE = 4  # an answer's tokens are at most this many per UTF-8 byte of its text (byte-level fallback)
 
@@ -166,7 +166,7 @@ def _reasoning_bytes(data: Any) -> int:
 
 def asked_tokens(request: Mapping[str, Any]) -> int | None:
     """The answer length a request asked for (``max_tokens``, or ``max_completion_tokens``), if any."""
-    for key in ("max_tokens", "max_completion_tokens"):
+    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         value = request.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
