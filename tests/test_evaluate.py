@@ -11,6 +11,7 @@ from pytest_llmbench.checks.evaluate import (
     needs_judge,
 )
 from pytest_llmbench.checks.expectations import EMBEDDING_KEYS, KNOWN_KEYS
+from pytest_llmbench.checks.rerank import RERANK_KEYS
 
 PARIS = "The capital of France is Paris.\nIt has been the capital since 987."
 JSON_ANSWER = 'Here you go:\n```json\n{"name": "Ada", "age": 36}\n```\nAnything else?'
@@ -236,7 +237,7 @@ def test_each_check_is_named_after_its_expectation_key() -> None:
         "answer_tolerance": 0.1, "key_concepts": ["a"], "rubric": "Says a.", "rubric_min_score": 5,
         "reasoning": {"contains": "a"}, "tool_calls": [{"name": "f"}], "tool_calls_order": "any",
     }
-    assert complete.keys() == KNOWN_KEYS - EMBEDDING_KEYS  # those check vectors (tests/test_embeddings.py)
+    assert complete.keys() == KNOWN_KEYS - EMBEDDING_KEYS - RERANK_KEYS  # vectors, rankings: tests of their own
     names = [check.name for check in evaluate(complete, "a", 1, reasoning_text="a", called=[
         {"name": "f", "arguments": "{}"}], tools=[{"type": "function", "function": {"name": "f"}}]).checks]
     modifiers_and_judged = {"regex_flags", "answer_tolerance", "rubric_min_score", "rubric", "tool_calls_order"}
