@@ -73,7 +73,7 @@ def run_plugin(suite: Path, url: str, cwd: Path, *extra: str) -> tuple[dict[str,
 
 def run_aiperf(url: str, requests: int, concurrency: int, cwd: Path, *, streaming: bool = False,
                rate: float | None = None, extra: tuple[str, ...] = (),
-               dataset: tuple[str, ...] | None = None) -> dict[str, Any] | None:
+               dataset: tuple[str, ...] | None = None, endpoint_type: str | None = None) -> dict[str, Any] | None:
     """AIPerf on the same server: its summary (ms figures) with its end-to-end wall time, or None. ``dataset``
     replaces the file of short prompts (e.g. AIPerf's synthetic options)."""
     if not AIPERF.exists():
@@ -85,7 +85,7 @@ def run_aiperf(url: str, requests: int, concurrency: int, cwd: Path, *, streamin
         dataset = ("--input-file", str(prompts), "--custom-dataset-type", "single_turn",
                    "--dataset-sampling-strategy", "sequential")
     command = [str(AIPERF), "profile", "--model", "bench-model", "--tokenizer", str(AIPERF_TOKENIZER), "--url",
-               url.removesuffix("/v1"), "--endpoint-type", "chat" if streaming else "completions",
+               url.removesuffix("/v1"), "--endpoint-type", endpoint_type or ("chat" if streaming else "completions"),
                *dataset, "--concurrency", str(concurrency),
                "--request-count", str(requests), "--use-server-token-count", "--ui-type", "none",
                "--artifact-dir", str(cwd / "out"), *(("--streaming",) if streaming else ()),

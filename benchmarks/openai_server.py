@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 MODEL = "bench-model"
+EMBEDDING_DIMENSIONS = 384
 HERE = Path(__file__).resolve().parent
 
 
@@ -50,9 +51,13 @@ def _answers(answer_bytes: int) -> dict[str, bytes]:
     chat = {"id": "chatcmpl-bench", "object": "chat.completion", "model": MODEL, "usage": usage,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
     models = {"object": "list", "data": [{"id": MODEL, "object": "model"}]}
+    vector = [round(0.05 * (n % 20) - 0.5, 3) for n in range(EMBEDDING_DIMENSIONS)]
+    embeddings = {"object": "list", "model": MODEL, "usage": {"prompt_tokens": 8, "total_tokens": 8},
+                  "data": [{"object": "embedding", "index": 0, "embedding": vector}]}
     return {"/v1/completions": _response(json.dumps(completion).encode()),
             "/v1/chat/completions": _response(json.dumps(chat).encode()),
-            "/v1/models": _response(json.dumps(models).encode())}
+            "/v1/models": _response(json.dumps(models).encode()),
+            "/v1/embeddings": _response(json.dumps(embeddings).encode())}  # one vector: one input a request
 
 
 CHARS_PER_TOKEN = 4

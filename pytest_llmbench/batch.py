@@ -75,8 +75,10 @@ class _RowRequired(TypedDict):
     stopped_early: bool  # exact_output was asked and the server sent fewer tokens
     turn: int | None  # a conversation's turn, from 1; None for a single request
     send_at_s: float | None  # a replayed trace's send time from the replay's start (after speedup)
+    api_type: str | None  # the API the request went to: chat, completions, embeddings, rerank
     embedding_dimensions: int | None  # an embeddings test: the length of its vectors (input_count: how many)
     evaluation_passed: bool | None
+    schema_valid: bool | None  # the answer fit its expected.json_schema; None: the test asked for no schema
     slo_passed: bool | None
     passed: bool
     label: str  # as its node id names it: t01[c16-r3]
@@ -176,6 +178,7 @@ class _BatchRequired(TypedDict):
     aggregate: Figures
     categories: dict[str, Figures]
     models: dict[str, Figures]
+    apis: dict[str, Figures]  # by the API each request went to: chat, completions, embeddings, rerank
     slowest: list[SlowTest]
     distributions: dict[str, list[float]]  # per-chunk metrics' pooled quantiles: "itl_ms"
     lost_tests: list[LostTest]

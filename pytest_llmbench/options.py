@@ -96,6 +96,9 @@ class Settings:
                                           "NAME")
     embedding_endpoint: str | None = _option(None, "where --llmbench-embedding-model is served (default: the "
                                                    "session's endpoint)", "URL")
+    rerank_path: str | None = _option(None, "where rerank tests (query + documents) are sent on the endpoint's "
+                                            "server, e.g. /rerank for TEI (default: <endpoint>/rerank, then /rerank "
+                                            "when that answers 404)", "PATH")
     compare_fail: tuple[str, ...] = _option((), "fail the session when a metric regresses past a threshold, e.g. "
                                                 "latency_p50:10% or tokens_per_second_mean:-5% (repeatable)",
                                                 "METRIC:PCT")
@@ -200,7 +203,8 @@ class Settings:
                             max_retry_wait=self.max_retry_wait, retry_read_timeouts=self.retry_read_timeouts,
                             verify=verify, connect_timeout=self.connect_timeout,
                             max_response_bytes=self.max_response_bytes, secrets=tuple(self.secrets()),
-                            server_timing=self.server_timing, traceparent=self.traceparent)
+                            server_timing=self.server_timing, traceparent=self.traceparent,
+                            rerank_path=self.rerank_path)
 
     def secrets(self) -> list[str]:
         """Every value that must never be written or printed."""

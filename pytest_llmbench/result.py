@@ -103,6 +103,8 @@ class TestResult:
     time_to_second_token: float | None = None  # seconds between the first two generated chunks; streaming
     reasoning_tokens: int | None = None  # thinking tokens: the server's count, else counted (http/reasoning.py)
     reasoning_text: str = ""  # the thinking, kept out of response_text (the answer, which the checks read)
+    response_id: str | None = None  # the Responses API's id of the answer (a next turn's previous_response_id)
+    tool_calls: list[dict[str, Any]] | None = None  # the functions the answer called: [{"id", "name", "arguments"}]
     # -- generated tests (workloads) --
     requested_input_tokens: int | None = None  # the prompt's length asked for; prompt_tokens is what usage says
     requested_output_tokens: int | None = None  # max_tokens asked for; completion_tokens is what usage says
@@ -112,11 +114,12 @@ class TestResult:
     turn: int | None = None  # a conversation's turn, from 1; None for a single request
     send_at_s: float | None = None  # a replayed trace's send time from the replay's start (after speedup)
     # -- embeddings (http/embeddings.py) --
-    input_count: int | None = None  # inputs embedded by the request: its batch size
+    input_count: int | None = None  # inputs embedded (or documents reranked) by the request: its batch size
     embedding_dimensions: int | None = None  # the length of each vector the server returned
     inputs_per_second: float | None = None  # inputs over the request's latency
     input_tokens_per_second: float | None = None  # prompt tokens (server usage) over the request's latency
     vectors: tuple[tuple[float, ...], ...] = field(default=(), repr=False)  # for the checks; never written
+    ranking: list[dict[str, Any]] | None = None  # a rerank answer: [{"index", "score"}], best first (http/rerank.py)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types; shallow (unlike dataclasses.asdict), since this runs once per test on the hot path."""
@@ -231,10 +234,10 @@ METRICS: tuple[Metric, ...] = (
     Metric("reasoning_tokens", "reasoning_tokens", "reasoning tok", seconds=False, title="reasoning tokens",
            rate_unit=""),
     Metric("input_count", "batch_size", "inputs", seconds=False, title="inputs per request", better="higher",
-           rate_unit="inputs", unmeasured="only embeddings requests have inputs"),
+           rate_unit="inputs", unmeasured="only embeddings and rerank requests have inputs (texts, documents)"),
     Metric("inputs_per_second", "inputs_per_second", "inputs/s", seconds=False, title="inputs/s per request",
            better="higher", rate_unit="inputs/s", test_slo="min_inputs_per_second",
-           unmeasured="only embeddings requests have inputs"),
+           unmeasured="only embeddings and rerank requests have inputs (texts, documents)"),
     Metric("input_tokens_per_second", "input_tokens_per_second", "input tok/s", seconds=False,
            title="input tokens/s per request", better="higher", test_slo="min_input_tokens_per_second",
            unmeasured="only embeddings requests count input tokens per second, by the server's usage"),

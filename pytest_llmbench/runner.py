@@ -14,9 +14,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .checks.check import Check
 from .checks.embeddings import embedding_checks
-from .checks.evaluate import DEFAULT_MIN_SCORE, Check, evaluate, format_failures, needs_judge
+from .checks.evaluate import DEFAULT_MIN_SCORE, evaluate, format_failures, needs_judge
 from .checks.judge import judge_question, run_judge
+from .checks.rerank import rerank_checks
+from .collect.images import inline_images
 from .collect.suite import TestCase
 from .collect.workload.prompts import PromptBuilder
 from .collect.workload.tokens import resolve_tokenizer
@@ -25,6 +28,8 @@ from .http.api_errors import MESSAGE_LIMIT
 from .http.client import LLMClient
 from .http.embeddings import embeddings_body
 from .http.openai import build_body, chat_endpoint
+from .http.rerank import rerank_body
+from .http.responses import RESPONSES, responses_body
 from .metrics.slo import check_test_slo
 from .options import Settings, name_options
 from .result import ApiError, TestResult, now_iso
@@ -146,14 +151,24 @@ class Runner:
             if number > 1 and case.think_time_s:
                 time.sleep(case.think_time_s)
             context.append({"role": "user", "content": turn.content})
-            body = self.prepare(dataclasses.replace(case, messages=tuple(context), turns=None), model)
+            body = self.prepare(self._turn(case, context, answered), model)
             started = time.monotonic()
-            result = self.client.send("chat", body)
+            result = self.client.send(case.api_type, body)
             answered.append((result, (started, time.monotonic())))
             if not result.success:
                 break
             context.append({"role": "assistant", "content": result.response_text})
         return answered
+
+    @staticmethod
+    def _turn(case: TestCase, context: list[dict[str, Any]], answered: list[Answered]) -> TestCase:
+        """A turn's request: the whole conversation so far, or on the Responses API only the new turn and the
+        previous answer's id (``previous_response_id``: the server keeps the conversation)."""
+        before = answered[-1][0].response_id if answered else None
+        if case.api == RESPONSES and before:
+            return dataclasses.replace(case, messages=(context[-1],), turns=None,
+                                       parameters={**case.parameters, "previous_response_id": before})
+        return dataclasses.replace(case, messages=tuple(context), turns=None)
 
     def finish_answers(self, case: TestCase, answered: list[Answered]) -> list[Answered]:
         """Each answer finished: a conversation's turns each with the test's checks and the turn's own over them."""
@@ -176,9 +191,16 @@ class Runner:
             case = self.shaped.apply(case, model)
         if case.input is not None:  # embeddings: nothing streams
             body = embeddings_body(case.input, case.parameters, model or self.client.resolve_model())
+        elif case.query is not None and case.documents is not None:  # rerank: nothing streams either
+            body = rerank_body(case.query, case.documents, case.parameters, model or self.client.resolve_model())
+        elif case.api == RESPONSES:
+            body = responses_body(case.prompt, case.messages, case.parameters, model or self.client.resolve_model(),
+                                  stream)
+            inline_images(body)
         else:
             body = build_body(prompt=case.prompt, messages=case.messages, parameters=case.parameters,
                               model=model or self.client.resolve_model(), stream=stream)
+            inline_images(body)
         try:
             self.build_request(case, body)
         except Exception as exc:
@@ -232,8 +254,12 @@ class Runner:
         if case.input is not None:
             self._check_vectors(case, result)
             return
+        if case.documents is not None:
+            self._set_own_checks(case, result, rerank_checks(expected, result.ranking or [], case.documents))
+            return
         evaluation = evaluate(expected, result.response_text, result.completion_tokens,
-                              tokens_estimated=result.tokens_estimated, reasoning_text=result.reasoning_text)
+                              tokens_estimated=result.tokens_estimated, reasoning_text=result.reasoning_text,
+                              called=result.tool_calls, tools=result.request.get("tools"))
         checks = [c.to_dict() for c in evaluation.checks]
         judge_record: dict[str, Any] | None = None
         if needs_judge(expected):
@@ -265,7 +291,11 @@ class Runner:
                     answer.error_message or "no vector")
             return self.references[key]
 
-        checks = [check.to_dict() for check in embedding_checks(case.expected or {}, result.vectors, reference)]
+        self._set_own_checks(case, result, embedding_checks(case.expected or {}, result.vectors, reference))
+
+    def _set_own_checks(self, case: TestCase, result: TestResult, own: list[Check]) -> None:
+        """The checks of a test that has no answer text (embeddings, rerank), with the hooks'."""
+        checks = [check.to_dict() for check in own]
         _set_evaluation(result, checks, None)
         checks += self._hook_checks(case, result)
         _set_evaluation(result, checks, None)

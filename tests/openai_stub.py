@@ -244,7 +244,7 @@ def write_suite(where: Path, tests: Sequence[dict[str, Any]], *, complete: bool 
     full = []
     for n, test in enumerate(tests):
         entry = {"id": f"t{n}", "name": f"Test {n}", "category": "general", **test} if complete else test
-        if complete and not {"prompt", "messages", "turns", "input"} & entry.keys():
+        if complete and not {"prompt", "messages", "turns", "input", "query", "documents"} & entry.keys():
             entry["prompt"] = f"prompt {n}"
         full.append(entry)
     path.write_text(json.dumps({"test_suite_id": top.pop("test_suite_id", "s"), **top, "tests": full}),

@@ -1,17 +1,17 @@
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import pytest
 
+from pytest_llmbench.checks.check import Check
 from pytest_llmbench.checks.evaluate import (
-    Check,
     evaluate,
     format_failures,
     needs_judge,
 )
 from pytest_llmbench.checks.expectations import EMBEDDING_KEYS, KNOWN_KEYS
+from pytest_llmbench.checks.rerank import RERANK_KEYS
 
 PARIS = "The capital of France is Paris.\nIt has been the capital since 987."
 JSON_ANSWER = 'Here you go:\n```json\n{"name": "Ada", "age": 36}\n```\nAnything else?'
@@ -196,13 +196,6 @@ def test_is_json_false_asks_for_nothing() -> None:
     assert evaluate({"is_json": False}, "prose", None).checks == []
 
 
-def test_json_schema_without_jsonschema_installed_fails_with_install_hint(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "jsonschema", None)  # makes `import jsonschema` raise ImportError
-    check = only_check({"json_schema": SCHEMA}, JSON_ANSWER)
-    assert not check.passed
-    assert "pip install jsonschema" in check.detail
-
-
 def test_invalid_expectation_is_a_failed_check_not_a_crash() -> None:
     evaluation = evaluate({"regex": "(unclosed", "contains": "Paris"}, PARIS, None)
     assert [(c.name, c.passed) for c in evaluation.checks] == [("regex", False), ("contains", True)]
@@ -242,14 +235,15 @@ def test_each_check_is_named_after_its_expectation_key() -> None:
         "regex_flags": "I", "equals": "a", "starts_with": "a", "is_json": True, "json_schema": {},
         "min_length": 1, "max_length": 9, "min_tokens": 1, "max_tokens": 9, "answer": "a",
         "answer_tolerance": 0.1, "key_concepts": ["a"], "rubric": "Says a.", "rubric_min_score": 5,
-        "reasoning": {"contains": "a"},
+        "reasoning": {"contains": "a"}, "tool_calls": [{"name": "f"}], "tool_calls_order": "any",
     }
-    assert complete.keys() == KNOWN_KEYS - EMBEDDING_KEYS  # those check vectors (tests/test_embeddings.py)
-    names = [check.name for check in evaluate(complete, "a", 1, reasoning_text="a").checks]
-    modifiers_and_judged = {"regex_flags", "answer_tolerance", "rubric_min_score", "rubric"}
-    # the reasoning block's checks are named after the key inside it
+    assert complete.keys() == KNOWN_KEYS - EMBEDDING_KEYS - RERANK_KEYS  # vectors, rankings: tests of their own
+    names = [check.name for check in evaluate(complete, "a", 1, reasoning_text="a", called=[
+        {"name": "f", "arguments": "{}"}], tools=[{"type": "function", "function": {"name": "f"}}]).checks]
+    modifiers_and_judged = {"regex_flags", "answer_tolerance", "rubric_min_score", "rubric", "tool_calls_order"}
+    # the reasoning block's checks are named after the key inside it; each call made has its arguments checked
     assert names == [key if key != "reasoning" else "reasoning.contains" for key in complete
-                     if key not in modifiers_and_judged]
+                     if key not in modifiers_and_judged] + ["tool_arguments"]
 
 
 def test_labels_name_the_check_and_its_expectation() -> None:

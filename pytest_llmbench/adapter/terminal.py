@@ -203,8 +203,10 @@ def write_summary(reporter: Any, batch: Batch, files: list[str]) -> None:
                 + f" | {_ms(model.get('mean_tokens_per_second'))} tok/s")
     if agg.get("evaluation_pass_rate") is not None:
         score = agg.get("mean_reasoning_score")
+        valid = agg.get("schema_valid")
         reporter.write_line(f"answers: {agg['evaluation_pass_rate'] * 100:.1f}% passed their checks"
-                            + ("" if score is None else f" | mean reasoning score {score:.2f}"))
+                            + ("" if score is None else f" | mean reasoning score {score:.2f}")
+                            + ("" if valid is None else f" | structured output validity {valid * 100:.1f}%"))
     for line, markup in drift_lines(batch):
         reporter.write_line(safe(line), **markup)
     _write_categories(reporter, batch.get("categories") or {})

@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .evaluate import Check
+from .check import Check
 
 Vector = Sequence[float]
 NORM_TOLERANCE = 1e-3  # |length - 1| a normalized vector may be off: float32 rounding over thousands of numbers

@@ -8,51 +8,26 @@ A `rubric` is only validated here: judge.py asks a model to grade it, in a check
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..textsafe import escape_for_terminal, excerpt
+from .check import Check, show
 from .expectations import problems_by_key, regex_flags
 from .extract import answer_json, extract_answer, normalize_answer, number_value
+from .schema import schema_violation
+from .tool_calls import check_tool_calls
 
 REGEX_TIMEOUT = 1.0  # seconds a suite's pattern may run on one answer
 KEY_CONCEPTS_PASS = 0.5  # the key_concepts check passes when at least half of them are found
 DEFAULT_MIN_SCORE = 5.0  # the rubric check: at least half marks, as key_concepts needs half the concepts
 DEFAULT_TOLERANCE = 1e-6  # for `answer` and numeric `equals`
+Called = Sequence[Mapping[str, Any]] | None
 _HEAD = 60  # characters of the answer shown when the problem has no position
-_OPERATORS = {
-    "answer": "==",
-    "min_length": ">=",
-    "max_length": "<=",
-    "min_tokens": ">=",
-    "max_tokens": "<=",
-    "rubric": ">=",
-    "similar_to": ">=",  # a cosine with the reference text (checks/embeddings.py)
-    "dissimilar_to": "<=",
-}
 # Keys that only tune another check; a problem in one is reported under the check it tunes.
-_MODIFIER_OF = {"regex_flags": "regex", "answer_tolerance": "answer", "rubric_min_score": "rubric"}
-
-
-@dataclass
-class Check:
-    name: str
-    passed: bool
-    expected: Any = None
-    detail: str = ""
-
-    @property
-    def label(self) -> str:
-        """How the failure line names the check: `contains 'Paris'`, `answer == 42`, `is_json`."""
-        shown = _show(self.expected)
-        if shown is None:
-            return self.name
-        operator = _OPERATORS.get(self.name)
-        return f"{self.name} {operator} {shown}" if operator else f"{self.name} {shown}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "passed": self.passed, "expected": self.expected, "detail": self.detail}
+_MODIFIER_OF = {"regex_flags": "regex", "answer_tolerance": "answer", "rubric_min_score": "rubric",
+               "tool_calls_order": "tool_calls"}
 
 
 @dataclass
@@ -87,21 +62,25 @@ class _Subject:
     tolerance: float  # answer_tolerance, or the default when it is missing or broken (a failed check already)
     expected: dict[str, Any]
     reasoning: str = ""  # the thinking text, which only `expected.reasoning` reads
+    called: Called = None  # the functions the answer called (http/tool_calls.py), which `expected.tool_calls` reads
+    tools: Any = None  # the request's tools: each call's arguments are checked against its function's schema
 
 
 def evaluate(
     expected: dict[str, Any], response_text: str, completion_tokens: int | None, *, tokens_estimated: bool = False,
-    reasoning_text: str = "",
+    reasoning_text: str = "", called: Called = None, tools: Any = None,
 ) -> Evaluation:
     """Run every check `expected` asks for. A malformed expectation is a failed check, never a crash.
 
     `tokens_estimated`: the server gave no usage, so the count is an estimate, which the token checks say.
-    `reasoning_text`: a reasoning model's thinking, kept apart from the answer; `expected.reasoning` checks it."""
+    `reasoning_text`: a reasoning model's thinking, kept apart from the answer; `expected.reasoning` checks it.
+    `called` and `tools`: the functions the answer called and the ones the request offered (`expected.tool_calls`)."""
     problems = problems_by_key(expected)
     tolerance = expected.get("answer_tolerance", DEFAULT_TOLERANCE)
     if "answer_tolerance" in problems:
         tolerance = DEFAULT_TOLERANCE
-    subject = _Subject(response_text, completion_tokens, tokens_estimated, tolerance, expected, reasoning_text)
+    subject = _Subject(response_text, completion_tokens, tokens_estimated, tolerance, expected, reasoning_text,
+                       called, tools)
     evaluation = Evaluation()
     for key, problem in problems.items():
         owner = _MODIFIER_OF.get(key, key)
@@ -144,20 +123,6 @@ def format_failures(evaluation: Evaluation | dict[str, Any]) -> str:
         line = f"{check.label}: {check.detail}" if check.detail else check.label
         lines.append(f"  ✗ {escape_for_terminal(line)}")
     return "\n".join(lines)
-
-
-def _show(value: Any, limit: int = 60) -> str | None:
-    """A short display form of an expected value; None for values too large or plain to name."""
-    if isinstance(value, bool) or value is None or isinstance(value, dict):
-        return None
-    if isinstance(value, (int, float)):
-        return str(value)
-    if isinstance(value, str):
-        return "'" + excerpt(value, context=limit) + "'"
-    if isinstance(value, list):
-        shown = ", ".join(_show(item, limit) or "…" for item in value)
-        return "[" + (shown if len(shown) <= limit else shown[:limit] + "…") + "]"
-    return None
 
 
 def _strings(value: Any) -> list[str]:
@@ -270,21 +235,8 @@ def _is_json(value: Any, subject: _Subject) -> list[Check]:
 def _json_schema(value: Any, subject: _Subject) -> list[Check]:
     parsed, problem = answer_json(subject.text)
     if problem is None:
-        problem = _schema_violation(value, parsed)
+        problem = schema_violation(value, parsed)
     return [Check("json_schema", problem is None, value, problem or "")]
-
-
-def _schema_violation(schema: Any, instance: Any) -> str | None:
-    try:
-        import jsonschema
-    except ImportError:
-        return "cannot validate: the jsonschema package is not installed (pip install jsonschema)"
-    validator_cls = jsonschema.validators.validator_for(schema)
-    validator = validator_cls(schema, format_checker=validator_cls.FORMAT_CHECKER)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(instance))
-    if error is None:
-        return None
-    return f"{error.json_path}: {excerpt(error.message, context=120)}"
 
 
 def _within(name: str, limit: int, actual: int) -> bool:
@@ -352,7 +304,7 @@ def _key_concepts(value: Any, subject: _Subject) -> list[Check]:
     detail = f"found {len(found)} of {len(concepts)} ({coverage:.0%})"
     missing = [c for c in concepts if c not in found]
     if missing:
-        detail += f", missing {_show(missing)}"
+        detail += f", missing {show(missing)}"
     return [Check("key_concepts", coverage >= KEY_CONCEPTS_PASS, concepts, detail)]
 
 
@@ -364,6 +316,11 @@ def _reasoning(value: Any, subject: _Subject) -> list[Check]:
     inner = evaluate(value, subject.reasoning, None).checks
     return [Check(f"reasoning.{c.name}", c.passed, c.expected, c.detail.replace("in answer", "in reasoning"))
             for c in inner]
+
+
+def _tool_calls(value: Any, subject: _Subject) -> list[Check]:
+    order = subject.expected.get("tool_calls_order", "given")
+    return check_tool_calls(value, order, subject.called, subject.tools, subject.text)
 
 
 # The order of this table is the order of the checks in results and failure messages.
@@ -384,4 +341,5 @@ _CHECKS: dict[str, Callable[[Any, _Subject], list[Check]]] = {
     "answer": _answer,
     "key_concepts": _key_concepts,
     "reasoning": _reasoning,
+    "tool_calls": _tool_calls,
 }

@@ -13,6 +13,10 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from .rerank import RERANK_KEYS, RERANK_VALIDATORS
+from .schema import NOT_A_SCHEMA, schema_problem
+from .tool_calls import expected_calls_problem, order_problem
+
 _FLAGS = {
     "I": re.IGNORECASE,
     "IGNORECASE": re.IGNORECASE,
@@ -117,17 +121,8 @@ def _need_flags(value: Any) -> str | None:
 
 
 def _need_schema(value: Any) -> str | None:
-    if not isinstance(value, (dict, bool)):
-        return f"must be a JSON Schema object, not {_json_type(value)}"
-    try:
-        import jsonschema
-    except ImportError:
-        return None  # the check itself says how to install it
-    try:
-        jsonschema.validators.validator_for(value).check_schema(value)  # type: ignore[arg-type]
-    except jsonschema.exceptions.SchemaError as error:
-        return f"is not a valid JSON Schema: {error.message}"
-    return None
+    problem = schema_problem(value)
+    return f"{problem}, not {_json_type(value)}" if problem == NOT_A_SCHEMA else problem
 
 
 # What `expected.reasoning` may check on the thinking text: the checks of text (not of tokens, judge or format).
@@ -172,14 +167,27 @@ EMBEDDING_VALIDATORS: dict[str, Callable[[Any], str | None]] = {
 EMBEDDING_KEYS = frozenset(EMBEDDING_VALIDATORS)
 
 
-def misplaced_checks(expected: dict[str, Any], *, embeddings: bool) -> list[str]:
-    """Checks that cannot apply to the test's API: an answer's text checks on vectors, or vector checks on text."""
-    if embeddings:
-        wrong = sorted(set(expected) - EMBEDDING_KEYS)
-        return [f"expected.{key} checks an answer's text; an embeddings test checks its vectors "
-                f"({', '.join(sorted(EMBEDDING_KEYS))})" for key in wrong]
-    return [f"expected.{key} checks embeddings; this test has no 'input'" for key in sorted(set(expected)
-                                                                                             & EMBEDDING_KEYS)]
+# The APIs whose tests check something other than an answer's text: their keys, and what each reads.
+_OWN_KEYS = {"embeddings": EMBEDDING_KEYS, "rerank": RERANK_KEYS}
+_WHAT = {"text": "an answer's text", "embeddings": "embeddings", "rerank": "a rerank ranking"}
+_CHECKS_OF = {"embeddings": "its vectors", "rerank": "its ranking"}
+_FIELDS_OF = {"embeddings": "'input'", "rerank": "'query' and 'documents'"}
+
+
+def misplaced_checks(expected: dict[str, Any], *, api: str) -> list[str]:
+    """Checks that cannot apply to the test's API (``api_type``): text checks on vectors, vector checks on text..."""
+    problems = []
+    for key in sorted(expected):
+        owner = next((name for name, keys in _OWN_KEYS.items() if key in keys), "text")
+        if owner == api or (owner == "text" and api not in _OWN_KEYS):
+            continue
+        if api in _OWN_KEYS:
+            article = "an" if api[0] in "aeiou" else "a"
+            problems.append(f"expected.{key} checks {_WHAT[owner]}; {article} {api} test checks {_CHECKS_OF[api]} "
+                            f"({', '.join(sorted(_OWN_KEYS[api]))})")
+        else:
+            problems.append(f"expected.{key} checks {_WHAT[owner]}; this test has no {_FIELDS_OF[owner]}")
+    return problems
 
 
 _VALIDATORS: dict[str, Callable[[Any], str | None]] = {
@@ -204,6 +212,9 @@ _VALIDATORS: dict[str, Callable[[Any], str | None]] = {
     "rubric_min_score": _need_judge_score,
     "reasoning": _need_reasoning,
     **EMBEDDING_VALIDATORS,
+    **RERANK_VALIDATORS,
+    "tool_calls": expected_calls_problem,
+    "tool_calls_order": order_problem,
 }
 KNOWN_KEYS = frozenset(_VALIDATORS)
 def problems_by_key(expected: dict[str, Any]) -> dict[str, str]:

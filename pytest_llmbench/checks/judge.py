@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..textsafe import excerpt
-from .evaluate import DEFAULT_MIN_SCORE, Check
+from .check import Check
+from .evaluate import DEFAULT_MIN_SCORE
 
 JUDGE_PROMPT = """You are grading an answer against a rubric.
 

@@ -33,10 +33,17 @@ class TestCase:
     think_time_s: float = 0.0  # between a turn's answer and the next turn
     send_at_s: float | None = None  # a trace's send time, seconds from the replay's start
     input: str | tuple[str, ...] | None = None  # an embeddings test: one text or a batch of them
+    query: str | None = None  # a rerank test: the query its documents are ranked for
+    documents: tuple[str, ...] | None = None
+    api: str | None = None  # "responses": the prompt or messages go to OpenAI's Responses API
 
     @property
     def api_type(self) -> str:
         if self.input is not None:
             return "embeddings"
+        if self.query is not None:
+            return "rerank"
+        if self.api is not None:
+            return self.api
         return "chat" if self.messages is not None else "completions"
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..checks.expectations import KNOWN_KEYS, problems_by_key
+from ..checks.tool_calls import tools_problem
 from ..metrics.slo import TEST_SLO_KEYS
 
 Rule = tuple[Callable[[Any], bool], str]
@@ -141,6 +142,8 @@ def section(owner: dict[str, Any], key: str, problems: Problems, prefix: str = "
         if "stream" in value:
             problems.add(f"{name}.stream is not allowed: set the test's \"stream\" field instead")
         problems.check_fields(value, _PARAMETER_RULES, prefix=f"{name}.")
+        if "tools" in value and (problem := tools_problem(value["tools"])):
+            problems.add(f"{name}.tools: {problem}")
         for key in value:
             meant = _near_miss(key)
             if meant:

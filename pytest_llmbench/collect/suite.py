@@ -13,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from ..checks.expectations import misplaced_checks, problems_by_key
+from ..checks.rerank import unknown_documents
 from ..exceptions import SuiteError
 from .case import TestCase
 from .generated import clashing_ids, workload_cases
+from .images import local_images
 from .sections import BOOL, NAME, OBJECT, SECTIONS, STRING, Problems, Rule, describe, merged, section, short
 from .suite_json import DEFAULT_MAX_BYTES, read_suite_json
 from .workload.spec import Turn
@@ -54,6 +56,7 @@ _TEST_RULES: dict[str, Rule] = {
     **dict.fromkeys(("prompt", "reasoning_type", "description"), STRING),
     "stream": BOOL,
     "metadata": OBJECT,
+    "api": (lambda v: v == "responses", '"responses" (chat and completions follow from \'messages\' and \'prompt\')'),
 }
 _MESSAGE_RULES: dict[str, Rule] = {
     "role": STRING,
@@ -62,7 +65,7 @@ _MESSAGE_RULES: dict[str, Rule] = {
         "a string or a list of content-part objects",
     ),
 }
-_TEST_FIELDS = (*_TEST_RULES, "messages", "input", *SECTIONS, "turns", "think_time_s")
+_TEST_FIELDS = (*_TEST_RULES, "messages", "input", "query", "documents", *SECTIONS, "turns", "think_time_s")
 _REQUIRED_TEST_FIELDS = ("id", "name", "category")
 _TOP_RULES: dict[str, Rule] = {
     "test_suite_id": NAME,
@@ -104,6 +107,19 @@ def embedding_input(raw: dict[str, Any], problems: Problems) -> str | tuple[str,
     return None
 
 
+def rerank_fields(raw: dict[str, Any], problems: Problems) -> tuple[str, tuple[str, ...]] | None:
+    """A rerank test's ``query`` (a non-empty text) and ``documents`` (1 to MAX_INPUTS non-empty texts)."""
+    query, documents = raw.get("query"), raw.get("documents")
+    if not (isinstance(query, str) and query):
+        problems.add(f"query must be a non-empty string (a rerank test has 'query' and 'documents'), "
+                     f"got {describe(query)}")
+    if not (isinstance(documents, list) and 0 < len(documents) <= MAX_INPUTS
+            and all(isinstance(item, str) and item for item in documents)):
+        problems.add(f"documents must be a list of 1 to {MAX_INPUTS} non-empty strings, got {describe(documents)}")
+        return None
+    return (query, tuple(documents)) if isinstance(query, str) and query else None
+
+
 def _defaults(top: dict[str, Any], problems: Problems) -> dict[str, dict[str, Any]]:
     """The suite's default parameters, expected and slo, keyed like SECTIONS."""
     raw = top.get("defaults", {})
@@ -115,7 +131,7 @@ def _defaults(top: dict[str, Any], problems: Problems) -> dict[str, dict[str, An
 
 
 def _test_case(
-    index: int, raw: Any, defaults: dict[str, dict[str, Any]], suite_id: str, problems: Problems
+    index: int, raw: Any, defaults: dict[str, dict[str, Any]], suite_id: str, problems: Problems, folder: Path
 ) -> TestCase | None:
     where = f"tests[{index}]"
     if not isinstance(raw, dict):
@@ -131,7 +147,12 @@ def _test_case(
     has_prompt, has_messages = "prompt" in raw, "messages" in raw
     turns = _turns(raw, here) if "turns" in raw or "think_time_s" in raw else None
     inputs = embedding_input(raw, here) if "input" in raw else None
-    if "input" in raw:
+    ranked = rerank_fields(raw, here) if "query" in raw or "documents" in raw else None
+    if "query" in raw or "documents" in raw:
+        if has_prompt or has_messages or turns is not None or "input" in raw or "api" in raw:
+            here.add("has 'query' and 'documents' beside 'prompt', 'messages', 'turns' or 'input': a rerank test "
+                     "has 'query' and 'documents' alone")
+    elif "input" in raw:
         if has_prompt or has_messages or turns is not None:
             here.add("has 'input' beside 'prompt', 'messages' or 'turns': an embeddings test has 'input' alone")
     elif turns is not None and has_prompt:
@@ -139,13 +160,16 @@ def _test_case(
     elif turns is None and has_prompt == has_messages:
         which = "has both 'prompt' and" if has_prompt else "missing 'prompt' or"
         here.add(f"{which} 'messages': give exactly one ('prompt' for /completions, 'messages' for chat, "
-                 f"'input' for /embeddings)")
+                 f"'input' for /embeddings, 'query' and 'documents' for /rerank)")
     messages = _messages(raw["messages"], here) if has_messages else None
+    if messages is not None:
+        messages = local_images(messages, folder, here)
     own = {key: section(raw, key, here) for key in SECTIONS}
     if len(problems.lines) > before:
         return None
     expected = merged(defaults, own, "expected")
-    for problem in misplaced_checks(expected, embeddings="input" in raw):
+    api = "embeddings" if "input" in raw else "rerank" if ranked else "text"
+    for problem in misplaced_checks(expected, api=api) or (unknown_documents(expected, ranked[1]) if ranked else []):
         here.add(problem)
     if len(problems.lines) > before:
         return None
@@ -172,6 +196,9 @@ def _test_case(
         turns=turns,
         think_time_s=raw.get("think_time_s", 0.0),
         input=inputs,
+        api=raw.get("api"),
+        query=ranked[0] if ranked else None,
+        documents=ranked[1] if ranked else None,
     )
 
 
@@ -231,7 +258,7 @@ def _build_suite(path: Path, top: Any, problems: Problems) -> Suite | None:
         shown = "nothing" if "tests" not in top else describe(tests)
         problems.add(f"tests must be a non-empty list of test objects, got {shown} (or give a workload)")
         return None
-    cases = [_test_case(i, raw, defaults, suite_id, problems) for i, raw in enumerate(tests)]
+    cases = [_test_case(i, raw, defaults, suite_id, problems, path.parent) for i, raw in enumerate(tests)]
     _duplicate_ids(tests, problems)
     if "workload" in top:
         cases += workload_cases(path, top["workload"], defaults, suite_id, len(cases), problems)

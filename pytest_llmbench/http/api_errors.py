@@ -23,7 +23,7 @@ from typing import Any
 import requests
 import urllib3
 
-from ..jsonbound import loads_bounded
+from ..jsonbound import TooDeep, loads_bounded
 from ..result import ApiError
 from .redact import NO_SECRETS, Secrets
 
@@ -90,6 +90,24 @@ def bad_response(message: str, body: bytes, secrets: Secrets = NO_SECRETS) -> Ap
     """A 200 that carries no usable answer: the request worked, the reply is unusable."""
     head = body[:EXCERPT_LIMIT * 4].decode("utf-8", "replace")  # more than the excerpt: a key may straddle it
     return ApiError("bad_response", message, 200, None, secrets.clip(head, EXCERPT_LIMIT))
+
+
+def parse_answer(payload: bytes, secrets: Secrets = NO_SECRETS) -> tuple[Any, ApiError | None]:
+    """A 2xx body parsed within the nesting limit, or the bad response saying why it is no JSON."""
+    try:
+        return loads_bounded(payload), None
+    except TooDeep as exc:  # "[[[[...": no answer, never a crash
+        return None, bad_response(f"the response body is {exc}", payload, secrets)
+    except ValueError:
+        return None, bad_response("the response body is not JSON", payload, secrets)
+
+
+def missing_answer(message: str, data: Any, payload: bytes, secrets: Secrets = NO_SECRETS) -> ApiError:
+    """A 2xx body without the answer's list: the server's own error message when it sent one (some send errors
+    with status 200)."""
+    if isinstance(data, dict) and ("error" in data or data.get("object") == "error"):
+        message += f": {parse_error_body(secrets.redact(payload.decode('utf-8', errors='replace')))[0]}"
+    return bad_response(message, payload, secrets)
 
 
 def parse_error_body(text: str) -> tuple[str, str | None, dict[str, Any]]:

@@ -18,7 +18,7 @@ from ..exceptions import ClientError, EndpointUnreachable
 from ..jsonbound import loads_bounded
 from ..result import ApiError, Attempt, TestResult, now_iso, tokens_per_second
 from .api_errors import clip, describe
-from .embeddings import embeddings_body, embeddings_url, read_embeddings_body
+from .embeddings import EMBEDDINGS, embeddings_body, embeddings_url, read_embeddings_body
 from .openai import (
     PATHS,
     asked_tokens,
@@ -32,6 +32,8 @@ from .openai import (
 from .reader import LOOP, Steps
 from .reasoning import streamed as streamed_reasoning
 from .redact import Secrets, header_secrets, url_secrets
+from .rerank import RERANK, read_rerank_body, rerank_urls
+from .responses import RESPONSES, read_responses_body
 from .retry import RetryPolicy, decide, may_have_run
 from .server_timing import join as join_server_timing
 from .server_timing import with_request_fields
@@ -40,7 +42,7 @@ from .trace_context import for_request as trace_for_request
 from .transport import CONNECT_TIMEOUT, MAX_RESPONSE_BYTES, Reply, Transport, target
 
 USER_AGENT = f"pytest-llmbench/{__version__}"
-EMBEDDINGS = "embeddings"  # the api_type of a test with an ``input``
+_READERS = {EMBEDDINGS: read_embeddings_body, RERANK: read_rerank_body}  # the APIs that answer no text
 PROBE_TIMEOUT = 10.0  # seconds: check_reachable's whole deadline, so a dead or trickling host fails fast
 
 
@@ -61,6 +63,7 @@ class ClientConfig:
     connections: int = 10  # connections kept open: at least the requests in flight (the plugin's concurrency)
     server_timing: bool = False  # ask servers for their per-request times (request fields some servers refuse)
     traceparent: bool = True  # a W3C traceparent header with a trace id of its own on every request
+    rerank_path: str | None = None  # where rerank requests go on the endpoint's server; None: found (rerank.py)
 
     def __post_init__(self) -> None:
         """Reject settings no request could honour, naming the setting (NaN fails every check too)."""
@@ -116,10 +119,16 @@ class LLMClient:
     def send_steps(self, api_type: str, body: dict[str, Any]) -> Steps[TestResult]:
         """``send`` as steps (``transport.Transport.attempt_steps``): a sender that drives them needs no thread
         while the reading loop reads the answer."""
+        if api_type == RERANK:
+            return (yield from self._rerank(body))
         if api_type not in self._urls:
             self._urls[api_type] = ((embeddings_url(self.config.endpoint), api_type) if api_type == EMBEDDINGS
                                     else resolve_url(self.config.endpoint, api_type))
         url, used = self._urls[api_type]
+        return (yield from self._post(url, used, body))
+
+    def _post(self, url: str, used: str, body: dict[str, Any]) -> Steps[TestResult]:
+        """The request to ``url`` in the shape ``used``, with its retries."""
         request = dict(body)
         if used == "chat" and "prompt" in request:
             request = prompt_as_chat(request)
@@ -129,7 +138,7 @@ class LLMClient:
                 "point the endpoint at the base URL (.../v1) or at .../v1/chat/completions"
             )
             return _finished(TestResult(api_type=used, request=request), ApiError("request", message))
-        if self.config.server_timing and used != EMBEDDINGS:
+        if self.config.server_timing and used not in (EMBEDDINGS, RERANK):
             request = with_request_fields(request)
         if request.get("model") is None:
             try:
@@ -143,12 +152,29 @@ class LLMClient:
         if reply.error is not None and reply.error.status == 404 and used == EMBEDDINGS:
             reply.error.message += (f" (POST {self._redact(url)}: does this server serve embeddings? vLLM does for "
                                     "a pooling model, e.g. started with --runner pooling)")
-        elif reply.error is not None and reply.error.status == 404:  # name what was hit, and the other API
+        elif reply.error is not None and reply.error.status == 404 and used in PATHS:  # what was hit, and the other
             other = resolve_url(url.rsplit(PATHS[used], 1)[0], "completions" if used == "chat" else "chat")[0]
             reply.error.message += (f" (POST {self._redact(url)}; check the endpoint's path, or whether this "
                                     f"server serves the other API, {self._redact(other)})")
         result = self._result(reply, attempts, used, request)
         result.trace_id, result.span_id = trace or (None, None)
+        return result
+
+    def _rerank(self, body: dict[str, Any]) -> Steps[TestResult]:
+        """A rerank request where this server serves them: ``<base>/rerank``, else (answered 404) ``/rerank`` at the
+        root as TEI serves it, remembered once one answered."""
+        if RERANK in self._urls:
+            return (yield from self._post(self._urls[RERANK][0], RERANK, body))
+        candidates = rerank_urls(self.config.endpoint, self.config.rerank_path)
+        for n, url in enumerate(candidates):
+            result = yield from self._post(url, RERANK, body)
+            if result.error is None or result.error.status != 404:
+                self._urls[RERANK] = (url, RERANK)
+                return result
+            if n == len(candidates) - 1:
+                tried = ", ".join(self._redact(url) for url in candidates)
+                result.error.message += f" (POST {tried}: does this server rerank? see --llmbench-rerank-path)"
+                result.error_message = describe(result.error, result.attempts)
         return result
 
     def complete(self, prompt: str, **params: Any) -> TestResult:
@@ -284,12 +310,13 @@ class LLMClient:
             result.ttfot, result.time_to_second_token = outcome.ttfot, outcome.time_to_second_token
             result.reasoning_text, result.reasoning_tokens = streamed_reasoning(outcome.reasoning_parts,
                                                                                 outcome.reasoning_tokens)
+            result.tool_calls, result.response_id = outcome.tool_calls.calls(), outcome.response_id
             result.timing_degraded_reason = outcome.timing_degraded
             result.timing_degraded = outcome.timing_degraded is not None
             if error is None and (error := unfinished(outcome, asked_tokens(request))) is not None:
                 attempts[-1].error = clip(describe(error), 300)
         elif error is None:
-            reader = read_embeddings_body if api_type == EMBEDDINGS else read_completion_body
+            reader = _READERS.get(api_type) or (read_responses_body if api_type == RESPONSES else read_completion_body)
             error = reader(result, reply.payload, self._secrets)
             if error is not None:
                 error = self._secrets.redact_error(error)
@@ -298,7 +325,7 @@ class LLMClient:
         result.response_text = self._secrets.mask(result.response_text)
         result.reasoning_text = self._secrets.mask(result.reasoning_text)
         result.api_response = self._secrets.mask(result.api_response)
-        if error is None and api_type == EMBEDDINGS:
+        if error is None and api_type in _READERS:  # embeddings, rerank: no text, nothing streamed
             result.e2e_latency = result.execution_time
             join_server_timing(result, result.api_response, reply.headers)
         elif error is None:

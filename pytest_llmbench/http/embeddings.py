@@ -12,12 +12,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from ..jsonbound import TooDeep, loads_bounded
 from ..result import ApiError, TestResult
-from .api_errors import bad_response, parse_error_body
+from .api_errors import bad_response, missing_answer, parse_answer
 from .openai import PATHS, usage_count
 from .redact import NO_SECRETS, Secrets
 
+EMBEDDINGS = "embeddings"  # the api_type of a test with an ``input``
 EMBEDDINGS_PATH = "/embeddings"
 MAX_DIMENSIONS = 65_536  # no embedding model has more; a longer vector is a broken or hostile answer
 
@@ -55,18 +55,12 @@ def read_embeddings_body(result: TestResult, payload: bytes, secrets: Secrets = 
     """Fill the result from a 2xx embeddings answer (vectors in input order, dimensions, prompt tokens), or say why
     the body is no answer: a vector missing, of another length than the others, or holding anything but finite
     numbers fails the request, since every check and figure would rest on it."""
-    try:
-        data = loads_bounded(payload)
-    except TooDeep as exc:
-        return bad_response(f"the response body is {exc}", payload, secrets)
-    except ValueError:
-        return bad_response("the response body is not JSON", payload, secrets)
+    data, broken = parse_answer(payload, secrets)
+    if broken is not None:
+        return broken
     entries = data.get("data") if isinstance(data, dict) else None
     if not isinstance(entries, list) or not entries:
-        message = "the response has no data (a list of embeddings)"
-        if isinstance(data, dict) and ("error" in data or data.get("object") == "error"):
-            message += f": {parse_error_body(secrets.redact(payload.decode('utf-8', errors='replace')))[0]}"
-        return bad_response(message, payload, secrets)
+        return missing_answer("the response has no data (a list of embeddings)", data, payload, secrets)
     vectors = _vectors(entries)
     if isinstance(vectors, str):
         return bad_response(vectors, payload, secrets)

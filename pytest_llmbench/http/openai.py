@@ -16,8 +16,9 @@ from ..result import ApiError, TestResult, estimate_tokens
 from .api_errors import bad_response, parse_error_body
 from .reasoning import from_message
 from .redact import NO_SECRETS, Secrets
+from .tool_calls import from_message as tool_calls_of
 
-PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+PATHS = {"chat": "/chat/completions", "completions": "/completions", "responses": "/responses"}
 MAX_USAGE_TOKENS = 10_000_000  # no prompt or answer is this long: a count past it is a broken or hostile server
 TOKENS_PER_BYTE = 4  # an answer's tokens are at most this many per UTF-8 byte of its text (byte-level fallback)
 
@@ -105,6 +106,7 @@ def read_completion_body(result: TestResult, payload: bytes, secrets: Secrets = 
     result.api_response, result.response_text, result.finish_reason = data, text, choice.get("finish_reason")
     if result.api_type == "chat" and isinstance(message_obj, dict):
         from_message(result, message_obj, reasoning_tokens(usage))
+        result.tool_calls = tool_calls_of(message_obj)
     result.prompt_tokens = usage_count(usage.get("prompt_tokens"))
     result.completion_tokens = usage_count(usage.get("completion_tokens"))
     result.cached_tokens = cached_count(usage)
@@ -164,7 +166,7 @@ def _reasoning_bytes(data: Any) -> int:
 
 def asked_tokens(request: Mapping[str, Any]) -> int | None:
     """The answer length a request asked for (``max_tokens``, or ``max_completion_tokens``), if any."""
-    for key in ("max_tokens", "max_completion_tokens"):
+    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         value = request.get(key)
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value

@@ -24,8 +24,10 @@ from .arrival import last_read
 from .openai import cached_count, reasoning_tokens, usage_count
 from .reasoning import reasoning_of
 from .redact import NO_SECRETS, Secrets
+from .responses import RESPONSES, responses_event
 from .server_timing import keep_reports
 from .timing import EventClock
+from .tool_calls import ToolCallParts
 
 if TYPE_CHECKING:
     import requests
@@ -143,13 +145,14 @@ class StreamOutcome:
     content_ns: list[int] = field(default_factory=list)  # perf_counter_ns of each chunk adding text
     end_ns: int | None = None  # when the answer ended ([DONE] read), broke off or was given up
     done: bool = False  # saw data: [DONE]
-    tool_calls: bool = False  # a chunk carried a tool call (its arguments are not answer text)
+    tool_calls: ToolCallParts = field(default_factory=ToolCallParts)  # the functions called (not answer text)
     reasoning_tokens: int = 0  # counted in completion_tokens without their text being sent (usage details)
     error: ApiError | None = None
     timing_degraded: str | None = None  # why the text events' times cannot be vouched for (timing.py)
     server_reports: dict[str, Any] = field(default_factory=dict)  # the server's timing objects (server_timing.py)
     answer_ns: int | None = None  # the first chunk of answer text (reasoning.py)
     reasoning_parts: list[str] = field(default_factory=list)  # the thinking, kept apart from the answer
+    response_id: str | None = None  # the Responses API's id of the answer, for a next turn's previous_response_id
 
     @property
     def first_content_ns(self) -> int | None:
@@ -324,6 +327,9 @@ def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, a
         return
     outcome.chunk_count += 1
     keep_reports(chunk, outcome.server_reports)
+    if api_type == RESPONSES:
+        _took(outcome, now, answer, *responses_event(outcome, chunk))
+        return
     usage = chunk.get("usage")
     if isinstance(usage, dict):
         prompt, completion = usage_count(usage.get("prompt_tokens")), usage_count(usage.get("completion_tokens"))
@@ -341,12 +347,15 @@ def _take_event(outcome: StreamOutcome, payload: str, api_type: str, now: int, a
         delta = delta if isinstance(delta, dict) else {}
         text = _text(delta.get("content"))
         reasoning = reasoning_of(delta)
-        tool = bool(delta.get("tool_calls") or delta.get("function_call"))
-        outcome.tool_calls = outcome.tool_calls or tool
+        tool = outcome.tool_calls.feed(delta)
     else:
         text = _text(choice.get("text"))
         reasoning, tool = "", False
-    # Reasoning and tool-call fragments are generated tokens too: they count for TTFT and ITL like answer text.
+    _took(outcome, now, answer, text, reasoning, tool)
+
+
+def _took(outcome: StreamOutcome, now: int, answer: list[str], text: str, reasoning: str, tool: bool) -> None:
+    """Reasoning and tool-call fragments are generated tokens too: they count for TTFT and ITL like answer text."""
     if text or reasoning or tool:
         answer.append(text)
         outcome.content_ns.append(now)

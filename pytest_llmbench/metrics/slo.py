@@ -95,7 +95,7 @@ def check_test_slo(slo: dict[str, Any] | None, result: dict[str, Any]) -> list[S
 # --- run-wide SLOs -------------------------------------------------------------------------------
 
 RUN_STATS = ("mean", "median", "p50", "p90", "p95", "p99", "p99.9", "max", "min")
-SCALAR_METRICS = ("success_rate", "goodput", "request_throughput", "output_throughput")
+SCALAR_METRICS = ("success_rate", "goodput", "schema_valid", "request_throughput", "output_throughput")
 RUN_METRICS = (*(metric.key for metric in POOLED), *SCALAR_METRICS)
 _RUN_KEYS = {
     **{f"{metric.key}_{stat}": metric.summary_key(stat.replace(".", "_")) for metric in POOLED for stat in RUN_STATS},

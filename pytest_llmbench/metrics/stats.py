@@ -23,7 +23,7 @@ BY_KEY = {metric.key: metric for metric in POOLED}
 RATE_METRIC = "tokens_per_second"
 # The statistic part of the vLLM-style keys: mean_ttft_ms, p99_9_ttft_ms, ...
 STATS = ("mean", "median", "std", "min", "max", "p50", "p90", "p95", "p99", "p99_9")
-SHARE_KEYS = ("success_rate", "goodput", "evaluation_pass_rate")
+SHARE_KEYS = ("success_rate", "goodput", "evaluation_pass_rate", "schema_valid")
 # The percentile statistics among STATS and the percentile each stands for: each gets a "<key>_ci" interval.
 # p99_9 comes first: summary keys are matched by prefix in this order (p99_9_ttft_ms is no p99).
 PERCENTILE_STATS = {"p99_9": 99.9, "median": 50.0, "p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0}
@@ -191,6 +191,8 @@ class _Pool:
         self.evaluated = 0
         self.evaluations_passed = 0
         self.reasoning = _Mean()
+        self.schema_checked = 0  # structured output validity: answers with a json_schema check, and those that passed
+        self.schema_passed = 0
         # A per-chunk metric (ITL) pools one value per streamed chunk: the bulk of the memory, so only the run
         # keeps those values; every pool keeps their mean per request.
         self.series = {m.key: _Series() for m in POOLED if pool_chunks or not m.per_chunk}
@@ -207,6 +209,9 @@ class _Pool:
             self.estimated += 1
         if row.get("reasoning_score") is not None:
             self.reasoning.add(row["reasoning_score"])
+        if row.get("schema_valid") is not None:
+            self.schema_checked += 1
+            self.schema_passed += bool(row["schema_valid"])
         if row.get("evaluation_passed") is not None:
             self.evaluated += 1
             self.evaluations_passed += bool(row["evaluation_passed"])
@@ -254,6 +259,8 @@ class _Pool:
             "success_rate" + CI_SUFFIX: _share(self.successful, self.total, self.level),
             "goodput" + CI_SUFFIX: _share(self.met_slos, self.total, self.level),
             "evaluation_pass_rate" + CI_SUFFIX: _share(self.evaluations_passed, self.evaluated, self.level),
+            "schema_valid": _ratio(self.schema_passed, self.schema_checked),
+            "schema_valid" + CI_SUFFIX: _share(self.schema_passed, self.schema_checked, self.level),
         }
         for metric in POOLED:
             if metric.key in self.series:
@@ -277,13 +284,15 @@ class StatsAccumulator:
         self._run = _Pool(pool_chunks=True, level=level)
         self._categories: dict[str, _Pool] = {}
         self._models: dict[str, _Pool] = {}
+        self._apis: dict[str, _Pool] = {}  # chat, completions, embeddings, rerank: the report groups by API
         self._slowest_kept = slowest_kept
         self._slowest: list[tuple[float, int, str, str, str, bool]] = []  # a min-heap of the slowest seen
         self._seen = 0
 
     def add(self, row: Mapping[str, Any]) -> None:
         self._run.add(row)
-        for groups, name in ((self._categories, row.get("category")), (self._models, row.get("model"))):
+        for groups, name in ((self._categories, row.get("category")), (self._models, row.get("model")),
+                             (self._apis, row.get("api_type"))):
             name = name or NO_GROUP
             if name not in groups:
                 groups[name] = _Pool(pool_chunks=False, level=self._level)
@@ -317,6 +326,10 @@ class StatsAccumulator:
     def by_model(self) -> dict[str, dict[str, Any]]:
         """Per-model figures: as summary() but without wall-time throughputs or pooled ITL."""
         return {name: pool.fields() for name, pool in sorted(self._models.items())}
+
+    def by_api(self) -> dict[str, dict[str, Any]]:
+        """Per-API figures (the ``api_type`` each request was sent as), like by_category()."""
+        return {name: pool.fields() for name, pool in sorted(self._apis.items())}
 
     def quantiles(self, metric: str = "itl", points: int = 201) -> list[float]:
         """Evenly spaced quantiles (p0 to p100) of a pooled metric, times in ms: the shape of a distribution

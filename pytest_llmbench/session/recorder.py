@@ -32,7 +32,7 @@ from .storage import COMPLETION_SUFFIX, ResultWriter, WriteFailure
 ROW_FIELDS = ("test_id", "test_name", "category", "model", "success", "prompt_tokens", "completion_tokens",
               "tokens_estimated", "attempts", "error_message", "reasoning_score", "timing_degraded", "server_timing",
               "trace_id", "requested_input_tokens", "requested_output_tokens", "input_tokens_estimated",
-              "stopped_early", "turn", "send_at_s", "embedding_dimensions",
+              "stopped_early", "turn", "send_at_s", "api_type", "embedding_dimensions",
               *(metric.field for metric in METRICS if not metric.per_chunk))
 PER_CHUNK = tuple(metric for metric in METRICS if metric.per_chunk)
 
@@ -50,9 +50,16 @@ def row_of(result: TestResult) -> dict[str, Any]:  # a Row once _count() has add
     evaluation, slo = result.evaluation_result, result.slo_result
     row["evaluation_passed"] = evaluation.get("passed") if evaluation else None
     row["slo_passed"] = slo.get("passed") if slo else None
+    row["schema_valid"] = schema_valid(evaluation)
     if not result.success or row["evaluation_passed"] is False or row["slo_passed"] is False:
         row["failure"] = _failure_of(result)
     return row
+
+
+def schema_valid(evaluation: dict[str, Any] | None) -> bool | None:
+    """Whether the answer fit its ``expected.json_schema`` (structured output validity); None: no schema asked."""
+    checks = [c for c in (evaluation or {}).get("checks") or [] if c.get("name") == "json_schema"]
+    return all(c.get("passed") for c in checks) if checks else None
 
 
 def _failure_of(result: TestResult) -> Failure:
@@ -231,6 +238,7 @@ class Recorder:
             "aggregate": aggregate,
             "categories": self.stats.by_category(),
             "models": self.stats.by_model(),
+            "apis": self.stats.by_api(),
             "slowest": self.stats.slowest(5),
             "distributions": {quantiles_key(m): self.stats.quantiles(m.key) for m in POOLED if m.per_chunk},
             "lost_tests": self.lost,

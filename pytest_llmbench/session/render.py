@@ -95,6 +95,9 @@ def completion_pieces(result: dict[str, Any]) -> list[str]:
     text = result.get("response_text") or ""
     if result.get("embedding_dimensions") and result.get("success"):  # the vectors are never written
         text = f"({result.get('input_count')} vectors of {result['embedding_dimensions']} dimensions, not kept)"
+    if result.get("ranking") and result.get("success"):  # a rerank answer: its documents best first
+        text = "\n".join(f"{n}. document {item['index']}: score {item['score']:.4g}"
+                         for n, item in enumerate(result["ranking"], 1))
     if result.get("success") or not text:
         answer = [text] if result.get("success") else [_completion_text(result)]
     else:  # a failure with a partial answer: the error line, then the text as it came

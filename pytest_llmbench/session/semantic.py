@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from ..checks.embeddings import cosine
-from ..http.client import EMBEDDINGS, LLMClient
-from ..http.embeddings import embeddings_body
+from ..http.client import LLMClient
+from ..http.embeddings import EMBEDDINGS, embeddings_body
 from ..metrics.drift import BaselineAnswers
 
 BATCH = 32  # answer pairs per request: 64 texts

@@ -55,6 +55,7 @@ GROUP_COLUMNS = (
     ("success_rate", "success"),
     ("goodput", "goodput"),
     ("evaluation_pass_rate", "checks passed"),
+    ("schema_valid", "schema valid"),
     *((metric.summary_key(stat), metric.stat_label(stat)) for metric in POOLED for stat in metric.groups),
     ("mean_reasoning_score", "reasoning"),
 )
@@ -360,6 +361,7 @@ def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: P
         "gates": _gates(batch),
         "categories": _group_table(batch.get("categories") or {}),
         "models": _group_table(batch.get("models") or {}),
+        "apis": _group_table(batch.get("apis") or {}),
         "failures": _failures(rows),
         "failure_groups": groups,
         "why_failed": why_failed(batch, groups),

@@ -1,0 +1,69 @@
+"""A1 (issue 24): embeddings throughput at 32 in flight, beside AIPerf's on the same test server.
+
+    python benchmarks/embeddings_targets.py [--requests 4000 --runs 5 --concurrency 32]
+
+One single-text embeddings test per request (``input``), 384-dimension vectors from ``openai_server.py``'s
+zero-delay server, the plugin with ``--llmbench-concurrency 32`` (one process, as users run it by default): inputs/s
+(the batch's ``request_throughput``, one input a request) for each of ``--runs`` runs, median and worst; then
+``aiperf profile --endpoint-type embeddings`` at the same concurrency, same server, same count. Judged: the plugin's
+worst run ≥ AIPerf's median. AIPerf is found as ``load_targets.py`` finds it ($AIPERF); without it the plugin's
+figures are printed alone. The core count and load average go first (the machine is shared: judge on a quiet one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from load_targets import AIPERF, aiperf_value, line, run_aiperf, run_plugin
+from openai_server import launch
+
+
+def suite(path: Path, requests: int) -> Path:
+    cases = [{"id": f"e{n}", "name": f"Embed {n}", "category": "bench", "input": f"benchmark text number {n}"}
+             for n in range(requests)]
+    path.write_text(json.dumps({"test_suite_id": "bench_embeddings", "tests": cases}))
+    return path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=4000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--concurrency", type=int, default=32)
+    args = parser.parse_args()
+    print(f"cores {os.cpu_count()}, load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"A1 embeddings: {args.requests} requests of one input, {args.concurrency} in flight, zero-delay server")
+    with tempfile.TemporaryDirectory() as tmp, launch() as server:
+        work = Path(tmp)
+        tests = suite(work / "embeddings.json", args.requests)
+        rates = []
+        for run in range(args.runs):
+            batch, wall, _ = run_plugin(tests, server.url, work / f"plugin-{run}",
+                                        "--llmbench-concurrency", str(args.concurrency))
+            aggregate = batch["aggregate"]
+            assert aggregate["successful_tests"] == args.requests, "every request must succeed"
+            rates.append(aggregate["request_throughput"])
+            line(f"plugin run {run + 1}", f"{rates[-1]:.1f} inputs/s ({wall:.1f} s wall)", None)
+        median, worst = statistics.median(rates), min(rates)
+        line("plugin", f"median {median:.1f}, worst {worst:.1f} inputs/s", None)
+        if not AIPERF.exists():
+            line("AIPerf", f"not installed at {AIPERF}: A1 not judged", None)
+            return 0
+        peers = [run_aiperf(server.url, args.requests, args.concurrency, work / f"aiperf-{run}",
+                            endpoint_type="embeddings") for run in range(args.runs)]
+        peer_rates = [aiperf_value(peer, "request_throughput") or 0.0 for peer in peers if peer is not None]
+        if not peer_rates:
+            return 0 if line("AIPerf", "failed (see above)", False) else 1
+        peer = statistics.median(peer_rates)
+        ok = line("A1 plugin worst / AIPerf median", f"{worst:.1f} / {peer:.1f} = {worst / peer:.2f}", worst >= peer)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
