@@ -96,7 +96,9 @@ class _Tokenizer:
         choice: dict[str, Any] = ({"index": 0, "text": text, "finish_reason": "length"} if path == "/v1/completions"
                                   else {"index": 0, "message": {"role": "assistant", "content": text},
                                         "finish_reason": "length"})
-        return _response(json.dumps({"id": "bench", "model": MODEL, "choices": [choice], "usage": usage}).encode())
+        kind = "text_completion" if path == "/v1/completions" else "chat.completion"  # AIPerf refuses an answer
+        return _response(json.dumps({"id": "bench", "object": kind, "created": 0, "model": MODEL,  # without them
+                                     "choices": [choice], "usage": usage}).encode())
 
 
 @dataclass
