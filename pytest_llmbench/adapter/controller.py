@@ -31,7 +31,7 @@ from ..session.handoff import Delivery, Inbox, deliveries_of, is_llmbench_nodeid
 from ..session.intake import Intake
 from ..session.load.record import LoadRecord
 from ..session.recorder import Recorder
-from ..session.semantic import embed_pending
+from ..session.semantic import REQUEST_DEADLINE_S, embed_pending
 from ..session.tracing import SpanExport, dropped_spans, session_attributes
 from .driver import DRIVER_KEY, DURATION_SKIP, WORKEROUTPUT_KEY
 from .finish import emit_warnings, fail_session, lost_reason, run_metadata, write_end_summary, write_html_report
@@ -261,7 +261,9 @@ class Controller:
         url = self.settings.embedding_endpoint or endpoint
         if model is None or drift is None or url is None:
             return None
-        client = LLMClient(self.settings.client_config(url), model=model)
+        config = self.settings.client_config(url)
+        config.timeout, config.retries = min(config.timeout, REQUEST_DEADLINE_S), 0  # within the run's end
+        client = LLMClient(config, model=model)
         try:
             section = embed_pending(drift, client, model)
         finally:

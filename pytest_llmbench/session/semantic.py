@@ -17,7 +17,8 @@ from ..http.embeddings import EMBEDDINGS, embeddings_body
 from ..metrics.drift import BaselineAnswers
 
 BATCH = 32  # answer pairs per request: 64 texts
-DEADLINE_S = 120.0  # for every embedding request together, past the client's own per-request deadline
+DEADLINE_S = 120.0  # no embedding request starts after this many seconds
+REQUEST_DEADLINE_S = 30.0  # each request's total deadline (its client's timeout, no retry): at most 150 s in all
 
 
 def embed_pending(answers: BaselineAnswers, client: LLMClient, model: str,
