@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..result import ApiError, TestResult
 from .api_errors import bad_response, missing_answer, parse_answer
-from .openai import PATHS, usage_count
+from .openai import PATHS, add_parameters, usage_count
 from .redact import NO_SECRETS, Secrets
 
 EMBEDDINGS = "embeddings"  # the api_type of a test with an ``input``
@@ -39,9 +39,7 @@ def embeddings_body(inputs: str | Sequence[str], parameters: Mapping[str, Any] |
     body: dict[str, Any] = {"model": model} if model else {}
     body["input"] = inputs if isinstance(inputs, str) else list(inputs)
     body["encoding_format"] = "float"  # the checks read numbers; base64 would need the dtype the server chose
-    for key, value in (parameters or {}).items():
-        if value is not None and key not in body and key not in ("stream", "stream_options"):
-            body[key] = value
+    add_parameters(body, parameters)
     return body
 
 

@@ -38,13 +38,19 @@ def build_body(
         body["prompt"] = prompt
     else:
         body["messages"] = [dict(message) for message in messages or ()]
-    for key, value in (parameters or {}).items():
-        if value is not None and key not in body and key not in ("stream", "stream_options"):
-            body[key] = value
+    add_parameters(body, parameters)
     body["stream"] = stream
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body
+
+
+def add_parameters(body: dict[str, Any], parameters: Mapping[str, Any] | None) -> None:
+    """A test's parameters into a request body of any API: None left out, the body's own keys and streaming (which
+    the caller sets) kept as they are, unknown ones passed through to the server."""
+    for key, value in (parameters or {}).items():
+        if value is not None and key not in body and key not in ("stream", "stream_options"):
+            body[key] = value
 
 
 def prompt_as_chat(body: dict[str, Any]) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..result import ApiError, TestResult
 from .api_errors import bad_response, missing_answer, parse_answer
 from .embeddings import EMBEDDINGS_PATH
-from .openai import PATHS, usage_count
+from .openai import PATHS, add_parameters, usage_count
 from .redact import NO_SECRETS, Secrets
 
 RERANK = "rerank"  # the api_type of a test with a query and documents
@@ -44,9 +44,7 @@ def rerank_body(query: str, documents: Sequence[str], parameters: Mapping[str, A
     """The JSON body: the query, the documents in the test's order, and the test's parameters (``top_n`` ...)."""
     body: dict[str, Any] = {"model": model} if model else {}
     body["query"], body["documents"] = query, list(documents)
-    for key, value in (parameters or {}).items():
-        if value is not None and key not in body and key not in ("stream", "stream_options"):
-            body[key] = value
+    add_parameters(body, parameters)
     return body
 
 

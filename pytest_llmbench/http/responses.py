@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from ..result import ApiError, TestResult, estimate_tokens
 from .api_errors import missing_answer, parse_answer
-from .openai import usage_count
+from .openai import add_parameters, usage_count
 from .redact import NO_SECRETS, Secrets
 from .tool_calls import ToolCallParts
 
@@ -45,9 +45,7 @@ def responses_body(prompt: str | None, messages: Sequence[Mapping[str, Any]] | N
     ``previous_response_id``, ``tools``, ``text``...)."""
     body: dict[str, Any] = {"model": model} if model else {}
     body["input"] = prompt if prompt is not None else [dict(message) for message in messages or ()]
-    for key, value in (parameters or {}).items():
-        if value is not None and key not in body and key not in ("stream", "stream_options"):
-            body[key] = value
+    add_parameters(body, parameters)
     body["stream"] = stream
     return body
 
