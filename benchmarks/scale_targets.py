@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from load_targets import l5, line, run_targets
+from load_targets import AIPERF, _aiperf_ttft_errors, l5, line, run_aiperf, run_targets
 from openai_server import HERE, launch, plugin_command, write_suite
 from sse_server import launch as launch_schedule
 from sse_server import stamps as schedule_stamps
@@ -92,10 +92,6 @@ def stream_figures(work: Path, streams: int, requests: int, schedule: tuple[floa
                                        "--llmbench-model", "schedule", "--llmbench-test-files", "none",
                                        "--llmbench-timeout", "120", *extra)
         server = schedule_stamps(port)
-    received = sorted(s["received_ns"] for s in server.values())
-    stream_s = (ttft_ms + (tokens - 1) * gap_ms) / 1000
-    span_s = (received[-1] - received[0]) / 1e9
-    rate = (len(received) - streams) / span_s if span_s > 0 and len(received) > streams else 0.0
     errors, clipped, marked = [], 0, 0
     for row in batch["tests"]:
         stamp = server.get(f"stream {row['test_id'][1:]}")
@@ -109,13 +105,39 @@ def stream_figures(work: Path, streams: int, requests: int, schedule: tuple[floa
     lateness = sorted((s["content_ns"][0] - s["received_ns"]) / 1e6 - ttft_ms for s in server.values()
                       if s["content_ns"])
     aggregate = batch["aggregate"]
-    return {"share of ideal rate": rate * stream_s / streams, "TTFT error p50 ms": _pct(errors, 50),
-            "TTFT error p99 ms": _pct(errors, 99), "marked %": 100 * marked / max(1, len(batch["tests"])),
+    return {"share of ideal rate": _share(server, streams, schedule), **_errors(errors),
+            "marked %": 100 * marked / max(1, len(batch["tests"])),
             "unmarked TTFT within 0.2 s of latency": clipped,
             "min unmarked ITL ms": aggregate.get("min_itl_ms") or 0.0,
             "server lateness p99 ms": _pct(lateness, 99), "peak RSS MB": rss_mb,
             "peak threads": threads,
             "failed requests": aggregate["failed_tests"]}
+
+
+def aiperf_figures(work: Path, streams: int, requests: int, schedule: tuple[float, float, int]) -> Figures:
+    """AIPerf beside, on a schedule server of its own: its rate and TTFT error judged as the plugin's are."""
+    ttft_ms, gap_ms, tokens = schedule
+    with launch_schedule(ttft_ms, gap_ms, tokens) as (url, port):
+        summary = run_aiperf(url, requests, streams, work, streaming=True,
+                             extra=("--extra-inputs", f"max_tokens:{tokens}"))
+        server = schedule_stamps(port)
+    if summary is None:
+        raise RuntimeError("AIPerf failed (see above)")
+    return {"share of ideal rate": _share(server, streams, schedule), **_errors(_aiperf_ttft_errors(summary, server))}
+
+
+def _share(server: dict[str, Any], streams: int, schedule: tuple[float, float, int]) -> float:
+    """Requests per second between the server's first and last receipt, as a share of the ideal rate."""
+    ttft_ms, gap_ms, tokens = schedule
+    received = sorted(s["received_ns"] for s in server.values())
+    stream_s = (ttft_ms + (tokens - 1) * gap_ms) / 1000
+    span_s = (received[-1] - received[0]) / 1e9 if received else 0.0
+    rate = (len(received) - streams) / span_s if span_s > 0 and len(received) > streams else 0.0
+    return rate * stream_s / streams
+
+
+def _errors(errors: list[float]) -> Figures:
+    return {"TTFT error p50 ms": _pct(errors, 50), "TTFT error p99 ms": _pct(errors, 99)}
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -168,8 +190,19 @@ def x1(args: argparse.Namespace, work: Path) -> bool:
     streams = args.streams or 1024
     reading = "one reading loop" if reader.ENABLED else "a thread per stream (LLMBENCH_READING_LOOP=0)"
     print(f"X1 {streams} streams from one process, 5.5 s each, read by {reading}")
-    return judge_all(repeat(args.runs, lambda n: stream_figures(
-        work / f"x1-{n}", streams, args.requests or 3 * streams, X_SCHEDULE)), X1_FIGURES)
+    requests = args.requests or 3 * streams
+    mine = repeat(args.runs, lambda n: stream_figures(work / f"x1-{n}", streams, requests, X_SCHEDULE))
+    ok = judge_all(mine, X1_FIGURES)
+    if not AIPERF.exists():
+        line("AIPerf", f"not installed at {AIPERF}: X1's comparison not made", None)
+        return ok
+    print(f"AIPerf beside: {streams} streams, the same schedule and count")
+    peer = repeat(args.runs, lambda n: aiperf_figures(work / f"x1-aiperf-{n}", streams, requests, X_SCHEDULE))
+    for name in ("share of ideal rate", "TTFT error p50 ms", "TTFT error p99 ms"):
+        judge(peer, name, higher=name.startswith("share"))
+    mine_p99, peer_p99 = (statistics.median(f["TTFT error p99 ms"] for f in runs) for runs in (mine, peer))
+    return line("TTFT error p99: plugin vs AIPerf (medians)", f"{mine_p99:.3f} vs {peer_p99:.3f} ms",
+                mine_p99 <= peer_p99) and ok
 
 
 def x2(args: argparse.Namespace, work: Path) -> bool:
