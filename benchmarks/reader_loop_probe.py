@@ -30,7 +30,7 @@ from sse_server import launch, stamps
 
 from pytest_llmbench.http import arrival
 from pytest_llmbench.http.client import ClientConfig, LLMClient
-from pytest_llmbench.http.sse import SSEParser
+from pytest_llmbench.http.events import SSEParser
 from pytest_llmbench.http.timing import EventClock
 from pytest_llmbench.session.load.dispatcher import Dispatcher, Ticket, open_files_for
 from pytest_llmbench.session.load.plan import Level

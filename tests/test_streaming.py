@@ -12,15 +12,8 @@ import pytest
 import requests
 from faultserver import FaultServer, Reply
 
-from pytest_llmbench.http.sse import (
-    DRAIN_LIMIT,
-    MAX_EVENT_BYTES,
-    EventTooLarge,
-    SSEParser,
-    StreamOutcome,
-    read_stream,
-    tpot,
-)
+from pytest_llmbench.http.events import MAX_EVENT_BYTES, EventTooLarge, SSEParser
+from pytest_llmbench.http.sse import DRAIN_LIMIT, StreamOutcome, read_stream, tpot
 
 CHAT_PATH = "/v1/chat/completions"
 

@@ -24,7 +24,7 @@ from faultserver import (
 
 from pytest_llmbench.http import arrival
 from pytest_llmbench.http.api_errors import ERROR_BODY_LIMIT
-from pytest_llmbench.http.transport import _HTTPConnection
+from pytest_llmbench.http.watchdog import _HTTPConnection
 
 # --- The total deadline ---------------------------------------------------------------------------
 

@@ -55,7 +55,7 @@ def test_the_transport_installs_its_watched_pools(v1: str) -> None:
             assert isinstance(adapter, HTTPAdapter)
             manager = adapter.poolmanager
             pool = manager.connection_from_url(v1)
-            assert type(pool).__module__ == "pytest_llmbench.http.transport"
+            assert type(pool).__module__ == "pytest_llmbench.http.watchdog"
             https = manager.connection_from_url(v1.replace("http://", "https://"))
             assert ("_validate_conn" in vars(type(https))) is (verify is False)  # overridden only when insecure
         finally:

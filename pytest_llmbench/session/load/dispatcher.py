@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...http.transport import WATCHDOG
+from ...http.watchdog import WATCHDOG
 from .plan import Level, arrivals, ceiling, concurrency_at
 
 WARMUP_PHASE = -1
