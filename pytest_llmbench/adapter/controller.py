@@ -309,7 +309,7 @@ class Controller:
             batch["drift"]["semantic"] = semantic
         batch["resumed_from"] = self.resume.section() if self.resume is not None else None
         if server is not None:
-            batch["server"] = server.batch_section(batch["aggregate"])
+            batch["server"] = server.batch_section(batch["aggregate"], self.recorder.first_sent)
         if self.recorder.spans is not None:
             batch["tracing"] = self.recorder.spans.finish(session_attributes(batch))
             if batch["tracing"]["dropped"]:
@@ -370,7 +370,7 @@ class Controller:
             self.live.warnings.append(f"batch file NOT WRITTEN: {self.batch_problem}")
             fail_session(session)
         self.report_path = write_html_report(self.config, self.settings, batch, self.setup.run_dir or self.setup.output,
-                                             self.setup.started, self.live.warnings)
+                                             self.setup.started, self.live.warnings, self.gates)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.batch is None:

@@ -19,13 +19,13 @@ from .._version import __version__
 from ..batch import Batch, RunInfo
 from ..exceptions import LLMBenchWarning
 from ..http.redact import Secrets, redact_headers
-from ..metrics.gates import GateResult
+from ..metrics.gates import GateResult, Gates
 from ..metrics.server.section import summary_lines
 from ..metrics.workload import workload_lines
 from ..options import Settings
 from ..session.endpoint import Endpoint
 from ..session.load.summary import load_lines
-from ..session.report_html import DEFAULT_NAME, write_report
+from ..session.report_html import DEFAULT_NAME, run_label, write_report
 from ..session.target import Target
 from .terminal import safe, write_gates, write_summary
 
@@ -58,15 +58,18 @@ def run_metadata(config: pytest.Config, settings: Settings, endpoint: Endpoint |
 
 
 def write_html_report(config: pytest.Config, settings: Settings, batch: Batch, folder: Path,
-                      started: datetime, problems: list[str]) -> Path | None:
-    """The HTML report, after the batch file is safe on disk: a report that fails is a warning, nothing more."""
+                      started: datetime, problems: list[str], gates: Gates | None = None) -> Path | None:
+    """The HTML report, after the batch file is safe on disk: a report that fails is a warning, nothing more.
+    With ``--llmbench-compare``, the baseline's distributions are drawn beside the run's."""
     html = settings.html
     if (html or "").strip().lower() == "none" or len(batch.get("tests") or ()) < 2:
         return None
     # the default goes into the run's folder; a given path is relative to where pytest started
     path = config.invocation_params.dir / html if html else folder / DEFAULT_NAME
     try:
-        return write_report([(batch, started.strftime("%Y-%m-%d %H:%M:%S UTC"), folder)], path)
+        baseline = None if gates is None or gates.baseline is None or gates.baseline_path is None else (
+            gates.baseline, run_label(gates.baseline_path, named_folder=False))
+        return write_report([(batch, started.strftime("%Y-%m-%d %H:%M:%S UTC"), folder)], path, baseline=baseline)
     except Exception as exc:  # noqa: BLE001 - a bad value from a hook, a full disk: the batch is safe already
         problems.append(f"could not write the HTML report {path}: {type(exc).__name__}: {exc}")
         return None

@@ -111,6 +111,11 @@ class Recorder:
         self.server_timing = ServerTimingTally()
 
     @property
+    def first_sent(self) -> float | None:
+        """When the run's first request was sent (monotonic): the origin of the rows' ``start_s``."""
+        return self._span[0] if self._span else None
+
+    @property
     def progress(self) -> ExecutionProgress:
         return self.tracker.progress
 

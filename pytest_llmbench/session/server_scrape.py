@@ -332,11 +332,15 @@ class ServerScraper:
         late = time.monotonic() - window[1] > 2 * self.interval + 1.0
         return late or (last is not None and last >= window[1])
 
-    def batch_section(self, aggregate: dict[str, Any]) -> dict[str, Any]:
-        """The batch's ``server`` section, beside the client's figures in ``aggregate``."""
+    def batch_section(self, aggregate: dict[str, Any], first_sent: float | None = None) -> dict[str, Any]:
+        """The batch's ``server`` section, beside the client's figures in ``aggregate``; ``first_sent`` (monotonic)
+        is the client's first request, from which the section's ``start_s`` counts the first scrape, so that the
+        report draws the server's timeline on the client's time axis."""
+        first = self.store.first_t
         return build_section(self.store.summary(), sources=self.section_sources(), interval=self.interval,
                              failed_scrapes=self.failed_scrapes, skipped_scrapes=self.skipped_scrapes,
-                             aggregate=aggregate)
+                             aggregate=aggregate,
+                             start_s=None if first is None or first_sent is None else round(first - first_sent, 3))
 
 
 EMBEDDED_LINE = ("server metrics: none from the embedded server (llama-cpp-python serves no /metrics; llama.cpp's "

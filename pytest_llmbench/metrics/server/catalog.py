@@ -34,20 +34,25 @@ class Series:
     scale: float = 1.0
     combine: str = "sum"  # over label sets and servers: "sum" (requests, tokens) or "max" (a usage share)
     unit: str = ""  # suffix of the figures' keys: kv_cache_usage_peak_pct
+    title: str = ""  # what the report calls it: "KV cache usage"
 
 
 SERIES = (
     Series("requests_running", "gauge", ("vllm:num_requests_running", "sglang:num_running_reqs",
-                                         "tgi_batch_current_size", "llamacpp:requests_processing")),
+                                         "tgi_batch_current_size", "llamacpp:requests_processing"),
+           title="Requests running"),
     Series("requests_waiting", "gauge", ("vllm:num_requests_waiting", "sglang:num_queue_reqs", "tgi_queue_size",
-                                         "llamacpp:requests_deferred")),
+                                         "llamacpp:requests_deferred"),
+           title="Requests waiting"),
     Series("kv_cache_usage", "gauge", ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc", "sglang:token_usage",
-                                       "llamacpp:kv_cache_usage_ratio"), scale=100.0, combine="max", unit="_pct"),
+                                       "llamacpp:kv_cache_usage_ratio"), scale=100.0, combine="max", unit="_pct",
+           title="KV cache usage"),
     Series("preemptions", "counter", ("vllm:num_preemptions", "sglang:num_retracted_requests")),
     Series("prompt_tokens", "counter", ("vllm:prompt_tokens", "sglang:prompt_tokens", "llamacpp:prompt_tokens",
-                                        "tgi_request_input_length_sum")),
+                                        "tgi_request_input_length_sum"), title="Prompt tokens"),
     Series("generation_tokens", "counter", ("vllm:generation_tokens", "sglang:generation_tokens",
-                                            "llamacpp:tokens_predicted", "tgi_request_generated_tokens_sum")),
+                                            "llamacpp:tokens_predicted", "tgi_request_generated_tokens_sum"),
+           title="Generated tokens"),
     # prefix caching, in tokens: vLLM counts the tokens looked up and found; SGLang the prompt tokens served cached
     Series("prefix_cache_hits", "counter", ("vllm:prefix_cache_hits", "vllm:gpu_prefix_cache_hits",
                                             "sglang:cached_tokens")),
@@ -75,6 +80,8 @@ GPU_SERIES = {
     "gpu_temperature_c": ("DCGM_FI_DEV_GPU_TEMP", 1.0),
     "gpu_energy_counter_j": ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", 1e-3),  # the exporter counts millijoules
 }
+# The timeline's GPU columns (the exporters' means over devices), as the report names them.
+GPU_TITLES = {"gpu_util_pct": "GPU utilisation, %", "gpu_power_w": "GPU power, W"}
 GPU_FIELDS = ("gpu_util_pct", "gpu_power_w", "gpu_memory_used_gb", "gpu_memory_total_gb", "gpu_temperature_c",
               "gpu_energy_counter_j")
 
@@ -106,6 +113,16 @@ def _add(a: float, b: float) -> float:
 
 _COMBINE = {series.name: series.combine for series in SERIES}
 KINDS = {series.name: series.kind for series in SERIES}
+
+
+def timeline_title(key: str) -> str:
+    """A server timeline column (``kv_cache_usage_pct``, ``generation_tokens_per_s``) as the report names it:
+    "KV cache usage, %", "Generated tokens/s"; a raw series asked for by name keeps its name."""
+    rate = key.endswith("_per_s")
+    for series in SERIES:
+        if series.title and key.removesuffix("_per_s") == series.name + series.unit:
+            return series.title + ("/s" if rate else ", %" if series.unit == "_pct" else "")
+    return GPU_TITLES.get(key, key)
 
 
 def wanted_keys(raw: Iterable[str] = ()) -> frozenset[str]:

@@ -23,10 +23,12 @@ SLO_KEYS = {  # run SLO name -> key of slo_view(); all are upper limits
 
 
 def build_section(summary: dict[str, Any], *, sources: list[dict[str, Any]], interval: float,
-                  failed_scrapes: int, skipped_scrapes: int, aggregate: dict[str, Any]) -> dict[str, Any]:
-    """``summary`` is ``ServerStore.summary()``; ``aggregate`` the batch's client-side statistics."""
+                  failed_scrapes: int, skipped_scrapes: int, aggregate: dict[str, Any],
+                  start_s: float | None = None) -> dict[str, Any]:
+    """``summary`` is ``ServerStore.summary()``; ``aggregate`` the batch's client-side statistics; ``start_s`` the
+    first scrape in seconds from the client's first request (the timeline's ``t`` counts from that scrape)."""
     section: dict[str, Any] = {"sources": sources, "interval_s": interval, "failed_scrapes": failed_scrapes,
-                               "skipped_scrapes": skipped_scrapes, **summary}
+                               "skipped_scrapes": skipped_scrapes, **summary, "start_s": start_s}
     section["latency"] = compare_latency(summary, aggregate)
     if section.get("gpu_energy_j") and not section.get("joules_per_token"):
         tokens = aggregate.get("total_completion_tokens")

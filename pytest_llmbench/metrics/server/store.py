@@ -55,6 +55,12 @@ class ServerStore:
         with self._lock:
             return None if self._last is None else self._last.t
 
+    @property
+    def first_t(self) -> float | None:
+        """When the first reading was taken (monotonic): where the timeline's ``t`` counts from."""
+        with self._lock:
+            return None if self._first is None else self._first.t
+
     def add(self, reading: Reading) -> None:
         with self._lock:
             previous = self._last

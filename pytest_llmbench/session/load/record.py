@@ -20,6 +20,7 @@ from ...metrics.sweep import knee, level_row
 from ...metrics.timeline import Timeline
 from ...result import METRICS, TestResult
 from ..handoff import Delivery
+from .dispatcher import WARMUP_PHASE
 from .plan import LoadPlan
 
 
@@ -96,13 +97,26 @@ class LoadRecord:
             "schedule_lag_ms": {k: (v * 1000 if isinstance(v, float) else v)
                                 for k, v in describe_sorted(sorted(self._lags)).items()},
             "warmup": {"requests": sum(p.get("warmup_requests", 0) for p in self.processes),
-                       "errors": sum(p.get("warmup_errors", 0) for p in self.processes)},
+                       "errors": sum(p.get("warmup_errors", 0) for p in self.processes), **self._warmup_span()},
             "duration_skipped": self.duration_skipped,
             "cancelled_in_flight": sum(p.get("cancelled", 0) for p in self.processes),
             "hosts": dict(self.hosts),
             "processes": len(self.processes) or None,
         }
         return out
+
+    def _warmup_span(self) -> dict[str, float | None]:
+        """When the warm-up ran, in s from the first measured request (negative: it comes first): from the first
+        process's first warm-up request to the last one's first measured request, which waits for its warm-up's
+        answers; for the report's timelines."""
+        warmed = [{int(k): v for k, v in (p.get("phase_starts") or {}).items()} for p in self.processes]
+        warmed = [starts for starts in warmed if WARMUP_PHASE in starts]
+        if not warmed or not math.isfinite(self._first_sent):
+            return {"start_s": None, "end_s": None}
+        ends = [min(t for phase, t in starts.items() if phase != WARMUP_PHASE) for starts in warmed
+                if len(starts) > 1]
+        return {"start_s": round(min(s[WARMUP_PHASE] for s in warmed) - self._first_sent, 3),
+                "end_s": round(max(ends) - self._first_sent, 3) if ends else None}
 
     def sweep_section(self) -> Sweep | None:
         """The batch's ``sweep``: one row per level, in the order run, and the knee's level label."""

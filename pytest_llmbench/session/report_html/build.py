@@ -18,19 +18,32 @@ from ...metrics.samples import interval_text, short_of, shortfall, vouched
 from ...metrics.stats import POOLED, finite_number, format_value, quantiles_key
 from ...result import METRICS, Metric
 from .breakdown import breakdown
-from .sections import batch_timeline, derived_timeline, hardware_columns, server_figures, sweep_view
+from .sections import (
+    batch_timeline,
+    derived_timeline,
+    hardware_columns,
+    hardware_note,
+    last_answer,
+    level_starts,
+    pareto,
+    server_columns,
+    server_figures,
+    sweep_view,
+    warmup,
+)
 from .verdict import failure_groups, load_line, reason_of, slos, why_failed
 
 # What the report shows of each metric is declared in result.METRICS: its distribution, headline figures, group
-# table columns and column in the table of every test. Nothing below (nor the template or report.js) names one.
+# table columns and column in the table of every test. Nothing below (nor the template or templates/js/) names one.
 DISTRIBUTIONS = tuple(metric for metric in POOLED if metric.distribution)
 COLUMNS = tuple(metric for metric in METRICS if metric.column)
 TIMELINE = next(metric for metric in METRICS if metric.field == "execution_time")  # the y of the timeline chart
 SLOWEST = (TIMELINE, next(metric for metric in METRICS if metric.field == "ttft"))  # beside the slowest tests
 # The workload's token lengths as the server's usage counted them (an estimate is left out): (column, row field,
-# title); drawn with the metrics' distributions.
-WORKLOAD = (("input_tokens", "prompt_tokens", "Input tokens (server usage)"),
-            ("output_tokens", "completion_tokens", "Output tokens (server usage)"))
+# title, the row field of the length a generated test asked for); drawn with the metrics' distributions, and
+# against the lengths asked for.
+WORKLOAD = (("input_tokens", "prompt_tokens", "Input tokens (server usage)", "requested_input_tokens"),
+            ("output_tokens", "completion_tokens", "Output tokens (server usage)", "requested_output_tokens"))
 MARKED = ("p50", "p90", "p99")
 FAILURES_SHOWN = 200
 SLOWEST_SHOWN = 10
@@ -85,11 +98,13 @@ def _shown(metric: Metric, value: Any) -> float | None:
 
 
 def metric_view() -> dict[str, Any]:
-    """What report.js needs to know of the metrics: distributions, table columns and the timeline's figure."""
+    """What the script (templates/js/) needs to know of the metrics: distributions, token lengths asked for, table
+    columns and the timeline's figure."""
     return {
         "distributions": [[m.key, m.distribution, m.unit, " (per chunk, from 201 pooled quantiles)" if m.per_chunk
                            else "", "token gaps" if m.per_chunk else "requests"] for m in DISTRIBUTIONS]
-        + [[key, title, "tok", "", "requests"] for key, _, title in WORKLOAD],
+        + [[key, title, "tok", "", "requests"] for key, _, title, _ in WORKLOAD],
+        "requested": [[key, requested, title] for key, _, title, requested in WORKLOAD],
         "columns": [[m.key, m.label] for m in COLUMNS],
         "timeline": [TIMELINE.key, TIMELINE.title, TIMELINE.unit],
     }
@@ -136,26 +151,31 @@ def _tests(rows: list[Row], batch_dir: Path | None, report_dir: Path) -> dict[st
 
     shown = {m.key: m for m in (*COLUMNS, *DISTRIBUTIONS, TIMELINE)}
     tests: dict[str, list[Any]] = {key: [] for key in (
-        "id", "name", "category", "model", "outcome", *shown, "tokens", "start", "file",
-        *(key for key, _, _ in WORKLOAD))}
+        "id", "name", "category", "model", "outcome", "level", *shown, "tokens", "start", "file",
+        *(key for key, _, _, _ in WORKLOAD), *(requested for _, _, _, requested in WORKLOAD))}
     for row in rows:
         tests["id"].append(label_of(row))
         tests["name"].append(str(row.get("test_name", "")))
         tests["category"].append(index(row.get("category")))
         tests["model"].append(index(row.get("model")))
         tests["outcome"].append(outcome_of(row))
+        tests["level"].append(index(row.get("level")))  # a sweep's level: its distributions on demand
         timed = not row.get("timing_degraded")  # the client fell behind: its token times are not known
         for key, metric in shown.items():  # a failed request's figures say how it failed: not shown, as in stats
             known = row.get("success") and (timed or not metric.arrival_timed)
             tests[key].append(_shown(metric, row_value(row, metric.row_field)) if known else None)
         tests["tokens"].append(row.get("completion_tokens"))
         counted = row.get("success") and not row.get("tokens_estimated")
-        for key, field, _ in WORKLOAD:
+        for key, field, _, requested in WORKLOAD:
             tests[key].append(finite_number(row_value(row, field)) if counted else None)
+            tests[requested].append(finite_number(row.get(requested)))
         start = finite_number(row.get("start_s"))
         tests["start"].append(None if start is None else round(start, 4))
         tests["file"].append(file_link(base, row.get("completion_file")))
     tests["texts"] = list(names)
+    unused = [key for key, _, _, key in WORKLOAD if all(v is None for v in tests[key])]
+    for key in unused + ([] if any(row.get("level") for row in rows) else ["level"]):
+        del tests[key]  # columns most runs do not have: not written at all
     return tests
 
 
@@ -171,6 +191,19 @@ def _quantiles(batch: Batch) -> dict[str, list[float]]:
     stored = batch.get("distributions") or {}
     return {metric.key: [q for q in stored.get(quantiles_key(metric)) or [] if finite_number(q) is not None]
             for metric in DISTRIBUTIONS if metric.per_chunk}
+
+
+def _level_percentiles(sweep: Any) -> dict[str, dict[str, dict[str, float | None]]]:
+    """Each sweep level's p50/p90/p99 marks, for its distributions drawn on demand (none on too few samples)."""
+    levels = sweep.get("levels") if isinstance(sweep, dict) else None
+    return {str(level.get("level")): _percentiles(level) for level in levels or [] if isinstance(level, dict)}
+
+
+def baseline_chart(batch: Batch, label: str, report_dir: Path) -> dict[str, Any]:
+    """The ``--llmbench-compare`` baseline as the distributions draw it beside the run: its values and marks."""
+    rows = [row for row in batch.get("tests") or [] if isinstance(row, dict)]
+    return {"label": label, "tests": _tests(rows, None, report_dir),
+            "percentiles": _percentiles(batch.get("aggregate") or {}), "quantiles": _quantiles(batch)}
 
 
 def _group_table(groups: dict[str, Any]) -> list[dict[str, str]]:
@@ -287,47 +320,12 @@ def _significance_text(delta: dict[str, Any]) -> str:
     return f"p={p_value:.3g}{sides}" if delta.get("significant") else f"not significant (p={p_value:.2g}){sides}"
 
 
-def _hardware_note(hardware: dict[str, Any]) -> str:
-    """One line of run-level hardware figures under the hardware chart."""
-    parts = [f"{label} {format_value('x', hardware.get(key))} %" for key, label in (
-        ("cpu_mean_pct", "CPU mean"), ("cpu_peak_pct", "CPU peak"), ("memory_peak_pct", "memory peak"))]
-    gpus = ", ".join(str(g) for g in hardware.get("gpu_devices") or []) or str(
-        hardware.get("gpu_unavailable_reason") or "none")
-    energy = finite_number(hardware.get("gpu_energy_j"))
-    return " · ".join(parts + [f"GPUs: {gpus}"] + ([f"GPU energy {energy:.0f} J"] if energy is not None else []))
-
-
 def _better(key: str) -> str | None:
     """Which way a summary figure should move: the report's headline says, else metrics/baseline.py."""
     for known, _, better in HEADLINE:
         if known == key:
             return better
     return better_of(key)
-
-
-def _pareto(aggregate: dict[str, Any]) -> dict[str, float] | None:
-    """The run as a point of the throughput / interactivity trade-off: each user's tokens/s (1000 / TPOT p50)
-    against all users' output tokens/s."""
-    tpot, total = finite_number(aggregate.get("p50_tpot_ms")), finite_number(aggregate.get("output_throughput"))
-    return None if not tpot or total is None else {"x": round(1000.0 / tpot, 3), "y": total}
-
-
-def _level_starts(rows: list[Row]) -> list[list[Any]]:
-    """A sweep's levels on the timelines: each level's name and its first request's send time."""
-    starts: dict[str, float] = {}
-    for row in rows:
-        start = finite_number(row.get("start_s"))
-        if row.get("level") and start is not None:
-            starts[str(row["level"])] = min(start, starts.get(str(row["level"]), start))
-    return sorted(([name, round(t, 4)] for name, t in starts.items()), key=lambda item: item[1])
-
-
-def _last_answer(rows: list[Row]) -> float | None:
-    """When the last answer came, in s from the first request: where the load timeline's last bucket ends."""
-    ends = [start + seconds for row in rows
-            if (start := finite_number(row.get("start_s"))) is not None
-            and (seconds := finite_number(row.get("execution_time"))) is not None]
-    return max(ends, default=None)
 
 
 def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: Path) -> dict[str, Any]:
@@ -343,13 +341,16 @@ def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: P
         "tests": _tests(rows, batch_dir, report_dir),
         "percentiles": _percentiles(aggregate),
         "quantiles": _quantiles(batch),
-        "timeline": batch_timeline(batch, _last_answer(rows)) or derived_timeline(rows),
+        "timeline": batch_timeline(batch, last_answer(rows)) or derived_timeline(rows),
         "sweep": sweep_view(batch.get("sweep"), run_slos),
         "hardware": hardware_columns((hardware or {}).get("timeseries")),
-        "server": batch_timeline(server) if server else None,
+        "server": server_columns(server) if server else None,
+        "server_aligned": bool(server and finite_number(server.get("start_s")) is not None),
         "breakdown": breakdown(rows),
-        "levels": _level_starts(rows),
-        "pareto": _pareto(aggregate),
+        "levels": level_starts(rows),
+        "level_percentiles": _level_percentiles(batch.get("sweep")),
+        "warmup": warmup(batch),
+        "pareto": pareto(aggregate),
     }
     return {
         "header": _header(batch, label),
@@ -368,7 +369,7 @@ def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: P
         "load": load_line(batch),
         "slos": run_slos,
         "slowest": _slowest(rows),
-        "hardware": _hardware_note(hardware) if hardware else None,
+        "hardware": hardware_note(hardware) if hardware else None,
         "server": server_figures(server) if server else None,
         "sweep": chart["sweep"],
         "chart": chart,

@@ -27,8 +27,14 @@ def find_batch(given: Path) -> tuple[Path, str]:
         raise BatchFileError(str(exc)) from None
     if found is None:
         raise BatchFileError(f"{given}: no run with a batch file in {given.parent}")
-    folder, stamp = found.resolve().parent.name, found.stem.removeprefix("batch_results_")
-    return found, (folder if found != given or folder.startswith(stamp) else stamp)  # run ids: 20261207-045933-2
+    return found, run_label(found, named_folder=found != given)
+
+
+def run_label(batch_file: Path, named_folder: bool = True) -> str:
+    """A run's default label: its run id (its run folder's name, when the folder was named or is the run's own),
+    else the batch file's time stamp."""
+    folder, stamp = batch_file.resolve().parent.name, batch_file.stem.removeprefix("batch_results_")
+    return folder if named_folder or folder.startswith(stamp) else stamp  # run ids: 20261207-045933-2
 
 
 def _parser() -> argparse.ArgumentParser:

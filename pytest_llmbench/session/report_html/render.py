@@ -19,12 +19,14 @@ from ...batch import Batch
 from ...metrics.samples import rule
 from ...result import dumps_strict
 from ..storage import atomic_write_text
-from .build import COLUMNS, GROUP_COLUMNS, HEADLINE, SLOWEST, TIMELINE, build_run, metric_view
+from .build import COLUMNS, GROUP_COLUMNS, HEADLINE, SLOWEST, TIMELINE, baseline_chart, build_run, metric_view
 from .compare import comparison, shared_figures, test_changes
 from .drift import what_changed
 
 DEFAULT_NAME = "report.html"
 _PACKAGE = "pytest_llmbench.session.report_html"
+# The report's script, in parts joined in this order inside one function (they share its names): templates/js/.
+SCRIPTS = ("core.js", "distributions.js", "timelines.js", "sweep.js", "table.js", "main.js")
 _SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
                    0x2028: "\\u2028", 0x2029: "\\u2029"}
 
@@ -42,16 +44,23 @@ def _asset(*parts: str) -> str:
     return text
 
 
+def _script() -> str:
+    parts = "\n".join(_asset("templates", "js", name) for name in SCRIPTS)
+    return '(function () {\n"use strict";\n' + parts + "})();\n"
+
+
 def render_report(batches: list[tuple[Batch, str, Path | None]], report_path: Path,
-                  title: str | None = None) -> str:
-    """The HTML text for one or more runs: (batch, label, folder its test files are relative to) each."""
+                  title: str | None = None, baseline: tuple[Batch, str] | None = None) -> str:
+    """The HTML text for one or more runs: (batch, label, folder its test files are relative to) each; ``baseline``
+    (batch, label): the run's ``--llmbench-compare`` baseline, whose distributions are drawn beside the run's."""
     from .environment import report_environment  # Jinja2 loads with the first report (see environment.py)
 
     report_dir = report_path.parent
     runs = [build_run(batch, label=label, batch_dir=folder, report_dir=report_dir)
             for batch, label, folder in batches]
     aggregates, rows, shared = shared_figures([batch for batch, _, _ in batches])
-    data = {"runs": [run["chart"] for run in runs], **metric_view()}
+    data = {"runs": [run["chart"] for run in runs], **metric_view(),
+            "baseline": None if baseline is None else baseline_chart(*baseline, report_dir)}
     payload = script_json(data)
     template = report_environment().get_template("report.html.j2")
     return template.render(
@@ -70,16 +79,18 @@ def render_report(batches: list[tuple[Batch, str, Path | None]], report_path: Pa
         generated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         version=__version__,
         chart_js=_asset("vendor", "chart.umd.min.js"),
-        report_js=_asset("templates", "report.js"),
+        report_js=_script(),
+        baseline_label=None if baseline is None else baseline[1],
+        levels=list(dict.fromkeys(level["level"] for run in runs if run["sweep"] for level in run["sweep"]["table"])),
         report_css=_asset("templates", "report.css"),
         payload=payload,
     )
 
 
 def write_report(batches: list[tuple[Batch, str, Path | None]], path: Path,
-                 title: str | None = None) -> Path:
+                 title: str | None = None, baseline: tuple[Batch, str] | None = None) -> Path:
     """Render and write the report for (batch, label, folder of its test files) runs; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, render_report(batches, path, title))
+    atomic_write_text(path, render_report(batches, path, title, baseline))
     return path

@@ -9,7 +9,9 @@ import bisect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...batch import Batch, Row
 from ...metrics.samples import shortfall
+from ...metrics.server.catalog import timeline_title
 from ...metrics.stats import finite_number, format_value
 
 TIMELINE_POINTS = 200  # buckets of the throughput timeline derived from the rows
@@ -154,9 +156,62 @@ def hardware_columns(timeseries: Any) -> dict[str, list[Any]] | None:
     return columns
 
 
+def server_columns(server: Mapping[str, Any]) -> dict[str, list[Any]] | None:
+    """The server's timeline on the client's time axis (its ``start_s``: the first scrape after the first request),
+    each series named as the server catalog names it ("KV cache usage, %", not ``kv_cache_usage_pct``)."""
+    columns = batch_timeline(server)
+    if columns is None or "t" not in columns:
+        return None
+    shift = finite_number(server.get("start_s")) or 0.0
+    return {"t": [None if t is None else round(t + shift, 3) for t in columns.pop("t")],
+            **{timeline_title(key): values for key, values in columns.items()}}
 
 
 def server_figures(server: dict[str, Any]) -> list[tuple[str, str]]:
     """The server section's run figures (means, peaks, rates, quantiles) as name/value pairs for a table."""
     return [(str(key), format_value(str(key), value)) for key, value in server.items()
             if key != "timeline" and finite_number(value) is not None]
+
+
+def hardware_note(hardware: dict[str, Any]) -> str:
+    """One line of run-level hardware figures under the hardware chart."""
+    parts = [f"{label} {format_value('x', hardware.get(key))} %" for key, label in (
+        ("cpu_mean_pct", "CPU mean"), ("cpu_peak_pct", "CPU peak"), ("memory_peak_pct", "memory peak"))]
+    gpus = ", ".join(str(g) for g in hardware.get("gpu_devices") or []) or str(
+        hardware.get("gpu_unavailable_reason") or "none")
+    energy = finite_number(hardware.get("gpu_energy_j"))
+    return " · ".join(parts + [f"GPUs: {gpus}"] + ([f"GPU energy {energy:.0f} J"] if energy is not None else []))
+
+
+def pareto(aggregate: dict[str, Any]) -> dict[str, float] | None:
+    """The run as a point of the throughput / interactivity trade-off: each user's tokens/s (1000 / TPOT p50)
+    against all users' output tokens/s."""
+    tpot, total = finite_number(aggregate.get("p50_tpot_ms")), finite_number(aggregate.get("output_throughput"))
+    return None if not tpot or total is None else {"x": round(1000.0 / tpot, 3), "y": total}
+
+
+def level_starts(rows: list[Row]) -> list[list[Any]]:
+    """A sweep's levels on the timelines: each level's name and its first request's send time."""
+    starts: dict[str, float] = {}
+    for row in rows:
+        start = finite_number(row.get("start_s"))
+        if row.get("level") and start is not None:
+            starts[str(row["level"])] = min(start, starts.get(str(row["level"]), start))
+    return sorted(([name, round(t, 4)] for name, t in starts.items()), key=lambda item: item[1])
+
+
+def last_answer(rows: list[Row]) -> float | None:
+    """When the last answer came, in s from the first request: where the load timeline's last bucket ends."""
+    ends = [start + seconds for row in rows
+            if (start := finite_number(row.get("start_s"))) is not None
+            and (seconds := finite_number(row.get("execution_time"))) is not None]
+    return max(ends, default=None)
+
+
+def warmup(batch: Batch) -> list[Any] | None:
+    """When the warm-up ran (``[from, to, requests]``, s from the first measured request), for the timelines."""
+    section = (batch.get("load") or {}).get("warmup")
+    if not isinstance(section, dict) or (start := finite_number(section.get("start_s"))) is None:
+        return None
+    end = finite_number(section.get("end_s"))
+    return [start, 0.0 if end is None else end, section.get("requests") or 0]
