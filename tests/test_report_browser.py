@@ -6,7 +6,6 @@ The first screen, phones and print: test_report_screens.py. The browser itself: 
 from __future__ import annotations
 
 import base64
-import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -93,7 +92,7 @@ def test_a_comparison_report_shows_both_runs(pytester: pytest.Pytester, stub: Op
     assert labels == ["before · Latency", "after · Latency"]
     assert report.rows() == 22 and set(report.column(0)) == {"before", "after"}
     moved = report.js("""[...document.querySelectorAll('#comparison table.deltas tbody tr')]
-        .map(r => [r.cells[0].textContent, r.cells[4].className])""")
+        .map(r => [r.cells[0].textContent, r.cells[3].className])""")
     assert moved and all(verdict == "worse" for _, verdict in moved)  # every test got 300 ms slower
     assert {test for test, _ in moved} <= {f"q{n:02d}" for n in range(9)} | {"wrong"}
     assert all(all(n > 0 for n in c["marks"]) for c in report.js(CHART_MARKS))
@@ -217,22 +216,33 @@ def test_a_sweep_draws_its_curve_with_the_knee_and_the_load_timeline(pytester: p
 
 
 def test_a_server_section_draws_one_chart_per_series(pytester: pytest.Pytester, metrics_stub: OpenAIStub, open_report: Any) -> None:
-    """A real run whose endpoint serves vLLM's /metrics (a prometheus_client exporter its answers move)."""
+    """A real run whose endpoint serves vLLM's /metrics (a prometheus_client exporter its answers move): each series
+    its own chart, named as the server catalog names it, on the client's time axis (#28 point 3)."""
     run_session(pytester, metrics_stub, "--llmbench-server-metrics-interval", "0.2").assert_outcomes(passed=10, failed=1)
     report = open_report(report_file(pytester))
     assert report.problems == []
     charts = {c["name"]: c for c in report.js(CHART_MARKS)}
-    points = len(json.loads(batch_file(pytester).read_text(encoding="utf-8"))["server"]["timeline"])
-    timeline = json.loads(batch_file(pytester).read_text(encoding="utf-8"))["server"]["timeline"]
+    server = load_batch(pytester)["server"]
+    timeline, points = server["timeline"], len(server["timeline"])
     flat = report.js("[...document.querySelectorAll('#server .no-data')].map(p => p.textContent)")
-    for series in ("requests_running", "requests_waiting", "kv_cache_usage_pct"):
+    names = {"requests_running": "Requests running", "requests_waiting": "Requests waiting",
+             "kv_cache_usage_pct": "KV cache usage, %"}
+    for series, name in names.items():
         if all(point.get(series) == 0 for point in timeline):  # no chart for a line flat at 0: one line says so
-            assert f"{series}: 0 throughout the run" in flat and series not in charts
+            assert f"{name}: 0 throughout the run" in flat and name not in charts
         else:
-            assert charts[series]["marks"] == [points] and charts[series]["painted"], charts[series]
-    assert "requests_running" in charts  # the stub's answers move it
-    assert charts["generation_tokens_per_s"]["marks"] == [points - 1]  # a rate needs the reading before it
+            assert charts[name]["marks"] == [points] and charts[name]["painted"], charts[name]
+    assert "Requests running" in charts and not any("_" in name for name in charts)  # no raw names
+    assert charts["Generated tokens/s"]["marks"] == [points - 1]  # a rate needs the reading before it
     assert "kv_cache_usage_peak_pct" in report.js("document.getElementById('server').textContent")
+    # the first scrape (at session start) came before the first request: at a negative time on the client's axis
+    assert -30 < server["start_s"] < 0
+    drawn = report.js("""Chart.getChart([...document.querySelectorAll('#server-charts canvas')].find(c =>
+        c.closest('.chart').querySelector('h3').textContent === 'Requests running'))
+        .data.datasets.filter(d => !d.marker)[0].data.map(p => p.x)""")
+    assert drawn == [pytest.approx(point["t"] + server["start_s"], abs=2e-3) for point in timeline]
+    assert report.js("Chart.getChart(document.querySelector('#server-charts canvas')).options.scales.x.title.text") == \
+        report.js("Chart.getChart('chart-timeline').options.scales.x.title.text").removeprefix("sent, ")
 
 
 def test_what_changed_shows_escaped_word_diffs_of_the_changed_answers(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:

@@ -97,8 +97,11 @@ function perMetric(canvas, sets, axisOf, axes, marked, xTitle) {
     var own = sets.filter(function (d) { return d.name === name; }).map(function (d) {
       return Object.assign({}, d, {yAxisID: "y", borderDash: []});
     });
-    var scale = {y: axes[axisOf(name)]};
-    draw(chartBox(grid, name), {type: "line", data: {datasets: marked ? own.concat(levelMarks(own, runs)) : own},
+    var scale = {y: axes[axisOf(name)]}, canvas = chartBox(grid, name);
+    if (own.every(function (d) { return d.data.every(function (p) { return p.y === 0; }); })) {
+      return noChart(canvas, "0 throughout every run");
+    }
+    draw(canvas, {type: "line", data: {datasets: marked ? own.concat(levelMarks(own, runs)) : own},
       options: {scales: axesOf(scale, xTitle), interaction: {mode: "nearest", intersect: false}}});
   });
 }
