@@ -164,6 +164,7 @@ def test_numbers_come_first_in_the_test_and_comparison_tables_on_a_phone(pyteste
                 const after = row.cells[0].getBoundingClientRect().left;
                 const last = row.cells[row.cells.length - 1].getBoundingClientRect();
                 return {{head: head.map(c => c.textContent.trim()), secondRight: cells[1].right, before, after,
+                         headTops: head.slice(0, 2).map(c => c.getBoundingClientRect().top),
                          lastRight: last.right,
                          scrolls: t.scrollWidth > t.clientWidth}}; }})()""")
             assert seen["scrolls"] or table.endswith("deltas"), (path.name, table)  # wider than a phone: it scrolls
@@ -171,6 +172,7 @@ def test_numbers_come_first_in_the_test_and_comparison_tables_on_a_phone(pyteste
             assert seen["after"] == pytest.approx(seen["before"], abs=1) and seen["lastRight"] <= PHONE + 1, seen
             if table.endswith("deltas"):
                 assert seen["head"][:4] == ["test", "before", "after", "change"], seen
+            assert seen["headTops"][0] == pytest.approx(seen["headTops"][1], abs=1), seen  # the fixed cell in its row
         heading = report.js("[...document.querySelectorAll('#test-table thead th')].map(t => t.dataset.key || '')")
         assert heading[0] == "id" and heading[1] == "latency", heading  # the id, then the measurements
         assert report.js("getComputedStyle(document.querySelector('#test-table tbody td')).position") == "sticky"
