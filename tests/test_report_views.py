@@ -72,6 +72,12 @@ def test_a_compared_run_draws_its_baselines_distributions_beside_its_own(pyteste
     histogram = report.js(DRAWN, "Latency — histogram")
     assert [d["colour"] for d in histogram] == [BASELINE_COLOUR, RUN_COLOURS[0]]
     assert baseline.parent.name in report.js("document.querySelector('.baseline-note').textContent")
+    from pytest_llmbench.session.report_html.cli import main  # the same run's report made afterwards: the same
+
+    assert main([str(current), "-o", str(pytester.path / "again.html")]) == 0
+    again = open_report(pytester.path / "again.html")
+    assert [(d["label"].split(" · ")[0], d["colour"], d["x"]) for d in again.js(DRAWN, "Latency — CDF")] == [
+        (f"baseline {baseline.parent.name}", BASELINE_COLOUR, before["x"]), (current.parent.name, RUN_COLOURS[0], now["x"])]
 
 
 def test_the_warm_up_is_shaded_on_the_timelines(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:

@@ -37,6 +37,22 @@ def run_label(batch_file: Path, named_folder: bool = True) -> str:
     return folder if named_folder or folder.startswith(stamp) else stamp  # run ids: 20261207-045933-2
 
 
+def baseline_of(batch: Batch) -> tuple[Batch, str] | None:
+    """The baseline a lone run was compared with at run time (``--llmbench-compare``), while its batch file is still
+    where the run found it: its distributions are drawn beside the run's, as in the run's own report. Only a regular
+    file is read (a batch naming a pipe or a device cannot make the command wait)."""
+    comparison = (batch.get("gates") or {}).get("comparison") or {}
+    stored = comparison.get("baseline")
+    path = Path(stored) if isinstance(stored, str) and stored else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        return read_batch(path, required=("tests",)), run_label(path, named_folder=False)
+    except BatchFileError as exc:
+        print(f"llmbench-report: its baseline is not drawn: {exc}", file=sys.stderr)
+        return None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmbench-report",
@@ -67,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"llmbench-report: {exc}", file=sys.stderr)
         return 2
     try:
-        written = write_report(runs, args.output, args.title)
+        written = write_report(runs, args.output, args.title, baseline_of(runs[0][0]) if len(runs) == 1 else None)
     except OSError as exc:
         print(f"llmbench-report: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
         return 1
