@@ -41,8 +41,9 @@ def baseline_of(batch: Batch) -> tuple[Batch, str] | None:
     """The baseline a lone run was compared with at run time (``--llmbench-compare``), while its batch file is still
     where the run found it: its distributions are drawn beside the run's, as in the run's own report. Only a regular
     file is read (a batch naming a pipe or a device cannot make the command wait)."""
-    comparison = (batch.get("gates") or {}).get("comparison") or {}
-    stored = comparison.get("baseline")
+    gates = batch.get("gates")
+    comparison = gates.get("comparison") if isinstance(gates, dict) else None
+    stored = comparison.get("baseline") if isinstance(comparison, dict) else None
     path = Path(stored) if isinstance(stored, str) and stored else None
     if path is None or not path.is_file():
         return None
