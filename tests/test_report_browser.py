@@ -154,6 +154,12 @@ def test_monitored_runs_draw_the_hardware_timeline(pytester: pytest.Pytester, st
     (hardware,) = [c for c in report.js(CHART_MARKS) if c["name"] == "chart-hardware"]
     assert hardware["marks"][:2] and all(n >= 2 for n in hardware["marks"][:2]), hardware  # CPU %, memory %
     assert "CPU mean" in report.js("document.getElementById('hardware').innerText")
+    section = load_batch(pytester)["hardware"]  # on the client's time axis: its start_s from the first request
+    assert -30 < section["start_s"] < 30
+    assert report.js("Chart.getChart('chart-hardware').options.scales.x.title.text") == "s from the first request"
+    drawn = report.js("Chart.getChart('chart-hardware').data.datasets.find(d => d.label === 'CPU %').data.map(p => p.x)")
+    assert drawn == [pytest.approx(p["t"] + section["start_s"], abs=2e-3) for p in section["timeseries"]
+                     if p["cpu_pct"] is not None]
 
 
 def test_a_run_compared_with_a_baseline_shows_the_deltas(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:

@@ -265,7 +265,7 @@ class Recorder:
     def _hardware(self, aggregate: dict[str, Any]) -> dict[str, Any] | None:
         if self.monitor is None:
             return None
-        hardware = self.monitor.summary()
+        hardware = self.monitor.summary(self.first_sent)
         energy, tokens = hardware.get("gpu_energy_j"), aggregate["total_completion_tokens"]
         hardware["tokens_per_joule"] = tokens / energy if energy and tokens else None
         return hardware

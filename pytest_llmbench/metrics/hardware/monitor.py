@@ -354,14 +354,17 @@ class PerformanceMonitor:
                 inside, _, _ = self._span(measurement.start_t, measurement.end_t)
                 measurement.metrics.update(summarize_block(entry, inside, exit_))
 
-    def summary(self) -> dict[str, Any]:
-        """Run-level figures and a plot-ready timeline of at most `max_points` points."""
+    def summary(self, first_sent: float | None = None) -> dict[str, Any]:
+        """Run-level figures and a plot-ready timeline of at most `max_points` points; ``first_sent`` (monotonic), the
+        run's first request, from which ``start_s`` counts the first sample (the timeline's ``t`` counts from it)."""
         with self._lock:
             energies = [d.energy_j for d in self._devices if d.energy_j is not None]
+            first = self._first_t
             return {
                 "interval_s": self.interval,
                 "samples": self._count,
                 "duration_s": None if self._first_t is None or self._last_t is None else self._last_t - self._first_t,
+                "start_s": None if first is None or first_sent is None else round(first - first_sent, 3),
                 "gpu_devices": list(self.device_names),
                 "gpu_unavailable_reason": self.gpu_unavailable_reason,
                 "gpus": [device_summary(i, n, d) for i, (n, d) in enumerate(zip(self.device_names, self._devices))],

@@ -136,10 +136,13 @@ def sweep_view(sweep: Any, slos: Sequence[Mapping[str, Any]] = ()) -> dict[str, 
             "columns": [title for _, title in SWEEP_COLUMNS], "knee": None if knee is None else str(knee)}
 
 
-def hardware_columns(timeseries: Any) -> dict[str, list[Any]] | None:
-    """The monitor's timeline (per-device lists inside each point) as one column per series."""
+def hardware_columns(hardware: Mapping[str, Any]) -> dict[str, list[Any]] | None:
+    """The monitor's timeline (per-device lists inside each point) as one column per series, on the client's time
+    axis when the section says when its first sample came (``start_s``, from the first request)."""
+    timeseries = hardware.get("timeseries")
     if not isinstance(timeseries, list) or not timeseries:
         return None
+    shift = finite_number(hardware.get("start_s")) or 0.0
     columns: dict[str, list[Any]] = {"t": [], "CPU %": [], "memory %": []}
     devices = max(len(p.get("gpu_util_pct") or []) for p in timeseries)
     series = (("gpu_util_pct", "util %"), ("gpu_power_w", "power W"), ("gpu_memory_used_gb", "memory GB"))
@@ -147,7 +150,8 @@ def hardware_columns(timeseries: Any) -> dict[str, list[Any]] | None:
     for _, name, _ in names:
         columns[name] = []
     for point in timeseries:
-        columns["t"].append(finite_number(point.get("t")))
+        t = finite_number(point.get("t"))
+        columns["t"].append(None if t is None else round(t + shift, 3))
         columns["CPU %"].append(finite_number(point.get("cpu_pct")))
         columns["memory %"].append(finite_number(point.get("memory_pct")))
         for key, name, device in names:

@@ -131,13 +131,15 @@ function throughput() {
     function (name) { return /token/.test(name) ? "y1" : "y"; },
     {y: "requests/s · in flight", y1: "tokens/s"}, true, X_TITLE);
 }
+function aligned(part) { return runs.every(function (run) { return !run[part] || run[part + "_aligned"]; }); }
 function hardware() {
   timeChart(document.getElementById("chart-hardware"), function (run) { return run.hardware; },
-    function (name) { return /%/.test(name) ? "y" : "y1"; }, {y: "%", y1: "W · GB"}, false,
-    "s from the monitor's first sample");
+    function (name) { return /%/.test(name) ? "y" : "y1"; }, {y: "%", y1: "W · GB"}, aligned("hardware"),
+    aligned("hardware") ? X_TITLE : "s from the monitor's first sample");
 }
-/* The server's series, each its own chart, named as the server catalog names them; on the client's time axis when
-   the batch says when the first scrape came (else from that scrape, as the axis then says). */
+/* The server's series, each its own chart, named as the server catalog names them. The server's and the hardware
+   monitor's timelines are on the client's time axis when the batch says when their first reading came (else from
+   that reading, as the axis then says). */
 function server() {
   var box = document.getElementById("server-charts");
   if (!box) { return; }
@@ -147,12 +149,12 @@ function server() {
       seriesNames(run.server).forEach(function (n) { if (names.indexOf(n) < 0) { names.push(n); } });
     }
   });
-  var aligned = runs.every(function (run) { return !run.server || run.server_aligned; });
+  var onAxis = aligned("server");
   names.slice(0, 12).forEach(function (name) {
     timeChart(chartBox(box, name), function (run) {
       if (!run.server || !run.server[name]) { return null; }
       var cols = {}; cols[xKeyOf(run.server)] = run.server[xKeyOf(run.server)]; cols[name] = run.server[name];
       return cols;
-    }, function () { return "y"; }, {y: name}, aligned, aligned ? X_TITLE : "s from the first scrape");
+    }, function () { return "y"; }, {y: name}, onAxis, onAxis ? X_TITLE : "s from the first scrape");
   });
 }
