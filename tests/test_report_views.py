@@ -14,7 +14,7 @@ from openai_stub import OpenAIStub, write_suite
 from report_sessions import REPORT_STUB, batch_file, load_batch, report_file, results, run_session
 
 STUB = REPORT_STUB
-RUN_COLOURS = ["#2563eb", "#dc2626"]
+RUN_COLOURS = ["#2563eb", "#dc2626", "#059669", "#d97706"]
 BASELINE_COLOUR = "#6b7280"
 PHONE = 390
 
@@ -120,14 +120,28 @@ def test_runs_that_would_crowd_one_chart_get_one_chart_per_metric(pytester: pyte
     assert main([str(first), str(second), "-o", str(out), "--label", "A", "--label", "B"]) == 0
     report = open_report(out)
     assert report.problems == []
-    assert report.js("document.getElementById('chart-throughput')") is None  # 2 runs x 4 series: not in one chart
+    assert report.js("document.getElementById('chart-throughput')") is None  # 2 runs x 5 series: not in one chart
     titles = report.js("[...document.querySelectorAll('#timeline .per-metric .chart h3')].map(h => h.textContent)")
     assert {"requests completed/s", "output tokens/s", "requests in flight"} <= set(titles), titles
     for title in titles:
         drawn = report.js(DRAWN, title)
         assert [(d["label"], d["colour"]) for d in drawn] == [(f"A · {title}", RUN_COLOURS[0]),
                                                                 (f"B · {title}", RUN_COLOURS[1])], title
+    assert len(report.js(DRAWN, "Latency — histogram")) == 2  # two runs' histograms share one chart
     assert all(all(n > 0 for n in chart["marks"]) for chart in report.js(CHART_MARKS))
+    labels = ["A", "B", "C", "D"]  # four runs' histograms would crowd one: one each, the CDF keeps them together
+    assert main([str(first), str(second), str(first), str(second), "-o", str(out),
+                 *(arg for label in labels for arg in ("--label", label))]) == 0
+    report = open_report(out)
+    assert report.problems == []
+    for k, label in enumerate(labels):
+        (own,) = report.js(DRAWN, f"Latency — histogram, {label}")
+        assert own["colour"] == RUN_COLOURS[k], label
+    assert len(report.js(DRAWN, "Latency — CDF")) == 4 and report.js(DRAWN, "Latency — histogram") is None
+    scales = report.js("""[...document.querySelectorAll('canvas')].filter(c => c.closest('.chart').querySelector('h3')
+        ?.textContent.startsWith('Latency — histogram, ')).map(c => { const s = Chart.getChart(c).scales;
+        return [s.x.min, s.x.max, s.y.max]; })""")
+    assert len(scales) == 4 and all(scale == scales[0] for scale in scales)  # comparable: the same axes
 
 
 def test_generated_tests_draw_the_token_lengths_asked_for_against_those_served(pytester: pytest.Pytester, stub: OpenAIStub, open_report: Any) -> None:

@@ -14,6 +14,7 @@ function distributionSeries() {
   return series;
 }
 var SERIES = distributionSeries();
+var MAX_OVERLAID = 3;  /* more histograms than this in one chart crowd it: one histogram per run, on shared axes */
 var overlaid = SERIES.length > 1;
 function seriesLabel(s, text) { return overlaid ? s.label + " · " + text : text; }
 /* A column of the tests, only those of `level` when one is chosen (a sweep's level label), nulls left out. */
@@ -64,7 +65,7 @@ function distribution(box, entry, level) {
   var histHi = clipped === null ? hi : clipped;
   var bins = Math.max(10, Math.min(60, Math.round(Math.sqrt(all.length / drawn.length))));
   var width = (histHi - lo) / bins || 1;
-  var hist = [], cdf = [], histTop = 0;
+  var hist = [], cdf = [], histTop = 0, own = [];
   series.forEach(function (values, si) {
     var s = drawn[si];
     if (!values.length) { return; }
@@ -74,6 +75,7 @@ function distribution(box, entry, level) {
     points.forEach(function (p) { histTop = Math.max(histTop, p.y); });
     hist.push({type: "bar", label: seriesLabel(s, title), data: points, backgroundColor: alpha(s.colour, overlaid ? 0.45 : 0.7),
       borderColor: s.colour, borderWidth: 1, barPercentage: 1, categoryPercentage: 1, grouped: false});
+    own.push(s);
     cdf.push({type: "line", label: seriesLabel(s, "CDF"), data: cdfPoints(values), borderColor: s.colour,
       backgroundColor: s.colour, pointRadius: 0, borderWidth: 2, stepped: true, borderDash: s.baseline ? [5, 3] : []});
   });
@@ -87,8 +89,14 @@ function distribution(box, entry, level) {
     text: title + ", " + unit + note + (clipped === null ? "" : "; the last bar holds every value above " +
       clipped.toFixed(1) + " " + unit + " (max " + hi.toFixed(1) + ")")}});
   var suffix = level === null ? "" : " at " + level;
-  draw(chartBox(box, title + " — histogram" + suffix), {type: "bar", data: {datasets: hist}, options: {
-    scales: {x: histAxis, y: {title: {display: true, text: "% of " + counted}, beginAtZero: true}}}});
+  var histograms = own.length > MAX_OVERLAID ? own.map(function (s, k) {
+    return {title: title + " — histogram, " + s.label + suffix, sets: [hist[k]].concat(markers(s, key, unit, histTop, level))};
+  }) : [{title: title + " — histogram" + suffix, sets: hist}];
+  var yAxis = {title: {display: true, text: "% of " + counted}, beginAtZero: true};
+  if (histograms.length > 1) { yAxis.max = Math.ceil(histTop); }  /* one scale for the runs' histograms */
+  histograms.forEach(function (h) {
+    draw(chartBox(box, h.title), {type: "bar", data: {datasets: h.sets}, options: {scales: {x: histAxis, y: yAxis}}});
+  });
   draw(chartBox(box, title + " — CDF" + suffix), {type: "line", data: {datasets: cdf}, options: {
     scales: {x: xAxis, y: {min: 0, max: 1, title: {display: true, text: "share at or below"}}}}});
 }
