@@ -173,7 +173,7 @@ def _tests(rows: list[Row], batch_dir: Path | None, report_dir: Path) -> dict[st
         tests["start"].append(None if start is None else round(start, 4))
         tests["file"].append(file_link(base, row.get("completion_file")))
     tests["texts"] = list(names)
-    unused = [key for key, _, _, key in WORKLOAD if all(v is None for v in tests[key])]
+    unused = [asked for *_, asked in WORKLOAD if all(v is None for v in tests[asked])]
     for key in unused + ([] if any(row.get("level") for row in rows) else ["level"]):
         del tests[key]  # columns most runs do not have: not written at all
     return tests

@@ -1,6 +1,7 @@
 """The optional sections of a batch, which other features add, as chart columns: the load timeline, the sweep,
-the hardware monitor's timeline and the server's metrics. Each reader accepts what it finds and returns None
-for what is absent or malformed, so the report skips the chart instead of failing.
+the hardware monitor's timeline and the server's metrics, all on the client's time axis (seconds from the first
+request), and what the timelines mark (the levels' starts, the warm-up). Each reader accepts what it finds and
+returns None for what is absent or malformed, so the report skips the chart instead of failing.
 """
 
 from __future__ import annotations
