@@ -25,7 +25,8 @@ from ..metrics.workload import workload_lines
 from ..options import Settings
 from ..session.endpoint import Endpoint
 from ..session.load.summary import load_lines
-from ..session.report_html import DEFAULT_NAME, run_label, write_report
+from ..session.report_html import DEFAULT_NAME, write_report
+from ..session.run_folder import run_label
 from ..session.target import Target
 from .terminal import safe, write_gates, write_summary
 

@@ -110,3 +110,10 @@ def resolve_baseline(given: Path, output: Path) -> tuple[Path | None, str | None
         return None, (f"no earlier run with a batch file in {output}, so nothing to compare with "
                       f"(--llmbench-compare {given}); this run is the baseline of the next")
     return found, None
+
+
+def run_label(batch_file: Path, named_folder: bool = True) -> str:
+    """A run's default label: its run id (its run folder's name, when the folder was named or is the run's own),
+    else the batch file's time stamp."""
+    folder, stamp = batch_file.resolve().parent.name, batch_file.stem.removeprefix("batch_results_")
+    return folder if named_folder or folder.startswith(stamp) else stamp  # run ids: 20261207-045933-2

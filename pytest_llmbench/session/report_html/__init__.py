@@ -7,7 +7,6 @@ pytest-html's report.)
 
 from __future__ import annotations
 
-from .cli import run_label
 from .render import DEFAULT_NAME, write_report
 
-__all__ = ["DEFAULT_NAME", "run_label", "write_report"]
+__all__ = ["DEFAULT_NAME", "write_report"]

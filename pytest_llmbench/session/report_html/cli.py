@@ -13,7 +13,7 @@ from pathlib import Path
 from ...batch import Batch
 from ...exceptions import BatchFileError
 from ...metrics.batch_file import read_batch
-from ..run_folder import resolve_run
+from ..run_folder import resolve_run, run_label
 from .render import DEFAULT_NAME, write_report
 
 
@@ -28,13 +28,6 @@ def find_batch(given: Path) -> tuple[Path, str]:
     if found is None:
         raise BatchFileError(f"{given}: no run with a batch file in {given.parent}")
     return found, run_label(found, named_folder=found != given)
-
-
-def run_label(batch_file: Path, named_folder: bool = True) -> str:
-    """A run's default label: its run id (its run folder's name, when the folder was named or is the run's own),
-    else the batch file's time stamp."""
-    folder, stamp = batch_file.resolve().parent.name, batch_file.stem.removeprefix("batch_results_")
-    return folder if named_folder or folder.startswith(stamp) else stamp  # run ids: 20261207-045933-2
 
 
 def baseline_of(batch: Batch) -> tuple[Batch, str] | None:
