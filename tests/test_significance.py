@@ -224,7 +224,8 @@ def test_per_test_deltas_over_repeats_in_a_session_and_the_report(pytester: pyte
     assert per_test["t0"]["p_value"] < 0.05 and per_test["t1"]["p_value"] is not None  # each test tested
     result.stdout.fnmatch_lines(["largest regressions: t0?stub-model? *s -> *s (+*%)*"])
     html = _report_ab(pytester, baseline, current)  # its per-test table: medians over the repeats
-    assert re.search(r'<tr><td>t0</td><td>stub-model</td><td>[^<]*</td><td>[^<]*</td><td class="worse">', html)
+    assert re.search(r'<tr><td>t0</td><td>[^<]*</td><td>[^<]*</td><td class="worse">[^<]*</td><td class="text">stub-model</td>',
+                     html)
 
 
 def test_a_rise_its_repeats_do_not_support_is_no_regression_and_stays_uncoloured() -> None:
