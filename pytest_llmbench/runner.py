@@ -7,9 +7,7 @@ arrive as plain callables.
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
-import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,89 +17,23 @@ from .checks.embeddings import embedding_checks
 from .checks.evaluate import DEFAULT_MIN_SCORE, evaluate, format_failures, needs_judge
 from .checks.judge import judge_question, run_judge
 from .checks.rerank import rerank_checks
+from .checks.tool_calls import pair_results
 from .collect.images import inline_images
+from .collect.shaped import ShapedPrompts
 from .collect.suite import TestCase
-from .collect.workload.prompts import PromptBuilder
-from .collect.workload.tokens import resolve_tokenizer
-from .exceptions import ClientError, HookError, LLMBenchError, LLMBenchWarning
+from .exceptions import HookError, LLMBenchError
 from .http.api_errors import MESSAGE_LIMIT
 from .http.client import LLMClient
 from .http.embeddings import embeddings_body
 from .http.openai import build_body, chat_endpoint
 from .http.rerank import rerank_body
 from .http.responses import RESPONSES, responses_body
+from .http.tool_calls import answered_calls
 from .metrics.slo import check_test_slo
 from .options import Settings, name_options
 from .result import ApiError, TestResult, now_iso
 
 Answered = tuple[TestResult, tuple[float, float]]  # a request's result and its monotonic window
-
-
-class ShapedPrompts:
-    """One process's prompt builder for generated tests; the tokenizer is resolved once, on first use.
-
-    Collection sends nothing (it runs in every xdist worker): the process that sends a generated request builds its
-    text just before. A load run prepares every body before its first request leaves, so building is never inside
-    a measured request."""
-
-    def __init__(self, client: LLMClient, local_tokenizer: str | None) -> None:
-        self._client = client
-        self._local = local_tokenizer
-        self._builder: PromptBuilder | None = None
-        self._context: dict[str, int] | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def builder(self) -> PromptBuilder:
-        with self._lock:
-            if self._builder is None:
-                tokenizer, warning = resolve_tokenizer(self._client, self._client.model, self._local)
-                if warning:
-                    warnings.warn(LLMBenchWarning(f"llmbench: {warning}"), stacklevel=2)
-                self._builder = PromptBuilder(tokenizer)
-            return self._builder
-
-    @property
-    def estimated(self) -> bool:
-        """Whether the lengths are estimates (known once a prompt was built)."""
-        return self._builder is not None and self._builder.tokenizer.estimated
-
-    def apply(self, case: TestCase, model: str | None) -> TestCase:
-        """The case with its prompt (or its user message) built; raises LLMBenchError when it cannot be."""
-        shape = case.shape
-        assert shape is not None
-        self._check_context(case, model)
-        builder = self.builder
-        head = [i for block in shape.blocks for i in builder.block(block.key, block.tokens)]
-        text, _ = builder.text(shape.input_tokens, shape.key, head)
-        if case.messages is None:
-            return dataclasses.replace(case, prompt=text)
-        return dataclasses.replace(case, messages=(*case.messages[:-1], {**case.messages[-1], "content": text}))
-
-    def _check_context(self, case: TestCase, model: str | None) -> None:
-        """Refuse a request longer than the model's context, when /v1/models says how long that is (vLLM)."""
-        shape = case.shape
-        assert shape is not None
-        limit = self.context_lengths.get(model or self._client.model or "")
-        total = shape.input_tokens + (shape.output_tokens or 0)
-        if limit is not None and total > limit:
-            raise ClientError(f"{case.id} asks for {shape.input_tokens} input + {shape.output_tokens or 0} output "
-                              f"tokens, beyond the model's context of {limit} tokens (max_model_len in /v1/models)")
-
-    @property
-    def context_lengths(self) -> dict[str, int]:
-        """Each listed model's ``max_model_len`` (vLLM lists it), from GET /v1/models once per process; none when
-        the server lists none or cannot be asked (the request then finds out)."""
-        with self._lock:
-            if self._context is None:
-                try:
-                    if self._client.listed is None:
-                        self._client.list_models()
-                except ClientError:
-                    pass
-                self._context = {entry["id"]: entry["max_model_len"] for entry in self._client.listed or ()
-                                 if isinstance(entry.get("max_model_len"), int) and entry["max_model_len"] > 0}
-            return self._context
 
 
 def _no_request_hook(test_case: TestCase, request: dict[str, Any]) -> None:
@@ -142,36 +74,65 @@ class Runner:
 
     def talk(self, case: TestCase, model: str | None = None) -> list[Answered]:
         """A conversation's requests, as a chat app's user sends them: each turn with every earlier answer in the
-        context, after ``think_time_s``. Stops at a failed turn: the next has no answer to follow. Only sends (a
-        load run calls this on its own threads); ``finish_answers`` checks the answers."""
+        context, after ``think_time_s``; a tool-result test's final request with the calls the first answer made
+        and their scripted results. Stops at a failed turn, or calls the results cannot answer: the next has no
+        answer to follow. Only sends (a load run calls this on its own threads); ``finish_answers`` checks."""
         assert case.turns is not None
         context = list(case.messages or ())
         answered: list[Answered] = []
+        results: list[dict[str, Any]] = []  # the calls' results, which the next request carries
         for number, turn in enumerate(case.turns, 1):
             if number > 1 and case.think_time_s:
                 time.sleep(case.think_time_s)
-            context.append({"role": "user", "content": turn.content})
-            body = self.prepare(self._turn(case, context, answered), model)
+            fresh = results + ([{"role": "user", "content": turn.content}] if turn.content is not None else [])
+            results = []
+            context += fresh
+            body = self.prepare(self._turn(case, context, fresh, answered), model)
             started = time.monotonic()
             result = self.client.send(case.api_type, body)
             answered.append((result, (started, time.monotonic())))
             if not result.success:
                 break
-            context.append({"role": "assistant", "content": result.response_text})
+            if number == len(case.turns) or case.turns[number].tool_results is None:
+                context.append({"role": "assistant", "content": result.response_text})
+                continue
+            answers = self.tool_answers(case, number, result)
+            if isinstance(answers, str):
+                break
+            made, results = answered_calls(result.response_text, answers, responses=case.api == RESPONSES)
+            context += made
         return answered
 
     @staticmethod
-    def _turn(case: TestCase, context: list[dict[str, Any]], answered: list[Answered]) -> TestCase:
-        """A turn's request: the whole conversation so far, or on the Responses API only the new turn and the
-        previous answer's id (``previous_response_id``: the server keeps the conversation)."""
+    def _turn(case: TestCase, context: list[dict[str, Any]], fresh: list[dict[str, Any]],
+              answered: list[Answered]) -> TestCase:
+        """A turn's request: the whole conversation so far, or on the Responses API only what is new (the user's
+        text, the calls' results) and the previous answer's id (``previous_response_id``: the server keeps the
+        conversation)."""
         before = answered[-1][0].response_id if answered else None
         if case.api == RESPONSES and before:
-            return dataclasses.replace(case, messages=(context[-1],), turns=None,
+            return dataclasses.replace(case, messages=tuple(fresh), turns=None,
                                        parameters={**case.parameters, "previous_response_id": before})
         return dataclasses.replace(case, messages=tuple(context), turns=None)
 
+    def tool_answers(self, case: TestCase, number: int,
+                     result: TestResult) -> list[tuple[Mapping[str, Any], str]] | str:
+        """Turn ``number``'s calls with the next turn's scripted results, or why the final request is not sent: a
+        call no result answers (or a result no call asks for), or calls that fail their checks."""
+        assert case.turns is not None
+        pairs = pair_results(case.turns[number].tool_results or (), result.tool_calls, result.response_text)
+        if isinstance(pairs, str):
+            return pairs
+        if self.evaluate:
+            failed = evaluate(case.turns[number - 1].expected or {}, result.response_text, result.completion_tokens,
+                              called=result.tool_calls, tools=result.request.get("tools")).failures
+            if failed:
+                return "the calls failed their checks: " + ", ".join(check.label for check in failed)
+        return [(call, answer.content) for call, answer in pairs]
+
     def finish_answers(self, case: TestCase, answered: list[Answered]) -> list[Answered]:
-        """Each answer finished: a conversation's turns each with the test's checks and the turn's own over them."""
+        """Each answer finished: a conversation's turns each with the test's checks and the turn's own over them.
+        A tool-result test's first answer whose calls the results cannot answer fails a ``tool_results`` check."""
         if case.turns is None:
             return [(self.finish(case, result), window) for result, window in answered]
         for number, (result, _) in enumerate(answered, 1):
@@ -180,6 +141,11 @@ class Runner:
                                       slo={**(case.slo or {}), **(turn.slo or {})} or None, turns=None)
             result.turn = number
             self.finish(own, result)
+            ahead = case.turns[number].tool_results if number < len(case.turns) else None
+            if ahead is not None and number == len(answered) and result.success:
+                unanswered = pair_results(ahead, result.tool_calls, result.response_text)
+                if isinstance(unanswered, str):
+                    add_failed_check(result, "tool_results", unanswered)
         return answered
 
     def prepare(self, case: TestCase, model: str | None = None) -> dict[str, Any]:
@@ -379,10 +345,13 @@ def _share(checks: list[dict[str, Any]]) -> float | None:
     return sum(bool(c["passed"]) for c in checks) / len(checks) if checks else None
 
 
-def failure_message(result: TestResult) -> str | None:
-    """The short reason an item fails, or None when it passes; a conversation's turn says which it is."""
+def failure_message(result: TestResult, case: TestCase) -> str | None:
+    """The short reason an item fails, or None when it passes; a conversation's turn says which it is (``turn 2``,
+    or a tool-result test's ``tool calls`` / ``final answer``)."""
     message = _failure(result)
-    return f"turn {result.turn}: {message}" if message and result.turn is not None else message
+    if not message or result.turn is None or case.turns is None:
+        return message
+    return f"{case.turns[result.turn - 1].stage(result.turn)}: {message}"
 
 
 def _failure(result: TestResult) -> str | None:

@@ -3,7 +3,8 @@
 The answer is ``"turn N: <the last user text>"`` where N counts the turns of the conversation the server kept for
 ``previous_response_id``. A stream opens with ``response.created`` and ``response.in_progress`` (no tokens), waits
 ``first_gap`` seconds, then sends the answer's words as ``response.output_text.delta`` events and ends with
-``response.completed`` and its usage (no ``[DONE]``). ``call`` answers with one function call instead.
+``response.completed`` and its usage (no ``[DONE]``). ``call`` answers with one function call instead, unless the
+input brings function call outputs: then the answer reads ``"turn N: <the last output>"``.
 """
 
 from __future__ import annotations
@@ -36,13 +37,14 @@ class ResponsesStub:
         body = json.loads(request.get_data())
         self.requests.append(body)
         given = body["input"]
-        last = given if isinstance(given, str) else str(given[-1]["content"])
+        last = given if isinstance(given, str) else str(given[-1].get("content", given[-1].get("output")))
+        answered = not isinstance(given, str) and given[-1].get("type") == "function_call_output"
         turn = self._turns.get(body.get("previous_response_id") or "", 0) + 1
         response_id = f"resp_{len(self.requests)}"
         self._turns[response_id] = turn
         text = f"turn {turn}: {last}"
         usage = {"input_tokens": 5, "output_tokens": len(text.split()), "total_tokens": 5 + len(text.split())}
-        if self.call:
+        if self.call and not answered:
             output: list[dict[str, Any]] = [{"type": "function_call", "call_id": "call_1", "name": self.call[0],
                                              "arguments": self.call[1], "status": "completed"}]
         else:
@@ -50,10 +52,11 @@ class ResponsesStub:
                        "content": [{"type": "output_text", "text": text, "annotations": []}]}]
         whole = {"id": response_id, "object": "response", "status": "completed", "output": output, "usage": usage}
         if body.get("stream"):
-            return Response(self._stream(whole, text), content_type="text/event-stream")
+            return Response(self._stream(whole, text, self.call if not answered else None),
+                            content_type="text/event-stream")
         return Response(json.dumps(whole), content_type="application/json")
 
-    def _stream(self, whole: dict[str, Any], text: str) -> Iterator[bytes]:
+    def _stream(self, whole: dict[str, Any], text: str, call: tuple[str, str] | None) -> Iterator[bytes]:
         def event(kind: str, **data: Any) -> bytes:
             return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
 
@@ -65,11 +68,11 @@ class ResponsesStub:
             yield event("response.failed", response={**started, "status": "failed",
                                                      "error": {"code": "server_error", "message": "out of memory"}})
             return
-        if self.call:
+        if call:
             yield event("response.output_item.added", output_index=0,
-                        item={"type": "function_call", "call_id": "call_1", "name": self.call[0], "arguments": ""})
-            for start in range(0, len(self.call[1]), 4):
-                yield event("response.function_call_arguments.delta", output_index=0, delta=self.call[1][start:start + 4])
+                        item={"type": "function_call", "call_id": "call_1", "name": call[0], "arguments": ""})
+            for start in range(0, len(call[1]), 4):
+                yield event("response.function_call_arguments.delta", output_index=0, delta=call[1][start:start + 4])
         else:
             yield event("response.output_item.added", output_index=0, item={"type": "message", "content": []})
             for n, word in enumerate(text.split(" ")):

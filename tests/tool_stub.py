@@ -3,7 +3,8 @@
 ``calls`` maps a substring of the last user message to the calls to answer with, each ``(name, arguments)``
 where arguments is the exact text the "model" wrote (it may be broken JSON on purpose). A streamed call goes out
 as OpenAI streams it: a first delta with index, id and name, then the arguments in ``FRAGMENT``-character pieces,
-calls interleaved, and ``finish_reason: "tool_calls"``. Messages matching no key get ``text`` as a plain answer.
+calls interleaved, and ``finish_reason: "tool_calls"``. Messages matching no key get ``text`` as a plain answer;
+a conversation whose last messages are tool results gets ``final`` with those results in it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ FRAGMENT = 5
 class ToolStub:
     calls: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     text: str = "no tool needed"
+    final: str = "the tools said: {}"
+    id_prefix: str = "call_"
     requests: list[dict[str, Any]] = field(default_factory=list)
 
     def install(self, httpserver: Any) -> str:
@@ -36,11 +39,15 @@ class ToolStub:
         self.requests.append(body)
         asked = str(body["messages"][-1].get("content"))
         calls = next((c for key, c in self.calls.items() if key in asked), None)
+        text = self.text
+        if body["messages"][-1].get("role") == "tool":
+            results = [m["content"] for m in body["messages"] if m.get("role") == "tool"]
+            calls, text = None, self.final.format("; ".join(results))
         if body.get("stream"):
-            return Response(self._stream(calls), content_type="text/event-stream")
-        message: dict[str, Any] = {"role": "assistant", "content": None if calls else self.text}
+            return Response(self._stream(calls, text), content_type="text/event-stream")
+        message: dict[str, Any] = {"role": "assistant", "content": None if calls else text}
         if calls:
-            message["tool_calls"] = [{"id": f"call_{n}", "type": "function",
+            message["tool_calls"] = [{"id": f"{self.id_prefix}{n}", "type": "function",
                                       "function": {"name": name, "arguments": arguments}}
                                      for n, (name, arguments) in enumerate(calls)]
         usage = {"prompt_tokens": 9, "completion_tokens": 12, "total_tokens": 21}
@@ -48,17 +55,17 @@ class ToolStub:
         return Response(json.dumps({"id": "x", "object": "chat.completion", "choices": [choice], "usage": usage}),
                         content_type="application/json")
 
-    def _stream(self, calls: list[tuple[str, str]] | None) -> Iterator[bytes]:
+    def _stream(self, calls: list[tuple[str, str]] | None, text: str) -> Iterator[bytes]:
         def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
             chunk = {"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
             return f"data: {json.dumps(chunk)}\n\n".encode()
 
         yield event({"role": "assistant"})
         if not calls:
-            yield event({"content": self.text}, "stop")
+            yield event({"content": text}, "stop")
         else:
             for n, (name, _) in enumerate(calls):
-                yield event({"tool_calls": [{"index": n, "id": f"call_{n}", "type": "function",
+                yield event({"tool_calls": [{"index": n, "id": f"{self.id_prefix}{n}", "type": "function",
                                              "function": {"name": name, "arguments": ""}}]})
             longest = max(len(arguments) for _, arguments in calls)
             for start in range(0, longest, FRAGMENT):  # the calls' fragments interleaved, as parallel calls stream

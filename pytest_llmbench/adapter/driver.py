@@ -221,7 +221,7 @@ class LoadDriver:
                 answered = self.runner.finish_answers(item.case, self._answers(ticket))
             except Exception:  # noqa: BLE001 - a hook failing now loses only this leftover
                 continue
-            passed = all(failure_message(result) is None for result, _ in answered)
+            passed = all(failure_message(result, item.case) is None for result, _ in answered)
             self._leftovers += [(item.delivery(result, window), passed) for result, window in answered]
 
     @pytest.hookimpl(tryfirst=True)

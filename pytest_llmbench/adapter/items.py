@@ -162,7 +162,7 @@ class LLMBenchItem(pytest.Item):
                 self.config.hook.pytest_llmbench_result(result=result, item=self, config=self.config)
             except Exception as exc:  # noqa: BLE001 - a conftest bug fails this test's check, the result is kept
                 add_failed_check(result, "pytest_llmbench_result", f"raised {type(exc).__name__}: {exc}")
-            messages.append(failure_message(result))
+            messages.append(failure_message(result, self.case))
         for name in ("execution_time", "completion_tokens", "tokens_per_second", "attempts"):
             self.user_properties.append((name, getattr(self.result, name)))
         if any(messages):

@@ -3,12 +3,14 @@
 Three things break silently when a model or server changes: the function called (its name, in order, or as a set
 with ``"tool_calls_order": "any"``), arguments that are not JSON or do not fit the tool's own JSON Schema (the
 request's ``tools``), and the argument values the test cares about (a partial match: only the keys given).
+A test's scripted ``tool_results`` answer the calls made (``pair_results``), so that the conversation can go on.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ..textsafe import excerpt
@@ -16,6 +18,14 @@ from .check import Check, show
 from .schema import schema_problem, schema_violation
 
 ORDERS = ("given", "any")
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """One of a test's ``tool_results``: what the function ``name`` returned, sent back as the call's result."""
+
+    name: str
+    content: str
 
 
 def expected_calls_problem(value: Any) -> str | None:
@@ -38,17 +48,34 @@ def order_problem(value: Any) -> str | None:
 
 
 def tools_problem(tools: Any) -> str | None:
-    """Why a request's ``tools`` cannot be checked against, or None; a suite is refused before anything is sent."""
+    """Why a request's ``tools`` cannot be checked against, or None; a suite is refused before anything is sent.
+    Chat's shape (``{"type": "function", "function": {...}}``) and the Responses API's (the function's fields
+    beside ``type``) are both read."""
     if not isinstance(tools, list):
         return "must be a list of tools"
     for tool in tools:
-        function = tool.get("function") if isinstance(tool, dict) else None
-        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            return 'each tool must be {"type": "function", "function": {"name": ..., "parameters": {...}}}'
+        function = _function(tool)
+        if function is None:
+            return ('each tool must be {"type": "function", "function": {"name": ..., "parameters": {...}}} '
+                    '(or the Responses API\'s {"type": "function", "name": ..., "parameters": {...}})')
         problem = schema_problem(function.get("parameters", {}))
         if problem:
             return f"{function['name']}: parameters {problem}"
     return None
+
+
+def offered(tools: Any) -> dict[str, Any]:
+    """Each function the request offers, by name: its parameters schema."""
+    functions = [_function(tool) for tool in tools] if isinstance(tools, list) else []
+    return {f["name"]: f.get("parameters", {}) for f in functions if f is not None}
+
+
+def _function(tool: Any) -> dict[str, Any] | None:
+    """A tool's function (its name and parameters), in either API's shape; None when it is neither."""
+    if not isinstance(tool, dict):
+        return None
+    function = tool.get("function") if "function" in tool else tool
+    return function if isinstance(function, dict) and isinstance(function.get("name"), str) else None
 
 
 def check_tool_calls(expected: Sequence[Mapping[str, Any]], order: str, called: Sequence[Mapping[str, Any]] | None,
@@ -63,7 +90,7 @@ def check_tool_calls(expected: Sequence[Mapping[str, Any]], order: str, called: 
     same = sorted(want) == sorted(got) if order == "any" else want == got
     names = Check("tool_calls", same, want, "" if same else f"called {show(got)}")
     pairs = _pair(expected, called, order)
-    schemas = _schemas(tools)
+    schemas = offered(tools)
     return [names, *(_arguments(call, pairs.get(n), schemas) for n, call in enumerate(called))]
 
 
@@ -83,12 +110,6 @@ def _pair(expected: Sequence[Mapping[str, Any]], called: Sequence[Mapping[str, A
     return pairs
 
 
-def _schemas(tools: Any) -> dict[str, Any]:
-    """Each offered function's parameters schema, by name."""
-    functions = [tool.get("function") for tool in tools if isinstance(tool, dict)] if isinstance(tools, list) else []
-    return {f["name"]: f.get("parameters", {}) for f in functions if isinstance(f, dict) and "name" in f}
-
-
 def _arguments(call: Mapping[str, Any], want: Mapping[str, Any] | None, schemas: dict[str, Any]) -> Check:
     """The call's arguments: JSON, valid under its tool's schema, and holding the values the test gave."""
     name = str(call.get("name"))
@@ -98,8 +119,8 @@ def _arguments(call: Mapping[str, Any], want: Mapping[str, Any] | None, schemas:
     except ValueError as error:
         return Check("tool_arguments", False, name, f'the arguments are not JSON ({error}): "{excerpt(text)}"')
     if name not in schemas:
-        offered = ", ".join(sorted(schemas)) or "none"
-        return Check("tool_arguments", False, name, f"the request offered no function {name!r} (offered: {offered})")
+        names = ", ".join(sorted(schemas)) or "none"
+        return Check("tool_arguments", False, name, f"the request offered no function {name!r} (offered: {names})")
     violation = schema_violation(schemas[name], arguments)
     if violation:
         return Check("tool_arguments", False, name, f"do not fit the tool's schema: {violation}")
@@ -117,3 +138,25 @@ def _differences(want: Any, got: Any, path: str) -> list[str]:
     if want == got and isinstance(want, bool) == isinstance(got, bool):  # true is not 1
         return []
     return [f"{path}: expected {json.dumps(want)[:60]}, got {json.dumps(got)[:60]}"]
+
+
+def pair_results(results: Sequence[ToolResult], called: Sequence[Mapping[str, Any]] | None,
+                 answer: str) -> list[tuple[Mapping[str, Any], ToolResult]] | str:
+    """Each call made with the scripted result that answers it, in the calls' order (the results of one name answer
+    that name's calls in turn); or why the conversation cannot go on: the server takes a request only when every
+    call has its result."""
+    if not called:
+        return f'the answer called no function, so no tool result could be sent; it said: "{excerpt(answer)}"'
+    unused = list(results)
+    pairs = []
+    for call in called:
+        result = next((r for r in unused if r.name == call.get("name")), None)
+        if result is None:
+            return (f"the answer called {call.get('name')!r}, which no tool result answers "
+                    f"(called {show([str(c.get('name')) for c in called])})")
+        unused.remove(result)
+        pairs.append((call, result))
+    if unused:
+        return (f"no call of {unused[0].name!r} for its tool result to answer "
+                f"(called {show([str(c.get('name')) for c in called])})")
+    return pairs

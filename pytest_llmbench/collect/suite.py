@@ -20,6 +20,7 @@ from .generated import clashing_ids, workload_cases
 from .images import local_images
 from .sections import BOOL, NAME, OBJECT, SECTIONS, STRING, Problems, Rule, describe, merged, section, short
 from .suite_json import DEFAULT_MAX_BYTES, read_suite_json
+from .tool_results import tool_results, tool_turns
 from .workload.spec import Turn
 
 __all__ = ["SUITE_SUFFIX", "Suite", "TestCase", "load_suite"]
@@ -65,7 +66,8 @@ _MESSAGE_RULES: dict[str, Rule] = {
         "a string or a list of content-part objects",
     ),
 }
-_TEST_FIELDS = (*_TEST_RULES, "messages", "input", "query", "documents", *SECTIONS, "turns", "think_time_s")
+_TEST_FIELDS = (*_TEST_RULES, "messages", "input", "query", "documents", *SECTIONS, "turns", "think_time_s",
+                "tool_results")
 _REQUIRED_TEST_FIELDS = ("id", "name", "category")
 _TOP_RULES: dict[str, Rule] = {
     "test_suite_id": NAME,
@@ -178,13 +180,19 @@ def _test_case(
             here.add(f"expected.{field} (with the suite's defaults): {problem}")
         if len(problems.lines) > before:
             return None
+    parameters = merged(defaults, own, "parameters")
+    if "tool_results" in raw:
+        results = tool_results(raw, parameters, expected, here)
+        if results is None or len(problems.lines) > before:
+            return None
+        turns, expected = tool_turns(results, expected), {}
     return TestCase(
         id=raw["id"],
         name=raw["name"],
         category=raw["category"],
         prompt=raw.get("prompt"),
         messages=messages if turns is None else messages or (),
-        parameters=merged(defaults, own, "parameters"),
+        parameters=parameters,
         reasoning_type=raw.get("reasoning_type"),
         stream=raw.get("stream"),
         expected=expected or None,

@@ -9,7 +9,7 @@ whether it is JSON is a check's business (checks/tool_calls.py), not a broken re
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,3 +73,21 @@ def _whole(position: int, call: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(function.get("arguments"), (dict, list)):
         function["arguments"] = json.dumps(function["arguments"])
     return {"index": position, "id": call.get("id"), "function": function}
+
+
+def answered_calls(text: str, answers: Sequence[tuple[Mapping[str, Any], str]], *, responses: bool = False
+                   ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The answer that made ``answers``' calls and their results, as the next request carries them: in chat, the
+    assistant's message with its ``tool_calls`` and one ``tool`` message per call; on the Responses API, the
+    ``function_call`` items and one ``function_call_output`` each. Ids are the server's (``call_<n>`` where it
+    gave none, so that each result still names its call)."""
+    ids = [call.get("id") or f"call_{n}" for n, (call, _) in enumerate(answers)]
+    if responses:
+        made = [{"type": "function_call", "call_id": i, "name": call.get("name"), "arguments": call.get("arguments")}
+                for i, (call, _) in zip(ids, answers)]
+        return made, [{"type": "function_call_output", "call_id": i, "output": content}
+                      for i, (_, content) in zip(ids, answers)]
+    calls = [{"id": i, "type": "function", "function": {"name": call.get("name"), "arguments": call.get("arguments")}}
+             for i, (call, _) in zip(ids, answers)]
+    return ([{"role": "assistant", "content": text or None, "tool_calls": calls}],
+            [{"role": "tool", "tool_call_id": i, "content": content} for i, (_, content) in zip(ids, answers)])

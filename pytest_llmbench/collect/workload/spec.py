@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...checks.tool_calls import ToolResult
 from .lengths import Draws, Lengths, Mix, parse_lengths, parse_mix
 
 KINDS = ("synthetic", "dataset", "trace")
@@ -43,11 +44,21 @@ class Shape:
 
 @dataclass(frozen=True)
 class Turn:
-    """One user turn of a conversation; its own expected and slo apply over the test's."""
+    """One request of a conversation; its own expected and slo apply over the test's.
 
-    content: str
+    Usually the user's next text. A test with ``tool_results`` is two turns with no user text: its messages as they
+    are, then the scripted results of the calls the first answer made (suite.py builds them)."""
+
+    content: str | None  # None: no new user text
     expected: dict[str, Any] | None = None
     slo: dict[str, Any] | None = None
+    tool_results: tuple[ToolResult, ...] | None = None  # the previous answer's calls answered with these
+
+    def stage(self, number: int) -> str:
+        """How a failure names the turn: ``turn 2``, or a tool-result test's two requests."""
+        if self.tool_results is not None:
+            return f"final answer (request {number}, after the tool results)"
+        return f"turn {number}" if self.content is not None else f"tool calls (request {number})"
 
 
 @dataclass(frozen=True)
