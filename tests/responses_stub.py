@@ -3,8 +3,9 @@
 The answer is ``"turn N: <the last user text>"`` where N counts the turns of the conversation the server kept for
 ``previous_response_id``. A stream opens with ``response.created`` and ``response.in_progress`` (no tokens), waits
 ``first_gap`` seconds, then sends the answer's words as ``response.output_text.delta`` events and ends with
-``response.completed`` and its usage (no ``[DONE]``). ``call`` answers with one function call instead, unless the
-input brings function call outputs: then the answer reads ``"turn N: <the last output>"``.
+``response.completed`` and its usage (no ``[DONE]``). ``answers`` maps a substring of the last user text to the answer
+to give instead; ``calls`` to one function call to answer with (the key ``""`` matches every text). Input that ends
+with a function call's output is answered ``"turn N: <the output>"``.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from werkzeug import Request, Response
 @dataclass
 class ResponsesStub:
     first_gap: float = 0.0
-    call: tuple[str, str] | None = None  # (name, arguments)
+    calls: dict[str, tuple[str, str]] = field(default_factory=dict)  # a substring of the text: (name, arguments)
+    answers: dict[str, str] = field(default_factory=dict)
     fail: bool = False  # end the stream with response.failed
     requests: list[dict[str, Any]] = field(default_factory=list)
     _turns: dict[str, int] = field(default_factory=dict)
@@ -42,18 +44,19 @@ class ResponsesStub:
         turn = self._turns.get(body.get("previous_response_id") or "", 0) + 1
         response_id = f"resp_{len(self.requests)}"
         self._turns[response_id] = turn
-        text = f"turn {turn}: {last}"
+        text = next((answer for key, answer in self.answers.items() if key in last and not answered),
+                    f"turn {turn}: {last}")
+        call = None if answered else next((c for key, c in self.calls.items() if key in last), None)
         usage = {"input_tokens": 5, "output_tokens": len(text.split()), "total_tokens": 5 + len(text.split())}
-        if self.call and not answered:
-            output: list[dict[str, Any]] = [{"type": "function_call", "call_id": "call_1", "name": self.call[0],
-                                             "arguments": self.call[1], "status": "completed"}]
+        if call:
+            output: list[dict[str, Any]] = [{"type": "function_call", "call_id": "call_1", "name": call[0],
+                                             "arguments": call[1], "status": "completed"}]
         else:
             output = [{"type": "message", "role": "assistant",
                        "content": [{"type": "output_text", "text": text, "annotations": []}]}]
         whole = {"id": response_id, "object": "response", "status": "completed", "output": output, "usage": usage}
         if body.get("stream"):
-            return Response(self._stream(whole, text, self.call if not answered else None),
-                            content_type="text/event-stream")
+            return Response(self._stream(whole, text, call), content_type="text/event-stream")
         return Response(json.dumps(whole), content_type="application/json")
 
     def _stream(self, whole: dict[str, Any], text: str, call: tuple[str, str] | None) -> Iterator[bytes]:

@@ -3,6 +3,7 @@ streams (TTFT at the first output delta, not the first event), continue conversa
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,7 +61,7 @@ def test_a_conversation_continues_by_previous_response_id(pytester: pytest.Pytes
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 def test_function_calls_come_through_responses_too(pytester: pytest.Pytester, httpserver: HTTPServer,
                                                    stream: bool) -> None:
-    url = ResponsesStub(call=("get_weather", '{"city": "Paris"}')).install(httpserver)
+    url = ResponsesStub(calls={"": ("get_weather", '{"city": "Paris"}')}).install(httpserver)
     tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
         "type": "object", "properties": {"city": {"type": "string"}}}}}
     suite = write_suite(pytester.path / "s.json", [
@@ -94,3 +95,26 @@ def test_a_wrong_api_is_a_suite_error(pytester: pytest.Pytester, httpserver: HTT
     suite = write_suite(pytester.path / "s.json", [test])
     run = pytester.runpytest("--llmbench-endpoint", url, "--llmbench-suite", str(suite), "-p", "no:cacheprovider")
     assert run.ret != 0 and message in run.stdout.str() and server.requests == []
+
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "example_suites" / "responses.json"
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_the_example_suite_passes_against_a_responses_server(pytester: pytest.Pytester, httpserver: HTTPServer,
+                                                             stream: bool) -> None:
+    server = ResponsesStub(answers={"hello in French": "Bonjour !", "6 times 7": "42",
+                                    "remember": "Nice to meet you, Ada.", "my name": "Your name is Ada."},
+                           calls={"weather in Paris": ("get_weather", '{"city": "Paris"}')})
+    url = server.install(httpserver)
+    run = pytester.runpytest("--llmbench-endpoint", url, f"--llmbench-suite={EXAMPLE}", "-p", "no:cacheprovider",
+                             *(["--llmbench-stream"] if stream else []))
+    run.assert_outcomes(passed=4)
+    assert [r["stream"] for r in server.requests] == [stream, True, stream, stream, stream, stream]
+    assert [r.get("previous_response_id") for r in server.requests] == [None, None, None, "resp_3", None, "resp_5"]
+    assert server.requests[5]["input"] == [{"type": "function_call_output", "call_id": "call_1",
+                                            "output": '{"temp_c": 18, "sky": "clear"}'}]
+    assert server.requests[4]["tools"][0]["name"] == "get_weather"  # the Responses API's own shape, as written
+    batch = batch_of(pytester.path / "llmbench_results")
+    assert list(batch["apis"]) == ["responses"]
+    assert (batch["aggregate"]["total_tests"], batch["aggregate"]["total_requests"]) == (4, 6)

@@ -108,7 +108,7 @@ def test_under_load_each_conversation_keeps_its_two_requests_in_order(pytester: 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 def test_the_responses_api_sends_function_call_outputs_after_the_previous_response(
         pytester: pytest.Pytester, httpserver: HTTPServer, stream: bool) -> None:
-    server = ResponsesStub(call=("get_weather", PARIS))
+    server = ResponsesStub(calls={"": ("get_weather", PARIS)})
     url = server.install(httpserver)
     suite = write_suite(pytester.path / "s.json", [{
         "id": "resp", "api": "responses", "messages": [{"role": "user", "content": "weather?"}],
