@@ -169,8 +169,10 @@ def test_the_example_suites_run_and_pass_against_servers_that_answer_them(pytest
     url = server.install(httpserver)
     run = pytester.runpytest("--llmbench-endpoint", url, "--llmbench-suite", str(EXAMPLES / "tool_calls.json"),
                              "--llmbench-stream", "-p", "no:cacheprovider")
-    run.assert_outcomes(passed=3)
+    run.assert_outcomes(passed=4)
     assert all(body["tools"] and body["tool_choice"] == "auto" for body in server.requests)
+    assert server.requests[-1]["messages"][-1] == {"role": "tool", "tool_call_id": "call_0",
+                                                   "content": '{"temp_c": 18, "sky": "clear"}'}
 
 
 @pytest.mark.parametrize("instance", [
