@@ -66,11 +66,15 @@ def main() -> int:
         peers = [run_aiperf(server.url, args.requests, args.concurrency, work / f"aiperf-{run}",
                             endpoint_type="embeddings") for run in range(args.runs)]
         peer_rates = [aiperf_value(peer, "request_throughput") or 0.0 for peer in peers if peer is not None]
+        for run, rate in enumerate(peer_rates):
+            line(f"AIPerf run {run + 1}", f"{rate:.1f} inputs/s", None)
         if not peer_rates:
             return 0 if line("AIPerf", "failed (see above)", False) else 1
         peer = statistics.median(peer_rates)
+        line("AIPerf", f"median {peer:.1f}, worst {min(peer_rates):.1f} inputs/s", None)
         ok = line(f"A1 plugin ({judged}) worst / AIPerf median", f"{worst:.1f} / {peer:.1f} = {worst / peer:.2f}",
                   worst >= peer)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0 if ok else 1
 
 

@@ -102,7 +102,8 @@ def main() -> int:
         print(f"   wall median {statistics.median(walls):.4f} ms, worst {max(walls):.4f} ms per test"
               f"{' (well above CPU: the machine was busy, other processes ran meanwhile)' if busy else ''}; "
               f"an invalid answer: {refused[1]:.3f} ms CPU (described by jsonschema); the process's first answer "
-              f"{cold[1]:.3f} ms CPU (first use: imports, the validator compiled; once per schema and process, not pooled)")
+              f"{cold[1]:.3f} ms CPU (first use: imports, the validator compiled; once per schema and process, "
+              "not pooled)")
     print(f"load average after: {load()}")
     return 0 if ok else 1
 
