@@ -162,3 +162,27 @@ def test_a_prompt_test_cannot_take_tool_results(pytester: pytest.Pytester, https
                                             "parameters": {"tools": [WEATHER]}, "tool_results": [weather()]}]}))
     run = pytester.runpytest("--llmbench-endpoint", url, "--llmbench-suite", str(suite), "-p", "no:cacheprovider")
     assert run.ret != 0 and "tests[0] (id 'p'): tool_results continues a chat" in run.stdout.str()
+
+
+def test_results_answer_calls_of_their_name_in_order_and_calls_without_ids_get_their_own() -> None:
+    from pytest_llmbench.checks.tool_calls import ToolResult, pair_results
+    from pytest_llmbench.http.tool_calls import answered_calls
+
+    called = [{"id": None, "name": "get_weather", "arguments": '{"city": "Oslo"}'},
+              {"id": "b", "name": "get_time", "arguments": "{}"},
+              {"id": None, "name": "get_weather", "arguments": '{"city": "Rome"}'}]
+    results = (ToolResult("get_weather", "cold"), ToolResult("get_time", "noon"), ToolResult("get_weather", "warm"))
+    pairs = pair_results(results, called, "")
+    assert not isinstance(pairs, str)
+    assert [(call["arguments"], result.content) for call, result in pairs] == [
+        ('{"city": "Oslo"}', "cold"), ("{}", "noon"), ('{"city": "Rome"}', "warm")]
+    made, answers = answered_calls("let me look", [(call, result.content) for call, result in pairs])
+    assert [call["id"] for call in made[0]["tool_calls"]] == ["call_0", "b", "call_2"] and made[0]["content"] == \
+        "let me look"
+    assert [(m["tool_call_id"], m["content"]) for m in answers] == [("call_0", "cold"), ("b", "noon"),
+                                                                    ("call_2", "warm")]
+    assert pair_results(results[:2], called, "") == (
+        "the answer called 'get_weather', which no tool result answers (called ['get_weather', 'get_time', "
+        "'get_weather'])")
+    assert pair_results((*results, ToolResult("get_time", "late")), called, "") == (
+        "no call of 'get_time' for its tool result to answer (called ['get_weather', 'get_time', 'get_weather'])")

@@ -47,7 +47,7 @@ class Turn:
     """One request of a conversation; its own expected and slo apply over the test's.
 
     Usually the user's next text. A test with ``tool_results`` is two turns with no user text: its messages as they
-    are, then the scripted results of the calls the first answer made (suite.py builds them)."""
+    are, then the scripted results of the calls the first answer made (collect/tool_results.py builds them)."""
 
     content: str | None  # None: no new user text
     expected: dict[str, Any] | None = None
