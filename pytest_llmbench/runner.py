@@ -96,7 +96,7 @@ class Runner:
             if number == len(case.turns) or case.turns[number].tool_results is None:
                 context.append({"role": "assistant", "content": result.response_text})
                 continue
-            answers = self.tool_answers(case, number, result)
+            answers = self._tool_answers(case, number, result)
             if isinstance(answers, str):
                 break
             made, results = answered_calls(result.response_text, answers, responses=case.api == RESPONSES)
@@ -115,7 +115,7 @@ class Runner:
                                        parameters={**case.parameters, "previous_response_id": before})
         return dataclasses.replace(case, messages=tuple(context), turns=None)
 
-    def tool_answers(self, case: TestCase, number: int,
+    def _tool_answers(self, case: TestCase, number: int,
                      result: TestResult) -> list[tuple[Mapping[str, Any], str]] | str:
         """Turn ``number``'s calls with the next turn's scripted results, or why the final request is not sent: a
         call no result answers (or a result no call asks for), or calls that fail their checks."""
