@@ -168,7 +168,7 @@ def test_results_answer_calls_of_their_name_in_order_and_calls_without_ids_get_t
     from pytest_llmbench.checks.tool_calls import ToolResult, pair_results
     from pytest_llmbench.http.tool_calls import answered_calls
 
-    called = [{"id": None, "name": "get_weather", "arguments": '{"city": "Oslo"}'},
+    called: list[dict[str, Any]] = [{"id": None, "name": "get_weather", "arguments": '{"city": "Oslo"}'},
               {"id": "b", "name": "get_time", "arguments": "{}"},
               {"id": None, "name": "get_weather", "arguments": '{"city": "Rome"}'}]
     results = (ToolResult("get_weather", "cold"), ToolResult("get_time", "noon"), ToolResult("get_weather", "warm"))
