@@ -124,6 +124,48 @@ class Sweep(TypedDict):
     knee: str | None
 
 
+class CapacityProbe(TypedDict):
+    """One level the capacity search probed (--llmbench-search), in the order probed."""
+
+    level: float  # the concurrency, or the rate in requests/s
+    label: str  # c16, rate5
+    requests: int  # sent at this level: warm-up, counted and drained alike
+    warmup: int  # answers not counted (the level's first)
+    counted: int  # requests judged: met + missed + stuck
+    met: int  # answered in time for every objective
+    stuck: int  # still in flight past a whole-request limit when the level ended: counted as missed
+    unvouched: int  # answers whose token times the client cannot vouch for (timing_degraded): not counted
+    attainment: float | None  # met / counted
+    attainment_ci: list[float | None]  # its Wilson interval at confidence_level
+    verdict: str  # "pass", "fail" or "undecided"
+    passed: bool  # what the search took it for: an undecided level fails unless --llmbench-slo-undecided pass
+    over_saturated: bool  # failed because it could not finish: the queue grew, or its cap came with nothing done
+    reason: str  # "decided", "undecided at the seconds cap", "over-saturated: ..."
+    cut: int  # requests in flight cut after the level ended and its drain time passed
+    duration_s: float
+    figures: dict[str, float | None]  # each objective's percentile at this level, in ms: {"latency_p90": 212.0}
+
+
+class Capacity(TypedDict):
+    """The capacity search's answer: the highest level that passed, below the lowest that failed."""
+
+    kind: str  # "concurrency" or "rate"
+    objectives: list[str]  # "latency_p90 <= 250 ms"
+    target: float  # the share of requests that must meet every objective
+    confidence_level: float
+    tolerance: float
+    start: float
+    max_level: float
+    undecided: str  # --llmbench-slo-undecided: an undecided level passes only under "pass"
+    capacity: float | None  # the highest level that passed; None: none did
+    upper: float | None  # the lowest level that failed above it; None: none did (the cap or the probes ended it)
+    stopped: str  # "converged", "max_level", "none_passed", "max_probes"
+    requests: int  # sent by the whole search
+    probes: list[CapacityProbe]
+    minimum: float | None  # --llmbench-capacity-min
+    minimum_passed: bool | None
+
+
 class GateFailure(TypedDict):
     gate: str  # "slo[ttft_p99]", "compare[p50_latency_ms]"
     message: str
@@ -203,6 +245,7 @@ class Batch(_BatchRequired, total=False):
     tracing: dict[str, Any]  # --llmbench-otlp: the spans exported and dropped
     workload: dict[str, Any] | None  # generated tests: requested against achieved token lengths, cached share
     collection_warnings: list[str]  # e.g. a dataset's malformed lines, each once
+    capacity: Capacity | None  # --llmbench-search: the probed levels and the capacity found
 
 
 def row_value(row: Row, name: str) -> Any:

@@ -141,6 +141,22 @@ class Settings:
     sweep: str | None = _option(None, "run the selection once per level, e.g. concurrency=1,4,16,64 or "
                                       "rate=5,10,20 (node ids t01[c16]); the summary names the highest level "
                                       "that meets the SLOs", "KIND=LEVELS")
+    search: str | None = _option(None, "find the highest load within the run SLOs before the tests run: "
+                                       "'concurrency' or 'rate' (see README, Finding capacity)", "KIND")
+    search_start: float = _option(1.0, "the capacity search's first level; levels double from it until one fails",
+                                  "LEVEL", low=0, inclusive=False)
+    search_tolerance: float = _option(0.1, "bisect until the highest passing and lowest failing levels are within "
+                                           "this share of the passing one", "SHARE", low=0, inclusive=False)
+    search_max: float = _option(1024.0, "the highest level the capacity search tries", "LEVEL", low=0,
+                                inclusive=False)
+    search_probes: int = _option(16, "the most levels the capacity search probes", "N", low=1)
+    search_requests: int = _option(1000, "the most requests judged per probed level", "N", low=1)
+    search_seconds: float = _option(60.0, "the longest one probed level runs (a duration)", "DURATION", low=0,
+                                    inclusive=False)
+    search_warmup: str = _option("wave", "answers not counted at the start of each probed level: a number, or "
+                                         "'wave' (the level's concurrency, or one second of its rate)", "N")
+    capacity_min: float | None = _option(None, "fail the session when the capacity found by --llmbench-search (the "
+                                               "highest level that passed) is below this", "LEVEL", low=0)
     test_files: str = _option("all", "per-test files to write: all, failed or none (the batch file is always "
                                      "written)", "WHICH")
     seed: int = _option(0, "seed of the random arrival times: the same seed gives the same schedule (as vLLM's "

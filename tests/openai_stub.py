@@ -47,6 +47,7 @@ class OpenAIStub:
     active: int = 0  # requests being answered now (non-streamed answers)
     peak: int = 0  # the most ever answered at once (concurrent connections, one request each)
     answered: int = 0  # answers fully built and handed to the server
+    loads: list[int] = field(default_factory=list)  # each answer's requests in flight at its arrival, itself included
     # Hold each answer until this many requests are in at once (a wave), or gather_timeout passes: ``peak`` then
     # counts what the client sends at once, however slow a busy machine makes each send.
     gather: int = 0
@@ -152,6 +153,7 @@ class OpenAIStub:
             self.active += 1
             self.peak = max(self.peak, self.active)
             load = self.active
+            self.loads.append(load)
             if self.gather:
                 self._gather()
         try:

@@ -24,7 +24,7 @@ from ..metrics.server.section import summary_lines
 from ..metrics.workload import workload_lines
 from ..options import Settings
 from ..session.endpoint import Endpoint
-from ..session.load.summary import load_lines
+from ..session.load.summary import capacity_lines, load_lines
 from ..session.report_html import DEFAULT_NAME, write_report
 from ..session.run_folder import run_label
 from ..session.target import Target
@@ -99,7 +99,8 @@ def write_end_summary(reporter: Any, batch: Batch, files: list[str], gate_result
     """The llmbench part of pytest's terminal summary: tables, load and server lines, gates, lost files."""
     write_summary(reporter, batch, files)
     hit_rate = (batch.get("server") or {}).get("prefix_cache_hit_rate")
-    for line in load_lines(batch.get("load"), batch.get("sweep")) + workload_lines(batch.get("workload"), hit_rate):
+    lines = load_lines(batch.get("load"), batch.get("sweep")) + capacity_lines(batch.get("capacity"))
+    for line in lines + workload_lines(batch.get("workload"), hit_rate):
         reporter.write_line(safe(line))
     if batch.get("server"):
         for line in summary_lines(batch["server"]):

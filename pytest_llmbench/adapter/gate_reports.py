@@ -2,7 +2,8 @@
 
 A missed ``--llmbench-slo`` or ``--llmbench-compare-fail`` is a failure of the run, not of any one test; left to
 the exit status alone, pytest's last line still read "4 passed". Each failed gate is logged as a failed ``call``
-report of its own node id, ``llmbench::slo[ttft_p99]`` or ``llmbench::compare[p50_latency_ms]``: it then shows
+report of its own node id, ``llmbench::slo[ttft_p99]``, ``llmbench::compare[p50_latency_ms]`` or
+``llmbench::capacity[min]``: it then shows
 in the short test summary, the final counts line, ``session.testsfailed`` (the exit status), ``--lf``'s cache
 (a gate matches no collected test, so ``--lf`` reruns everything) and JUnit XML, like any failed test.
 """
@@ -17,7 +18,7 @@ import pytest
 from ..metrics.gates import GateResult
 
 GATE_PREFIX = "llmbench::"
-_KINDS = ("slo[", "compare[", "drift[")
+_KINDS = ("slo[", "compare[", "drift[", "capacity[")
 
 
 def is_gate_nodeid(nodeid: str) -> bool:

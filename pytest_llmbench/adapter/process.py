@@ -27,6 +27,7 @@ from ..session.handoff import Inbox, attach, release
 from ..session.load.plan import LoadPlan
 from ..session.run_folder import resolve_baseline
 from ..session.tracing import check as check_otlp
+from .capacity import configure_search, search_in_flight
 from .driver import DRIVER_KEY, LoadDriver
 from .internals import is_xdist_worker, worker_input
 from .items import (
@@ -68,6 +69,7 @@ def configure(config: pytest.Config) -> Gates:
         gates = Gates.parse(settings.slo, settings.compare_fail, baseline, no_baseline, settings.few_samples,
                             settings.drift_fail, settings.slo_undecided, settings.compare_min_change)
         plan = LoadPlan.from_settings(settings)
+        configure_search(config, settings, gates.slos)
     except (ConfigurationError, ValueError) as exc:
         raise pytest.UsageError(str(exc)) from None
     config.stash[SETTINGS_KEY] = settings
@@ -125,7 +127,8 @@ def process_runner(config: pytest.Config) -> Runner:
         driver = config.stash.get(DRIVER_KEY, None)
         config.stash[_RUNNER] = build_runner(config.stash[SETTINGS_KEY], endpoint.url, endpoint.model,
                                              build_request=build_request, extra_checks=extra_checks,
-                                             in_flight=driver.in_flight if driver is not None else 1)
+                                             in_flight=max(driver.in_flight if driver is not None else 1,
+                                                           search_in_flight(config)))
     return config.stash[_RUNNER]
 
 

@@ -43,13 +43,14 @@ class GateResult:
     sample_warnings: list[str] = field(default_factory=list)  # compare limits judged on too few samples
     undecided: list[str] = field(default_factory=list)  # run SLOs whose interval straddles the limit, not failed
     min_change: float = MIN_CHANGE  # the smallest change the table marks worse or better
+    capacity: list[str] = field(default_factory=list)  # --llmbench-capacity-min: the capacity found was below it
 
     @property
     def failed(self) -> bool:
-        return bool(self.slo_misses or self.regressions or self.drift)
+        return bool(self.slo_misses or self.regressions or self.drift or self.capacity)
 
     def failures(self) -> list[str]:
-        return [m.message for m in self.slo_misses] + self.regressions + self.drift
+        return [m.message for m in self.slo_misses] + self.regressions + self.drift + self.capacity
 
     def to_dict(self) -> GatesSection:
         return {

@@ -83,8 +83,9 @@ class Dispatcher:
 
     def __init__(self, send: Callable[[str, dict[str, Any]], Any], *, burstiness: float = 1.0,
                  ramp_s: float = 0.0, duration_s: float = 0.0, seed: int | None = None,
-                 threads: int = 1) -> None:
+                 threads: int = 1, on_finish: Callable[[Ticket], None] | None = None) -> None:
         self._send = send
+        self._on_finish = on_finish  # told of each ticket as it ends: the capacity search judges as answers come
         self._burstiness = burstiness
         self._ramp_s = ramp_s
         self._duration_s = duration_s
@@ -323,3 +324,5 @@ class Dispatcher:
             if ticket.state not in (CANCELLED, DROPPED):
                 ticket.state = state
         ticket.event.set()
+        if self._on_finish is not None:
+            self._on_finish(ticket)

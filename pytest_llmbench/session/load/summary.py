@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ...metrics.capacity import answer_text
 from ...metrics.samples import rule, vouched
 
 SWEEP_COLUMNS = (("level", "level", "{}"), ("req", "requests", "{}"), ("sent/s", "achieved_rate", "{:.2f}"),
@@ -63,3 +64,25 @@ def sweep_table(rows: list[dict[str, Any]], knee: str | None) -> list[str]:
                  else "knee: none (no level meets the SLOs)")
     return lines + [f"sweep WARNING: level {row['level']}: {note}" for row in rows for note in row.get("undecided")
                     or []]
+
+
+def capacity_lines(capacity: Mapping[str, Any] | None) -> list[str]:
+    """The capacity search's table (one row per probe, in the order probed) and its answer; nothing without one."""
+    if not capacity:
+        return []
+    names = list(capacity["objectives"])
+    table = [["level", "req", "judged", "attainment", f"{capacity['confidence_level']:.0%} interval", "verdict",
+              *(name.split(" ", 1)[0] + " ms" for name in names), "s"]]
+    for probe in capacity["probes"]:
+        low, high = probe["attainment_ci"]
+        verdict = probe["verdict"] + (" (over-saturated)" if probe["over_saturated"] else "")
+        table.append([probe["label"], str(probe["requests"]), str(probe["counted"]),
+                      "-" if probe["attainment"] is None else f"{probe['attainment']:.1%}",
+                      "-" if low is None or high is None else f"[{low:.1%}, {high:.1%}]", verdict,
+                      *("-" if value is None else f"{value:.1f}" for value in probe["figures"].values()),
+                      f"{probe['duration_s']:.1f}"])
+    widths = [max(len(line[n]) for line in table) for n in range(len(table[0]))]
+    lines = [f"capacity search ({capacity['kind']}): target {capacity['target']:.1%} of requests meeting "
+             + " and ".join(names)]
+    lines += ["  " + " ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in table]
+    return [*lines, answer_text(capacity)]
