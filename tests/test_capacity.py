@@ -117,6 +117,25 @@ def test_requests_in_flight_past_the_latency_limit_fail_a_level_before_they_end(
     assert probe["duration_s"] < 2.0  # decided while the server still held every answer (by its 2 s delay)
 
 
+def test_the_report_shows_the_probes_table_and_charts(pytester: pytest.Pytester, stub: OpenAIStub,
+                                                      open_report: Any) -> None:
+    from browser import CHART_MARKS
+    from report_sessions import report_file
+
+    run(pytester, stub, "--llmbench-search", "concurrency", "--llmbench-slo", f"latency_p50={LIMIT_MS}ms",
+        "--llmbench-search-max", "4").assert_outcomes(passed=2)
+    report = open_report(report_file(pytester))
+    assert report.problems == []
+    assert report.js("document.querySelector('#capacity h3').textContent").startswith("capacity: concurrency 4 (3 probes")
+    rows = report.js("[...document.querySelectorAll('#capacity tbody tr')].map(r => r.cells[1].textContent + ' ' + "
+                     "r.cells[2].textContent)")
+    assert rows == ["c1 pass", "c2 pass", "c4 ★ pass"]
+    charts = {c["name"]: c for c in report.js(CHART_MARKS)}
+    assert charts["Attainment per level, with its interval"]["marks"] == [3]  # each probe's point; its interval
+    assert charts["The levels in the order probed"]["marks"] == [3]  # and the target are marks of their own
+    assert charts["Attainment per level, with its interval"]["painted"] > 200
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--llmbench-search", "concurrency"), "*--llmbench-search finds the highest load within the run SLOs*"),
     (("--llmbench-search", "concurrency", "--llmbench-slo", "latency_mean=1s"),
@@ -146,7 +165,7 @@ def test_bad_option_combinations_are_usage_errors(pytester: pytest.Pytester, arg
 
 def search(spec: SearchSpec, true_capacity: float) -> tuple[Bracket, list[float], str]:
     """The levels a search probes against a server that passes exactly the levels up to ``true_capacity``."""
-    bracket, levels = Bracket(), []
+    bracket, levels = Bracket(), list[float]()
     while True:
         level, stopped = next_level(spec, bracket, len(levels))
         if level is None:

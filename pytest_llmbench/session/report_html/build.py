@@ -18,6 +18,7 @@ from ...metrics.samples import interval_text, short_of, shortfall, vouched
 from ...metrics.stats import POOLED, finite_number, format_value, quantiles_key
 from ...result import METRICS, Metric
 from .breakdown import breakdown
+from .capacity import capacity_view
 from .sections import (
     batch_timeline,
     derived_timeline,
@@ -343,6 +344,7 @@ def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: P
         "quantiles": _quantiles(batch),
         "timeline": batch_timeline(batch, last_answer(rows)) or derived_timeline(rows),
         "sweep": sweep_view(batch.get("sweep"), run_slos),
+        "capacity": capacity_view(batch.get("capacity")),
         "hardware": hardware_columns(hardware or {}),
         "hardware_aligned": bool(hardware and finite_number(hardware.get("start_s")) is not None),
         "server": server_columns(server) if server else None,
@@ -373,5 +375,6 @@ def build_run(batch: Batch, *, label: str, batch_dir: Path | None, report_dir: P
         "hardware": hardware_note(hardware) if hardware else None,
         "server": server_figures(server) if server else None,
         "sweep": chart["sweep"],
+        "capacity": chart["capacity"],
         "chart": chart,
     }

@@ -26,7 +26,7 @@ from .drift import what_changed
 DEFAULT_NAME = "report.html"
 _PACKAGE = "pytest_llmbench.session.report_html"
 # The report's script, in parts joined in this order inside one function (they share its names): templates/js/.
-SCRIPTS = ("core.js", "distributions.js", "timelines.js", "sweep.js", "table.js", "main.js")
+SCRIPTS = ("core.js", "distributions.js", "timelines.js", "sweep.js", "capacity.js", "table.js", "main.js")
 _SCRIPT_ESCAPES = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026",
                    0x2028: "\\u2028", 0x2029: "\\u2029"}
 

@@ -2,7 +2,7 @@
    page for printing. */
 var timings = {start: started, parse: performance.now() - started};
 window.llmbenchTimings = timings;
-[distributions, timeline, throughput, sweep, pareto, breakdown, hardware, server, table].forEach(function (part) {
+[distributions, timeline, throughput, sweep, capacity, pareto, breakdown, hardware, server, table].forEach(function (part) {
   var t0 = performance.now();
   part();
   timings[part.name] = performance.now() - t0;
