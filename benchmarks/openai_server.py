@@ -7,6 +7,11 @@ answer are stamped with ``perf_counter_ns`` (CLOCK_MONOTONIC on Linux: one clock
 and its arrival with the client's port, which tells keep-alive clients (xdist workers) apart;
 ``GET /stamps`` returns them and ``GET /stamps?reset=1`` also clears them.
 
+With ``--delay-per-other-ms K`` each answer waits ``--delay-ms`` plus K ms for every other completion request in
+flight when it arrives (by the server's own count): a server that slows under load in a known way, so the highest
+load within a latency limit is known (the capacity benchmark). A request whose body asks ``"stream": true`` gets the
+same answer as one SSE event (a chunk with the text and usage, then ``[DONE]``), for peers that only stream.
+
 With ``--tokenizer`` it also serves ``/tokenize`` and ``/detokenize`` (vLLM's shape; one token per 4 characters)
 and answers completions with usage by that rule: the prompt's tokens, and exactly ``max_tokens`` words when the
 request says ``ignore_eos`` (the workload benchmarks judge lengths by it).
@@ -102,14 +107,32 @@ class _Tokenizer:
                                      "choices": [choice], "usage": usage}).encode())
 
 
+def _streamed(answers: dict[str, bytes]) -> dict[str, bytes]:
+    """Each completion answer as one SSE event: its JSON with the choice's text as a delta, then [DONE]."""
+    streamed = {}
+    for path in ("/v1/completions", "/v1/chat/completions"):
+        answer = json.loads(answers[path].split(b"\r\n\r\n", 1)[1])
+        choice = answer["choices"][0]
+        if "message" in choice:
+            choice["delta"] = choice.pop("message")
+        body = f"data: {json.dumps(answer)}\n\ndata: [DONE]\n\n".encode()
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: {len(body)}\r\n"
+                "Connection: keep-alive\r\n\r\n")
+        streamed[path] = head.encode() + body
+    return streamed
+
+
 @dataclass
 class _State:
     answers: dict[str, bytes]
     delay_s: float
+    per_other_s: float = 0.0  # --delay-per-other-ms, in seconds
+    in_flight: int = 0  # completion requests received and not yet answered
     tokenizer: _Tokenizer | None = None
     received_ns: list[int] = field(default_factory=list)
     answered_ns: list[int] = field(default_factory=list)
     client_ports: list[int] = field(default_factory=list)  # per received request
+    streamed: dict[str, bytes] = field(default_factory=dict)  # the answers as SSE, for "stream": true
     keep_prompts: bool = False  # --keep-prompts: each completion request's prompt, for counting sends per test
     prompts: list[str] = field(default_factory=list)
 
@@ -167,6 +190,8 @@ class _Connection(asyncio.Protocol):
             self.transport.write(_response(stamps))
             return
         reply = state.answers.get(path)
+        if method == "POST" and b'"stream"' in body and json.loads(body).get("stream"):
+            reply = state.streamed.get(path, reply)
         if reply is None:
             self.transport.write(_response(b'{"error": {"message": "not found"}}', "404 Not Found"))
             return
@@ -180,20 +205,26 @@ class _Connection(asyncio.Protocol):
         self._later(reply)
 
     def _later(self, reply: bytes) -> None:
-        if self.state.delay_s > 0:
-            asyncio.get_running_loop().call_later(self.state.delay_s, self._send, reply)
+        state = self.state
+        delay = state.delay_s + state.per_other_s * state.in_flight
+        state.in_flight += 1
+        if delay > 0:
+            asyncio.get_running_loop().call_later(delay, self._send, reply)
         else:
             self._send(reply)
 
     def _send(self, reply: bytes) -> None:
+        self.state.in_flight -= 1
         if not self.transport.is_closing():
             self.transport.write(reply)
             self.state.answered_ns.append(time.perf_counter_ns())
 
 
-async def serve(delay_ms: float, answer_bytes: int, keep_prompts: bool = False, tokenizer: bool = False) -> None:
-    state = _State(_answers(answer_bytes), delay_ms / 1000.0, keep_prompts=keep_prompts,
-                   tokenizer=_Tokenizer() if tokenizer else None)
+async def serve(delay_ms: float, answer_bytes: int, keep_prompts: bool = False, tokenizer: bool = False,
+                per_other_ms: float = 0.0) -> None:
+    answers = _answers(answer_bytes)
+    state = _State(answers, delay_ms / 1000.0, per_other_ms / 1000.0, keep_prompts=keep_prompts,
+                   tokenizer=_Tokenizer() if tokenizer else None, streamed=_streamed(answers))
     server = await asyncio.get_running_loop().create_server(
         lambda: _Connection(state), "127.0.0.1", 0, backlog=512)
     print("PORT", server.sockets[0].getsockname()[1], flush=True)
@@ -218,11 +249,12 @@ class RunningServer:
 
 @contextmanager
 def launch(delay_ms: float = 0.0, answer_bytes: int = 64, keep_prompts: bool = False,
-           tokenizer: bool = False) -> Iterator[RunningServer]:
+           tokenizer: bool = False, per_other_ms: float = 0.0) -> Iterator[RunningServer]:
     """Run the server in its own process (so it never competes for this one's GIL); stop it afterwards."""
     command = [sys.executable, str(HERE / "openai_server.py"), "--delay-ms", str(delay_ms),
                "--answer-bytes", str(answer_bytes), *(["--keep-prompts"] if keep_prompts else []),
-               *(["--tokenizer"] if tokenizer else [])]
+               *(["--tokenizer"] if tokenizer else []),
+               *(["--delay-per-other-ms", str(per_other_ms)] if per_other_ms else [])]
     print("server:", " ".join(command), flush=True)
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     try:
@@ -288,9 +320,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--answer-bytes", type=int, default=64, help="length of the answer text")
     parser.add_argument("--keep-prompts", action="store_true", help="keep each prompt for GET /stamps")
     parser.add_argument("--tokenizer", action="store_true", help="serve /tokenize and count usage by its rule")
+    parser.add_argument("--delay-per-other-ms", type=float, default=0.0,
+                        help="more wait per other completion request in flight at arrival")
     args = parser.parse_args(argv)
     with suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.delay_ms, args.answer_bytes, args.keep_prompts, args.tokenizer))
+        asyncio.run(serve(args.delay_ms, args.answer_bytes, args.keep_prompts, args.tokenizer,
+                          args.delay_per_other_ms))
 
 
 if __name__ == "__main__":

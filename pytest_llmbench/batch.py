@@ -146,6 +146,14 @@ class CapacityProbe(TypedDict):
     figures: dict[str, float | None]  # each objective's percentile at this level, in ms: {"latency_p90": 212.0}
 
 
+class CapacityBaseline(TypedDict):
+    """The baseline run's capacity beside this run's (--llmbench-compare)."""
+
+    capacity: float | None
+    upper: float | None
+    change: str  # "lower" or "higher" (the two brackets do not overlap), "unchanged", or "not comparable: ..."
+
+
 class Capacity(TypedDict):
     """The capacity search's answer: the highest level that passed, below the lowest that failed."""
 
@@ -164,6 +172,7 @@ class Capacity(TypedDict):
     probes: list[CapacityProbe]
     minimum: float | None  # --llmbench-capacity-min
     minimum_passed: bool | None
+    baseline: CapacityBaseline | None  # with --llmbench-compare, when the baseline searched too
 
 
 class GateFailure(TypedDict):

@@ -12,9 +12,9 @@ from collections.abc import Callable
 
 import pytest
 
-from ..batch import Capacity, CapacityProbe
+from ..batch import Batch, Capacity, CapacityProbe
 from ..exceptions import ConfigurationError
-from ..metrics.capacity import answer_text, minimum_check
+from ..metrics.capacity import against_baseline, answer_text, minimum_check
 from ..metrics.gates import GateResult
 from ..metrics.slo import RunSlo
 from ..options import Settings
@@ -24,6 +24,7 @@ from .items import LLMBenchItem
 from .live import LiveOutput
 
 SEARCH_KEY = pytest.StashKey[SearchSetup]()
+_SEARCH_RUN = pytest.StashKey[CapacitySearch]()
 GATE = "capacity[min]"
 
 
@@ -44,16 +45,16 @@ def search_in_flight(config: pytest.Config) -> int:
 
 
 def run_search(config: pytest.Config, session: pytest.Session, make_runner: Callable[[], Runner],
-               settings: Settings, live: LiveOutput) -> Capacity | None:
-    """The search, before the first test; None without --llmbench-search or without a test to send."""
+               settings: Settings, live: LiveOutput) -> None:
+    """The search, before the first test, unless there is none or no test to send; ``found`` is its answer."""
     setup = config.stash.get(SEARCH_KEY, None)
     if setup is None:
-        return None
+        return
     items = [item for item in session.items if isinstance(item, LLMBenchItem) and item.case.turns is None]
     if not items:
         live.warn(["--llmbench-search: no selected suite test sends a single request (conversations are not "
                    "sent by the search): no capacity was searched"])
-        return None
+        return
     runner = make_runner()
     bodies = [(item.case.api_type, runner.prepare(item.case, item.model)) for item in items]
     live.interrupt()
@@ -67,15 +68,26 @@ def run_search(config: pytest.Config, session: pytest.Session, make_runner: Call
                             confidence=settings.confidence, undecided=settings.slo_undecided,
                             rate_ceiling=setup.rate_ceiling, burstiness=settings.burstiness, seed=settings.seed,
                             on_probe=show)
+    config.stash[_SEARCH_RUN] = search  # a Ctrl-C during the search keeps the probes done
     section = search.run()
-    if setup.minimum is not None:
-        section["minimum"] = setup.minimum
-        section["minimum_passed"] = minimum_check(section, setup.minimum)[0]
     live.say(answer_text(section))
     undecided = [p["label"] for p in section["probes"] if p["verdict"] == "undecided"]
     if undecided and settings.slo_undecided != "pass":
         live.warn([f"capacity search: level {', '.join(undecided)} undecided at its cap (its attainment interval "
                    "still straddles the target), taken as a fail (--llmbench-slo-undecided pass takes it as a pass)"])
+
+
+def found(config: pytest.Config, baseline: Batch | None) -> Capacity | None:
+    """The search's section of the batch (its probes so far, if it was interrupted), with --llmbench-capacity-min's
+    verdict and the baseline's capacity beside it; None when no search ran."""
+    search = config.stash.get(_SEARCH_RUN, None)
+    if search is None:
+        return None
+    section = search.section
+    minimum = config.stash[SEARCH_KEY].minimum
+    if minimum is not None:
+        section["minimum"], section["minimum_passed"] = minimum, minimum_check(section, minimum)[0]
+    section["baseline"] = against_baseline(section, None if baseline is None else baseline.get("capacity"))
     return section
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from ..batch import Batch, Capacity
+from ..batch import Batch
 from ..http.client import LLMClient
 from ..http.redact import Secrets
 from ..metrics.gates import GateResult, Gates
@@ -33,7 +33,7 @@ from ..session.load.record import LoadRecord
 from ..session.recorder import Recorder
 from ..session.semantic import REQUEST_DEADLINE_S, embed_pending
 from ..session.tracing import SpanExport, dropped_spans, session_attributes
-from .capacity import capacity_gate, run_search
+from .capacity import capacity_gate, found, run_search
 from .driver import DRIVER_KEY, DURATION_SKIP, WORKEROUTPUT_KEY
 from .finish import emit_warnings, fail_session, lost_reason, run_metadata, write_end_summary, write_html_report
 from .gate_reports import is_gate_nodeid, log_gate_failures
@@ -82,7 +82,6 @@ class Controller:
         self.report_path: Path | None = None
         self.gate_result: GateResult | None = None
         self.batch: Batch | None = None
-        self.capacity: Capacity | None = None  # --llmbench-search's answer, found before the first test
         self.batch_problem: str | None = None  # why the batch file could not be written
         self.warnings_as_errors: list[str] = []  # warnings a -W error filter turned into errors
         self._progress_hook = config.hook.pytest_llmbench_progress
@@ -134,8 +133,7 @@ class Controller:
             if not any(isinstance(item, LLMBenchItem) for item in session.items):
                 return
             self.setup.prepare()
-        self.capacity = run_search(self.config, session, lambda: process_runner(self.config), self.settings,
-                                   self.live)
+        run_search(self.config, session, lambda: process_runner(self.config), self.settings, self.live)
         self.recorder.tracker.restart()  # rates and ETA count from here, not from pytest's start-up
         if self.settings.monitor:  # after the embedded server's start, so its model load is not in the figures
             self.recorder.monitor = make_monitor(self.config, self.settings)
@@ -328,9 +326,10 @@ class Controller:
                               for w in self.gate_result.sample_warnings]
             self.live.warnings += [f"{w} (with --llmbench-slo-undecided fail such a gate fails)"
                               for w in self.gate_result.undecided]
-        if self.capacity is not None:
-            batch["capacity"] = self.capacity
-        self.gate_result = capacity_gate(self.gate_result, self.capacity)
+        capacity = found(self.config, self.gates.baseline)
+        if capacity is not None:
+            batch["capacity"] = capacity
+        self.gate_result = capacity_gate(self.gate_result, capacity)
         if self.gate_result is not None:
             batch["gates"] = self.gate_result.to_dict()
             if not interrupted:  # failed gates in pytest's own counts, short summary and JUnit XML

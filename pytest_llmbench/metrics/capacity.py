@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..batch import CapacityBaseline
 from .intervals import Interval, wilson
 from .samples import split_key
 from .slo import RunSlo
@@ -188,3 +189,38 @@ def minimum_check(section: Mapping[str, Any], minimum: float) -> tuple[bool, str
     found = "no level passed" if capacity is None else f"found {capacity:g}"
     verb = "at least" if passed else "below"
     return passed, f"capacity ({section['kind']}) {found}: {verb} --llmbench-capacity-min {minimum:g}"
+
+
+def against_baseline(now: Mapping[str, Any], before: Any) -> CapacityBaseline | None:
+    """The baseline's capacity beside this run's. Each is a bracket, [highest passing, lowest failing) level; the
+    capacity changed when the two brackets do not overlap (the search's resolution), else it is unchanged."""
+    if not isinstance(before, Mapping) or "capacity" not in before:
+        return None
+    low, high = before.get("capacity"), before.get("upper")
+    if before.get("kind") != now["kind"] or list(before.get("objectives") or []) != list(now["objectives"]):
+        change = (f"not comparable: the baseline searched {before.get('kind')} within "
+                  f"{', '.join(map(str, before.get('objectives') or []))}")
+    elif _top(now["upper"]) <= (low or 0.0):
+        change = "lower"
+    elif _top(high) <= (now["capacity"] or 0.0):
+        change = "higher"
+    else:
+        change = "unchanged"
+    return {"capacity": low, "upper": high, "change": change}
+
+
+def _top(upper: float | None) -> float:
+    return math.inf if upper is None else upper
+
+
+def baseline_text(section: Mapping[str, Any]) -> str | None:
+    """"against the baseline: 24 (below 26) -> 20 (below 22): lower"; None without a baseline's capacity."""
+    before = section.get("baseline")
+    if not before:
+        return None
+
+    def bracket(low: float | None, high: float | None) -> str:
+        return ("none" if low is None else f"{low:g}") + ("" if high is None else f" (below {high:g})")
+
+    return (f"capacity against the baseline: {bracket(before['capacity'], before['upper'])} -> "
+            f"{bracket(section['capacity'], section['upper'])}: {before['change']}")

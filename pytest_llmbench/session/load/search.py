@@ -156,6 +156,7 @@ class CapacitySearch:
         self._sent = 0  # requests built so far: the next takes bodies[_sent % len(bodies)]
         whole = [o.limit for o in objectives if o.whole_request]
         self._stuck_after = min(whole) if whole else None
+        self.section = self._section(Bracket(), [], "interrupted")  # what a Ctrl-C keeps: the probes so far
 
     def run(self) -> Capacity:
         bracket, probes = Bracket(), list[CapacityProbe]()
@@ -165,14 +166,19 @@ class CapacitySearch:
                 break
             probe = self.probe(level, len(probes))
             probes.append(probe)
+            bracket = bracket.after(level, self.passes(probe["verdict"]))
+            self.section = self._section(bracket, probes, "interrupted")
             if self.on_probe is not None:
                 self.on_probe(probe)
-            bracket = bracket.after(level, self.passes(probe["verdict"]))
+        self.section = self._section(bracket, probes, stopped)
+        return self.section
+
+    def _section(self, bracket: Bracket, probes: list[CapacityProbe], stopped: str) -> Capacity:
         return {"kind": self.spec.kind, "objectives": [o.text for o in self.objectives], "target": self.target,
                 "confidence_level": self.confidence, "tolerance": self.spec.tolerance, "start": self.spec.start,
                 "max_level": self.spec.max_level, "undecided": self.undecided, "capacity": bracket.passed,
                 "upper": bracket.failed, "stopped": stopped, "requests": sum(p["requests"] for p in probes),
-                "probes": probes, "minimum": None, "minimum_passed": None}
+                "probes": list(probes), "minimum": None, "minimum_passed": None, "baseline": None}
 
     def passes(self, verdict: str) -> bool:
         """An undecided level counts as a fail unless --llmbench-slo-undecided pass: the search does not climb on
@@ -233,8 +239,10 @@ class CapacitySearch:
                         reason = f"undecided at the {cap} cap"
                     break
             decided_after = time.monotonic() - started  # the drain that follows is not the level's time
-        finally:
-            cut = self._drain(dispatcher, tickets, finished)
+        except BaseException:
+            dispatcher.stop()  # Ctrl-C, SIGTERM: the requests in flight are cut at once, without a drain
+            raise
+        cut = self._drain(dispatcher, tickets, finished)
         return self._record(value, level, tally, tickets, verdict, interval, over, reason, cut, decided_after)
 
     def _ticket(self, level: Level, index: int, number: int) -> Ticket:

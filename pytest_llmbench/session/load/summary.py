@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ...metrics.capacity import answer_text
+from ...metrics.capacity import answer_text, baseline_text
 from ...metrics.samples import rule, vouched
 
 SWEEP_COLUMNS = (("level", "level", "{}"), ("req", "requests", "{}"), ("sent/s", "achieved_rate", "{:.2f}"),
@@ -85,4 +85,5 @@ def capacity_lines(capacity: Mapping[str, Any] | None) -> list[str]:
     lines = [f"capacity search ({capacity['kind']}): target {capacity['target']:.1%} of requests meeting "
              + " and ".join(names)]
     lines += ["  " + " ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in table]
-    return [*lines, answer_text(capacity)]
+    compared = baseline_text(capacity)
+    return [*lines, answer_text(capacity), *([compared] if compared else [])]
