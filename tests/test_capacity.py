@@ -17,6 +17,7 @@ from pytest_llmbench.metrics.capacity import (
     UNDECIDED,
     Bracket,
     SearchSpec,
+    against_baseline,
     judge,
     next_level,
     objectives_of,
@@ -117,6 +118,35 @@ def test_requests_in_flight_past_the_latency_limit_fail_a_level_before_they_end(
     assert probe["duration_s"] < 2.0  # decided while the server still held every answer (by its 2 s delay)
 
 
+def test_an_undecided_level_fails_unless_slo_undecided_pass(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
+    """Half the requests are slow by the server's own script: a p50 objective's attainment sits on its target, so
+    the level is still undecided at its cap of 10 requests; the search takes it as a fail, with a warning, unless
+    --llmbench-slo-undecided pass."""
+    stub.delay, stub.delay_per_active, stub.delays = 0.0, 0.0, {"question 1": 0.6}
+    args = ("--llmbench-search", "concurrency", "--llmbench-slo", "latency_p50=400ms", "--llmbench-search-max", "1",
+            "--llmbench-search-requests", "10", "--llmbench-search-warmup", "0", "-W", "default")
+    result = run(pytester, stub, *args)
+    [probe] = capacity(pytester)["probes"]
+    assert (probe["verdict"], probe["passed"], probe["counted"], probe["met"]) == ("undecided", False, 10, 5)
+    assert probe["reason"] == "undecided at the requests cap" and capacity(pytester)["capacity"] is None
+    result.stdout.fnmatch_lines(["*capacity search: level c1 undecided at its cap*taken as a fail*"])
+    run(pytester, stub, *args, "--llmbench-slo-undecided", "pass")
+    found = capacity(pytester)
+    assert found["probes"][0]["verdict"] == "undecided" and found["capacity"] == 1
+
+
+def test_the_capacity_is_set_beside_the_baselines(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
+    args = ("--llmbench-search", "concurrency", "--llmbench-slo", f"latency_p50={LIMIT_MS}ms", "--llmbench-search-max",
+            "4")
+    run(pytester, stub, *args).assert_outcomes(passed=2)  # 1, 2 and 4 pass: capacity at least 4
+    stub.delay_per_active = 0.12  # level c now answers in 20 + 120 c ms: 1 and 2 pass, 3 and 4 fail
+    result = run(pytester, stub, *args, "--llmbench-compare", "latest")
+    found = capacity(pytester)
+    assert (found["capacity"], found["upper"]) == (2, 3)
+    assert found["baseline"] == {"capacity": 4, "upper": None, "change": "lower"}
+    result.stdout.fnmatch_lines(["capacity against the baseline: 4 -> 2 (below 3): lower"])
+
+
 def test_the_report_shows_the_probes_table_and_charts(pytester: pytest.Pytester, stub: OpenAIStub,
                                                       open_report: Any) -> None:
     from browser import CHART_MARKS
@@ -200,6 +230,17 @@ def test_a_level_is_decided_once_its_wilson_interval_clears_the_target() -> None
     assert judge(34, 34, 0.9, 0.95)[0] == UNDECIDED and judge(35, 35, 0.9, 0.95)[0] == PASS  # p90 needs 35
     verdict, (low, high) = judge(45, 50, 0.9, 0.95)
     assert verdict == UNDECIDED and low is not None and high is not None and low < 0.9 < high
+
+
+def test_a_capacity_changed_only_when_the_brackets_do_not_overlap() -> None:
+    now = {"kind": "concurrency", "objectives": ["latency_p50 <= 300 ms"], "capacity": 20.0, "upper": 22.0}
+    for before, change in (((24.0, 26.0), "lower"), ((22.0, 24.0), "lower"), ((21.0, 23.0), "unchanged"),
+                           ((12.0, 14.0), "higher"), ((16.0, None), "unchanged"), ((None, 2.0), "higher")):
+        found = against_baseline(now, {**now, "capacity": before[0], "upper": before[1]})
+        assert found is not None and found["change"] == change, before
+    other = against_baseline(now, {**now, "kind": "rate"})
+    assert other is not None and other["change"].startswith("not comparable: the baseline searched rate")
+    assert against_baseline(now, None) is None
 
 
 def test_each_percentile_slo_is_a_per_request_objective_with_its_share() -> None:
