@@ -147,6 +147,16 @@ def test_the_capacity_is_set_beside_the_baselines(pytester: pytest.Pytester, stu
     result.stdout.fnmatch_lines(["capacity against the baseline: 4 -> 2 (below 3): lower"])
 
 
+def test_a_streamed_objective_without_streaming_stops_before_the_first_level(pytester: pytest.Pytester,
+                                                                             stub: OpenAIStub) -> None:
+    result = run(pytester, stub, "--llmbench-search", "concurrency", "--llmbench-slo", "ttft_p90=300ms")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and stub.loads == []  # nothing sent
+    result.stdout.fnmatch_lines(["*--llmbench-search: ttft_p90 is measured only on streamed answers*"])
+    run(pytester, stub, "--llmbench-search", "concurrency", "--llmbench-slo", "ttft_p90=300ms", "--llmbench-stream",
+        "--llmbench-search-max", "2").assert_outcomes(passed=2)
+    assert capacity(pytester)["capacity"] == 2  # streamed, every TTFT is measured: 1 and 2 pass
+
+
 def test_the_report_shows_the_probes_table_and_charts(pytester: pytest.Pytester, stub: OpenAIStub,
                                                       open_report: Any) -> None:
     from browser import CHART_MARKS
@@ -246,6 +256,6 @@ def test_a_capacity_changed_only_when_the_brackets_do_not_overlap() -> None:
 def test_each_percentile_slo_is_a_per_request_objective_with_its_share() -> None:
     latency, ttft = objectives_of(parse_run_slos(["latency_p90=2s", "ttft_p99=300ms"]))
     assert (latency.field, latency.limit, latency.share, latency.whole_request) == ("execution_time", 2.0, 0.9, True)
-    assert (ttft.field, ttft.limit, ttft.share, ttft.whole_request, ttft.arrival_timed) == (
-        "ttft", 0.3, 0.99, False, True)
+    assert (ttft.field, ttft.limit, ttft.share, ttft.whole_request, ttft.arrival_timed, ttft.streamed) == (
+        "ttft", 0.3, 0.99, False, True, True)
 

@@ -57,6 +57,10 @@ def run_search(config: pytest.Config, session: pytest.Session, make_runner: Call
         return
     runner = make_runner()
     bodies = [(item.case.api_type, runner.prepare(item.case, item.model)) for item in items]
+    streamed = [o.name for o in setup.objectives if o.streamed]
+    if streamed and not all(body.get("stream") for _, body in bodies):
+        pytest.exit(f"llmbench: --llmbench-search: {', '.join(streamed)} is measured only on streamed answers, and "
+                    "not every test streams: run with --llmbench-stream", returncode=pytest.ExitCode.USAGE_ERROR)
     live.interrupt()
     live.say(f"capacity search ({setup.spec.kind}) within " + ", ".join(o.text for o in setup.objectives)
              + f": {len(bodies)} test request{'' if len(bodies) == 1 else 's'}, cycled")

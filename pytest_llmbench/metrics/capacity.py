@@ -44,6 +44,7 @@ class Objective:
     text: str  # "latency_p90 <= 250 ms"
     arrival_timed: bool  # rests on when tokens arrived: a timing_degraded result cannot vouch for it
     whole_request: bool  # the request's whole time (latency): one still in flight past the limit has missed it
+    streamed: bool  # measured only on streamed answers (TTFT, TPOT)
 
 
 def objectives_of(slos: Iterable[RunSlo]) -> list[Objective]:
@@ -59,7 +60,7 @@ def objectives_of(slos: Iterable[RunSlo]) -> list[Objective]:
                              "takes limits on a percentile of a per-request time, e.g. latency_p90=2s or "
                              "ttft_p99=300ms")
         found.append(Objective(slo.name, metric.field, slo.limit / 1000.0, PERCENTILE_STATS[split[0]] / 100.0,
-                               slo.text, metric.arrival_timed, metric.field == "execution_time"))
+                               slo.text, metric.arrival_timed, metric.field == "execution_time", metric.streamed))
     if not found:
         raise ValueError("--llmbench-search finds the highest load within the run SLOs: add at least one "
                          "--llmbench-slo, e.g. --llmbench-slo latency_p90=2s")
