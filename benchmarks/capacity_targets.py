@@ -10,9 +10,10 @@ default target 0.95); the default limit, 255 ms, sits halfway between level 21 (
 true capacity is 21 whatever a millisecond of client overhead does. A run *hits* when the capacity it finds lies in
 [true / (1 + tolerance), true]: the search's own promise (its bracket is within the tolerance and holds the truth).
 
-Each of ``--runs`` seeded runs is a real pytest session (``--llmbench-search concurrency``, the suite's 4 tests
-cycled, ``--llmbench-seed`` the run's number); the requests each used are counted twice: the batch's own total and
-the server's count of what it received (minus the suite's 4 tests, which run after the search). Target: 19 hits of
+Each of ``--runs`` seeded runs is a real pytest session (``--llmbench-search concurrency`` from ``--start``, 4 by
+default as GuideLLM's goodput profile starts, the suite's 4 tests cycled, ``--llmbench-seed`` the run's number);
+the requests each used are counted twice: the batch's own total and the server's count of what it received (minus
+the suite's 4 tests, which run after the search). Target: 19 hits of
 20, and the median requests below GuideLLM's, which runs beside when installed (see
 ../shared/notes/peer-guidellm.md: its requests are the server's count too). Prints the core count and load average:
 judge on a quiet machine.
@@ -52,10 +53,11 @@ def received(server: RunningServer) -> int:
     return len(server.stamps(reset=True)["received_ns"])
 
 
-def plugin_run(server: RunningServer, suite: Path, folder: Path, seed: int, slo: str, tolerance: float) -> dict:
+def plugin_run(server: RunningServer, suite: Path, folder: Path, seed: int, slo: str, args: argparse.Namespace) -> dict:
     out = folder / f"run{seed}"
     command = plugin_command(suite, server.url, "--llmbench-search", "concurrency", "--llmbench-slo", slo,
-                             "--llmbench-search-tolerance", str(tolerance), "--llmbench-seed", str(seed),
+                             "--llmbench-search-tolerance", str(args.tolerance), "--llmbench-search-start",
+                             str(args.start), "--llmbench-seed", str(seed),
                              "--llmbench-output", str(out), "--llmbench-test-files", "none", "--llmbench-html", "none")
     done = subprocess.run(command, cwd=folder, check=False, capture_output=True, text=True)
     if done.returncode != 0:
@@ -93,6 +95,7 @@ def main() -> int:
     parser.add_argument("--per-other-ms", type=float, default=10.0)
     parser.add_argument("--limit-ms", type=float, default=255.0)
     parser.add_argument("--tolerance", type=float, default=0.1)
+    parser.add_argument("--start", type=int, default=4, help="the first level: GuideLLM's goodput starts at 4 streams")
     parser.add_argument("--guidellm", type=Path, default=DEFAULT_GUIDELLM)
     parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER)
     parser.add_argument("--guidellm-runs", type=int, default=1, help="GuideLLM runs (each takes about 30 s)")
@@ -101,8 +104,8 @@ def main() -> int:
     floor = math.ceil(truth / (1 + args.tolerance))
     slo = f"latency_p95={args.limit_ms:g}ms"
     print(f"T1: capacity search, {args.runs} seeded runs ({machine()}); server {args.base_ms:g} ms + "
-          f"{args.per_other_ms:g} ms per other request in flight, objective {slo}: true capacity {truth}, a hit is "
-          f"{floor}..{truth}")
+          f"{args.per_other_ms:g} ms per other request in flight, objective {slo}, start {args.start}, tolerance "
+          f"{args.tolerance:g}: true capacity {truth}, a hit is {floor}..{truth}")
     hits, used = 0, []
     with tempfile.TemporaryDirectory(prefix="llmbench-t1-") as tmp, \
             launch(args.base_ms, per_other_ms=args.per_other_ms) as server:
@@ -110,7 +113,7 @@ def main() -> int:
         suite = write_suite(folder / "t1.json", TESTS)
         received(server)
         for seed in range(args.runs):
-            found = plugin_run(server, suite, folder, seed, slo, args.tolerance)
+            found = plugin_run(server, suite, folder, seed, slo, args)
             counted = received(server) - TESTS
             hit = found["capacity"] is not None and floor <= found["capacity"] <= truth
             hits += hit

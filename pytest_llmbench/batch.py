@@ -136,7 +136,8 @@ class CapacityProbe(TypedDict):
     stuck: int  # still in flight past a whole-request limit when the level ended: counted as missed
     unvouched: int  # answers whose token times the client cannot vouch for (timing_degraded): not counted
     attainment: float | None  # met / counted
-    attainment_ci: list[float | None]  # its Wilson interval at confidence_level
+    attainment_ci: list[float | None]  # its Wilson interval at interval_level, at the look that decided it
+    interval_level: float  # each look's level: confidence_level over all the level's looks (Bonferroni)
     verdict: str  # "pass", "fail" or "undecided"
     passed: bool  # what the search took it for: an undecided level fails unless --llmbench-slo-undecided pass
     over_saturated: bool  # failed because it could not finish: the queue grew, or its cap came with nothing done

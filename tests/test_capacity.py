@@ -19,8 +19,11 @@ from pytest_llmbench.metrics.capacity import (
     SearchSpec,
     against_baseline,
     judge,
+    look_level,
+    looks,
     next_level,
     objectives_of,
+    schedule,
 )
 from pytest_llmbench.metrics.slo import parse_run_slos
 
@@ -110,7 +113,7 @@ def test_requests_in_flight_past_the_latency_limit_fail_a_level_before_they_end(
     before any answer (or the level's 30 s cap) comes."""
     stub.delay, stub.delay_per_active = 2.0, 0.0
     result = run(pytester, stub, "--llmbench-search", "concurrency", "--llmbench-search-start", "4",
-                 "--llmbench-search-warmup", "0", "--llmbench-slo", "latency_p50=200ms", "--llmbench-search-probes",
+                 "--llmbench-search-warmup", "0", "--llmbench-slo", "latency_p90=200ms", "--llmbench-search-probes",
                  "1", "--llmbench-search-seconds", "30", tests=1)
     result.assert_outcomes(passed=1)
     [probe] = capacity(pytester)["probes"]
@@ -137,9 +140,9 @@ def test_an_undecided_level_fails_unless_slo_undecided_pass(pytester: pytest.Pyt
 
 def test_the_capacity_is_set_beside_the_baselines(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     args = ("--llmbench-search", "concurrency", "--llmbench-slo", f"latency_p50={LIMIT_MS}ms", "--llmbench-search-max",
-            "4")
-    run(pytester, stub, *args).assert_outcomes(passed=2)  # 1, 2 and 4 pass: capacity at least 4
-    stub.delay_per_active = 0.12  # level c now answers in 20 + 120 c ms: 1 and 2 pass, 3 and 4 fail
+            "4", "--llmbench-search-start", "2")
+    run(pytester, stub, *args).assert_outcomes(passed=2)  # 2 and 4 pass: capacity at least 4
+    stub.delay_per_active = 0.12  # level c now answers in 20 + 120 c ms: 2 passes, 3 and 4 fail
     result = run(pytester, stub, *args, "--llmbench-compare", "latest")
     found = capacity(pytester)
     assert (found["capacity"], found["upper"]) == (2, 3)
@@ -149,10 +152,10 @@ def test_the_capacity_is_set_beside_the_baselines(pytester: pytest.Pytester, stu
 
 def test_a_streamed_objective_without_streaming_stops_before_the_first_level(pytester: pytest.Pytester,
                                                                              stub: OpenAIStub) -> None:
-    result = run(pytester, stub, "--llmbench-search", "concurrency", "--llmbench-slo", "ttft_p90=300ms")
+    result = run(pytester, stub, "--llmbench-search", "concurrency", "--llmbench-slo", "ttft_p50=300ms")
     assert result.ret == pytest.ExitCode.USAGE_ERROR and stub.loads == []  # nothing sent
-    result.stdout.fnmatch_lines(["*--llmbench-search: ttft_p90 is measured only on streamed answers*"])
-    run(pytester, stub, "--llmbench-search", "concurrency", "--llmbench-slo", "ttft_p90=300ms", "--llmbench-stream",
+    result.stdout.fnmatch_lines(["*--llmbench-search: ttft_p50 is measured only on streamed answers*"])
+    run(pytester, stub, "--llmbench-search", "concurrency", "--llmbench-slo", "ttft_p50=300ms", "--llmbench-stream",
         "--llmbench-search-max", "2").assert_outcomes(passed=2)
     assert capacity(pytester)["capacity"] == 2  # streamed, every TTFT is measured: 1 and 2 pass
 
@@ -251,6 +254,17 @@ def test_a_capacity_changed_only_when_the_brackets_do_not_overlap() -> None:
     other = against_baseline(now, {**now, "kind": "rate"})
     assert other is not None and other["change"].startswith("not comparable: the baseline searched rate")
     assert against_baseline(now, None) is None
+
+
+def test_looks_double_and_share_the_confidence_out() -> None:
+    assert looks(8, 1000) == [8, 16, 32, 64, 128, 256, 512, 1000] and looks(1, 10) == [1, 2, 4, 8, 10]
+    at = look_level(0.95, 8)
+    assert at == pytest.approx(1 - 0.05 / 9)  # eight looks and one at a time cap share the 5 %
+    assert judge(128, 128, 0.95, at)[0] == UNDECIDED and judge(256, 256, 0.95, at)[0] == PASS  # a p95 at its looks
+    assert judge(0, 8, 0.5, at)[0] == FAIL
+    points, at = schedule(8, 1000, 0.95, 0.95)  # and a look where a level whose every request attains can pass
+    assert points == [8, 16, 32, 64, 128, 150, 256, 512, 1000] and at == pytest.approx(1 - 0.05 / 10)
+    assert judge(150, 150, 0.95, at)[0] == PASS and judge(149, 149, 0.95, at)[0] == UNDECIDED
 
 
 def test_each_percentile_slo_is_a_per_request_objective_with_its_share() -> None:

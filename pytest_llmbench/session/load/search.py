@@ -2,8 +2,10 @@
 load path every load run takes), sending the suite's requests in turn, until its attainment is decided or its cap
 is reached; metrics/capacity.py judges each level and chooses the next.
 
-A level is sequential: after each answer its attainment's Wilson interval is looked at again, and the level stops
-as soon as the interval clears the target (pass) or falls wholly below it (fail). Its first answers are a warm-up,
+A level is sequential: its attainment's Wilson interval is looked at after 8, 16, 32, ... judged requests (fewer at
+first when the level has fewer in flight), at the fewest that could pass it and at its cap, at a level that keeps the looks together within the
+confidence, and the level stops at the first look whose interval clears the target (pass) or falls wholly below it
+(fail). Its first answers are a warm-up,
 not counted: by default one wave (as many as the level's concurrency, or a second's worth of its rate), since the
 first wave of a concurrency level arrives as a ramp, not as the level's steady load.
 
@@ -29,6 +31,7 @@ from ...batch import Capacity, CapacityProbe
 from ...exceptions import ConfigurationError
 from ...metrics.capacity import (
     FAIL,
+    FIRST_LOOK,
     MET,
     MISSED,
     PASS,
@@ -42,6 +45,7 @@ from ...metrics.capacity import (
     next_level,
     objectives_of,
     percentile_of,
+    schedule,
     target_of,
 )
 from .dispatcher import DONE, QUEUED, SENT, Dispatcher, Ticket
@@ -205,6 +209,10 @@ class CapacitySearch:
         tickets: list[Ticket] = []
         budget = tally.warmup + self.caps.requests
         ahead = top + (8 if level.rate == math.inf else math.ceil(level.rate) + 8)  # the sender never runs dry
+        first = min(FIRST_LOOK, top) if level.rate == math.inf else FIRST_LOOK
+        points, at = schedule(first, self.caps.requests, self.target, self.confidence)
+        looked = 0  # looks taken: the next is at points[looked] judged requests
+        verdict, interval = UNDECIDED, judge(0, 0, self.target, at)[1]
         started = time.monotonic()
         over, reason = False, ""
         try:
@@ -219,16 +227,23 @@ class CapacitySearch:
                 now = time.monotonic()
                 in_flight = [t for t in tickets if t.state == SENT]
                 tally.stuck = self._stuck(in_flight, tally, now)
-                verdict, interval = judge(tally.met, tally.counted, self.target, self.confidence)
-                if verdict != UNDECIDED:
-                    reason = "decided"
-                    break
+                if looked < len(points) and tally.counted >= points[looked]:
+                    while looked < len(points) and tally.counted >= points[looked]:
+                        looked += 1
+                    verdict, interval = judge(tally.met, tally.counted, self.target, at)
+                    if verdict != UNDECIDED:
+                        reason = "decided"
+                        break
                 if level.rate != math.inf and dispatcher.in_flight >= top:
                     verdict, over = FAIL, True
                     reason = f"over-saturated: {top} requests in flight, the most allowed; the queue grows"
                     break
                 answered = tally.ended - tally.warmup
                 if tally.ended >= budget or now - started >= self.caps.seconds:
+                    verdict, interval = judge(tally.met, tally.counted, self.target, at)  # the last look
+                    if verdict != UNDECIDED:
+                        reason = "decided at the cap"
+                        break
                     over = answered <= 0 or len(in_flight) > answered
                     cap = "requests" if tally.ended >= budget else "seconds"
                     if over:
@@ -243,7 +258,7 @@ class CapacitySearch:
             dispatcher.stop()  # Ctrl-C, SIGTERM: the requests in flight are cut at once, without a drain
             raise
         cut = self._drain(dispatcher, tickets, finished)
-        return self._record(value, level, tally, tickets, verdict, interval, over, reason, cut, decided_after)
+        return self._record(value, level, tally, tickets, (verdict, interval, at), over, reason, cut, decided_after)
 
     def _ticket(self, level: Level, index: int, number: int) -> Ticket:
         api_type, body = self.bodies[self._sent % len(self.bodies)]
@@ -284,15 +299,16 @@ class CapacitySearch:
         dispatcher.stop()
         return dispatcher.cancelled
 
-    def _record(self, value: float, level: Level, tally: _Tally, tickets: list[Ticket], verdict: str,
-                interval: tuple[float | None, float | None], over: bool, reason: str, cut: int,
+    def _record(self, value: float, level: Level, tally: _Tally, tickets: list[Ticket],
+                judged: tuple[str, tuple[float | None, float | None], float], over: bool, reason: str, cut: int,
                 seconds: float) -> CapacityProbe:
+        verdict, interval, at = judged
         counted = tally.counted
         return {"level": value, "label": level.label if self.spec.kind == "rate" else f"c{int(value)}",
                 "requests": sum(t.sent > 0 for t in tickets), "warmup": min(tally.warmup, tally.ended),
                 "counted": counted, "met": tally.met, "stuck": tally.stuck, "unvouched": tally.unvouched,
                 "attainment": tally.met / counted if counted else None,
-                "attainment_ci": [interval[0], interval[1]], "verdict": verdict,
+                "attainment_ci": [interval[0], interval[1]], "interval_level": at, "verdict": verdict,
                 "passed": self.passes(verdict), "over_saturated": over, "reason": reason, "cut": cut,
                 "duration_s": seconds,
                 "figures": {o.name: _ms(percentile_of(tally.values.get(o.name, []), o.share))

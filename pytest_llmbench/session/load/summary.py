@@ -71,7 +71,7 @@ def capacity_lines(capacity: Mapping[str, Any] | None) -> list[str]:
     if not capacity:
         return []
     names = list(capacity["objectives"])
-    table = [["level", "req", "judged", "attainment", f"{capacity['confidence_level']:.0%} interval", "verdict",
+    table = [["level", "req", "judged", "attainment", "interval", "verdict",
               *(name.split(" ", 1)[0] + " ms" for name in names), "s"]]
     for probe in capacity["probes"]:
         low, high = probe["attainment_ci"]
@@ -83,7 +83,7 @@ def capacity_lines(capacity: Mapping[str, Any] | None) -> list[str]:
                       f"{probe['duration_s']:.1f}"])
     widths = [max(len(line[n]) for line in table) for n in range(len(table[0]))]
     lines = [f"capacity search ({capacity['kind']}): target {capacity['target']:.1%} of requests meeting "
-             + " and ".join(names)]
+             + " and ".join(names) + f"; intervals {capacity['confidence_level']:.0%} over each level's looks"]
     lines += ["  " + " ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in table]
     compared = baseline_text(capacity)
     return [*lines, answer_text(capacity), *([compared] if compared else [])]
