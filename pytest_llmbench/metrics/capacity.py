@@ -1,19 +1,19 @@
-"""The capacity search's arithmetic: which requests meet the objectives, when a level is decided, which level to
-try next, and the answer. No I/O and no pytest: session/load/search.py runs the levels.
+"""The capacity search's arithmetic: which requests meet the objectives, when a level is decided, which level to try
+next, and the answer. No I/O and no pytest: session/load/search.py runs the levels.
 
 A run SLO on a percentile, ``<metric>_p<Q> <= L``, is a per-request objective "value <= L" with a target share
 Q/100: when at least Q % of the requests meet L, the Q-th percentile is at most L. A request *attains* when it
-succeeded and meets every objective; with several SLOs the target is the highest of their shares (GuideLLM's
-goodput profile likewise holds one target for all objectives). A level is judged by the Wilson interval of its
-attainment (metrics/intervals.py): ``pass`` once the interval lies at or above the target, ``fail`` once it lies
-wholly below, ``undecided`` while it straddles it. It is looked at after 8, 16, 32, ... judged requests, at its
-cap and at the fewest judged requests that could pass it, each look at a level widened by Bonferroni (``look_level``): a level stops at the first look that decides it,
-and peeking does not inflate the chance of a wrong verdict.
+succeeded and meets every objective; with several SLOs the target is the highest of their shares (GuideLLM's goodput
+profile likewise holds one target for all objectives). A level is judged by the Wilson interval of its attainment
+(metrics/intervals.py): ``pass`` once the interval lies at or above the target, ``fail`` once it lies wholly below,
+``undecided`` while it straddles it. It is looked at after 8, 16, 32, ... judged requests, at its cap and at the
+fewest judged requests that could pass it, each look at a level widened by Bonferroni (``look_level``): a level
+stops at the first look that decides it, and peeking does not inflate the chance of a wrong verdict.
 
-The levels: from ``start`` the level doubles until one fails, then the bracket between the highest passing and
-the lowest failing level is halved until its width is within ``tolerance`` of the passing end (GuideLLM's goodput
-search, 10 % by default) or, for concurrency, the two are neighbours. The answer is the bracket: the capacity is
-its passing end, the true capacity lies below its failing end.
+The levels: from ``start`` the level doubles until one fails, then the bracket between the highest passing and the
+lowest failing level is halved until its width is within ``tolerance`` of the passing end (GuideLLM's goodput
+search, 10 % by default) or, for concurrency, the two are neighbours. The answer is the bracket: the capacity is its
+passing end, the true capacity lies below its failing end.
 """
 
 from __future__ import annotations

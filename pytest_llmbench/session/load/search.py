@@ -1,20 +1,20 @@
-"""The capacity search (``--llmbench-search``): each probed level of load runs on a ``Dispatcher`` of its own (the
-load path every load run takes), sending the suite's requests in turn, until its attainment is decided or its cap
-is reached; metrics/capacity.py judges each level and chooses the next.
+"""The capacity search (``--llmbench-search``): each probed level of load runs on a ``Dispatcher`` of its own (the load
+path every load run takes), sending the suite's requests in turn, until its attainment is decided or its cap is
+reached; metrics/capacity.py judges each level and chooses the next.
 
 A level is sequential: its attainment's Wilson interval is looked at after 8, 16, 32, ... judged requests (fewer at
-first when the level has fewer in flight), at the fewest that could pass it and at its cap, at a level that keeps the looks together within the
-confidence, and the level stops at the first look whose interval clears the target (pass) or falls wholly below it
-(fail). Its first answers are a warm-up,
-not counted: by default one wave (as many as the level's concurrency, or a second's worth of its rate), since the
-first wave of a concurrency level arrives as a ramp, not as the level's steady load.
+first when the level has fewer in flight), at the fewest that could pass it and at its cap, at a level that keeps
+the looks together within the confidence, and the level stops at the first look whose interval clears the target
+(pass) or falls wholly below it (fail). Its first answers are a warm-up, not counted: by default one wave (as many
+as the level's concurrency, or a second's worth of its rate), since the first wave of a concurrency level arrives as
+a ramp, not as the level's steady load.
 
-Over-saturation ends a level as a fail, never as a hang: every wait has a deadline. A request still in flight past
-a whole-request (latency) limit has missed it and is counted so at once; a rate level whose requests in flight reach
+Over-saturation ends a level as a fail, never as a hang: every wait has a deadline. A request still in flight past a
+whole-request (latency) limit has missed it and is counted so at once; a rate level whose requests in flight reach
 the ceiling (the queue would grow without bound) fails at once; a level whose cap comes while more of its requests
-are in flight than were answered, or with none answered, fails as over-saturated. Once a level ends, its requests
-in flight get at most ``DRAIN_S`` to finish (they are not counted), then are cut, so that the next level starts on
-a quiet server.
+are in flight than were answered, or with none answered, fails as over-saturated. Once a level ends, its requests in
+flight get at most ``DRAIN_S`` to finish (they are not counted), then are cut, so that the next level starts on a
+quiet server.
 """
 
 from __future__ import annotations
