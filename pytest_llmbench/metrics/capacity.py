@@ -189,14 +189,6 @@ def next_level(spec: SearchSpec, bracket: Bracket, probes: int) -> tuple[float |
     return level, ""
 
 
-def percentile_of(values: Sequence[float], share: float) -> float | None:
-    """The share's percentile (nearest rank) of unsorted values: a probe's figure for an objective's metric."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(share * len(ordered)) - 1))]
-
-
 STOPPED_TEXT = {
     "converged": "converged within the tolerance",
     "max_level": "every level up to --llmbench-search-max passed, so the capacity is at least the cap",

@@ -44,10 +44,10 @@ from ...metrics.capacity import (
     judge,
     next_level,
     objectives_of,
-    percentile_of,
     schedule,
     target_of,
 )
+from ...metrics.stats import percentile
 from .dispatcher import DONE, QUEUED, SENT, Dispatcher, Ticket
 from .plan import DEFAULT_RATE_CEILING, Level, ceiling
 
@@ -92,9 +92,10 @@ def search_setup(settings: Settings, slos: list[RunSlo]) -> SearchSetup | None:
     kind = settings.search.strip().lower()
     if kind not in SEARCH_KINDS:
         raise ConfigurationError(f"--llmbench-search: expected {' or '.join(SEARCH_KINDS)}, got {settings.search!r}")
-    for other, given in (("--llmbench-sweep", settings.sweep), ("--llmbench-resume", settings.resume)):
+    for other, given, why in (("--llmbench-sweep", settings.sweep, "chooses its own levels"),
+                              ("--llmbench-resume", settings.resume, "cannot be resumed")):
         if given:
-            raise ConfigurationError(f"--llmbench-search chooses its own levels and cannot be resumed: drop {other}")
+            raise ConfigurationError(f"--llmbench-search {why}: drop {other}")
     if settings.search_start > settings.search_max:
         raise ConfigurationError(f"--llmbench-search-start {settings.search_start:g} is above --llmbench-search-max "
                                  f"{settings.search_max:g}")
@@ -311,9 +312,9 @@ class CapacitySearch:
                 "attainment_ci": [interval[0], interval[1]], "interval_level": at, "verdict": verdict,
                 "passed": self.passes(verdict), "over_saturated": over, "reason": reason, "cut": cut,
                 "duration_s": seconds,
-                "figures": {o.name: _ms(percentile_of(tally.values.get(o.name, []), o.share))
-                            for o in self.objectives}}
+                "figures": {o.name: _ms(tally.values.get(o.name, []), o.share) for o in self.objectives}}
 
 
-def _ms(seconds: float | None) -> float | None:
-    return None if seconds is None else seconds * 1000.0
+def _ms(values: list[float], share: float) -> float | None:
+    """An objective's percentile at the level, in ms, as every percentile the plugin reports (numpy's linear)."""
+    return percentile(sorted(values), share * 100.0) * 1000.0 if values else None

@@ -85,5 +85,7 @@ def capacity_lines(capacity: Mapping[str, Any] | None) -> list[str]:
     lines = [f"capacity search ({capacity['kind']}): target {capacity['target']:.1%} of requests meeting "
              + " and ".join(names) + f"; intervals {capacity['confidence_level']:.0%} over each level's looks"]
     lines += ["  " + " ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in table]
+    lines += [f"  level {p['label']}: {p['unvouched']} answers left out, their token times cannot be vouched for "
+              "(timing_degraded)" for p in capacity["probes"] if p["unvouched"]]
     compared = baseline_text(capacity)
     return [*lines, answer_text(capacity), *([compared] if compared else [])]
