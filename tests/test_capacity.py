@@ -69,7 +69,7 @@ def test_the_search_converges_on_the_servers_true_capacity(pytester: pytest.Pyte
     assert found["requests"] + 2 == len(stub.loads) and max(stub.loads) <= max(levels)
     result.stdout.fnmatch_lines(["capacity search (concurrency) within latency_p50 <= 335 ms*",
                                  "*c8 pass: attainment 100.0%*", "capacity search (concurrency): target 50.0%*",
-                                 f"capacity: concurrency {low:g} (the true capacity lies below {high:g}*): "
+                                 f"capacity: concurrency {low:g}, below {high:g} (the lowest level that failed); * requests; "
                                  "converged within the tolerance"])
 
 
@@ -79,7 +79,7 @@ def test_capacity_min_fails_the_session_as_pytest_counts_it(pytester: pytest.Pyt
     failed = run(pytester, stub, *args, "--llmbench-capacity-min", "6")
     failed.assert_outcomes(passed=2, failed=1)
     assert failed.ret == pytest.ExitCode.TESTS_FAILED
-    failed.stdout.fnmatch_lines(["capacity: concurrency 4 (3 probes, * requests): every level up to "
+    failed.stdout.fnmatch_lines(["capacity: concurrency 4; 3 probes, * requests; every level up to "
                                  "--llmbench-search-max passed*",
                                  "gate FAILED: capacity (concurrency) found 4: below --llmbench-capacity-min 6",
                                  "FAILED llmbench::capacity[[]min[]] - *"])
@@ -169,7 +169,7 @@ def test_the_report_shows_the_probes_table_and_charts(pytester: pytest.Pytester,
         "--llmbench-search-max", "4").assert_outcomes(passed=2)
     report = open_report(report_file(pytester))
     assert report.problems == []
-    assert report.js("document.querySelector('#capacity h3').textContent").startswith("capacity: concurrency 4 (3 probes")
+    assert report.js("document.querySelector('#capacity h3').textContent").startswith("capacity: concurrency 4; 3 probes")
     rows = report.js("[...document.querySelectorAll('#capacity tbody tr')].map(r => r.cells[1].textContent + ' ' + "
                      "r.cells[2].textContent)")
     assert rows == ["c1 pass", "c2 pass", "c4 ★ pass"]

@@ -198,14 +198,14 @@ STOPPED_TEXT = {
 
 
 def answer_text(section: Mapping[str, Any]) -> str:
-    """"capacity: concurrency 24 (the true capacity lies below 26, ...) (8 probes, 212 requests): converged ..."."""
+    """"capacity: concurrency 24, below 26 (the lowest level that failed); 8 probes, 212 requests; converged ..."."""
     kind, capacity, upper = section["kind"], section["capacity"], section["upper"]
     probes = len(section["probes"])
     shown = "none" if capacity is None else f"{capacity:g}"
-    bracket = f" (the true capacity lies below {upper:g}, the lowest level that failed)" if upper is not None \
-        and capacity is not None else ""
-    return (f"capacity: {kind} {shown}{bracket} ({probes} probe{'' if probes == 1 else 's'}, {section['requests']} "
-            f"requests): {STOPPED_TEXT.get(section['stopped'], section['stopped'])}")
+    if upper is not None and capacity is not None:
+        shown += f", below {upper:g} (the lowest level that failed)"
+    return (f"capacity: {kind} {shown}; {probes} probe{'' if probes == 1 else 's'}, {section['requests']} requests; "
+            f"{STOPPED_TEXT.get(section['stopped'], section['stopped'])}")
 
 
 def minimum_check(section: Mapping[str, Any], minimum: float) -> tuple[bool, str]:
