@@ -179,6 +179,21 @@ def test_the_report_shows_the_probes_table_and_charts(pytester: pytest.Pytester,
     assert charts["Attainment per level, with its interval"]["painted"] > 200
 
 
+def test_a_level_with_nothing_answered_by_its_time_cap_fails_as_over_saturated(pytester: pytest.Pytester,
+                                                                              stub: OpenAIStub) -> None:
+    """A TTFT objective has no whole-request limit to count requests in flight against: a server that holds every
+    answer past the level's 1 s cap ends the level there, failed as over-saturated, not waited for."""
+    stub.delay, stub.delay_per_active = 2.5, 0.0
+    result = run(pytester, stub, "--llmbench-stream", "--llmbench-search", "concurrency", "--llmbench-search-start",
+                 "2", "--llmbench-search-warmup", "0", "--llmbench-slo", "ttft_p50=300ms", "--llmbench-search-seconds",
+                 "1s", "--llmbench-search-probes", "1", tests=1)
+    result.assert_outcomes(passed=1)
+    [probe] = capacity(pytester)["probes"]
+    assert (probe["verdict"], probe["over_saturated"], probe["counted"]) == (FAIL, True, 0)
+    assert probe["reason"] == "over-saturated: at the seconds cap 2 requests were in flight and 0 answered"
+    assert 1.0 <= probe["duration_s"] < 2.5 and len(stub.loads) == 3  # ended at its cap; the server saw 2 + the test
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (("--llmbench-search", "concurrency"), "*--llmbench-search finds the highest load within the run SLOs*"),
     (("--llmbench-search", "concurrency", "--llmbench-slo", "latency_mean=1s"),
