@@ -91,6 +91,22 @@ def test_capacity_min_fails_the_session_as_pytest_counts_it(pytester: pytest.Pyt
     assert passed.ret == pytest.ExitCode.OK and capacity(pytester)["minimum_passed"] is True
 
 
+def test_a_rate_search_paces_each_level_at_its_rate(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
+    """Rate levels are open-loop arrivals (Poisson, seeded) at the level's rate, by the server's own arrival times."""
+    stub.delay, stub.delay_per_active = 0.05, 0.0
+    run(pytester, stub, "--llmbench-search", "rate", "--llmbench-search-start", "4", "--llmbench-search-max", "8",
+        "--llmbench-slo", "latency_p50=1s").assert_outcomes(passed=2)
+    found = capacity(pytester)
+    assert [(p["label"], p["verdict"]) for p in found["probes"]] == [("rate4", PASS), ("rate8", PASS)]
+    assert (found["capacity"], found["stopped"]) == (8, "max_level")
+    with stub._lock:
+        arrived = [request["at"] for request in stub.requests if request["path"].endswith("/completions")]
+    first = found["probes"][0]["requests"]
+    for rate, times in ((4, arrived[:first]), (8, arrived[first:found["requests"]])):
+        measured = (len(times) - 1) / (times[-1] - times[0])
+        assert rate / 2.5 < measured < rate * 2.5, (rate, measured)  # paced, not sent at once (Poisson: wide bounds)
+
+
 def test_an_over_saturated_level_fails_at_once_and_never_hangs(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
     """A rate the server cannot take: its requests pile up to the ceiling of requests in flight (3), and the level
     fails as over-saturated instead of queueing without bound; the server never sees more than the ceiling."""
