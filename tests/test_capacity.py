@@ -6,6 +6,10 @@ combinations are usage errors. The level arithmetic is also walked through on it
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from typing import Any
 
 import pytest
@@ -208,6 +212,27 @@ def test_a_level_with_nothing_answered_by_its_time_cap_fails_as_over_saturated(p
     assert (probe["verdict"], probe["over_saturated"], probe["counted"]) == (FAIL, True, 0)
     assert probe["reason"] == "over-saturated: at the seconds cap 2 requests were in flight and 0 answered"
     assert 1.0 <= probe["duration_s"] < 2.5 and len(stub.loads) == 3  # ended at its cap; the server saw 2 + the test
+
+
+def test_ctrl_c_during_the_search_stops_it_at_once(pytester: pytest.Pytester, stub: OpenAIStub) -> None:
+    """The requests in flight are cut, nothing more is sent, and the session ends as interrupted without waiting
+    for the server's 30 s answers (their threads would hold the process at its exit)."""
+    stub.delay, stub.delay_per_active = 30.0, 0.0
+    suite = write_suite(pytester.path / "cap.json", [{"prompt": "question"}])
+    command = [sys.executable, "-m", "pytest", "--llmbench-suite", str(suite), "--llmbench-endpoint", stub.url,
+               "-p", "no:cacheprovider", "--llmbench-search", "concurrency", "--llmbench-search-start", "4",
+               "--llmbench-slo", "ttft_p50=1s", "--llmbench-stream"]
+    proc = subprocess.Popen(command, cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while len(stub.loads) < 4 and time.monotonic() < deadline:  # the first level's four requests are in
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == pytest.ExitCode.INTERRUPTED
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert len(stub.loads) == 4  # nothing sent after the interrupt
 
 
 @pytest.mark.parametrize(("args", "message"), [
