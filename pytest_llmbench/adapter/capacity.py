@@ -72,7 +72,7 @@ def run_search(config: pytest.Config, session: pytest.Session, make_runner: Call
                             confidence=settings.confidence, undecided=settings.slo_undecided,
                             rate_ceiling=setup.rate_ceiling, burstiness=settings.burstiness, seed=settings.seed,
                             on_probe=show)
-    config.stash[_SEARCH_RUN] = search  # a Ctrl-C during the search keeps the probes done
+    config.stash[_SEARCH_RUN] = search  # found() reads its answer when the run ends
     section = search.run()
     live.say(answer_text(section))
     undecided = [p["label"] for p in section["probes"] if p["verdict"] == "undecided"]
@@ -82,8 +82,8 @@ def run_search(config: pytest.Config, session: pytest.Session, make_runner: Call
 
 
 def found(config: pytest.Config, baseline: Batch | None) -> Capacity | None:
-    """The search's section of the batch (its probes so far, if it was interrupted), with --llmbench-capacity-min's
-    verdict and the baseline's capacity beside it; None when no search ran."""
+    """The search's section of the batch, with --llmbench-capacity-min's verdict and the baseline's capacity beside
+    it; None when no search ran."""
     search = config.stash.get(_SEARCH_RUN, None)
     if search is None:
         return None

@@ -63,8 +63,8 @@ class Controller:
         self._auth_stopped = False
         self.load = LoadRecord(config.stash[LOAD_PLAN_KEY], slos=gates.slos, bucket_s=settings.timeline_bucket,
                                undecided=gates.undecided, level=settings.confidence)
-        if self.load.plan.sweep_kind or settings.search:  # levels meant to cross the SLOs: they name the knee or
-            # the capacity instead
+        # a sweep's and a search's levels are meant to cross the SLOs: they name the knee or the capacity instead
+        if self.load.plan.sweep_kind or settings.search:
             self.gates = dataclasses.replace(gates, slos=[])
         self.recorder = Recorder(lifecycle.output, stats=StatsAccumulator(level=settings.confidence),
                                  error_alert=ErrorRateAlert(threshold=settings.alert_error_rate),

@@ -161,7 +161,7 @@ class CapacitySearch:
         self._sent = 0  # requests built so far: the next takes bodies[_sent % len(bodies)]
         whole = [o.limit for o in objectives if o.whole_request]
         self._stuck_after = min(whole) if whole else None
-        self.section = self._section(Bracket(), [], "interrupted")  # what a Ctrl-C keeps: the probes so far
+        self.section = self._section(Bracket(), [], "interrupted")  # until run() ends: the probes so far
 
     def run(self) -> Capacity:
         bracket, probes = Bracket(), list[CapacityProbe]()
