@@ -27,28 +27,18 @@ from .metrics.hardware.monitor import (
     DEFAULT_INTERVAL,
     DEFAULT_MEMORY_PCT,
 )
+from .option_field import option as _option
+from .search_options import SearchOptions
 
 ENV_API_KEYS = ("LLMBENCH_API_KEY", "OPENAI_API_KEY")
 ENV_ENDPOINTS = ("LLMBENCH_ENDPOINT", "OPENAI_BASE_URL")  # the second is what OpenAI's own clients read
 LOCAL_ENDPOINT = "local"
 
 
-def _option(default: Any, help: str, metavar: str | None = None, *, low: float | None = None,
-            high: float | None = None, inclusive: bool = True, path: bool = False, lines: bool = False,
-            const: str | None = None) -> Any:
-    """A ``Settings`` field that is also an option: its help, metavar, numeric bounds and whether it is a path.
-
-    A list option's ini value is split on whitespace (quotes keep a path with spaces whole), unless ``lines``:
-    then one value per line (headers, whose values hold spaces). ``const``: the value of the flag given alone.
-    """
-    meta = {"help": help, "metavar": metavar, "low": low, "high": high, "inclusive": inclusive, "path": path,
-            "lines": lines, "const": const}
-    return field(default=default, metadata=meta)
-
-
 @dataclass(frozen=True)
-class Settings:
-    """Everything the plugin was told, resolved from the command line, the ini file and the environment."""
+class Settings(SearchOptions):
+    """Everything the plugin was told, resolved from the command line, the ini file and the environment; a group of
+    options with a module of its own (``SearchOptions``) is a base class, its options listed after these."""
 
     suite: tuple[Path, ...] = _option((), "suite file, or directory of *.json suites (repeatable)", "PATH",
                                       path=True)
@@ -141,22 +131,6 @@ class Settings:
     sweep: str | None = _option(None, "run the selection once per level, e.g. concurrency=1,4,16,64 or "
                                       "rate=5,10,20 (node ids t01[c16]); the summary names the highest level "
                                       "that meets the SLOs", "KIND=LEVELS")
-    search: str | None = _option(None, "find the highest load within the run SLOs before the tests run: "
-                                       "'concurrency' or 'rate' (see README, Finding capacity)", "KIND")
-    search_start: float = _option(1.0, "the capacity search's first level; levels double from it until one fails",
-                                  "LEVEL", low=0, inclusive=False)
-    search_tolerance: float = _option(0.1, "bisect until the highest passing and lowest failing levels are within "
-                                           "this share of the passing one", "SHARE", low=0, inclusive=False)
-    search_max: float = _option(1024.0, "the highest level the capacity search tries", "LEVEL", low=0,
-                                inclusive=False)
-    search_probes: int = _option(16, "the most levels the capacity search probes", "N", low=1)
-    search_requests: int = _option(1000, "the most requests judged per probed level", "N", low=1)
-    search_seconds: float = _option(60.0, "the longest one probed level runs (a duration)", "DURATION", low=0,
-                                    inclusive=False)
-    search_warmup: str = _option("wave", "answers not counted at the start of each probed level: a number, or "
-                                         "'wave' (the level's concurrency, or one second of its rate)", "N")
-    capacity_min: float | None = _option(None, "fail the session when the capacity found by --llmbench-search (the "
-                                               "highest level that passed) is below this", "LEVEL", low=0)
     test_files: str = _option("all", "per-test files to write: all, failed or none (the batch file is always "
                                      "written)", "WHICH")
     seed: int = _option(0, "seed of the random arrival times: the same seed gives the same schedule (as vLLM's "
@@ -271,7 +245,7 @@ OPTIONS: tuple[Option, ...] = tuple(
            high=f.metadata.get("high"), inclusive=f.metadata.get("inclusive", True),
            path=f.metadata.get("path", False), lines=f.metadata.get("lines", False),
            const=f.metadata.get("const"))
-    for f in fields(Settings)
+    for f in sorted(fields(Settings), key=lambda f: f.name not in Settings.__annotations__)  # a group's last
 )
 
 
