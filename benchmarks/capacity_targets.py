@@ -13,10 +13,10 @@ true capacity is 21 whatever a millisecond of client overhead does. A run *hits*
 Each of ``--runs`` seeded runs is a real pytest session (``--llmbench-search concurrency`` from ``--start``, 4 by
 default as GuideLLM's goodput profile starts, the suite's 4 tests cycled, ``--llmbench-seed`` the run's number);
 the requests each used are counted twice: the batch's own total and the server's count of what it received (minus
-the suite's 4 tests, which run after the search). Target: 19 hits of
-20, and the median requests below GuideLLM's, which runs beside when installed (see
-../shared/notes/peer-guidellm.md: its requests are the server's count too). Prints the core count and load average:
-judge on a quiet machine.
+the suite's 4 tests, which run after the search). Target: 19 hits of 20, and the median requests below GuideLLM's,
+which runs beside when installed (see ../shared/notes/peer-guidellm.md; its requests are the server's count too).
+GuideLLM runs each probe over its whole data file and sizes no probe itself: ``--guidellm-requests`` prompts (300,
+as the notes measured it) make a probe. Prints the core count and load average: judge on a quiet machine.
 """
 
 from __future__ import annotations
@@ -67,11 +67,13 @@ def plugin_run(server: RunningServer, suite: Path, folder: Path, seed: int, slo:
     return capacity
 
 
-def guidellm_run(guidellm: Path, tokenizer: Path, server: RunningServer, folder: Path, limit_ms: float) -> str:
-    """GuideLLM's goodput profile on the same server and objective; returns what it answered (its log line)."""
+def guidellm_run(guidellm: Path, tokenizer: Path, server: RunningServer, folder: Path, limit_ms: float,
+                 per_probe: int) -> str:
+    """GuideLLM's goodput profile on the same server and objective; returns what it answered (its log line). Each
+    of its probes runs over the whole data file (it does not cycle it): ``per_probe`` prompts, requests a probe."""
     prompts = folder / "prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"benchmark prompt {n}", "output_tokens_count": 16}) + "\n"
-                               for n in range(TESTS)))
+                               for n in range(per_probe)))
     out = folder / "guidellm.json"
     base = server.url.rsplit("/v1", 1)[0]
     command = [str(guidellm), "run", "--backend", f"kind=openai_http,target={base},model={MODEL}",
@@ -82,10 +84,11 @@ def guidellm_run(guidellm: Path, tokenizer: Path, server: RunningServer, folder:
     print("guidellm:", " ".join(command), flush=True)
     done = subprocess.run(command, cwd=folder, check=False, capture_output=True, text=True, timeout=1800)
     log = done.stdout + done.stderr
-    answer = next((line.strip() for line in log.splitlines() if "converged" in line.lower()), "")
+    (folder / "guidellm.log").write_text(log)
+    answer = next((line.strip() for line in log.splitlines() if "goodput search" in line.lower()), "")
     if done.returncode != 0:
         return f"exited {done.returncode}: {log.strip().splitlines()[-1] if log.strip() else ''}"
-    return answer or "(no 'converged' line in its log; see its JSON output)"
+    return answer or f"(no 'Goodput search' line in its log: {folder / 'guidellm.log'})"
 
 
 def main() -> int:
@@ -99,6 +102,8 @@ def main() -> int:
     parser.add_argument("--guidellm", type=Path, default=DEFAULT_GUIDELLM)
     parser.add_argument("--tokenizer", type=Path, default=DEFAULT_TOKENIZER)
     parser.add_argument("--guidellm-runs", type=int, default=1, help="GuideLLM runs (each takes about 30 s)")
+    parser.add_argument("--guidellm-requests", type=int, default=300,
+                        help="GuideLLM's requests per probe: its data file's prompts (300, as the notes measured)")
     args = parser.parse_args()
     truth = true_capacity(args.base_ms, args.per_other_ms, args.limit_ms)
     floor = math.ceil(truth / (1 + args.tolerance))
@@ -127,7 +132,8 @@ def main() -> int:
         peer = None
         if shutil.which(str(args.guidellm)) or args.guidellm.exists():
             for _ in range(args.guidellm_runs):
-                answer = guidellm_run(args.guidellm, args.tokenizer, server, folder, args.limit_ms)
+                answer = guidellm_run(args.guidellm, args.tokenizer, server, folder, args.limit_ms,
+                                      args.guidellm_requests)
                 peer = received(server)
                 print(f"GuideLLM goodput: {peer} requests by the server; {answer}")
         else:

@@ -63,7 +63,8 @@ def _answers(answer_bytes: int) -> dict[str, bytes]:
     return {"/v1/completions": _response(json.dumps(completion).encode()),
             "/v1/chat/completions": _response(json.dumps(chat).encode()),
             "/v1/models": _response(json.dumps(models).encode()),
-            "/v1/embeddings": _response(json.dumps(embeddings).encode())}  # one vector: one input a request
+            "/v1/embeddings": _response(json.dumps(embeddings).encode()),  # one vector: one input a request
+            "/health": _response(b"{}")}  # as vLLM's: GuideLLM asks it before it starts
 
 
 CHARS_PER_TOKEN = 4
