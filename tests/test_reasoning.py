@@ -99,8 +99,10 @@ def test_a_session_pools_ttfot_ttst_and_reasoning_tokens_and_checks_the_thinking
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*TTFOT ms*", "*TTST ms*", "*reasoning tok*"])
     aggregate = batch_of(pytester.path / "llmbench_results")["aggregate"]
-    assert aggregate["count_ttfot"] == aggregate["count_ttst"] == aggregate["count_reasoning_tokens"] == 2
-    assert aggregate["p50_ttfot_ms"] > aggregate["p50_ttft_ms"]
+    # a result the client could not time (a busy machine: tokens read together) leaves its times out, not its tokens
+    timed = 2 - aggregate["timing_degraded_requests"]
+    assert aggregate["count_ttfot"] == aggregate["count_ttst"] == timed and aggregate["count_reasoning_tokens"] == 2
+    assert timed == 0 or aggregate["p50_ttfot_ms"] > aggregate["p50_ttft_ms"]
     stored = results_by_id(pytester.path / "llmbench_results")["good"]
     assert stored["response_text"] == ANSWER and stored["reasoning_text"].startswith("thinking")
     assert [c["name"] for c in stored["evaluation_result"]["checks"]] == ["contains", "reasoning.contains"]
