@@ -10,7 +10,8 @@ from .adapter import fixtures, items, process
 from .adapter.controller import Controller
 from .adapter.internals import is_xdist_worker
 from .adapter.pytest_html import PytestHtmlColumns
-from .options import add_options, flag_hint, suite_paths_hint
+from .option_hints import flag_hint, suite_paths_hint
+from .options import add_options
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
