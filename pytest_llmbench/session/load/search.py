@@ -207,7 +207,8 @@ class CapacitySearch:
         finished: queue.SimpleQueue[Ticket] = queue.SimpleQueue()
         dispatcher = Dispatcher(self.send, burstiness=self.burstiness, threads=top, on_finish=finished.put,
                                 seed=None if self.seed is None else self.seed * 1000 + index)
-        tickets: list[Ticket] = []
+        tickets: list[Ticket] = []  # every ticket of the level, for its record and its drain
+        live: list[Ticket] = []  # those queued or in flight: what each pass looks at, bounded by the level's load
         budget = tally.warmup + self.caps.requests
         ahead = top + (8 if level.rate == math.inf else math.ceil(level.rate) + 8)  # the sender never runs dry
         first = min(FIRST_LOOK, top) if level.rate == math.inf else FIRST_LOOK
@@ -218,15 +219,17 @@ class CapacitySearch:
         over, reason = False, ""
         try:
             while True:
-                queued = sum(t.state == QUEUED for t in tickets)
+                live = [t for t in live if t.state in (QUEUED, SENT)]
+                queued = sum(t.state == QUEUED for t in live)
                 more = min(ahead - queued, budget - len(tickets))
                 if more > 0:
                     new = [self._ticket(level, index, len(tickets) + n) for n in range(more)]
                     tickets += new
+                    live += new
                     dispatcher.add(new)
                 self._take(finished, tally, POLL_S)
                 now = time.monotonic()
-                in_flight = [t for t in tickets if t.state == SENT]
+                in_flight = [t for t in live if t.state == SENT]
                 tally.stuck = self._stuck(in_flight, tally, now)
                 if looked < len(points) and tally.counted >= points[looked]:
                     while looked < len(points) and tally.counted >= points[looked]:
