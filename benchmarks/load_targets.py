@@ -150,7 +150,7 @@ def l2(args: argparse.Namespace, work: Path) -> bool:
                           extra=("--extra-inputs", "max_tokens:40"))
         peer_stamps = stamps(port)
     ideal = 128 / (0.1 + 39 * 0.025)
-    peer_errors = _aiperf_ttft_errors(peer, peer_stamps) if peer is not None else []
+    peer_errors = aiperf_ttft_errors(peer, peer_stamps) if peer is not None else []
     q99 = _pct(peer_errors, 99) if peer_errors else None
     ok = True
     for label, (rate, errors, wall) in runs.items():
@@ -193,7 +193,7 @@ def _ttft_errors(batch: dict[str, Any], stamps: dict[str, Any]) -> list[float]:
     return [error for error in found if error is not None]
 
 
-def _aiperf_ttft_errors(summary: dict[str, Any], stamps: dict[str, Any]) -> list[float]:
+def aiperf_ttft_errors(summary: dict[str, Any], stamps: dict[str, Any]) -> list[float]:
     """AIPerf's TTFT errors, matched to the server's stamps by the request id it sends."""
     found = (_ttft_error(((record.get("metrics") or {}).get("time_to_first_token") or {}).get("value"),
                          stamps.get((record.get("metadata") or {}).get("x_request_id")))

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from load_targets import AIPERF, _aiperf_ttft_errors, l5, line, run_aiperf, run_targets
+from load_targets import AIPERF, aiperf_ttft_errors, l5, line, run_aiperf, run_targets
 from openai_server import HERE, launch, plugin_command, write_suite
 from sse_server import launch as launch_schedule
 from sse_server import stamps as schedule_stamps
@@ -123,7 +123,7 @@ def aiperf_figures(work: Path, streams: int, requests: int, schedule: tuple[floa
         server = schedule_stamps(port)
     if summary is None:
         raise RuntimeError("AIPerf failed (see above)")
-    return {"share of ideal rate": _share(server, streams, schedule), **_errors(_aiperf_ttft_errors(summary, server))}
+    return {"share of ideal rate": _share(server, streams, schedule), **_errors(aiperf_ttft_errors(summary, server))}
 
 
 def _share(server: dict[str, Any], streams: int, schedule: tuple[float, float, int]) -> float:
